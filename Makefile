@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint install install-dev migration bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install-dev: $(STAMP)
+
+demo: install
+	$(BIN)/retention demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker integrations metrics tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+# Regenerate the initial migration from the models (allowed while the schema is unreleased).
+migration: $(STAMP)
+	rm -f worker/migrations/versions/0001_initial.py
+	RETENTION_DATABASE_URL=sqlite:///$$(mktemp -d)/m.db $(BIN)/alembic -c worker/alembic.ini revision --autogenerate --rev-id 0001 -m initial
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/sync_bench.py
+	$(BIN)/python benchmarks/metrics_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,363 @@
+"""A local Stripe-compatible HTTP server on 127.0.0.1, serving objects held in Python dicts.
+
+Tests, benchmarks and the demo talk to it through the real SDK, so paging, filters, embedded invoice lines,
+errors and faults behave as shared/stripe/BEHAVIOUR.md says Stripe does. It is read-only, like our use of
+Stripe: any write is answered 405 and recorded, so a test can prove we never write.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+Obj = dict[str, Any]
+
+# list path -> object type kept in the world
+LISTS: dict[str, str] = {
+    "customers": "customer",
+    "products": "product",
+    "prices": "price",
+    "subscriptions": "subscription",
+    "invoices": "invoice",
+    "credit_notes": "credit_note",
+    "events": "event",
+    "invoiceitems": "invoiceitem",
+}
+
+
+@dataclass
+class Fault:
+    """One injected failure: an HTTP status (with optional headers/body), or `drop` to close the connection."""
+
+    status: int = 500
+    drop: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    path_prefix: str = ""  # only requests whose path starts with this
+
+
+class Collection:
+    """Objects of one type, served newest first (created desc, then id desc) like Stripe's lists."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Obj] = {}
+        self._order: list[str] | None = None
+        self._index: dict[str, int] = {}
+
+    def put(self, obj: Obj) -> None:
+        if obj["id"] not in self.by_id:
+            self._order = None
+        self.by_id[obj["id"]] = obj
+
+    def remove(self, obj_id: str) -> None:
+        self.by_id.pop(obj_id, None)
+        self._order = None
+
+    def ordered(self) -> list[str]:
+        if self._order is None:
+            self._order = sorted(self.by_id, key=lambda i: (self.by_id[i].get("created") or 0, i), reverse=True)
+            self._index = {obj_id: n for n, obj_id in enumerate(self._order)}
+        return self._order
+
+    def position(self, obj_id: str) -> int | None:
+        self.ordered()
+        return self._index.get(obj_id)
+
+
+class StripeWorld:
+    """The data a fake account holds. Thread-safe enough for tests: writes take the lock."""
+
+    def __init__(self, account: Obj | None = None) -> None:
+        self.account: Obj = account or {"id": "acct_test", "object": "account",
+                                        "settings": {"dashboard": {"display_name": "Test account"}},
+                                        "default_currency": "usd"}
+        self.collections: dict[str, Collection] = {t: Collection() for t in LISTS.values()}
+        self.invoice_lines: dict[str, list[Obj]] = {}  # invoice id -> all lines
+        self.meter_summaries: dict[str, list[Obj]] = {}  # meter id -> summaries
+        self.lock = threading.RLock()
+
+    def add(self, obj: Obj) -> Obj:
+        """Store an object by its `object` type; invoices keep all lines for /v1/invoices/{id}/lines."""
+        kind = obj["object"]
+        with self.lock:
+            if kind == "invoice":
+                self.invoice_lines[obj["id"]] = obj.pop("_all_lines", None) or list(obj["lines"]["data"])
+            self.collections[kind].put(obj)
+        return obj
+
+    def add_all(self, objs: Iterable[Obj]) -> None:
+        for obj in objs:
+            self.add(obj)
+
+    def get(self, kind: str, obj_id: str) -> Obj | None:
+        return self.collections[kind].by_id.get(obj_id)
+
+
+Handler = Callable[[str, dict[str, list[str]]], tuple[int, Obj]]
+
+
+class FakeStripe:
+    """The server: start() binds an ephemeral port on 127.0.0.1; `url` is the base for `--api-base`."""
+
+    def __init__(self, world: StripeWorld | None = None, api_keys: Iterable[str] = ("sk_test_123",),
+                 restricted_keys: Iterable[str] = (), latency: float = 0.0, has_account_endpoint: bool = True,
+                 embedded_lines: int = 10) -> None:
+        self.world = world or StripeWorld()
+        self.api_keys = set(api_keys)
+        self.restricted_keys = set(restricted_keys)
+        self.latency = latency
+        self.has_account_endpoint = has_account_endpoint
+        self.embedded_lines = embedded_lines
+        self.faults: list[Fault] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path with query)
+        self.writes: list[str] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> FakeStripe:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="fake-stripe", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeStripe:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def inject(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def request_count(self, prefix: str = "") -> int:
+        return sum(1 for _, path in self.requests if path.startswith(prefix))
+
+    # -- request handling ------------------------------------------------------------------------------------
+    def next_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for n, fault in enumerate(self.faults):
+                if path.startswith(fault.path_prefix):
+                    return self.faults.pop(n)
+        return None
+
+    def authorize(self, auth: str | None) -> tuple[int, Obj] | None:
+        key = (auth or "").removeprefix("Bearer ").strip()
+        if key in self.api_keys or key in self.restricted_keys:
+            return None
+        return 401, _error("invalid_request_error", "api_key_invalid",
+                           "Invalid API Key provided: " + (key[:8] + "***" if key else "(none)"))
+
+    def route(self, path: str, query: dict[str, list[str]], key: str) -> tuple[int, Obj]:
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2 or parts[0] != "v1":
+            return 404, _error("invalid_request_error", "resource_missing", f"Unrecognized request URL ({path}).")
+        rest = parts[1:]
+        if rest == ["account"]:
+            if not self.has_account_endpoint:
+                return 404, _error("invalid_request_error", "resource_missing", "Unrecognized request URL.")
+            if key in self.restricted_keys:
+                return 403, _error("permission_error", "secret_key_required",
+                                   "The provided key does not have the required permissions.")
+            return 200, self.world.account
+        if len(rest) == 1 and rest[0] in LISTS:
+            return 200, self.list_objects(rest[0], query)
+        if len(rest) == 3 and rest[0] == "invoices" and rest[2] == "lines":
+            lines = self.world.invoice_lines.get(rest[1])
+            if lines is None:
+                return 404, _error("invalid_request_error", "resource_missing", f"No such invoice: '{rest[1]}'")
+            return 200, _page(lines, query, f"/v1/invoices/{rest[1]}/lines")
+        if len(rest) == 2 and rest[0] in LISTS:
+            obj = self.world.get(LISTS[rest[0]], rest[1])
+            if obj is None:
+                return 404, _error("invalid_request_error", "resource_missing", f"No such {rest[0]}: '{rest[1]}'")
+            return 200, self.render(obj)
+        if len(rest) == 4 and rest[:2] == ["billing", "meters"] and rest[3] == "event_summaries":
+            summaries = self.world.meter_summaries.get(rest[2], [])
+            customer = (query.get("customer") or [None])[0]
+            chosen = [s for s in summaries if customer is None or s.get("customer") == customer]
+            return 200, _page(chosen, query, f"/v1/billing/meters/{rest[2]}/event_summaries")
+        return 404, _error("invalid_request_error", "resource_missing", f"Unrecognized request URL ({path}).")
+
+    def render(self, obj: Obj) -> Obj:
+        """Invoices embed only their first lines, as Stripe does."""
+        if obj.get("object") != "invoice":
+            return obj
+        lines = self.world.invoice_lines.get(obj["id"], [])
+        shown = dict(obj)
+        shown["lines"] = {"object": "list", "data": lines[: self.embedded_lines],
+                          "has_more": len(lines) > self.embedded_lines, "total_count": len(lines),
+                          "url": f"/v1/invoices/{obj['id']}/lines"}
+        return shown
+
+    def list_objects(self, name: str, query: dict[str, list[str]]) -> Obj:
+        coll = self.world.collections[LISTS[name]]
+        ids = coll.ordered()
+        limit = _limit(query)
+        after = _one(query, "starting_after")
+        before = _one(query, "ending_before")
+        start = 0
+        if after is not None:
+            pos = coll.position(after)
+            start = (pos + 1) if pos is not None else len(ids)
+        end = len(ids)
+        if before is not None:
+            pos = coll.position(before)
+            end = pos if pos is not None else 0
+        filt = _filter(name, query)
+        data: list[Obj] = []
+        has_more = False
+        by_id = coll.by_id
+        if before is not None:
+            # ending_before pages backwards: take the `limit` objects just before the cursor
+            matching = [by_id[i] for i in ids[start:end] if filt(by_id[i])]
+            has_more = len(matching) > limit
+            data = matching[-limit:]
+        else:
+            for obj_id in ids[start:end]:
+                obj = by_id[obj_id]
+                if not filt(obj):
+                    continue
+                if len(data) == limit:
+                    has_more = True
+                    break
+                data.append(obj)
+        return {"object": "list", "url": f"/v1/{name}", "has_more": has_more,
+                "data": [self.render(o) for o in data]}
+
+
+def _one(query: dict[str, list[str]], key: str) -> str | None:
+    values = query.get(key)
+    return values[0] if values else None
+
+
+def _limit(query: dict[str, list[str]]) -> int:
+    try:
+        return max(1, min(100, int(_one(query, "limit") or 10)))
+    except ValueError:
+        return 10
+
+
+def _filter(name: str, query: dict[str, list[str]]) -> Callable[[Obj], bool]:
+    bounds = {op: int(v) for op in ("gt", "gte", "lt", "lte") if (v := _one(query, f"created[{op}]")) is not None}
+    status = _one(query, "status")
+    customer = _one(query, "customer")
+    types = set(query.get("types[]", [])) | set(query.get("type", []))
+
+    def keep(obj: Obj) -> bool:
+        created = obj.get("created") or 0
+        if "gt" in bounds and not created > bounds["gt"]:
+            return False
+        if "gte" in bounds and not created >= bounds["gte"]:
+            return False
+        if "lt" in bounds and not created < bounds["lt"]:
+            return False
+        if "lte" in bounds and not created <= bounds["lte"]:
+            return False
+        if customer is not None and obj.get("customer") != customer:
+            return False
+        if name == "subscriptions":
+            if status is None and obj.get("status") in ("canceled", "incomplete_expired"):
+                return False
+            if status not in (None, "all") and obj.get("status") != status:
+                return False
+        elif status is not None and obj.get("status") != status:
+            return False
+        return not (types and obj.get("type") not in types)
+
+    return keep
+
+
+def _page(items: list[Obj], query: dict[str, list[str]], url: str) -> Obj:
+    """Paging over a plain list in its stored order (invoice lines are served in invoice order)."""
+    limit = _limit(query)
+    after = _one(query, "starting_after")
+    start = 0
+    if after is not None:
+        start = next((n + 1 for n, item in enumerate(items) if item.get("id") == after), len(items))
+    data = items[start:start + limit]
+    return {"object": "list", "url": url, "has_more": start + limit < len(items), "data": data}
+
+
+def _error(type_: str, code: str, message: str) -> Obj:
+    return {"error": {"type": type_, "code": code, "message": message}}
+
+
+def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
+    class StripeHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep tests quiet
+            return
+
+        def _send(self, status: int, body: Obj, headers: dict[str, str] | None = None) -> None:
+            payload = json.dumps(body, separators=(",", ":")).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Request-Id", f"req_{len(fake.requests)}")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            split = urlsplit(self.path)
+            with fake._lock:
+                fake.requests.append(("GET", self.path))
+            if fake.latency:
+                time.sleep(fake.latency)
+            fault = fake.next_fault(split.path)
+            if fault is not None:
+                if fault.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                body = _error("rate_limit_error" if fault.status == 429 else "api_error",
+                              "rate_limit" if fault.status == 429 else "server_error", f"Injected {fault.status}")
+                self._send(fault.status, body, fault.headers)
+                return
+            denied = fake.authorize(self.headers.get("Authorization"))
+            if denied is not None:
+                self._send(*denied)
+                return
+            query: dict[str, list[str]] = {}
+            for key, value in parse_qsl(split.query, keep_blank_values=True):
+                query.setdefault(key, []).append(value)
+            key = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+            status, body = fake.route(split.path, query, key)
+            self._send(status, body)
+
+        def _refuse_write(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            with fake._lock:
+                fake.requests.append((self.command, self.path))
+                fake.writes.append(self.path)
+            self._send(405, _error("invalid_request_error", "read_only", "This test server is read-only."))
+
+        do_POST = do_DELETE = do_PUT = do_PATCH = _refuse_write  # noqa: N815
+
+    return StripeHandler

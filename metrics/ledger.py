@@ -1,0 +1,59 @@
+"""Tables of the revenue ledger: exchange rates, classified lines and MRR snapshots.
+
+Metrics never call Stripe; they read these rows (and the SQL over them). Idempotency lives in the keys:
+a line is classified once per (account, line), a snapshot once per (account, customer, day).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import BigInteger, Column, Index, Numeric
+from sqlmodel import Field, SQLModel
+
+
+class FxRate(SQLModel, table=True):
+    """1 unit of `currency` = `rate` units of the reporting currency, from `day` on (shared/CLI.md)."""
+
+    __tablename__ = "fx_rate"
+    currency: str = Field(primary_key=True, max_length=3)
+    day: date = Field(primary_key=True)
+    rate: str = Field(sa_column=Column(Numeric(24, 12), nullable=False))
+
+
+class ClassifiedLine(SQLModel, table=True):
+    """One invoice line with its class, the reason for it and its monthly amount (METRICS.md sections 2-3)."""
+
+    __tablename__ = "ledger_line"
+    __table_args__ = (Index("ix_ledger_line_customer", "account_id", "customer_id"),)
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    line_id: str = Field(primary_key=True, max_length=255)
+    invoice_id: str = Field(max_length=255)
+    customer_id: str = Field(max_length=255)
+    klass: str = Field(max_length=20)  # recurring | proration | one_time
+    reason: str
+    counted: bool = True  # False when the invoice is draft/void or the rate is missing
+    excluded_reason: str | None = None
+    period_start: int = Field(sa_column=Column(BigInteger, nullable=False))
+    period_end: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    net_amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    monthly_amount: int = Field(sa_column=Column(BigInteger, nullable=False))  # minor units, line currency
+    monthly_reporting: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    product_id: str | None = Field(default=None, max_length=255)
+    price_id: str | None = Field(default=None, max_length=255)
+    usage_type: str | None = Field(default=None, max_length=10)
+    subscription_id: str | None = Field(default=None, max_length=255)
+
+
+class MrrSnapshot(SQLModel, table=True):
+    """MRR of one customer on one day, in the reporting currency's minor units (month starts and nightly days)."""
+
+    __tablename__ = "mrr_snapshot"
+    __table_args__ = (Index("ix_mrr_snapshot_day", "account_id", "day"),)
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    customer_id: str = Field(primary_key=True, max_length=255)
+    day: date = Field(primary_key=True)
+    mrr: int = Field(sa_column=Column(BigInteger, nullable=False))
+    one_time: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # one-time billed that month
+    plan: str | None = Field(default=None, max_length=255)

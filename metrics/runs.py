@@ -1,0 +1,25 @@
+"""Stored results of each nightly metrics run, tagged with the definitions' version.
+
+A change of definitions bumps DEFINITIONS_VERSION, so old runs stay as they were computed and trends never
+silently mix two definitions.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime
+from sqlmodel import Field, SQLModel
+
+DEFINITIONS_VERSION = "metrics-2026.11"
+
+
+class MetricRun(SQLModel, table=True):
+    __tablename__ = "metric_run"
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
+    as_of: date
+    computed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    definitions_version: str = Field(default=DEFINITIONS_VERSION, max_length=40)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

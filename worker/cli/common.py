@@ -1,0 +1,67 @@
+"""What every command shares: opening the database, choosing accounts, refusing bad input, JSON output.
+
+Exit status follows shared/CLI.md: 0 done, 1 the run failed (recorded on the account), 2 refused (one clear
+line on stderr, nothing stored).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime
+from typing import Any, NoReturn
+
+import typer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from worker.db import ensure_schema
+from worker.models import Account
+from worker.settings import Settings, get_settings
+
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+
+
+def refuse(message: str) -> NoReturn:
+    """Exit 2 with one line saying what happened and what to do."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_REFUSED)
+
+
+def open_db(settings: Settings | None = None) -> Engine:
+    """The database, migrated to the newest schema."""
+    settings = settings or get_settings()
+    try:
+        return ensure_schema(settings.database_url)
+    except Exception as exc:  # a wrong URL or a database that is down: say which, not a traceback
+        refuse(f"cannot open the database ({type(exc).__name__}): check RETENTION_DATABASE_URL")
+
+
+def select_accounts(session: Session, name: str | None) -> list[Account]:
+    """The named account, or every connected account when NAME is left out (CLI.md convention)."""
+    if name is None:
+        accounts = list(session.exec(select(Account).order_by(Account.name)))  # type: ignore[arg-type]
+        if not accounts:
+            refuse("no account is connected yet: run `retention connect NAME` first")
+        return accounts
+    account = session.exec(select(Account).where(Account.name == name)).first()
+    if account is None:
+        refuse(f"no account named {name!r}: see `retention accounts`")
+    return [account]
+
+
+def parse_as_of(value: str | None) -> datetime:
+    """`YYYY-MM-DD` means 00:00 UTC that day; nothing means now."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        refuse(f"--as-of {value!r} is not a date: use YYYY-MM-DD")
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def print_json(payload: Any) -> None:
+    json.dump(payload, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,22 @@
+"""The `retention` command: one Typer app, each group of commands registered from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from worker.cli import accounts, demo, metrics_cmd, ops, revenue, risk, sync_cmd
+
+app = typer.Typer(
+    name="retention",
+    help="Honest revenue retention from your Stripe account: MRR, NRR, GRR, logo retention, at-risk accounts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (accounts, sync_cmd, revenue, metrics_cmd, risk, ops, demo):
+    module.register(app)
+
+
+def main() -> None:
+    app()

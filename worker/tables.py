@@ -1,0 +1,9 @@
+"""Imports every table module so SQLModel.metadata (and Alembic) sees the whole schema.
+
+Add a module here when it defines tables.
+"""
+
+import integrations.stripe.models  # noqa: F401
+import metrics.ledger  # noqa: F401
+import metrics.runs  # noqa: F401
+import worker.models  # noqa: F401
