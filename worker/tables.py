@@ -7,3 +7,4 @@ import integrations.stripe.models  # noqa: F401
 import metrics.ledger  # noqa: F401
 import metrics.runs  # noqa: F401
 import worker.models  # noqa: F401
+import worker.runlog  # noqa: F401

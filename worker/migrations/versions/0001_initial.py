@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:13:57.924059
+Create Date: 2026-11-25 19:16:50.653939
 """
 from alembic import op
 import sqlalchemy as sa
@@ -91,6 +91,22 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('mrr_snapshot', schema=None) as batch_op:
         batch_op.create_index('ix_mrr_snapshot_day', ['account_id', 'day'], unique=False)
+
+    op.create_table('nightly_run',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('ok', sa.Boolean(), nullable=True),
+    sa.Column('trigger', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('task_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('steps', sa.JSON(), nullable=False),
+    sa.Column('error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('nightly_run', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_nightly_run_account_id'), ['account_id'], unique=False)
 
     op.create_table('stripe_credit_note',
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -273,6 +289,10 @@ def downgrade() -> None:
     op.drop_table('stripe_invoice')
     op.drop_table('stripe_customer')
     op.drop_table('stripe_credit_note')
+    with op.batch_alter_table('nightly_run', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_nightly_run_account_id'))
+
+    op.drop_table('nightly_run')
     with op.batch_alter_table('mrr_snapshot', schema=None) as batch_op:
         batch_op.drop_index('ix_mrr_snapshot_day')
 
