@@ -2,6 +2,9 @@
 
 Metrics never call Stripe; they read these rows (and the SQL over them). Idempotency lives in the keys:
 a line is classified once per (account, line), a snapshot once per (account, customer, day).
+Lines not yet invoiced (a subscription's current items, metered usage carried forward) are ledger lines too,
+with
+ids starting `upcoming:`, so every MRR query is one query over one table.
 """
 
 from __future__ import annotations
@@ -40,14 +43,22 @@ class ClassifiedLine(SQLModel, table=True):
     net_amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     monthly_amount: int = Field(sa_column=Column(BigInteger, nullable=False))  # minor units, line currency
     monthly_reporting: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # the net amount in the reporting currency (for one-time amounts); None when the rate is missing
+    amount_reporting: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     product_id: str | None = Field(default=None, max_length=255)
     price_id: str | None = Field(default=None, max_length=255)
     usage_type: str | None = Field(default=None, max_length=10)
     subscription_id: str | None = Field(default=None, max_length=255)
+    subscription_item_id: str | None = Field(default=None, max_length=255)
+    invoice_status: str | None = Field(default=None, max_length=20)
+    invoiced_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # MRR counts over [period_start, mrr_end): the period, cut short where the subscription ended or changed
+    # plan.
+    mrr_end: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 class MrrSnapshot(SQLModel, table=True):
-    """MRR of one customer on one day, in the reporting currency's minor units (month starts and nightly days)."""
+    """MRR of one customer on one day, in reporting-currency minor units (month starts, nightly days)."""
 
     __tablename__ = "mrr_snapshot"
     __table_args__ = (Index("ix_mrr_snapshot_day", "account_id", "day"),)
@@ -55,5 +66,15 @@ class MrrSnapshot(SQLModel, table=True):
     customer_id: str = Field(primary_key=True, max_length=255)
     day: date = Field(primary_key=True)
     mrr: int = Field(sa_column=Column(BigInteger, nullable=False))
-    one_time: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # one-time billed that month
+    one_time: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False)
+    )  # one-time billed that month
     plan: str | None = Field(default=None, max_length=255)
+
+
+class SnapshotDay(SQLModel, table=True):
+    """Days whose snapshots are computed: a day with no paying customer has no snapshot row but is done."""
+
+    __tablename__ = "mrr_snapshot_day"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    day: date = Field(primary_key=True)

@@ -1,11 +1,50 @@
-"""Connected accounts as the rest of the application sees them: configuration with the key decrypted."""
+"""Connected accounts: connecting (prove the key, store it encrypted), disconnecting, and the decrypted view.
+
+Connecting refuses rather than half-succeeds: every check (name, currency, URL, key) runs before anything is
+written, and a refusal is a `ConnectError` whose message is one line saying what happened and what to do. The
+plaintext key exists only in memory, inside `Secret`; the database holds the Fernet token and a mask.
+"""
 
 from __future__ import annotations
 
-from integrations.stripe.client import StripeConfig
+import re
+from urllib.parse import urlsplit
+
+from sqlalchemy import column, delete, inspect, table
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from integrations.stripe.account import AccountCheckError, fetch_account_info, most_used_invoice_currency
+from integrations.stripe.client import DEFAULT_API_BASE, StripeConfig
+from worker.db import session_scope
 from worker.models import Account
-from worker.secrets import decrypt
+from worker.secrets import Secret, decrypt, encrypt, mask
 from worker.settings import Settings
+
+FALLBACK_CURRENCY = "usd"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+# ISO 4217 codes in use (and Stripe's older ones), so `--reporting-currency usdd` or `xyz` is refused up front
+# instead of producing a ledger in a currency no rate will ever convert.
+ISO_CURRENCIES = frozenset({
+    "aed", "afn", "all", "amd", "ang", "aoa", "ars", "aud", "awg", "azn", "bam", "bbd", "bdt", "bgn", "bhd",
+    "bif", "bmd", "bnd", "bob", "bov", "brl", "bsd", "btn", "bwp", "byn", "bzd", "cad", "cdf", "che", "chf",
+    "chw", "clf", "clp", "cny", "cop", "cou", "crc", "cuc", "cup", "cve", "czk", "djf", "dkk", "dop", "dzd",
+    "egp", "ern", "etb", "eur", "fjd", "fkp", "gbp", "gel", "ghs", "gip", "gmd", "gnf", "gtq", "gyd", "hkd",
+    "hnl", "hrk", "htg", "huf", "idr", "ils", "inr", "iqd", "irr", "isk", "jmd", "jod", "jpy", "kes", "kgs",
+    "khr", "kmf", "kpw", "krw", "kwd", "kyd", "kzt", "lak", "lbp", "lkr", "lrd", "lsl", "lyd", "mad", "mdl",
+    "mga", "mkd", "mmk", "mnt", "mop", "mru", "mur", "mvr", "mwk", "mxn", "mxv", "myr", "mzn", "nad", "ngn",
+    "nio", "nok", "npr", "nzd", "omr", "pab", "pen", "pgk", "php", "pkr", "pln", "pyg", "qar", "ron", "rsd",
+    "rub", "rwf", "sar", "sbd", "scr", "sdg", "sek", "sgd", "shp", "sle", "sll", "sos", "srd", "ssp", "stn",
+    "svc", "syp", "szl", "thb", "tjs", "tmt", "tnd", "top", "try", "ttd", "twd", "tzs", "uah", "ugx", "usd",
+    "usn", "uyi", "uyu", "uyw", "uzs", "ved", "ves", "vnd", "vuv", "wst", "xaf", "xcd", "xcg", "xof", "xpf",
+    "yer", "zar", "zmw", "zwg", "zwl"
+})
+
+
+class ConnectError(ValueError):
+    """Connecting was refused; the message is the one line to show (never containing a secret)."""
 
 
 def stripe_config(settings: Settings, account: Account, redis_url: str | None = None) -> StripeConfig:
@@ -16,4 +55,136 @@ def stripe_config(settings: Settings, account: Account, redis_url: str | None = 
         rps=account.rps if account.rps is not None else settings.retention_stripe_rps,
         redis_url=redis_url,
         account_label=account.name,
+    )
+
+
+def slack_webhook(settings: Settings, account: Account) -> Secret | None:
+    """The account's own Slack webhook, else the SLACK_WEBHOOK_URL default, else None (nothing is sent)."""
+    if account.slack_webhook_encrypted:
+        return decrypt(settings, account.slack_webhook_encrypted)
+    if settings.slack_webhook_url is not None and settings.slack_webhook_url.get_secret_value():
+        return Secret(settings.slack_webhook_url.get_secret_value())
+    return None
+
+
+def connect_account(engine: Engine, settings: Settings, name: str, api_key: Secret, api_base: str,
+                    reporting_currency: str | None, slack_webhook_url: Secret | None,
+                    rps: float | None) -> Account:
+    """Check everything, prove the key with one read, then store the account with its secrets encrypted."""
+    api_base = check_api_base(api_base)
+    currency = check_currency(reporting_currency) if reporting_currency is not None else None
+    check_name(name)
+    check_key(api_key)
+    if slack_webhook_url is not None:
+        check_webhook(slack_webhook_url)
+    if rps is not None and rps < 0:
+        raise ConnectError(f"--rps {rps} is negative: give requests per second, or 0 for no limit")
+    _refuse_duplicate(engine, name)
+
+    config = StripeConfig(api_key=api_key.reveal(), api_base=api_base, account_label=name, timeout=20.0)
+    try:
+        info = fetch_account_info(config)
+    except AccountCheckError as exc:
+        raise ConnectError(str(exc)) from None
+    currency = currency or info.default_currency or most_used_invoice_currency(config) or FALLBACK_CURRENCY
+
+    account = Account(
+        name=name,
+        stripe_account=info.id,
+        display_name=info.display_name,
+        api_base=api_base,
+        reporting_currency=currency,
+        livemode=info.livemode,
+        key_encrypted=encrypt(settings, api_key),
+        key_mask=mask(api_key.reveal()),
+        slack_webhook_encrypted=None if slack_webhook_url is None else encrypt(settings, slack_webhook_url),
+        rps=rps,
+    )
+    try:
+        with session_scope(engine) as session:
+            session.add(account)
+    except IntegrityError:  # another `connect` with the same name won the race since our check
+        raise _duplicate(name) from None
+    return account
+
+
+def disconnect_account(engine: Engine, name: str) -> None:
+    """Delete the account and every row of every table that holds its data, in one transaction.
+
+    The foreign keys cascade (SQLite too: worker/db.py turns them on), but the explicit deletes do not depend
+    on every future table remembering `ondelete="CASCADE"`. The tables are found in the database itself, not
+    in the imported models, so a table whose module this process never imported is not missed.
+    """
+    holding = _tables_with_account_id(engine)
+    with session_scope(engine) as session:
+        account = session.exec(select(Account).where(Account.name == name)).first()
+        if account is None:
+            raise ConnectError(f"no account named {name!r}: see `retention accounts`")
+        for name_ in holding:
+            data = table(name_, column("account_id"))
+            session.execute(delete(data).where(data.c.account_id == account.id))
+        session.delete(account)
+
+
+def _tables_with_account_id(engine: Engine) -> list[str]:
+    """Every table with an account_id column, children before parents (reverse foreign-key order)."""
+    inspector = inspect(engine)
+    ordered = [t for t, _ in inspector.get_sorted_table_and_fkc_names() if t is not None]
+    return [t for t in reversed(ordered) if t != Account.__tablename__
+            and any(c["name"] == "account_id" for c in inspector.get_columns(t))]
+
+
+def list_accounts(engine: Engine) -> list[Account]:
+    with session_scope(engine) as session:
+        return list(session.exec(select(Account).order_by(Account.name)))  # type: ignore[arg-type]
+
+
+def check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise ConnectError(
+            f"{name!r} is not a usable account name: use letters, digits, '-', '_' or '.' (at most 100)"
+        )
+
+
+def check_currency(value: str) -> str:
+    code = value.strip().lower()
+    if code not in ISO_CURRENCIES:
+        raise ConnectError(f"--reporting-currency {value!r} is not an ISO 4217 currency code: use e.g. usd")
+    return code
+
+
+def check_api_base(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConnectError(f"--api-base {value!r} is not an http(s) URL: use e.g. {DEFAULT_API_BASE}")
+    return value.strip().rstrip("/")
+
+
+def check_key(api_key: Secret) -> None:
+    key = api_key.reveal().strip()
+    if not key:
+        raise ConnectError("no Stripe API key given: set STRIPE_API_KEY or type it at the prompt")
+    if key.startswith("pk_"):
+        raise ConnectError("that is a publishable key (pk_...), which cannot read billing data: use a secret "
+                           "(sk_...) or restricted (rk_...) key")
+    if any(ch.isspace() for ch in key):
+        raise ConnectError("the Stripe API key contains spaces: paste the key alone")
+
+
+def check_webhook(url: Secret) -> None:
+    parts = urlsplit(url.reveal().strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConnectError("--slack-webhook-url is not an http(s) URL: paste Slack's incoming webhook URL")
+
+
+def _refuse_duplicate(engine: Engine, name: str) -> None:
+    with session_scope(engine) as session:
+        if session.exec(select(Account).where(Account.name == name)).first() is not None:
+            raise _duplicate(name)
+
+
+def _duplicate(name: str) -> ConnectError:
+    return ConnectError(
+        f"an account named {name!r} is already connected: pick another name, "
+        f"or `retention disconnect {name}` first"
     )

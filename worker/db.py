@@ -1,7 +1,7 @@
 """Engines and sessions for SQLite and PostgreSQL, and the schema kept current by Alembic.
 
-Users write `postgresql://user@host/db`; SQLAlchemy would pick psycopg2 for that, which we do not ship, so the URL
-is rewritten to the psycopg 3 driver. Every command that needs the schema calls `ensure_schema` first.
+Users write `postgresql://user@host/db`; SQLAlchemy would pick psycopg2 for that, which we do not ship, so the
+URL is rewritten to the psycopg 3 driver. Every command that needs the schema calls `ensure_schema` first.
 """
 
 from __future__ import annotations

@@ -6,10 +6,12 @@ environment sees the change.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,11 +28,34 @@ class Settings(BaseSettings):
     retention_database_url: str | None = None
     retention_broker_url: str = "redis://127.0.0.1:6379/0"
     retention_secret_key: SecretStr | None = None
-    retention_stripe_rps: float = 20.0
+    retention_stripe_rps: float = Field(default=20.0, ge=0)
     retention_nightly_at: str = "02:00"
     retention_timezone: str = "UTC"
     stripe_api_key: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
+
+    @field_validator("retention_nightly_at")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        if match is None:
+            raise ValueError("use HH:MM on a 24-hour clock, e.g. 02:00")
+        return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+    @field_validator("retention_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("use an IANA time zone name, e.g. Europe/Berlin") from None
+        return value.strip()
+
+    @property
+    def nightly_hour_minute(self) -> tuple[int, int]:
+        """RETENTION_NIGHTLY_AT as numbers, for the beat schedule."""
+        hour, minute = self.retention_nightly_at.split(":")
+        return int(hour), int(minute)
 
     @property
     def home(self) -> Path:
@@ -42,6 +67,17 @@ class Settings(BaseSettings):
         return self.retention_database_url or f"sqlite:///{self.home / 'retention.db'}"
 
 
+class ConfigError(ValueError):
+    """An environment variable has a value we cannot use; the message names it and never echoes the value."""
+
+
 def get_settings() -> Settings:
     """A fresh read of the environment; cheap enough to call per command."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"bad configuration: {problems}") from None

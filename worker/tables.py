@@ -3,8 +3,10 @@
 Add a module here when it defines tables.
 """
 
+import integrations.stripe.meters  # noqa: F401
 import integrations.stripe.models  # noqa: F401
 import metrics.ledger  # noqa: F401
 import metrics.runs  # noqa: F401
+import worker.alert_state  # noqa: F401
 import worker.models  # noqa: F401
 import worker.runlog  # noqa: F401

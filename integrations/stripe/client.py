@@ -1,17 +1,26 @@
 """The one place that builds a `stripe.StripeClient`: pinned API version, base URL from the account, read-only.
 
-Nothing outside `integrations/` imports `stripe`.
+Nothing outside `integrations/` imports `stripe`. `StripeReader` is the only way the sync talks to Stripe: GET
+only, under the account's request budget, with our own bounded retries (the SDK does not retry a plain 429).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import stripe
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from integrations.stripe.ratelimit import Limiter, make_limiter
 
 # The API version every request asks for; stripe-python 16.1.0 pins the same (shared/stripe/BEHAVIOUR.md).
 API_VERSION = "2026-10-28.endive"
 DEFAULT_API_BASE = "https://api.stripe.com"
+
+Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -35,3 +44,96 @@ def make_client(config: StripeConfig, max_network_retries: int = 0) -> stripe.St
         max_network_retries=max_network_retries,
         http_client=stripe.RequestsClient(timeout=config.timeout),
     )
+
+
+class StripeReadError(Exception):
+    """A read that failed for good (after retries). The message names account and path, never the key."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class NotFound(StripeReadError):
+    """404: the object is gone (or never existed)."""
+
+
+def should_retry(exc: BaseException) -> bool:
+    """Stripe-Should-Retry wins when present; otherwise 429, 409, 5xx and connection failures are transient."""
+    if isinstance(exc, stripe.APIConnectionError):
+        return True
+    if not isinstance(exc, stripe.StripeError):
+        return False
+    header = (exc.headers or {}).get("Stripe-Should-Retry") if exc.headers else None
+    if header is not None:
+        return str(header).lower() == "true"
+    status = exc.http_status or 0
+    return status in (409, 429) or status >= 500
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter."""
+
+    attempts: int = 6
+    base: float = 0.25
+    max_wait: float = 8.0
+
+
+class StripeReader:
+    """GET-only access to one account: rate budget, retries, request count, plain-dict JSON."""
+
+    def __init__(self, config: StripeConfig, limiter: Limiter | None = None, retry: RetryPolicy | None = None) -> None:
+        self.config = config
+        self.client = make_client(config)  # no SDK retries: ours below see every attempt and honor the budget
+        self.limiter = limiter or make_limiter(config.rps, config.redis_url, config.account_label or config.api_base)
+        self.retry = retry or RetryPolicy()
+        self.requests = 0
+        self.retries = 0
+        self._count_lock = threading.Lock()
+
+    def _once(self, path: str, params: Obj) -> Obj:
+        self.limiter.acquire()
+        with self._count_lock:
+            self.requests += 1
+        response = self.client.raw_request("get", path, **params)
+        data = json.loads(response.body)  # plain dicts: cheaper than StripeObjects, and what records.py parses
+        if not isinstance(data, dict):
+            raise StripeReadError(f"{self._where(path)}: the response is not a JSON object")
+        return data
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        with self._count_lock:
+            self.retries += 1
+
+    def get(self, path: str, params: Obj | None = None) -> Obj:
+        """One GET, retried on transient failures; a failure that remains raises StripeReadError."""
+        retrying = Retrying(
+            retry=retry_if_exception(should_retry),
+            wait=wait_random_exponential(multiplier=self.retry.base, max=self.retry.max_wait),
+            stop=stop_after_attempt(self.retry.attempts),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._once, path, dict(params or {}))
+        except stripe.StripeError as exc:
+            raise self._error(path, exc) from None
+        except ValueError as exc:  # a body that is not JSON
+            raise StripeReadError(f"{self._where(path)}: malformed JSON from Stripe ({exc})") from None
+
+    def _where(self, path: str) -> str:
+        return f"account {self.config.account_label or '?'}: GET {path}"
+
+    def _error(self, path: str, exc: stripe.StripeError) -> StripeReadError:
+        err = exc.error
+        kind = getattr(err, "type", None) if err is not None else None
+        code = exc.code or (getattr(err, "code", None) if err is not None else None)
+        status = exc.http_status
+        if isinstance(exc, stripe.APIConnectionError):
+            detail = "connection failed"
+        else:
+            detail = f"HTTP {status} {kind or type(exc).__name__}" + (f" ({code})" if code else "")
+        cls = NotFound if status == 404 else StripeReadError
+        return cls(f"{self._where(path)} failed after retries: {detail}", status=status, code=code)

@@ -39,6 +39,7 @@ class Fault:
     drop: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     path_prefix: str = ""  # only requests whose path starts with this
+    body: str | None = None  # a raw body to send instead of a Stripe error (e.g. malformed JSON)
 
 
 class Collection:
@@ -60,7 +61,7 @@ class Collection:
 
     def ordered(self) -> list[str]:
         if self._order is None:
-            self._order = sorted(self.by_id, key=lambda i: (self.by_id[i].get("created") or 0, i), reverse=True)
+            self._order = sorted(self.by_id, key=lambda i: (_created(self.by_id[i]), i), reverse=True)
             self._index = {obj_id: n for n, obj_id in enumerate(self._order)}
         return self._order
 
@@ -97,6 +98,13 @@ class StripeWorld:
     def get(self, kind: str, obj_id: str) -> Obj | None:
         return self.collections[kind].by_id.get(obj_id)
 
+    def delete_customer(self, customer_id: str) -> None:
+        """Stripe keeps a deleted customer as `{"id", "object", "deleted": true}`: retrievable, never listed."""
+        with self.lock:
+            old = self.collections["customer"].by_id.get(customer_id) or {}
+            self.collections["customer"].put({"id": customer_id, "object": "customer", "deleted": True,
+                                              "created": old.get("created", 0)})
+
 
 Handler = Callable[[str, dict[str, list[str]]], tuple[int, Obj]]
 
@@ -125,7 +133,7 @@ class FakeStripe:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-stripe", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-stripe", daemon=True)
         self._thread.start()
         return self
 
@@ -231,13 +239,13 @@ class FakeStripe:
         by_id = coll.by_id
         if before is not None:
             # ending_before pages backwards: take the `limit` objects just before the cursor
-            matching = [by_id[i] for i in ids[start:end] if filt(by_id[i])]
+            matching = [by_id[i] for i in ids[start:end] if filt(by_id[i]) and by_id[i].get("deleted") is not True]
             has_more = len(matching) > limit
             data = matching[-limit:]
         else:
             for obj_id in ids[start:end]:
                 obj = by_id[obj_id]
-                if not filt(obj):
+                if obj.get("deleted") is True or not filt(obj):
                     continue
                 if len(data) == limit:
                     has_more = True
@@ -245,6 +253,12 @@ class FakeStripe:
                 data.append(obj)
         return {"object": "list", "url": f"/v1/{name}", "has_more": has_more,
                 "data": [self.render(o) for o in data]}
+
+
+def _created(obj: Obj) -> int:
+    """Sort/filter key; a malformed `created` (tests serve broken objects on purpose) sorts as 0."""
+    value = obj.get("created")
+    return value if isinstance(value, int) else 0
 
 
 def _one(query: dict[str, list[str]], key: str) -> str | None:
@@ -266,7 +280,7 @@ def _filter(name: str, query: dict[str, list[str]]) -> Callable[[Obj], bool]:
     types = set(query.get("types[]", [])) | set(query.get("type", []))
 
     def keep(obj: Obj) -> bool:
-        created = obj.get("created") or 0
+        created = _created(obj)
         if "gt" in bounds and not created > bounds["gt"]:
             return False
         if "gte" in bounds and not created >= bounds["gte"]:
@@ -307,12 +321,15 @@ def _error(type_: str, code: str, message: str) -> Obj:
 def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
     class StripeHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: without this, 40 ms delayed ACKs
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep tests quiet
             return
 
         def _send(self, status: int, body: Obj, headers: dict[str, str] | None = None) -> None:
-            payload = json.dumps(body, separators=(",", ":")).encode()
+            self._send_raw(status, json.dumps(body, separators=(",", ":")).encode(), headers)
+
+        def _send_raw(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -333,6 +350,9 @@ def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 if fault.drop:
                     self.close_connection = True
                     self.connection.shutdown(2)
+                    return
+                if fault.body is not None:
+                    self._send_raw(fault.status, fault.body.encode(), fault.headers)
                     return
                 body = _error("rate_limit_error" if fault.status == 429 else "api_error",
                               "rate_limit" if fault.status == 429 else "server_error", f"Injected {fault.status}")

@@ -1,9 +1,125 @@
-"""Commands of this group (being built)."""
+"""`retention metrics [NAME] [--as-of DATE] [--json]`: cohort NRR / GRR / logo retention, segments, summary.
+
+The JSON is the payload of worker.metrics_run.compute_metrics, exactly as shared/CLI.md shapes it (one
+account: the payload; several: `{"accounts": [payload, ...]}`, as the other revenue commands do). The terminal
+form is a table with every warning printed under the figure it belongs to, so a caveat is never separated
+from its number. Running the command stores the run like the nightly job does.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from integrations.stripe.models import StripeInvoiceLine
+from metrics.ledger import ClassifiedLine
+from metrics.segments import SizeBands
+from metrics.summary import pct
+from worker.cli.common import open_db, parse_as_of, print_json, refuse, select_accounts
+from worker.metrics_run import compute_metrics, size_bands
+from worker.models import Account
+from worker.rebuild import rebuild_account
+
+console = Console()
+
+
+def _ledger_ready(engine: Engine, account: Account) -> None:
+    """Right after a first sync the ledger is empty: build it once so the figures are there."""
+    lines, ledger = StripeInvoiceLine.__table__, ClassifiedLine.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        has_ledger = conn.execute(select(func.count()).select_from(ledger)
+                                  .where(ledger.c.account_id == account.id)).scalar()
+        has_lines = conn.execute(select(func.count()).select_from(lines)
+                                 .where(lines.c.account_id == account.id)).scalar()
+    if has_lines and not has_ledger:
+        rebuild_account(engine, account)
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else pct(value)
+
+
+def _money(value: float, currency: str) -> str:
+    return f"{value:,.2f} {currency.upper()}"
+
+
+def _row(table: Table, name: str, w: dict[str, Any], currency: str) -> None:
+    table.add_row(
+        name, _money(w["start"], currency), _money(w["expansion"], currency),
+        _money(w["contraction"], currency), _money(w["churn"], currency), _money(w["end"], currency),
+        _ratio(w["nrr"]), _ratio(w["grr"]),
+        _ratio(w["logo_retention"]), f"{w['retained']}/{w['customers']}", _ratio(w["nrr_including_one_time"]),
+    )
+
+
+def _table(title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("", "start", "expansion", "contraction", "churn", "end", "NRR", "GRR", "logos", "kept",
+                   "NRR incl. one-time"):
+        table.add_column(column, justify="left" if not column else "right")
+    return table
+
+
+def render(account: Account, payload: dict[str, Any]) -> None:
+    """The terminal form: headline, summary, segments, each followed by its warnings."""
+    currency = payload["currency"]
+    console.print(f"[bold]{account.name}[/bold] as of {payload['as_of']}: MRR "
+                  f"{_money(payload['mrr'], currency)}")
+    head = _table("Retention (cohort of customers paying at the window's start)")
+    _row(head, "trailing 12 months", payload["t12m"], currency)
+    _row(head, "last month", payload["monthly"], currency)
+    console.print(head)
+    console.print(f"Monthly NRR {_ratio(payload['monthly']['nrr'])} a month is "
+                  f"{_ratio(payload['monthly']['nrr_annualized'])} annualized (compounded over 12 months).")
+    for w in payload["warnings"]:
+        console.print(f"[yellow]warning[/yellow] {w['code']}: {w['message']}", highlight=False)
+    console.print(payload["summary"]["sentence"])
+    console.print(payload["summary"]["scenario"]["sentence"])
+    for kind, title in (("plan", "plan at t0"), ("size", "size band at t0 (a month)"),
+                        ("cohort", "signup month")):
+        table = _table(f"Trailing 12 months by {title}")
+        notes = []
+        for name, w in payload["segments"][kind].items():
+            _row(table, name, w, currency)
+            notes.extend(w["warnings"])
+        console.print(table)
+        for w in notes:
+            console.print(f"  [yellow]warning[/yellow] {w['code']}: {w['message']}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the `retention` app."""
+
+    @app.command()
+    def metrics(
+        name: str | None = typer.Argument(None, help="Account name (default: every connected account)."),
+        as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: today)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the JSON payload of shared/CLI.md."),
+        bands: str | None = typer.Option(None, "--size-bands",
+                                         help="Size band edges a month, e.g. 100,1000,10000 "
+                                              "(default: RETENTION_SIZE_BANDS or 100,1000,10000)."),
+    ) -> None:
+        """Cohort NRR, GRR and logo retention (trailing 12 months, last month), by segment, with warnings."""
+        when = parse_as_of(as_of)
+        try:
+            edges = SizeBands.parse(bands) if bands else size_bands()
+        except ValueError as exc:
+            refuse(str(exc))
+        engine = open_db()
+        with Session(engine, expire_on_commit=False) as session:
+            accounts = select_accounts(session, name)
+        payloads = []
+        for account in accounts:
+            _ledger_ready(engine, account)
+            payloads.append(compute_metrics(engine, account, when, store=True, bands=edges))
+        if as_json:
+            print_json(payloads[0] if len(payloads) == 1 else {"accounts": payloads})
+            return
+        for account, payload in zip(accounts, payloads, strict=True):
+            render(account, payload)

@@ -1,9 +1,107 @@
-"""Commands of this group (being built)."""
+"""Commands that run the service: worker, beat, nightly.
+
+`retention nightly` without --enqueue runs the whole night in this process, on whatever database is
+configured (the embedded SQLite by default), with no Redis: the per-account lock is then a file lock. With
+--enqueue it only puts one task per account on the broker and prints the task ids; workers do the rest.
+"""
 
 from __future__ import annotations
 
 import typer
+from sqlmodel import Session
+
+from worker.celery_app import app as celery_app
+from worker.celery_app import enqueue_nightly, make_celery
+from worker.cli.common import EXIT_FAILED, open_db, parse_as_of, print_json, refuse, select_accounts
+from worker.logging import configure_logging
+from worker.nightly import NightlyResult, run_nightly
+from worker.settings import get_settings
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", help="Worker processes (default: the number of CPUs)."
+    ),
+    loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR."),
+) -> None:
+    """Start a Celery worker (JSON logs). Other options are passed to `celery worker` as they are."""
+    open_db()  # migrate before any task touches the database
+    configure_logging(loglevel)
+    argv = ["worker", f"--loglevel={loglevel}"]
+    if concurrency is not None:
+        argv.append(f"--concurrency={concurrency}")
+    _check_broker()
+    celery_app.worker_main(argv + list(ctx.args))
+
+
+def beat(
+    ctx: typer.Context,
+    loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR."),
+) -> None:
+    """Start the scheduler (one active at a time: start several, the others wait on a Redis lock)."""
+    configure_logging(loglevel)
+    _check_broker()
+    celery_app.start(["beat", f"--loglevel={loglevel}", *ctx.args])
+
+
+def nightly(
+    name: str | None = typer.Argument(None, help="Account name; default: every connected account."),
+    enqueue: bool = typer.Option(False, "--enqueue", help="Queue one task per account for the workers"),
+    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD (00:00 UTC); default now."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Run the nightly job: sync -> rebuild -> metrics -> at-risk -> Slack, for one account or all."""
+    settings = get_settings()
+    when = parse_as_of(as_of) if as_of else None
+    engine = open_db(settings)
+    with Session(engine, expire_on_commit=False) as session:
+        accounts = select_accounts(session, name)
+    if enqueue:
+        _check_broker()
+        try:
+            ids = enqueue_nightly(make_celery(settings), [a.id for a in accounts if a.id is not None], when)
+        except Exception as exc:
+            refuse(f"cannot queue the job ({type(exc).__name__}): is the broker at RETENTION_BROKER_URL up?")
+        tasks = [{"account": a.name, "task_id": task_id} for a, task_id in zip(accounts, ids, strict=True)]
+        if as_json:
+            print_json({"tasks": tasks})
+        else:
+            for task in tasks:
+                typer.echo(f"{task['account']}: queued as task {task['task_id']}")
+        return
+    results = [run_nightly(engine, settings, account, when, trigger="manual") for account in accounts]
+    if as_json:
+        print_json({"runs": [r.to_dict() for r in results]})
+    else:
+        for result in results:
+            typer.echo(describe(result))
+    if any(not r.ok for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def describe(result: NightlyResult) -> str:
+    """One line per account: what ran, how long, where it stopped."""
+    if result.skipped:
+        return f"{result.account}: skipped, another nightly run of this account is in progress"
+    steps = ", ".join(f"{name} {step['seconds']:.1f}s" for name, step in result.steps.items() if step["ok"])
+    if result.ok:
+        return f"{result.account}: done ({steps})"
+    done = f" (done: {steps})" if steps else ""
+    return f"{result.account}: failed at {result.failed_step}: {result.error}{done}"
+
+
+def _check_broker() -> None:
+    url = get_settings().retention_broker_url
+    if not url.startswith(("redis://", "rediss://")):
+        refuse(f"RETENTION_BROKER_URL must be a redis:// URL (the locks and the scheduler live in Redis), "
+               f"not {url.split('://', 1)[0]}://")
 
 
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the `retention` app."""
+    app.command(context_settings=PASS_THROUGH)(worker)
+    app.command(context_settings=PASS_THROUGH)(beat)
+    app.command()(nightly)

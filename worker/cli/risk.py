@@ -1,9 +1,166 @@
-"""Commands of this group (being built)."""
+"""At-risk commands: `at-risk`, `alert`, `churned` (shared/CLI.md, METRICS.md section 7).
+
+They read the ledger and stored Stripe rows; an account whose ledger is still empty is rebuilt first. Where
+no NAME is given and several accounts are connected, JSON output is `{"accounts": [payload, ...]}` (each
+payload names its account); with one account it is the payload.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from integrations.stripe.models import StripeInvoiceLine
+from metrics.ledger import ClassifiedLine
+from worker.accounts import slack_webhook
+from worker.alerts import AlertResult, run_alerts
+from worker.cli.common import EXIT_FAILED, open_db, parse_as_of, print_json, refuse, select_accounts
+from worker.models import Account
+from worker.rebuild import rebuild_account
+from worker.risk import at_risk, churned
+from worker.settings import get_settings
+
+console = Console()
+
+
+def _accounts(engine: Engine, name: str | None) -> list[Account]:
+    with Session(engine, expire_on_commit=False) as session:
+        return select_accounts(session, name)
+
+
+def _ready(engine: Engine, account: Account) -> None:
+    """Build the ledger once if the account has stored lines but no ledger yet."""
+    ledger, lines = ClassifiedLine.__table__, StripeInvoiceLine.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        has_ledger = conn.execute(select(func.count()).select_from(ledger)
+                                  .where(ledger.c.account_id == account.id)).scalar()
+        has_lines = conn.execute(select(func.count()).select_from(lines)
+                                 .where(lines.c.account_id == account.id)).scalar()
+    if not has_ledger and has_lines:
+        rebuild_account(engine, account)
+
+
+def _emit(payloads: list[dict[str, Any]]) -> None:
+    print_json(payloads[0] if len(payloads) == 1 else {"accounts": payloads})
+
+
+def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
+    rows = payload["accounts"]
+    cur = payload["currency"].upper()
+    console.print(f"[bold]{account.name}[/bold]: {len(rows)} account(s) at risk, "
+                  f"{payload['mrr_at_risk']:,.2f} {cur} MRR at risk as of {payload['as_of']}")
+    if not rows:
+        return
+    table = Table("customer", f"MRR ({cur})", "signals", "renewal", "score", "dashboard")
+    for row in rows:
+        signals = "\n".join(f"{s['code']}: {s['detail']}" for s in row["signals"])
+        table.add_row(f"{row['name']}\n{row['customer_id']}", f"{row['mrr']:,.2f}", signals,
+                      row["renewal_date"] or "", f"{row['score']:,.2f}", row["dashboard_url"])
+    console.print(table)
+
+
+def _show_churned(account: Account, payload: dict[str, Any]) -> None:
+    rows = payload["accounts"]
+    cur = payload["currency"].upper()
+    console.print(f"[bold]{account.name}[/bold]: the {len(rows)} largest churned account(s) of the last "
+                  f"{payload['window_months']} months")
+    if not rows:
+        return
+    table = Table("customer", f"MRR lost ({cur})", "churned", "first signal", "days before", "signals then")
+    for row in rows:
+        signals = "\n".join(f"{s['code']}: {s['detail']}" for s in row["signals"]) or "no signal"
+        table.add_row(f"{row['name']}\n{row['customer_id']}", f"{row['mrr']:,.2f}", row["churned_on"],
+                      row["first_signal_on"] or "-", str(row["days_before"]) if row["days_before"] is not None
+                      else "-", signals)
+    console.print(table)
+
+
+def at_risk_cmd(
+    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Paying customers showing a risk signal, largest MRR at risk first."""
+    moment = parse_as_of(as_of)
+    engine = open_db()
+    payloads = []
+    for account in _accounts(engine, name):
+        _ready(engine, account)
+        payload = {"account": account.name, **at_risk(engine, account, moment)}
+        payloads.append(payload)
+        if not as_json:
+            _show_at_risk(account, payload)
+    if as_json:
+        _emit(payloads)
+
+
+def _report(result: AlertResult, dry_run: bool) -> None:
+    if dry_run:
+        typer.echo(result.text or "")
+        if result.payloads:
+            typer.echo("\nBlock Kit payload(s), not sent:")
+            typer.echo(json.dumps(result.payloads, indent=2))
+        return
+    if result.error:
+        typer.echo(f"error: {result.error}", err=True)
+    elif result.skipped:
+        typer.echo(f"note: {result.skipped}", err=True)
+    typer.echo(f"{result.account}: {result.at_risk} at risk; {result.sent} alert(s) sent in "
+               f"{result.messages} message(s), {result.pending} pending")
+
+
+def alert_cmd(
+    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the Slack message instead of sending it."),
+) -> None:
+    """Post the at-risk digest to Slack: new or changed signals and recoveries, never the same alert twice."""
+    moment = parse_as_of(as_of)
+    settings = get_settings()
+    engine = open_db(settings)
+    accounts = _accounts(engine, name)
+    if not dry_run and name is not None and slack_webhook(settings, accounts[0]) is None:
+        refuse(f"account {name!r} has no Slack webhook: set SLACK_WEBHOOK_URL or reconnect with "
+               "--slack-webhook-url (or use --dry-run)")
+    failed = False
+    for account in accounts:
+        _ready(engine, account)
+        result = run_alerts(engine, settings, account, moment, dry_run=dry_run)
+        _report(result, dry_run)
+        failed = failed or result.error is not None
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def churned_cmd(
+    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+) -> None:
+    """Churn post-mortem: the 5 largest churned accounts of 6 months and when their first signal appeared."""
+    moment: datetime = parse_as_of(as_of)
+    engine = open_db()
+    payloads = []
+    for account in _accounts(engine, name):
+        _ready(engine, account)
+        payload = {"account": account.name, **churned(engine, account, moment)}
+        payloads.append(payload)
+        if not as_json:
+            _show_churned(account, payload)
+    if as_json:
+        _emit(payloads)
 
 
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the `retention` app."""
+    app.command("at-risk")(at_risk_cmd)
+    app.command("alert")(alert_cmd)
+    app.command("churned")(churned_cmd)

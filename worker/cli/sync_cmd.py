@@ -1,9 +1,118 @@
-"""Commands of this group (being built)."""
+"""`retention sync` and `retention status`: copy Stripe into the database, and show how that went.
+
+A sync that still fails after retries is recorded on the account and exits 1 (CLI.md); objects that could not
+be parsed are skipped, listed under `rejected` in status, and do not fail the run.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from integrations.stripe.models import SyncState
+from worker.cli.common import EXIT_FAILED, open_db, print_json, select_accounts
+from worker.models import Account
+from worker.runlog import last_nightly
+from worker.settings import get_settings
+from worker.syncing import SyncResult, counts, run_sync
+
+
+def _iso(ts: int | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def account_status(engine: Engine, session: Session, account: Account) -> dict[str, Any]:
+    """One entry of `status --json` (CLI.md)."""
+    assert account.id is not None
+    state = session.get(SyncState, account.id)
+    return {
+        "name": account.name,
+        "last_sync_at": _iso(state.last_sync_at) if state else None,
+        "last_sync_ok": state.last_sync_ok if state else None,
+        "last_error": state.last_error if state else None,
+        "mode": state.mode if state else None,
+        "counts": counts(engine, account.id),
+        "rejected": list(state.rejected) if state else [],
+        "last_nightly": last_nightly(session, account.id),
+    }
+
+
+def _summary(result: SyncResult) -> str:
+    if not result.ok:
+        return f"{result.account}: sync FAILED after {result.requests} requests: {result.error}"
+    stored = ", ".join(f"{n} {k}" for k, n in sorted(result.stored.items()) if n)
+    text = (f"{result.account}: {result.mode} sync done in {result.seconds:.1f}s, {result.requests} requests"
+            f" ({result.note}); stored {stored or 'nothing new'}")
+    if result.rejected:
+        text += f"; {len(result.rejected)} objects rejected (see `retention status`)"
+    return text
+
+
+def sync(name: str | None = typer.Argument(None, help="Account name; every account when left out."),
+         full: bool = typer.Option(False, "--full", help="Re-read everything instead of changes since last time."),
+         ) -> None:
+    """Copy the account's Stripe data (full the first time, then only changes) and print a summary."""
+    settings = get_settings()
+    engine = open_db(settings)
+    with Session(engine) as session:
+        accounts = select_accounts(session, name)
+    console = Console(stderr=True)
+    failed = False
+    for account in accounts:
+        if console.is_terminal:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console,
+                          transient=True) as bar:
+                task = bar.add_task(f"{account.name}: starting", total=None)
+                seen: dict[str, int] = {}
+
+                def show(list_name: str, stored: int, bar: Progress = bar, task: Any = task,
+                         seen: dict[str, int] = seen, label: str = account.name) -> None:
+                    seen[list_name] = stored
+                    bar.update(task, description=f"{label}: " + ", ".join(f"{n} {k}" for k, n in seen.items()))
+
+                result = run_sync(engine, settings, account, full=full, progress=show)
+        else:
+            result = run_sync(engine, settings, account, full=full)
+        typer.echo(_summary(result))
+        failed = failed or not result.ok
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def status(name: str | None = typer.Argument(None, help="Account name; every account when left out."),
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable output (CLI.md)."),
+           ) -> None:
+    """When each account last synced, whether it worked, what is stored and what was rejected."""
+    engine = open_db()
+    with Session(engine) as session:
+        accounts = select_accounts(session, name)
+        entries = [account_status(engine, session, a) for a in accounts]
+    if as_json:
+        print_json({"accounts": entries})
+        return
+    for e in entries:
+        ok = {True: "ok", False: "FAILED", None: "never synced"}[e["last_sync_ok"]]
+        typer.echo(f"{e['name']}: last sync {e['last_sync_at'] or '-'} ({e['mode'] or '-'}) {ok}")
+        if e["last_error"]:
+            typer.echo(f"  error: {e['last_error']}")
+        typer.echo("  " + ", ".join(f"{k} {n}" for k, n in e["counts"].items()))
+        for r in e["rejected"]:
+            typer.echo(f"  rejected {r['object']} {r['id']}: {r['error']}")
+        nightly = e["last_nightly"]
+        if nightly:
+            typer.echo(f"  last nightly {nightly['started_at']} ok={nightly['ok']}")
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the `retention` app."""
+    """Adds `sync` and `status` to the `retention` app."""
+    app.command()(sync)
+    app.command()(status)
+
+
+__all__ = ["register", "account_status"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:16:50.653939
+Create Date: 2026-11-25 19:26:55.492738
 """
 from alembic import op
 import sqlalchemy as sa
@@ -41,6 +41,29 @@ def upgrade() -> None:
     sa.Column('rate', sa.Numeric(precision=24, scale=12), nullable=False),
     sa.PrimaryKeyConstraint('currency', 'day')
     )
+    op.create_table('alert_delivery',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('last_attempt_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_ok', sa.Boolean(), nullable=True),
+    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('revoked', sa.Boolean(), nullable=False),
+    sa.Column('pending', sa.Integer(), nullable=False),
+    sa.Column('last_sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id')
+    )
+    op.create_table('alert_state',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('fingerprint', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('mrr', sa.BigInteger(), nullable=False),
+    sa.Column('first_seen', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'customer_id', 'fingerprint')
+    )
     op.create_table('ledger_line',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('line_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -56,10 +79,15 @@ def upgrade() -> None:
     sa.Column('net_amount', sa.BigInteger(), nullable=False),
     sa.Column('monthly_amount', sa.BigInteger(), nullable=False),
     sa.Column('monthly_reporting', sa.BigInteger(), nullable=True),
+    sa.Column('amount_reporting', sa.BigInteger(), nullable=True),
     sa.Column('product_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('price_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('usage_type', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
     sa.Column('subscription_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('subscription_item_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('invoice_status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('invoiced_at', sa.BigInteger(), nullable=True),
+    sa.Column('mrr_end', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'line_id')
     )
@@ -92,6 +120,12 @@ def upgrade() -> None:
     with op.batch_alter_table('mrr_snapshot', schema=None) as batch_op:
         batch_op.create_index('ix_mrr_snapshot_day', ['account_id', 'day'], unique=False)
 
+    op.create_table('mrr_snapshot_day',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'day')
+    )
     op.create_table('nightly_run',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -184,6 +218,16 @@ def upgrade() -> None:
         batch_op.create_index('ix_stripe_invoice_line_customer', ['account_id', 'customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_stripe_invoice_line_invoice_id'), ['invoice_id'], unique=False)
 
+    op.create_table('stripe_meter_usage',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('meter_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('start_time', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('end_time', sa.BigInteger(), nullable=False),
+    sa.Column('aggregated_value', sa.Float(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'meter_id', 'customer_id', 'start_time')
+    )
     op.create_table('stripe_price',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -278,6 +322,7 @@ def downgrade() -> None:
     op.drop_table('stripe_subscription')
     op.drop_table('stripe_product')
     op.drop_table('stripe_price')
+    op.drop_table('stripe_meter_usage')
     with op.batch_alter_table('stripe_invoice_line', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_stripe_invoice_line_invoice_id'))
         batch_op.drop_index('ix_stripe_invoice_line_customer')
@@ -293,6 +338,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_nightly_run_account_id'))
 
     op.drop_table('nightly_run')
+    op.drop_table('mrr_snapshot_day')
     with op.batch_alter_table('mrr_snapshot', schema=None) as batch_op:
         batch_op.drop_index('ix_mrr_snapshot_day')
 
@@ -305,6 +351,8 @@ def downgrade() -> None:
         batch_op.drop_index('ix_ledger_line_customer')
 
     op.drop_table('ledger_line')
+    op.drop_table('alert_state')
+    op.drop_table('alert_delivery')
     op.drop_table('fx_rate')
     with op.batch_alter_table('account', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_name'))

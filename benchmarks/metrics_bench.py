@@ -1,0 +1,179 @@
+"""Benchmark: full metrics recompute for 100,000 customers with 36 months of month-start snapshots.
+
+Inserts MrrSnapshot rows directly (bulk: executemany on SQLite, COPY on PostgreSQL), marks the days computed so
+ensure_snapshots keeps them, then times worker.metrics_run.compute_metrics: both windows, every segment, 36
+months of movements and storing the run. Goal: <= 10 s on each database, peak memory <= 500 MB (maxrss of the
+whole process, generation and insertion included, so rows are generated and written in chunks).
+
+    .venv/bin/python benchmarks/metrics_bench.py [--customers N] [--months M] [--only sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from metrics.cohorts import months_before  # noqa: E402
+from metrics.ledger import SnapshotDay  # noqa: E402
+from worker.db import ensure_schema, get_engine  # noqa: E402
+from worker.metrics_run import compute_metrics  # noqa: E402
+from worker.models import Account  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+PLANS = ["Starter", "Growth", "Pro", "Business", "Enterprise"]
+CHUNK = 50_000
+Row = tuple[int, str, date, int, int, str]
+
+
+def month_days(end: date, months: int) -> list[date]:
+    return [months_before(end, months - 1 - i) for i in range(months)]
+
+
+def rows(account_id: int, customers: int, days: list[date], seed: int = 1) -> Iterator[Row]:
+    """Customers mostly present from the first month; monthly churn, expansion, contraction, a few returns."""
+    rng = random.Random(seed)
+    for i in range(customers):
+        cid = f"cus_{i:07d}"
+        start = 0 if rng.random() < 0.7 else rng.randrange(len(days))
+        plan = PLANS[min(4, int(rng.expovariate(0.8)))]
+        mrr = int(rng.lognormvariate(10.5, 1.3))  # cents: median about $360 a month
+        paying = True
+        for k in range(start, len(days)):
+            r = rng.random()
+            if paying:
+                if r < 0.015:
+                    paying = False
+                elif r < 0.05:
+                    mrr = int(mrr * rng.uniform(1.05, 1.6))
+                elif r < 0.07:
+                    mrr = max(100, int(mrr * rng.uniform(0.5, 0.95)))
+            elif r < 0.02:
+                paying = True
+            if paying:
+                one_time = 50_000 if rng.random() < 0.01 else 0
+                yield account_id, cid, days[k], mrr, one_time, plan
+
+
+def chunks(it: Iterator[Row]) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in it:
+        batch.append(row)
+        if len(batch) >= CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def make_account(engine: Engine) -> Account:
+    with Session(engine, expire_on_commit=False) as session:
+        account = Account(name="bench", key_encrypted="x", reporting_currency="usd")
+        session.add(account)
+        session.commit()
+        session.refresh(account)
+    return account
+
+
+def mark_days(engine: Engine, account_id: int, days: list[date]) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(SnapshotDay.__table__),  # type: ignore[attr-defined]
+                     [{"account_id": account_id, "day": d} for d in days])
+
+
+def load_sqlite(engine: Engine, data: Iterator[Row]) -> int:
+    n = 0
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for batch in chunks(data):
+            cur.executemany("INSERT INTO mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", [(a, c, d.isoformat(), m, o, p) for a, c, d, m, o, p in batch])
+            n += len(batch)
+        cur.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+    return n
+
+
+def load_postgres(url: str, data: Iterator[Row]) -> int:
+    n = 0
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        with conn.cursor() as cur, cur.copy(
+            "COPY mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) FROM STDIN"
+        ) as copy:
+            for row in data:
+                copy.write_row(row)
+                n += 1
+        conn.execute("ANALYZE mrr_snapshot")
+    return n
+
+
+def run(label: str, engine: Engine, load: object, customers: int, months: int) -> float:
+    account = make_account(engine)
+    days = month_days(date(2026, 11, 1), months)
+    started = time.perf_counter()
+    n = load(rows(account.id or 0, customers, days))  # type: ignore[operator]
+    mark_days(engine, account.id or 0, days)
+    print(f"{label}: inserted {n:,} snapshot rows in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    payload = compute_metrics(engine, account, datetime(2026, 11, 1, tzinfo=UTC), store=True)
+    elapsed = time.perf_counter() - started
+    t12m = payload["t12m"]
+    print(f"{label}: full recompute {elapsed:.2f} s  (T12M NRR {t12m['nrr']}, GRR {t12m['grr']}, "
+          f"logos {t12m['logo_retention']}, {t12m['customers']:,} customers; "
+          f"{sum(len(v) for v in payload['segments'].values())} segments; {len(payload['movements'])} months)")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    args = parser.parse_args()
+    results = {}
+    if args.only in (None, "sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/bench.db"
+            engine = ensure_schema(url)
+            results["sqlite"] = run("sqlite", engine, lambda data: load_sqlite(engine, data), args.customers,
+                                    args.months)
+            engine.dispose()
+    if args.only in (None, "postgres"):
+        name = f"rt_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+        try:
+            engine = ensure_schema(url)
+            results["postgres"] = run("postgres", engine, lambda data: load_postgres(url, data), args.customers,
+                                      args.months)
+            engine.dispose()
+            get_engine(url).dispose()
+        finally:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    print(f"peak memory (maxrss): {peak_mb:.0f} MB")
+    ok = all(t <= 10 for t in results.values()) and peak_mb <= 500
+    print("goal (<= 10 s per database, <= 500 MB):", "met" if ok else "NOT met")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The Slack digest of at-risk accounts: Block Kit with a plain-text fallback, split to Slack's limits.
+
+Slack takes at most 50 blocks a message and 3,000 characters in a section's text (shared/stripe/BEHAVIOUR.md),
+so each account gets one section, long signal details are cut at the limit, and a long digest becomes several
+messages. Each message knows which customers it carries, so a digest cut short by an outage marks only the
+customers actually delivered as alerted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from metrics.at_risk import RiskAssessment
+from metrics.money import fmt
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_HEADER = 150
+
+
+@dataclass(frozen=True)
+class AlertItem:
+    """One at-risk customer as the digest shows it."""
+
+    assessment: RiskAssessment
+    dashboard_url: str
+
+
+@dataclass(frozen=True)
+class RecoveredItem:
+    """A customer alerted before whose signals have all cleared."""
+
+    customer_id: str
+    name: str
+    dashboard_url: str
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str  # the plain-text fallback (notifications, clients without Block Kit)
+    blocks: list[dict[str, Any]]
+    customer_ids: tuple[str, ...]  # alerted and recovered customers this message carries
+
+    def payload(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks}
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters (customer names are user data)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def alert_section(item: AlertItem) -> dict[str, Any]:
+    a = item.assessment
+    renewal = f" · renews {a.renewal_date}" if a.renewal_date else ""
+    head = (f"*<{item.dashboard_url}|{escape(a.name)}>* `{a.customer_id}` · *{fmt(a.mrr, a.currency)}* "
+            f"MRR at risk{renewal} · score {a.score:,.2f}")
+    body = "\n".join(f"• *{s.code}*: {escape(s.detail)}" for s in a.signals)
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"{head}\n{body}", MAX_SECTION)}}
+
+
+def recovered_section(item: RecoveredItem) -> dict[str, Any]:
+    text = (f":white_check_mark: *<{item.dashboard_url}|{escape(item.name)}>* `{item.customer_id}` "
+            "recovered: no risk signal any more")
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, MAX_SECTION)}}
+
+
+def alert_text(item: AlertItem) -> str:
+    a = item.assessment
+    renewal = f", renews {a.renewal_date}" if a.renewal_date else ""
+    signals = "; ".join(f"{s.code}: {s.detail}" for s in a.signals)
+    return (f"- {a.name} ({a.customer_id}) {fmt(a.mrr, a.currency)} MRR at risk{renewal}: {signals} "
+            f"{item.dashboard_url}")
+
+
+def recovered_text(item: RecoveredItem) -> str:
+    return f"- recovered: {item.name} ({item.customer_id}) {item.dashboard_url}"
+
+
+def build_digest(account: str, as_of: date, currency: str, total_at_risk: int, at_risk_count: int,
+                 alerts: Sequence[AlertItem], recovered: Sequence[RecoveredItem],
+                 max_blocks: int = MAX_BLOCKS) -> list[SlackMessage]:
+    """The messages to post: header and summary on each, then a section per new/changed or recovered account.
+
+    `total_at_risk` and `at_risk_count` cover every at-risk account (also those alerted earlier), so each
+    message states the whole exposure while listing only what is new.
+    """
+    entries: list[tuple[str, dict[str, Any], str]] = [
+        (i.assessment.customer_id, alert_section(i), alert_text(i)) for i in alerts
+    ] + [(r.customer_id, recovered_section(r), recovered_text(r)) for r in recovered]
+    if not entries:
+        return []
+    per_message = max(1, max_blocks - 2)
+    chunks = [entries[n:n + per_message] for n in range(0, len(entries), per_message)]
+    summary = (f"{at_risk_count} account{'s' if at_risk_count != 1 else ''} at risk, "
+               f"{fmt(total_at_risk, currency)} MRR at risk in total as of {as_of}; "
+               f"{len(alerts)} new or changed, {len(recovered)} recovered")
+    messages = []
+    for n, chunk in enumerate(chunks, start=1):
+        part = f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""
+        title = _cut(f"At-risk accounts: {account}{part}", MAX_HEADER)
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": title}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(escape(summary), MAX_SECTION)}},
+        ] + [section for _, section, _ in chunk]
+        text = "\n".join([f"{title}: {summary}"] + [line for _, _, line in chunk])
+        messages.append(SlackMessage(text, blocks, tuple(cid for cid, _, _ in chunk)))
+    return messages

@@ -1,0 +1,97 @@
+"""A local stand-in for a Slack incoming webhook on 127.0.0.1: records every post, answers as scripted.
+
+slack_sdk posts with urllib, so tests (and the demo) need a real HTTP server rather than a mocked session. Queue
+answers with `script(...)` (status, body, headers, or `drop` to close the connection unanswered); once the
+script is empty every post gets 200 "ok", as Slack answers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: str = "ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+class FakeSlack:
+    def __init__(self, path: str = "/services/T000/B000/XXXXSECRETXXXX") -> None:
+        self.path = path
+        self.answers: list[Answer] = []
+        self.posts: list[dict[str, Any]] = []  # every post received, answered or not
+        self.delivered: list[dict[str, Any]] = []  # posts answered 200
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def script(self, *answers: Answer) -> None:
+        with self._lock:
+            self.answers.extend(answers)
+
+    def start(self) -> FakeSlack:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="fake-slack", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{self.path}"
+
+    def next_answer(self) -> Answer:
+        with self._lock:
+            return self.answers.pop(0) if self.answers else Answer()
+
+
+def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
+    class SlackHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep tests quiet
+            return
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            with fake._lock:
+                fake.posts.append(body)
+            answer = fake.next_answer() if self.path == fake.path else Answer(404, "no_service")
+            if answer.drop:
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if answer.status == 200:
+                with fake._lock:
+                    fake.delivered.append(body)
+            payload = answer.body.encode()
+            self.send_response(answer.status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return SlackHandler

@@ -1,0 +1,79 @@
+"""Paging over Stripe lists: limit=100 pages, created-range partitions, and the rest of an invoice's lines.
+
+Lists are newest first and follow `starting_after`; a partition is a list restricted to a `created` range so
+several can be fetched at once within the rate budget (a long invoice history is split into ranges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from integrations.stripe.client import StripeReader
+
+Obj = dict[str, Any]
+PAGE = 100
+
+
+@dataclass(frozen=True)
+class Page:
+    objects: list[Any]
+    last_id: str | None  # the cursor to resume after this page
+    has_more: bool
+
+
+def list_params(extra: Obj | None = None, gte: int | None = None, lt: int | None = None) -> Obj:
+    """Query parameters of a list call: limit=100 and an optional created range [gte, lt)."""
+    params: Obj = {"limit": PAGE, **(extra or {})}
+    created: Obj = {}
+    if gte is not None:
+        created["gte"] = gte
+    if lt is not None:
+        created["lt"] = lt
+    if created:
+        params["created"] = created
+    return params
+
+
+def iter_pages(reader: StripeReader, path: str, params: Obj, after: str | None = None) -> Iterator[Page]:
+    """Every page of a list from the cursor `after` on (None = the start)."""
+    while True:
+        query = dict(params)
+        if after is not None:
+            query["starting_after"] = after
+        body = reader.get(path, query)
+        data = body.get("data")
+        if not isinstance(data, list):
+            data = []
+        ids = [o["id"] for o in data if isinstance(o, dict) and isinstance(o.get("id"), str)]
+        last = ids[-1] if ids else after
+        more = bool(body.get("has_more")) and bool(ids)
+        yield Page(data, last, more)
+        if not more:
+            return
+        after = last
+
+
+def complete_lines(reader: StripeReader, invoice: Obj) -> None:
+    """Fill `lines.data` with every line: an invoice embeds only the first ones (`lines.has_more`)."""
+    lines = invoice.get("lines")
+    if not isinstance(lines, dict) or not lines.get("has_more"):
+        return
+    embedded = lines.get("data")
+    data: list[Any] = embedded if isinstance(embedded, list) else []
+    after = data[-1].get("id") if data and isinstance(data[-1], dict) else None
+    found = list(data)
+    for page in iter_pages(reader, f"/v1/invoices/{invoice['id']}/lines", {"limit": PAGE}, after):
+        found.extend(page.objects)
+    invoice["lines"] = {**lines, "data": found, "has_more": False}
+
+
+def split_range(start: int, end: int, parts: int) -> list[tuple[int | None, int | None]]:
+    """`parts` created ranges covering everything: the first open below, the last open above."""
+    if parts <= 1 or end <= start:
+        return [(None, None)]
+    step = max(1, (end - start) // parts)
+    bounds = [start + step * n for n in range(1, parts)]
+    edges: list[int | None] = [None, *bounds, None]
+    return [(edges[n], edges[n + 1]) for n in range(len(edges) - 1)]

@@ -1,0 +1,800 @@
+"""The sample company: a generated, deterministic Stripe account for the demo, e2e tests and benchmarks.
+
+"Northwind Analytics" sells a B2B product on monthly, quarterly and annual plans. Its history holds every
+case the metrics must get right: seats, metered usage billed in arrears, coupons (one of them 100%),
+inclusive VAT for EU customers, prorated mid-month upgrades, trials, setup and services fees (heavier in the
+last month, so the naive "including one-time" NRR visibly differs from the real one), churn, reactivations,
+failed payments, scheduled cancellations, declining usage, invoices of more than 10 lines, void and draft
+invoices, credit notes and events.
+
+Why every period sits on calendar month boundaries: the sample's "now" is `end` (a month start), and every
+live subscription's current period then covers the whole current month, so figures as of any day of that
+month agree. Everything comes from one `random.Random(seed)` and counters, never the wall clock (except the
+default `end`), so the same arguments give byte-identical JSON. Objects come from builders.py.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from integrations.stripe import builders
+from integrations.stripe.testserver import StripeWorld
+
+Obj = dict[str, Any]
+DAY = 86400
+EVENT_WINDOW_DAYS = 30  # Stripe keeps events 30 days
+
+# product key -> (name, monthly unit amount in cents, per seat?)
+PLANS: dict[str, tuple[str, int, bool]] = {
+    "starter": ("Starter", 4900, False),
+    "growth": ("Growth", 2500, True),
+    "scale": ("Scale", 6000, True),
+    "enterprise": ("Enterprise", 250000, False),
+}
+PLAN_ORDER = ["starter", "growth", "scale", "enterprise"]
+# interval months -> (Stripe interval, interval_count, multiplier on 100 x monthly price)
+INTERVALS: dict[int, tuple[str, int, int]] = {
+    1: ("month", 1, 100),
+    3: ("month", 3, 285),
+    12: ("year", 1, 1020),
+}
+CHURN_PER_MONTH = {"starter": 0.035, "growth": 0.02, "scale": 0.012, "enterprise": 0.006}
+ADDONS = [
+    "SSO",
+    "Audit log",
+    "Premium support",
+    "Sandbox",
+    "Data residency",
+    "Advanced roles",
+    "Custom domains",
+    "API boost",
+    "Extra storage",
+    "Priority queue",
+    "Dedicated IP",
+    "SLA 99.99",
+]
+ADDON_AMOUNT = 20000
+METER_UNIT_AMOUNT = 2  # cents per API call block
+SETUP_AMOUNTS = {"growth": 50000, "scale": 150000, "enterprise": 500000}
+SERVICES_HOURLY = 20000
+EU_VAT = {"DE": 19, "FR": 20, "NL": 21, "IE": 23, "ES": 21}
+
+_FIRST = [
+    "Acme",
+    "Blue",
+    "Cedar",
+    "Delta",
+    "Ember",
+    "Fjord",
+    "Granite",
+    "Harbor",
+    "Iris",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Maple",
+    "Nimbus",
+    "Orchid",
+    "Pioneer",
+    "Quartz",
+    "Raven",
+    "Summit",
+    "Tidal",
+    "Umber",
+    "Vertex",
+    "Willow",
+    "Xenon",
+    "Yarrow",
+    "Zephyr",
+]
+_SECOND = [
+    "Analytics",
+    "Labs",
+    "Logistics",
+    "Health",
+    "Robotics",
+    "Foods",
+    "Capital",
+    "Studio",
+    "Systems",
+    "Networks",
+    "Energy",
+    "Retail",
+    "Media",
+    "Freight",
+    "Bio",
+    "Works",
+]
+_SUFFIX = ["Inc.", "LLC", "GmbH", "Ltd", "SAS", "BV", "Co."]
+
+
+def default_end() -> date:
+    """The first day of the current month (UTC): the sample company's "now"."""
+    today = datetime.now(UTC).date()
+    return today.replace(day=1)
+
+
+def build_sample_world(
+    seed: int = 7, customers: int = 300, months: int = 24, end: date | None = None
+) -> StripeWorld:
+    """The sample company's Stripe account: `customers` customers over the `months` months before `end`.
+
+    `end` is taken as a month start (a later day is moved back to the 1st); it is the sample's "now":
+    nothing is created after it, and the current period of every live subscription starts on or before it.
+    """
+    if customers < 0 or months < 1:
+        raise ValueError("customers must be >= 0 and months >= 1")
+    end_day = (end or default_end()).replace(day=1)
+    gen = _Generator(random.Random(seed), end_day, months)
+    gen.catalog()
+    for n in range(customers):
+        gen.customer(n)
+    gen.events()
+    return gen.world
+
+
+def world_objects(world: StripeWorld) -> Obj:
+    """Every object of a world (and every invoice's full lines) as one JSON-ready dict, ids sorted."""
+    out: Obj = {"account": world.account}
+    for kind, coll in sorted(world.collections.items()):
+        out[kind] = [coll.by_id[i] for i in sorted(coll.by_id)]
+    out["invoice_lines"] = {i: world.invoice_lines[i] for i in sorted(world.invoice_lines)}
+    return out
+
+
+def _month_ts(year: int, month: int) -> int:
+    return calendar.timegm((year, month, 1, 0, 0, 0))
+
+
+@dataclass
+class _Sub:
+    """The state of one subscription while its history is simulated."""
+
+    id: str
+    start: int  # month index of the first paid period
+    interval: int  # months per period
+    plan: str
+    seats: int
+    item_id: str
+    metered_item: str | None = None
+    usage: float = 0.0
+    addon_items: list[str] = field(default_factory=list)
+    last_usage: int | None = None
+
+
+class _Generator:
+    """Builds the world customer by customer; counters make ids stable and readable."""
+
+    def __init__(self, rng: random.Random, end: date, months: int) -> None:
+        self.rng = rng
+        self.months = months
+        first = end.year * 12 + end.month - 1 - months
+        # month index k (0..months+12) -> Unix seconds of that month's first day; k == months is `end`
+        self.ts = [_month_ts((first + k) // 12, (first + k) % 12 + 1) for k in range(months + 13)]
+        self.end = self.ts[months]
+        self.world = StripeWorld(builders.account(id="acct_sample", name="Northwind Analytics"))
+        self.prices: dict[str, Obj] = {}
+        self.counters: dict[str, int] = {}
+        self.changed_subs: list[tuple[int, str, str]] = []  # (when, event type, subscription id) for events
+
+    # -- ids -------------------------------------------------------------------------------------------------
+    def next_id(self, prefix: str) -> str:
+        n = self.counters.get(prefix, 0) + 1
+        self.counters[prefix] = n
+        return f"{prefix}_{n:07d}"
+
+    # -- catalog ---------------------------------------------------------------------------------------------
+    def catalog(self) -> None:
+        created = self.ts[0] - 90 * DAY
+        add = self.world.add
+        for key, (name, monthly, _) in PLANS.items():
+            add(builders.product(f"prod_{key}", name, created=created))
+            for months, (interval, count, mult) in INTERVALS.items():
+                for incl in (False, True):
+                    pid = self.price_id(key, months, incl)
+                    self.prices[pid] = add(
+                        builders.price(
+                            pid,
+                            f"prod_{key}",
+                            monthly * mult // 100,
+                            interval=interval,
+                            interval_count=count,
+                            created=created,
+                            nickname=f"{name} ({interval} x{count})",
+                            tax_behavior="inclusive" if incl else "exclusive",
+                        )
+                    )
+        add(builders.product("prod_api_calls", "API calls", created=created))
+        for incl in (False, True):
+            pid = "price_api_calls" + ("_incl" if incl else "")
+            self.prices[pid] = add(
+                builders.price(
+                    pid,
+                    "prod_api_calls",
+                    METER_UNIT_AMOUNT,
+                    usage_type="metered",
+                    meter="mtr_api_calls",
+                    created=created,
+                    tax_behavior="inclusive" if incl else "exclusive",
+                )
+            )
+        for n, addon in enumerate(ADDONS):
+            add(builders.product(f"prod_addon_{n:02d}", f"Add-on: {addon}", created=created))
+            self.prices[f"price_addon_{n:02d}"] = add(
+                builders.price(f"price_addon_{n:02d}", f"prod_addon_{n:02d}", ADDON_AMOUNT, created=created)
+            )
+        add(builders.product("prod_setup", "Onboarding & setup", created=created))
+        for key, amount in SETUP_AMOUNTS.items():
+            self.prices[f"price_setup_{key}"] = add(
+                builders.price(f"price_setup_{key}", "prod_setup", amount, interval=None, created=created)
+            )
+        add(builders.product("prod_services", "Professional services", created=created))
+        self.prices["price_services"] = add(
+            builders.price("price_services", "prod_services", SERVICES_HOURLY, interval=None, created=created)
+        )
+        # an old plan nobody is on any more: inactive prices are synced too
+        add(builders.product("prod_legacy", "Legacy Basic", created=created, active=False))
+        self.prices["price_legacy"] = add(
+            builders.price("price_legacy", "prod_legacy", 1900, created=created, active=False)
+        )
+
+    @staticmethod
+    def price_id(plan: str, months: int, incl: bool) -> str:
+        return f"price_{plan}_{months}m" + ("_incl" if incl else "")
+
+    # -- one customer ----------------------------------------------------------------------------------------
+    def customer(self, n: int) -> None:
+        rng = self.rng
+        cid = f"cus_{n + 1:07d}"
+        name = f"{rng.choice(_FIRST)} {rng.choice(_SECOND)} {rng.choice(_SUFFIX)}"
+        if n < 2:  # two large multi-product accounts: invoices of 13 lines exercise /v1/invoices/{id}/lines
+            plan, interval, start = "enterprise", 1, rng.randint(0, self.months // 3)
+        elif n == 3:  # always at least one account whose usage falls away
+            plan, interval, start = "scale", 1, rng.randint(0, self.months // 2)
+        else:
+            plan = rng.choices(PLAN_ORDER, weights=[40, 35, 18, 7])[0]
+            interval = rng.choices([1, 3, 12], weights=[65, 15, 20])[0]
+            start = (
+                0 if rng.random() < 0.15 else min(self.months, int(rng.random() ** 0.7 * (self.months + 1)))
+            )
+        country = rng.choice(list(EU_VAT)) if rng.random() < 0.12 else "US"
+        created = self.ts[start] - rng.randint(1, 20) * DAY
+        trialing_now = n >= 4 and rng.random() < 0.03
+        if trialing_now:
+            created = self.end - rng.randint(1, 10) * DAY
+        cust = builders.customer(
+            cid, name=name, created=created, email=f"billing@{name.split()[0].lower()}{n + 1}.example"
+        )
+        cust["address"] = {"country": country}
+        self.world.add(cust)
+        ctx = _Customer(cid=cid, vat=EU_VAT.get(country, 0), discount=self.pick_discount(n))
+        if trialing_now:
+            self.trial_only(ctx, plan, created, self.end + rng.randint(4, 13) * DAY, still_trialing=True)
+            return
+        trial = rng.random() < 0.3
+        if trial and n >= 4 and rng.random() < 0.12:  # a trial that never converted
+            self.trial_only(ctx, plan, created, self.ts[start], still_trialing=False)
+            return
+        self.subscription_history(ctx, n, plan, interval, start, trial_from=created if trial else None)
+
+    def pick_discount(self, n: int) -> tuple[int, int | None]:
+        """(percent off, number of invoices it lasts or None for forever)."""
+        if n == 2:
+            return 100, None  # a partner on a free plan: MRR 0, not a paying customer
+        r = self.rng.random()
+        if r < 0.08:
+            return 20, None
+        if r < 0.16:
+            return 50, 3
+        return 0, None
+
+    def trial_only(
+        self, ctx: _Customer, plan: str, trial_start: int, trial_end: int, still_trialing: bool
+    ) -> None:
+        """A subscription that is (or was) only a trial: one $0 invoice, no revenue."""
+        sub_id = self.next_id("sub")
+        si = self.next_id("si")
+        price = self.prices[self.price_id(plan, 1, ctx.vat > 0)]
+        inv_id = self.next_id("in")
+        line = builders.line(
+            f"il_{inv_id[3:]}_0",
+            inv_id,
+            0,
+            (trial_start, trial_end),
+            price_obj=price,
+            subscription=sub_id,
+            subscription_item=si,
+            description=f"Trial period for {plan}",
+        )
+        self.add_invoice(ctx, inv_id, [line], trial_start, sub_id, "paid", "subscription_create")
+        item = builders.subscription_item(si, sub_id, price, 1, (trial_start, trial_end), created=trial_start)
+        if still_trialing:
+            sub = builders.subscription(
+                sub_id,
+                ctx.cid,
+                [item],
+                status="trialing",
+                created=trial_start,
+                trial_start=trial_start,
+                trial_end=trial_end,
+            )
+        else:
+            sub = builders.subscription(
+                sub_id,
+                ctx.cid,
+                [item],
+                status="canceled",
+                created=trial_start,
+                trial_start=trial_start,
+                trial_end=trial_end,
+                canceled_at=trial_end,
+                ended_at=trial_end,
+            )
+            self.changed_subs.append((trial_end, "customer.subscription.deleted", sub_id))
+        self.changed_subs.append((trial_start, "customer.subscription.created", sub_id))
+        self.world.add(sub)
+
+    def subscription_history(
+        self, ctx: _Customer, n: int, plan: str, interval: int, start: int, trial_from: int | None
+    ) -> None:
+        """Simulates a customer's subscriptions month by month: renewals, changes, churn and reactivation."""
+        rng = self.rng
+        m = start
+        first_sub = True
+        metered = n == 3 or (n >= 2 and interval == 1 and plan in ("growth", "scale") and rng.random() < 0.35)
+        ctx.declining = n == 3 or (metered and rng.random() < 0.12)
+        while m <= self.months:
+            sub = _Sub(
+                id=self.next_id("sub"),
+                start=m,
+                interval=interval,
+                plan=plan,
+                seats=self.initial_seats(plan),
+                item_id=self.next_id("si"),
+            )
+            if metered:
+                sub.metered_item = self.next_id("si")
+                sub.usage = rng.uniform(2000, 40000)
+            if n < 2:
+                sub.addon_items = [self.next_id("si") for _ in ADDONS]
+            ended = self.run_subscription(ctx, sub, trial_from if first_sub else None, setup=first_sub)
+            first_sub = False
+            if ended is None or rng.random() > 0.2:
+                return
+            m = ended + rng.randint(2, 8)  # a reactivation, on a fresh subscription
+            plan = rng.choice(PLAN_ORDER[:3])
+            interval = 1
+
+    def initial_seats(self, plan: str) -> int:
+        if plan == "growth":
+            return self.rng.randint(3, 25)
+        if plan == "scale":
+            return self.rng.randint(5, 60)
+        return 1
+
+    def run_subscription(self, ctx: _Customer, sub: _Sub, trial_from: int | None, setup: bool) -> int | None:
+        """Invoices every period of one subscription; returns the month index it ended at, or None if live."""
+        rng = self.rng
+        ts = self.ts
+        created = ts[sub.start]
+        if trial_from is not None:
+            self.trial_invoice(ctx, sub, trial_from)
+        period_start = sub.start
+        invoices = 0
+        status = "active"
+        m = sub.start
+        ended: int | None = None
+        cancel_scheduled = False
+        while m <= self.months:
+            if m > sub.start and self.churns(ctx, sub, m):
+                ended = m
+                break
+            if m == period_start:
+                if m > sub.start:
+                    self.renewal_changes(sub)
+                last = m == self.months
+                state = "paid"
+                if last and rng.random() < 0.05:
+                    state, status = "open", "past_due"
+                elif last and rng.random() < 0.02:
+                    state = "draft"
+                elif m == self.months - 1 and rng.random() < 0.01:
+                    state = "uncollectible"
+                self.renewal_invoice(ctx, sub, m, invoices, state, setup and invoices == 0)
+                invoices += 1
+                period_start = m + sub.interval
+            if m < self.months:
+                self.maybe_services(ctx, m)
+                if sub.interval == 1 and rng.random() < 0.015:
+                    self.upgrade(ctx, sub, m)
+            else:
+                self.maybe_services(ctx, m, final=True)
+            m += 1
+        current = period_start - sub.interval
+        items = self.items(sub, (ts[current], ts[current + sub.interval]), created, ctx.vat > 0)
+        canceled_at = ended_at = cancel_at = None
+        if ended is not None:
+            status = "canceled"
+            ended_at = ts[ended]
+            canceled_at = ended_at - rng.randint(1, 20) * DAY
+            if sub.metered_item is not None:
+                self.final_usage_invoice(ctx, sub, ended)
+        elif status == "active" and rng.random() < 0.05:
+            cancel_scheduled = True
+            cancel_at = ts[current + sub.interval]
+            canceled_at = self.end - rng.randint(1, 25) * DAY
+        obj = builders.subscription(
+            sub.id,
+            ctx.cid,
+            items,
+            status=status,
+            created=created,
+            cancel_at_period_end=cancel_scheduled,
+            cancel_at=cancel_at,
+            canceled_at=canceled_at,
+            ended_at=ended_at,
+            trial_start=trial_from,
+            trial_end=created if trial_from is not None else None,
+        )
+        self.world.add(obj)
+        self.changed_subs.append((created, "customer.subscription.created", sub.id))
+        if ended_at is not None:
+            self.changed_subs.append((ended_at, "customer.subscription.deleted", sub.id))
+        elif canceled_at is not None:
+            self.changed_subs.append((canceled_at, "customer.subscription.updated", sub.id))
+        return ended
+
+    def churns(self, ctx: _Customer, sub: _Sub, m: int) -> bool:
+        """Churn happens at a renewal; declining-usage accounts are kept so their decline is visible."""
+        if (m - sub.start) % sub.interval != 0 or ctx.declining:
+            return False
+        return self.rng.random() < CHURN_PER_MONTH[sub.plan] * sub.interval * (
+            0.8 if sub.interval == 12 else 1
+        )
+
+    def renewal_changes(self, sub: _Sub) -> None:
+        """Seats move at renewals; now and then a plan is downgraded."""
+        rng = self.rng
+        if PLANS[sub.plan][2]:
+            scale = min(sub.interval, 4)
+            r = rng.random()
+            if r < 0.06 * scale:
+                sub.seats += rng.randint(1, 5)
+            elif r < 0.09 * scale:
+                sub.seats = max(1, sub.seats - rng.randint(1, 3))
+        if sub.plan in ("growth", "scale") and rng.random() < 0.005 * sub.interval:
+            sub.plan = PLAN_ORDER[PLAN_ORDER.index(sub.plan) - 1]
+            sub.seats = 1 if sub.plan == "starter" else sub.seats
+
+    # -- invoices --------------------------------------------------------------------------------------------
+    def trial_invoice(self, ctx: _Customer, sub: _Sub, trial_from: int) -> None:
+        inv_id = self.next_id("in")
+        price = self.prices[self.price_id(sub.plan, sub.interval, ctx.vat > 0)]
+        line = builders.line(
+            f"il_{inv_id[3:]}_0",
+            inv_id,
+            0,
+            (trial_from, self.ts[sub.start]),
+            price_obj=price,
+            subscription=sub.id,
+            subscription_item=sub.item_id,
+            quantity=sub.seats,
+            description=f"Trial period for {PLANS[sub.plan][0]}",
+        )
+        self.add_invoice(ctx, inv_id, [line], trial_from, sub.id, "paid", "subscription_create")
+
+    def renewal_invoice(self, ctx: _Customer, sub: _Sub, m: int, n: int, state: str, setup: bool) -> None:
+        """One period's invoice: plan (in advance), last month's metered usage (arrears), add-ons, setup."""
+        ts = self.ts
+        inv_id = self.next_id("in")
+        lines: list[Obj] = []
+        period = (ts[m], ts[m + sub.interval])
+        plan_price = self.prices[self.price_id(sub.plan, sub.interval, ctx.vat > 0)]
+        lines.append(
+            self.sub_line(
+                ctx,
+                inv_id,
+                len(lines),
+                plan_price["unit_amount"] * sub.seats,
+                period,
+                plan_price,
+                sub,
+                sub.item_id,
+                sub.seats,
+                n,
+            )
+        )
+        if sub.metered_item is not None and m > sub.start:
+            units = self.usage_units(ctx, sub, m)
+            metered_price = self.prices["price_api_calls" + ("_incl" if ctx.vat else "")]
+            lines.append(
+                self.sub_line(
+                    ctx,
+                    inv_id,
+                    len(lines),
+                    units * METER_UNIT_AMOUNT,
+                    (ts[m - 1], ts[m]),
+                    metered_price,
+                    sub,
+                    sub.metered_item,
+                    units,
+                    n,
+                )
+            )
+        for k, item in enumerate(sub.addon_items):
+            price = self.prices[f"price_addon_{k:02d}"]
+            lines.append(self.sub_line(ctx, inv_id, len(lines), ADDON_AMOUNT, period, price, sub, item, 1, n))
+        if setup and sub.plan in SETUP_AMOUNTS:
+            price = self.prices[f"price_setup_{sub.plan}"]
+            lines.append(self.one_time_line(ctx, inv_id, len(lines), price, 1, ts[m], "Onboarding & setup"))
+        reason = "subscription_create" if n == 0 else "subscription_cycle"
+        attempts = 2 if state == "paid" and self.rng.random() < 0.03 else None  # failed once, then paid
+        if state == "open":
+            attempts = self.rng.randint(1, 3)
+        self.add_invoice(ctx, inv_id, lines, ts[m], sub.id, state, reason, attempts)
+
+    def usage_units(self, ctx: _Customer, sub: _Sub, m: int) -> int:
+        """Usage of month m-1: a noisy walk; declining accounts lose half in the last billed month."""
+        sub.usage *= self.rng.gauss(1.02, 0.06)
+        units = int(sub.usage)
+        if ctx.declining and m == self.months:
+            units = int(sub.usage * 0.5)
+        return max(units, 100)
+
+    def final_usage_invoice(self, ctx: _Customer, sub: _Sub, ended: int) -> None:
+        """A canceled metered subscription still bills its last month's usage, at the period end."""
+        inv_id = self.next_id("in")
+        units = self.usage_units(ctx, sub, ended)
+        price = self.prices["price_api_calls" + ("_incl" if ctx.vat else "")]
+        line = self.sub_line(
+            ctx,
+            inv_id,
+            0,
+            units * METER_UNIT_AMOUNT,
+            (self.ts[ended - 1], self.ts[ended]),
+            price,
+            sub,
+            sub.metered_item or "",
+            units,
+            99,
+        )
+        self.add_invoice(ctx, inv_id, [line], self.ts[ended], sub.id, "paid", "subscription_cycle")
+
+    def upgrade(self, ctx: _Customer, sub: _Sub, m: int) -> None:
+        """A mid-month upgrade: a proration pair (unused old time, remaining new time) invoiced that day."""
+        rng = self.rng
+        old_plan, old_seats = sub.plan, sub.seats
+        if sub.plan == "enterprise":
+            return
+        if PLANS[sub.plan][2] and rng.random() < 0.5:
+            sub.seats += rng.randint(2, 10)
+        else:
+            sub.plan = PLAN_ORDER[PLAN_ORDER.index(sub.plan) + 1]
+            if sub.plan == "enterprise":
+                sub.seats = 1
+            elif sub.plan == "growth":
+                sub.seats = max(3, sub.seats)
+        day = self.ts[m] + rng.randint(3, 25) * DAY
+        period_end = self.ts[m + 1]
+        frac = (period_end - day) / (period_end - self.ts[m])
+        incl = ctx.vat > 0
+        old_price = self.prices[self.price_id(old_plan, 1, incl)]
+        new_price = self.prices[self.price_id(sub.plan, 1, incl)]
+        inv_id = self.next_id("in")
+        lines = [
+            self.sub_line(
+                ctx,
+                inv_id,
+                0,
+                -round(old_price["unit_amount"] * old_seats * frac),
+                (day, period_end),
+                old_price,
+                sub,
+                sub.item_id,
+                old_seats,
+                99,
+                proration=True,
+                description=f"Unused time on {old_seats} x {PLANS[old_plan][0]}",
+            ),
+            self.sub_line(
+                ctx,
+                inv_id,
+                1,
+                round(new_price["unit_amount"] * sub.seats * frac),
+                (day, period_end),
+                new_price,
+                sub,
+                sub.item_id,
+                sub.seats,
+                99,
+                proration=True,
+                description=f"Remaining time on {sub.seats} x {PLANS[sub.plan][0]}",
+            ),
+        ]
+        self.add_invoice(ctx, inv_id, lines, day, sub.id, "paid", "subscription_update")
+        self.changed_subs.append((day, "customer.subscription.updated", sub.id))
+
+    def maybe_services(self, ctx: _Customer, m: int, final: bool = False) -> None:
+        """Implementation and services work: rare in history, common in the last month (a big services push).
+
+        That push is what makes the naive "including one-time" NRR look far better than the recurring one.
+        """
+        rng = self.rng
+        if rng.random() >= (0.1 if final else 0.02):
+            return
+        hours = rng.randint(4, 24)
+        many = rng.random() < 0.02 and not final
+        created = self.ts[m] if final else self.ts[m] + rng.randint(1, 25) * DAY
+        inv_id = self.next_id("in")
+        price = self.prices["price_services"]
+        if many:  # a detailed timesheet: more lines than an invoice embeds
+            lines = [
+                self.one_time_line(
+                    ctx, inv_id, k, price, rng.randint(1, 8), created, f"Consulting, week {k + 1}"
+                )
+                for k in range(rng.randint(11, 16))
+            ]
+        else:
+            lines = [self.one_time_line(ctx, inv_id, 0, price, hours, created, "Implementation services")]
+        state = "paid" if final or rng.random() < 0.93 else "void"
+        self.add_invoice(ctx, inv_id, lines, created, None, state, "manual")
+
+    def sub_line(
+        self,
+        ctx: _Customer,
+        inv_id: str,
+        k: int,
+        amount: int,
+        period: tuple[int, int],
+        price: Obj,
+        sub: _Sub,
+        item: str,
+        quantity: int | None,
+        n: int,
+        proration: bool = False,
+        description: str | None = None,
+    ) -> Obj:
+        """A subscription line with the customer's coupon (if it still applies) and inclusive VAT."""
+        pct, duration = ctx.discount
+        discount = 0
+        if pct and not proration and (duration is None or n < duration):
+            discount = amount * pct // 100
+        taxes = [(self.inclusive_tax(amount - discount, ctx.vat), "inclusive")] if ctx.vat else None
+        return builders.line(
+            f"il_{inv_id[3:]}_{k}",
+            inv_id,
+            amount,
+            period,
+            price_obj=price,
+            subscription=sub.id,
+            subscription_item=item,
+            proration=proration,
+            quantity=quantity,
+            discounts=[discount] if discount else None,
+            taxes=taxes,
+            description=description or f"{quantity} x {price.get('nickname') or price['id']}",
+        )
+
+    def one_time_line(
+        self, ctx: _Customer, inv_id: str, k: int, price: Obj, quantity: int, when: int, description: str
+    ) -> Obj:
+        amount = price["unit_amount"] * quantity
+        taxes = [(self.inclusive_tax(amount, ctx.vat), "inclusive")] if ctx.vat else None
+        return builders.line(
+            f"il_{inv_id[3:]}_{k}",
+            inv_id,
+            amount,
+            (when, when),
+            price_obj=price,
+            quantity=quantity,
+            taxes=taxes,
+            description=description,
+            invoice_item=f"ii_{inv_id[3:]}_{k}",
+        )
+
+    @staticmethod
+    def inclusive_tax(gross: int, vat: int) -> int:
+        """The VAT inside a tax-inclusive amount: gross x rate / (100 + rate), rounded half away from zero."""
+        sign = -1 if gross < 0 else 1
+        return sign * ((abs(gross) * vat * 2 + (100 + vat)) // (2 * (100 + vat)))
+
+    def add_invoice(
+        self,
+        ctx: _Customer,
+        inv_id: str,
+        lines: list[Obj],
+        created: int,
+        sub_id: str | None,
+        state: str,
+        reason: str,
+        attempts: int | None = None,
+    ) -> None:
+        """Stores an invoice whose totals agree with its lines (subtotal - discounts); maybe a credit note."""
+        inv = builders.invoice(
+            inv_id,
+            ctx.cid,
+            lines,
+            status=state,
+            created=created,
+            subscription=sub_id,
+            billing_reason=reason,
+            attempt_count=attempts,
+            next_payment_attempt=created + 3 * DAY if state == "open" else None,
+        )
+        discounts = sum(d["amount"] for line in lines for d in line["discount_amounts"])
+        total = inv["subtotal"] - discounts
+        inv["total_discount_amounts"] = [{"amount": discounts, "discount": "di_coupon"}] if discounts else []
+        inv["total"] = inv["amount_due"] = total
+        inv["amount_paid"] = total if state == "paid" else 0
+        inv["amount_remaining"] = 0 if state == "paid" else total
+        if state == "draft":
+            inv["attempt_count"] = 0
+        self.world.add(inv)
+        if state == "paid" and total > 0 and self.rng.random() < 0.012:
+            when = min(created + self.rng.randint(2, 20) * DAY, self.end)
+            note = builders.credit_note(
+                self.next_id("cn"), inv_id, ctx.cid, total * self.rng.randint(10, 50) // 100, created=when
+            )
+            self.world.add(note)
+
+    def items(self, sub: _Sub, period: tuple[int, int], created: int, incl: bool) -> list[Obj]:
+        """The subscription's items as they are now (or were when it ended)."""
+        plan_price = self.prices[self.price_id(sub.plan, sub.interval, incl)]
+        out = [builders.subscription_item(sub.item_id, sub.id, plan_price, sub.seats, period, created)]
+        if sub.metered_item is not None:
+            metered = self.prices["price_api_calls" + ("_incl" if incl else "")]
+            out.append(builders.subscription_item(sub.metered_item, sub.id, metered, None, period, created))
+        for k, item in enumerate(sub.addon_items):
+            out.append(
+                builders.subscription_item(
+                    item, sub.id, self.prices[f"price_addon_{k:02d}"], 1, period, created
+                )
+            )
+        return out
+
+    # -- events ----------------------------------------------------------------------------------------------
+    def events(self) -> None:
+        """Events for the changes of the last 30 days, as Stripe keeps them, oldest first in id order."""
+        since = self.end - EVENT_WINDOW_DAYS * DAY
+        found: list[tuple[int, int, str, Obj]] = []
+        order = 0
+        for cust in self.world.collections["customer"].by_id.values():
+            if since <= cust["created"] <= self.end:
+                found.append((cust["created"], order, "customer.created", cust))
+                order += 1
+        for inv in self.world.collections["invoice"].by_id.values():
+            if not since <= inv["created"] <= self.end:
+                continue
+            found.append((inv["created"], order, "invoice.created", inv))
+            follow = {
+                "paid": "invoice.paid",
+                "open": "invoice.payment_failed",
+                "void": "invoice.voided",
+                "uncollectible": "invoice.marked_uncollectible",
+            }.get(inv["status"])
+            if follow:
+                found.append((inv["created"], order + 1, follow, inv))
+            order += 2
+        for note in self.world.collections["credit_note"].by_id.values():
+            if since <= note["created"] <= self.end:
+                found.append((note["created"], order, "credit_note.created", note))
+                order += 1
+        subs = self.world.collections["subscription"].by_id
+        for when, kind, sub_id in self.changed_subs:
+            if since <= when <= self.end:
+                found.append((when, order, kind, subs[sub_id]))
+                order += 1
+        for when, _, kind, obj in sorted(found, key=lambda f: (f[0], f[1])):
+            self.world.add(builders.event(self.next_id("evt"), kind, obj, when))
+
+
+@dataclass
+class _Customer:
+    cid: str
+    vat: int
+    discount: tuple[int, int | None]
+    declining: bool = False

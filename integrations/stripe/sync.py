@@ -1,0 +1,342 @@
+"""Copying one Stripe account into our tables: full backfill with checkpoints, and the nightly incremental.
+
+Full: every list (customers, products, prices, subscriptions with status=all, invoices of every status with all
+their lines, credit notes) is paged with limit=100 by fetcher threads, the invoice history split into created
+ranges, so a high-latency API is kept busy up to the rate budget. One writer (this thread) parses and upserts each
+page and records the segment's cursor in the same transaction, so a sync killed at any point resumes from the last
+stored page and ends with exactly the rows a clean sync writes. A bounded queue keeps memory flat.
+
+Incremental: events since the last sync (re-reading each changed object, since an event's copy may be stale) plus
+each list filtered by `created`, which together cost a handful of requests on a quiet account. Stripe keeps
+events 30 days: an older (or missing) cursor cannot be trusted, so we fall back to a full sync and say so.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from integrations.stripe.client import NotFound, StripeReader
+from integrations.stripe.models import (
+    StripeCreditNote,
+    StripeCustomer,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    StripeSubscriptionItem,
+    SyncState,
+)
+from integrations.stripe.pages import Page, complete_lines, iter_pages, list_params, split_range
+from integrations.stripe.records import (
+    RecordError,
+    parse_credit_note,
+    parse_customer,
+    parse_event,
+    parse_invoice,
+    parse_price,
+    parse_product,
+    parse_subscription,
+)
+from integrations.stripe.store import prune_children, table_of, upsert
+
+Obj = dict[str, Any]
+Progress = Callable[[str, int], None]  # (list name, objects stored so far in that list)
+
+# list name -> extra query parameters (subscriptions leave out canceled ones unless status=all)
+LISTS: dict[str, Obj] = {
+    "customers": {},
+    "products": {},
+    "prices": {},
+    "subscriptions": {"status": "all"},
+    "invoices": {},
+    "credit_notes": {},
+}
+EVENT_RETENTION = 30 * 86400
+OVERLAP = 300  # seconds re-read before the last cursor: clock skew between Stripe and us
+INVOICE_PARTS = 6
+WORKERS = 8
+
+
+@dataclass
+class SyncOutcome:
+    mode: str  # full | incremental
+    note: str = ""  # why this mode, e.g. the stale-cursor fallback
+    resumed: bool = False
+    stored: dict[str, int] = field(default_factory=dict)
+    rejected: list[Obj] = field(default_factory=list)
+    requests: int = 0
+
+
+def _reject(exc: RecordError) -> Obj:
+    return {"id": exc.object_id, "object": exc.kind, "error": exc.reason}
+
+
+def store_page(conn: Connection, account_id: int, name: str, objects: list[Any]) -> tuple[set[str], list[Obj]]:
+    """Parse and upsert one page of a list; returns the ids stored and the objects rejected."""
+    rows: list[Obj] = []
+    children: list[Obj] = []
+    parents: list[str] = []
+    rejected: list[Obj] = []
+    parser: Callable[[Any], Obj] = {"customers": parse_customer, "products": parse_product, "prices": parse_price,
+                                    "credit_notes": parse_credit_note}.get(name, parse_customer)
+    for obj in objects:
+        try:
+            if name == "subscriptions":
+                row, items = parse_subscription(obj)
+                children.extend(items)
+            elif name == "invoices":
+                row, lines, bad = parse_invoice(obj)
+                children.extend(lines)
+                rejected.extend(_reject(b) for b in bad)
+            else:
+                row = parser(obj)
+        except RecordError as exc:
+            rejected.append(_reject(exc))
+            continue
+        rows.append(row)
+        parents.append(row["id"])
+    model = {"customers": StripeCustomer, "products": StripeProduct, "prices": StripePrice,
+             "subscriptions": StripeSubscription, "invoices": StripeInvoice, "credit_notes": StripeCreditNote}[name]
+    upsert(conn, table_of(model), rows, account_id)
+    if name == "subscriptions":
+        prune_children(conn, account_id, parents, [c["id"] for c in children], "items")
+        upsert(conn, table_of(StripeSubscriptionItem), children, account_id)
+    elif name == "invoices":
+        # Lines change only while an invoice is a draft; finalized invoices keep theirs.
+        drafts = [r["id"] for r in rows if r["status"] == "draft"]
+        prune_children(conn, account_id, drafts, [c["id"] for c in children if c["invoice_id"] in drafts], "lines")
+        upsert(conn, table_of(StripeInvoiceLine), children, account_id)
+    return set(parents), rejected
+
+
+class Syncer:
+    """One sync of one account. `run()` picks full or incremental from SyncState and returns the outcome."""
+
+    def __init__(self, engine: Engine, account_id: int, reader: StripeReader, progress: Progress | None = None,
+                 now: Callable[[], float] = time.time, workers: int = WORKERS) -> None:
+        self.engine = engine
+        self.account_id = account_id
+        self.reader = reader
+        self.progress = progress
+        self.now = now
+        self.workers = workers
+        self.stored: dict[str, int] = {}
+        self._state_table = table_of(SyncState)
+
+    # -- state ------------------------------------------------------------------------------------------------
+    def state(self) -> Obj:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(self._state_table).where(self._state_table.c.account_id == self.account_id))
+            found = row.mappings().first()
+            if found is None:
+                upsert_state = {"account_id": self.account_id, "checkpoint": {}, "rejected": [], "requests": 0}
+                conn.execute(self._state_table.insert().values(**upsert_state))
+                return upsert_state
+            return dict(found)
+
+    def _save_state(self, conn: Connection, **values: Any) -> None:
+        conn.execute(update(self._state_table).where(self._state_table.c.account_id == self.account_id)
+                     .values(**values))
+
+    def _count(self, name: str, n: int) -> None:
+        self.stored[name] = self.stored.get(name, 0) + n
+        if self.progress is not None:
+            self.progress(name, self.stored[name])
+
+    # -- choice -----------------------------------------------------------------------------------------------
+    def run(self, full: bool = False) -> SyncOutcome:
+        state = self.state()
+        checkpoint = state.get("checkpoint") or {}
+        cursor = state.get("events_cursor_created")
+        if checkpoint.get("full"):
+            outcome = self.full_sync("resuming an interrupted full sync from its checkpoint")
+        elif full:
+            outcome = self.full_sync("full sync requested")
+        elif cursor is None:
+            outcome = self.full_sync("no events cursor yet: full sync")
+        elif self.now() - cursor > EVENT_RETENTION - OVERLAP:
+            outcome = self.full_sync("events cursor is older than Stripe keeps events (30 days): full sync")
+        else:
+            outcome = self.incremental(int(cursor))
+        outcome.requests = self.reader.requests
+        outcome.stored = dict(self.stored)
+        return outcome
+
+    # -- full -------------------------------------------------------------------------------------------------
+    def full_sync(self, note: str) -> SyncOutcome:
+        state = self.state()
+        cp: Obj | None = (state.get("checkpoint") or {}).get("full")
+        resumed = cp is not None
+        if cp is None:
+            cp = {"started": int(self.now()), "segments": {}, "rejected": [], "invoice_parts": None}
+            for name in LISTS:
+                if name != "invoices":
+                    cp["segments"][name] = {"list": name, "gte": None, "lt": None, "after": None, "done": False}
+            with self.engine.begin() as conn:
+                self._save_state(conn, checkpoint={"full": cp})
+        _FullRun(self, cp).run()
+        with self.engine.begin() as conn:
+            self._save_state(conn, checkpoint={}, mode="full", events_cursor_created=cp["started"],
+                             rejected=cp["rejected"])
+        return SyncOutcome(mode="full", note=note, resumed=resumed, rejected=cp["rejected"])
+
+    def invoice_parts(self, started: int) -> list[tuple[int | None, int | None]]:
+        """Created ranges for the invoice history: from the oldest customer (no invoice precedes its customer)."""
+        table = table_of(StripeCustomer)
+        with self.engine.connect() as conn:
+            oldest = conn.execute(select(func.min(table.c.created)).where(table.c.account_id == self.account_id,
+                                                                          table.c.deleted.is_(False))).scalar()
+        if oldest is None:
+            return [(None, None)]
+        return split_range(int(oldest), started, INVOICE_PARTS)
+
+    # -- incremental ------------------------------------------------------------------------------------------
+    def incremental(self, cursor: int) -> SyncOutcome:
+        started = int(self.now())
+        since = cursor - OVERLAP
+        rejected: list[Obj] = []
+        changed: dict[str, set[str]] = {}
+        for page in iter_pages(self.reader, "/v1/events", list_params(gte=since)):
+            for event in page.objects:
+                try:
+                    found = parse_event(event)
+                except RecordError as exc:
+                    rejected.append(_reject(exc))
+                    continue
+                if found is not None and found[2] is not None:
+                    changed.setdefault(found[1], set()).add(found[2])
+        seen: set[str] = set()
+        for name, extra in LISTS.items():
+            for page in iter_pages(self.reader, f"/v1/{name}", list_params(extra, gte=since)):
+                seen |= self._store(name, page.objects, rejected)
+        for name, ids in changed.items():
+            for obj_id in sorted(ids - seen):
+                try:
+                    obj = self.reader.get(f"/v1/{name}/{obj_id}")
+                except NotFound:
+                    if name != "customers":
+                        continue  # a deleted draft or price: keep what we stored
+                    obj = {"id": obj_id, "object": "customer", "deleted": True}
+                seen |= self._store(name, [obj], rejected)
+        state = self.state()
+        kept = [r for r in state.get("rejected") or [] if r.get("id") not in seen]
+        merged = kept + [r for r in rejected if r not in kept]
+        with self.engine.begin() as conn:
+            self._save_state(conn, mode="incremental", events_cursor_created=started, rejected=merged)
+        return SyncOutcome(mode="incremental", note="events since the last sync", rejected=merged)
+
+    def _store(self, name: str, objects: list[Any], rejected: list[Obj]) -> set[str]:
+        if name == "invoices":
+            for obj in objects:
+                if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+                    complete_lines(self.reader, obj)
+        with self.engine.begin() as conn:
+            ids, bad = store_page(conn, self.account_id, name, objects)
+        rejected.extend(bad)
+        self._count(name, len(ids))
+        return ids
+
+
+class _FullRun:
+    """The fetchers and the single writer of one full sync (see the module docstring)."""
+
+    def __init__(self, syncer: Syncer, cp: Obj) -> None:
+        self.s = syncer
+        self.cp = cp
+        self.queue: queue.Queue[tuple[str, str, Page | BaseException | None]] = queue.Queue(maxsize=syncer.workers * 2)
+        self.stop = threading.Event()
+        self.active = 0
+
+    def run(self) -> None:
+        with ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-sync") as pool:
+            try:
+                self._loop(pool)
+            finally:
+                self.stop.set()
+                self._drain()
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        for name, seg in self.cp["segments"].items():
+            if not seg["done"]:
+                self._start(pool, name, seg)
+        self._maybe_split(pool)
+        while self.active:
+            kind, name, payload = self.queue.get()
+            if kind == "error":
+                assert isinstance(payload, BaseException)
+                raise payload
+            if kind == "done":
+                self.active -= 1
+                self._maybe_split(pool)
+                continue
+            assert isinstance(payload, Page)
+            self._write(name, payload)
+
+    def _write(self, name: str, page: Page) -> None:
+        seg = self.cp["segments"][name]
+        seg["after"] = page.last_id
+        seg["done"] = not page.has_more
+        with self.s.engine.begin() as conn:
+            ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects)
+            self.cp["rejected"].extend(bad)
+            self.s._save_state(conn, checkpoint={"full": self.cp})
+        self.s._count(seg["list"], len(ids))
+
+    def _maybe_split(self, pool: ThreadPoolExecutor) -> None:
+        """Once customers are stored, split the invoice history into created ranges and fetch them at once."""
+        if self.cp["invoice_parts"] is not None or not self.cp["segments"]["customers"]["done"]:
+            return
+        parts = self.s.invoice_parts(self.cp["started"])
+        self.cp["invoice_parts"] = len(parts)
+        for n, (gte, lt) in enumerate(parts):
+            self.cp["segments"][f"invoices:{n}"] = {"list": "invoices", "gte": gte, "lt": lt, "after": None,
+                                                    "done": False}
+        with self.s.engine.begin() as conn:
+            self.s._save_state(conn, checkpoint={"full": self.cp})
+        for n in range(len(parts)):
+            name = f"invoices:{n}"
+            self._start(pool, name, self.cp["segments"][name])
+
+    def _start(self, pool: ThreadPoolExecutor, name: str, seg: Obj) -> None:
+        self.active += 1
+        pool.submit(self._fetch, name, dict(seg))
+
+    def _put(self, item: tuple[str, str, Page | BaseException | None]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fetch(self, name: str, seg: Obj) -> None:
+        try:
+            params = list_params(LISTS[seg["list"]], seg["gte"], seg["lt"])
+            for page in iter_pages(self.s.reader, f"/v1/{seg['list']}", params, seg["after"]):
+                if seg["list"] == "invoices":
+                    for obj in page.objects:
+                        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+                            complete_lines(self.s.reader, obj)
+                if not self._put(("page", name, page)):
+                    return
+            self._put(("done", name, None))
+        except BaseException as exc:  # handed to the writer, which stops the run and keeps the checkpoint
+            self._put(("error", name, exc))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                return

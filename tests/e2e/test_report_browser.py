@@ -1,0 +1,85 @@
+"""The report in a real browser: headless Chromium opens the file from disk, runs plotly, and we read the DOM.
+
+The report comes from the whole pipeline on the sample company (local Stripe server, sync, rebuild, metrics,
+at-risk), so what the browser shows is what a user gets. The screenshot is kept as a test artifact
+(artifacts/report.png) and as the README's picture (docs/report.png).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from worker.cli.common import open_db
+from worker.cli.demo import run_demo
+from worker.report.render import pct
+from worker.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+END = date(2026, 11, 1)
+AS_OF = datetime(2026, 11, 15, tzinfo=UTC)
+
+
+def chromium() -> str:
+    found = next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed: the CI image must provide it (apt-get install chromium)")
+        pytest.skip("chromium is not installed here (apt-get install chromium); CI runs this test")
+    return found
+
+
+def run_chromium(binary: str, *args: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
+        done = subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def chart_div(dom: str, div_id: str) -> str:
+    """The chart's div up to the next chart section (enough to see what plotly drew inside it)."""
+    start = dom.index(f'id="{div_id}"')
+    return dom[start:start + 200_000]
+
+
+def test_the_report_renders_in_chromium(tmp_path: Path) -> None:
+    binary = chromium()
+    settings = get_settings()
+    report = tmp_path / "report.html"
+    outcome = run_demo(open_db(settings), settings, Console(quiet=True), 200, END, AS_OF, report)
+    t12m = outcome.metrics["t12m"]
+    assert t12m["nrr"] is not None
+    # the sample company's services push makes the naive figure visibly higher than the honest one
+    assert t12m["nrr_including_one_time"] > t12m["nrr"] + 0.02
+
+    dom = run_chromium(binary, "--dump-dom", report.as_uri())
+    shown = re.search(r'id="nrr"[^>]*>([^<]+)<', dom)
+    assert shown is not None and shown.group(1) == pct(t12m["nrr"])
+    naive = re.search(r'id="nrr-naive">([^<]+)<', dom)
+    assert naive is not None and naive.group(1) == pct(t12m["nrr_including_one_time"])
+    for div_id in ("chart-movements", "chart-trend", "chart-cohorts"):
+        part = chart_div(dom, div_id)
+        assert 'class="main-svg"' in part, f"{div_id} was not drawn"
+    assert re.search(r'class="[^"]*\bbars\b', chart_div(dom, "chart-movements"))  # the stacked bars
+    assert "heatmap" in chart_div(dom, "chart-cohorts") or "hm" in chart_div(dom, "chart-cohorts")
+
+    artifacts = ROOT / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "report.png"
+    shot.unlink(missing_ok=True)
+    run_chromium(binary, "--window-size=1280,3000", f"--screenshot={shot}", report.as_uri())
+    assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+    (ROOT / "docs").mkdir(exist_ok=True)
+    shutil.copyfile(shot, ROOT / "docs" / "report.png")

@@ -1,0 +1,54 @@
+"""The digest: Block Kit plus fallback text, every figure an alert must carry, and Slack's size limits."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from integrations.slack.digest import MAX_SECTION, AlertItem, RecoveredItem, build_digest
+from metrics.at_risk import RiskAssessment, Signal
+
+URL = "https://dashboard.stripe.com/test/customers/"
+
+
+def item(n: int, detail: str = "subscription sub_1 cancels at period end on 2026-12-01") -> AlertItem:
+    assessment = RiskAssessment(f"cus_{n}", f"Customer <{n}> & Co", 50000 + n, "usd",
+                                (Signal("cancel_scheduled", detail, 0.9),), date(2026, 12, 1), 460.0)
+    return AlertItem(assessment, URL + f"cus_{n}")
+
+
+def test_one_message_carries_total_and_each_account() -> None:
+    [message] = build_digest("acme", date(2026, 11, 1), "usd", 150000, 3, [item(1)],
+                             [RecoveredItem("cus_9", "Nine", URL + "cus_9")])
+    assert message.customer_ids == ("cus_1", "cus_9")
+    blocks = message.blocks
+    assert blocks[0]["type"] == "header" and blocks[0]["text"]["text"] == "At-risk accounts: acme"
+    assert "3 accounts at risk, $1,500.00 MRR at risk in total as of 2026-11-01" in blocks[1]["text"]["text"]
+    section = blocks[2]["text"]["text"]
+    # name escaped for mrkdwn, MRR at risk, renewal, signal with its figures, dashboard link
+    assert f"*<{URL}cus_1|Customer &lt;1&gt; &amp; Co>*" in section
+    assert "*$500.01* MRR at risk · renews 2026-12-01" in section
+    assert "*cancel_scheduled*: subscription sub_1 cancels at period end on 2026-12-01" in section
+    assert "recovered" in blocks[3]["text"]["text"] and "cus_9" in blocks[3]["text"]["text"]
+    # the plain-text fallback says the same things
+    assert "Customer <1> & Co (cus_1) $500.01 MRR at risk, renews 2026-12-01" in message.text
+    assert "recovered: Nine (cus_9)" in message.text
+    assert message.payload() == {"text": message.text, "blocks": blocks}
+
+
+def test_nothing_new_means_no_message() -> None:
+    assert build_digest("acme", date(2026, 11, 1), "usd", 150000, 3, [], []) == []
+
+
+def test_a_long_digest_is_split_at_50_blocks() -> None:
+    messages = build_digest("acme", date(2026, 11, 1), "usd", 10**7, 120, [item(n) for n in range(120)], [])
+    assert [len(m.blocks) for m in messages] == [50, 50, 26]  # 48 + 48 + 24 accounts, header + summary each
+    assert all(len(m.blocks) <= 50 for m in messages)
+    carried = [cid for m in messages for cid in m.customer_ids]
+    assert carried == [f"cus_{n}" for n in range(120)]
+    assert messages[2].blocks[0]["text"]["text"] == "At-risk accounts: acme (3/3)"
+
+
+def test_a_section_never_exceeds_3000_characters() -> None:
+    [message] = build_digest("acme", date(2026, 11, 1), "usd", 1, 1, [item(1, detail="x" * 5000)], [])
+    text = message.blocks[2]["text"]["text"]
+    assert len(text) == MAX_SECTION and text.endswith("…")

@@ -1,0 +1,67 @@
+"""Paging: limit=100 cursors, created ranges that cover everything once, and the rest of an invoice's lines."""
+
+from __future__ import annotations
+
+import responses
+from hypothesis import given
+from hypothesis import strategies as st
+
+from integrations.stripe import builders as b
+from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader
+from integrations.stripe.pages import complete_lines, iter_pages, list_params, split_range
+from integrations.stripe.ratelimit import Unlimited
+from integrations.stripe.testserver import FakeStripe, StripeWorld
+
+BASE = "http://stripe.test"
+
+
+def reader(base: str = BASE) -> StripeReader:
+    return StripeReader(StripeConfig(api_key="sk_test_123", api_base=base), limiter=Unlimited(),
+                        retry=RetryPolicy(attempts=1))
+
+
+@responses.activate
+def test_pages_follow_starting_after_until_has_more_is_false() -> None:
+    responses.get(f"{BASE}/v1/customers", match=[responses.matchers.query_param_matcher({"limit": "100"})],
+                  json={"object": "list", "data": [{"id": "cus_3"}, {"id": "cus_2"}], "has_more": True})
+    responses.get(f"{BASE}/v1/customers",
+                  match=[responses.matchers.query_param_matcher({"limit": "100", "starting_after": "cus_2"})],
+                  json={"object": "list", "data": [{"id": "cus_1"}], "has_more": False})
+    pages = list(iter_pages(reader(), "/v1/customers", list_params()))
+    assert [[o["id"] for o in p.objects] for p in pages] == [["cus_3", "cus_2"], ["cus_1"]]
+    assert [(p.last_id, p.has_more) for p in pages] == [("cus_2", True), ("cus_1", False)]
+
+
+def test_created_ranges_page_a_real_server_without_gaps_or_overlap() -> None:
+    world = StripeWorld()
+    world.add_all(b.customer(f"cus_{n:04d}", created=1000 + n * 7) for n in range(450))
+    with FakeStripe(world) as fake:
+        seen: list[str] = []
+        for gte, lt in split_range(1000, 1000 + 450 * 7, 4):
+            for page in iter_pages(reader(fake.url), "/v1/customers", list_params(gte=gte, lt=lt)):
+                assert len(page.objects) <= 100
+                seen.extend(o["id"] for o in page.objects)
+    assert sorted(seen) == sorted(world.collections["customer"].by_id)
+    # ranges of 787 s hold 113, 112, 113 and 112 customers (one every 7 s): two pages of 100 each
+    assert fake.request_count("/v1/customers") == 8
+
+
+@given(st.integers(0, 10**9), st.integers(0, 10**6), st.integers(1, 12), st.integers(-10**6, 2 * 10**9))
+def test_split_range_covers_every_time_exactly_once(start: int, width: int, parts: int, t: int) -> None:
+    ranges = split_range(start, start + width, parts)
+    inside = [(gte, lt) for gte, lt in ranges if (gte is None or t >= gte) and (lt is None or t < lt)]
+    assert len(inside) == 1
+    assert ranges[0][0] is None and ranges[-1][1] is None
+
+
+def test_complete_lines_fetches_what_the_invoice_did_not_embed() -> None:
+    lines = [b.line(f"il_{n:02d}", "in_1", 100, (1, 2)) for n in range(25)]
+    world = StripeWorld()
+    world.add(b.invoice("in_1", "cus_1", lines))
+    with FakeStripe(world, embedded_lines=10) as fake:
+        r = reader(fake.url)
+        invoice = r.get("/v1/invoices/in_1")
+        assert len(invoice["lines"]["data"]) == 10 and invoice["lines"]["has_more"]
+        complete_lines(r, invoice)
+    assert [ln["id"] for ln in invoice["lines"]["data"]] == [ln["id"] for ln in lines]
+    assert fake.requests[-1] == ("GET", "/v1/invoices/in_1/lines?limit=100&starting_after=il_09")

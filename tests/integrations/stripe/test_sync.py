@@ -1,0 +1,208 @@
+"""Full and incremental sync against the local Stripe server, stored on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from integrations.stripe import builders as b
+from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader, StripeReadError
+from integrations.stripe.models import StripeCustomer, StripeInvoice, StripeInvoiceLine, StripeSubscription, SyncState
+from integrations.stripe.store import table_of
+from integrations.stripe.sync import Syncer
+from integrations.stripe.testserver import Fault, FakeStripe, StripeWorld
+from tests.integrations.stripe.world import KEY, add_account, build_world, snapshot, world_totals
+from worker.syncing import counts
+
+FAST = RetryPolicy(attempts=4, base=0.001, max_wait=0.01)
+
+
+@pytest.fixture
+def world() -> StripeWorld:
+    return build_world(customers=30, months=6)
+
+
+@pytest.fixture
+def server(world: StripeWorld) -> Iterator[FakeStripe]:
+    with FakeStripe(world) as fake:
+        yield fake
+    assert fake.writes == []  # a sync never writes to Stripe
+
+
+def syncer(engine: Engine, account_id: int, server: FakeStripe, workers: int = 8) -> Syncer:
+    reader = StripeReader(StripeConfig(api_key=KEY, api_base=server.url, rps=0), retry=FAST)
+    return Syncer(engine, account_id, reader, workers=workers)
+
+
+def test_full_sync_stores_every_object_of_every_status(engine: Engine, server: FakeStripe,
+                                                       world: StripeWorld) -> None:
+    account = add_account(engine, server.url)
+    assert account.id is not None
+    outcome = syncer(engine, account.id, server).run()
+    assert (outcome.mode, outcome.rejected) == ("full", [])
+    assert counts(engine, account.id) == world_totals(world)
+    with engine.connect() as conn:
+        subs = table_of(StripeSubscription)
+        statuses = {r[0] for r in conn.execute(select(subs.c.status).where(subs.c.account_id == account.id))}
+        inv = table_of(StripeInvoice)
+        drafts = conn.execute(select(inv.c.id).where(inv.c.status == "draft")).all()
+    assert statuses == {"active", "canceled"}  # status=all: canceled subscriptions too
+    assert drafts  # invoices of every status
+    long_invoices = sum(1 for lines in world.invoice_lines.values() if len(lines) > server.embedded_lines)
+    assert server.request_count("/v1/invoices/") == long_invoices  # one /lines call per invoice with has_more
+    assert all("limit=100" in path for _, path in server.requests)
+
+
+def test_a_second_sync_changes_nothing(engine: Engine, server: FakeStripe) -> None:
+    account = add_account(engine, server.url)
+    assert account.id is not None
+    syncer(engine, account.id, server).run()
+    first = snapshot(engine, account.id)
+    syncer(engine, account.id, server).run(full=True)
+    assert snapshot(engine, account.id) == first
+    outcome = syncer(engine, account.id, server).run()
+    assert outcome.mode == "incremental"
+    assert snapshot(engine, account.id) == first
+
+
+def test_older_api_shapes_give_the_same_normalized_columns(engine: Engine) -> None:
+    current, legacy = build_world(customers=10, months=3), build_world(customers=10, months=3, legacy=True)
+    cols = ("id", "invoice_id", "customer_id", "subscription_id", "subscription_item_id", "price_id", "product_id",
+            "amount", "discount_total", "inclusive_tax", "quantity", "period_start", "period_end", "proration")
+    found = []
+    for n, world in enumerate((current, legacy)):
+        with FakeStripe(world) as fake:
+            account = add_account(engine, fake.url, name=f"shape{n}")
+            assert account.id is not None
+            syncer(engine, account.id, fake).run()
+        lines = table_of(StripeInvoiceLine)
+        with engine.connect() as conn:
+            found.append(sorted(conn.execute(select(*(lines.c[c] for c in cols))
+                                             .where(lines.c.account_id == account.id)).all()))
+        subs = table_of(StripeSubscription)
+        with engine.connect() as conn:
+            found.append(sorted(conn.execute(select(subs.c.id, subs.c.current_period_start, subs.c.current_period_end)
+                                             .where(subs.c.account_id == account.id)).all()))
+    assert found[0] == found[2] and found[1] == found[3]
+    assert len(found[0]) == sum(len(v) for v in current.invoice_lines.values())
+
+
+def test_incremental_on_an_unchanged_account_costs_a_handful_of_requests(engine: Engine,
+                                                                          server: FakeStripe) -> None:
+    account = add_account(engine, server.url)
+    assert account.id is not None
+    syncer(engine, account.id, server).run()
+    before = len(server.requests)
+    outcome = syncer(engine, account.id, server).run()
+    assert outcome.mode == "incremental"
+    assert len(server.requests) - before <= 8  # events + one created-filtered page per list
+
+
+def test_incremental_picks_up_changes_through_events(engine: Engine, server: FakeStripe,
+                                                     world: StripeWorld) -> None:
+    account = add_account(engine, server.url)
+    assert account.id is not None
+    syncer(engine, account.id, server).run()
+    now = int(time.time())
+    newcomer = world.add(b.customer("cus_new", "Newcomer", created=now))
+    quiet = world.add(b.customer("cus_quiet", "No event", created=now))  # found by the created filter alone
+    invoice = world.get("invoice", "in_00002_01")
+    assert invoice is not None and invoice["status"] == "paid"
+    world.add({**invoice, "status": "void"})
+    sub = world.get("subscription", "sub_00004")
+    assert sub is not None
+    world.add({**sub, "cancel_at_period_end": True})
+    world.delete_customer("cus_00009")
+    world.add_all([b.event("evt_1", "customer.created", newcomer, now),
+                   b.event("evt_2", "invoice.voided", {**invoice, "status": "void"}, now),
+                   b.event("evt_3", "customer.subscription.updated", {**sub, "cancel_at_period_end": True}, now),
+                   b.event("evt_4", "customer.deleted", {"id": "cus_00009", "object": "customer"}, now)])
+    before = len(server.requests)
+    outcome = syncer(engine, account.id, server).run()
+    assert outcome.mode == "incremental"
+    assert len(server.requests) - before <= 12
+    with engine.connect() as conn:
+        cus = table_of(StripeCustomer)
+        names = dict(conn.execute(select(cus.c.id, cus.c.name).where(cus.c.id.in_(["cus_new", "cus_quiet"]))).all())
+        deleted = conn.execute(select(cus.c.deleted, cus.c.name).where(cus.c.id == "cus_00009")).one()
+        inv = table_of(StripeInvoice)
+        status = conn.execute(select(inv.c.status).where(inv.c.id == "in_00002_01")).scalar()
+        subs = table_of(StripeSubscription)
+        cape = conn.execute(select(subs.c.cancel_at_period_end).where(subs.c.id == "sub_00004")).scalar()
+    assert names == {"cus_new": "Newcomer", "cus_quiet": quiet["name"]}
+    assert tuple(deleted) == (True, "Customer 9")  # marked deleted, not removed, name kept
+    assert (status, cape) == ("void", True)
+
+
+def test_a_stale_events_cursor_falls_back_to_full_and_says_so(engine: Engine, server: FakeStripe,
+                                                              world: StripeWorld) -> None:
+    account = add_account(engine, server.url)
+    assert account.id is not None
+    syncer(engine, account.id, server).run()
+    state = table_of(SyncState)
+    with engine.begin() as conn:
+        conn.execute(update(state).where(state.c.account_id == account.id)
+                     .values(events_cursor_created=int(time.time()) - 31 * 86400))
+    outcome = syncer(engine, account.id, server).run()
+    assert outcome.mode == "full" and "30 days" in outcome.note
+    assert counts(engine, account.id) == world_totals(world)
+
+
+def test_malformed_objects_are_listed_and_the_rest_is_stored(engine: Engine, server: FakeStripe,
+                                                              world: StripeWorld) -> None:
+    account = add_account(engine, server.url)
+    assert account.id is not None
+    syncer(engine, account.id, server).run()
+    before = snapshot(engine, account.id)
+    world.add({**b.customer("cus_00001", "Renamed"), "created": "not a number"})  # was fine, now broken
+    world.add({"id": "cus_nocreated", "object": "customer", "name": "x"})
+    bad_invoice = b.invoice("in_bad", "cus_00002", [b.line("il_bad_1", "in_bad", 100, (1, 2))], created=5)
+    del bad_invoice["customer"]
+    world.add(bad_invoice)
+    outcome = syncer(engine, account.id, server).run(full=True)
+    rejected = {(r["object"], r["id"]) for r in outcome.rejected}
+    assert rejected == {("customer", "cus_00001"), ("customer", "cus_nocreated"), ("invoice", "in_bad")}
+    assert all(r["error"] for r in outcome.rejected)
+    after = snapshot(engine, account.id)
+    assert after == before  # nothing already stored was lost or overwritten by the broken copy
+    with engine.connect() as conn:
+        state = conn.execute(select(table_of(SyncState).c.rejected)).scalar()
+    assert {(r["object"], r["id"]) for r in state} == rejected
+
+
+def test_429s_500s_and_dropped_connections_are_survived(engine: Engine, server: FakeStripe,
+                                                        world: StripeWorld) -> None:
+    server.inject(Fault(status=429), Fault(status=429), Fault(status=500), Fault(drop=True),
+                  Fault(status=503, path_prefix="/v1/invoices"), Fault(drop=True, path_prefix="/v1/invoices/"))
+    account = add_account(engine, server.url)
+    assert account.id is not None
+    outcome = syncer(engine, account.id, server).run()
+    assert server.faults == []  # every fault was hit, and retried
+    assert outcome.mode == "full"
+    assert counts(engine, account.id) == world_totals(world)
+
+
+def test_a_failed_run_keeps_its_checkpoint_and_the_next_run_resumes(engine: Engine, server: FakeStripe,
+                                                                    world: StripeWorld) -> None:
+    account = add_account(engine, server.url)
+    assert account.id is not None
+    server.inject(*[Fault(status=500, path_prefix="/v1/invoices") for _ in range(40)])
+    with pytest.raises(StripeReadError):
+        syncer(engine, account.id, server, workers=2).run()
+    with engine.connect() as conn:
+        checkpoint = conn.execute(select(table_of(SyncState).c.checkpoint)).scalar()
+    assert checkpoint["full"]["segments"]["customers"]["done"] is True
+    server.faults.clear()
+    customer_pages_before = server.request_count("/v1/customers")
+    outcome = syncer(engine, account.id, server).run()
+    assert outcome.resumed and outcome.mode == "full"
+    assert server.request_count("/v1/customers") == customer_pages_before  # customers were not fetched again
+    assert counts(engine, account.id) == world_totals(world)
+    clean = add_account(engine, server.url, name="clean")
+    assert clean.id is not None
+    syncer(engine, clean.id, server).run()
+    assert snapshot(engine, account.id) == snapshot(engine, clean.id)

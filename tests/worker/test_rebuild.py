@@ -1,0 +1,251 @@
+"""rebuild_account over stored rows: classes, exclusions, upcoming periods, cancellation and snapshots."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from integrations.stripe import builders as b
+from metrics.ledger import ClassifiedLine, MrrSnapshot
+from tests.worker.stripe_rows import make_account, store
+from worker.cli.revenue import import_rates
+from worker.mrr_queries import ensure_snapshots, missing_rate_warnings, mrr_at
+from worker.rebuild import rebuild_account
+
+
+def T(y: int, m: int, d: int = 1) -> int:
+    return int(datetime(y, m, d, tzinfo=UTC).timestamp())
+
+
+def at(y: int, m: int, d: int = 1) -> datetime:
+    return datetime(y, m, d, tzinfo=UTC)
+
+
+def monthly_world() -> list[dict]:
+    prod = b.product("prod_pro", "Pro")
+    monthly = b.price("price_m", "prod_pro", 10000)
+    yearly = b.price("price_y", "prod_pro", 120000, interval="year")
+    objs = [prod, monthly, yearly, b.customer("cus_a", "Alpha"), b.customer("cus_b", "Beta")]
+    months = [(T(2026, 1), T(2026, 2)), (T(2026, 2), T(2026, 3)), (T(2026, 3), T(2026, 4))]
+    for i, period in enumerate(months):
+        ln = b.line(
+            f"il_a{i}",
+            f"in_a{i}",
+            10000,
+            period,
+            price_obj=monthly,
+            subscription="sub_a",
+            subscription_item="si_a",
+        )
+        objs.append(b.invoice(f"in_a{i}", "cus_a", [ln], created=period[0], subscription="sub_a"))
+    setup = b.line("il_setup", "in_setup", 50000, (T(2026, 1, 5), T(2026, 1, 5)))
+    objs.append(b.invoice("in_setup", "cus_a", [setup], created=T(2026, 1, 5)))
+    voided = b.line(
+        "il_void",
+        "in_void",
+        99900,
+        (T(2026, 2), T(2026, 3)),
+        price_obj=monthly,
+        subscription="sub_a",
+        subscription_item="si_a",
+    )
+    objs.append(b.invoice("in_void", "cus_a", [voided], status="void", created=T(2026, 2)))
+    item = b.subscription_item("si_a", "sub_a", monthly, period=(T(2026, 3), T(2026, 4)))
+    objs.append(b.subscription("sub_a", "cus_a", [item]))
+    yl = b.line(
+        "il_b",
+        "in_b",
+        120000,
+        (T(2026, 1), T(2027, 1)),
+        price_obj=yearly,
+        subscription="sub_b",
+        subscription_item="si_b",
+    )
+    objs.append(b.invoice("in_b", "cus_b", [yl], created=T(2026, 1), subscription="sub_b"))
+    # Beta cancels immediately on 2026-03-10: no MRR after that, though the annual period runs on.
+    yitem = b.subscription_item("si_b", "sub_b", yearly, period=(T(2026, 1), T(2027, 1)))
+    objs.append(
+        b.subscription(
+            "sub_b", "cus_b", [yitem], status="canceled", ended_at=T(2026, 3, 10), canceled_at=T(2026, 3, 10)
+        )
+    )
+    return objs
+
+
+def test_rebuild_classifies_and_snapshots(engine: Engine) -> None:
+    account = make_account(engine)
+    store(engine, account, monthly_world())
+    result = rebuild_account(engine, account, today=date(2026, 3, 20))
+    assert result.by_class["recurring"] == 5 and result.by_class["one_time"] == 1
+    assert result.excluded == {"void invoice": 1}
+    with engine.connect() as conn:
+        lines = {r.line_id: r for r in conn.execute(select(ClassifiedLine.__table__))}  # type: ignore[attr-defined]
+        assert lines["il_void"].counted is False and lines["il_void"].excluded_reason == "void invoice"
+        assert lines["il_b"].monthly_reporting == 10000  # 1200.00 a year / 12
+        assert lines["il_b"].mrr_end == T(2026, 3, 10)
+        # Alpha on 2026-01-15: 100.00 a month; the 500.00 setup fee is one-time, not MRR; Beta 100.00.
+        jan = {c.customer_id: c for c in mrr_at(conn, account.id or 0, at(2026, 1, 15))}
+        assert jan["cus_a"].mrr == 10000 and jan["cus_a"].one_time == 50000 and jan["cus_a"].plan == "Pro"
+        assert jan["cus_b"].mrr == 10000
+        # After Beta's cancellation only Alpha pays.
+        assert {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, at(2026, 3, 15))} == {
+            "cus_a": 10000
+        }
+        snaps = {(r.customer_id, r.day): r.mrr for r in conn.execute(select(MrrSnapshot.__table__))}  # type: ignore[attr-defined]
+    assert snaps[("cus_a", date(2026, 2, 1))] == 10000
+    assert snaps[("cus_b", date(2026, 3, 1))] == 10000
+    assert ("cus_b", date(2026, 3, 20)) not in snaps
+    assert snaps[("cus_a", date(2026, 3, 20))] == 10000
+
+
+def test_upcoming_period_counts_at_current_items(engine: Engine) -> None:
+    """No invoice yet for April (a draft): the subscription's current items count, 3 seats x 100.00."""
+    account = make_account(engine)
+    objs = monthly_world()
+    monthly = next(o for o in objs if o["id"] == "price_m")
+    draft_line = b.line(
+        "il_draft",
+        "in_draft",
+        30000,
+        (T(2026, 4), T(2026, 5)),
+        price_obj=monthly,
+        subscription="sub_a",
+        subscription_item="si_a",
+        quantity=3,
+    )
+    objs.append(b.invoice("in_draft", "cus_a", [draft_line], status="draft", created=T(2026, 4)))
+    for o in objs:
+        if o["id"] == "sub_a":
+            o["items"]["data"] = [
+                b.subscription_item("si_a", "sub_a", monthly, quantity=3, period=(T(2026, 4), T(2026, 5)))
+            ]
+    store(engine, account, objs)
+    result = rebuild_account(engine, account, today=date(2026, 4, 10))
+    assert result.upcoming == 1 and result.excluded["draft invoice"] == 1
+    with engine.connect() as conn:
+        assert {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, at(2026, 4, 10))} == {
+            "cus_a": 30000
+        }
+
+
+def test_ensure_snapshots_only_fills_missing_days(engine: Engine) -> None:
+    account = make_account(engine)
+    store(engine, account, monthly_world())
+    rebuild_account(engine, account, today=date(2026, 3, 20))
+    ensure_snapshots(engine, account, [date(2026, 1, 20), date(2026, 2, 1)])
+    with engine.connect() as conn:
+        rows = list(
+            conn.execute(
+                select(MrrSnapshot.__table__).where(MrrSnapshot.__table__.c.day == date(2026, 1, 20))  # type: ignore[attr-defined]
+            )
+        )  # type: ignore
+    assert sorted((r.customer_id, r.mrr) for r in rows) == [("cus_a", 10000), ("cus_b", 10000)]
+
+
+def _mrr(engine: Engine, account_id: int, when: datetime) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {c.customer_id: c.mrr for c in mrr_at(conn, account_id, when)}
+
+
+def test_upgrade_mid_period_counts_the_new_plan_from_the_proration(engine: Engine) -> None:
+    """Pro 100.00 -> Business 200.00 on 2026-03-15: the proration pair does not count, the current item does."""
+    pro, biz = b.price("price_pro", "prod_pro", 10000), b.price("price_biz", "prod_biz", 20000)
+    objs: list[dict] = [b.product("prod_pro", "Pro"), b.product("prod_biz", "Business"), pro, biz,
+                        b.customer("cus_u", "Upgrader")]
+    full = b.line("il_m", "in_m", 10000, (T(2026, 3), T(2026, 4)), price_obj=pro, subscription="sub_u",
+                  subscription_item="si_u")
+    objs.append(b.invoice("in_m", "cus_u", [full], created=T(2026, 3), subscription="sub_u"))
+    unused = b.line("il_unused", "in_p", -5484, (T(2026, 3, 15), T(2026, 4)), price_obj=pro, subscription="sub_u",
+                    subscription_item="si_u", proration=True)
+    remaining = b.line("il_rem", "in_p", 10968, (T(2026, 3, 15), T(2026, 4)), price_obj=biz, subscription="sub_u",
+                       subscription_item="si_u", proration=True)
+    objs.append(b.invoice("in_p", "cus_u", [unused, remaining], created=T(2026, 3, 15), subscription="sub_u"))
+    objs.append(b.subscription("sub_u", "cus_u", [b.subscription_item("si_u", "sub_u", biz,
+                                                                      period=(T(2026, 3), T(2026, 4)))]))
+    account = make_account(engine)
+    store(engine, account, objs)
+    result = rebuild_account(engine, account, today=date(2026, 3, 20))
+    assert result.by_class["proration"] == 2
+    assert _mrr(engine, account.id or 0, at(2026, 3, 10)) == {"cus_u": 10000}
+    assert _mrr(engine, account.id or 0, at(2026, 3, 15)) == {"cus_u": 20000}
+    with engine.connect() as conn:
+        assert [c.plan for c in mrr_at(conn, account.id or 0, at(2026, 3, 20))] == ["Business"]
+
+
+def test_trial_past_due_and_metered(engine: Engine) -> None:
+    base = b.price("price_base", "prod_base", 10000)
+    usage = b.price("price_use", "prod_use", None, usage_type="metered", meter="mtr_1")
+    objs: list[dict] = [b.product("prod_base", "Base"), b.product("prod_use", "API"), base, usage,
+                        b.customer("cus_t", "Trial"), b.customer("cus_p", "Late"), b.customer("cus_m", "Meter")]
+    # Trial: a 0.00 invoice for the trial period and a trialing subscription: MRR 0, not a paying customer.
+    trial = b.line("il_t", "in_t", 0, (T(2026, 3), T(2026, 3, 15)), price_obj=base, subscription="sub_t",
+                   subscription_item="si_t")
+    objs.append(b.invoice("in_t", "cus_t", [trial], created=T(2026, 3), subscription="sub_t"))
+    objs.append(b.subscription("sub_t", "cus_t", [b.subscription_item("si_t", "sub_t", base,
+                                                                      period=(T(2026, 3), T(2026, 3, 15)))],
+                               status="trialing", trial_end=T(2026, 3, 15)))
+    # Past due: the March invoice is open and unpaid; it still counts until the subscription is canceled.
+    late = b.line("il_p", "in_p", 10000, (T(2026, 3), T(2026, 4)), price_obj=base, subscription="sub_p",
+                  subscription_item="si_p")
+    objs.append(b.invoice("in_p", "cus_p", [late], status="open", created=T(2026, 3), subscription="sub_p"))
+    objs.append(b.subscription("sub_p", "cus_p", [b.subscription_item("si_p", "sub_p", base,
+                                                                      period=(T(2026, 3), T(2026, 4)))],
+                               status="past_due"))
+    # Metered in arrears: usage for January is billed on Feb 1 (30.00), for February on Mar 1 (40.00).
+    for month, used in ((1, 3000), (2, 4000)):
+        u = b.line(f"il_u{month}", f"in_u{month}", used, (T(2026, month), T(2026, month + 1)), price_obj=usage,
+                   subscription="sub_m", subscription_item="si_use")
+        lic = b.line(f"il_b{month}", f"in_u{month}", 10000, (T(2026, month + 1), T(2026, month + 2)),
+                     price_obj=base, subscription="sub_m", subscription_item="si_base")
+        objs.append(b.invoice(f"in_u{month}", "cus_m", [u, lic], created=T(2026, month + 1), subscription="sub_m"))
+    objs.append(b.subscription("sub_m", "cus_m", [
+        b.subscription_item("si_base", "sub_m", base, period=(T(2026, 3), T(2026, 4))),
+        b.subscription_item("si_use", "sub_m", usage, quantity=None, period=(T(2026, 3), T(2026, 4)))]))
+    account = make_account(engine)
+    store(engine, account, objs)
+    rebuild_account(engine, account, today=date(2026, 3, 20))
+    aid = account.id or 0
+    # Jan 15: only January usage (billed later, restated). Feb 15: base 100.00 + February usage 40.00.
+    assert _mrr(engine, aid, at(2026, 1, 15)) == {"cus_m": 3000}
+    assert _mrr(engine, aid, at(2026, 2, 15))["cus_m"] == 14000
+    # Mar 20: March usage not billed yet, carried forward at February's 40.00; the past-due customer counts.
+    assert _mrr(engine, aid, at(2026, 3, 20)) == {"cus_m": 14000, "cus_p": 10000}
+
+
+def test_metered_carry_forward_stops_when_the_subscription_ends(engine: Engine) -> None:
+    usage = b.price("price_use", "prod_use", None, usage_type="metered", meter="mtr_1")
+    u = b.line("il_u", "in_u", 4000, (T(2026, 2), T(2026, 3)), price_obj=usage, subscription="sub_m",
+               subscription_item="si_use")
+    objs = [b.product("prod_use", "API"), usage, b.customer("cus_m", "Meter"),
+            b.invoice("in_u", "cus_m", [u], created=T(2026, 3), subscription="sub_m"),
+            b.subscription("sub_m", "cus_m", [b.subscription_item("si_use", "sub_m", usage, quantity=None,
+                                                                  period=(T(2026, 3), T(2026, 4)))],
+                           status="canceled", ended_at=T(2026, 3), canceled_at=T(2026, 3))]
+    account = make_account(engine)
+    store(engine, account, objs)
+    rebuild_account(engine, account, today=date(2026, 3, 20))
+    assert _mrr(engine, account.id or 0, at(2026, 2, 15)) == {"cus_m": 4000}
+    assert _mrr(engine, account.id or 0, at(2026, 3, 20)) == {}
+
+
+def test_missing_rate_is_left_out_with_a_warning_then_converted(engine: Engine) -> None:
+    eur = b.price("price_eur", "prod_pro", 10000, currency="eur")
+    line = b.line("il_e", "in_e", 10000, (T(2026, 3), T(2026, 4)), price_obj=eur, currency="eur",
+                  subscription="sub_e", subscription_item="si_e")
+    objs = [b.product("prod_pro", "Pro"), eur, b.customer("cus_e", "Euro"),
+            b.invoice("in_e", "cus_e", [line], created=T(2026, 3), currency="eur", subscription="sub_e")]
+    account = make_account(engine)
+    store(engine, account, objs)
+    result = rebuild_account(engine, account, today=date(2026, 3, 20))
+    assert result.excluded == {"missing_rate": 1}
+    assert _mrr(engine, account.id or 0, at(2026, 3, 10)) == {}
+    with engine.connect() as conn:
+        (warning,) = missing_rate_warnings(conn, account.id or 0, at=at(2026, 3, 10))
+    assert warning["code"] == "missing_rate"
+    assert "EUR" in warning["message"] and "2026-03-01 to 2026-04-01" in warning["message"]
+    assert "€100.00 of MRR" in warning["message"]
+    import_rates(engine, "date,currency,rate\n2026-01-01,eur,1.08\n2026-03-15,eur,2\n")
+    rebuild_account(engine, account, today=date(2026, 3, 20))
+    assert _mrr(engine, account.id or 0, at(2026, 3, 10)) == {"cus_e": 10800}  # rate on the period start

@@ -1,0 +1,156 @@
+"""The Celery application: broker, delivery guarantees, time limits, retries and the nightly schedule.
+
+Delivery is at-least-once by design: `acks_late` with `task_reject_on_worker_lost` means a task whose worker
+dies (SIGKILL, a lost machine) goes back on the queue, and every step of a night is idempotent, so running it
+twice is safe. With Redis, an unacknowledged message comes back only after the visibility timeout, and one
+that is still running when the timeout passes would be delivered a second time: the timeout is therefore
+derived from the hard time limit and always longer than the longest possible run. Prefetch 1 keeps a long
+night from holding other accounts hostage behind it on one worker.
+
+Configuration is read from the environment when the app is first configured (not at import), through the
+`on_configure` signal, so a command or a test that sets the environment first is obeyed.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.schedules import crontab
+from celery.signals import setup_logging
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import OperationalError as DatabaseError
+
+from worker.logging import configure_logging
+from worker.settings import Settings, get_settings
+
+TASK_NIGHTLY_ALL = "retention.nightly.all"
+TASK_NIGHTLY_ACCOUNT = "retention.nightly.account"
+QUEUE = "retention"
+DEFAULT_TIME_LIMIT = 3 * 3600  # seconds; RETENTION_NIGHTLY_TIME_LIMIT changes it (very large accounts)
+FANOUT_TIME_LIMIT = 120
+
+# Retries, declared once for every task: only infrastructure blips (database or Redis unreachable) are retried
+# by Celery. A Stripe failure is not: the sync retries Stripe itself and records the outcome on the account.
+RETRY_POLICY: dict[str, Any] = {
+    "autoretry_for": (DatabaseError, redis.exceptions.ConnectionError, BrokerError),
+    "retry_backoff": 30,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+def nightly_time_limit() -> int:
+    """Hard time limit of one account's night, in seconds."""
+    raw = os.environ.get("RETENTION_NIGHTLY_TIME_LIMIT", "")
+    if not raw:
+        return DEFAULT_TIME_LIMIT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"RETENTION_NIGHTLY_TIME_LIMIT={raw!r} is not a number of seconds") from None
+    if value < 2:
+        raise ValueError("RETENTION_NIGHTLY_TIME_LIMIT must be at least 2 seconds")
+    return value
+
+
+def soft_time_limit(hard: int) -> int:
+    """Leaves the run time to record its failure before the hard kill."""
+    return hard - max(1, min(300, hard // 10))
+
+
+def visibility_timeout(hard: int) -> int:
+    """Longer than the longest run (the hard limit), else Redis hands a running task to a second worker."""
+    return hard + max(2, hard // 4)
+
+
+def parse_nightly_at(value: str) -> tuple[int, int]:
+    """`HH:MM` (24-hour clock) -> (hour, minute)."""
+    try:
+        moment = datetime.strptime(value.strip(), "%H:%M")
+    except ValueError:
+        raise ValueError(f"RETENTION_NIGHTLY_AT={value!r} is not a time of day: use HH:MM (e.g. 02:00)") \
+            from None
+    return moment.hour, moment.minute
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    hard = nightly_time_limit()
+    hour, minute = parse_nightly_at(settings.retention_nightly_at)
+    vt = visibility_timeout(hard)
+    broker = settings.retention_broker_url
+    return {
+        "broker_url": broker,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": vt,
+            # look for abandoned messages often enough that they come back soon after the timeout
+            "unacked_restore_interval": max(1, min(10, vt // 4)),
+            "unacked_restore_throttle": 1,
+        },
+        "imports": ("worker.tasks",),
+        "task_default_queue": QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": hard,
+        "task_soft_time_limit": soft_time_limit(hard),
+        "worker_hijack_root_logger": False,
+        "timezone": settings.retention_timezone,
+        "enable_utc": True,
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_max_loop_interval": 30,
+        "redbeat_redis_url": broker,
+        "redbeat_key_prefix": "retention:redbeat:",
+        # a second `retention beat` waits on this lock; it takes over within 150 s when the first one dies
+        "redbeat_lock_timeout": 150,
+        "beat_schedule": {
+            "nightly": {
+                "task": TASK_NIGHTLY_ALL,
+                "schedule": crontab(hour=hour, minute=minute),
+                "kwargs": {"trigger": "schedule"},
+            },
+        },
+    }
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app configured from `settings` now (used to enqueue from a command or a test)."""
+    celery = Celery("retention", set_as_current=False)
+    celery.config_from_object(celery_config(settings or get_settings()))
+    return celery
+
+
+app = Celery("retention")
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.config_from_object(celery_config(get_settings()))
+
+
+@setup_logging.connect
+def _json_logs(loglevel: int | str | None = None, **_: Any) -> None:
+    """Connected, this replaces Celery's own log setup: workers write JSON lines like every command."""
+    configure_logging(loglevel or "INFO")
+
+
+def enqueue_nightly(celery: Celery, account_ids: list[int], as_of: datetime | None = None,
+                    trigger: str = "enqueue") -> list[str]:
+    """Puts one nightly task per account on the broker (accounts then run in parallel across workers)."""
+    ids = []
+    for account_id in account_ids:
+        kwargs = {"account_id": account_id, "as_of": as_of.isoformat() if as_of else None, "trigger": trigger}
+        # fail in seconds, not minutes, when the broker is down: the caller says so
+        sent = celery.send_task(TASK_NIGHTLY_ACCOUNT, kwargs=kwargs, queue=QUEUE, retry=True,
+                                retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+        ids.append(sent.id)
+    return ids

@@ -1,0 +1,88 @@
+"""The steps of a night, each a thin adapter from the chain to another team's plain function.
+
+Each adapter returns a small summary for the run log (counts and headline figures, never secrets) and raises
+StepFailed when the function reports failure without raising (a sync that could not reach Stripe returns
+ok=False; an alert that could not be delivered keeps it pending and says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from worker.models import Account
+from worker.settings import Settings
+
+
+class StepFailed(Exception):
+    """A step that ran to its end but reports failure; the message is recorded as the step's error."""
+
+
+@dataclass(frozen=True)
+class NightContext:
+    """What every step is given."""
+
+    engine: Engine
+    settings: Settings
+    account: Account
+    as_of: datetime
+    redis_url: str | None
+
+
+StepFn = Callable[[NightContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: StepFn
+
+
+def sync_step(ctx: NightContext) -> dict[str, Any]:
+    from worker.syncing import run_sync
+
+    result = run_sync(ctx.engine, ctx.settings, ctx.account, full=False, redis_url=ctx.redis_url)
+    if not result.ok:
+        raise StepFailed(result.error or "the sync failed")
+    return {"mode": result.mode, "requests": result.requests, "stored": dict(result.stored),
+            "rejected": len(result.rejected), "seconds": round(result.seconds, 3)}
+
+
+def rebuild_step(ctx: NightContext) -> dict[str, Any]:
+    from worker.rebuild import rebuild_account
+
+    result = rebuild_account(ctx.engine, ctx.account, today=ctx.as_of.date())
+    return {"lines": result.lines, "upcoming": result.upcoming, "snapshot_days": result.snapshot_days,
+            "problems": result.problems[:20]}  # named objects the rebuild left out
+
+
+def metrics_step(ctx: NightContext) -> dict[str, Any]:
+    from worker.metrics_run import compute_metrics
+
+    payload = compute_metrics(ctx.engine, ctx.account, ctx.as_of, store=True)
+    t12m = payload.get("t12m") or {}
+    return {"as_of": payload.get("as_of"), "currency": payload.get("currency"), "mrr": payload.get("mrr"),
+            "nrr": t12m.get("nrr"), "grr": t12m.get("grr"), "warnings": len(payload.get("warnings") or [])}
+
+
+def alert_step(ctx: NightContext) -> dict[str, Any]:
+    """At-risk accounts and their Slack digest (run_alerts computes the at-risk list and delivers it)."""
+    from worker.alerts import run_alerts
+
+    result = run_alerts(ctx.engine, ctx.settings, ctx.account, ctx.as_of)
+    if result.error:  # delivery failed: the alerts stay pending for the next run, the night says so
+        raise StepFailed(result.error)
+    return {"at_risk": result.at_risk, "mrr_at_risk": result.mrr_at_risk, "messages": result.messages,
+            "sent": result.sent, "pending": result.pending}
+
+
+DEFAULT_STEPS: tuple[Step, ...] = (
+    Step("sync", sync_step),
+    Step("rebuild", rebuild_step),
+    Step("metrics", metrics_step),
+    Step("alerts", alert_step),
+)

@@ -1,0 +1,88 @@
+"""Gathering the report's payloads from the database: the same functions the JSON commands call.
+
+The trend recomputes the trailing-12-month figures at each month start (store=False, so a report never adds
+metric runs); the cohort grid reads the month-start MRR snapshots the rebuild keeps.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from metrics.ledger import MrrSnapshot
+from worker.metrics_run import as_of_day, compute_metrics
+from worker.models import Account
+from worker.report.cohort_grid import cohort_grid
+from worker.report.render import ReportData, render_report
+from worker.risk import at_risk
+
+TREND_MONTHS = 12
+
+
+def month_starts_before(day: date, count: int) -> list[date]:
+    """The `count` month starts up to `day` (inclusive), oldest first."""
+    index = day.year * 12 + day.month - 1
+    return [date((i // 12), i % 12 + 1, 1) for i in range(index - count + 1, index + 1)]
+
+
+def trend(
+    engine: Engine, account: Account, as_of: datetime, months: int = TREND_MONTHS
+) -> list[dict[str, Any]]:
+    """T12M NRR / GRR / logo retention at each of the last `months` month starts, and at the as-of day."""
+    t1 = as_of_day(as_of)
+    days = [d for d in month_starts_before(t1, months) if d < t1] + [t1]
+    points = []
+    for day in days:
+        payload = compute_metrics(
+            engine, account, datetime(day.year, day.month, day.day, tzinfo=UTC), store=False
+        )
+        window = payload["t12m"]
+        points.append(
+            {
+                "as_of": day.isoformat(),
+                "nrr": window["nrr"],
+                "grr": window["grr"],
+                "logo_retention": window["logo_retention"],
+            }
+        )
+    return points
+
+
+def cohort_rows(engine: Engine, account: Account, until: date) -> list[tuple[str, date, int]]:
+    """Month-start snapshots up to `until`: (customer, day, MRR)."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(col(MrrSnapshot.customer_id), col(MrrSnapshot.day), col(MrrSnapshot.mrr)).where(
+                MrrSnapshot.account_id == account.id, col(MrrSnapshot.day) <= until
+            )
+        ).all()
+    return [(customer, day, mrr) for customer, day, mrr in rows if day.day == 1]
+
+
+def load_report(
+    engine: Engine, account: Account, as_of: datetime, trend_months: int = TREND_MONTHS
+) -> ReportData:
+    """Every payload the report shows, for one account at `as_of`."""
+    t1 = as_of_day(as_of)
+    metrics = compute_metrics(engine, account, as_of, store=False)
+    grid = cohort_grid(cohort_rows(engine, account, t1), last_month=t1.replace(day=1))
+    return ReportData(
+        account=account.name,
+        metrics=metrics,
+        at_risk=at_risk(engine, account, as_of),
+        trend=trend(engine, account, as_of, trend_months),
+        cohorts=grid.as_json(),
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def write_report(engine: Engine, account: Account, as_of: datetime, out: Path) -> Path:
+    """Renders the report to `out` (parent folders created) and returns the path."""
+    html = render_report(load_report(engine, account, as_of))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out

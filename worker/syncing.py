@@ -1,0 +1,96 @@
+"""Running a sync for one connected account and recording its outcome on SyncState.
+
+A Stripe failure that outlives the retries is recorded as a failed run with its error (never as success) and
+returned with ok=False; the checkpoint stays, so the next run resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+
+from integrations.stripe.client import StripeReader, StripeReadError
+from integrations.stripe.models import (
+    StripeCreditNote,
+    StripeCustomer,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    SyncState,
+)
+from integrations.stripe.store import table_of
+from integrations.stripe.sync import Progress, Syncer
+from worker.accounts import stripe_config
+from worker.models import Account
+from worker.settings import Settings
+
+COUNTED = {
+    "customers": StripeCustomer,
+    "products": StripeProduct,
+    "prices": StripePrice,
+    "subscriptions": StripeSubscription,
+    "invoices": StripeInvoice,
+    "line_items": StripeInvoiceLine,
+    "credit_notes": StripeCreditNote,
+}
+
+
+@dataclass
+class SyncResult:
+    account: str
+    ok: bool
+    mode: str | None = None
+    note: str = ""
+    error: str | None = None
+    resumed: bool = False
+    requests: int = 0
+    stored: dict[str, int] = field(default_factory=dict)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_sync(engine: Engine, settings: Settings, account: Account, full: bool = False, progress: Progress | None = None,
+             redis_url: str | None = None) -> SyncResult:
+    """Sync the account (full or incremental as SyncState says) and record the outcome; never raises for Stripe."""
+    assert account.id is not None
+    config = stripe_config(settings, account, redis_url=redis_url)
+    reader = StripeReader(config)
+    syncer = Syncer(engine, account.id, reader, progress=progress)
+    syncer.state()  # the row exists before anything can fail, so the outcome is always recorded
+    started = time.monotonic()
+    try:
+        outcome = syncer.run(full=full)
+    except StripeReadError as exc:
+        result = SyncResult(account.name, ok=False, error=str(exc), requests=reader.requests,
+                            stored=dict(syncer.stored))
+    else:
+        result = SyncResult(account.name, ok=True, mode=outcome.mode, note=outcome.note, resumed=outcome.resumed,
+                            requests=reader.requests, stored=outcome.stored, rejected=outcome.rejected)
+    result.seconds = time.monotonic() - started
+    _record(engine, account.id, result)
+    return result
+
+
+def _record(engine: Engine, account_id: int, result: SyncResult) -> None:
+    state = table_of(SyncState)
+    values: dict[str, Any] = {"last_sync_at": int(time.time()), "last_sync_ok": result.ok,
+                              "last_error": result.error, "requests": result.requests}
+    with engine.begin() as conn:
+        conn.execute(update(state).where(state.c.account_id == account_id).values(**values))
+
+
+def counts(engine: Engine, account_id: int) -> dict[str, int]:
+    """Objects stored per kind, whatever their status (CLI.md `status`)."""
+    found: dict[str, int] = {}
+    with engine.connect() as conn:
+        for name, model in COUNTED.items():
+            table = table_of(model)
+            found[name] = int(conn.execute(select(func.count()).select_from(table)
+                                           .where(table.c.account_id == account_id)).scalar() or 0)
+    return found
