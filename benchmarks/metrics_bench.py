@@ -1,7 +1,7 @@
-"""Benchmark: full metrics recompute for 100,000 customers with 36 months of month-start snapshots.
+"""Benchmark: full metrics recompute, 100,000 customers with 36 months of month-start snapshots.
 
-Inserts MrrSnapshot rows directly (bulk: executemany on SQLite, COPY on PostgreSQL), marks the days computed so
-ensure_snapshots keeps them, then times worker.metrics_run.compute_metrics: both windows, every segment, 36
+Inserts MrrSnapshot rows directly (bulk: executemany on SQLite, COPY on PostgreSQL), marks the days computed
+so ensure_snapshots keeps them, then times worker.metrics_run.compute_metrics: both windows, every segment, 36
 months of movements and storing the run. Goal: <= 10 s on each database, peak memory <= 500 MB (maxrss of the
 whole process, generation and insertion included, so rows are generated and written in chunks).
 
@@ -11,6 +11,7 @@ whole process, generation and insertion included, so rows are generated and writ
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import sys
@@ -102,7 +103,8 @@ def load_sqlite(engine: Engine, data: Iterator[Row]) -> int:
         cur = raw.cursor()
         for batch in chunks(data):
             cur.executemany("INSERT INTO mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", [(a, c, d.isoformat(), m, o, p) for a, c, d, m, o, p in batch])
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            [(a, c, d.isoformat(), m, o, p) for a, c, d, m, o, p in batch])
             n += len(batch)
         cur.execute("ANALYZE")
         raw.commit()
@@ -131,13 +133,16 @@ def run(label: str, engine: Engine, load: object, customers: int, months: int) -
     n = load(rows(account.id or 0, customers, days))  # type: ignore[operator]
     mark_days(engine, account.id or 0, days)
     print(f"{label}: inserted {n:,} snapshot rows in {time.perf_counter() - started:.1f} s")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     payload = compute_metrics(engine, account, datetime(2026, 11, 1, tzinfo=UTC), store=True)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     t12m = payload["t12m"]
-    print(f"{label}: full recompute {elapsed:.2f} s  (T12M NRR {t12m['nrr']}, GRR {t12m['grr']}, "
+    print(f"{label}: full recompute {elapsed:.2f} s wall, {cpu:.2f} s CPU in this process "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    print(f"{label}: (T12M NRR {t12m['nrr']}, GRR {t12m['grr']}, "
           f"logos {t12m['logo_retention']}, {t12m['customers']:,} customers; "
-          f"{sum(len(v) for v in payload['segments'].values())} segments; {len(payload['movements'])} months)")
+          f"{sum(len(v) for v in payload['segments'].values())} segments; "
+          f"{len(payload['movements'])} months)")
     return elapsed
 
 
@@ -162,8 +167,8 @@ def main() -> None:
         url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
         try:
             engine = ensure_schema(url)
-            results["postgres"] = run("postgres", engine, lambda data: load_postgres(url, data), args.customers,
-                                      args.months)
+            results["postgres"] = run("postgres", engine, lambda data: load_postgres(url, data),
+                                      args.customers, args.months)
             engine.dispose()
             get_engine(url).dispose()
         finally:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, func, literal, select, union_all
+from sqlalchemy import Integer, and_, case, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
@@ -88,10 +88,10 @@ class GroupKey:
     cohort: str | None  # signup month `YYYY-MM`
 
 
-def _signup_month(s0: Any) -> ColumnElement[Any]:
-    """Month of the customer's first MRR > 0: the earliest counted recurring line with a positive monthly
-    amount, or the earliest snapshot with MRR > 0, whichever is earlier (the ledger sees mid-month starts that
-    month-start snapshots only see a month later)."""
+def _first_paid_months(s0: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """`YYYY-MM` of the customer's earliest snapshot with MRR > 0, and of its earliest counted recurring line
+    with a positive monthly amount (the ledger sees a mid-month start that month-start snapshots see a month
+    later). Index lookups per cohort member: (account_id, customer_id) leads both tables' indexes."""
     x = SNAP.alias("first_snap")
     first_snap = (
         select(func.min(x.c.day))
@@ -109,30 +109,56 @@ def _signup_month(s0: Any) -> ColumnElement[Any]:
         )
         .scalar_subquery()
     )
-    snap_month = month_of_day(first_snap)
-    line_month = month_of_epoch(first_line)
-    return case(
-        (first_line.is_(None), snap_month),
-        (first_snap.is_(None), line_month),
-        (line_month < snap_month, line_month),
-        else_=snap_month,
+    return month_of_day(first_snap), month_of_epoch(first_line)
+
+
+def _members(account_id: int, window: Window) -> Any:
+    """One row per cohort member: plan and MRR at t0, MRR and one-time at t1, first-paid months.
+
+    OFFSET 0 keeps PostgreSQL from inlining this into the aggregate, which would repeat the per-customer
+    subqueries in every expression that uses them."""
+    s0 = SNAP.alias("s0")
+    s1 = SNAP.alias("s1")
+    snap_month, line_month = _first_paid_months(s0)
+    return (
+        select(
+            s0.c.plan.label("plan"),
+            s0.c.mrr.label("m0"),
+            s0.c.one_time.label("one0"),
+            func.coalesce(s1.c.mrr, 0).label("m1"),
+            func.coalesce(s1.c.one_time, 0).label("one1"),
+            snap_month.label("snap_month"),
+            line_month.label("line_month"),
+        )
+        .select_from(
+            s0.outerjoin(
+                s1,
+                and_(s1.c.account_id == s0.c.account_id, s1.c.customer_id == s0.c.customer_id,
+                     s1.c.day == window.t1),
+            )
+        )
+        .where(s0.c.account_id == account_id, s0.c.day == window.t0, s0.c.mrr > 0)
+        .offset(0)
+        .subquery("members")
     )
 
 
 def window_groups(conn: Connection, account_id: int, window: Window,
                   band_edges: Sequence[int]) -> dict[GroupKey, Aggregates]:
     """Aggregates of the window's cohort, grouped by (plan at t0, size band at t0, signup month)."""
-    s0 = SNAP.alias("s0")
-    s1 = SNAP.alias("s1")
-    m0 = s0.c.mrr
-    m1 = func.coalesce(s1.c.mrr, 0)
-    one1 = func.coalesce(s1.c.one_time, 0)
+    c = _members(account_id, window)
+    m0, m1 = c.c.m0, c.c.m1
     up = case((m1 > m0, m1 - m0), else_=0)
     band = case(*[(m0 >= edge, len(band_edges) - i) for i, edge in enumerate(reversed(band_edges))], else_=0)
-    signup = _signup_month(s0)
+    signup = case(
+        (c.c.line_month.is_(None), c.c.snap_month),
+        (c.c.snap_month.is_(None), c.c.line_month),
+        (c.c.line_month < c.c.snap_month, c.c.line_month),
+        else_=c.c.snap_month,
+    )
     stmt = (
         select(
-            s0.c.plan.label("plan"),
+            c.c.plan,
             band.label("band"),
             signup.label("cohort"),
             func.count().label("customers"),
@@ -143,18 +169,10 @@ def window_groups(conn: Connection, account_id: int, window: Window,
             func.sum(case((and_(m1 > 0, m1 < m0), m0 - m1), else_=0)).label("contraction"),
             func.sum(case((m1 <= 0, m0), else_=0)).label("churn"),
             func.max(up).label("max_expansion"),
-            func.sum(m0 + s0.c.one_time).label("start_with_one_time"),
-            func.sum(m1 + one1).label("end_with_one_time"),
+            func.sum(m0 + c.c.one0).label("start_with_one_time"),
+            func.sum(m1 + c.c.one1).label("end_with_one_time"),
         )
-        .select_from(
-            s0.outerjoin(
-                s1,
-                and_(s1.c.account_id == s0.c.account_id, s1.c.customer_id == s0.c.customer_id,
-                     s1.c.day == window.t1),
-            )
-        )
-        .where(s0.c.account_id == account_id, s0.c.day == window.t0, s0.c.mrr > 0)
-        .group_by(s0.c.plan, band, signup)
+        .group_by(c.c.plan, band, signup)
     )
     groups: dict[GroupKey, Aggregates] = {}
     for row in conn.execute(stmt).mappings():
@@ -198,59 +216,62 @@ class MonthMovement:
 def month_movements(conn: Connection, account_id: int, months: Sequence[date]) -> list[MonthMovement]:
     """Movements between consecutive month starts (METRICS.md section 4), from the month-start snapshots.
 
-    A customer missing from a month's snapshots has MRR 0 there: a row that stops is churn in the next month,
-    a row that resumes after a gap is a reactivation (or new, if it never paid before). The first month has no
-    predecessor, so everything in it is new.
+    One pass with LAG gives, per row at month m, the customer's MRR at m-1 (0 when the customer had no row
+    there). A customer with no row at m has MRR 0 there, so churn is everything paying at m-1 that is not
+    seen paying at m: mrr(m-1) minus the m-1 MRR of the customers still paying at m (no LEAD pass needed).
+    New and reactivation split the starts (0 -> >0) by whether the month is the customer's first paying month
+    in the series (a second, grouped pass). The first month has no predecessor, so everything in it is new.
     """
     if not months:
         return []
-    idx = month_index(SNAP.c.day)
+    in_series = and_(SNAP.c.account_id == account_id, SNAP.c.day.in_(list(months)))
     order = {"partition_by": SNAP.c.customer_id, "order_by": SNAP.c.day}
-    first_paid = func.min(case((SNAP.c.mrr > 0, idx))).over(partition_by=SNAP.c.customer_id)
-    rows = (
-        select(
-            SNAP.c.mrr.label("mrr"),
-            idx.label("idx"),
-            func.lag(SNAP.c.mrr).over(**order).label("prev_mrr"),
-            func.lag(idx).over(**order).label("prev_idx"),
-            func.lead(idx).over(**order).label("next_idx"),
-            first_paid.label("first_paid"),
-        )
-        .where(SNAP.c.account_id == account_id, SNAP.c.day.in_(list(months)))
-        .cte("rows")
-    )
+    idx = month_index(SNAP.c.day)
+    rows = select(
+        SNAP.c.mrr.label("mrr"),
+        idx.label("idx"),
+        func.lag(SNAP.c.mrr).over(**order).label("prev_mrr"),
+        func.lag(SNAP.c.day).over(**order).label("prev_day"),
+    ).where(in_series).subquery("rows")
     mrr = rows.c.mrr
-    prev = case((rows.c.prev_idx == rows.c.idx - 1, rows.c.prev_mrr), else_=0)
-    starts = and_(prev <= 0, mrr > 0)
-    ever = func.coalesce(rows.c.first_paid, rows.c.idx) < rows.c.idx
-    zero = literal(0, Integer)
-    in_month = select(
-        rows.c.idx.label("idx"),
-        mrr.label("mrr"),
-        case((and_(starts, ~ever), mrr), else_=0).label("new"),
-        case((and_(starts, ever), mrr), else_=0).label("reactivation"),
-        case((and_(prev > 0, mrr > prev), mrr - prev), else_=0).label("expansion"),
-        case((and_(prev > 0, mrr > 0, mrr < prev), prev - mrr), else_=0).label("contraction"),
-        case((and_(prev > 0, mrr <= 0), prev), else_=0).label("churn"),
-    )
-    # a paying row followed by no row next month: churn in the next month
-    last = months[-1].year * 12 + months[-1].month
-    stops = and_(mrr > 0, rows.c.idx < last, func.coalesce(rows.c.next_idx, last + 1) > rows.c.idx + 1)
-    gap_churn = select(
-        (rows.c.idx + 1).label("idx"), zero.label("mrr"), zero.label("new"), zero.label("reactivation"),
-        zero.label("expansion"), zero.label("contraction"), mrr.label("churn"),
-    ).where(stops)
-    both = union_all(in_month, gap_churn).subquery("contributions")
+    prev = case((month_index(rows.c.prev_day) == rows.c.idx - 1, rows.c.prev_mrr), else_=0)
     per_month = select(
-        both.c.idx, *[func.sum(both.c[name]).label(name) for name in _MOVES]
-    ).group_by(both.c.idx)
+        rows.c.idx,
+        func.sum(case((mrr > 0, mrr), else_=0)).label("mrr"),
+        func.sum(case((and_(prev <= 0, mrr > 0), mrr), else_=0)).label("starts"),
+        func.sum(case((and_(prev > 0, mrr > prev), mrr - prev), else_=0)).label("expansion"),
+        func.sum(case((and_(prev > 0, mrr > 0, mrr < prev), prev - mrr), else_=0)).label("contraction"),
+        func.sum(case((and_(prev > 0, mrr > 0), prev), else_=0)).label("kept_prev"),
+    ).group_by(rows.c.idx)
+    first = (
+        select(SNAP.c.customer_id, func.min(SNAP.c.day).label("first_day"))
+        .where(in_series, SNAP.c.mrr > 0)
+        .group_by(SNAP.c.customer_id)
+        .subquery("first_paid")
+    )
+    f = SNAP.alias("f")
+    new_per_month = (
+        select(month_index(first.c.first_day).label("idx"), func.sum(f.c.mrr).label("new"))
+        .select_from(first.join(f, and_(f.c.account_id == account_id, f.c.customer_id == first.c.customer_id,
+                                        f.c.day == first.c.first_day)))
+        .group_by(month_index(first.c.first_day))
+    )
     result = {m.year * 12 + m.month: MonthMovement(month=m) for m in months}
+    kept: dict[int, int] = {}
+    starts: dict[int, int] = {}
     for row in conn.execute(per_month).mappings():
-        out = result[int(row["idx"])]
-        for name in _MOVES:
-            setattr(out, name, int(row[name] or 0))
+        key = int(row["idx"])
+        out = result[key]
+        out.mrr, out.expansion, out.contraction = int(row["mrr"] or 0), int(row["expansion"] or 0), int(
+            row["contraction"] or 0)
+        kept[key], starts[key] = int(row["kept_prev"] or 0), int(row["starts"] or 0)
+    for row in conn.execute(new_per_month).mappings():
+        result[int(row["idx"])].new = int(row["new"] or 0)
+    previous_mrr = 0
+    for key, out in result.items():
+        out.reactivation = starts.get(key, 0) - out.new
+        out.churn = previous_mrr - kept.get(key, 0)
+        previous_mrr = out.mrr
     return list(result.values())
 
-
-_MOVES = ("mrr", "new", "reactivation", "expansion", "contraction", "churn")
 

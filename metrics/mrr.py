@@ -14,9 +14,11 @@ A customer's MRR is never below 0: a negative sum (credits on recurring lines) i
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
@@ -26,50 +28,85 @@ from metrics.records import LineRecord
 SECONDS_PER_DAY = 86_400
 DAYS_PER_MONTH = Fraction(36525, 1200)  # 365.25 / 12
 
-# Months in one interval unit: day 12/365, week 12/52, month 1, year 12.
-MONTHS_PER_INTERVAL: dict[str, Fraction] = {
-    "day": Fraction(12, 365),
-    "week": Fraction(12, 52),
-    "month": Fraction(1),
-    "year": Fraction(12),
+# Months in one interval unit: day 12/365, week 12/52, month 1, year 12, as (numerator, denominator).
+MONTHS_PER_INTERVAL: dict[str, tuple[int, int]] = {
+    "day": (12, 365),
+    "week": (12, 52),
+    "month": (1, 1),
+    "year": (12, 1),
 }
 
 
-def months_of(record: LineRecord) -> Fraction | None:
-    """How many months one line bills: from the recurring price, else the period's length (None if empty)."""
-    if record.interval in MONTHS_PER_INTERVAL:
-        return MONTHS_PER_INTERVAL[record.interval] * (record.interval_count or 1)
+def months_ratio(record: LineRecord) -> tuple[int, int] | None:
+    """Months one line bills, exact: from the recurring price, else the period's length (None: empty)."""
+    unit = MONTHS_PER_INTERVAL.get(record.interval or "")
+    if unit is not None:
+        return unit[0] * (record.interval_count or 1), unit[1]
     seconds = record.period_end - record.period_start
     if seconds <= 0:
         return None
-    return Fraction(seconds, SECONDS_PER_DAY) / DAYS_PER_MONTH
+    return seconds * 1200, SECONDS_PER_DAY * 36525  # days / (365.25 / 12)
+
+
+def monthly_ratio(record: LineRecord) -> tuple[int, int]:
+    """The net amount per month, exact, as (numerator, positive denominator) in line-currency minor units.
+
+    Integers rather than Fraction objects: the rebuild runs this for millions of lines.
+    """
+    months = months_ratio(record)
+    if months is None:
+        return 0, 1
+    return record.net_amount * months[1], months[0]
+
+
+def months_of(record: LineRecord) -> Fraction | None:
+    months = months_ratio(record)
+    return None if months is None else Fraction(*months)
 
 
 def monthly_exact(record: LineRecord) -> Fraction:
     """The line's net amount per month, exact, in the line currency's minor unit."""
-    months = months_of(record)
-    if months is None:
-        return Fraction(0)
-    return Fraction(record.net_amount) / months
+    return Fraction(*monthly_ratio(record))
+
+
+def round_div(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half-even, exactly (denominator > 0)."""
+    q, r = divmod(numerator, denominator)
+    twice = 2 * r
+    if twice > denominator or (twice == denominator and q % 2 == 1):
+        q += 1
+    return q
 
 
 def round_half_even(value: Fraction) -> int:
-    """Python's round() on a Fraction is half-even and exact."""
-    return round(value)
+    return round_div(value.numerator, value.denominator)
 
 
 def monthly_amount(record: LineRecord) -> int:
-    return round_half_even(monthly_exact(record))
+    return round_div(*monthly_ratio(record))
+
+
+def convert(
+    numerator: int, denominator: int, currency: str, reporting: str, rate: Decimal | None
+) -> int | None:
+    """An exact amount (numerator / denominator minor units of `currency`) in reporting minor units.
+
+    Rounded once, half-even. None when the currencies differ and no rate is known: never 1:1 by default.
+    """
+    if currency.lower() == reporting.lower():
+        return round_div(numerator, denominator)
+    if rate is None:
+        return None
+    rate_num, rate_den = rate.as_integer_ratio()
+    shift = exponent(reporting) - exponent(currency)
+    numerator *= rate_num * (10**shift if shift > 0 else 1)
+    denominator *= rate_den * (10**-shift if shift < 0 else 1)
+    return round_div(numerator, denominator)
 
 
 def to_reporting(exact_monthly: Fraction, currency: str, reporting: str, rate: Decimal | None) -> int | None:
     """Minor units of the reporting currency, or None when no rate is known (never 1:1 by default)."""
-    if currency.lower() == reporting.lower():
-        return round_half_even(exact_monthly)
-    if rate is None:
-        return None
-    scale = Fraction(10) ** (exponent(reporting) - exponent(currency))
-    return round_half_even(exact_monthly * Fraction(rate) * scale)
+    return convert(exact_monthly.numerator, exact_monthly.denominator, currency, reporting, rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +126,62 @@ def mrr_at(lines: Iterable[CountedLine], t: int) -> dict[str, int]:
         if line.start <= t < line.end:
             totals[line.customer_id] += line.monthly
     return {c: v for c, v in totals.items() if v > 0}
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """A counted ledger line as snapshots read it (reporting-currency minor units)."""
+
+    klass: str  # recurring | one_time
+    start: int  # period start (recurring)
+    end: int  # mrr_end: where it stops counting (recurring)
+    monthly: int  # monthly amount (recurring)
+    amount: int  # net amount (one_time)
+    invoiced_at: int | None
+    plan: str | None
+    line_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """An instant MRR is taken at, with the calendar month (UTC) its one-time amounts come from."""
+
+    day: date
+    t: int
+    month: tuple[int, int]
+
+
+def customer_snapshots(
+    entries: Iterable[LedgerEntry], points: Sequence[Point]
+) -> list[tuple[date, int, int, str | None]]:
+    """One customer's (day, mrr, one_time, plan) at each point where MRR > 0 or one-time amounts exist.
+
+    MRR = recurring lines with start <= t < end (never below 0); plan = the product of the largest such line
+    (ties:
+    the smallest line id); one_time = one-time amounts invoiced in the point's calendar month.
+    """
+    instants = [p.t for p in points]
+    mrr = [0] * len(points)
+    one_time = [0] * len(points)
+    best: list[tuple[int, str, str | None] | None] = [None] * len(points)
+    by_month: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, p in enumerate(points):
+        by_month[p.month].append(i)
+    for e in entries:
+        if e.klass == "recurring":
+            for i in range(bisect_left(instants, e.start), bisect_left(instants, e.end)):
+                mrr[i] += e.monthly
+                b = best[i]
+                if b is None or e.monthly > b[0] or (e.monthly == b[0] and e.line_id < b[1]):
+                    best[i] = (e.monthly, e.line_id, e.plan)
+        elif e.invoiced_at is not None:
+            when = datetime.fromtimestamp(e.invoiced_at, UTC)
+            for i in by_month.get((when.year, when.month), ()):
+                one_time[i] += e.amount
+    out = []
+    for i, p in enumerate(points):
+        value = max(mrr[i], 0)
+        if value > 0 or one_time[i] != 0:
+            b = best[i]
+            out.append((p.day, value, one_time[i], b[2] if b is not None and value > 0 else None))
+    return out

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from integrations.slack.digest import AlertItem, RecoveredItem, SlackMessage, build_digest
+from integrations.slack.digest import MAX_BLOCKS, AlertItem, RecoveredItem, SlackMessage, build_digest
 from integrations.slack.webhook import post
 from metrics.at_risk import assess, rank
 from metrics.money import fmt
@@ -133,7 +133,7 @@ def _record(engine: Engine, account: Account, result: AlertResult) -> None:
 
 
 def run_alerts(engine: Engine, settings: Settings, account: Account, as_of: datetime, dry_run: bool = False,
-               pause: float = 1.0) -> AlertResult:
+               pause: float = 1.0, max_blocks: int = MAX_BLOCKS) -> AlertResult:
     """Compute the at-risk list at `as_of` and post what is new to the account's Slack webhook.
 
     Slack incoming webhooks take about one message a second: `pause` seconds separate the parts of a digest.
@@ -156,7 +156,7 @@ def run_alerts(engine: Engine, settings: Settings, account: Account, as_of: date
         if not dry_run:
             session.commit()
     messages = build_digest(account.name, as_of.date(), account.reporting_currency, result.mrr_at_risk,
-                            result.at_risk, plan.alerts, plan.recovered)
+                            result.at_risk, plan.alerts, plan.recovered, max_blocks)
     result.pending = len(plan.rows)
     if dry_run:
         result.payloads = [m.payload() for m in messages]

@@ -20,10 +20,11 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_process_init
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
+from worker.db import get_engine
 from worker.logging import configure_logging
 from worker.settings import Settings, get_settings
 
@@ -135,6 +136,13 @@ app = Celery("retention")
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
     sender.config_from_object(celery_config(get_settings()))
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    """A forked pool process must not reuse the parent's database connections (they hang or corrupt):
+    drop them from the pool without closing them, as SQLAlchemy advises for multiprocessing."""
+    get_engine(get_settings().database_url).dispose(close=False)
 
 
 @setup_logging.connect

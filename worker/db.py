@@ -6,6 +6,8 @@ URL is rewritten to the psycopg 3 driver. Every command that needs the schema ca
 
 from __future__ import annotations
 
+import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -58,18 +60,49 @@ def alembic_config(url: str) -> Config:
 
 
 _upgraded: set[str] = set()
+# Alembic keeps its migration context in module globals, so two threads must not upgrade at the same time.
+_upgrade_lock = threading.Lock()
+# Any constant shared by every process of the project: the key of PostgreSQL's advisory lock for migrations.
+_PG_MIGRATION_LOCK = 0x52544E  # "RTN"
 
 
 def ensure_schema(url: str) -> Engine:
-    """Upgrade the database to the newest migration (once per process and URL) and return its engine."""
+    """Upgrade the database to the newest migration (once per process and URL) and return its engine.
+
+    The worker, beat and a command often start together on a fresh database; without a lock each would see an
+    empty schema and try to create it (seen: "table alembic_version already exists", and Alembic's global
+    context raising KeyError when threads interleave). Threads serialize on a lock; processes on PostgreSQL's
+    advisory lock or, for SQLite, an exclusive lock on a file beside the database. The loser then finds the
+    schema at head and does nothing.
+    """
     engine = get_engine(url)
-    if url not in _upgraded:
-        cfg = alembic_config(url)
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
-        _upgraded.add(url)
+    if url in _upgraded:
+        return engine
+    with _upgrade_lock:
+        if url not in _upgraded:
+            cfg = alembic_config(url)
+            with _sqlite_file_lock(engine), engine.begin() as connection:
+                if engine.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+            _upgraded.add(url)
     return engine
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive flock on `<database>.migrate-lock` for file-backed SQLite; nothing for other databases."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 @contextmanager

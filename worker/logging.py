@@ -65,3 +65,5 @@ def configure_logging(level: str | int = "INFO", stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    # stripe-python logs every request at INFO; our own lines already say what a sync did
+    logging.getLogger("stripe").setLevel(logging.WARNING)

@@ -1,51 +1,35 @@
-"""The SQL over ledger_line: MRR per customer at instants, snapshots, and the `missing_rate` warnings.
+"""The queries over ledger_line: MRR per customer at instants, snapshots, and the `missing_rate` warnings.
 
-MRR(c, t) is one aggregate over the ledger (counted recurring lines with period_start <= t < mrr_end),
-computed
-for a batch of instants in a single statement joined with a VALUES list, so 36 month starts for 100,000
-customers
-is one INSERT ... SELECT inside the database, not a Python loop. The plan of a customer at t is the product
-name
-of the largest recurring line at t; one_time is what was invoiced one-time in t's calendar month.
+Snapshots stream the account's counted lines once, in customer order (the (account, customer) index), and
+each customer's lines are spread over the sorted instants by bisection (metrics/mrr.py customer_snapshots):
+cost grows with lines + rows written, not lines x instants as a range join would. Rows are written with COPY
+on PostgreSQL and a plain executemany on SQLite. `mrr_at` (one instant) goes through the same code, so the
+figure of `retention mrr` and a stored snapshot can never disagree.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Date,
-    String,
-    and_,
-    case,
-    column,
-    delete,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    union_all,
-    values,
-)
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.models import StripeProduct
 from metrics.classify import ONE_TIME, RECURRING
 from metrics.ledger import ClassifiedLine, MrrSnapshot, SnapshotDay
 from metrics.money import fmt
+from metrics.mrr import LedgerEntry, Point, customer_snapshots
 from worker.models import Account
 
 L = ClassifiedLine.__table__  # type: ignore[attr-defined]
 P = StripeProduct.__table__  # type: ignore[attr-defined]
 S = MrrSnapshot.__table__  # type: ignore[attr-defined]
 D = SnapshotDay.__table__  # type: ignore[attr-defined]
-DAYS_PER_STATEMENT = 400
+CHUNK = 50_000
 
 
 def ts(day: date) -> int:
@@ -69,95 +53,91 @@ def month_starts(first: date, last: date) -> list[date]:
     return out
 
 
-def _points(days: Sequence[date], instants: Sequence[int] | None = None) -> Any:
-    """A VALUES list (day, instant, month start, next month start) as a CTE."""
-    data = []
+def points_for(days: Sequence[date], instants: Sequence[int] | None = None) -> list[Point]:
+    """Points sorted by instant: each day at 00:00 UTC, or the given instants."""
+    pts = []
     for i, d in enumerate(days):
         t = instants[i] if instants is not None else ts(d)
-        data.append((d, t, ts(month_start(d)), ts(next_month(d))))
-    return (
-        values(
-            column("day", Date),
-            column("t", BigInteger),
-            column("m0", BigInteger),
-            column("m1", BigInteger),
-            name="pts",
-        )
-        .data(data)
-        .cte("pts")
-    )
+        when = datetime.fromtimestamp(t, UTC)
+        pts.append(Point(d, t, (when.year, when.month)))
+    return sorted(pts, key=lambda p: p.t)
 
 
-def snapshot_select(account_id: int, days: Sequence[date], instants: Sequence[int] | None = None) -> Any:
-    """(customer_id, day, mrr, one_time, plan) per customer with MRR > 0 or one-time amounts, per point."""
-    pts = _points(days, instants)
-    active = and_(
-        L.c.account_id == account_id,
-        L.c.counted.is_(True),
-        L.c.klass == RECURRING,
-        L.c.period_start <= pts.c.t,
-        L.c.mrr_end > pts.c.t,
-    )
-    rec = select(
-        L.c.customer_id,
-        pts.c.day,
-        L.c.monthly_reporting.label("mrr"),
-        literal(0, BigInteger).label("one_time"),
-    ).select_from(L.join(pts, active))
-    one = select(
-        L.c.customer_id,
-        pts.c.day,
-        literal(0, BigInteger).label("mrr"),
-        L.c.amount_reporting.label("one_time"),
-    ).select_from(
-        L.join(
-            pts,
-            and_(
-                L.c.account_id == account_id,
-                L.c.counted.is_(True),
-                L.c.klass == ONE_TIME,
-                L.c.invoiced_at >= pts.c.m0,
-                L.c.invoiced_at < pts.c.m1,
-            ),
+def _entries(
+    conn: Connection, account_id: int, window: tuple[int, int] | None = None
+) -> Iterator[tuple[str, list[LedgerEntry]]]:
+    """Counted recurring and one-time lines, grouped by customer (streamed in customer order, bounded memory).
+
+    `window` (first, last instant) keeps only lines that can matter to points inside it.
+    """
+    cond = [L.c.account_id == account_id, L.c.counted.is_(True), L.c.klass.in_((RECURRING, ONE_TIME))]
+    if window is not None:
+        first, last = window
+        month0 = ts(month_start(datetime.fromtimestamp(first, UTC).date()))
+        month1 = ts(next_month(datetime.fromtimestamp(last, UTC).date()))
+        cond.append(
+            or_(
+                and_(L.c.klass == RECURRING, L.c.period_start <= last, L.c.mrr_end > first),
+                and_(L.c.klass == ONE_TIME, L.c.invoiced_at >= month0, L.c.invoiced_at < month1),
+            )
         )
-    )
-    u = union_all(rec, one).cte("u")
-    total = func.sum(u.c.mrr)
-    agg = (
+    query = (
         select(
-            u.c.customer_id,
-            u.c.day,
-            case((total > 0, total), else_=0).label("mrr"),
-            func.sum(u.c.one_time).label("one_time"),
+            L.c.customer_id,
+            L.c.klass,
+            L.c.period_start,
+            L.c.mrr_end,
+            L.c.monthly_reporting,
+            L.c.amount_reporting,
+            L.c.invoiced_at,
+            func.coalesce(P.c.name, L.c.product_id),
+            L.c.line_id,
         )
-        .group_by(u.c.customer_id, u.c.day)
-        .having(or_(total > 0, func.sum(u.c.one_time) != 0))
-    ).cte("agg")
-    rank = (
-        func.row_number()
-        .over(partition_by=(L.c.customer_id, pts.c.day), order_by=(L.c.monthly_reporting.desc(), L.c.line_id))
-        .label("rn")
+        .select_from(L.outerjoin(P, and_(P.c.account_id == L.c.account_id, P.c.id == L.c.product_id)))
+        .where(*cond)
+        .order_by(L.c.customer_id)
+        .execution_options(yield_per=CHUNK)
     )
-    ranked = (
-        select(
-            L.c.customer_id, pts.c.day, func.coalesce(P.c.name, L.c.product_id).label("plan"), rank
-        ).select_from(
-            L.join(pts, active).outerjoin(P, and_(P.c.account_id == L.c.account_id, P.c.id == L.c.product_id))
+    current: str | None = None
+    group: list[LedgerEntry] = []
+    for r in conn.execute(query):
+        if r[0] != current:
+            if current is not None:
+                yield current, group
+            current, group = r[0], []
+        group.append(LedgerEntry(r[1], r[2], r[3], r[4] or 0, r[5] or 0, r[6], r[7], r[8]))
+    if current is not None:
+        yield current, group
+
+
+def snapshot_rows(
+    conn: Connection, account_id: int, points: Sequence[Point]
+) -> Iterator[tuple[str, date, int, int, str | None]]:
+    """(customer_id, day, mrr, one_time, plan) per customer with MRR > 0 or one-time amounts at a point."""
+    if not points:
+        return
+    for customer, entries in _entries(conn, account_id, (points[0].t, points[-1].t)):
+        for day, mrr, one_time, plan in customer_snapshots(entries, points):
+            yield customer, day, mrr, one_time, plan
+
+
+def _write(conn: Connection, account_id: int, rows: list[tuple[str, date, int, int, str | None]]) -> None:
+    """Bulk insert without per-row ORM work: COPY on PostgreSQL, a plain executemany on SQLite."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(
+            "COPY mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row((account_id, *row))
+    else:
+        conn.exec_driver_sql(
+            "INSERT INTO mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(account_id, c, d.isoformat(), m, o, p) for c, d, m, o, p in rows],
         )
-    ).cte("ranked")
-    return select(
-        literal(account_id).label("account_id"),
-        agg.c.customer_id,
-        agg.c.day,
-        agg.c.mrr,
-        agg.c.one_time,
-        func.cast(ranked.c.plan, String(255)).label("plan"),
-    ).select_from(
-        agg.outerjoin(
-            ranked,
-            and_(ranked.c.customer_id == agg.c.customer_id, ranked.c.day == agg.c.day, ranked.c.rn == 1),
-        )
-    )
 
 
 def ensure_snapshots(engine: Engine, account: Account, days: list[date]) -> None:
@@ -165,20 +145,24 @@ def ensure_snapshots(engine: Engine, account: Account, days: list[date]) -> None
     wanted = sorted(set(days))
     if not wanted:
         return
+    account_id = account.id or 0
     with engine.begin() as conn:
         done = {
             r[0] if isinstance(r[0], date) else date.fromisoformat(str(r[0]))
-            for r in conn.execute(select(D.c.day).where(D.c.account_id == account.id))
+            for r in conn.execute(select(D.c.day).where(D.c.account_id == account_id))
         }
         missing = [d for d in wanted if d not in done]
-        for i in range(0, len(missing), DAYS_PER_STATEMENT):
-            batch = missing[i : i + DAYS_PER_STATEMENT]
-            conn.execute(delete(S).where(S.c.account_id == account.id, S.c.day.in_(batch)))
-            query = snapshot_select(account.id or 0, batch)
-            conn.execute(
-                insert(S).from_select(["account_id", "customer_id", "day", "mrr", "one_time", "plan"], query)
-            )
-            conn.execute(insert(D), [{"account_id": account.id, "day": d} for d in batch])
+        if not missing:
+            return
+        conn.execute(delete(S).where(S.c.account_id == account_id, S.c.day.in_(missing)))
+        batch: list[tuple[str, date, int, int, str | None]] = []
+        for row in snapshot_rows(conn, account_id, points_for(missing)):
+            batch.append(row)
+            if len(batch) >= CHUNK:
+                _write(conn, account_id, batch)
+                batch = []
+        _write(conn, account_id, batch)
+        conn.execute(insert(D), [{"account_id": account_id, "day": d} for d in missing])
 
 
 @dataclass(frozen=True)
@@ -191,8 +175,8 @@ class CustomerMrr:
 
 def mrr_at(conn: Connection, account_id: int, at: datetime) -> list[CustomerMrr]:
     """MRR(c, t) of every paying customer at an instant, largest first (computed, not read from snapshots)."""
-    query = snapshot_select(account_id, [at.date()], [int(at.timestamp())])
-    out = [CustomerMrr(r.customer_id, int(r.mrr), int(r.one_time), r.plan) for r in conn.execute(query)]
+    points = points_for([at.date()], [int(at.timestamp())])
+    out = [CustomerMrr(c, mrr, one, plan) for c, _, mrr, one, plan in snapshot_rows(conn, account_id, points)]
     return sorted((c for c in out if c.mrr > 0), key=lambda c: (-c.mrr, c.customer_id))
 
 

@@ -19,7 +19,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select
@@ -34,7 +33,7 @@ from integrations.stripe.models import (
 )
 from metrics.classify import RECURRING, classify, invoice_exclusion
 from metrics.ledger import ClassifiedLine, FxRate, MrrSnapshot, SnapshotDay
-from metrics.mrr import monthly_exact, round_half_even, to_reporting
+from metrics.mrr import convert, monthly_ratio, round_div
 from metrics.rates import Rate, RateTable
 from metrics.records import LineRecord
 from worker.models import Account
@@ -187,14 +186,14 @@ class _Builder:
     def row(
         self, record: LineRecord, klass: str, reason: str, excluded: str | None, mrr_end: int
     ) -> dict[str, Any]:
-        exact = monthly_exact(record) if klass == RECURRING else Fraction(0)
+        num, den = monthly_ratio(record) if klass == RECURRING else (0, 1)
         rate = (
             None
             if record.currency == self.reporting
             else self.rates.rate_on(record.currency, _day(record.period_start))
         )
-        monthly_reporting = to_reporting(exact, record.currency, self.reporting, rate)
-        amount_reporting = to_reporting(Fraction(record.net_amount), record.currency, self.reporting, rate)
+        monthly_reporting = convert(num, den, record.currency, self.reporting, rate)
+        amount_reporting = convert(record.net_amount, 1, record.currency, self.reporting, rate)
         if monthly_reporting is None and excluded is None:
             excluded = MISSING_RATE
         counted = excluded is None
@@ -215,7 +214,7 @@ class _Builder:
             "period_end": record.period_end,
             "currency": record.currency,
             "net_amount": record.net_amount,
-            "monthly_amount": round_half_even(exact),
+            "monthly_amount": round_div(num, den),
             "monthly_reporting": monthly_reporting,
             "amount_reporting": amount_reporting,
             "product_id": record.product_id,

@@ -121,8 +121,10 @@ def _invoices(session: Session, account_id: int) -> dict[str, list[InvoiceState]
 
 
 def _lines(session: Session, account_id: int, prices: dict[str, StripePrice],
-           products: dict[str, str]) -> tuple[dict[str, list[LicensedLine]], dict[str, list[UsageSeries]]]:
-    """Recurring ledger lines: licensed ones with quantity and discount, metered ones as usage series."""
+           products: dict[str, str]) -> tuple[dict[str, list[LicensedLine]], dict[str, list[UsageSeries]],
+                                              dict[str, set[str]]]:
+    """Recurring ledger lines: licensed ones with quantity and discount, metered ones as usage series
+    (and, per customer, the meters whose usage is already seen on billed lines)."""
     quantities: dict[str, tuple[int | None, int]] = {
         line.id: (line.quantity, line.discount_total)
         for line in session.exec(select(StripeInvoiceLine).where(StripeInvoiceLine.account_id == account_id))
@@ -132,6 +134,7 @@ def _lines(session: Session, account_id: int, prices: dict[str, StripePrice],
     licensed: dict[str, list[LicensedLine]] = defaultdict(list)
     usage: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
     labels: dict[tuple[str, str], str] = {}
+    billed_meters: dict[str, set[str]] = defaultdict(set)
     query = select(ClassifiedLine).where(ClassifiedLine.account_id == account_id,
                                          ClassifiedLine.klass == "recurring")
     for line in session.exec(query):
@@ -148,6 +151,9 @@ def _lines(session: Session, account_id: int, prices: dict[str, StripePrice],
                 used = float(qty if qty is not None else line.net_amount)
                 usage[(line.customer_id, key)].append(UsagePeriod(line.period_start, line.period_end, used))
                 labels[(line.customer_id, key)] = label
+                meter = prices[line.price_id].meter_id if line.price_id in prices else None
+                if meter:
+                    billed_meters[line.customer_id].add(meter)
             continue
         price = prices.get(line.price_id or "")
         licensed[line.customer_id].append(LicensedLine(
@@ -156,7 +162,7 @@ def _lines(session: Session, account_id: int, prices: dict[str, StripePrice],
     series: dict[str, list[UsageSeries]] = defaultdict(list)
     for (customer, key), periods in usage.items():
         series[customer].append(UsageSeries(key, labels[(customer, key)], "billed", tuple(periods)))
-    return licensed, series
+    return licensed, series, billed_meters
 
 
 def _meter_usage(session: Session, account_id: int, prices: dict[str, StripePrice],
@@ -173,18 +179,23 @@ def _meter_usage(session: Session, account_id: int, prices: dict[str, StripePric
 
 
 def load_records(engine: Engine, account: Account, mrr: dict[str, int]) -> list[CustomerRecords]:
-    """The signal inputs of the customers in `mrr` (customer id -> MRR in reporting minor units)."""
+    """The signal inputs of the customers in `mrr` (customer id -> MRR in reporting minor units).
+
+    A meter whose usage also shows on billed lines is judged on the billed lines only (the same usage twice
+    would only repeat the signal).
+    """
     account_id = account.id or 0
     with Session(engine) as session:
         names = _names(session, account_id)
         prices, products = _prices(session, account_id)
         subs = _subscriptions(session, account_id, prices)
         invoices = _invoices(session, account_id)
-        licensed, billed = _lines(session, account_id, prices, products)
+        licensed, billed, billed_meters = _lines(session, account_id, prices, products)
         metered = _meter_usage(session, account_id, prices, products)
     return [CustomerRecords(cid, names.get(cid, cid), amount, account.reporting_currency,
                             tuple(subs.get(cid, ())), tuple(invoices.get(cid, ())),
-                            tuple(billed.get(cid, [])) + tuple(metered.get(cid, [])),
+                            tuple(billed.get(cid, [])) + tuple(s for s in metered.get(cid, [])
+                                                               if s.key not in billed_meters.get(cid, ())),
                             tuple(licensed.get(cid, ())))
             for cid, amount in mrr.items()]
 

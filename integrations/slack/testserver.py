@@ -1,8 +1,8 @@
 """A local stand-in for a Slack incoming webhook on 127.0.0.1: records every post, answers as scripted.
 
-slack_sdk posts with urllib, so tests (and the demo) need a real HTTP server rather than a mocked session. Queue
-answers with `script(...)` (status, body, headers, or `drop` to close the connection unanswered); once the
-script is empty every post gets 200 "ok", as Slack answers.
+slack_sdk posts with urllib, so tests (and the demo) need a real HTTP server rather than a mocked session.
+Queue answers with `script(...)` (status, body, headers, or `drop` to close the connection unanswered);
+once the script is empty every post gets 200 "ok", as Slack answers.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ class FakeSlack:
     @property
     def url(self) -> str:
         assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{self.path}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}{self.path}"
 
     def next_answer(self) -> Answer:
         with self._lock:

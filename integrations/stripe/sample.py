@@ -271,7 +271,7 @@ class _Generator:
         )
         cust["address"] = {"country": country}
         self.world.add(cust)
-        ctx = _Customer(cid=cid, vat=EU_VAT.get(country, 0), discount=self.pick_discount(n))
+        ctx = _Customer(cid=cid, vat=EU_VAT.get(country, 0), discount=self.pick_discount(n), signed=created)
         if trialing_now:
             self.trial_only(ctx, plan, created, self.end + rng.randint(4, 13) * DAY, still_trialing=True)
             return
@@ -383,6 +383,8 @@ class _Generator:
         created = ts[sub.start]
         if trial_from is not None:
             self.trial_invoice(ctx, sub, trial_from)
+        if setup and sub.plan in SETUP_AMOUNTS:
+            self.setup_invoice(ctx, sub.plan)
         period_start = sub.start
         invoices = 0
         status = "active"
@@ -404,7 +406,7 @@ class _Generator:
                     state = "draft"
                 elif m == self.months - 1 and rng.random() < 0.01:
                     state = "uncollectible"
-                self.renewal_invoice(ctx, sub, m, invoices, state, setup and invoices == 0)
+                self.renewal_invoice(ctx, sub, m, invoices, state)
                 invoices += 1
                 period_start = m + sub.interval
             if m < self.months:
@@ -487,8 +489,8 @@ class _Generator:
         )
         self.add_invoice(ctx, inv_id, [line], trial_from, sub.id, "paid", "subscription_create")
 
-    def renewal_invoice(self, ctx: _Customer, sub: _Sub, m: int, n: int, state: str, setup: bool) -> None:
-        """One period's invoice: plan (in advance), last month's metered usage (arrears), add-ons, setup."""
+    def renewal_invoice(self, ctx: _Customer, sub: _Sub, m: int, n: int, state: str) -> None:
+        """One period's invoice: plan (in advance), last month's metered usage (arrears), add-ons."""
         ts = self.ts
         inv_id = self.next_id("in")
         lines: list[Obj] = []
@@ -528,14 +530,22 @@ class _Generator:
         for k, item in enumerate(sub.addon_items):
             price = self.prices[f"price_addon_{k:02d}"]
             lines.append(self.sub_line(ctx, inv_id, len(lines), ADDON_AMOUNT, period, price, sub, item, 1, n))
-        if setup and sub.plan in SETUP_AMOUNTS:
-            price = self.prices[f"price_setup_{sub.plan}"]
-            lines.append(self.one_time_line(ctx, inv_id, len(lines), price, 1, ts[m], "Onboarding & setup"))
         reason = "subscription_create" if n == 0 else "subscription_cycle"
         attempts = 2 if state == "paid" and self.rng.random() < 0.03 else None  # failed once, then paid
         if state == "open":
             attempts = self.rng.randint(1, 3)
         self.add_invoice(ctx, inv_id, lines, ts[m], sub.id, state, reason, attempts)
+
+    def setup_invoice(self, ctx: _Customer, plan: str) -> None:
+        """Onboarding is invoiced when the contract is signed (the customer's creation), before go-live.
+
+        So a setup fee falls in the month before the customer's first paying month, never inside a cohort's
+        start month: the naive NRR's inflation comes from services sold to existing customers, as in life.
+        """
+        inv_id = self.next_id("in")
+        price = self.prices[f"price_setup_{plan}"]
+        line = self.one_time_line(ctx, inv_id, 0, price, 1, ctx.signed, "Onboarding & setup")
+        self.add_invoice(ctx, inv_id, [line], ctx.signed, None, "paid", "manual")
 
     def usage_units(self, ctx: _Customer, sub: _Sub, m: int) -> int:
         """Usage of month m-1: a noisy walk; declining accounts lose half in the last billed month."""
@@ -624,7 +634,7 @@ class _Generator:
         That push is what makes the naive "including one-time" NRR look far better than the recurring one.
         """
         rng = self.rng
-        if rng.random() >= (0.1 if final else 0.02):
+        if rng.random() >= (0.08 if final else 0.02):
             return
         hours = rng.randint(4, 24)
         many = rng.random() < 0.02 and not final
@@ -797,4 +807,5 @@ class _Customer:
     cid: str
     vat: int
     discount: tuple[int, int | None]
+    signed: int  # when the customer was created: the contract and its setup fee
     declining: bool = False

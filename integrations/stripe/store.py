@@ -1,15 +1,18 @@
 """Bulk upserts of parsed rows: one INSERT ... ON CONFLICT DO UPDATE per table per page, SQLite and PostgreSQL.
 
 Upserting by (account_id, Stripe id) makes a sync idempotent: a repeated or resumed sync rewrites the same values.
+The statement is built once per table and column set and sent with the driver's executemany: SQLAlchemy's
+per-row parameter processing cost more than parsing the objects did (benchmarks/sync_bench.py).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, delete, not_, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import JSON, Table, delete, not_, tuple_
 from sqlalchemy.engine import Connection
 
 from integrations.stripe.models import StripeInvoiceLine, StripeSubscriptionItem
@@ -24,24 +27,39 @@ def table_of(model: type) -> Table:
     return table
 
 
+@lru_cache(maxsize=256)
+def _statement(table: Table, columns: tuple[str, ...], keep: tuple[str, ...], placeholder: str) -> str:
+    keys = [c.name for c in table.primary_key.columns]
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(placeholder for _ in columns)
+    updates = [f'"{c}" = excluded."{c}"' for c in columns if c not in keys and c not in keep]
+    conflict = ", ".join(f'"{k}"' for k in keys)
+    action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
+    return f'INSERT INTO "{table.name}" ({names}) VALUES ({values}) ON CONFLICT ({conflict}) {action}'
+
+
+@lru_cache(maxsize=64)
+def _json_columns(table: Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.c if isinstance(c.type, JSON))
+
+
 def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> None:
     """Insert or update rows by primary key; only the columns present in the rows are updated."""
     if not rows:
         return
-    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Row]] = {}
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Row]] = {}
     for row in rows:
         row = dict(row)
         keep = tuple(row.pop(INSERT_ONLY, ()))
-        groups.setdefault((tuple(sorted(row)), keep), []).append(row)
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    keys = [c.name for c in table.primary_key.columns]
-    for (columns, keep), group in groups.items():
-        dedup = {row["id"]: {**row, "account_id": account_id} for row in group}  # last one wins within a page
-        stmt = insert(table)
-        update = {c: stmt.excluded[c] for c in columns if c not in keys and c not in keep}
-        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=update) if update \
-            else stmt.on_conflict_do_nothing(index_elements=keys)
-        conn.execute(stmt, list(dedup.values()))  # executemany: one cached statement, batched by the driver
+        row["account_id"] = account_id
+        groups.setdefault((tuple(sorted(row)), keep), {})[row["id"]] = row  # last one wins within a page
+    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
+    json_cols = _json_columns(table)
+    for (columns, keep), by_id in groups.items():
+        sql = _statement(table, columns, keep, placeholder)
+        params = [tuple(json.dumps(row[c], separators=(",", ":")) if c in json_cols else row[c] for c in columns)
+                  for row in by_id.values()]
+        conn.exec_driver_sql(sql, params)
 
 
 def prune_children(conn: Connection, account_id: int, parent_ids: Iterable[str], keep: Iterable[str],

@@ -65,6 +65,7 @@ EVENT_RETENTION = 30 * 86400
 OVERLAP = 300  # seconds re-read before the last cursor: clock skew between Stripe and us
 INVOICE_PARTS = 6
 WORKERS = 8
+BATCH = 20  # pages stored in one transaction at most
 
 
 @dataclass
@@ -258,7 +259,9 @@ class _FullRun:
         self.active = 0
 
     def run(self) -> None:
-        with ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-sync") as pool:
+        with ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-sync") as pool, \
+                ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-lines") as lines:
+            self.lines = lines
             try:
                 self._loop(pool)
             finally:
@@ -271,26 +274,43 @@ class _FullRun:
                 self._start(pool, name, seg)
         self._maybe_split(pool)
         while self.active:
-            kind, name, payload = self.queue.get()
-            if kind == "error":
-                assert isinstance(payload, BaseException)
-                raise payload
-            if kind == "done":
-                self.active -= 1
-                self._maybe_split(pool)
-                continue
-            assert isinstance(payload, Page)
-            self._write(name, payload)
+            item = self.queue.get()
+            if item[0] == "page":
+                batch = [item]
+                # When the writer falls behind, pages queue up: store them in one transaction (fewer commits).
+                while len(batch) < BATCH and batch[-1][0] == "page":
+                    try:
+                        batch.append(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+                pages = [(name, page) for kind, name, page in batch if kind == "page"]
+                self._write(pages)  # type: ignore[arg-type]
+                item = batch[-1]
+            self._control(pool, item)
 
-    def _write(self, name: str, page: Page) -> None:
-        seg = self.cp["segments"][name]
-        seg["after"] = page.last_id
-        seg["done"] = not page.has_more
+    def _control(self, pool: ThreadPoolExecutor, item: tuple[str, str, Page | BaseException | None]) -> None:
+        """A fetcher finished (maybe the customers: then invoices can be split) or failed (stop the run)."""
+        kind, _, payload = item
+        if kind == "error":
+            assert isinstance(payload, BaseException)
+            raise payload
+        if kind == "done":
+            self.active -= 1
+            self._maybe_split(pool)
+
+    def _write(self, batch: list[tuple[str, Page]]) -> None:
+        stored: list[tuple[str, int]] = []
         with self.s.engine.begin() as conn:
-            ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects)
-            self.cp["rejected"].extend(bad)
+            for name, page in batch:
+                seg = self.cp["segments"][name]
+                seg["after"] = page.last_id
+                seg["done"] = not page.has_more
+                ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects)
+                self.cp["rejected"].extend(bad)
+                stored.append((seg["list"], len(ids)))
             self.s._save_state(conn, checkpoint={"full": self.cp})
-        self.s._count(seg["list"], len(ids))
+        for list_name, n in stored:
+            self.s._count(list_name, n)
 
     def _maybe_split(self, pool: ThreadPoolExecutor) -> None:
         """Once customers are stored, split the invoice history into created ranges and fetch them at once."""
@@ -325,9 +345,11 @@ class _FullRun:
             params = list_params(LISTS[seg["list"]], seg["gte"], seg["lt"])
             for page in iter_pages(self.s.reader, f"/v1/{seg['list']}", params, seg["after"]):
                 if seg["list"] == "invoices":
-                    for obj in page.objects:
-                        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                            complete_lines(self.s.reader, obj)
+                    # invoices with more lines than embedded: their /lines calls go out side by side
+                    long = [o for o in page.objects if isinstance(o, dict) and isinstance(o.get("id"), str)
+                            and isinstance(o.get("lines"), dict) and o["lines"].get("has_more")]
+                    for _ in self.lines.map(lambda o: complete_lines(self.s.reader, o), long):
+                        pass
                 if not self._put(("page", name, page)):
                     return
             self._put(("done", name, None))

@@ -22,7 +22,7 @@ import pytest
 import redis
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from integrations.slack.testserver import FakeSlack
@@ -96,15 +96,10 @@ class Workers:
         proc.wait(10)
 
     def stop_all(self) -> None:
+        """The test is over and Redis db 14 is flushed after it: nothing needs a graceful shutdown."""
         for proc, _ in self.procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc, _ in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+                self.kill(proc)
 
 
 @pytest.fixture
@@ -114,13 +109,15 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
     pool.stop_all()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str,
+             workers: Workers | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    tail = "\n" + workers.log()[-6000:] if workers is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{tail}")
 
 
 def connect(engine: Engine, name: str, stripe: FakeStripe, slack: FakeSlack | None = None) -> Account:
@@ -135,13 +132,19 @@ def enqueue(*names: str) -> list[str]:
 
 
 def finished_runs(engine: Engine) -> list[NightlyRun]:
+    """Runs that ended, well or not (a failed one shows its step and error in the assertion)."""
     with Session(engine) as session:
-        return list(session.exec(select(NightlyRun).where(NightlyRun.ok == True)))  # noqa: E712
+        return list(session.exec(select(NightlyRun).where(col(NightlyRun.finished_at).is_not(None))))
+
+
+def assert_ok(runs: list[NightlyRun]) -> None:
+    assert all(r.ok for r in runs), [(r.account_id, r.error) for r in runs]
 
 
 def count(engine: Engine, table: Any, account_id: int | None) -> int:
     with Session(engine) as session:
-        return session.exec(select(func.count()).select_from(table).where(table.account_id == account_id)).one()
+        query = select(func.count()).select_from(table).where(table.account_id == account_id)
+        return session.exec(query).one()
 
 
 @pytest.fixture
@@ -165,7 +168,8 @@ def test_a_night_for_two_accounts_lands_metrics_and_alerts(pg_engine: Engine, en
     beta = connect(pg_engine, "beta", stripes[1], slacks[1])
     workers.start("w1")
     task_ids = enqueue()
-    wait_for(lambda: len(finished_runs(pg_engine)) == 2, 90, "both nights to finish")
+    wait_for(lambda: len(finished_runs(pg_engine)) == 2, 90, "both nights to finish", workers)
+    assert_ok(finished_runs(pg_engine))
 
     with Session(pg_engine) as session:
         runs = {r.account_id: r for r in session.exec(select(NightlyRun))}
@@ -210,7 +214,8 @@ def test_a_worker_killed_mid_sync_is_redelivered_and_leaves_no_duplicates(
 
     stripe.latency = 0.0
     workers.start("rescuer", concurrency=1)
-    wait_for(lambda: len(finished_runs(pg_engine)) == 1, 90, "the redelivered night to finish")
+    # the interrupted run is closed when the redelivered one starts; wait for both to have ended
+    wait_for(lambda: len(finished_runs(pg_engine)) == 2, 90, "the redelivered night to finish", workers)
 
     with Session(pg_engine) as session:
         runs = session.exec(select(NightlyRun).order_by(NightlyRun.id)).all()  # type: ignore[arg-type]
@@ -224,7 +229,8 @@ def test_a_worker_killed_mid_sync_is_redelivered_and_leaves_no_duplicates(
     assert count(pg_engine, StripeInvoiceLine, acme.id) == sum(len(v) for v in world.invoice_lines.values())
     assert count(pg_engine, MetricRun, acme.id) == 1
     with Session(pg_engine) as session:
-        ledger_ids = session.exec(select(ClassifiedLine.line_id).where(ClassifiedLine.account_id == acme.id)).all()
+        ledger_ids = session.exec(
+            select(ClassifiedLine.line_id).where(ClassifiedLine.account_id == acme.id)).all()
     assert len(ledger_ids) == len(set(ledger_ids)) > 0
 
 
@@ -235,13 +241,14 @@ def test_two_triggers_at_once_run_one_sync(pg_engine: Engine, env: dict[str, str
     stripe.latency = 0.05  # long enough that the two tasks overlap on the two worker processes
     workers.start("w1", concurrency=2)
     first, second = enqueue("acme") + enqueue("acme")
-    wait_for(lambda: len(finished_runs(pg_engine)) == 1, 90, "the night to finish")
+    wait_for(lambda: len(finished_runs(pg_engine)) == 1, 90, "the night to finish", workers)
+    assert_ok(finished_runs(pg_engine))
     wait_for(lambda: "skipped" in workers.log(), 30, "the second trigger to be skipped")
 
     with Session(pg_engine) as session:
         runs = session.exec(select(NightlyRun)).all()
     assert len(runs) == 1 and runs[0].task_id in (first, second)
     assert stripe.request_count("/v1/customers?") == stripe.request_count("/v1/customers?limit=100") == 1
-    skipped = [json.loads(line) for line in workers.log().splitlines()
-               if line.startswith("{") and "skipped" in line]
+    lines = [json.loads(line) for line in workers.log().splitlines() if line.startswith("{")]
+    skipped = [line for line in lines if line["message"].startswith("nightly run skipped")]
     assert [line["task_id"] for line in skipped] == [({first, second} - {runs[0].task_id}).pop()]

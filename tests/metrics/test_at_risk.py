@@ -1,4 +1,4 @@
-"""Each at-risk signal, its absence on a steady account, the renewal rule and the score (METRICS.md section 7)."""
+"""Each at-risk signal, its absence on a steady account, the renewal rule and the score (METRICS.md 7)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,8 @@ def test_a_new_discount_is_a_downgrade() -> None:
     lines = seats([10] * 8) + seats([10] * 3, first=9, discount=10000)
     found = assess(customer(licensed=tuple(lines)), AS_OF)
     assert found is not None and found.codes == ("downgrade", "renewal_soon")
-    assert "$500.00 -> $400.00" in found.signals[0].detail and "new discount $100.00" in found.signals[0].detail
+    detail = found.signals[0].detail
+    assert "$500.00 -> $400.00" in detail and "new discount $100.00" in detail
 
 
 def test_a_price_rise_is_not_a_downgrade() -> None:
@@ -139,7 +140,8 @@ def test_past_due_subscription_is_a_failed_payment() -> None:
 def test_cancel_scheduled_by_either_flag() -> None:
     end = ts(MONTH_STARTS[11])
     at_end = assess(customer(subscriptions=(steady_sub(cancel_at_period_end=True),)), AS_OF)
-    assert at_end is not None and at_end.signals[0].detail == "subscription sub_1 cancels at period end on 2026-12-01"
+    assert at_end is not None
+    assert at_end.signals[0].detail == "subscription sub_1 cancels at period end on 2026-12-01"
     by_date = assess(customer(subscriptions=(steady_sub(cancel_at=end),)), AS_OF)
     assert by_date is not None and by_date.codes == ("cancel_scheduled", "renewal_soon")
 
@@ -148,7 +150,8 @@ def test_renewal_soon_only_with_another_signal_and_60_days_for_annual_plans() ->
     far = ts(datetime(2026, 12, 20, tzinfo=UTC))  # 49 days away
     monthly = customer(subscriptions=(steady_sub(current_period_end=far, cancel_at_period_end=True),))
     assert codes(monthly) == ["cancel_scheduled"]
-    annual = customer(subscriptions=(steady_sub(current_period_end=far, interval="year", cancel_at_period_end=True),))
+    annual_sub = steady_sub(current_period_end=far, interval="year", cancel_at_period_end=True)
+    annual = customer(subscriptions=(annual_sub,))
     found = assess(annual, AS_OF)
     assert found is not None and found.codes == ("cancel_scheduled", "renewal_soon")
     assert found.renewal_date == date(2026, 12, 20)
@@ -165,8 +168,8 @@ def test_score_is_mrr_at_risk_times_combined_signal_strength() -> None:
     # $500 x (1 - (1 - 0.9)(1 - 0.2)) = $500 x 0.92
     assert found.score == 460.0
     # a big account with a weak signal outranks a small one with a strong signal only when the money says so
-    big_weak = assess(customer(customer_id="cus_big", mrr=1_000_000,
-                               invoices=(InvoiceState("in_1", "open", ts(MONTH_STARTS[9]), 1, 1, "usd"),)), AS_OF)
+    tiny_failure = InvoiceState("in_1", "open", ts(MONTH_STARTS[9]), 1, 1, "usd")
+    big_weak = assess(customer(customer_id="cus_big", mrr=1_000_000, invoices=(tiny_failure,)), AS_OF)
     small_strong = assess(customer(customer_id="cus_small", mrr=10000,
                                    subscriptions=(steady_sub(cancel_at_period_end=True),)), AS_OF)
     assert [a.customer_id for a in rank([small_strong, None, big_weak])] == ["cus_big", "cus_small"]
@@ -192,3 +195,24 @@ def test_history_of_a_failed_payment_starts_when_the_invoice_was_created() -> No
     records = customer(invoices=(InvoiceState("in_9", "uncollectible", created, 4, 50000, "usd"),))
     assert first_signal_day(records, date(2026, 10, 31)) == date(2026, 10, 10)
     assert created - DAY < ts(datetime(2026, 10, 10, tzinfo=UTC))
+
+
+def test_a_move_from_per_seat_to_a_flat_plan_is_judged_on_money_not_seats() -> None:
+    # 10 seats x $50 until August, then the same item on a flat $600 plan with quantity 1: MRR rose
+    flat = [LicensedLine("si_1", "Flat", "price_flat", start, end, 1, 60000, "usd", 0, "month")
+            for start, end in months(9, 11)]
+    assert codes(customer(licensed=tuple(seats([10] * 8) + flat))) == []
+    # the same move to a $400 flat plan is a downgrade, never "fewer seats"
+    cheaper = [LicensedLine("si_1", "Flat", "price_flat", start, end, 1, 40000, "usd", 0, "month")
+               for start, end in months(9, 11)]
+    found = assess(customer(licensed=tuple(seats([10] * 8) + cheaper)), AS_OF)
+    assert found is not None and found.codes == ("downgrade", "renewal_soon")
+    assert found.signals[0].detail == ("licensed MRR $500.00 -> $400.00 since 2026-08-03 "
+                                       "(cheaper plan Pro -> Flat)")
+
+
+def test_a_moving_exchange_rate_is_not_a_downgrade() -> None:
+    # amounts are compared in the line's own currency: EUR 450 stays EUR 450
+    eur = [LicensedLine("si_1", "Pro", "price_eur", start, end, 10, 45000, "eur", 0, "month")
+           for start, end in months(1, 11)]
+    assert codes(customer(licensed=tuple(eur))) == []

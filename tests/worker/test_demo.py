@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from worker.cli.demo import preview
 from worker.cli.main import app
 from worker.db import get_engine
 from worker.models import Account
@@ -48,3 +49,11 @@ def test_report_refuses_an_unknown_account(cli: CliRunner, tmp_path: Path) -> No
     result = cli.invoke(app, ["report", "nosuch", "--out", str(tmp_path / "r.html")])
     assert result.exit_code == 2
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_digest_preview_keeps_the_first_lines() -> None:
+    assert preview(None) == "(no digest: no account at risk)"
+    assert preview("a\nb", max_lines=2) == "a\nb"
+    cut = preview("\n".join(f"line {n}" for n in range(10)), max_lines=3)
+    assert cut.splitlines()[:3] == ["line 0", "line 1", "line 2"]
+    assert cut.splitlines()[3].startswith("… 7 more lines")

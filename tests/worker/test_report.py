@@ -203,3 +203,13 @@ def test_cohort_grid_reaches_the_last_month_even_without_rows() -> None:
     grid = cohort_grid([("a", date(2026, 1, 1), 100)], last_month=date(2026, 3, 1))
     assert grid.values == [[1.0, 0.0, 0.0]]  # no snapshot later: the customer pays nothing
     assert cohort_grid([]).cohorts == []
+
+
+def test_the_callout_says_which_way_one_time_fees_move_nrr() -> None:
+    flattering = render_report(data(), plotly_js=STUB_JS)
+    assert "Counting one-time fees would flatter NRR" in flattering
+    metrics = payload()
+    metrics["t12m"]["nrr_including_one_time"] = 0.9  # more one-time billing at t0 than at t1
+    understating = render_report(data(metrics=metrics), plotly_js=STUB_JS)
+    assert "Counting one-time fees would understate NRR" in understating
+    assert "-4.0 percentage points" in understating

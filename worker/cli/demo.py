@@ -42,6 +42,7 @@ from worker.syncing import SyncResult, run_sync
 DEMO_ACCOUNT = "demo"
 DEMO_KEY = "sk_test_demo_northwind"  # only the local sample server knows it
 DEMO_CUSTOMERS = 300
+DIGEST_PREVIEW_LINES = 16
 
 
 @contextmanager
@@ -140,6 +141,18 @@ class DemoFailed(RuntimeError):
     """A step of the demo could not finish (the message says which)."""
 
 
+def preview(digest: str | None, max_lines: int = DIGEST_PREVIEW_LINES) -> str:
+    """The digest's first lines: enough to see what Slack would get without scrolling the summary away."""
+    if not digest:
+        return "(no digest: no account at risk)"
+    lines = digest.splitlines()
+    if len(lines) <= max_lines:
+        return digest
+    return "\n".join(
+        [*lines[:max_lines], f"… {len(lines) - max_lines} more lines: `retention alert --dry-run`"]
+    )
+
+
 def demo(
     customers: int = typer.Option(DEMO_CUSTOMERS, help="Customers in the sample company."),
     out: Path | None = typer.Option(
@@ -160,9 +173,7 @@ def demo(
     except DemoFailed as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         raise typer.Exit(EXIT_FAILED) from None
-    console.print(
-        Panel(outcome.digest or "(no digest: no account at risk)", title="Slack digest preview", expand=False)
-    )
+    console.print(Panel(preview(outcome.digest), title="Slack digest preview (not sent)", expand=False))
     console.print(summary_panel(outcome.metrics, outcome.at_risk))
     console.print(f"Report: [bold]{target}[/bold]  (open it in a browser; it works offline)")
 

@@ -12,8 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -27,8 +25,6 @@ from worker.models import Account
 from worker.rebuild import rebuild_account
 from worker.risk import at_risk, churned
 from worker.settings import get_settings
-
-console = Console()
 
 
 def _accounts(engine: Engine, name: str | None) -> list[Account]:
@@ -53,34 +49,30 @@ def _emit(payloads: list[dict[str, Any]]) -> None:
 
 
 def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
-    rows = payload["accounts"]
-    cur = payload["currency"].upper()
-    console.print(f"[bold]{account.name}[/bold]: {len(rows)} account(s) at risk, "
-                  f"{payload['mrr_at_risk']:,.2f} {cur} MRR at risk as of {payload['as_of']}")
-    if not rows:
-        return
-    table = Table("customer", f"MRR ({cur})", "signals", "renewal", "score", "dashboard")
-    for row in rows:
-        signals = "\n".join(f"{s['code']}: {s['detail']}" for s in row["signals"])
-        table.add_row(f"{row['name']}\n{row['customer_id']}", f"{row['mrr']:,.2f}", signals,
-                      row["renewal_date"] or "", f"{row['score']:,.2f}", row["dashboard_url"])
-    console.print(table)
+    """One block per customer: plain lines read well in a terminal, a log and an email alike."""
+    rows, cur = payload["accounts"], payload["currency"].upper()
+    typer.echo(f"{account.name}: {len(rows)} account(s) at risk, {payload['mrr_at_risk']:,.2f} {cur} MRR at "
+               f"risk as of {payload['as_of']}")
+    for n, row in enumerate(rows, start=1):
+        renewal = f", renews {row['renewal_date']}" if row["renewal_date"] else ""
+        typer.echo(f"{n}. {row['name']} ({row['customer_id']}): {row['mrr']:,.2f} {cur} MRR at risk, "
+                   f"score {row['score']:,.2f}{renewal}")
+        for signal in row["signals"]:
+            typer.echo(f"   {signal['code']}: {signal['detail']}")
+        typer.echo(f"   {row['dashboard_url']}")
 
 
 def _show_churned(account: Account, payload: dict[str, Any]) -> None:
-    rows = payload["accounts"]
-    cur = payload["currency"].upper()
-    console.print(f"[bold]{account.name}[/bold]: the {len(rows)} largest churned account(s) of the last "
-                  f"{payload['window_months']} months")
-    if not rows:
-        return
-    table = Table("customer", f"MRR lost ({cur})", "churned", "first signal", "days before", "signals then")
-    for row in rows:
-        signals = "\n".join(f"{s['code']}: {s['detail']}" for s in row["signals"]) or "no signal"
-        table.add_row(f"{row['name']}\n{row['customer_id']}", f"{row['mrr']:,.2f}", row["churned_on"],
-                      row["first_signal_on"] or "-", str(row["days_before"]) if row["days_before"] is not None
-                      else "-", signals)
-    console.print(table)
+    rows, cur = payload["accounts"], payload["currency"].upper()
+    typer.echo(f"{account.name}: the {len(rows)} largest churned account(s) of the last "
+               f"{payload['window_months']} months (as of {payload['as_of']})")
+    for n, row in enumerate(rows, start=1):
+        first = (f"first signal {row['first_signal_on']}, {row['days_before']} days before"
+                 if row["first_signal_on"] else "no signal before churning")
+        typer.echo(f"{n}. {row['name']} ({row['customer_id']}): {row['mrr']:,.2f} {cur} MRR lost on "
+                   f"{row['churned_on']}; {first}")
+        for signal in row["signals"]:
+            typer.echo(f"   {signal['code']}: {signal['detail']}")
 
 
 def at_risk_cmd(

@@ -1,4 +1,4 @@
-"""Delivery against a real local HTTP server standing in for the Slack webhook (slack_sdk posts with urllib)."""
+"""Delivery against a real local HTTP server standing in for the Slack webhook (slack_sdk uses urllib)."""
 
 from __future__ import annotations
 

@@ -98,7 +98,8 @@ def snapshot(engine: Engine, account_id: int) -> dict[str, list[tuple[Any, ...]]
     with engine.connect() as conn:
         for model in STORED:
             table = table_of(model)
-            rows = conn.execute(select(table).where(table.c.account_id == account_id)).all()
+            columns = [c for c in table.c if c.name != "account_id"]
+            rows = conn.execute(select(*columns).where(table.c.account_id == account_id)).all()
             out[table.name] = sorted(tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
                                            for v in row) for row in rows)
     return out

@@ -1,0 +1,187 @@
+"""Sync benchmark: full sync vs a bare fetch of the same data, requests vs the floor, rate under latency, the
+nightly incremental's cost, and peak memory against account size. A script that prints figures, not a test.
+
+    .venv/bin/python benchmarks/sync_bench.py [--customers 3000] [--skip-memory]
+
+Everything runs against the local Stripe-compatible server (integrations/stripe/testserver.py) on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("RETENTION_HOME", tempfile.mkdtemp(prefix="sync-bench-"))
+os.environ.setdefault("RETENTION_SECRET_KEY", Fernet.generate_key().decode())
+
+from integrations.stripe import builders as b  # noqa: E402
+from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
+from integrations.stripe.sample import build_sample_world  # noqa: E402
+from integrations.stripe.sync import LISTS, Syncer, store_page  # noqa: E402
+from integrations.stripe.testserver import FakeStripe, StripeWorld  # noqa: E402
+from worker.db import ensure_schema, session_scope  # noqa: E402
+from worker.models import Account  # noqa: E402
+
+KEY = "sk_test_123"
+
+
+def fresh_account(label: str) -> tuple[Any, int]:
+    engine = ensure_schema(f"sqlite:///{tempfile.mkdtemp(prefix='bench-db-')}/{label}.db")
+    with session_scope(engine) as session:
+        account = Account(name=label, key_encrypted="unused", rps=0)
+        session.add(account)
+        session.flush()
+        assert account.id is not None
+        return engine, account.id
+
+
+def bare_fetch(url: str) -> tuple[float, int, list[dict[str, Any]]]:
+    """The floor: page every list with limit=100 (and every long invoice's lines) and parse the JSON."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {KEY}"
+    count = 0
+    invoice_pages: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for name, extra in LISTS.items():
+        after = None
+        while True:
+            params = {"limit": 100, **extra, **({"starting_after": after} if after else {})}
+            body = session.get(f"{url}/v1/{name}", params=params, timeout=30).json()
+            count += 1
+            for obj in body["data"]:
+                lines = obj.get("lines") if name == "invoices" else None
+                last = lines["data"][-1]["id"] if lines and lines["has_more"] else None
+                while last:
+                    more = session.get(f"{url}/v1/invoices/{obj['id']}/lines",
+                                       params={"limit": 100, "starting_after": last}, timeout=30).json()
+                    count += 1
+                    lines["data"].extend(more["data"])
+                    last = more["data"][-1]["id"] if more["has_more"] else None
+            if name == "invoices":
+                invoice_pages.append(body)
+            if not body["has_more"]:
+                break
+            after = body["data"][-1]["id"]
+    return time.perf_counter() - start, count, invoice_pages
+
+
+def full_sync(url: str, rps: float, label: str) -> tuple[float, int, int]:
+    engine, account_id = fresh_account(label)
+    reader = StripeReader(StripeConfig(api_key=KEY, api_base=url, rps=rps, account_label=label))
+    start = time.perf_counter()
+    outcome = Syncer(engine, account_id, reader).run(full=True)
+    elapsed = time.perf_counter() - start
+    assert not outcome.rejected, outcome.rejected[:3]
+    return elapsed, reader.requests, account_id
+
+
+def processing_rate(invoice_pages: list[dict[str, Any]]) -> tuple[float, int]:
+    """Our own work per invoice (parse + bulk upsert + commit), without any HTTP."""
+    engine, account_id = fresh_account("processing")
+    n = 0
+    start = time.perf_counter()
+    for page in invoice_pages:
+        objects = json.loads(json.dumps(page["data"]))  # fresh dicts, as each sync gets them
+        with engine.begin() as conn:
+            ids, _ = store_page(conn, account_id, "invoices", objects)
+        n += len(ids)
+    return n / (time.perf_counter() - start), n
+
+
+def change_one_percent(world: StripeWorld, seed: int = 1) -> int:
+    """Touch 1% of customers, subscriptions and invoices, each with the event Stripe would send."""
+    rng = random.Random(seed)
+    now = int(time.time())
+    changed = 0
+    for kind, event_type, edit in (
+        ("customer", "customer.updated", lambda o: {**o, "email": "changed@example.com"}),
+        ("subscription", "customer.subscription.updated", lambda o: {**o, "cancel_at_period_end": True}),
+        ("invoice", "invoice.voided", lambda o: {**o, "status": "void"}),
+    ):
+        ids = sorted(world.collections[kind].by_id)
+        for obj_id in rng.sample(ids, max(1, len(ids) // 100)):
+            obj = edit(world.collections[kind].by_id[obj_id])
+            world.add({**obj, "_all_lines": world.invoice_lines[obj_id]} if kind == "invoice" else obj)
+            world.add(b.event(f"evt_bench_{changed}", event_type, obj, now))
+            changed += 1
+    return changed
+
+
+def peak_memory(customers: int) -> float:
+    """Peak traced memory (MiB) of a full sync, the served world excluded (it is built before tracing)."""
+    world = build_sample_world(customers=customers)
+    with FakeStripe(world) as fake:
+        engine, account_id = fresh_account(f"mem{customers}")
+        reader = StripeReader(StripeConfig(api_key=KEY, api_base=fake.url, rps=0))
+        tracemalloc.start()
+        Syncer(engine, account_id, reader).run(full=True)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=3000)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+
+    t = time.perf_counter()
+    world = build_sample_world(customers=args.customers)
+    invoices = len(world.collections["invoice"].by_id)
+    lines = sum(len(v) for v in world.invoice_lines.values())
+    print(f"world: {args.customers} customers, 24 months, {invoices} invoices, {lines} lines "
+          f"(built in {time.perf_counter() - t:.1f}s)")
+
+    with FakeStripe(world) as fake:
+        bare_s, floor, invoice_pages = bare_fetch(fake.url)
+        sync_s, sync_requests, account_id = full_sync(fake.url, 0, "unlimited")
+        incremental_world_cursor = account_id
+    print(f"bare fetch (sequential, parse JSON): {bare_s:.2f}s, {floor} requests (the floor)")
+    print(f"full sync, budget unlimited:        {sync_s:.2f}s = {sync_s / bare_s:.2f}x bare fetch (goal <= 2x)")
+    print(f"requests: {sync_requests} = {sync_requests / floor:.3f}x the floor (goal <= 1.05x)")
+    rate, n = processing_rate(invoice_pages)
+    print(f"own processing (parse + upsert + commit, no HTTP): {rate:,.0f} invoices/s over {n} invoices "
+          f"(goal >= 10,000/s)")
+
+    with FakeStripe(world, latency=0.1) as slow:
+        slow_s, slow_requests, _ = full_sync(slow.url, 25, "latency")
+    print(f"100 ms latency, budget 25/s: {slow_requests} requests in {slow_s:.1f}s = "
+          f"{slow_requests / slow_s:.1f} requests/s (goal >= 20/s)")
+
+    with FakeStripe(world) as fake:
+        engine, account_id = fresh_account("nightly")
+        Syncer(engine, account_id, StripeReader(StripeConfig(api_key=KEY, api_base=fake.url, rps=0))).run()
+        quiet = StripeReader(StripeConfig(api_key=KEY, api_base=fake.url, rps=0))
+        Syncer(engine, account_id, quiet).run()
+        changed = change_one_percent(world)
+        nightly = StripeReader(StripeConfig(api_key=KEY, api_base=fake.url, rps=0))
+        start = time.perf_counter()
+        outcome = Syncer(engine, account_id, nightly).run()
+        nightly_s = time.perf_counter() - start
+    del incremental_world_cursor
+    print(f"nightly incremental, unchanged account: {quiet.requests} requests")
+    print(f"nightly incremental, {changed} objects changed (1%): {nightly.requests} requests in {nightly_s:.1f}s "
+          f"({outcome.mode})")
+
+    if not args.skip_memory:
+        small, large = max(100, args.customers // 4), args.customers
+        print(f"peak memory of a full sync: {peak_memory(small):.1f} MiB at {small} customers, "
+              f"{peak_memory(large):.1f} MiB at {large} customers (goal: flat)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`retention sync` and `retention status` as a user runs them, against the local Stripe server."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
+
+from integrations.stripe import builders as b
+from integrations.stripe.testserver import FakeStripe, Fault
+from tests.integrations.stripe.world import KEY, add_account, build_world, world_totals
+from worker.cli.main import app
+from worker.db import ensure_schema
+from worker.settings import get_settings
+
+
+def env_engine() -> Engine:
+    return ensure_schema(get_settings().database_url)
+
+
+def status_json(cli: CliRunner, *args: str) -> dict:  # type: ignore[type-arg]
+    result = cli.invoke(app, ["status", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> None:
+    world = build_world(customers=12, months=3)
+    world.add({"id": "cus_broken", "object": "customer", "created": "soon"})
+    with FakeStripe(world) as fake:
+        add_account(env_engine(), fake.url, name="acme")
+        result = cli.invoke(app, ["sync", "acme"])
+        assert result.exit_code == 0, result.output
+        assert "full sync" in result.stdout and "1 objects rejected" in result.stdout
+        payload = status_json(cli, "acme")
+        again = cli.invoke(app, ["sync"])  # NAME left out: every account (here the only one)
+        assert again.exit_code == 0 and "incremental sync" in again.stdout
+    assert fake.writes == []
+    (entry,) = payload["accounts"]
+    assert set(entry) == {"name", "last_sync_at", "last_sync_ok", "last_error", "mode", "counts", "rejected",
+                          "last_nightly"}
+    assert (entry["name"], entry["last_sync_ok"], entry["last_error"], entry["mode"]) == ("acme", True, None, "full")
+    assert entry["counts"] == world_totals(world) | {"customers": world_totals(world)["customers"] - 1}
+    assert entry["rejected"] == [{"id": "cus_broken", "object": "customer",
+                                  "error": "field 'created' should be an integer, got str"}]
+    assert entry["last_nightly"] is None
+    assert status_json(cli)["accounts"][0]["mode"] == "incremental"
+
+
+def test_a_sync_that_keeps_failing_exits_1_and_is_recorded_as_failed(cli: CliRunner) -> None:
+    world = build_world(customers=3, months=1)
+    with FakeStripe(world) as fake:
+        add_account(env_engine(), fake.url, name="acme")
+        fake.inject(*[Fault(status=500, headers={"Stripe-Should-Retry": "false"}) for _ in range(10)])
+        result = cli.invoke(app, ["sync", "acme"])
+    assert result.exit_code == 1
+    assert "FAILED" in result.stdout and KEY not in result.stdout
+    entry = status_json(cli, "acme")["accounts"][0]
+    assert entry["last_sync_ok"] is False and "HTTP 500" in entry["last_error"]
+    assert KEY not in json.dumps(entry)
+
+
+def test_sync_unknown_account_is_refused(cli: CliRunner) -> None:
+    add_account(env_engine(), "http://127.0.0.1:9", name="acme")
+    result = cli.invoke(app, ["sync", "nope"])
+    assert result.exit_code == 2 and "nope" in result.stderr
+
+
+def test_status_text_lists_rejected_objects(cli: CliRunner) -> None:
+    world = build_world(customers=2, months=1)
+    world.add({**b.product("prod_bad", "Bad"), "active": "yes"})
+    with FakeStripe(world) as fake:
+        add_account(env_engine(), fake.url, name="acme")
+        assert cli.invoke(app, ["sync", "acme"]).exit_code == 0
+    result = cli.invoke(app, ["status", "acme"])
+    assert result.exit_code == 0
+    assert "rejected product prod_bad: field 'active' should be a boolean" in result.stdout
