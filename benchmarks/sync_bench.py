@@ -3,7 +3,8 @@ nightly incremental's cost, and peak memory against account size. A script that 
 
     .venv/bin/python benchmarks/sync_bench.py [--customers 3000] [--skip-memory]
 
-Everything runs against the local Stripe-compatible server (integrations/stripe/testserver.py) on 127.0.0.1.
+Everything runs against the local Stripe-compatible server (integrations/stripe/testserver.py) on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -65,8 +66,11 @@ def bare_fetch(url: str) -> tuple[float, int, list[dict[str, Any]]]:
                 lines = obj.get("lines") if name == "invoices" else None
                 last = lines["data"][-1]["id"] if lines and lines["has_more"] else None
                 while last:
-                    more = session.get(f"{url}/v1/invoices/{obj['id']}/lines",
-                                       params={"limit": 100, "starting_after": last}, timeout=30).json()
+                    more = session.get(
+                        f"{url}/v1/invoices/{obj['id']}/lines",
+                        params={"limit": 100, "starting_after": last},
+                        timeout=30,
+                    ).json()
                     count += 1
                     lines["data"].extend(more["data"])
                     last = more["data"][-1]["id"] if more["has_more"] else None
@@ -123,7 +127,7 @@ def change_one_percent(world: StripeWorld, seed: int = 1) -> int:
 def peak_memory(customers: int) -> float:
     """Peak traced memory (MiB) of a full sync, the served world excluded (it is built before tracing)."""
     world = build_sample_world(customers=customers)
-    with FakeStripe(world) as fake:
+    with FakeStripe(world, cache_json=True) as fake:
         engine, account_id = fresh_account(f"mem{customers}")
         reader = StripeReader(StripeConfig(api_key=KEY, api_base=fake.url, rps=0))
         tracemalloc.start()
@@ -143,26 +147,34 @@ def main() -> None:
     world = build_sample_world(customers=args.customers)
     invoices = len(world.collections["invoice"].by_id)
     lines = sum(len(v) for v in world.invoice_lines.values())
-    print(f"world: {args.customers} customers, 24 months, {invoices} invoices, {lines} lines "
-          f"(built in {time.perf_counter() - t:.1f}s)")
+    print(
+        f"world: {args.customers} customers, 24 months, {invoices} invoices, {lines} lines "
+        f"(built in {time.perf_counter() - t:.1f}s)"
+    )
 
-    with FakeStripe(world) as fake:
+    with FakeStripe(world, cache_json=True) as fake:
         bare_s, floor, invoice_pages = bare_fetch(fake.url)
         sync_s, sync_requests, account_id = full_sync(fake.url, 0, "unlimited")
         incremental_world_cursor = account_id
     print(f"bare fetch (sequential, parse JSON): {bare_s:.2f}s, {floor} requests (the floor)")
-    print(f"full sync, budget unlimited:        {sync_s:.2f}s = {sync_s / bare_s:.2f}x bare fetch (goal <= 2x)")
+    print(
+        f"full sync, budget unlimited:        {sync_s:.2f}s = {sync_s / bare_s:.2f}x bare fetch (goal <= 2x)"
+    )
     print(f"requests: {sync_requests} = {sync_requests / floor:.3f}x the floor (goal <= 1.05x)")
     rate, n = processing_rate(invoice_pages)
-    print(f"own processing (parse + upsert + commit, no HTTP): {rate:,.0f} invoices/s over {n} invoices "
-          f"(goal >= 10,000/s)")
+    print(
+        f"own processing (parse + upsert + commit, no HTTP): {rate:,.0f} invoices/s over {n} invoices "
+        f"(goal >= 10,000/s)"
+    )
 
-    with FakeStripe(world, latency=0.1) as slow:
+    with FakeStripe(world, latency=0.1, cache_json=True) as slow:
         slow_s, slow_requests, _ = full_sync(slow.url, 25, "latency")
-    print(f"100 ms latency, budget 25/s: {slow_requests} requests in {slow_s:.1f}s = "
-          f"{slow_requests / slow_s:.1f} requests/s (goal >= 20/s)")
+    print(
+        f"100 ms latency, budget 25/s: {slow_requests} requests in {slow_s:.1f}s = "
+        f"{slow_requests / slow_s:.1f} requests/s (goal >= 20/s)"
+    )
 
-    with FakeStripe(world) as fake:
+    with FakeStripe(world, cache_json=True) as fake:
         engine, account_id = fresh_account("nightly")
         Syncer(engine, account_id, StripeReader(StripeConfig(api_key=KEY, api_base=fake.url, rps=0))).run()
         quiet = StripeReader(StripeConfig(api_key=KEY, api_base=fake.url, rps=0))
@@ -174,13 +186,18 @@ def main() -> None:
         nightly_s = time.perf_counter() - start
     del incremental_world_cursor
     print(f"nightly incremental, unchanged account: {quiet.requests} requests")
-    print(f"nightly incremental, {changed} objects changed (1%): {nightly.requests} requests in {nightly_s:.1f}s "
-          f"({outcome.mode})")
+    print(
+        f"nightly incremental, {changed} objects changed (1%): {nightly.requests} requests "
+        f"in {nightly_s:.1f}s "
+        f"({outcome.mode})"
+    )
 
     if not args.skip_memory:
         small, large = max(100, args.customers // 4), args.customers
-        print(f"peak memory of a full sync: {peak_memory(small):.1f} MiB at {small} customers, "
-              f"{peak_memory(large):.1f} MiB at {large} customers (goal: flat)")
+        print(
+            f"peak memory of a full sync: {peak_memory(small):.1f} MiB at {small} customers, "
+            f"{peak_memory(large):.1f} MiB at {large} customers (goal: flat)"
+        )
 
 
 if __name__ == "__main__":

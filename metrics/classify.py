@@ -2,14 +2,11 @@
 
 The rules are a table applied in order, first match wins, so the order *is* the definition: a proration of a
 recurring price is a proration (it never counts in MRR), then anything that bills a subscription item for a
-full
-period or carries a recurring price is recurring, and everything else is one-time. The reason names the field
-that
-decided, so `retention explain` can show why a line counts or not.
+full period or carries a recurring price is recurring, and everything else is one-time. The reason names the
+field that decided, so `retention explain` can show why a line counts or not.
 
 Invoice status is a separate question from the class: lines of `draft` and `void` invoices keep their class
-but are
-left out (`excluded_reason`), so explain can still show them.
+but are left out (`excluded_reason`), so explain can still show them.
 """
 
 from __future__ import annotations

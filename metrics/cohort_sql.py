@@ -42,23 +42,21 @@ class month_of_epoch(FunctionElement[str]):  # noqa: N801
     inherit_cache = True
 
 
-class month_index(FunctionElement[int]):  # noqa: N801
-    """year * 12 + month of a DATE column: consecutive months differ by exactly 1."""
+class day_number(FunctionElement[int]):  # noqa: N801
+    """Whole days since a fixed date, for a DATE column: differences are day counts on both databases."""
 
     type = Integer()
     inherit_cache = True
 
 
-@compiles(month_index)
-def _month_index_default(element: month_index, compiler: Any, **kw: Any) -> str:
-    arg = compiler.process(element.clauses, **kw)
-    return f"(CAST(EXTRACT(YEAR FROM {arg}) AS INTEGER) * 12 + CAST(EXTRACT(MONTH FROM {arg}) AS INTEGER))"
+@compiles(day_number)
+def _day_number_default(element: day_number, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)} - DATE '2000-01-01')"
 
 
-@compiles(month_index, "sqlite")
-def _month_index_sqlite(element: month_index, compiler: Any, **kw: Any) -> str:
-    arg = compiler.process(element.clauses, **kw)
-    return f"(CAST(substr({arg}, 1, 4) AS INTEGER) * 12 + CAST(substr({arg}, 6, 2) AS INTEGER))"
+@compiles(day_number, "sqlite")
+def _day_number_sqlite(element: day_number, compiler: Any, **kw: Any) -> str:
+    return f"CAST(julianday({compiler.process(element.clauses, **kw)}) AS INTEGER)"
 
 
 @compiles(month_of_day)
@@ -216,61 +214,49 @@ class MonthMovement:
 def month_movements(conn: Connection, account_id: int, months: Sequence[date]) -> list[MonthMovement]:
     """Movements between consecutive month starts (METRICS.md section 4), from the month-start snapshots.
 
-    One pass with LAG gives, per row at month m, the customer's MRR at m-1 (0 when the customer had no row
-    there). A customer with no row at m has MRR 0 there, so churn is everything paying at m-1 that is not
-    seen paying at m: mrr(m-1) minus the m-1 MRR of the customers still paying at m (no LEAD pass needed).
-    New and reactivation split the starts (0 -> >0) by whether the month is the customer's first paying month
-    in the series (a second, grouped pass). The first month has no predecessor, so everything in it is new.
+    One window pass over the month-start rows (in primary-key order, no extra sort) gives, per row at month m,
+    the customer's MRR at m-1 (0 when the customer had no row there: rows of consecutive month starts are at
+    most 31 days apart) and how many paying months the customer had so far (1 = first ever: `new`). A
+    customer with no row at m has MRR 0 there, so churn is everything paying at m-1 that is not seen paying at
+    m: mrr(m-1) minus the m-1 MRR of the customers still paying at m. The first month has no predecessor, so
+    everything in it is new.
     """
     if not months:
         return []
-    in_series = and_(SNAP.c.account_id == account_id, SNAP.c.day.in_(list(months)))
     order = {"partition_by": SNAP.c.customer_id, "order_by": SNAP.c.day}
-    idx = month_index(SNAP.c.day)
-    rows = select(
-        SNAP.c.mrr.label("mrr"),
-        idx.label("idx"),
-        func.lag(SNAP.c.mrr).over(**order).label("prev_mrr"),
-        func.lag(SNAP.c.day).over(**order).label("prev_day"),
-    ).where(in_series).subquery("rows")
-    mrr = rows.c.mrr
-    prev = case((month_index(rows.c.prev_day) == rows.c.idx - 1, rows.c.prev_mrr), else_=0)
+    gap = day_number(SNAP.c.day) - func.lag(day_number(SNAP.c.day)).over(**order)
+    rows = (
+        select(
+            SNAP.c.day.label("day"),
+            SNAP.c.mrr.label("mrr"),
+            case((gap <= 31, func.lag(SNAP.c.mrr).over(**order)), else_=0).label("prev"),
+            func.count(case((SNAP.c.mrr > 0, 1))).over(**order).label("paid_months"),
+        )
+        .where(SNAP.c.account_id == account_id, SNAP.c.day.in_(list(months)))
+        .subquery("rows")
+    )
+    mrr, prev = rows.c.mrr, func.coalesce(rows.c.prev, 0)
+    starts = and_(prev <= 0, mrr > 0)
     per_month = select(
-        rows.c.idx,
+        rows.c.day,
         func.sum(case((mrr > 0, mrr), else_=0)).label("mrr"),
-        func.sum(case((and_(prev <= 0, mrr > 0), mrr), else_=0)).label("starts"),
+        func.sum(case((and_(starts, rows.c.paid_months == 1), mrr), else_=0)).label("new"),
+        func.sum(case((and_(starts, rows.c.paid_months > 1), mrr), else_=0)).label("reactivation"),
         func.sum(case((and_(prev > 0, mrr > prev), mrr - prev), else_=0)).label("expansion"),
         func.sum(case((and_(prev > 0, mrr > 0, mrr < prev), prev - mrr), else_=0)).label("contraction"),
         func.sum(case((and_(prev > 0, mrr > 0), prev), else_=0)).label("kept_prev"),
-    ).group_by(rows.c.idx)
-    first = (
-        select(SNAP.c.customer_id, func.min(SNAP.c.day).label("first_day"))
-        .where(in_series, SNAP.c.mrr > 0)
-        .group_by(SNAP.c.customer_id)
-        .subquery("first_paid")
-    )
-    f = SNAP.alias("f")
-    new_per_month = (
-        select(month_index(first.c.first_day).label("idx"), func.sum(f.c.mrr).label("new"))
-        .select_from(first.join(f, and_(f.c.account_id == account_id, f.c.customer_id == first.c.customer_id,
-                                        f.c.day == first.c.first_day)))
-        .group_by(month_index(first.c.first_day))
-    )
-    result = {m.year * 12 + m.month: MonthMovement(month=m) for m in months}
-    kept: dict[int, int] = {}
-    starts: dict[int, int] = {}
+    ).group_by(rows.c.day)
+    result = {m: MonthMovement(month=m) for m in months}
+    kept: dict[date, int] = {}
     for row in conn.execute(per_month).mappings():
-        key = int(row["idx"])
-        out = result[key]
-        out.mrr, out.expansion, out.contraction = int(row["mrr"] or 0), int(row["expansion"] or 0), int(
-            row["contraction"] or 0)
-        kept[key], starts[key] = int(row["kept_prev"] or 0), int(row["starts"] or 0)
-    for row in conn.execute(new_per_month).mappings():
-        result[int(row["idx"])].new = int(row["new"] or 0)
+        day = row["day"] if isinstance(row["day"], date) else date.fromisoformat(str(row["day"]))
+        out = result[day]
+        for name in ("mrr", "new", "reactivation", "expansion", "contraction"):
+            setattr(out, name, int(row[name] or 0))
+        kept[day] = int(row["kept_prev"] or 0)
     previous_mrr = 0
-    for key, out in result.items():
-        out.reactivation = starts.get(key, 0) - out.new
-        out.churn = previous_mrr - kept.get(key, 0)
+    for day, out in result.items():
+        out.churn = previous_mrr - kept.get(day, 0)
         previous_mrr = out.mrr
     return list(result.values())
 

@@ -1,10 +1,9 @@
 """Tables of the revenue ledger: exchange rates, classified lines and MRR snapshots.
 
-Metrics never call Stripe; they read these rows (and the SQL over them). Idempotency lives in the keys:
-a line is classified once per (account, line), a snapshot once per (account, customer, day).
-Lines not yet invoiced (a subscription's current items, metered usage carried forward) are ledger lines too,
-with
-ids starting `upcoming:`, so every MRR query is one query over one table.
+Metrics never call Stripe; they read these rows (and the SQL over them). Idempotency lives in the keys: a line
+is classified once per (account, line), a snapshot once per (account, customer, day). Lines not yet invoiced
+(a subscription's current items, metered usage carried forward) are ledger lines too, with ids starting
+`upcoming:`, so every MRR query is one query over one table.
 """
 
 from __future__ import annotations
@@ -52,8 +51,8 @@ class ClassifiedLine(SQLModel, table=True):
     subscription_item_id: str | None = Field(default=None, max_length=255)
     invoice_status: str | None = Field(default=None, max_length=20)
     invoiced_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    # MRR counts over [period_start, mrr_end): the period, cut short where the subscription ended or changed
-    # plan.
+    # MRR counts over [period_start, mrr_end): the period, cut short where the subscription ended or the plan
+    # changed.
     mrr_end: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 

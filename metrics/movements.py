@@ -1,9 +1,9 @@
 """MRR movements between consecutive month starts (METRICS.md section 4).
 
 Each customer falls in exactly one bucket per month, and each bucket adds that customer's signed change, so
-the
-buckets always sum to the change in total MRR: that identity is the test of this module, not a coincidence.
-`new` is a customer's first month with MRR > 0 in the series given; a later return from 0 is a `reactivation`.
+the buckets always sum to the change in total MRR: that identity is the test of this module, not a
+coincidence. `new` is a customer's first month with MRR > 0 in the series given; a later return from 0 is a
+`reactivation`.
 """
 
 from __future__ import annotations

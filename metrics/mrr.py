@@ -1,13 +1,10 @@
 """Monthly normalization of a recurring line and MRR at an instant (METRICS.md section 3).
 
-Rounding (documented in docs/definitions.md): the monthly amount is computed exactly as a fraction
-(net amount / months) and rounded once, half-even, to an integer of the minor unit, per line. The
-reporting-currency
+Rounding (documented in docs/definitions.md): the monthly amount is computed exactly as a fraction (net amount
+/ months) and rounded once, half-even, to an integer of the minor unit, per line. The reporting-currency
 figure is rounded once too, from the exact fraction times the rate, never from the already rounded line
-figure, so
-conversion does not compound two roundings. Totals are sums of those integers, which is what makes movements
-add
-up exactly.
+figure, so conversion does not compound two roundings. Totals are sums of those integers, which is what makes
+movements add up exactly.
 
 A customer's MRR is never below 0: a negative sum (credits on recurring lines) is reported as 0.
 """
@@ -157,8 +154,7 @@ def customer_snapshots(
     """One customer's (day, mrr, one_time, plan) at each point where MRR > 0 or one-time amounts exist.
 
     MRR = recurring lines with start <= t < end (never below 0); plan = the product of the largest such line
-    (ties:
-    the smallest line id); one_time = one-time amounts invoiced in the point's calendar month.
+    (ties: the smallest line id); one_time = one-time amounts invoiced in the point's calendar month.
     """
     instants = [p.t for p in points]
     mrr = [0] * len(points)

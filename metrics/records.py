@@ -1,12 +1,9 @@
 """The plain record the classifier and the monthly normalization read: one invoice line with what it needs.
 
 Why a record of its own: `metrics/` is pure, so it never reads Stripe JSON or integration tables. The storage
-layer
-(worker/rebuild.py) builds these from stored lines joined with their invoice, price and subscription; tests
-build
-them from Stripe-shaped dicts. Older and current API shapes are already folded into the same fields by the
-sync
-(parent_type for `parent.type`, legacy_type for the older `type`).
+layer (worker/rebuild.py) builds these from stored lines joined with their invoice, price and subscription;
+tests build them from Stripe-shaped dicts. Older and current API shapes are already folded into the same
+fields by the sync (parent_type for `parent.type`, legacy_type for the older `type`).
 """
 
 from __future__ import annotations

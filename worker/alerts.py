@@ -22,7 +22,6 @@ from sqlmodel import Session, col, select
 
 from integrations.slack.digest import MAX_BLOCKS, AlertItem, RecoveredItem, SlackMessage, build_digest
 from integrations.slack.webhook import post
-from metrics.at_risk import assess, rank
 from metrics.money import fmt
 from worker.accounts import slack_webhook
 from worker.alert_state import (
@@ -37,7 +36,7 @@ from worker.alert_state import (
 )
 from worker.db import session_scope
 from worker.models import Account
-from worker.risk import dashboard_url, load_records, paying, refresh_meter_usage
+from worker.risk import assess_records, dashboard_url, is_current, load_records, paying, refresh_meter_usage
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -148,8 +147,8 @@ def run_alerts(engine: Engine, settings: Settings, account: Account, as_of: date
     mrr = paying(engine, account, as_of)
     records = load_records(engine, account, mrr)
     names = {r.customer_id: r.name for r in records}
-    items = [AlertItem(a, dashboard_url(account, a.customer_id))
-             for a in rank(assess(r, as_of) for r in records)]
+    ranked = assess_records(records, as_of, is_current(engine, account, as_of))
+    items = [AlertItem(a, dashboard_url(account, a.customer_id)) for a in ranked]
     result.at_risk, result.mrr_at_risk = len(items), sum(i.assessment.mrr for i in items)
     with Session(engine, expire_on_commit=False) as session:
         plan = _plan(session, account, items, set(mrr), names, write=not dry_run)

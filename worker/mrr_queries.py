@@ -1,10 +1,10 @@
 """The queries over ledger_line: MRR per customer at instants, snapshots, and the `missing_rate` warnings.
 
-Snapshots stream the account's counted lines once, in customer order (the (account, customer) index), and
-each customer's lines are spread over the sorted instants by bisection (metrics/mrr.py customer_snapshots):
-cost grows with lines + rows written, not lines x instants as a range join would. Rows are written with COPY
-on PostgreSQL and a plain executemany on SQLite. `mrr_at` (one instant) goes through the same code, so the
-figure of `retention mrr` and a stored snapshot can never disagree.
+Snapshots stream the account's counted lines once, in customer order (the (account, customer) index), and each
+customer's lines are spread over the sorted instants by bisection (metrics/mrr.py customer_snapshots): cost
+grows with lines + rows written, not lines x instants as a range join would. Rows are written with COPY on
+PostgreSQL and a plain executemany on SQLite. `mrr_at` (one instant) goes through the same code, so the figure
+of `retention mrr` and a stored snapshot can never disagree.
 """
 
 from __future__ import annotations

@@ -14,8 +14,12 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from worker.alerts import run_alerts
+from worker.metrics_run import compute_metrics
 from worker.models import Account
+from worker.rebuild import rebuild_account
 from worker.settings import Settings
+from worker.syncing import run_sync
 
 
 class StepFailed(Exception):
@@ -43,8 +47,6 @@ class Step:
 
 
 def sync_step(ctx: NightContext) -> dict[str, Any]:
-    from worker.syncing import run_sync
-
     result = run_sync(ctx.engine, ctx.settings, ctx.account, full=False, redis_url=ctx.redis_url)
     if not result.ok:
         raise StepFailed(result.error or "the sync failed")
@@ -53,16 +55,12 @@ def sync_step(ctx: NightContext) -> dict[str, Any]:
 
 
 def rebuild_step(ctx: NightContext) -> dict[str, Any]:
-    from worker.rebuild import rebuild_account
-
     result = rebuild_account(ctx.engine, ctx.account, today=ctx.as_of.date())
     return {"lines": result.lines, "upcoming": result.upcoming, "snapshot_days": result.snapshot_days,
             "problems": result.problems[:20]}  # named objects the rebuild left out
 
 
 def metrics_step(ctx: NightContext) -> dict[str, Any]:
-    from worker.metrics_run import compute_metrics
-
     payload = compute_metrics(ctx.engine, ctx.account, ctx.as_of, store=True)
     t12m = payload.get("t12m") or {}
     return {"as_of": payload.get("as_of"), "currency": payload.get("currency"), "mrr": payload.get("mrr"),
@@ -71,8 +69,6 @@ def metrics_step(ctx: NightContext) -> dict[str, Any]:
 
 def alert_step(ctx: NightContext) -> dict[str, Any]:
     """At-risk accounts and their Slack digest (run_alerts computes the at-risk list and delivers it)."""
-    from worker.alerts import run_alerts
-
     result = run_alerts(ctx.engine, ctx.settings, ctx.account, ctx.as_of)
     if result.error:  # delivery failed: the alerts stay pending for the next run, the night says so
         raise StepFailed(result.error)

@@ -1,16 +1,14 @@
 """Rebuild one account's revenue ledger from stored Stripe objects, without calling Stripe.
 
-Every stored invoice line is classified (metrics/classify.py), normalized to a monthly amount
-(metrics/mrr.py) and
-converted to the reporting currency at the rate in force on its period start; the subscription's current
-items add
-the lines not yet invoiced (`upcoming:` ids). Then the month-start snapshot history and today's snapshot are
-recomputed. History is restated from what is known now: the ledger is replaced as a whole, so a rerun over the
-same data gives the same figures, and a changed old object changes them after the next sync + rebuild.
+Every stored invoice line is classified (metrics/classify.py), normalized to a monthly amount (metrics/mrr.py)
+and converted to the reporting currency at the rate in force on its period start; the subscription's current
+items add the lines not yet invoiced (`upcoming:` ids). Then the month-start snapshot history and today's
+snapshot are recomputed. History is restated from what is known now: the ledger is replaced as a whole, so a
+rerun over the same data gives the same figures, and a changed old object changes them after the next sync +
+rebuild.
 
 Rows are read with one joined query and written with bulk inserts; snapshots are one INSERT ... SELECT per
-batch of
-days (worker/mrr_queries.py), never per-row ORM work.
+batch of days (worker/mrr_queries.py), never per-row ORM work.
 """
 
 from __future__ import annotations
@@ -253,10 +251,8 @@ def _upcoming(
     """Lines for the current period not invoiced yet (METRICS.md section 3) and plan changes within it.
 
     Licensed items count at the subscription's current items from the change (the latest proration in the
-    period,
-    else the period start); invoiced licensed lines of that period stop there. Metered items with no line for
-    the
-    current period carry the last billed period's amount forward. Only active / past_due / unpaid
+    period, else the period start); invoiced licensed lines of that period stop there. Metered items with no
+    line for the current period carry the last billed period's amount forward. Only active / past_due / unpaid
     subscriptions.
     """
     it, pr = _t(StripeSubscriptionItem), _t(StripePrice)
@@ -311,8 +307,9 @@ def _upcoming_for(
     covering = [
         r for r in recurring if r["usage_type"] != "metered" and r["period_start"] <= start < r["mrr_end"]
     ]
-    invoiced = sorted((r["price_id"], r["quantity"]) for r in covering)
-    current = sorted((i.price_id, i.quantity or 0) for i in licensed)
+    # None -> "" / 0 so that sorting never compares None with a value
+    invoiced = sorted((r["price_id"] or "", r["quantity"] or 0) for r in covering)
+    current = sorted((i.price_id or "", i.quantity or 0) for i in licensed)
     if licensed and invoiced != current:
         changes = [
             r["period_start"] for r in lines if r["klass"] == "proration" and start <= r["period_start"] < end

@@ -28,6 +28,7 @@ from integrations.stripe.models import (
     StripeProduct,
     StripeSubscription,
     StripeSubscriptionItem,
+    SyncState,
 )
 from metrics.at_risk import (
     CustomerRecords,
@@ -54,6 +55,7 @@ DASHBOARD = "https://dashboard.stripe.com"
 CHURN_WINDOW_MONTHS = 6
 CHURNED_TOP = 5
 METER_PERIODS = 4  # the last full period and the three before it
+CURRENT_SLACK = 86400  # `--as-of DATE` is 00:00 that day; a sync later that day still describes it
 
 
 def is_test_mode(account: Account) -> bool:
@@ -206,10 +208,26 @@ def paying(engine: Engine, account: Account, as_of: datetime) -> dict[str, int]:
         return {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, as_of)}
 
 
+def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
+    """Whether `as_of` is late enough for the stored state (status, cancel flags) to describe it.
+
+    Stored subscriptions say how things stood at the last sync; a date more than a day before it is judged
+    on dated evidence only (metrics/at_risk.py), so `--as-of` a year ago does not flag today's past_due.
+    """
+    with Session(engine) as session:
+        state = session.get(SyncState, account.id)
+    synced = state.last_sync_at if state is not None else None
+    return synced is None or ts(as_of) >= synced - CURRENT_SLACK
+
+
+def assess_records(records: list[CustomerRecords], as_of: datetime, current: bool) -> list[RiskAssessment]:
+    return rank(assess(r, as_of, current) for r in records)
+
+
 def assess_account(engine: Engine, account: Account, as_of: datetime) -> list[AlertItem]:
     """Every paying customer with a signal at `as_of`, highest score first, with its dashboard link."""
     records = load_records(engine, account, paying(engine, account, as_of))
-    ranked = rank(assess(r, as_of) for r in records)
+    ranked = assess_records(records, as_of, is_current(engine, account, as_of))
     return [AlertItem(a, dashboard_url(account, a.customer_id)) for a in ranked]
 
 

@@ -1,8 +1,7 @@
 """Running a sync for one connected account and recording its outcome on SyncState.
 
 A Stripe failure that outlives the retries is recorded as a failed run with its error (never as success) and
-returned with ok=False; the checkpoint stays, so the next run resumes where this one stopped.
-"""
+returned with ok=False; the checkpoint stays, so the next run resumes where this one stopped."""
 
 from __future__ import annotations
 
@@ -55,9 +54,18 @@ class SyncResult:
     seconds: float = 0.0
 
 
-def run_sync(engine: Engine, settings: Settings, account: Account, full: bool = False, progress: Progress | None = None,
-             redis_url: str | None = None) -> SyncResult:
-    """Sync the account (full or incremental as SyncState says) and record the outcome; never raises for Stripe."""
+def run_sync(
+    engine: Engine,
+    settings: Settings,
+    account: Account,
+    full: bool = False,
+    progress: Progress | None = None,
+    redis_url: str | None = None,
+) -> SyncResult:
+    """Sync the account (full or incremental, as SyncState says) and record the outcome.
+
+    A Stripe failure is returned as ok=False with its error, never raised.
+    """
     assert account.id is not None
     config = stripe_config(settings, account, redis_url=redis_url)
     reader = StripeReader(config)
@@ -66,12 +74,34 @@ def run_sync(engine: Engine, settings: Settings, account: Account, full: bool = 
     started = time.monotonic()
     try:
         outcome = syncer.run(full=full)
-    except StripeReadError as exc:
-        result = SyncResult(account.name, ok=False, error=str(exc), requests=reader.requests,
-                            stored=dict(syncer.stored))
+    except Exception as exc:
+        # Anything else is a bug or a database failure: still recorded as a failed run, then raised.
+        if not isinstance(exc, StripeReadError):
+            _record(
+                engine,
+                account.id,
+                SyncResult(
+                    account.name,
+                    ok=False,
+                    error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                    requests=reader.requests,
+                ),
+            )
+            raise
+        result = SyncResult(
+            account.name, ok=False, error=str(exc), requests=reader.requests, stored=dict(syncer.stored)
+        )
     else:
-        result = SyncResult(account.name, ok=True, mode=outcome.mode, note=outcome.note, resumed=outcome.resumed,
-                            requests=reader.requests, stored=outcome.stored, rejected=outcome.rejected)
+        result = SyncResult(
+            account.name,
+            ok=True,
+            mode=outcome.mode,
+            note=outcome.note,
+            resumed=outcome.resumed,
+            requests=reader.requests,
+            stored=outcome.stored,
+            rejected=outcome.rejected,
+        )
     result.seconds = time.monotonic() - started
     _record(engine, account.id, result)
     return result
@@ -79,8 +109,12 @@ def run_sync(engine: Engine, settings: Settings, account: Account, full: bool = 
 
 def _record(engine: Engine, account_id: int, result: SyncResult) -> None:
     state = table_of(SyncState)
-    values: dict[str, Any] = {"last_sync_at": int(time.time()), "last_sync_ok": result.ok,
-                              "last_error": result.error, "requests": result.requests}
+    values: dict[str, Any] = {
+        "last_sync_at": int(time.time()),
+        "last_sync_ok": result.ok,
+        "last_error": result.error,
+        "requests": result.requests,
+    }
     with engine.begin() as conn:
         conn.execute(update(state).where(state.c.account_id == account_id).values(**values))
 
@@ -91,6 +125,10 @@ def counts(engine: Engine, account_id: int) -> dict[str, int]:
     with engine.connect() as conn:
         for name, model in COUNTED.items():
             table = table_of(model)
-            found[name] = int(conn.execute(select(func.count()).select_from(table)
-                                           .where(table.c.account_id == account_id)).scalar() or 0)
+            found[name] = int(
+                conn.execute(
+                    select(func.count()).select_from(table).where(table.c.account_id == account_id)
+                ).scalar()
+                or 0
+            )
     return found

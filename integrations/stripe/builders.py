@@ -1,10 +1,9 @@
 """Builders of Stripe-shaped objects (plain dicts, as the API sends them).
 
-They produce the current API shapes (`parent`, `pricing` on invoice lines; item-level periods on subscriptions)
-and, with `legacy=True`, the older ones (`type`, `price`/`plan`, `proration`, `subscription`), so tests, the
-sample company and the local Stripe-compatible server all speak both. Field sets follow Stripe's own examples
-(shared/stripe/fixtures3.json); fields we never read are left out rather than invented.
-"""
+They produce the current API shapes (`parent`, `pricing` on invoice lines; item-level periods on
+subscriptions) and, with `legacy=True`, the older ones (`type`, `price`/`plan`, `proration`, `subscription`),
+so tests, the sample company and the local Stripe-compatible server all speak both. Field sets follow Stripe's
+own examples (shared/stripe/fixtures3.json); fields we never read are left out rather than invented."""
 
 from __future__ import annotations
 
@@ -25,8 +24,14 @@ def account(id: str = "acct_test", name: str = "Acme Inc.", default_currency: st
     }
 
 
-def customer(id: str, name: str | None = None, created: int = 0, email: str | None = None,
-             currency: str | None = "usd", deleted: bool = False) -> Obj:
+def customer(
+    id: str,
+    name: str | None = None,
+    created: int = 0,
+    email: str | None = None,
+    currency: str | None = "usd",
+    deleted: bool = False,
+) -> Obj:
     if deleted:
         return {"id": id, "object": "customer", "deleted": True}
     return {
@@ -45,17 +50,40 @@ def customer(id: str, name: str | None = None, created: int = 0, email: str | No
 
 
 def product(id: str, name: str, created: int = 0, active: bool = True) -> Obj:
-    return {"id": id, "object": "product", "name": name, "active": active, "created": created, "metadata": {},
-            "livemode": False}
+    return {
+        "id": id,
+        "object": "product",
+        "name": name,
+        "active": active,
+        "created": created,
+        "metadata": {},
+        "livemode": False,
+    }
 
 
-def price(id: str, product: str, unit_amount: int | None, currency: str = "usd", interval: str | None = "month",
-          interval_count: int = 1, usage_type: str = "licensed", meter: str | None = None, created: int = 0,
-          active: bool = True, nickname: str | None = None, tax_behavior: str = "unspecified") -> Obj:
+def price(
+    id: str,
+    product: str,
+    unit_amount: int | None,
+    currency: str = "usd",
+    interval: str | None = "month",
+    interval_count: int = 1,
+    usage_type: str = "licensed",
+    meter: str | None = None,
+    created: int = 0,
+    active: bool = True,
+    nickname: str | None = None,
+    tax_behavior: str = "unspecified",
+) -> Obj:
     recurring = None
     if interval is not None:
-        recurring = {"interval": interval, "interval_count": interval_count, "meter": meter,
-                     "usage_type": usage_type, "trial_period_days": None}
+        recurring = {
+            "interval": interval,
+            "interval_count": interval_count,
+            "meter": meter,
+            "usage_type": usage_type,
+            "trial_period_days": None,
+        }
     return {
         "id": id,
         "object": "price",
@@ -76,8 +104,14 @@ def price(id: str, product: str, unit_amount: int | None, currency: str = "usd",
     }
 
 
-def subscription_item(id: str, subscription: str, price_obj: Obj, quantity: int | None = 1,
-                      period: tuple[int, int] = (0, 0), created: int = 0) -> Obj:
+def subscription_item(
+    id: str,
+    subscription: str,
+    price_obj: Obj,
+    quantity: int | None = 1,
+    period: tuple[int, int] = (0, 0),
+    created: int = 0,
+) -> Obj:
     return {
         "id": id,
         "object": "subscription_item",
@@ -93,10 +127,21 @@ def subscription_item(id: str, subscription: str, price_obj: Obj, quantity: int 
     }
 
 
-def subscription(id: str, customer: str, items: list[Obj], status: str = "active", created: int = 0,
-                 currency: str = "usd", cancel_at_period_end: bool = False, cancel_at: int | None = None,
-                 canceled_at: int | None = None, ended_at: int | None = None, trial_end: int | None = None,
-                 trial_start: int | None = None, legacy: bool = False) -> Obj:
+def subscription(
+    id: str,
+    customer: str,
+    items: list[Obj],
+    status: str = "active",
+    created: int = 0,
+    currency: str = "usd",
+    cancel_at_period_end: bool = False,
+    cancel_at: int | None = None,
+    canceled_at: int | None = None,
+    ended_at: int | None = None,
+    trial_end: int | None = None,
+    trial_start: int | None = None,
+    legacy: bool = False,
+) -> Obj:
     sub: Obj = {
         "id": id,
         "object": "subscription",
@@ -114,8 +159,13 @@ def subscription(id: str, customer: str, items: list[Obj], status: str = "active
         "discounts": [],
         "livemode": False,
         "metadata": {},
-        "items": {"object": "list", "data": items, "has_more": False, "total_count": len(items),
-                  "url": f"/v1/subscription_items?subscription={id}"},
+        "items": {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "total_count": len(items),
+            "url": f"/v1/subscription_items?subscription={id}",
+        },
     }
     if legacy and items:
         sub["current_period_start"] = items[0]["current_period_start"]
@@ -123,11 +173,23 @@ def subscription(id: str, customer: str, items: list[Obj], status: str = "active
     return sub
 
 
-def line(id: str, invoice: str, amount: int, period: tuple[int, int], currency: str = "usd",
-         price_obj: Obj | None = None, subscription: str | None = None, subscription_item: str | None = None,
-         proration: bool = False, quantity: int | None = 1, discounts: list[int] | None = None,
-         taxes: list[tuple[int, str]] | None = None, description: str | None = None,
-         invoice_item: str | None = None, legacy: bool = False) -> Obj:
+def line(
+    id: str,
+    invoice: str,
+    amount: int,
+    period: tuple[int, int],
+    currency: str = "usd",
+    price_obj: Obj | None = None,
+    subscription: str | None = None,
+    subscription_item: str | None = None,
+    proration: bool = False,
+    quantity: int | None = 1,
+    discounts: list[int] | None = None,
+    taxes: list[tuple[int, str]] | None = None,
+    description: str | None = None,
+    invoice_item: str | None = None,
+    legacy: bool = False,
+) -> Obj:
     """An invoice line. `taxes` holds (amount, "inclusive"|"exclusive"); `discounts` holds amounts.
 
     A line with a `subscription_item` is a subscription line; otherwise it comes from an invoice item.
@@ -149,57 +211,89 @@ def line(id: str, invoice: str, amount: int, period: tuple[int, int], currency: 
         "quantity": quantity,
     }
     tax_list = [
-        {"amount": a, "tax_behavior": behavior, "taxability_reason": "standard_rated", "taxable_amount": amount,
-         "type": "tax_rate_details", "tax_rate_details": {"tax_rate": f"txr_{behavior}"}}
+        {
+            "amount": a,
+            "tax_behavior": behavior,
+            "taxability_reason": "standard_rated",
+            "taxable_amount": amount,
+            "type": "tax_rate_details",
+            "tax_rate_details": {"tax_rate": f"txr_{behavior}"},
+        }
         for a, behavior in (taxes or [])
     ]
     if legacy:
-        base.update({
-            "type": "subscription" if subscription_item else "invoiceitem",
-            "price": price_obj,
-            "plan": None,
-            "proration": proration,
-            "subscription": subscription,
-            "subscription_item": subscription_item,
-            "invoice_item": None if subscription_item else (invoice_item or f"ii_{id}"),
-            "tax_amounts": [{"amount": a, "inclusive": behavior == "inclusive", "tax_rate": f"txr_{behavior}"}
-                            for a, behavior in (taxes or [])],
-        })
+        base.update(
+            {
+                "type": "subscription" if subscription_item else "invoiceitem",
+                "price": price_obj,
+                "plan": None,
+                "proration": proration,
+                "subscription": subscription,
+                "subscription_item": subscription_item,
+                "invoice_item": None if subscription_item else (invoice_item or f"ii_{id}"),
+                "tax_amounts": [
+                    {"amount": a, "inclusive": behavior == "inclusive", "tax_rate": f"txr_{behavior}"}
+                    for a, behavior in (taxes or [])
+                ],
+            }
+        )
         return base
     if subscription_item:
         parent: Obj = {
             "type": "subscription_item_details",
             "invoice_item_details": None,
-            "subscription_item_details": {"invoice_item": None, "proration": proration, "proration_details": None,
-                                          "subscription": subscription, "subscription_item": subscription_item},
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": proration,
+                "proration_details": None,
+                "subscription": subscription,
+                "subscription_item": subscription_item,
+            },
         }
     else:
         parent = {
             "type": "invoice_item_details",
             "subscription_item_details": None,
-            "invoice_item_details": {"invoice_item": invoice_item or f"ii_{id}", "proration": proration,
-                                     "proration_details": None, "subscription": subscription},
+            "invoice_item_details": {
+                "invoice_item": invoice_item or f"ii_{id}",
+                "proration": proration,
+                "proration_details": None,
+                "subscription": subscription,
+            },
         }
-    base.update({
-        "parent": parent,
-        "pricing": {
-            "type": "price_details",
-            "price_details": None if price_obj is None else {"price": price_obj["id"],
-                                                             "product": price_obj["product"]},
-            "unit_amount_decimal": None if price_obj is None else price_obj.get("unit_amount_decimal"),
-        },
-        "taxes": tax_list,
-        "pretax_credit_amounts": [],
-        "subscription": subscription,
-    })
+    base.update(
+        {
+            "parent": parent,
+            "pricing": {
+                "type": "price_details",
+                "price_details": None
+                if price_obj is None
+                else {"price": price_obj["id"], "product": price_obj["product"]},
+                "unit_amount_decimal": None if price_obj is None else price_obj.get("unit_amount_decimal"),
+            },
+            "taxes": tax_list,
+            "pretax_credit_amounts": [],
+            "subscription": subscription,
+        }
+    )
     return base
 
 
-def invoice(id: str, customer: str, lines: list[Obj], status: str = "paid", created: int = 0,
-            currency: str = "usd", subscription: str | None = None, attempt_count: int | None = None,
-            period: tuple[int, int] | None = None, billing_reason: str = "subscription_cycle",
-            next_payment_attempt: int | None = None, embedded_lines: int | None = None,
-            legacy: bool = False) -> Obj:
+def invoice(
+    id: str,
+    customer: str,
+    lines: list[Obj],
+    status: str = "paid",
+    created: int = 0,
+    currency: str = "usd",
+    subscription: str | None = None,
+    attempt_count: int | None = None,
+    period: tuple[int, int] | None = None,
+    billing_reason: str = "subscription_cycle",
+    next_payment_attempt: int | None = None,
+    embedded_lines: int | None = None,
+    legacy: bool = False,
+) -> Obj:
     """An invoice. With `embedded_lines`, only that many lines are embedded (`has_more`), as Stripe does.
 
     The local server keeps every line for /v1/invoices/{id}/lines and embeds its own number when it serves.
@@ -217,7 +311,8 @@ def invoice(id: str, customer: str, lines: list[Obj], status: str = "paid", crea
         "currency": currency,
         "billing_reason": billing_reason,
         "attempt_count": (1 if status in ("open", "paid", "uncollectible") else 0)
-        if attempt_count is None else attempt_count,
+        if attempt_count is None
+        else attempt_count,
         "attempted": status != "draft",
         "amount_due": total,
         "amount_paid": total if paid else 0,
@@ -229,28 +324,58 @@ def invoice(id: str, customer: str, lines: list[Obj], status: str = "paid", crea
         "next_payment_attempt": next_payment_attempt,
         "livemode": False,
         "metadata": {},
-        "lines": {"object": "list", "data": shown, "has_more": len(shown) < len(lines),
-                  "total_count": len(lines), "url": f"/v1/invoices/{id}/lines"},
+        "lines": {
+            "object": "list",
+            "data": shown,
+            "has_more": len(shown) < len(lines),
+            "total_count": len(lines),
+            "url": f"/v1/invoices/{id}/lines",
+        },
     }
     if len(shown) < len(lines):
         inv["_all_lines"] = lines  # taken by StripeWorld.add; never sent
     if legacy:
         inv["subscription"] = subscription
     else:
-        inv["parent"] = None if subscription is None else {
-            "type": "subscription_details", "quote_details": None,
-            "subscription_details": {"metadata": {}, "subscription": subscription},
-        }
+        inv["parent"] = (
+            None
+            if subscription is None
+            else {
+                "type": "subscription_details",
+                "quote_details": None,
+                "subscription_details": {"metadata": {}, "subscription": subscription},
+            }
+        )
     return inv
 
 
-def credit_note(id: str, invoice: str, customer: str, amount: int, created: int = 0, currency: str = "usd") -> Obj:
-    return {"id": id, "object": "credit_note", "invoice": invoice, "customer": customer, "amount": amount,
-            "currency": currency, "created": created, "status": "issued", "type": "post_payment",
-            "livemode": False, "metadata": {}}
+def credit_note(
+    id: str, invoice: str, customer: str, amount: int, created: int = 0, currency: str = "usd"
+) -> Obj:
+    return {
+        "id": id,
+        "object": "credit_note",
+        "invoice": invoice,
+        "customer": customer,
+        "amount": amount,
+        "currency": currency,
+        "created": created,
+        "status": "issued",
+        "type": "post_payment",
+        "livemode": False,
+        "metadata": {},
+    }
 
 
 def event(id: str, type: str, obj: Obj, created: int) -> Obj:
-    return {"id": id, "object": "event", "type": type, "created": created, "api_version": "2026-10-28.endive",
-            "data": {"object": obj}, "livemode": False, "pending_webhooks": 0,
-            "request": {"id": None, "idempotency_key": None}}
+    return {
+        "id": id,
+        "object": "event",
+        "type": type,
+        "created": created,
+        "api_version": "2026-10-28.endive",
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": None, "idempotency_key": None},
+    }

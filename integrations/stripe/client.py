@@ -1,7 +1,9 @@
-"""The one place that builds a `stripe.StripeClient`: pinned API version, base URL from the account, read-only.
+"""The one place that builds a `stripe.StripeClient`: pinned API version, base URL from the account, read-
+only.
 
 Nothing outside `integrations/` imports `stripe`. `StripeReader` is the only way the sync talks to Stripe: GET
-only, under the account's request budget, with our own bounded retries (the SDK does not retry a plain 429).
+only, under the account's request budget, with our own bounded retries (the SDK does not
+retry a plain 429).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class NotFound(StripeReadError):
 
 
 def should_retry(exc: BaseException) -> bool:
-    """Stripe-Should-Retry wins when present; otherwise 429, 409, 5xx and connection failures are transient."""
+    """Stripe-Should-Retry wins when present; else 429, 409, 5xx and connection failures are transient."""
     if isinstance(exc, stripe.APIConnectionError):
         return True
     if not isinstance(exc, stripe.StripeError):
@@ -84,10 +86,14 @@ class RetryPolicy:
 class StripeReader:
     """GET-only access to one account: rate budget, retries, request count, plain-dict JSON."""
 
-    def __init__(self, config: StripeConfig, limiter: Limiter | None = None, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, config: StripeConfig, limiter: Limiter | None = None, retry: RetryPolicy | None = None
+    ) -> None:
         self.config = config
         self.client = make_client(config)  # no SDK retries: ours below see every attempt and honor the budget
-        self.limiter = limiter or make_limiter(config.rps, config.redis_url, config.account_label or config.api_base)
+        self.limiter = limiter or make_limiter(
+            config.rps, config.redis_url, config.account_label or config.api_base
+        )
         self.retry = retry or RetryPolicy()
         self.requests = 0
         self.retries = 0
@@ -98,7 +104,9 @@ class StripeReader:
         with self._count_lock:
             self.requests += 1
         response = self.client.raw_request("get", path, **params)
-        data = json.loads(response.body)  # plain dicts: cheaper than StripeObjects, and what records.py parses
+        data = json.loads(
+            response.body
+        )  # plain dicts: cheaper than StripeObjects, and what records.py parses
         if not isinstance(data, dict):
             raise StripeReadError(f"{self._where(path)}: the response is not a JSON object")
         return data

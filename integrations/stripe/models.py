@@ -1,9 +1,8 @@
 """Stored Stripe objects: normalized columns for queries beside the raw JSON for re-parsing.
 
-Every table is keyed by (account_id, Stripe id), so a sync is an upsert and two connected accounts never collide.
-Times are Unix seconds (UTC) exactly as Stripe sends them; money is integer minor units with its currency.
-The raw payload lets a better classifier re-run over history without calling Stripe again.
-"""
+Every table is keyed by (account_id, Stripe id), so a sync is an upsert and two connected accounts never
+collide. Times are Unix seconds (UTC) exactly as Stripe sends them; money is integer minor units with its
+currency. The raw payload lets a better classifier re-run over history without calling Stripe again."""
 
 from __future__ import annotations
 
@@ -134,8 +133,12 @@ class StripeInvoiceLine(SQLModel, table=True):
     quantity: int | None = None
     period_start: int | None = _big()
     period_end: int | None = _big()
-    parent_type: str | None = Field(default=None, max_length=40)  # subscription_item_details | invoice_item_details
-    legacy_type: str | None = Field(default=None, max_length=20)  # subscription | invoiceitem (older API versions)
+    parent_type: str | None = Field(
+        default=None, max_length=40
+    )  # subscription_item_details | invoice_item_details
+    legacy_type: str | None = Field(
+        default=None, max_length=20
+    )  # subscription | invoiceitem (older API versions)
     proration: bool = False
     description: str | None = None
     raw: dict[str, Any] = _raw()

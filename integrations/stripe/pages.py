@@ -1,8 +1,7 @@
 """Paging over Stripe lists: limit=100 pages, created-range partitions, and the rest of an invoice's lines.
 
 Lists are newest first and follow `starting_after`; a partition is a list restricted to a `created` range so
-several can be fetched at once within the rate budget (a long invoice history is split into ranges).
-"""
+several can be fetched at once within the rate budget (a long invoice history is split into ranges)."""
 
 from __future__ import annotations
 

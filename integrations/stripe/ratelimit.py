@@ -2,9 +2,8 @@
 
 Stripe's limits are per account, shared by every key and client (shared/stripe/BEHAVIOUR.md), so when several
 workers sync one account they must draw on one budget: the Redis limiter hands out time slots from one key.
-Slots are spaced evenly (1/rps apart) rather than granted in bursts, which keeps us clear of Stripe's per-second
-window while still reaching the budget when enough requests are in flight.
-"""
+Slots are spaced evenly (1/rps apart) rather than granted in bursts, which keeps us clear of Stripe's per-
+second window while still reaching the budget when enough requests are in flight."""
 
 from __future__ import annotations
 
@@ -31,8 +30,12 @@ class Unlimited:
 class LocalLimiter:
     """Evenly spaced slots for the threads of one process."""
 
-    def __init__(self, rps: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rps: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if rps <= 0:
             raise ValueError("rps must be positive; use Unlimited for no budget")
         self.interval = 1.0 / rps
@@ -64,7 +67,9 @@ return slot - now
 class RedisLimiter:
     """Evenly spaced slots shared by every process that uses the same Redis key (one per Stripe account)."""
 
-    def __init__(self, redis_url: str, key: str, rps: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, redis_url: str, key: str, rps: float, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         if rps <= 0:
             raise ValueError("rps must be positive; use Unlimited for no budget")
         self.key = key

@@ -1,11 +1,11 @@
 """Stripe JSON -> row values for integrations/stripe/models.py, for the current and the older API shapes.
 
-Accounts, pinned API versions and test servers answer in different shapes (shared/stripe/BEHAVIOUR.md): invoice
-lines carry `parent`/`pricing` since 2025-03-31.basil and `type`/`price`/`plan`/`proration` before; invoices carry
-`parent.subscription_details.subscription` or `subscription`; subscription periods live on items or on the
-subscription. Each parser returns plain column dicts (no account_id) and raises `RecordError` naming the object
-when a field we rely on is missing or of the wrong type, so one bad object is skipped and listed, never stored half.
-"""
+Accounts, pinned API versions and test servers answer in different shapes (shared/stripe/BEHAVIOUR.md):
+invoice lines carry `parent`/`pricing` since 2025-03-31.basil and `type`/`price`/`plan`/`proration` before;
+invoices carry `parent.subscription_details.subscription` or `subscription`; subscription periods live on
+items or on the subscription. Each parser returns plain column dicts (no account_id) and raises `RecordError`
+naming the object when a field we rely on is missing or of the wrong type, so one bad object is skipped and
+listed, never stored half."""
 
 from __future__ import annotations
 
@@ -95,35 +95,65 @@ def _currency(r: _Reader, src: Obj | None = None, required: bool = False) -> str
 
 
 def parse_customer(obj: Any) -> Row:
-    """A deleted customer (`deleted: true`) is id + marker only: a stored row keeps its other columns and raw."""
+    """A deleted customer (`deleted: true`) is id + marker only: a stored row keeps its columns and raw."""
     r = _Reader("customer", obj)
     if r.bool_("deleted"):
         return {"id": r.id, "deleted": True, "raw": obj, INSERT_ONLY: ("raw",)}
-    return {"id": r.id, "name": r.str_("name"), "email": r.str_("email"), "currency": _currency(r),
-            "created": r.int_("created", True), "deleted": False, "raw": obj}
+    return {
+        "id": r.id,
+        "name": r.str_("name"),
+        "email": r.str_("email"),
+        "currency": _currency(r),
+        "created": r.int_("created", True),
+        "deleted": False,
+        "raw": obj,
+    }
 
 
 def parse_product(obj: Any) -> Row:
     r = _Reader("product", obj)
-    return {"id": r.id, "name": r.str_("name"), "active": r.bool_("active", True), "created": r.int_("created"),
-            "raw": obj}
+    return {
+        "id": r.id,
+        "name": r.str_("name"),
+        "active": r.bool_("active", True),
+        "created": r.int_("created"),
+        "raw": obj,
+    }
 
 
 def parse_price(obj: Any) -> Row:
     """Prices and the older `plan` objects (which carry `amount` and the interval at top level)."""
     r = _Reader("price", obj)
     if obj.get("object") == "plan":
-        return {"id": r.id, "product_id": r.str_("product"), "currency": _currency(r),
-                "unit_amount": r.int_("amount"), "type": "recurring", "interval": r.str_("interval"),
-                "interval_count": r.int_("interval_count"), "usage_type": r.str_("usage_type"),
-                "meter_id": r.str_("meter"), "active": r.bool_("active", True), "created": r.int_("created"),
-                "raw": obj}
+        return {
+            "id": r.id,
+            "product_id": r.str_("product"),
+            "currency": _currency(r),
+            "unit_amount": r.int_("amount"),
+            "type": "recurring",
+            "interval": r.str_("interval"),
+            "interval_count": r.int_("interval_count"),
+            "usage_type": r.str_("usage_type"),
+            "meter_id": r.str_("meter"),
+            "active": r.bool_("active", True),
+            "created": r.int_("created"),
+            "raw": obj,
+        }
     recurring = r.dict_("recurring")
-    return {"id": r.id, "product_id": r.str_("product"), "currency": _currency(r),
-            "unit_amount": r.int_("unit_amount"), "type": r.str_("type") or ("recurring" if recurring else "one_time"),
-            "interval": r.str_("interval", src=recurring), "interval_count": r.int_("interval_count", src=recurring),
-            "usage_type": r.str_("usage_type", src=recurring), "meter_id": r.str_("meter", src=recurring),
-            "active": r.bool_("active", True), "created": r.int_("created"), "raw": obj}
+    return {
+        "id": r.id,
+        "product_id": r.str_("product"),
+        "currency": _currency(r),
+        "unit_amount": r.int_("unit_amount"),
+        "type": r.str_("type") or ("recurring" if recurring else "one_time"),
+        "interval": r.str_("interval", src=recurring),
+        "interval_count": r.int_("interval_count", src=recurring),
+        "usage_type": r.str_("usage_type", src=recurring),
+        "meter_id": r.str_("meter", src=recurring),
+        "active": r.bool_("active", True),
+        "created": r.int_("created"),
+        "raw": obj,
+    }
 
 
 def parse_subscription_item(obj: Any, subscription_id: str | None = None) -> Row:
@@ -133,9 +163,15 @@ def parse_subscription_item(obj: Any, subscription_id: str | None = None) -> Row
     if price_id is not None and not isinstance(price_id, str):
         raise r.fail("field 'price' should be a price object or id")
     sub = subscription_id or r.str_("subscription", True)
-    return {"id": r.id, "subscription_id": sub, "price_id": price_id, "quantity": r.int_("quantity"),
-            "current_period_start": r.int_("current_period_start"),
-            "current_period_end": r.int_("current_period_end"), "raw": obj}
+    return {
+        "id": r.id,
+        "subscription_id": sub,
+        "price_id": price_id,
+        "quantity": r.int_("quantity"),
+        "current_period_start": r.int_("current_period_start"),
+        "current_period_end": r.int_("current_period_end"),
+        "raw": obj,
+    }
 
 
 def parse_subscription(obj: Any) -> tuple[Row, list[Row]]:
@@ -151,27 +187,42 @@ def parse_subscription(obj: Any) -> tuple[Row, list[Row]]:
         start = min(starts) if starts else None
         end = max(ends) if ends else None
     raw = dict(obj)
-    row = {"id": r.id, "customer_id": r.str_("customer", True), "status": r.str_("status", True),
-           "currency": _currency(r), "created": r.int_("created"), "start_date": r.int_("start_date"),
-           "current_period_start": start, "current_period_end": end, "cancel_at": r.int_("cancel_at"),
-           "cancel_at_period_end": r.bool_("cancel_at_period_end"), "canceled_at": r.int_("canceled_at"),
-           "ended_at": r.int_("ended_at"), "trial_end": r.int_("trial_end"), "raw": raw}
+    row = {
+        "id": r.id,
+        "customer_id": r.str_("customer", True),
+        "status": r.str_("status", True),
+        "currency": _currency(r),
+        "created": r.int_("created"),
+        "start_date": r.int_("start_date"),
+        "current_period_start": start,
+        "current_period_end": end,
+        "cancel_at": r.int_("cancel_at"),
+        "cancel_at_period_end": r.bool_("cancel_at_period_end"),
+        "canceled_at": r.int_("canceled_at"),
+        "ended_at": r.int_("ended_at"),
+        "trial_end": r.int_("trial_end"),
+        "raw": raw,
+    }
     return row, items
 
 
 def _sum_amounts(r: _Reader, items: list[Any], what: str, keep: Any = None) -> int:
     total = 0
     for item in items:
-        if not isinstance(item, dict) or isinstance(item.get("amount"), bool) \
-                or not isinstance(item.get("amount"), int):
+        if (
+            not isinstance(item, dict)
+            or isinstance(item.get("amount"), bool)
+            or not isinstance(item.get("amount"), int)
+        ):
             raise r.fail(f"{what} entries need an integer 'amount'")
         if keep is None or keep(item):
             total += item["amount"]
     return total
 
 
-def parse_line(obj: Any, invoice_id: str | None = None, customer_id: str | None = None,
-               currency: str | None = None) -> Row:
+def parse_line(
+    obj: Any, invoice_id: str | None = None, customer_id: str | None = None, currency: str | None = None
+) -> Row:
     """One invoice line in shape-neutral columns (see StripeInvoiceLine)."""
     r = _Reader("line_item", obj)
     amount = r.int_("amount", True)
@@ -204,16 +255,31 @@ def parse_line(obj: Any, invoice_id: str | None = None, customer_id: str | None 
             product_id = price.get("product") if isinstance(price.get("product"), str) else None
         elif isinstance(price, str):
             price_id = price
-        inclusive = _sum_amounts(r, r.list_("tax_amounts"), "tax_amounts", lambda t: t.get("inclusive") is True)
+        inclusive = _sum_amounts(
+            r, r.list_("tax_amounts"), "tax_amounts", lambda t: t.get("inclusive") is True
+        )
     invoice = invoice_id or r.str_("invoice", True)
-    return {"id": r.id, "invoice_id": invoice, "customer_id": customer_id, "subscription_id": subscription_id,
-            "subscription_item_id": subscription_item_id, "price_id": price_id, "product_id": product_id,
-            "currency": _currency(r) or currency, "amount": amount,
-            "discount_total": _sum_amounts(r, r.list_("discount_amounts"), "discount_amounts"),
-            "inclusive_tax": inclusive, "quantity": r.int_("quantity"),
-            "period_start": r.int_("start", src=period), "period_end": r.int_("end", src=period),
-            "parent_type": parent_type, "legacy_type": legacy_type, "proration": proration,
-            "description": r.str_("description"), "raw": obj}
+    return {
+        "id": r.id,
+        "invoice_id": invoice,
+        "customer_id": customer_id,
+        "subscription_id": subscription_id,
+        "subscription_item_id": subscription_item_id,
+        "price_id": price_id,
+        "product_id": product_id,
+        "currency": _currency(r) or currency,
+        "amount": amount,
+        "discount_total": _sum_amounts(r, r.list_("discount_amounts"), "discount_amounts"),
+        "inclusive_tax": inclusive,
+        "quantity": r.int_("quantity"),
+        "period_start": r.int_("start", src=period),
+        "period_end": r.int_("end", src=period),
+        "parent_type": parent_type,
+        "legacy_type": legacy_type,
+        "proration": proration,
+        "description": r.str_("description"),
+        "raw": obj,
+    }
 
 
 def parse_invoice(obj: Any) -> tuple[Row, list[Row], list[RecordError]]:
@@ -231,13 +297,24 @@ def parse_invoice(obj: Any) -> tuple[Row, list[Row], list[RecordError]]:
     attempt_count = r.int_("attempt_count")
     raw = dict(obj)
     raw["lines"] = {k: v for k, v in lines_list.items() if k != "data"}
-    row = {"id": r.id, "customer_id": customer_id, "subscription_id": subscription_id,
-           "status": r.str_("status"), "currency": currency, "created": r.int_("created", True),
-           "period_start": r.int_("period_start"), "period_end": r.int_("period_end"),
-           "billing_reason": r.str_("billing_reason"), "attempt_count": attempt_count or 0,
-           "amount_due": r.int_("amount_due"), "amount_paid": r.int_("amount_paid"), "total": r.int_("total"),
-           "next_payment_attempt": r.int_("next_payment_attempt"),
-           "lines_total_count": r.int_("total_count", src=lines_list), "raw": raw}
+    row = {
+        "id": r.id,
+        "customer_id": customer_id,
+        "subscription_id": subscription_id,
+        "status": r.str_("status"),
+        "currency": currency,
+        "created": r.int_("created", True),
+        "period_start": r.int_("period_start"),
+        "period_end": r.int_("period_end"),
+        "billing_reason": r.str_("billing_reason"),
+        "attempt_count": attempt_count or 0,
+        "amount_due": r.int_("amount_due"),
+        "amount_paid": r.int_("amount_paid"),
+        "total": r.int_("total"),
+        "next_payment_attempt": r.int_("next_payment_attempt"),
+        "lines_total_count": r.int_("total_count", src=lines_list),
+        "raw": raw,
+    }
     lines: list[Row] = []
     bad: list[RecordError] = []
     for line in r.list_("data", src=lines_list):
@@ -250,8 +327,15 @@ def parse_invoice(obj: Any) -> tuple[Row, list[Row], list[RecordError]]:
 
 def parse_credit_note(obj: Any) -> Row:
     r = _Reader("credit_note", obj)
-    return {"id": r.id, "invoice_id": r.str_("invoice"), "customer_id": r.str_("customer"),
-            "currency": _currency(r), "amount": r.int_("amount", True), "created": r.int_("created"), "raw": obj}
+    return {
+        "id": r.id,
+        "invoice_id": r.str_("invoice"),
+        "customer_id": r.str_("customer"),
+        "currency": _currency(r),
+        "amount": r.int_("amount", True),
+        "created": r.int_("created"),
+        "raw": obj,
+    }
 
 
 # Event object types whose objects we store, mapped to the list path they are re-read from.
@@ -293,7 +377,17 @@ def parse_invoiceitem(obj: Any) -> Row:
     """Invoice items are not stored (their lines are); this reads the fields that tie one to an invoice."""
     r = _Reader("invoiceitem", obj)
     parent = r.dict_("parent")
-    sub = r.str_("subscription", src=r.dict_("subscription_details", src=parent)) if parent else r.str_("subscription")
-    return {"id": r.id, "invoice_id": r.str_("invoice"), "customer_id": r.str_("customer", True),
-            "amount": r.int_("amount", True), "currency": _currency(r), "subscription_id": sub,
-            "proration": r.bool_("proration")}
+    sub = (
+        r.str_("subscription", src=r.dict_("subscription_details", src=parent))
+        if parent
+        else r.str_("subscription")
+    )
+    return {
+        "id": r.id,
+        "invoice_id": r.str_("invoice"),
+        "customer_id": r.str_("customer", True),
+        "amount": r.int_("amount", True),
+        "currency": _currency(r),
+        "subscription_id": sub,
+        "proration": r.bool_("proration"),
+    }

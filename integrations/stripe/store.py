@@ -1,8 +1,10 @@
-"""Bulk upserts of parsed rows: one INSERT ... ON CONFLICT DO UPDATE per table per page, SQLite and PostgreSQL.
+"""Bulk upserts of parsed rows: one INSERT ... ON CONFLICT DO UPDATE per table per page, SQLite and
+PostgreSQL.
 
-Upserting by (account_id, Stripe id) makes a sync idempotent: a repeated or resumed sync rewrites the same values.
-The statement is built once per table and column set and sent with the driver's executemany: SQLAlchemy's
-per-row parameter processing cost more than parsing the objects did (benchmarks/sync_bench.py).
+Upserting by (account_id, Stripe id) makes a sync idempotent: a repeated or resumed sync rewrites the same
+values. The statement is built once per table and column set and sent with the driver's executemany:
+SQLAlchemy's per-row parameter processing cost more than parsing the objects did
+(benchmarks/sync_bench.py).
 """
 
 from __future__ import annotations
@@ -57,14 +59,17 @@ def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> 
     json_cols = _json_columns(table)
     for (columns, keep), by_id in groups.items():
         sql = _statement(table, columns, keep, placeholder)
-        params = [tuple(json.dumps(row[c], separators=(",", ":")) if c in json_cols else row[c] for c in columns)
-                  for row in by_id.values()]
+        params = [
+            tuple(json.dumps(row[c], separators=(",", ":")) if c in json_cols else row[c] for c in columns)
+            for row in by_id.values()
+        ]
         conn.exec_driver_sql(sql, params)
 
 
-def prune_children(conn: Connection, account_id: int, parent_ids: Iterable[str], keep: Iterable[str],
-                   kind: str) -> None:
-    """Drop stored items/lines of these parents that Stripe no longer lists (a draft edited, an item removed)."""
+def prune_children(
+    conn: Connection, account_id: int, parent_ids: Iterable[str], keep: Iterable[str], kind: str
+) -> None:
+    """Drop stored items/lines of these parents that Stripe no longer lists (a draft edited, item removed)."""
     parents = list(parent_ids)
     if not parents:
         return

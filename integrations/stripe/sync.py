@@ -1,15 +1,16 @@
 """Copying one Stripe account into our tables: full backfill with checkpoints, and the nightly incremental.
 
-Full: every list (customers, products, prices, subscriptions with status=all, invoices of every status with all
-their lines, credit notes) is paged with limit=100 by fetcher threads, the invoice history split into created
-ranges, so a high-latency API is kept busy up to the rate budget. One writer (this thread) parses and upserts each
-page and records the segment's cursor in the same transaction, so a sync killed at any point resumes from the last
-stored page and ends with exactly the rows a clean sync writes. A bounded queue keeps memory flat.
+Full: every list (customers, products, prices, subscriptions with status=all, invoices of every status with
+all their lines, credit notes) is paged with limit=100 by fetcher threads, the invoice history split into
+created ranges, so a high-latency API is kept busy up to the rate budget. One writer (this thread) parses and
+upserts each page and records the segment's cursor in the same transaction, so a sync killed at any point
+resumes from the last stored page and ends with exactly the rows a clean sync writes. A bounded queue keeps
+memory flat.
 
-Incremental: events since the last sync (re-reading each changed object, since an event's copy may be stale) plus
-each list filtered by `created`, which together cost a handful of requests on a quiet account. Stripe keeps
-events 30 days: an older (or missing) cursor cannot be trusted, so we fall back to a full sync and say so.
-"""
+Incremental: events since the last sync (re-reading each changed object, since an event's copy may be stale)
+plus each list filtered by `created`, which together cost a handful of requests on a quiet account. Stripe
+keeps events 30 days: an older (or missing) cursor cannot be trusted, so we fall back to a full sync and say
+so."""
 
 from __future__ import annotations
 
@@ -82,14 +83,20 @@ def _reject(exc: RecordError) -> Obj:
     return {"id": exc.object_id, "object": exc.kind, "error": exc.reason}
 
 
-def store_page(conn: Connection, account_id: int, name: str, objects: list[Any]) -> tuple[set[str], list[Obj]]:
+def store_page(
+    conn: Connection, account_id: int, name: str, objects: list[Any]
+) -> tuple[set[str], list[Obj]]:
     """Parse and upsert one page of a list; returns the ids stored and the objects rejected."""
     rows: list[Obj] = []
     children: list[Obj] = []
     parents: list[str] = []
     rejected: list[Obj] = []
-    parser: Callable[[Any], Obj] = {"customers": parse_customer, "products": parse_product, "prices": parse_price,
-                                    "credit_notes": parse_credit_note}.get(name, parse_customer)
+    parser: Callable[[Any], Obj] = {
+        "customers": parse_customer,
+        "products": parse_product,
+        "prices": parse_price,
+        "credit_notes": parse_credit_note,
+    }.get(name, parse_customer)
     for obj in objects:
         try:
             if name == "subscriptions":
@@ -106,8 +113,14 @@ def store_page(conn: Connection, account_id: int, name: str, objects: list[Any])
             continue
         rows.append(row)
         parents.append(row["id"])
-    model = {"customers": StripeCustomer, "products": StripeProduct, "prices": StripePrice,
-             "subscriptions": StripeSubscription, "invoices": StripeInvoice, "credit_notes": StripeCreditNote}[name]
+    model = {
+        "customers": StripeCustomer,
+        "products": StripeProduct,
+        "prices": StripePrice,
+        "subscriptions": StripeSubscription,
+        "invoices": StripeInvoice,
+        "credit_notes": StripeCreditNote,
+    }[name]
     upsert(conn, table_of(model), rows, account_id)
     if name == "subscriptions":
         prune_children(conn, account_id, parents, [c["id"] for c in children], "items")
@@ -115,7 +128,9 @@ def store_page(conn: Connection, account_id: int, name: str, objects: list[Any])
     elif name == "invoices":
         # Lines change only while an invoice is a draft; finalized invoices keep theirs.
         drafts = [r["id"] for r in rows if r["status"] == "draft"]
-        prune_children(conn, account_id, drafts, [c["id"] for c in children if c["invoice_id"] in drafts], "lines")
+        prune_children(
+            conn, account_id, drafts, [c["id"] for c in children if c["invoice_id"] in drafts], "lines"
+        )
         upsert(conn, table_of(StripeInvoiceLine), children, account_id)
     return set(parents), rejected
 
@@ -123,8 +138,15 @@ def store_page(conn: Connection, account_id: int, name: str, objects: list[Any])
 class Syncer:
     """One sync of one account. `run()` picks full or incremental from SyncState and returns the outcome."""
 
-    def __init__(self, engine: Engine, account_id: int, reader: StripeReader, progress: Progress | None = None,
-                 now: Callable[[], float] = time.time, workers: int = WORKERS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        account_id: int,
+        reader: StripeReader,
+        progress: Progress | None = None,
+        now: Callable[[], float] = time.time,
+        workers: int = WORKERS,
+    ) -> None:
         self.engine = engine
         self.account_id = account_id
         self.reader = reader
@@ -134,27 +156,37 @@ class Syncer:
         self.stored: dict[str, int] = {}
         self._state_table = table_of(SyncState)
 
-    # -- state ------------------------------------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------------------
     def state(self) -> Obj:
         with self.engine.begin() as conn:
-            row = conn.execute(select(self._state_table).where(self._state_table.c.account_id == self.account_id))
+            row = conn.execute(
+                select(self._state_table).where(self._state_table.c.account_id == self.account_id)
+            )
             found = row.mappings().first()
             if found is None:
-                upsert_state = {"account_id": self.account_id, "checkpoint": {}, "rejected": [], "requests": 0}
+                upsert_state = {
+                    "account_id": self.account_id,
+                    "checkpoint": {},
+                    "rejected": [],
+                    "requests": 0,
+                }
                 conn.execute(self._state_table.insert().values(**upsert_state))
                 return upsert_state
             return dict(found)
 
     def _save_state(self, conn: Connection, **values: Any) -> None:
-        conn.execute(update(self._state_table).where(self._state_table.c.account_id == self.account_id)
-                     .values(**values))
+        conn.execute(
+            update(self._state_table)
+            .where(self._state_table.c.account_id == self.account_id)
+            .values(**values)
+        )
 
     def _count(self, name: str, n: int) -> None:
         self.stored[name] = self.stored.get(name, 0) + n
         if self.progress is not None:
             self.progress(name, self.stored[name])
 
-    # -- choice -----------------------------------------------------------------------------------------------
+    # -- choice --------------------------------------------------------------------------------------
     def run(self, full: bool = False) -> SyncOutcome:
         state = self.state()
         checkpoint = state.get("checkpoint") or {}
@@ -173,7 +205,7 @@ class Syncer:
         outcome.stored = dict(self.stored)
         return outcome
 
-    # -- full -------------------------------------------------------------------------------------------------
+    # -- full ----------------------------------------------------------------------------------------
     def full_sync(self, note: str) -> SyncOutcome:
         state = self.state()
         cp: Obj | None = (state.get("checkpoint") or {}).get("full")
@@ -182,26 +214,36 @@ class Syncer:
             cp = {"started": int(self.now()), "segments": {}, "rejected": [], "invoice_parts": None}
             for name in LISTS:
                 if name != "invoices":
-                    cp["segments"][name] = {"list": name, "gte": None, "lt": None, "after": None, "done": False}
+                    cp["segments"][name] = {
+                        "list": name,
+                        "gte": None,
+                        "lt": None,
+                        "after": None,
+                        "done": False,
+                    }
             with self.engine.begin() as conn:
                 self._save_state(conn, checkpoint={"full": cp})
         _FullRun(self, cp).run()
         with self.engine.begin() as conn:
-            self._save_state(conn, checkpoint={}, mode="full", events_cursor_created=cp["started"],
-                             rejected=cp["rejected"])
+            self._save_state(
+                conn, checkpoint={}, mode="full", events_cursor_created=cp["started"], rejected=cp["rejected"]
+            )
         return SyncOutcome(mode="full", note=note, resumed=resumed, rejected=cp["rejected"])
 
     def invoice_parts(self, started: int) -> list[tuple[int | None, int | None]]:
-        """Created ranges for the invoice history: from the oldest customer (no invoice precedes its customer)."""
+        """Created ranges for the invoice history: from the oldest customer (none precedes its customer)."""
         table = table_of(StripeCustomer)
         with self.engine.connect() as conn:
-            oldest = conn.execute(select(func.min(table.c.created)).where(table.c.account_id == self.account_id,
-                                                                          table.c.deleted.is_(False))).scalar()
+            oldest = conn.execute(
+                select(func.min(table.c.created)).where(
+                    table.c.account_id == self.account_id, table.c.deleted.is_(False)
+                )
+            ).scalar()
         if oldest is None:
             return [(None, None)]
         return split_range(int(oldest), started, INVOICE_PARTS)
 
-    # -- incremental ------------------------------------------------------------------------------------------
+    # -- incremental ---------------------------------------------------------------------------------
     def incremental(self, cursor: int) -> SyncOutcome:
         started = int(self.now())
         since = cursor - OVERLAP
@@ -254,13 +296,17 @@ class _FullRun:
     def __init__(self, syncer: Syncer, cp: Obj) -> None:
         self.s = syncer
         self.cp = cp
-        self.queue: queue.Queue[tuple[str, str, Page | BaseException | None]] = queue.Queue(maxsize=syncer.workers * 2)
+        self.queue: queue.Queue[tuple[str, str, Page | BaseException | None]] = queue.Queue(
+            maxsize=syncer.workers * 2
+        )
         self.stop = threading.Event()
         self.active = 0
 
     def run(self) -> None:
-        with ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-sync") as pool, \
-                ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-lines") as lines:
+        with (
+            ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-sync") as pool,
+            ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-lines") as lines,
+        ):
             self.lines = lines
             try:
                 self._loop(pool)
@@ -319,8 +365,13 @@ class _FullRun:
         parts = self.s.invoice_parts(self.cp["started"])
         self.cp["invoice_parts"] = len(parts)
         for n, (gte, lt) in enumerate(parts):
-            self.cp["segments"][f"invoices:{n}"] = {"list": "invoices", "gte": gte, "lt": lt, "after": None,
-                                                    "done": False}
+            self.cp["segments"][f"invoices:{n}"] = {
+                "list": "invoices",
+                "gte": gte,
+                "lt": lt,
+                "after": None,
+                "done": False,
+            }
         with self.s.engine.begin() as conn:
             self.s._save_state(conn, checkpoint={"full": self.cp})
         for n in range(len(parts)):
@@ -346,8 +397,14 @@ class _FullRun:
             for page in iter_pages(self.s.reader, f"/v1/{seg['list']}", params, seg["after"]):
                 if seg["list"] == "invoices":
                     # invoices with more lines than embedded: their /lines calls go out side by side
-                    long = [o for o in page.objects if isinstance(o, dict) and isinstance(o.get("id"), str)
-                            and isinstance(o.get("lines"), dict) and o["lines"].get("has_more")]
+                    long = [
+                        o
+                        for o in page.objects
+                        if isinstance(o, dict)
+                        and isinstance(o.get("id"), str)
+                        and isinstance(o.get("lines"), dict)
+                        and o["lines"].get("has_more")
+                    ]
                     for _ in self.lines.map(lambda o: complete_lines(self.s.reader, o), long):
                         pass
                 if not self._put(("page", name, page)):

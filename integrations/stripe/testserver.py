@@ -2,8 +2,7 @@
 
 Tests, benchmarks and the demo talk to it through the real SDK, so paging, filters, embedded invoice lines,
 errors and faults behave as shared/stripe/BEHAVIOUR.md says Stripe does. It is read-only, like our use of
-Stripe: any write is answered 405 and recorded, so a test can prove we never write.
-"""
+Stripe: any write is answered 405 and recorded, so a test can prove we never write."""
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ LISTS: dict[str, str] = {
 
 @dataclass
 class Fault:
-    """One injected failure: an HTTP status (with optional headers/body), or `drop` to close the connection."""
+    """One injected failure: an HTTP status (with optional headers/body), or `drop`: close the connection."""
 
     status: int = 500
     drop: bool = False
@@ -74,9 +73,12 @@ class StripeWorld:
     """The data a fake account holds. Thread-safe enough for tests: writes take the lock."""
 
     def __init__(self, account: Obj | None = None) -> None:
-        self.account: Obj = account or {"id": "acct_test", "object": "account",
-                                        "settings": {"dashboard": {"display_name": "Test account"}},
-                                        "default_currency": "usd"}
+        self.account: Obj = account or {
+            "id": "acct_test",
+            "object": "account",
+            "settings": {"dashboard": {"display_name": "Test account"}},
+            "default_currency": "usd",
+        }
         self.collections: dict[str, Collection] = {t: Collection() for t in LISTS.values()}
         self.invoice_lines: dict[str, list[Obj]] = {}  # invoice id -> all lines
         self.meter_summaries: dict[str, list[Obj]] = {}  # meter id -> summaries
@@ -99,11 +101,12 @@ class StripeWorld:
         return self.collections[kind].by_id.get(obj_id)
 
     def delete_customer(self, customer_id: str) -> None:
-        """Stripe keeps a deleted customer as `{"id", "object", "deleted": true}`: retrievable, never listed."""
+        """Stripe keeps a deleted customer as `{"id", "object", "deleted": true}`: retrievable, not listed."""
         with self.lock:
             old = self.collections["customer"].by_id.get(customer_id) or {}
-            self.collections["customer"].put({"id": customer_id, "object": "customer", "deleted": True,
-                                              "created": old.get("created", 0)})
+            self.collections["customer"].put(
+                {"id": customer_id, "object": "customer", "deleted": True, "created": old.get("created", 0)}
+            )
 
 
 Handler = Callable[[str, dict[str, list[str]]], tuple[int, Obj]]
@@ -112,15 +115,26 @@ Handler = Callable[[str, dict[str, list[str]]], tuple[int, Obj]]
 class FakeStripe:
     """The server: start() binds an ephemeral port on 127.0.0.1; `url` is the base for `--api-base`."""
 
-    def __init__(self, world: StripeWorld | None = None, api_keys: Iterable[str] = ("sk_test_123",),
-                 restricted_keys: Iterable[str] = (), latency: float = 0.0, has_account_endpoint: bool = True,
-                 embedded_lines: int = 10) -> None:
+    def __init__(
+        self,
+        world: StripeWorld | None = None,
+        api_keys: Iterable[str] = ("sk_test_123",),
+        restricted_keys: Iterable[str] = (),
+        latency: float = 0.0,
+        has_account_endpoint: bool = True,
+        embedded_lines: int = 10,
+        cache_json: bool = False,
+    ) -> None:
         self.world = world or StripeWorld()
         self.api_keys = set(api_keys)
         self.restricted_keys = set(restricted_keys)
         self.latency = latency
         self.has_account_endpoint = has_account_endpoint
         self.embedded_lines = embedded_lines
+        # Benchmarks serve thousands of pages from one process: serialize each object once (an object is
+        # re-serialized when it is replaced with world.add, not when it is mutated in place, hence opt-in).
+        self.cache_json = cache_json
+        self._json_cache: dict[str, tuple[Obj, bytes]] = {}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self.writes: list[str] = []
@@ -133,7 +147,9 @@ class FakeStripe:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-stripe", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="fake-stripe", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -153,6 +169,7 @@ class FakeStripe:
     def url(self) -> str:
         assert self._server is not None, "server not started"
         host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}"
 
     def inject(self, *faults: Fault) -> None:
@@ -174,36 +191,48 @@ class FakeStripe:
         key = (auth or "").removeprefix("Bearer ").strip()
         if key in self.api_keys or key in self.restricted_keys:
             return None
-        return 401, _error("invalid_request_error", "api_key_invalid",
-                           "Invalid API Key provided: " + (key[:8] + "***" if key else "(none)"))
+        return 401, _error(
+            "invalid_request_error",
+            "api_key_invalid",
+            "Invalid API Key provided: " + (key[:8] + "***" if key else "(none)"),
+        )
 
-    def route(self, path: str, query: dict[str, list[str]], key: str) -> tuple[int, Obj]:
+    def route(self, path: str, query: dict[str, list[str]], key: str) -> tuple[int, Obj | bytes]:
         parts = [p for p in path.split("/") if p]
         if len(parts) < 2 or parts[0] != "v1":
-            return 404, _error("invalid_request_error", "resource_missing", f"Unrecognized request URL ({path}).")
+            return 404, _error(
+                "invalid_request_error", "resource_missing", f"Unrecognized request URL ({path})."
+            )
         rest = parts[1:]
         if rest == ["account"]:
             if not self.has_account_endpoint:
                 return 404, _error("invalid_request_error", "resource_missing", "Unrecognized request URL.")
             if key in self.restricted_keys:
-                return 403, _error("permission_error", "secret_key_required",
-                                   "The provided key does not have the required permissions.")
+                return 403, _error(
+                    "permission_error",
+                    "secret_key_required",
+                    "The provided key does not have the required permissions.",
+                )
             return 200, self.world.account
         if len(rest) == 1 and rest[0] in LISTS:
             return 200, self.list_objects(rest[0], query)
         if len(rest) == 3 and rest[0] == "invoices" and rest[2] == "lines":
             lines = self.world.invoice_lines.get(rest[1])
             if lines is None:
-                return 404, _error("invalid_request_error", "resource_missing", f"No such invoice: '{rest[1]}'")
+                return 404, _error(
+                    "invalid_request_error", "resource_missing", f"No such invoice: '{rest[1]}'"
+                )
             return 200, _page(lines, query, f"/v1/invoices/{rest[1]}/lines")
         if len(rest) == 2 and rest[0] in LISTS:
             obj = self.world.get(LISTS[rest[0]], rest[1])
             if obj is None:
-                return 404, _error("invalid_request_error", "resource_missing", f"No such {rest[0]}: '{rest[1]}'")
+                return 404, _error(
+                    "invalid_request_error", "resource_missing", f"No such {rest[0]}: '{rest[1]}'"
+                )
             return 200, self.render(obj)
         if len(rest) == 4 and rest[:2] == ["billing", "meters"] and rest[3] == "event_summaries":
             summaries = self.world.meter_summaries.get(rest[2], [])
-            customer = (query.get("customer") or [None])[0]
+            customer = _one(query, "customer")
             chosen = [s for s in summaries if customer is None or s.get("customer") == customer]
             return 200, _page(chosen, query, f"/v1/billing/meters/{rest[2]}/event_summaries")
         return 404, _error("invalid_request_error", "resource_missing", f"Unrecognized request URL ({path}).")
@@ -214,12 +243,25 @@ class FakeStripe:
             return obj
         lines = self.world.invoice_lines.get(obj["id"], [])
         shown = dict(obj)
-        shown["lines"] = {"object": "list", "data": lines[: self.embedded_lines],
-                          "has_more": len(lines) > self.embedded_lines, "total_count": len(lines),
-                          "url": f"/v1/invoices/{obj['id']}/lines"}
+        shown["lines"] = {
+            "object": "list",
+            "data": lines[: self.embedded_lines],
+            "has_more": len(lines) > self.embedded_lines,
+            "total_count": len(lines),
+            "url": f"/v1/invoices/{obj['id']}/lines",
+        }
         return shown
 
-    def list_objects(self, name: str, query: dict[str, list[str]]) -> Obj:
+    def rendered_json(self, obj: Obj) -> bytes:
+        """The object as served, serialized once per stored version (identity of the stored dict)."""
+        hit = self._json_cache.get(obj["id"])
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        payload = json.dumps(self.render(obj), separators=(",", ":")).encode()
+        self._json_cache[obj["id"]] = (obj, payload)
+        return payload
+
+    def list_objects(self, name: str, query: dict[str, list[str]]) -> Obj | bytes:
         coll = self.world.collections[LISTS[name]]
         ids = coll.ordered()
         limit = _limit(query)
@@ -239,7 +281,9 @@ class FakeStripe:
         by_id = coll.by_id
         if before is not None:
             # ending_before pages backwards: take the `limit` objects just before the cursor
-            matching = [by_id[i] for i in ids[start:end] if filt(by_id[i]) and by_id[i].get("deleted") is not True]
+            matching = [
+                by_id[i] for i in ids[start:end] if filt(by_id[i]) and by_id[i].get("deleted") is not True
+            ]
             has_more = len(matching) > limit
             data = matching[-limit:]
         else:
@@ -251,8 +295,17 @@ class FakeStripe:
                     has_more = True
                     break
                 data.append(obj)
-        return {"object": "list", "url": f"/v1/{name}", "has_more": has_more,
-                "data": [self.render(o) for o in data]}
+        if self.cache_json:
+            head = (
+                f'{{"object":"list","url":"/v1/{name}","has_more":{"true" if has_more else "false"},"data":['
+            )
+            return head.encode() + b",".join(self.rendered_json(o) for o in data) + b"]}"
+        return {
+            "object": "list",
+            "url": f"/v1/{name}",
+            "has_more": has_more,
+            "data": [self.render(o) for o in data],
+        }
 
 
 def _created(obj: Obj) -> int:
@@ -274,7 +327,9 @@ def _limit(query: dict[str, list[str]]) -> int:
 
 
 def _filter(name: str, query: dict[str, list[str]]) -> Callable[[Obj], bool]:
-    bounds = {op: int(v) for op in ("gt", "gte", "lt", "lte") if (v := _one(query, f"created[{op}]")) is not None}
+    bounds = {
+        op: int(v) for op in ("gt", "gte", "lt", "lte") if (v := _one(query, f"created[{op}]")) is not None
+    }
     status = _one(query, "status")
     customer = _one(query, "customer")
     types = set(query.get("types[]", [])) | set(query.get("type", []))
@@ -310,7 +365,7 @@ def _page(items: list[Obj], query: dict[str, list[str]], url: str) -> Obj:
     start = 0
     if after is not None:
         start = next((n + 1 for n, item in enumerate(items) if item.get("id") == after), len(items))
-    data = items[start:start + limit]
+    data = items[start : start + limit]
     return {"object": "list", "url": url, "has_more": start + limit < len(items), "data": data}
 
 
@@ -321,13 +376,16 @@ def _error(type_: str, code: str, message: str) -> Obj:
 def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
     class StripeHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: without this, 40 ms delayed ACKs
+        disable_nagle_algorithm = (
+            True  # headers and body go out in two writes: without this, 40 ms delayed ACKs
+        )
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep tests quiet
             return
 
-        def _send(self, status: int, body: Obj, headers: dict[str, str] | None = None) -> None:
-            self._send_raw(status, json.dumps(body, separators=(",", ":")).encode(), headers)
+        def _send(self, status: int, body: Obj | bytes, headers: dict[str, str] | None = None) -> None:
+            payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+            self._send_raw(status, payload, headers)
 
         def _send_raw(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
@@ -354,8 +412,11 @@ def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 if fault.body is not None:
                     self._send_raw(fault.status, fault.body.encode(), fault.headers)
                     return
-                body = _error("rate_limit_error" if fault.status == 429 else "api_error",
-                              "rate_limit" if fault.status == 429 else "server_error", f"Injected {fault.status}")
+                body = _error(
+                    "rate_limit_error" if fault.status == 429 else "api_error",
+                    "rate_limit" if fault.status == 429 else "server_error",
+                    f"Injected {fault.status}",
+                )
                 self._send(fault.status, body, fault.headers)
                 return
             denied = fake.authorize(self.headers.get("Authorization"))
@@ -366,8 +427,8 @@ def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
             for key, value in parse_qsl(split.query, keep_blank_values=True):
                 query.setdefault(key, []).append(value)
             key = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-            status, body = fake.route(split.path, query, key)
-            self._send(status, body)
+            status, answer = fake.route(split.path, query, key)
+            self._send(status, answer)
 
         def _refuse_write(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

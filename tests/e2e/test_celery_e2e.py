@@ -175,10 +175,11 @@ def test_a_night_for_two_accounts_lands_metrics_and_alerts(pg_engine: Engine, en
         runs = {r.account_id: r for r in session.exec(select(NightlyRun))}
         metric_runs = {m.account_id: m for m in session.exec(select(MetricRun))}
     assert set(runs) == set(metric_runs) == {acme.id, beta.id}
-    assert sorted(r.task_id for r in runs.values()) == sorted(task_ids)
+    assert sorted(str(r.task_id) for r in runs.values()) == sorted(task_ids)
     assert all(r.trigger == "enqueue" and list(r.steps) == ["sync", "rebuild", "metrics", "alerts"]
                for r in runs.values())
     for account, stripe in ((acme, stripes[0]), (beta, stripes[1])):
+        assert account.id is not None
         assert count(pg_engine, StripeCustomer, account.id) == len(stripe.world.collections["customer"].by_id)
         # what the worker stored is what the metrics of the stored data are, recomputed here
         expected = compute_metrics(pg_engine, account, datetime(2026, 11, 1, tzinfo=UTC), store=False)
@@ -186,6 +187,7 @@ def test_a_night_for_two_accounts_lands_metrics_and_alerts(pg_engine: Engine, en
         assert metric_runs[account.id].as_of == END
         assert stripe.writes == []
     for slack, account in zip(slacks, (acme, beta), strict=True):
+        assert account.id is not None
         alerts = runs[account.id].steps["alerts"]["detail"]
         assert alerts["at_risk"] > 0 and alerts["pending"] == 0
         assert len(slack.delivered) == alerts["messages"] >= 1
@@ -252,3 +254,34 @@ def test_two_triggers_at_once_run_one_sync(pg_engine: Engine, env: dict[str, str
     lines = [json.loads(line) for line in workers.log().splitlines() if line.startswith("{")]
     skipped = [line for line in lines if line["message"].startswith("nightly run skipped")]
     assert [line["task_id"] for line in skipped] == [({first, second} - {runs[0].task_id}).pop()]
+
+
+def test_two_schedulers_started_only_one_schedules(env: dict[str, str], broker_url: str,
+                                                   tmp_path: Path) -> None:
+    env = {**env, "RETENTION_NIGHTLY_AT": "03:45", "RETENTION_TIMEZONE": "Europe/Paris"}
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    try:
+        for name in ("beat1", "beat2"):
+            log_path = tmp_path / f"{name}.log"
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen([RETENTION, "beat"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+            procs.append((proc, log_path))
+
+        def holders() -> list[Path]:
+            return [path for _, path in procs if b"beat: Acquired lock" in path.read_bytes()]
+
+        wait_for(lambda: len(holders()) >= 1, 60, "a scheduler to take the lock")
+        time.sleep(3)  # time enough for the second to take it too, if it could
+        assert len(holders()) == 1
+        assert all(proc.poll() is None for proc, _ in procs)  # the other one waits, it did not crash
+        client = redis.Redis.from_url(broker_url)
+        assert client.exists("retention:redbeat::lock")
+        definition = json.loads(client.hget("retention:redbeat:nightly", "definition") or b"{}")
+        assert definition["task"] == "retention.nightly.all"
+        assert (str(definition["schedule"]["hour"]), str(definition["schedule"]["minute"])) == ("3", "45")
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

@@ -1,9 +1,10 @@
-"""A 20-month company served by the local Stripe server, synced for real, then `retention mrr --json` at two dates.
+"""A 20-month company on the local Stripe server, synced for real, then `retention mrr --json` at two dates.
 
-Every expected figure below is worked out by hand from the objects built here (see the comments), not read back
-from the code: monthly 100.00 Pro, annual 2,400.00 (= 200.00 a month), an upgrade 50.00 -> 150.00 in January
-2026, a customer canceled on 2025-11-01, a EUR customer at 100.00 EUR converted at 1.10, a quarterly 300.00 plan in
-the older API shape (= 100.00 a month), a one-time setup fee (never MRR), a void and a draft invoice (ignored).
+Every expected figure below is worked out by hand from the objects built here (see the comments), not read
+back from the code: monthly 100.00 Pro, annual 2,400.00 (= 200.00 a month), an upgrade 50.00 -> 150.00 in
+January 2026, a customer canceled on 2025-11-01, a EUR customer at 100.00 EUR converted at 1.10, a quarterly
+300.00 plan in the older API shape (= 100.00 a month), a one-time setup fee (never MRR), a void and a draft
+invoice (ignored).
 """
 
 from __future__ import annotations
@@ -46,20 +47,63 @@ class Company:
         self.objs: list[Obj] = []
         self.n = 0
 
-    def billed(self, customer: str, sub: str, item: str, price: Obj, ym: tuple[int, int], n_months: int,
-               amount: int, currency: str = "usd", status: str = "paid", legacy: bool = False) -> None:
+    def billed(
+        self,
+        customer: str,
+        sub: str,
+        item: str,
+        price: Obj,
+        ym: tuple[int, int],
+        n_months: int,
+        amount: int,
+        currency: str = "usd",
+        status: str = "paid",
+        legacy: bool = False,
+    ) -> None:
         self.n += 1
         start, end = ts(*ym), ts(*plus(*ym, n_months))
-        line = b.line(f"il_{self.n}", f"in_{self.n}", amount, (start, end), currency=currency, price_obj=price,
-                      subscription=sub, subscription_item=item, legacy=legacy)
-        self.objs.append(b.invoice(f"in_{self.n}", customer, [line], status=status, created=start,
-                                   currency=currency, subscription=sub, period=(start, end), legacy=legacy))
+        line = b.line(
+            f"il_{self.n}",
+            f"in_{self.n}",
+            amount,
+            (start, end),
+            currency=currency,
+            price_obj=price,
+            subscription=sub,
+            subscription_item=item,
+            legacy=legacy,
+        )
+        self.objs.append(
+            b.invoice(
+                f"in_{self.n}",
+                customer,
+                [line],
+                status=status,
+                created=start,
+                currency=currency,
+                subscription=sub,
+                period=(start, end),
+                legacy=legacy,
+            )
+        )
 
-    def subscription(self, sub: str, customer: str, item: str, price: Obj, ym: tuple[int, int], n_months: int,
-                     currency: str = "usd", **kw: Any) -> None:
+    def subscription(
+        self,
+        sub: str,
+        customer: str,
+        item: str,
+        price: Obj,
+        ym: tuple[int, int],
+        n_months: int,
+        currency: str = "usd",
+        **kw: Any,
+    ) -> None:
         period = (ts(*ym), ts(*plus(*ym, n_months)))
-        self.objs.append(b.subscription(sub, customer, [b.subscription_item(item, sub, price, period=period)],
-                                        currency=currency, **kw))
+        self.objs.append(
+            b.subscription(
+                sub, customer, [b.subscription_item(item, sub, price, period=period)], currency=currency, **kw
+            )
+        )
 
 
 def company() -> list[Obj]:
@@ -72,12 +116,30 @@ def company() -> list[Obj]:
     euro = b.price("price_eur", "prod_pro", 10000, currency="eur")
     quarterly = b.price("price_q", "prod_pro", 30000, interval="month", interval_count=3)
     setup = b.price("price_setup", "prod_setup", 100000, interval=None)
-    c.objs += [b.product("prod_pro", "Pro"), b.product("prod_ent", "Enterprise"),
-               b.product("prod_starter", "Starter"),
-               b.product("prod_biz", "Business"), b.product("prod_setup", "Setup"),
-               pro, annual, starter, business, small, euro, quarterly, setup]
-    names = {"cus_1": "Monthly Co", "cus_2": "Annual Co", "cus_3": "Upgrade Co", "cus_4": "Churned Co",
-             "cus_5": "Euro GmbH", "cus_6": "Setup Only", "cus_7": "Legacy Quarterly"}
+    c.objs += [
+        b.product("prod_pro", "Pro"),
+        b.product("prod_ent", "Enterprise"),
+        b.product("prod_starter", "Starter"),
+        b.product("prod_biz", "Business"),
+        b.product("prod_setup", "Setup"),
+        pro,
+        annual,
+        starter,
+        business,
+        small,
+        euro,
+        quarterly,
+        setup,
+    ]
+    names = {
+        "cus_1": "Monthly Co",
+        "cus_2": "Annual Co",
+        "cus_3": "Upgrade Co",
+        "cus_4": "Churned Co",
+        "cus_5": "Euro GmbH",
+        "cus_6": "Setup Only",
+        "cus_7": "Legacy Quarterly",
+    }
     c.objs += [b.customer(cid, name, created=ts(2025, 1)) for cid, name in names.items()]
     # cus_1: Pro 100.00 every month, 2025-01 .. 2026-08; a void duplicate in 2025-09 and a draft for 2026-09.
     for ym in months((2025, 1), (2026, 8)):
@@ -98,8 +160,17 @@ def company() -> list[Obj]:
     # cus_4: 80.00 a month 2025-01 .. 2025-10, canceled at the end of October.
     for ym in months((2025, 1), (2025, 10)):
         c.billed("cus_4", "sub_4", "si_4", small, ym, 1, 8000)
-    c.subscription("sub_4", "cus_4", "si_4", small, (2025, 10), 1, status="canceled", canceled_at=ts(2025, 11),
-                   ended_at=ts(2025, 11))
+    c.subscription(
+        "sub_4",
+        "cus_4",
+        "si_4",
+        small,
+        (2025, 10),
+        1,
+        status="canceled",
+        canceled_at=ts(2025, 11),
+        ended_at=ts(2025, 11),
+    )
     # cus_5: 100.00 EUR a month from 2025-02; converted at 1.10 once rates are imported.
     for ym in months((2025, 2), (2026, 8)):
         c.billed("cus_5", "sub_5", "si_5", euro, ym, 1, 10000, currency="eur")
@@ -145,15 +216,25 @@ def test_sync_then_mrr_at_two_dates(cli: CliRunner, tmp_path: Path) -> None:
     # 100 Pro + 200 Enterprise + 50 Starter + 80 (not yet canceled) + 110 EUR + 100 quarterly = 640.00
     assert sep["mrr"] == 640.0
     assert {c["id"]: (c["mrr"], c["plan"]) for c in sep["customers"]} == {
-        "cus_1": (100.0, "Pro"), "cus_2": (200.0, "Enterprise"), "cus_3": (50.0, "Starter"),
-        "cus_4": (80.0, "Starter"), "cus_5": (110.0, "Pro"), "cus_7": (100.0, "Pro")}
+        "cus_1": (100.0, "Pro"),
+        "cus_2": (200.0, "Enterprise"),
+        "cus_3": (50.0, "Starter"),
+        "cus_4": (80.0, "Starter"),
+        "cus_5": (110.0, "Pro"),
+        "cus_7": (100.0, "Pro"),
+    }
     assert sep["customers"][0] == {"id": "cus_2", "name": "Annual Co", "mrr": 200.0, "plan": "Enterprise"}
 
     apr = _mrr(cli, "2026-04-15")
     # cus_4 churned in November; cus_3 now on Business 150.00: 100 + 200 + 150 + 110 + 100 = 660.00
     assert apr["mrr"] == 660.0
     assert {c["id"]: c["mrr"] for c in apr["customers"]} == {
-        "cus_1": 100.0, "cus_2": 200.0, "cus_3": 150.0, "cus_5": 110.0, "cus_7": 100.0}
+        "cus_1": 100.0,
+        "cus_2": 200.0,
+        "cus_3": 150.0,
+        "cus_5": 110.0,
+        "cus_7": 100.0,
+    }
 
     moves = json.loads(cli.invoke(app, ["movements", "acme", "--json"]).stdout)
     by_month = {m["month"]: m for m in moves["months"]}

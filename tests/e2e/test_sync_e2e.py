@@ -30,11 +30,20 @@ def test_a_sync_killed_mid_way_resumes_to_exactly_the_data_of_a_clean_sync() -> 
         killed = add_account(engine, fake.url, name="killed")
         clean = add_account(engine, fake.url, name="clean")
         assert killed.id is not None and clean.id is not None
-        proc = subprocess.Popen([sys.executable, "-c", "from worker.cli.main import main; main()", "sync", "killed"],
-                                cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from worker.cli.main import main; main()", "sync", "killed"],
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             deadline = time.monotonic() + 30
-            while fake.request_count("/v1/invoices") < 60 and time.monotonic() < deadline and proc.poll() is None:
+            while (
+                fake.request_count("/v1/invoices") < 60
+                and time.monotonic() < deadline
+                and proc.poll() is None
+            ):
                 time.sleep(0.01)
             assert proc.poll() is None, "the sync finished before it could be killed: make the world larger"
         finally:
@@ -42,8 +51,9 @@ def test_a_sync_killed_mid_way_resumes_to_exactly_the_data_of_a_clean_sync() -> 
             proc.wait(timeout=10)
         stored_when_killed = counts(engine, killed.id)
         with engine.connect() as conn:
-            checkpoint = conn.execute(select(table_of(SyncState).c.checkpoint)
-                                      .where(table_of(SyncState).c.account_id == killed.id)).scalar()
+            checkpoint = conn.execute(
+                select(table_of(SyncState).c.checkpoint).where(table_of(SyncState).c.account_id == killed.id)
+            ).scalar()
         assert checkpoint.get("full"), "killed after the end: nothing to resume"
         assert 0 < stored_when_killed["invoices"] < world_totals(world)["invoices"]
 
@@ -62,8 +72,12 @@ def test_cli_sync_rides_out_faults_and_latency_with_a_small_budget() -> None:
     engine = ensure_schema(settings.database_url)
     with FakeStripe(world, latency=0.02) as fake:
         account = add_account(engine, fake.url, name="acme", rps=25)
-        fake.inject(Fault(status=429), Fault(status=500, path_prefix="/v1/invoices"), Fault(drop=True),
-                    Fault(status=502, path_prefix="/v1/subscriptions"))
+        fake.inject(
+            Fault(status=429),
+            Fault(status=500, path_prefix="/v1/invoices"),
+            Fault(drop=True),
+            Fault(status=502, path_prefix="/v1/subscriptions"),
+        )
         started = time.monotonic()
         result = run_sync(engine, settings, account)
         elapsed = time.monotonic() - started

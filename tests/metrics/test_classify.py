@@ -20,21 +20,41 @@ PERIOD = (1_767_225_600, 1_769_904_000)  # 2026-01-01 .. 2026-02-01
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_full_period_subscription_line_is_recurring(legacy: bool) -> None:
-    line = b.line("il_1", "in_1", 10000, PERIOD, price_obj=MONTHLY, subscription="sub_1",
-                  subscription_item="si_1", legacy=legacy)
+    line = b.line(
+        "il_1",
+        "in_1",
+        10000,
+        PERIOD,
+        price_obj=MONTHLY,
+        subscription="sub_1",
+        subscription_item="si_1",
+        legacy=legacy,
+    )
     c = classify(record_from_line(line, MONTHLY))
     assert c.klass == RECURRING
-    assert c.reason == ("type is subscription (older API version)" if legacy
-                        else "parent.type is subscription_item_details")
+    assert c.reason == (
+        "type is subscription (older API version)" if legacy else "parent.type is subscription_item_details"
+    )
 
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_proration_of_a_recurring_price_is_a_proration(legacy: bool) -> None:
-    """Upgrade mid-period: the credit for unused time and the charge for the remaining time are both prorations."""
-    unused = b.line("il_u", "in_1", -5000, PERIOD, price_obj=MONTHLY, subscription="sub_1",
-                    subscription_item="si_1", proration=True, legacy=legacy)
-    remaining = b.line("il_r", "in_1", 10000, PERIOD, price_obj=MONTHLY, subscription="sub_1",
-                       proration=True, legacy=legacy)  # an invoice item line carrying the proration
+    """Upgrade mid-period: the credit for unused time and the charge for the remaining time: both prorations.
+    """
+    unused = b.line(
+        "il_u",
+        "in_1",
+        -5000,
+        PERIOD,
+        price_obj=MONTHLY,
+        subscription="sub_1",
+        subscription_item="si_1",
+        proration=True,
+        legacy=legacy,
+    )
+    remaining = b.line(
+        "il_r", "in_1", 10000, PERIOD, price_obj=MONTHLY, subscription="sub_1", proration=True, legacy=legacy
+    )  # an invoice item line carrying the proration
     for line in (unused, remaining):
         c = classify(record_from_line(line, MONTHLY))
         assert c.klass == PRORATION
@@ -55,14 +75,27 @@ def test_setup_fee_is_one_time(legacy: bool) -> None:
     bare = b.line("il_x", "in_1", 25000, (PERIOD[0], PERIOD[0]), description="Implementation", legacy=legacy)
     c = classify(record_from_line(bare))
     assert c.klass == ONE_TIME
-    assert c.reason == ("type is invoiceitem without a recurring price (older API version)" if legacy
-                        else "invoice item without a recurring price")
+    assert c.reason == (
+        "type is invoiceitem without a recurring price (older API version)"
+        if legacy
+        else "invoice item without a recurring price"
+    )
 
 
-@pytest.mark.parametrize("status,excluded", [("draft", "draft invoice"), ("void", "void invoice"), ("open", None),
-                                             ("paid", None), ("uncollectible", None)])
+@pytest.mark.parametrize(
+    "status,excluded",
+    [
+        ("draft", "draft invoice"),
+        ("void", "void invoice"),
+        ("open", None),
+        ("paid", None),
+        ("uncollectible", None),
+    ],
+)
 def test_draft_and_void_invoices_are_left_out(status: str, excluded: str | None) -> None:
-    line = b.line("il_1", "in_1", 10000, PERIOD, price_obj=MONTHLY, subscription="sub_1", subscription_item="si_1")
+    line = b.line(
+        "il_1", "in_1", 10000, PERIOD, price_obj=MONTHLY, subscription="sub_1", subscription_item="si_1"
+    )
     assert invoice_exclusion(record_from_line(line, MONTHLY, invoice_status=status)) == excluded
 
 

@@ -20,8 +20,19 @@ def test_each_bucket_by_hand() -> None:
     ]
     jan, feb, mar = movements(series)
     assert (jan.new, jan.mrr) == (17000, 17000)
-    assert (feb.new, feb.expansion, feb.contraction, feb.churn, feb.reactivation) == (3000, 2000, -1000, -2000, 0)
-    assert feb.mrr == 19000 and feb.customers == {"a": "expansion", "b": "contraction", "c": "churn", "d": "new"}
+    assert (feb.new, feb.expansion, feb.contraction, feb.churn, feb.reactivation) == (
+        3000,
+        2000,
+        -1000,
+        -2000,
+        0,
+    )
+    assert feb.mrr == 19000 and feb.customers == {
+        "a": "expansion",
+        "b": "contraction",
+        "c": "churn",
+        "d": "new",
+    }
     assert (mar.reactivation, mar.new, mar.mrr) == (2500, 0, 21500)
 
 
@@ -34,8 +45,11 @@ def test_bucket_rules() -> None:
     assert bucket(5, 5, paid_before=True) is None
 
 
-months = st.lists(st.dictionaries(st.sampled_from(list("abcdefgh")), st.integers(0, 10**7), max_size=8),
-                  min_size=1, max_size=12)
+months = st.lists(
+    st.dictionaries(st.sampled_from(list("abcdefgh")), st.integers(0, 10**7), max_size=8),
+    min_size=1,
+    max_size=12,
+)
 
 
 @given(months)

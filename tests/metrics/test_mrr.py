@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -10,7 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from integrations.stripe import builders as b
-from metrics.mrr import CountedLine, monthly_amount, monthly_exact, mrr_at, to_reporting
+from metrics.mrr import (
+    CountedLine,
+    LedgerEntry,
+    Point,
+    customer_snapshots,
+    monthly_amount,
+    monthly_exact,
+    mrr_at,
+    round_div,
+    to_reporting,
+)
 from metrics.records import LineRecord
 from tests.metrics.line_helpers import record_from_line
 
@@ -19,19 +30,31 @@ START = 1_767_225_600  # 2026-01-01
 
 
 def _sub_line(amount: int, price: dict, days: int = 31, **kw: object) -> LineRecord:
-    line = b.line("il_1", "in_1", amount, (START, START + days * DAY), price_obj=price, subscription="sub_1",
-                  subscription_item="si_1", currency=price["currency"], **kw)  # type: ignore[arg-type]
+    line = b.line(
+        "il_1",
+        "in_1",
+        amount,
+        (START, START + days * DAY),
+        price_obj=price,
+        subscription="sub_1",
+        subscription_item="si_1",
+        currency=price["currency"],
+        **kw,
+    )  # type: ignore[arg-type]
     return record_from_line(line, price)
 
 
-@pytest.mark.parametrize("interval,count,amount,expected", [
-    ("year", 1, 120000, 10000),  # 1,200.00 a year = 100.00 a month
-    ("month", 3, 30000, 10000),  # quarterly: 300.00 / 3
-    ("month", 1, 10000, 10000),
-    ("week", 1, 2500, 10833),  # 25.00 x 52 / 12 = 108.3333 -> 108.33
-    ("day", 1, 100, 3042),  # 1.00 x 365 / 12 = 30.4166 -> 30.42
-    ("week", 2, 5000, 10833),  # every two weeks: 50.00 x 26 / 12 = 108.33
-])
+@pytest.mark.parametrize(
+    "interval,count,amount,expected",
+    [
+        ("year", 1, 120000, 10000),  # 1,200.00 a year = 100.00 a month
+        ("month", 3, 30000, 10000),  # quarterly: 300.00 / 3
+        ("month", 1, 10000, 10000),
+        ("week", 1, 2500, 10833),  # 25.00 x 52 / 12 = 108.3333 -> 108.33
+        ("day", 1, 100, 3042),  # 1.00 x 365 / 12 = 30.4166 -> 30.42
+        ("week", 2, 5000, 10833),  # every two weeks: 50.00 x 26 / 12 = 108.33
+    ],
+)
 def test_interval_normalization(interval: str, count: int, amount: int, expected: int) -> None:
     price = b.price("price_x", "prod_x", amount, interval=interval, interval_count=count)
     assert monthly_amount(_sub_line(amount, price)) == expected
@@ -75,7 +98,9 @@ def test_zero_decimal_currency() -> None:
 
 def test_line_without_recurring_price_uses_period_days() -> None:
     """100.00 for 30 days: 100.00 x 30.4375 / 30 = 101.4583 -> 101.46 a month."""
-    line = b.line("il_1", "in_1", 10000, (START, START + 30 * DAY), subscription="sub_1", subscription_item="si_1")
+    line = b.line(
+        "il_1", "in_1", 10000, (START, START + 30 * DAY), subscription="sub_1", subscription_item="si_1"
+    )
     assert monthly_amount(record_from_line(line)) == 10146
 
 
@@ -112,16 +137,77 @@ def test_mrr_at_counts_lines_whose_period_covers_t() -> None:
     assert mrr_at(lines, 200) == {}
 
 
-@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 50), st.integers(1, 50),
-                          st.integers(0, 10**9), st.sampled_from(["day", "week", "month", "year", None]),
-                          st.integers(1, 12)), max_size=30), st.integers(0, 100))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(0, 50),
+            st.integers(1, 50),
+            st.integers(0, 10**9),
+            st.sampled_from(["day", "week", "month", "year", None]),
+            st.integers(1, 12),
+        ),
+        max_size=30,
+    ),
+    st.integers(0, 100),
+)
 def test_mrr_is_never_negative_for_non_negative_lines(rows: list, t: int) -> None:
     lines = []
     for customer, start, length, amount, interval, count in rows:
-        record = LineRecord(id="l", invoice_id="i", customer_id=customer, currency="usd", amount=amount,
-                            period_start=start * DAY, period_end=(start + length) * DAY, interval=interval,
-                            interval_count=count)
+        record = LineRecord(
+            id="l",
+            invoice_id="i",
+            customer_id=customer,
+            currency="usd",
+            amount=amount,
+            period_start=start * DAY,
+            period_end=(start + length) * DAY,
+            interval=interval,
+            interval_count=count,
+        )
         monthly = monthly_amount(record)
         assert monthly >= 0
         lines.append(CountedLine(customer, record.period_start, record.period_end, monthly))
     assert all(v > 0 for v in mrr_at(lines, t * DAY).values())
+
+
+def _month(t: int) -> tuple[int, int]:
+    when = datetime.fromtimestamp(t, UTC)
+    return when.year, when.month
+
+
+entries = st.lists(
+    st.tuples(
+        st.sampled_from(["recurring", "one_time"]),
+        st.integers(0, 90),
+        st.integers(0, 90),
+        st.integers(-500, 5000),
+    ),
+    max_size=25,
+)
+
+
+@given(entries, st.lists(st.integers(0, 90), min_size=1, max_size=6, unique=True))
+def test_customer_snapshots_match_the_definition(rows: list, instants: list[int]) -> None:
+    """At each point: MRR = max(0, sum of recurring lines with start <= t < end), the plan of the largest
+    line, one_time = one-time amounts invoiced in the point's calendar month; a row only where one of them is
+    not 0."""
+    lines = [
+        LedgerEntry(k, a * DAY, b * DAY, amount, amount, a * DAY, f"plan{i}", f"l{i:02d}")
+        for i, (k, a, b, amount) in enumerate(rows)
+    ]
+    points = [Point(date(2000, 1, 1) + timedelta(days=t), t * DAY, _month(t * DAY)) for t in sorted(instants)]
+    expected = []
+    for p in points:
+        rec = [e for e in lines if e.klass == "recurring" and e.start <= p.t < e.end]
+        total = max(0, sum(e.monthly for e in rec))
+        one = sum(e.amount for e in lines if e.klass == "one_time" and _month(e.invoiced_at or 0) == p.month)
+        largest = min(rec, key=lambda e: (-e.monthly, e.line_id)) if rec and total > 0 else None
+        if total > 0 or one != 0:
+            expected.append((p.day, total, one, largest.plan if largest else None))
+    assert customer_snapshots(lines, points) == expected
+
+
+def test_round_div_is_half_even_for_negative_amounts_too() -> None:
+    assert [round_div(n, 2) for n in (-5, -3, -1, 1, 3, 5)] == [-2, -2, 0, 0, 2, 2]
+    assert round_div(10, 3) == 3 and round_div(-10, 3) == -3 and round_div(11, 3) == 4

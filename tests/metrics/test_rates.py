@@ -11,7 +11,9 @@ from metrics.rates import RatesError, RateTable, parse_rates_csv
 
 
 def test_parse_and_lookup_the_rate_in_force() -> None:
-    rates = parse_rates_csv("date,currency,rate\n2026-01-01,EUR,1.08\n2026-03-01,eur,1.10\n2026-01-01,jpy,0.0067\n")
+    rates = parse_rates_csv(
+        "date,currency,rate\n2026-01-01,EUR,1.08\n2026-03-01,eur,1.10\n2026-01-01,jpy,0.0067\n"
+    )
     table = RateTable(rates)
     assert table.rate_on("eur", date(2025, 12, 31)) is None  # before the first rate: no rate, never 1:1
     assert table.rate_on("EUR", date(2026, 1, 1)) == Decimal("1.08")
@@ -21,16 +23,19 @@ def test_parse_and_lookup_the_rate_in_force() -> None:
     assert table.rate_on("gbp", date(2026, 6, 1)) is None
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("", "header"),
-    ("day,cur,rate\n2026-01-01,eur,1\n", "header"),
-    ("date,currency,rate\n", "no rates"),
-    ("date,currency,rate\n2026-13-01,eur,1\n", "line 2: date '2026-13-01'"),
-    ("date,currency,rate\n2026-01-01,euro,1\n", "line 2: currency 'euro'"),
-    ("date,currency,rate\n2026-01-01,eur,1\n2026-01-02,eur,abc\n", "line 3: rate 'abc' is not a number"),
-    ("date,currency,rate\n2026-01-01,eur,-1\n", "must be a positive number"),
-    ("date,currency,rate\n2026-01-01,eur\n", "expected 3 columns"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("", "header"),
+        ("day,cur,rate\n2026-01-01,eur,1\n", "header"),
+        ("date,currency,rate\n", "no rates"),
+        ("date,currency,rate\n2026-13-01,eur,1\n", "line 2: date '2026-13-01'"),
+        ("date,currency,rate\n2026-01-01,euro,1\n", "line 2: currency 'euro'"),
+        ("date,currency,rate\n2026-01-01,eur,1\n2026-01-02,eur,abc\n", "line 3: rate 'abc' is not a number"),
+        ("date,currency,rate\n2026-01-01,eur,-1\n", "must be a positive number"),
+        ("date,currency,rate\n2026-01-01,eur\n", "expected 3 columns"),
+    ],
+)
 def test_bad_csv_is_refused_with_the_line(text: str, fragment: str) -> None:
     with pytest.raises(RatesError, match=None) as info:
         parse_rates_csv(text)

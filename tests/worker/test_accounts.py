@@ -273,7 +273,8 @@ def test_accounts_json_masks_the_key(cli: CliRunner, server: FakeStripe, db_url:
     assert KEY not in result.stdout and RESTRICTED not in result.stdout
 
 
-def test_accounts_table_and_empty_list(cli: CliRunner, server: FakeStripe) -> None:
+def test_accounts_table_and_empty_list(cli: CliRunner, world: StripeWorld, server: FakeStripe) -> None:
+    world.account["settings"]["dashboard"]["display_name"] = "Acme [bold]beta[/bold]"
     empty = cli.invoke(app, ["accounts"])
     assert empty.exit_code == 0 and "retention connect" in empty.stdout
     assert json.loads(cli.invoke(app, ["accounts", "--json"]).stdout) == {"accounts": []}
@@ -281,6 +282,7 @@ def test_accounts_table_and_empty_list(cli: CliRunner, server: FakeStripe) -> No
     table = cli.invoke(app, ["accounts"], terminal_width=200)
     assert table.exit_code == 0
     assert "acme" in table.stdout and "sk_test_...9876" in table.stdout and KEY not in table.stdout
+    assert "Acme [bold]beta[/bold]" in table.stdout  # shown as Stripe has it, not read as markup
 
 
 # -- disconnect ----------------------------------------------------------------------------------------------
@@ -402,3 +404,10 @@ def test_db_upgrade_refuses_an_unusable_url(cli: CliRunner, monkeypatch: pytest.
     result = cli.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 2
     assert "RETENTION_DATABASE_URL" in result.stderr and "hunter2" not in result.output
+
+
+def test_bad_configuration_is_refused_in_one_line(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETENTION_STRIPE_RPS", "-5")
+    result = cli.invoke(app, ["accounts"])
+    assert result.exit_code == 2
+    assert "RETENTION_STRIPE_RPS" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from typer.testing import CliRunner
 
 from integrations.slack.testserver import Answer, FakeSlack
 from integrations.stripe.models import StripeInvoice, StripeSubscription
@@ -16,7 +17,8 @@ from tests.worker.risk_world import AS_OF, load
 from tests.worker.stripe_rows import make_account
 from worker.alert_state import AlertDelivery, AlertState, last_alert_status
 from worker.alerts import run_alerts
-from worker.db import session_scope
+from worker.cli.main import app
+from worker.db import ensure_schema, session_scope
 from worker.models import Account
 from worker.rebuild import rebuild_account
 from worker.secrets import Secret, encrypt
@@ -193,3 +195,28 @@ def test_a_customer_who_churns_is_not_reported_as_recovered(engine: Engine, slac
     assert result.error is None and result.at_risk == 3 and result.sent == 0
     assert len(slack.posts) == 1  # no "recovered" message about a customer who left
     assert states(engine) == dict.fromkeys(AT_RISK - {"cus_cancel"}, "sent")
+
+
+def test_cli_alert_posts_once_and_dry_run_prints(cli: CliRunner, slack: FakeSlack,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = ensure_schema(get_settings().database_url)
+    load(engine, make_account(engine))
+    dry = cli.invoke(app, ["alert", "acme", "--as-of", "2026-11-01", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Shrinking Seats GmbH (cus_seats) $300.00 MRR at risk" in dry.stdout and slack.posts == []
+    refused = cli.invoke(app, ["alert", "acme", "--as-of", "2026-11-01"])
+    assert refused.exit_code == 2 and "no Slack webhook" in refused.output
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url)
+    sent = cli.invoke(app, ["alert", "--as-of", "2026-11-01"])
+    assert sent.exit_code == 0, sent.output
+    assert "4 alert(s) sent in 1 message(s), 0 pending" in sent.stdout
+    assert customers_in(slack.delivered[0]) == AT_RISK
+    slack.script(*[Answer(500, "internal_error")] * 3)
+    with session_scope(engine) as session:  # a new signal for the steady customer, while Slack fails
+        invoice = session.get(StripeInvoice, (1, "in_steady_11"))
+        assert invoice is not None
+        invoice.status = "open"
+        session.add(invoice)
+    failed = cli.invoke(app, ["alert", "--as-of", "2026-11-01"])
+    assert failed.exit_code == 1 and "HTTP 500" in failed.output and "1 pending" in failed.stdout
+    assert slack.url not in failed.output

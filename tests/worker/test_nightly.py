@@ -127,8 +127,9 @@ def test_a_second_trigger_while_one_runs_is_skipped_across_workers(sqlite_engine
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     acme = add_account(sqlite_engine, settings, "acme")
     rec = Recorder()
+    assert acme.id is not None
     with redis_lock(redis_url, acme.id, owner="another-task") as held, \
-            caplog.at_level(logging.WARNING, logger="worker.nightly"):  # type: ignore[arg-type]
+            caplog.at_level(logging.WARNING, logger="worker.nightly"):
         assert held
         result = run_nightly(sqlite_engine, settings, acme, AS_OF, steps=rec.chain(), redis_url=redis_url,
                              task_id="this-task")

@@ -96,7 +96,7 @@ def test_a_failed_sync_exits_1_and_the_other_account_still_runs(cli: CliRunner, 
     with Session(engine) as session:
         runs = {n.account_id: n for n in session.exec(select(NightlyRun))}
         stored = session.exec(select(MetricRun)).all()
-    assert sorted(r.ok for r in runs.values()) == [False, True]
+    assert sorted(bool(r.ok) for r in runs.values()) == [False, True]
     assert len(stored) == 1 and runs[stored[0].account_id].ok  # metrics only for the account that synced
 
 

@@ -150,20 +150,52 @@ def _mrr(engine: Engine, account_id: int, when: datetime) -> dict[str, int]:
 
 
 def test_upgrade_mid_period_counts_the_new_plan_from_the_proration(engine: Engine) -> None:
-    """Pro 100.00 -> Business 200.00 on 2026-03-15: the proration pair does not count, the current item does."""
+    """Pro 100.00 -> Business 200.00 on 2026-03-15: the proration pair does not count; the current item does.
+    """
     pro, biz = b.price("price_pro", "prod_pro", 10000), b.price("price_biz", "prod_biz", 20000)
-    objs: list[dict] = [b.product("prod_pro", "Pro"), b.product("prod_biz", "Business"), pro, biz,
-                        b.customer("cus_u", "Upgrader")]
-    full = b.line("il_m", "in_m", 10000, (T(2026, 3), T(2026, 4)), price_obj=pro, subscription="sub_u",
-                  subscription_item="si_u")
+    objs: list[dict] = [
+        b.product("prod_pro", "Pro"),
+        b.product("prod_biz", "Business"),
+        pro,
+        biz,
+        b.customer("cus_u", "Upgrader"),
+    ]
+    full = b.line(
+        "il_m",
+        "in_m",
+        10000,
+        (T(2026, 3), T(2026, 4)),
+        price_obj=pro,
+        subscription="sub_u",
+        subscription_item="si_u",
+    )
     objs.append(b.invoice("in_m", "cus_u", [full], created=T(2026, 3), subscription="sub_u"))
-    unused = b.line("il_unused", "in_p", -5484, (T(2026, 3, 15), T(2026, 4)), price_obj=pro, subscription="sub_u",
-                    subscription_item="si_u", proration=True)
-    remaining = b.line("il_rem", "in_p", 10968, (T(2026, 3, 15), T(2026, 4)), price_obj=biz, subscription="sub_u",
-                       subscription_item="si_u", proration=True)
+    unused = b.line(
+        "il_unused",
+        "in_p",
+        -5484,
+        (T(2026, 3, 15), T(2026, 4)),
+        price_obj=pro,
+        subscription="sub_u",
+        subscription_item="si_u",
+        proration=True,
+    )
+    remaining = b.line(
+        "il_rem",
+        "in_p",
+        10968,
+        (T(2026, 3, 15), T(2026, 4)),
+        price_obj=biz,
+        subscription="sub_u",
+        subscription_item="si_u",
+        proration=True,
+    )
     objs.append(b.invoice("in_p", "cus_u", [unused, remaining], created=T(2026, 3, 15), subscription="sub_u"))
-    objs.append(b.subscription("sub_u", "cus_u", [b.subscription_item("si_u", "sub_u", biz,
-                                                                      period=(T(2026, 3), T(2026, 4)))]))
+    objs.append(
+        b.subscription(
+            "sub_u", "cus_u", [b.subscription_item("si_u", "sub_u", biz, period=(T(2026, 3), T(2026, 4)))]
+        )
+    )
     account = make_account(engine)
     store(engine, account, objs)
     result = rebuild_account(engine, account, today=date(2026, 3, 20))
@@ -177,32 +209,87 @@ def test_upgrade_mid_period_counts_the_new_plan_from_the_proration(engine: Engin
 def test_trial_past_due_and_metered(engine: Engine) -> None:
     base = b.price("price_base", "prod_base", 10000)
     usage = b.price("price_use", "prod_use", None, usage_type="metered", meter="mtr_1")
-    objs: list[dict] = [b.product("prod_base", "Base"), b.product("prod_use", "API"), base, usage,
-                        b.customer("cus_t", "Trial"), b.customer("cus_p", "Late"), b.customer("cus_m", "Meter")]
+    objs: list[dict] = [
+        b.product("prod_base", "Base"),
+        b.product("prod_use", "API"),
+        base,
+        usage,
+        b.customer("cus_t", "Trial"),
+        b.customer("cus_p", "Late"),
+        b.customer("cus_m", "Meter"),
+    ]
     # Trial: a 0.00 invoice for the trial period and a trialing subscription: MRR 0, not a paying customer.
-    trial = b.line("il_t", "in_t", 0, (T(2026, 3), T(2026, 3, 15)), price_obj=base, subscription="sub_t",
-                   subscription_item="si_t")
+    trial = b.line(
+        "il_t",
+        "in_t",
+        0,
+        (T(2026, 3), T(2026, 3, 15)),
+        price_obj=base,
+        subscription="sub_t",
+        subscription_item="si_t",
+    )
     objs.append(b.invoice("in_t", "cus_t", [trial], created=T(2026, 3), subscription="sub_t"))
-    objs.append(b.subscription("sub_t", "cus_t", [b.subscription_item("si_t", "sub_t", base,
-                                                                      period=(T(2026, 3), T(2026, 3, 15)))],
-                               status="trialing", trial_end=T(2026, 3, 15)))
+    objs.append(
+        b.subscription(
+            "sub_t",
+            "cus_t",
+            [b.subscription_item("si_t", "sub_t", base, period=(T(2026, 3), T(2026, 3, 15)))],
+            status="trialing",
+            trial_end=T(2026, 3, 15),
+        )
+    )
     # Past due: the March invoice is open and unpaid; it still counts until the subscription is canceled.
-    late = b.line("il_p", "in_p", 10000, (T(2026, 3), T(2026, 4)), price_obj=base, subscription="sub_p",
-                  subscription_item="si_p")
+    late = b.line(
+        "il_p",
+        "in_p",
+        10000,
+        (T(2026, 3), T(2026, 4)),
+        price_obj=base,
+        subscription="sub_p",
+        subscription_item="si_p",
+    )
     objs.append(b.invoice("in_p", "cus_p", [late], status="open", created=T(2026, 3), subscription="sub_p"))
-    objs.append(b.subscription("sub_p", "cus_p", [b.subscription_item("si_p", "sub_p", base,
-                                                                      period=(T(2026, 3), T(2026, 4)))],
-                               status="past_due"))
+    objs.append(
+        b.subscription(
+            "sub_p",
+            "cus_p",
+            [b.subscription_item("si_p", "sub_p", base, period=(T(2026, 3), T(2026, 4)))],
+            status="past_due",
+        )
+    )
     # Metered in arrears: usage for January is billed on Feb 1 (30.00), for February on Mar 1 (40.00).
     for month, used in ((1, 3000), (2, 4000)):
-        u = b.line(f"il_u{month}", f"in_u{month}", used, (T(2026, month), T(2026, month + 1)), price_obj=usage,
-                   subscription="sub_m", subscription_item="si_use")
-        lic = b.line(f"il_b{month}", f"in_u{month}", 10000, (T(2026, month + 1), T(2026, month + 2)),
-                     price_obj=base, subscription="sub_m", subscription_item="si_base")
-        objs.append(b.invoice(f"in_u{month}", "cus_m", [u, lic], created=T(2026, month + 1), subscription="sub_m"))
-    objs.append(b.subscription("sub_m", "cus_m", [
-        b.subscription_item("si_base", "sub_m", base, period=(T(2026, 3), T(2026, 4))),
-        b.subscription_item("si_use", "sub_m", usage, quantity=None, period=(T(2026, 3), T(2026, 4)))]))
+        u = b.line(
+            f"il_u{month}",
+            f"in_u{month}",
+            used,
+            (T(2026, month), T(2026, month + 1)),
+            price_obj=usage,
+            subscription="sub_m",
+            subscription_item="si_use",
+        )
+        lic = b.line(
+            f"il_b{month}",
+            f"in_u{month}",
+            10000,
+            (T(2026, month + 1), T(2026, month + 2)),
+            price_obj=base,
+            subscription="sub_m",
+            subscription_item="si_base",
+        )
+        objs.append(
+            b.invoice(f"in_u{month}", "cus_m", [u, lic], created=T(2026, month + 1), subscription="sub_m")
+        )
+    objs.append(
+        b.subscription(
+            "sub_m",
+            "cus_m",
+            [
+                b.subscription_item("si_base", "sub_m", base, period=(T(2026, 3), T(2026, 4))),
+                b.subscription_item("si_use", "sub_m", usage, quantity=None, period=(T(2026, 3), T(2026, 4))),
+            ],
+        )
+    )
     account = make_account(engine)
     store(engine, account, objs)
     rebuild_account(engine, account, today=date(2026, 3, 20))
@@ -216,13 +303,29 @@ def test_trial_past_due_and_metered(engine: Engine) -> None:
 
 def test_metered_carry_forward_stops_when_the_subscription_ends(engine: Engine) -> None:
     usage = b.price("price_use", "prod_use", None, usage_type="metered", meter="mtr_1")
-    u = b.line("il_u", "in_u", 4000, (T(2026, 2), T(2026, 3)), price_obj=usage, subscription="sub_m",
-               subscription_item="si_use")
-    objs = [b.product("prod_use", "API"), usage, b.customer("cus_m", "Meter"),
-            b.invoice("in_u", "cus_m", [u], created=T(2026, 3), subscription="sub_m"),
-            b.subscription("sub_m", "cus_m", [b.subscription_item("si_use", "sub_m", usage, quantity=None,
-                                                                  period=(T(2026, 3), T(2026, 4)))],
-                           status="canceled", ended_at=T(2026, 3), canceled_at=T(2026, 3))]
+    u = b.line(
+        "il_u",
+        "in_u",
+        4000,
+        (T(2026, 2), T(2026, 3)),
+        price_obj=usage,
+        subscription="sub_m",
+        subscription_item="si_use",
+    )
+    objs = [
+        b.product("prod_use", "API"),
+        usage,
+        b.customer("cus_m", "Meter"),
+        b.invoice("in_u", "cus_m", [u], created=T(2026, 3), subscription="sub_m"),
+        b.subscription(
+            "sub_m",
+            "cus_m",
+            [b.subscription_item("si_use", "sub_m", usage, quantity=None, period=(T(2026, 3), T(2026, 4)))],
+            status="canceled",
+            ended_at=T(2026, 3),
+            canceled_at=T(2026, 3),
+        ),
+    ]
     account = make_account(engine)
     store(engine, account, objs)
     rebuild_account(engine, account, today=date(2026, 3, 20))
@@ -232,10 +335,22 @@ def test_metered_carry_forward_stops_when_the_subscription_ends(engine: Engine) 
 
 def test_missing_rate_is_left_out_with_a_warning_then_converted(engine: Engine) -> None:
     eur = b.price("price_eur", "prod_pro", 10000, currency="eur")
-    line = b.line("il_e", "in_e", 10000, (T(2026, 3), T(2026, 4)), price_obj=eur, currency="eur",
-                  subscription="sub_e", subscription_item="si_e")
-    objs = [b.product("prod_pro", "Pro"), eur, b.customer("cus_e", "Euro"),
-            b.invoice("in_e", "cus_e", [line], created=T(2026, 3), currency="eur", subscription="sub_e")]
+    line = b.line(
+        "il_e",
+        "in_e",
+        10000,
+        (T(2026, 3), T(2026, 4)),
+        price_obj=eur,
+        currency="eur",
+        subscription="sub_e",
+        subscription_item="si_e",
+    )
+    objs = [
+        b.product("prod_pro", "Pro"),
+        eur,
+        b.customer("cus_e", "Euro"),
+        b.invoice("in_e", "cus_e", [line], created=T(2026, 3), currency="eur", subscription="sub_e"),
+    ]
     account = make_account(engine)
     store(engine, account, objs)
     result = rebuild_account(engine, account, today=date(2026, 3, 20))

@@ -32,9 +32,15 @@ def test_mrr_json_per_customer(cli: CliRunner) -> None:
     engine = _engine()
     store(engine, make_account(engine), monthly_world())
     out = _run(cli, "mrr", "acme", "--as-of", "2026-01-15", "--json")
-    assert out == {"as_of": "2026-01-15T00:00:00+00:00", "currency": "usd", "mrr": 200.0, "customers": [
-        {"id": "cus_a", "name": "Alpha", "mrr": 100.0, "plan": "Pro"},
-        {"id": "cus_b", "name": "Beta", "mrr": 100.0, "plan": "Pro"}]}
+    assert out == {
+        "as_of": "2026-01-15T00:00:00+00:00",
+        "currency": "usd",
+        "mrr": 200.0,
+        "customers": [
+            {"id": "cus_a", "name": "Alpha", "mrr": 100.0, "plan": "Pro"},
+            {"id": "cus_b", "name": "Beta", "mrr": 100.0, "plan": "Pro"},
+        ],
+    }
     later = _run(cli, "mrr", "--as-of", "2026-03-15", "--json")  # the only account when NAME is left out
     assert later["mrr"] == 100.0 and [c["id"] for c in later["customers"]] == ["cus_a"]
     text = cli.invoke(app, ["mrr", "--as-of", "2026-01-15"])
@@ -47,10 +53,17 @@ def test_movements_json(cli: CliRunner) -> None:
     out = _run(cli, "movements", "--json")
     months = {m["month"]: m for m in out["months"]}
     assert out["currency"] == "usd"
-    assert months["2026-01"] == {"month": "2026-01", "new": 200.0, "expansion": 0.0, "contraction": 0.0,
-                                 "churn": 0.0, "reactivation": 0.0, "mrr": 200.0}
+    assert months["2026-01"] == {
+        "month": "2026-01",
+        "new": 200.0,
+        "expansion": 0.0,
+        "contraction": 0.0,
+        "churn": 0.0,
+        "reactivation": 0.0,
+        "mrr": 200.0,
+    }
     assert months["2026-03"]["mrr"] == 200.0  # Beta cancels on March 10, after the month start
-    # April 1: Beta has ended and Alpha's last invoiced period ended March 31 with no newer period: both churn.
+    # April 1: Beta has ended, Alpha's last invoiced period ended March 31 with no newer one: both churn.
     assert months["2026-04"]["churn"] == -200.0 and months["2026-04"]["mrr"] == 0.0
     total = 0.0
     for m in out["months"]:
@@ -63,8 +76,9 @@ def test_explain_lists_counted_and_left_out_lines(cli: CliRunner) -> None:
     store(engine, make_account(engine), monthly_world())
     jan = _run(cli, "explain", "cus_a", "--as-of", "2026-01-15", "--json")
     assert jan["mrr"] == 100.0
-    assert [(ln["line_id"], ln["class"], ln["monthly_amount"]) for ln in jan["lines"]] == [("il_a0", "recurring",
-                                                                                          100.0)]
+    assert [(ln["line_id"], ln["class"], ln["monthly_amount"]) for ln in jan["lines"]] == [
+        ("il_a0", "recurring", 100.0)
+    ]
     assert jan["lines"][0]["reason"] == "parent.type is subscription_item_details"
     assert [(ln["line_id"], ln["left_out"]) for ln in jan["left_out"]] == [("il_setup", "one_time")]
     feb = _run(cli, "explain", "cus_a", "--as-of", "2026-02-15", "--json")
@@ -76,10 +90,26 @@ def test_explain_lists_counted_and_left_out_lines(cli: CliRunner) -> None:
 def test_rates_import_refuses_bad_csv_and_fixes_missing_rate(cli: CliRunner, tmp_path: Path) -> None:
     engine = _engine()
     eur = b.price("price_eur", "prod_pro", 10000, currency="eur")
-    line = b.line("il_e", "in_e", 10000, (T(2026, 3), T(2026, 4)), price_obj=eur, currency="eur",
-                  subscription="sub_e", subscription_item="si_e")
-    store(engine, make_account(engine), [b.product("prod_pro", "Pro"), eur, b.customer("cus_e", "Euro"),
-                                         b.invoice("in_e", "cus_e", [line], created=T(2026, 3), currency="eur")])
+    line = b.line(
+        "il_e",
+        "in_e",
+        10000,
+        (T(2026, 3), T(2026, 4)),
+        price_obj=eur,
+        currency="eur",
+        subscription="sub_e",
+        subscription_item="si_e",
+    )
+    store(
+        engine,
+        make_account(engine),
+        [
+            b.product("prod_pro", "Pro"),
+            eur,
+            b.customer("cus_e", "Euro"),
+            b.invoice("in_e", "cus_e", [line], created=T(2026, 3), currency="eur"),
+        ],
+    )
     before = _run(cli, "mrr", "--as-of", "2026-03-10", "--json")
     assert before["mrr"] == 0.0 and before["customers"] == []
     assert [w["code"] for w in before["warnings"]] == ["missing_rate"]
@@ -107,5 +137,8 @@ def test_rebuild_command(cli: CliRunner) -> None:
     engine = _engine()
     store(engine, make_account(engine), monthly_world())
     result = cli.invoke(app, ["rebuild", "acme"])
-    assert result.exit_code == 0 and "acme: 6 lines (1 one_time, 5 recurring); left out: 1 void invoice" in result.stdout
+    assert (
+        result.exit_code == 0
+        and "acme: 6 lines (1 one_time, 5 recurring); left out: 1 void invoice" in result.stdout
+    )
     assert cli.invoke(app, ["rebuild", "nope"]).exit_code == 2

@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 
 from integrations.stripe import builders as b
 from integrations.stripe.meters import MeterUsage
+from integrations.stripe.models import SyncState
 from integrations.stripe.testserver import FakeStripe, StripeWorld
 from tests.integrations.stripe.world import add_account
 from tests.worker.risk_world import AS_OF, METERED, T, catalog, customer, load
 from tests.worker.stripe_rows import make_account
 from worker.cli.main import app
-from worker.db import ensure_schema
+from worker.db import ensure_schema, session_scope
 from worker.models import Account
 from worker.risk import at_risk, churned, dashboard_url, refresh_meter_usage
 from worker.settings import get_settings
@@ -157,3 +158,18 @@ def test_billed_usage_wins_over_the_same_meter(engine: Engine) -> None:
         load(engine, account, objs)
         assert refresh_meter_usage(engine, get_settings(), account) == 4
     assert at_risk(engine, account, AS_OF)["accounts"] == []
+
+
+def test_an_earlier_as_of_than_the_last_sync_uses_dated_evidence_only(engine: Engine) -> None:
+    account = make_account(engine)
+    load(engine, account)
+    with session_scope(engine) as session:
+        session.add(SyncState(account_id=account.id or 0, last_sync_at=T(11, 20), last_sync_ok=True))
+    # `past_due` is how the subscription stood on Nov 20: it says nothing about Nov 1; the open invoice
+    # (created Nov 1, unpaid since) does
+    before = {a["customer_id"]: a for a in at_risk(engine, account, AS_OF)["accounts"]}
+    detail = before["cus_failed"]["signals"][0]["detail"]
+    assert "in_failed_11" in detail and "past_due" not in detail
+    on_sync_day = {a["customer_id"]: a for a in at_risk(engine, account, datetime(2026, 11, 20, tzinfo=UTC))
+                   ["accounts"]}
+    assert "past_due" in on_sync_day["cus_failed"]["signals"][0]["detail"]

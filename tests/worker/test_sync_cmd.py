@@ -38,12 +38,26 @@ def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> No
         assert again.exit_code == 0 and "incremental sync" in again.stdout
     assert fake.writes == []
     (entry,) = payload["accounts"]
-    assert set(entry) == {"name", "last_sync_at", "last_sync_ok", "last_error", "mode", "counts", "rejected",
-                          "last_nightly"}
-    assert (entry["name"], entry["last_sync_ok"], entry["last_error"], entry["mode"]) == ("acme", True, None, "full")
+    assert set(entry) == {
+        "name",
+        "last_sync_at",
+        "last_sync_ok",
+        "last_error",
+        "mode",
+        "counts",
+        "rejected",
+        "last_nightly",
+    }
+    assert (entry["name"], entry["last_sync_ok"], entry["last_error"], entry["mode"]) == (
+        "acme",
+        True,
+        None,
+        "full",
+    )
     assert entry["counts"] == world_totals(world) | {"customers": world_totals(world)["customers"] - 1}
-    assert entry["rejected"] == [{"id": "cus_broken", "object": "customer",
-                                  "error": "field 'created' should be an integer, got str"}]
+    assert entry["rejected"] == [
+        {"id": "cus_broken", "object": "customer", "error": "field 'created' should be an integer, got str"}
+    ]
     assert entry["last_nightly"] is None
     assert status_json(cli)["accounts"][0]["mode"] == "incremental"
 

@@ -10,6 +10,7 @@ import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from integrations.stripe.client import DEFAULT_API_BASE
@@ -17,7 +18,7 @@ from worker.accounts import ConnectError, connect_account, disconnect_account, l
 from worker.cli.common import open_db, print_json, refuse
 from worker.db import normalize_url
 from worker.secrets import Secret
-from worker.settings import get_settings
+from worker.settings import ConfigError, Settings, get_settings
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
@@ -34,7 +35,7 @@ def connect(
     rps: float | None = typer.Option(None, help="Stripe requests per second for this account; 0 = no limit."),
 ) -> None:
     """Connect a Stripe account: reads the key from STRIPE_API_KEY (else a hidden prompt) and proves it."""
-    settings = get_settings()
+    settings = _settings()
     key = _read_key(settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else None)
     engine = open_db(settings)
     webhook = Secret(slack_webhook_url) if slack_webhook_url else None
@@ -51,7 +52,7 @@ def connect(
 
 def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List connected accounts (keys masked)."""
-    rows = list_accounts(open_db())
+    rows = list_accounts(open_db(_settings()))
     if as_json:
         print_json({"accounts": [
             {"name": a.name, "stripe_account": a.stripe_account, "api_base": a.api_base,
@@ -67,9 +68,10 @@ def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
         column.no_wrap = True
     for a in rows:
         who = " ".join(x for x in (a.display_name, a.stripe_account) if x) or "-"
-        table.add_row(a.name, who, a.reporting_currency.upper(), a.key_mask, a.api_base,
-                      "own" if a.slack_webhook_encrypted else "default",
-                      "default" if a.rps is None else f"{a.rps:g}")
+        slack = "own" if a.slack_webhook_encrypted else "default"
+        rps = "default" if a.rps is None else f"{a.rps:g}"
+        cells = (a.name, who, a.reporting_currency.upper(), a.key_mask, a.api_base, slack, rps)
+        table.add_row(*(Text(cell) for cell in cells))  # Text: a name like "Acme [beta]" is not rich markup
     console = Console()
     if not console.is_terminal:  # piped: no width to fit, so do not squeeze ids and keys into 80 columns
         console = Console(width=200)
@@ -78,7 +80,7 @@ def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
 
 def disconnect(name: str = typer.Argument(..., help="The account to remove.")) -> None:
     """Remove an account, its stored key and ALL its data (synced objects, ledger, metrics, alerts)."""
-    engine = open_db()
+    engine = open_db(_settings())
     try:
         disconnect_account(engine, name)
     except ConnectError as exc:
@@ -89,10 +91,17 @@ def disconnect(name: str = typer.Argument(..., help="The account to remove.")) -
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Upgrade the database to the newest schema (other commands also do this on their own)."""
-    settings = get_settings()
+    settings = _settings()
     open_db(settings)
     shown = make_url(normalize_url(settings.database_url)).render_as_string(hide_password=True)
     typer.echo(f"Database {shown} is at the newest schema.")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        refuse(str(exc))
 
 
 def _read_key(from_env: str | None) -> Secret:

@@ -28,7 +28,7 @@ def worker(
     loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR."),
 ) -> None:
     """Start a Celery worker (JSON logs). Other options are passed to `celery worker` as they are."""
-    open_db()  # migrate before any task touches the database
+    open_db().dispose()  # migrate first; then hold no connection a forked pool process could inherit
     configure_logging(loglevel)
     argv = ["worker", f"--loglevel={loglevel}"]
     if concurrency is not None:

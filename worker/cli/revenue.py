@@ -1,11 +1,9 @@
 """Revenue commands: `mrr`, `movements`, `explain`, `rates import`, `rebuild` (shared/CLI.md).
 
-They read the ledger (worker/rebuild.py fills it from stored Stripe objects, never calling Stripe). An
-account whose
-ledger is still empty is rebuilt first, so the figures right after a first sync are there. Where no NAME is
-given and
-several accounts are connected, JSON output is `{"accounts": [payload, ...]}`; with one account it is the
-payload.
+They read the ledger (worker/rebuild.py fills it from stored Stripe objects, never calling Stripe). An account
+whose ledger is still empty is rebuilt first, so the figures right after a first sync are there. Where no NAME
+is given and several accounts are connected, JSON output is `{"accounts": [payload, ...]}`; with one account
+it is the payload.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """`retention sync` and `retention status`: copy Stripe into the database, and show how that went.
 
 A sync that still fails after retries is recorded on the account and exits 1 (CLI.md); objects that could not
-be parsed are skipped, listed under `rejected` in status, and do not fail the run.
-"""
+be parsed are skipped, listed under `rejected` in status, and do not fail the run."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from integrations.stripe.models import SyncState
 from worker.cli.common import EXIT_FAILED, open_db, print_json, select_accounts
@@ -47,16 +46,19 @@ def _summary(result: SyncResult) -> str:
     if not result.ok:
         return f"{result.account}: sync FAILED after {result.requests} requests: {result.error}"
     stored = ", ".join(f"{n} {k}" for k, n in sorted(result.stored.items()) if n)
-    text = (f"{result.account}: {result.mode} sync done in {result.seconds:.1f}s, {result.requests} requests"
-            f" ({result.note}); stored {stored or 'nothing new'}")
+    text = (
+        f"{result.account}: {result.mode} sync done in {result.seconds:.1f}s, {result.requests} requests"
+        f" ({result.note}); stored {stored or 'nothing new'}"
+    )
     if result.rejected:
         text += f"; {len(result.rejected)} objects rejected (see `retention status`)"
     return text
 
 
-def sync(name: str | None = typer.Argument(None, help="Account name; every account when left out."),
-         full: bool = typer.Option(False, "--full", help="Re-read everything instead of changes since last time."),
-         ) -> None:
+def sync(
+    name: str | None = typer.Argument(None, help="Account name; every account when left out."),
+    full: bool = typer.Option(False, "--full", help="Re-read everything instead of changes since last time."),
+) -> None:
     """Copy the account's Stripe data (full the first time, then only changes) and print a summary."""
     settings = get_settings()
     engine = open_db(settings)
@@ -66,15 +68,24 @@ def sync(name: str | None = typer.Argument(None, help="Account name; every accou
     failed = False
     for account in accounts:
         if console.is_terminal:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console,
-                          transient=True) as bar:
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
+            ) as bar:
                 task = bar.add_task(f"{account.name}: starting", total=None)
                 seen: dict[str, int] = {}
 
-                def show(list_name: str, stored: int, bar: Progress = bar, task: Any = task,
-                         seen: dict[str, int] = seen, label: str = account.name) -> None:
+                def show(
+                    list_name: str,
+                    stored: int,
+                    bar: Progress = bar,
+                    task: Any = task,
+                    seen: dict[str, int] = seen,
+                    label: str = account.name,
+                ) -> None:
                     seen[list_name] = stored
-                    bar.update(task, description=f"{label}: " + ", ".join(f"{n} {k}" for k, n in seen.items()))
+                    bar.update(
+                        task, description=f"{label}: " + ", ".join(f"{n} {k}" for k, n in seen.items())
+                    )
 
                 result = run_sync(engine, settings, account, full=full, progress=show)
         else:
@@ -85,9 +96,10 @@ def sync(name: str | None = typer.Argument(None, help="Account name; every accou
         raise typer.Exit(EXIT_FAILED)
 
 
-def status(name: str | None = typer.Argument(None, help="Account name; every account when left out."),
-           as_json: bool = typer.Option(False, "--json", help="Machine-readable output (CLI.md)."),
-           ) -> None:
+def status(
+    name: str | None = typer.Argument(None, help="Account name; every account when left out."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (CLI.md)."),
+) -> None:
     """When each account last synced, whether it worked, what is stored and what was rejected."""
     engine = open_db()
     with Session(engine) as session:

@@ -94,6 +94,16 @@ def test_unreachable_api_is_reported_as_such() -> None:
     assert f"127.0.0.1:{port}" in str(caught.value)
 
 
+def test_a_server_that_never_answers_times_out_as_unreachable() -> None:
+    with socket.socket() as sock:  # accepts connections into its backlog but never reads or answers
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        with pytest.raises(AccountCheckError) as caught:
+            fetch_account_info(StripeConfig(api_key=KEY, api_base=f"http://127.0.0.1:{port}", timeout=0.5))
+    assert caught.value.problem == "unreachable"
+
+
 def test_server_error_is_a_failure_naming_the_status(server: FakeStripe) -> None:
     server.inject(Fault(status=500, path_prefix="/v1/account"))
     with pytest.raises(AccountCheckError) as caught:

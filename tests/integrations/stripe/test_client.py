@@ -1,4 +1,5 @@
-"""StripeReader against `responses`: our retries for 429/5xx/dropped connections, Stripe-Should-Retry, no key leaks."""
+"""StripeReader against `responses`: our retries for 429/5xx/dropped connections, Stripe-Should-Retry, no key
+leaks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import pytest
 import requests
 import responses
 
-from integrations.stripe.client import API_VERSION, NotFound, RetryPolicy, StripeConfig, StripeReader, StripeReadError
+from integrations.stripe.client import (
+    API_VERSION,
+    NotFound,
+    RetryPolicy,
+    StripeConfig,
+    StripeReader,
+    StripeReadError,
+)
 from integrations.stripe.ratelimit import Unlimited
 
 BASE = "http://stripe.test"
@@ -16,8 +24,11 @@ PAGE = {"object": "list", "data": [{"id": "cus_1"}], "has_more": False}
 
 
 def reader(attempts: int = 4) -> StripeReader:
-    return StripeReader(StripeConfig(api_key=KEY, api_base=BASE, account_label="acme"), limiter=Unlimited(),
-                        retry=RetryPolicy(attempts=attempts, base=0.001, max_wait=0.002))
+    return StripeReader(
+        StripeConfig(api_key=KEY, api_base=BASE, account_label="acme"),
+        limiter=Unlimited(),
+        retry=RetryPolicy(attempts=attempts, base=0.001, max_wait=0.002),
+    )
 
 
 def err(status: int, type_: str = "api_error") -> dict[str, object]:
@@ -58,7 +69,9 @@ def test_stripe_should_retry_false_stops_at_once_even_on_500() -> None:
 
 @responses.activate
 def test_stripe_should_retry_true_retries_a_400() -> None:
-    responses.get(URL, json=err(400, "invalid_request_error"), status=400, headers={"Stripe-Should-Retry": "true"})
+    responses.get(
+        URL, json=err(400, "invalid_request_error"), status=400, headers={"Stripe-Should-Retry": "true"}
+    )
     responses.get(URL, json=PAGE)
     assert reader().get("/v1/customers") == PAGE
 

@@ -1,4 +1,4 @@
-"""Paging: limit=100 cursors, created ranges that cover everything once, and the rest of an invoice's lines."""
+"""Paging: limit=100 cursors, created ranges that cover everything once, the rest of an invoice's lines."""
 
 from __future__ import annotations
 
@@ -16,17 +16,23 @@ BASE = "http://stripe.test"
 
 
 def reader(base: str = BASE) -> StripeReader:
-    return StripeReader(StripeConfig(api_key="sk_test_123", api_base=base), limiter=Unlimited(),
-                        retry=RetryPolicy(attempts=1))
+    return StripeReader(
+        StripeConfig(api_key="sk_test_123", api_base=base), limiter=Unlimited(), retry=RetryPolicy(attempts=1)
+    )
 
 
 @responses.activate
 def test_pages_follow_starting_after_until_has_more_is_false() -> None:
-    responses.get(f"{BASE}/v1/customers", match=[responses.matchers.query_param_matcher({"limit": "100"})],
-                  json={"object": "list", "data": [{"id": "cus_3"}, {"id": "cus_2"}], "has_more": True})
-    responses.get(f"{BASE}/v1/customers",
-                  match=[responses.matchers.query_param_matcher({"limit": "100", "starting_after": "cus_2"})],
-                  json={"object": "list", "data": [{"id": "cus_1"}], "has_more": False})
+    responses.get(
+        f"{BASE}/v1/customers",
+        match=[responses.matchers.query_param_matcher({"limit": "100"})],
+        json={"object": "list", "data": [{"id": "cus_3"}, {"id": "cus_2"}], "has_more": True},
+    )
+    responses.get(
+        f"{BASE}/v1/customers",
+        match=[responses.matchers.query_param_matcher({"limit": "100", "starting_after": "cus_2"})],
+        json={"object": "list", "data": [{"id": "cus_1"}], "has_more": False},
+    )
     pages = list(iter_pages(reader(), "/v1/customers", list_params()))
     assert [[o["id"] for o in p.objects] for p in pages] == [["cus_3", "cus_2"], ["cus_1"]]
     assert [(p.last_id, p.has_more) for p in pages] == [("cus_2", True), ("cus_1", False)]
@@ -46,7 +52,7 @@ def test_created_ranges_page_a_real_server_without_gaps_or_overlap() -> None:
     assert fake.request_count("/v1/customers") == 8
 
 
-@given(st.integers(0, 10**9), st.integers(0, 10**6), st.integers(1, 12), st.integers(-10**6, 2 * 10**9))
+@given(st.integers(0, 10**9), st.integers(0, 10**6), st.integers(1, 12), st.integers(-(10**6), 2 * 10**9))
 def test_split_range_covers_every_time_exactly_once(start: int, width: int, parts: int, t: int) -> None:
     ranges = split_range(start, start + width, parts)
     inside = [(gte, lt) for gte, lt in ranges if (gte is None or t >= gte) and (lt is None or t < lt)]

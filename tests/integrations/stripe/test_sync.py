@@ -11,10 +11,16 @@ from sqlalchemy.engine import Engine
 
 from integrations.stripe import builders as b
 from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader, StripeReadError
-from integrations.stripe.models import StripeCustomer, StripeInvoice, StripeInvoiceLine, StripeSubscription, SyncState
+from integrations.stripe.models import (
+    StripeCustomer,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripeSubscription,
+    SyncState,
+)
 from integrations.stripe.store import table_of
 from integrations.stripe.sync import Syncer
-from integrations.stripe.testserver import Fault, FakeStripe, StripeWorld
+from integrations.stripe.testserver import FakeStripe, Fault, StripeWorld
 from tests.integrations.stripe.world import KEY, add_account, build_world, snapshot, world_totals
 from worker.syncing import counts
 
@@ -38,8 +44,9 @@ def syncer(engine: Engine, account_id: int, server: FakeStripe, workers: int = 8
     return Syncer(engine, account_id, reader, workers=workers)
 
 
-def test_full_sync_stores_every_object_of_every_status(engine: Engine, server: FakeStripe,
-                                                       world: StripeWorld) -> None:
+def test_full_sync_stores_every_object_of_every_status(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
     account = add_account(engine, server.url)
     assert account.id is not None
     outcome = syncer(engine, account.id, server).run()
@@ -71,8 +78,22 @@ def test_a_second_sync_changes_nothing(engine: Engine, server: FakeStripe) -> No
 
 def test_older_api_shapes_give_the_same_normalized_columns(engine: Engine) -> None:
     current, legacy = build_world(customers=10, months=3), build_world(customers=10, months=3, legacy=True)
-    cols = ("id", "invoice_id", "customer_id", "subscription_id", "subscription_item_id", "price_id", "product_id",
-            "amount", "discount_total", "inclusive_tax", "quantity", "period_start", "period_end", "proration")
+    cols = (
+        "id",
+        "invoice_id",
+        "customer_id",
+        "subscription_id",
+        "subscription_item_id",
+        "price_id",
+        "product_id",
+        "amount",
+        "discount_total",
+        "inclusive_tax",
+        "quantity",
+        "period_start",
+        "period_end",
+        "proration",
+    )
     found = []
     for n, world in enumerate((current, legacy)):
         with FakeStripe(world) as fake:
@@ -81,18 +102,31 @@ def test_older_api_shapes_give_the_same_normalized_columns(engine: Engine) -> No
             syncer(engine, account.id, fake).run()
         lines = table_of(StripeInvoiceLine)
         with engine.connect() as conn:
-            found.append(sorted(conn.execute(select(*(lines.c[c] for c in cols))
-                                             .where(lines.c.account_id == account.id)).all()))
+            found.append(
+                sorted(
+                    conn.execute(
+                        select(*(lines.c[c] for c in cols)).where(lines.c.account_id == account.id)
+                    ).all()
+                )
+            )
         subs = table_of(StripeSubscription)
         with engine.connect() as conn:
-            found.append(sorted(conn.execute(select(subs.c.id, subs.c.current_period_start, subs.c.current_period_end)
-                                             .where(subs.c.account_id == account.id)).all()))
+            found.append(
+                sorted(
+                    conn.execute(
+                        select(subs.c.id, subs.c.current_period_start, subs.c.current_period_end).where(
+                            subs.c.account_id == account.id
+                        )
+                    ).all()
+                )
+            )
     assert found[0] == found[2] and found[1] == found[3]
     assert len(found[0]) == sum(len(v) for v in current.invoice_lines.values())
 
 
-def test_incremental_on_an_unchanged_account_costs_a_handful_of_requests(engine: Engine,
-                                                                          server: FakeStripe) -> None:
+def test_incremental_on_an_unchanged_account_costs_a_handful_of_requests(
+    engine: Engine, server: FakeStripe
+) -> None:
     account = add_account(engine, server.url)
     assert account.id is not None
     syncer(engine, account.id, server).run()
@@ -102,8 +136,9 @@ def test_incremental_on_an_unchanged_account_costs_a_handful_of_requests(engine:
     assert len(server.requests) - before <= 8  # events + one created-filtered page per list
 
 
-def test_incremental_picks_up_changes_through_events(engine: Engine, server: FakeStripe,
-                                                     world: StripeWorld) -> None:
+def test_incremental_picks_up_changes_through_events(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
     account = add_account(engine, server.url)
     assert account.id is not None
     syncer(engine, account.id, server).run()
@@ -117,17 +152,23 @@ def test_incremental_picks_up_changes_through_events(engine: Engine, server: Fak
     assert sub is not None
     world.add({**sub, "cancel_at_period_end": True})
     world.delete_customer("cus_00009")
-    world.add_all([b.event("evt_1", "customer.created", newcomer, now),
-                   b.event("evt_2", "invoice.voided", {**invoice, "status": "void"}, now),
-                   b.event("evt_3", "customer.subscription.updated", {**sub, "cancel_at_period_end": True}, now),
-                   b.event("evt_4", "customer.deleted", {"id": "cus_00009", "object": "customer"}, now)])
+    world.add_all(
+        [
+            b.event("evt_1", "customer.created", newcomer, now),
+            b.event("evt_2", "invoice.voided", {**invoice, "status": "void"}, now),
+            b.event("evt_3", "customer.subscription.updated", {**sub, "cancel_at_period_end": True}, now),
+            b.event("evt_4", "customer.deleted", {"id": "cus_00009", "object": "customer"}, now),
+        ]
+    )
     before = len(server.requests)
     outcome = syncer(engine, account.id, server).run()
     assert outcome.mode == "incremental"
     assert len(server.requests) - before <= 12
     with engine.connect() as conn:
         cus = table_of(StripeCustomer)
-        names = dict(conn.execute(select(cus.c.id, cus.c.name).where(cus.c.id.in_(["cus_new", "cus_quiet"]))).all())
+        names = dict(
+            conn.execute(select(cus.c.id, cus.c.name).where(cus.c.id.in_(["cus_new", "cus_quiet"]))).all()
+        )
         deleted = conn.execute(select(cus.c.deleted, cus.c.name).where(cus.c.id == "cus_00009")).one()
         inv = table_of(StripeInvoice)
         status = conn.execute(select(inv.c.status).where(inv.c.id == "in_00002_01")).scalar()
@@ -138,22 +179,27 @@ def test_incremental_picks_up_changes_through_events(engine: Engine, server: Fak
     assert (status, cape) == ("void", True)
 
 
-def test_a_stale_events_cursor_falls_back_to_full_and_says_so(engine: Engine, server: FakeStripe,
-                                                              world: StripeWorld) -> None:
+def test_a_stale_events_cursor_falls_back_to_full_and_says_so(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
     account = add_account(engine, server.url)
     assert account.id is not None
     syncer(engine, account.id, server).run()
     state = table_of(SyncState)
     with engine.begin() as conn:
-        conn.execute(update(state).where(state.c.account_id == account.id)
-                     .values(events_cursor_created=int(time.time()) - 31 * 86400))
+        conn.execute(
+            update(state)
+            .where(state.c.account_id == account.id)
+            .values(events_cursor_created=int(time.time()) - 31 * 86400)
+        )
     outcome = syncer(engine, account.id, server).run()
     assert outcome.mode == "full" and "30 days" in outcome.note
     assert counts(engine, account.id) == world_totals(world)
 
 
-def test_malformed_objects_are_listed_and_the_rest_is_stored(engine: Engine, server: FakeStripe,
-                                                              world: StripeWorld) -> None:
+def test_malformed_objects_are_listed_and_the_rest_is_stored(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
     account = add_account(engine, server.url)
     assert account.id is not None
     syncer(engine, account.id, server).run()
@@ -174,10 +220,17 @@ def test_malformed_objects_are_listed_and_the_rest_is_stored(engine: Engine, ser
     assert {(r["object"], r["id"]) for r in state} == rejected
 
 
-def test_429s_500s_and_dropped_connections_are_survived(engine: Engine, server: FakeStripe,
-                                                        world: StripeWorld) -> None:
-    server.inject(Fault(status=429), Fault(status=429), Fault(status=500), Fault(drop=True),
-                  Fault(status=503, path_prefix="/v1/invoices"), Fault(drop=True, path_prefix="/v1/invoices/"))
+def test_429s_500s_and_dropped_connections_are_survived(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
+    server.inject(
+        Fault(status=429),
+        Fault(status=429),
+        Fault(status=500),
+        Fault(drop=True),
+        Fault(status=503, path_prefix="/v1/invoices"),
+        Fault(drop=True, path_prefix="/v1/invoices/"),
+    )
     account = add_account(engine, server.url)
     assert account.id is not None
     outcome = syncer(engine, account.id, server).run()
@@ -186,8 +239,9 @@ def test_429s_500s_and_dropped_connections_are_survived(engine: Engine, server: 
     assert counts(engine, account.id) == world_totals(world)
 
 
-def test_a_failed_run_keeps_its_checkpoint_and_the_next_run_resumes(engine: Engine, server: FakeStripe,
-                                                                    world: StripeWorld) -> None:
+def test_a_failed_run_keeps_its_checkpoint_and_the_next_run_resumes(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
     account = add_account(engine, server.url)
     assert account.id is not None
     server.inject(*[Fault(status=500, path_prefix="/v1/invoices") for _ in range(40)])
