@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RETENTION_HOME", tempfile.mkdtemp(prefix="sync-bench-"))
 os.environ.setdefault("RETENTION_SECRET_KEY", Fernet.generate_key().decode())
 
+import integrations.stripe.sync as sync_module  # noqa: E402
 from integrations.stripe import builders as b  # noqa: E402
 from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
 from integrations.stripe.sample import build_sample_world  # noqa: E402
@@ -105,6 +106,21 @@ def processing_rate(invoice_pages: list[dict[str, Any]]) -> tuple[float, int]:
     return n / (time.perf_counter() - start), n
 
 
+def fetch_only_rate(world: StripeWorld) -> tuple[float, int]:
+    """The same sync with storing replaced by nothing: is the rate bound by fetching or by our writer?"""
+    real = sync_module.store_page
+    sync_module.store_page = lambda conn, account_id, name, objects: (  # type: ignore[assignment]
+        {o["id"] for o in objects},
+        [],
+    )
+    try:
+        with FakeStripe(world, latency=0.1, cache_json=True) as slow:
+            seconds, requests_, _ = full_sync(slow.url, 25, "fetch-only")
+    finally:
+        sync_module.store_page = real
+    return seconds, requests_
+
+
 def change_one_percent(world: StripeWorld, seed: int = 1) -> int:
     """Touch 1% of customers, subscriptions and invoices, each with the event Stripe would send."""
     rng = random.Random(seed)
@@ -141,7 +157,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=3000)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--only-rate", action="store_true", help="only the 100 ms latency figures")
     args = parser.parse_args()
+    if args.only_rate:
+        world = build_sample_world(customers=args.customers)
+        with FakeStripe(world, latency=0.1, cache_json=True) as slow:
+            slow_s, slow_requests, _ = full_sync(slow.url, 25, "latency")
+        print(
+            f"100 ms latency, budget 25/s: {slow_requests / slow_s:.1f} requests/s "
+            f"({slow_requests} in {slow_s:.1f}s)"
+        )
+        fetch_s, fetch_requests = fetch_only_rate(world)
+        print(f"  same, storing skipped: {fetch_requests / fetch_s:.1f} requests/s (the fetchers alone)")
+        return
 
     t = time.perf_counter()
     world = build_sample_world(customers=args.customers)
@@ -173,6 +201,8 @@ def main() -> None:
         f"100 ms latency, budget 25/s: {slow_requests} requests in {slow_s:.1f}s = "
         f"{slow_requests / slow_s:.1f} requests/s (goal >= 20/s)"
     )
+    fetch_s, fetch_requests = fetch_only_rate(world)
+    print(f"  same, storing skipped: {fetch_requests / fetch_s:.1f} requests/s (the fetchers alone)")
 
     with FakeStripe(world, cache_json=True) as fake:
         engine, account_id = fresh_account("nightly")

@@ -10,7 +10,7 @@ of `retention mrr` and a stored snapshot can never disagree.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -121,23 +121,35 @@ def snapshot_rows(
             yield customer, day, mrr, one_time, plan
 
 
-def _write(conn: Connection, account_id: int, rows: list[tuple[str, date, int, int, str | None]]) -> None:
-    """Bulk insert without per-row ORM work: COPY on PostgreSQL, a plain executemany on SQLite."""
-    if not rows:
-        return
+def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert plain tuples without per-row SQLAlchemy work: COPY on PostgreSQL, executemany on SQLite.
+
+    Dates must already be what the column stores (SQLite keeps SQLAlchemy's Date as `YYYY-MM-DD` text).
+    """
+    names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(
-            "COPY mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) FROM STDIN"
-        ) as copy:
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row((account_id, *row))
+                copy.write_row(row)
     else:
-        conn.exec_driver_sql(
-            "INSERT INTO mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(account_id, c, d.isoformat(), m, o, p) for c, d, m, o, p in rows],
-        )
+        marks = ", ".join("?" for _ in columns)
+        conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", [tuple(r) for r in rows])
+
+
+SNAPSHOT_COLUMNS = ("account_id", "customer_id", "day", "mrr", "one_time", "plan")
+
+
+def _write(conn: Connection, account_id: int, rows: list[tuple[str, date, int, int, str | None]]) -> None:
+    if not rows:
+        return
+    pg = conn.dialect.name == "postgresql"
+    bulk_insert(
+        conn,
+        "mrr_snapshot",
+        SNAPSHOT_COLUMNS,
+        ((account_id, c, d if pg else d.isoformat(), m, o, p) for c, d, m, o, p in rows),
+    )
 
 
 def ensure_snapshots(engine: Engine, account: Account, days: list[date]) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, delete, select
 from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.models import (
@@ -35,7 +35,7 @@ from metrics.mrr import convert, monthly_ratio, round_div
 from metrics.rates import Rate, RateTable
 from metrics.records import LineRecord
 from worker.models import Account
-from worker.mrr_queries import ensure_snapshots, month_starts
+from worker.mrr_queries import bulk_insert, ensure_snapshots, month_starts
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots"]
 
@@ -391,12 +391,9 @@ def rebuild_account(engine: Engine, account: Account, today: date | None = None)
         rows.extend(_upcoming(conn, builder, subs, rows))
         for table in (ClassifiedLine, MrrSnapshot, SnapshotDay):
             conn.execute(delete(_t(table)).where(_t(table).c.account_id == account.id))
-        columns = set(_t(ClassifiedLine).c.keys())
+        columns = list(_t(ClassifiedLine).c.keys())
         for i in range(0, len(rows), BATCH):
-            conn.execute(
-                insert(_t(ClassifiedLine)),
-                [{k: v for k, v in r.items() if k in columns} for r in rows[i : i + BATCH]],
-            )
+            bulk_insert(conn, "ledger_line", columns, ([r[c] for c in columns] for r in rows[i : i + BATCH]))
     starts = [r["period_start"] for r in rows if r["klass"] == RECURRING and r["counted"]]
     days = month_starts(_day(min(starts)), today) if starts else []
     days = sorted(set(days) | {today})

@@ -59,6 +59,7 @@ ADDONS = [
 ]
 ADDON_AMOUNT = 20000
 METER_UNIT_AMOUNT = 2  # cents per API call block
+METER = "mtr_api_calls"
 SETUP_AMOUNTS = {"growth": 50000, "scale": 150000, "enterprise": 500000}
 SERVICES_HOURLY = 20000
 EU_VAT = {"DE": 19, "FR": 20, "NL": 21, "IE": 23, "ES": 21}
@@ -143,6 +144,7 @@ def world_objects(world: StripeWorld) -> Obj:
     for kind, coll in sorted(world.collections.items()):
         out[kind] = [coll.by_id[i] for i in sorted(coll.by_id)]
     out["invoice_lines"] = {i: world.invoice_lines[i] for i in sorted(world.invoice_lines)}
+    out["meter_summaries"] = {m: world.meter_summaries[m] for m in sorted(world.meter_summaries)}
     return out
 
 
@@ -217,7 +219,7 @@ class _Generator:
                     "prod_api_calls",
                     METER_UNIT_AMOUNT,
                     usage_type="metered",
-                    meter="mtr_api_calls",
+                    meter=METER,
                     created=created,
                     tax_behavior="inclusive" if incl else "exclusive",
                 )
@@ -553,7 +555,20 @@ class _Generator:
         units = int(sub.usage)
         if ctx.declining and m == self.months:
             units = int(sub.usage * 0.5)
-        return max(units, 100)
+        units = max(units, 100)
+        self.world.meter_summaries.setdefault(METER, []).append(
+            {
+                "id": self.next_id("mtrusg"),
+                "object": "billing.meter_event_summary",
+                "aggregated_value": units,
+                "start_time": self.ts[m - 1],
+                "end_time": self.ts[m],
+                "meter": METER,
+                "livemode": False,
+                "customer": ctx.cid,  # not in Stripe's object: the local server filters summaries by it
+            }
+        )
+        return units
 
     def final_usage_invoice(self, ctx: _Customer, sub: _Sub, ended: int) -> None:
         """A canceled metered subscription still bills its last month's usage, at the period end."""

@@ -32,6 +32,7 @@ from integrations.stripe.testserver import FakeStripe
 from metrics.ledger import ClassifiedLine
 from metrics.runs import MetricRun
 from worker.accounts import connect_account
+from worker.celery_app import TASK_NIGHTLY_ALL, make_celery
 from worker.cli.main import app
 from worker.metrics_run import compute_metrics
 from worker.models import Account
@@ -167,7 +168,9 @@ def test_a_night_for_two_accounts_lands_metrics_and_alerts(pg_engine: Engine, en
     acme = connect(pg_engine, "acme", stripes[0], slacks[0])
     beta = connect(pg_engine, "beta", stripes[1], slacks[1])
     workers.start("w1")
-    task_ids = enqueue()
+    # what beat sends at RETENTION_NIGHTLY_AT: the fan-out, which queues one task per account
+    make_celery().send_task(TASK_NIGHTLY_ALL,
+                            kwargs={"as_of": f"{AS_OF}T00:00:00+00:00", "trigger": "schedule"})
     wait_for(lambda: len(finished_runs(pg_engine)) == 2, 90, "both nights to finish", workers)
     assert_ok(finished_runs(pg_engine))
 
@@ -175,8 +178,9 @@ def test_a_night_for_two_accounts_lands_metrics_and_alerts(pg_engine: Engine, en
         runs = {r.account_id: r for r in session.exec(select(NightlyRun))}
         metric_runs = {m.account_id: m for m in session.exec(select(MetricRun))}
     assert set(runs) == set(metric_runs) == {acme.id, beta.id}
-    assert sorted(str(r.task_id) for r in runs.values()) == sorted(task_ids)
-    assert all(r.trigger == "enqueue" and list(r.steps) == ["sync", "rebuild", "metrics", "alerts"]
+    task_ids = [str(r.task_id) for r in runs.values()]
+    assert len(set(task_ids)) == 2  # one task per account
+    assert all(r.trigger == "schedule" and list(r.steps) == ["sync", "rebuild", "metrics", "alerts"]
                for r in runs.values())
     for account, stripe in ((acme, stripes[0]), (beta, stripes[1])):
         assert account.id is not None

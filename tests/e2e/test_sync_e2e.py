@@ -35,16 +35,14 @@ def test_a_sync_killed_mid_way_resumes_to_exactly_the_data_of_a_clean_sync() -> 
             cwd=ROOT,
             env=dict(os.environ),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         try:
             deadline = time.monotonic() + 30
-            while (
-                fake.request_count("/v1/invoices") < 60
-                and time.monotonic() < deadline
-                and proc.poll() is None
-            ):
-                time.sleep(0.01)
+            while time.monotonic() < deadline and proc.poll() is None:
+                if counts(engine, killed.id)["invoices"] >= 100:  # some invoice pages committed, not all
+                    break
+                time.sleep(0.02)
             assert proc.poll() is None, "the sync finished before it could be killed: make the world larger"
         finally:
             os.kill(proc.pid, signal.SIGKILL)

@@ -129,6 +129,22 @@ def test_metered_usage_is_billed_in_arrears(world: StripeWorld) -> None:
         assert line["period"]["end"] == inv["created"]  # billed when the usage period ends
 
 
+def test_meter_summaries_agree_with_the_billed_usage(world: StripeWorld) -> None:
+    invoices = world.collections["invoice"].by_id
+    billed = {
+        (invoices[line["invoice"]]["customer"], line["period"]["start"], line["period"]["end"]): line[
+            "quantity"
+        ]
+        for line in all_lines(world)
+        if line["pricing"]["price_details"]["product"] == "prod_api_calls"
+    }
+    summaries = world.meter_summaries["mtr_api_calls"]
+    assert billed
+    assert {
+        (s["customer"], s["start_time"], s["end_time"]): s["aggregated_value"] for s in summaries
+    } == billed
+
+
 def test_coupons_including_a_full_discount(world: StripeWorld) -> None:
     discounted = [line for line in all_lines(world) if line["discount_amounts"]]
     assert len(discounted) > 20
