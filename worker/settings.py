@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     @property
     def home(self) -> Path:
-        self.retention_home.mkdir(parents=True, exist_ok=True)
+        self.retention_home.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds the key file and the DB
         return self.retention_home
 
     @property

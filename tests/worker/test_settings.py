@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RETENTION_HOME", str(tmp_path / "home"))
     settings = get_settings()
     assert settings.database_url == f"sqlite:///{tmp_path / 'home' / 'retention.db'}"
-    assert (tmp_path / "home").is_dir()  # created on first use
+    assert (tmp_path / "home").is_dir()  # created on first use, private: it holds the key file
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700
     assert settings.retention_broker_url == "redis://127.0.0.1:6379/0"
     assert settings.retention_stripe_rps == 20.0
     assert (settings.retention_nightly_at, settings.retention_timezone) == ("02:00", "UTC")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,9 +26,9 @@ def world() -> StripeWorld:
 
 
 @pytest.fixture
-def server(world: StripeWorld) -> FakeStripe:
+def server(world: StripeWorld) -> Iterator[FakeStripe]:
     with FakeStripe(world, api_keys=[KEY], restricted_keys=[RESTRICTED]) as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 def test_account_endpoint_names_the_account_in_one_call(server: FakeStripe) -> None:
