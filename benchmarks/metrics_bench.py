@@ -6,6 +6,7 @@ months of movements and storing the run. Goal: <= 10 s on each database, peak me
 whole process, generation and insertion included, so rows are generated and written in chunks).
 
     .venv/bin/python benchmarks/metrics_bench.py [--customers N] [--months M] [--only sqlite|postgres]
+                                                 [--breakdown]
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from sqlmodel import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from metrics.cohorts import months_before  # noqa: E402
+from metrics.cohort_sql import first_snapshot_day, month_movements, window_groups  # noqa: E402
+from metrics.cohorts import month_starts_between, months_before, windows_for  # noqa: E402
 from metrics.ledger import SnapshotDay  # noqa: E402
+from metrics.segments import DEFAULT_SIZE_BANDS  # noqa: E402
 from worker.db import ensure_schema, get_engine  # noqa: E402
 from worker.metrics_run import compute_metrics  # noqa: E402
 from worker.models import Account  # noqa: E402
@@ -126,7 +129,7 @@ def load_postgres(url: str, data: Iterator[Row]) -> int:
     return n
 
 
-def run(label: str, engine: Engine, load: object, customers: int, months: int) -> float:
+def run(label: str, engine: Engine, load: object, customers: int, months: int, breakdown: bool) -> float:
     account = make_account(engine)
     days = month_days(date(2026, 11, 1), months)
     started = time.perf_counter()
@@ -143,7 +146,28 @@ def run(label: str, engine: Engine, load: object, customers: int, months: int) -
           f"logos {t12m['logo_retention']}, {t12m['customers']:,} customers; "
           f"{sum(len(v) for v in payload['segments'].values())} segments; "
           f"{len(payload['movements'])} months)")
+    if breakdown:
+        print_breakdown(label, engine, account)
     return elapsed
+
+
+def print_breakdown(label: str, engine: Engine, account: Account) -> None:
+    """Where the time goes: each query of the recompute on its own (wall and this process's CPU)."""
+    t12m, monthly = windows_for(date(2026, 11, 1))
+    edges = DEFAULT_SIZE_BANDS.minor_edges("usd")
+    account_id = account.id or 0
+    with engine.connect() as conn:
+        first = first_snapshot_day(conn, account_id) or t12m.t0
+        steps = {
+            "T12M window": lambda: window_groups(conn, account_id, t12m, edges),
+            "monthly window": lambda: window_groups(conn, account_id, monthly, edges),
+            "movements": lambda: month_movements(conn, account_id, month_starts_between(first, t12m.t1)),
+        }
+        for name, step in steps.items():
+            started, cpu = time.perf_counter(), time.process_time()
+            step()
+            print(f"{label}:   {name}: {time.perf_counter() - started:.2f} s wall, "
+                  f"{time.process_time() - cpu:.2f} s CPU")
 
 
 def main() -> None:
@@ -151,6 +175,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument("--breakdown", action="store_true", help="also time each query on its own")
     args = parser.parse_args()
     results = {}
     if args.only in (None, "sqlite"):
@@ -158,7 +183,7 @@ def main() -> None:
             url = f"sqlite:///{tmp}/bench.db"
             engine = ensure_schema(url)
             results["sqlite"] = run("sqlite", engine, lambda data: load_sqlite(engine, data), args.customers,
-                                    args.months)
+                                    args.months, args.breakdown)
             engine.dispose()
     if args.only in (None, "postgres"):
         name = f"rt_bench_{uuid.uuid4().hex[:8]}"
@@ -168,7 +193,7 @@ def main() -> None:
         try:
             engine = ensure_schema(url)
             results["postgres"] = run("postgres", engine, lambda data: load_postgres(url, data),
-                                      args.customers, args.months)
+                                      args.customers, args.months, args.breakdown)
             engine.dispose()
             get_engine(url).dispose()
         finally:

@@ -230,7 +230,7 @@ def month_movements(conn: Connection, account_id: int, months: Sequence[date]) -
             SNAP.c.day.label("day"),
             SNAP.c.mrr.label("mrr"),
             case((gap <= 31, func.lag(SNAP.c.mrr).over(**order)), else_=0).label("prev"),
-            func.count(case((SNAP.c.mrr > 0, 1))).over(**order).label("paid_months"),
+            func.count(case((SNAP.c.mrr > 0, 1))).over(**order, rows=(None, 0)).label("paid_months"),
         )
         .where(SNAP.c.account_id == account_id, SNAP.c.day.in_(list(months)))
         .subquery("rows")

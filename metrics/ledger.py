@@ -77,3 +77,14 @@ class SnapshotDay(SQLModel, table=True):
     __tablename__ = "mrr_snapshot_day"
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     day: date = Field(primary_key=True)
+
+
+class LedgerBuild(SQLModel, table=True):
+    """When an account's ledger was last rebuilt, and from which sync: a newer sync makes it stale."""
+
+    __tablename__ = "ledger_build"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    built_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sync_at: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )  # SyncState.last_sync_at

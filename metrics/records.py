@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class LineRecord:
-    """One invoice line. Money in minor units of `currency`; times in Unix seconds (UTC)."""
+    """One invoice line. Money in minor units of `currency`; times in Unix seconds (UTC).
+
+    worker/rebuild.py builds these positionally for speed: keep the field order.
+    """
 
     id: str
     invoice_id: str

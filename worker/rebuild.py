@@ -13,13 +13,14 @@ batch of days (worker/mrr_queries.py), never per-row ORM work.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.models import (
@@ -28,16 +29,17 @@ from integrations.stripe.models import (
     StripePrice,
     StripeSubscription,
     StripeSubscriptionItem,
+    SyncState,
 )
 from metrics.classify import RECURRING, classify, invoice_exclusion
-from metrics.ledger import ClassifiedLine, FxRate, MrrSnapshot, SnapshotDay
+from metrics.ledger import ClassifiedLine, FxRate, LedgerBuild, MrrSnapshot, SnapshotDay
 from metrics.mrr import convert, monthly_ratio, round_div
 from metrics.rates import Rate, RateTable
 from metrics.records import LineRecord
 from worker.models import Account
 from worker.mrr_queries import bulk_insert, ensure_snapshots, month_starts
 
-__all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots"]
+__all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
 MISSING_RATE = "missing_rate"
 COUNTING_SUBSCRIPTION = frozenset({"active", "past_due", "unpaid"})
@@ -120,33 +122,61 @@ def _records(conn: Connection, account_id: int) -> Iterator[LineRecord]:
         .where(li.c.account_id == account_id)
         .order_by(li.c.id)
     )
-    for r in conn.execute(query.execution_options(yield_per=BATCH)):
-        start = r.period_start if r.period_start is not None else (r.created or 0)
+    for (
+        line_id,
+        invoice_id,
+        customer,
+        inv_customer,
+        currency,
+        inv_currency,
+        amount,
+        discount_total,
+        inclusive_tax,
+        period_start,
+        period_end,
+        status,
+        created,
+        parent_type,
+        legacy_type,
+        proration,
+        price_id,
+        product_id,
+        price_product,
+        price_type,
+        interval,
+        interval_count,
+        usage_type,
+        subscription_id,
+        inv_subscription,
+        subscription_item_id,
+        quantity,
+    ) in conn.execute(query.execution_options(yield_per=BATCH)):
+        start = period_start if period_start is not None else (created or 0)
         yield LineRecord(
-            id=r.id,
-            invoice_id=r.invoice_id,
-            customer_id=r.customer_id or r.inv_customer or "",
-            currency=(r.currency or r.inv_currency or "").lower(),
-            amount=r.amount or 0,
-            period_start=start,
-            period_end=r.period_end if r.period_end is not None else start,
-            invoice_status=r.status,
-            invoiced_at=r.created,
-            discount_total=r.discount_total or 0,
-            inclusive_tax=r.inclusive_tax or 0,
-            parent_type=r.parent_type,
-            legacy_type=r.legacy_type,
-            proration=bool(r.proration),
-            price_id=r.price_id,
-            product_id=r.product_id or r.price_product,
-            price_type=r.price_type,
-            interval=r.interval,
-            interval_count=r.interval_count,
-            usage_type=r.usage_type,
-            subscription_id=r.subscription_id or r.inv_subscription,
-            subscription_item_id=r.subscription_item_id,
-            quantity=r.quantity,
-        )
+            line_id,
+            invoice_id,
+            customer or inv_customer or "",
+            (currency or inv_currency or "").lower(),
+            amount or 0,
+            start,
+            period_end if period_end is not None else start,
+            status,
+            created,
+            discount_total or 0,
+            inclusive_tax or 0,
+            parent_type,
+            legacy_type,
+            bool(proration),
+            price_id,
+            product_id or price_product,
+            price_type,
+            interval,
+            interval_count,
+            usage_type,
+            subscription_id or inv_subscription,
+            subscription_item_id,
+            quantity,
+        )  # positional, in LineRecord's field order: this loop runs once per stored line
 
 
 def _subscriptions(conn: Connection, account_id: int) -> dict[str, _Sub]:
@@ -278,7 +308,8 @@ def _upcoming(
     )
     by_sub: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        if r["subscription_id"] and r["counted"] and r["klass"] in (RECURRING, "proration"):
+        # prorations tell when a plan changed even on a draft invoice; recurring lines only when they count
+        if r["subscription_id"] and (r["klass"] == "proration" or (r["counted"] and r["klass"] == RECURRING)):
             by_sub[r["subscription_id"]].append(r)
     items_by_sub: dict[str, list[Any]] = defaultdict(list)
     for item in items:
@@ -337,7 +368,14 @@ def _upcoming_for(
     for i in items:
         if i.usage_type != "metered":
             continue
-        mine = [r for r in recurring if r["subscription_item_id"] == i.id or r["price_id"] == i.price_id]
+        mine = [
+            r
+            for r in recurring
+            if r["usage_type"] == "metered"
+            and (
+                r["subscription_item_id"] == i.id or (i.price_id is not None and r["price_id"] == i.price_id)
+            )
+        ]
         if any(r["period_start"] <= start < r["mrr_end"] for r in mine) or not mine:
             continue
         last = max(mine, key=lambda r: r["period_start"])
@@ -394,12 +432,49 @@ def rebuild_account(engine: Engine, account: Account, today: date | None = None)
         columns = list(_t(ClassifiedLine).c.keys())
         for i in range(0, len(rows), BATCH):
             bulk_insert(conn, "ledger_line", columns, ([r[c] for c in columns] for r in rows[i : i + BATCH]))
+        _record_build(conn, account.id or 0)
     starts = [r["period_start"] for r in rows if r["klass"] == RECURRING and r["counted"]]
     days = month_starts(_day(min(starts)), today) if starts else []
     days = sorted(set(days) | {today})
     ensure_snapshots(engine, account, days)
     result.snapshot_days = len(days)
     return result
+
+
+def _last_sync_at(conn: Connection, account_id: int) -> int | None:
+    st = _t(SyncState)
+    return conn.execute(select(st.c.last_sync_at).where(st.c.account_id == account_id)).scalar()
+
+
+def _record_build(conn: Connection, account_id: int) -> None:
+    lb = _t(LedgerBuild)
+    conn.execute(delete(lb).where(lb.c.account_id == account_id))
+    conn.execute(
+        insert(lb).values(
+            account_id=account_id, built_at=int(time.time()), sync_at=_last_sync_at(conn, account_id)
+        )
+    )
+
+
+def ledger_is_stale(engine: Engine, account: Account) -> bool:
+    """True when stored lines exist but the ledger was never built, or a sync ran after the last build."""
+    lb, li = _t(LedgerBuild), _t(StripeInvoiceLine)
+    with engine.connect() as conn:
+        build = conn.execute(select(lb.c.sync_at).where(lb.c.account_id == account.id)).first()
+        if build is None:
+            return (
+                conn.execute(select(li.c.id).where(li.c.account_id == account.id).limit(1)).first()
+                is not None
+            )
+        last_sync = _last_sync_at(conn, account.id or 0)
+    return last_sync is not None and (build.sync_at is None or last_sync > build.sync_at)
+
+
+def ensure_ledger(engine: Engine, account: Account, today: date | None = None) -> RebuildResult | None:
+    """Rebuild when the ledger is stale (see ledger_is_stale), so figures right after a sync are current."""
+    if ledger_is_stale(engine, account):
+        return rebuild_account(engine, account, today)
+    return None
 
 
 def describe(result: RebuildResult) -> str:

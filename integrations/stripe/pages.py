@@ -76,3 +76,29 @@ def split_range(start: int, end: int, parts: int) -> list[tuple[int | None, int 
     bounds = [start + step * n for n in range(1, parts)]
     edges: list[int | None] = [None, *bounds, None]
     return [(edges[n], edges[n + 1]) for n in range(len(edges) - 1)]
+
+
+def balanced_ranges(starts: list[int], end: int, parts: int) -> list[tuple[int | None, int | None]]:
+    """Ranges with about equal area under "how many of `starts` (sorted) began before t", up to `end`.
+
+    For invoice history: an account bills every customer from its start, so that area tracks invoice counts.
+    """
+    if not starts or parts <= 1 or end <= starts[0]:
+        return [(None, None)]
+    grid = 1000
+    first = starts[0]
+    step = max(1, (end - first) // grid)
+    total = sum(end - s for s in starts if s < end)
+    bounds: list[int] = []
+    count = acc = idx = 0
+    t = first
+    while t < end and len(bounds) < parts - 1:
+        t += step
+        while idx < len(starts) and starts[idx] <= t:
+            acc += starts[idx]
+            count += 1
+            idx += 1
+        if count * t - acc >= total * (len(bounds) + 1) / parts:
+            bounds.append(t)
+    edges: list[int | None] = [None, *bounds, None]
+    return [(edges[n], edges[n + 1]) for n in range(len(edges) - 1)]

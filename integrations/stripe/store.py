@@ -62,8 +62,7 @@ def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> 
     for (columns, keep), by_id in groups.items():
         sql = _statement(table, columns, keep, placeholder)
         params = [
-            tuple(_encode(row[c]) if c in json_cols else row[c] for c in columns)
-            for row in by_id.values()
+            tuple(_encode(row[c]) if c in json_cols else row[c] for c in columns) for row in by_id.values()
         ]
         conn.exec_driver_sql(sql, params)
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from integrations.stripe import builders as b
+from integrations.stripe.models import SyncState
 from metrics.ledger import ClassifiedLine, MrrSnapshot
 from tests.worker.stripe_rows import make_account, store
 from worker.cli.revenue import import_rates
 from worker.mrr_queries import ensure_snapshots, missing_rate_warnings, mrr_at
-from worker.rebuild import rebuild_account
+from worker.rebuild import ensure_ledger, ledger_is_stale, rebuild_account
 
 
 def T(y: int, m: int, d: int = 1) -> int:
@@ -149,9 +152,12 @@ def _mrr(engine: Engine, account_id: int, when: datetime) -> dict[str, int]:
         return {c.customer_id: c.mrr for c in mrr_at(conn, account_id, when)}
 
 
-def test_upgrade_mid_period_counts_the_new_plan_from_the_proration(engine: Engine) -> None:
-    """Pro 100.00 -> Business 200.00 on 2026-03-15: the proration pair does not count; the current item does.
-    """
+@pytest.mark.parametrize("proration_invoice", ["paid", "draft"])
+def test_upgrade_mid_period_counts_the_new_plan_from_the_proration(
+    engine: Engine, proration_invoice: str
+) -> None:
+    """Pro 100.00 -> Business 200.00 on 2026-03-15: the proration pair does not count; the current item does,
+    from the proration's start, whether the prorations were invoiced at once or wait on a draft."""
     pro, biz = b.price("price_pro", "prod_pro", 10000), b.price("price_biz", "prod_biz", 20000)
     objs: list[dict] = [
         b.product("prod_pro", "Pro"),
@@ -190,7 +196,16 @@ def test_upgrade_mid_period_counts_the_new_plan_from_the_proration(engine: Engin
         subscription_item="si_u",
         proration=True,
     )
-    objs.append(b.invoice("in_p", "cus_u", [unused, remaining], created=T(2026, 3, 15), subscription="sub_u"))
+    objs.append(
+        b.invoice(
+            "in_p",
+            "cus_u",
+            [unused, remaining],
+            status=proration_invoice,
+            created=T(2026, 3, 15),
+            subscription="sub_u",
+        )
+    )
     objs.append(
         b.subscription(
             "sub_u", "cus_u", [b.subscription_item("si_u", "sub_u", biz, period=(T(2026, 3), T(2026, 4)))]
@@ -364,3 +379,19 @@ def test_missing_rate_is_left_out_with_a_warning_then_converted(engine: Engine) 
     import_rates(engine, "date,currency,rate\n2026-01-01,eur,1.08\n2026-03-15,eur,2\n")
     rebuild_account(engine, account, today=date(2026, 3, 20))
     assert _mrr(engine, account.id or 0, at(2026, 3, 10)) == {"cus_e": 10800}  # rate on the period start
+
+
+def test_ledger_is_stale_after_a_newer_sync(engine: Engine) -> None:
+    account = make_account(engine)
+    assert not ledger_is_stale(engine, account)  # nothing stored: nothing to build
+    store(engine, account, monthly_world())
+    assert ledger_is_stale(engine, account)  # lines, never built
+    assert ensure_ledger(engine, account, today=date(2026, 3, 20)) is not None
+    assert not ledger_is_stale(engine, account)
+    assert ensure_ledger(engine, account) is None
+    with Session(engine) as s:
+        s.add(SyncState(account_id=account.id or 0, last_sync_at=T(2026, 3, 21), last_sync_ok=True))
+        s.commit()
+    assert ledger_is_stale(engine, account)  # a sync ran after the build
+    rebuild_account(engine, account, today=date(2026, 3, 21))
+    assert not ledger_is_stale(engine, account)

@@ -8,9 +8,11 @@ from its number. Running the command stores the run like the nightly job does.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
@@ -25,8 +27,6 @@ from worker.cli.common import open_db, parse_as_of, print_json, refuse, select_a
 from worker.metrics_run import compute_metrics, size_bands
 from worker.models import Account
 from worker.rebuild import rebuild_account
-
-console = Console()
 
 
 def _ledger_ready(engine: Engine, account: Account) -> None:
@@ -45,35 +45,39 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else pct(value)
 
 
-def _money(value: float, currency: str) -> str:
-    return f"{value:,.2f} {currency.upper()}"
+def _money(value: float) -> str:
+    """Whole major units in the tables (the currency is in the title; --json has the cents)."""
+    return f"{value:,.0f}"
 
 
-def _row(table: Table, name: str, w: dict[str, Any], currency: str) -> None:
+def _row(table: Table, name: str, w: dict[str, Any]) -> None:
     table.add_row(
-        name, _money(w["start"], currency), _money(w["expansion"], currency),
-        _money(w["contraction"], currency), _money(w["churn"], currency), _money(w["end"], currency),
-        _ratio(w["nrr"]), _ratio(w["grr"]),
+        name, _money(w["start"]), _money(w["expansion"]), _money(w["contraction"]), _money(w["churn"]),
+        _money(w["end"]), _ratio(w["nrr"]), _ratio(w["grr"]),
         _ratio(w["logo_retention"]), f"{w['retained']}/{w['customers']}", _ratio(w["nrr_including_one_time"]),
     )
 
 
 def _table(title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("", "start", "expansion", "contraction", "churn", "end", "NRR", "GRR", "logos", "kept",
-                   "NRR incl. one-time"):
-        table.add_column(column, justify="left" if not column else "right")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("", "start", "expand", "contract", "churn", "end", "NRR", "GRR", "logos", "kept",
+                   "NRR+fees"):
+        table.add_column(column, justify="left" if not column else "right", no_wrap=True)
     return table
 
 
 def render(account: Account, payload: dict[str, Any]) -> None:
-    """The terminal form: headline, summary, segments, each followed by its warnings."""
+    """The terminal form: headline, summary, segments, each followed by its warnings.
+
+    Eleven columns do not fit 80 characters: output that is not a terminal (a pipe, a file, a log) gets 120.
+    """
+    console = Console(width=None if sys.stdout.isatty() else 120)
     currency = payload["currency"]
     console.print(f"[bold]{account.name}[/bold] as of {payload['as_of']}: MRR "
-                  f"{_money(payload['mrr'], currency)}")
-    head = _table("Retention (cohort of customers paying at the window's start)")
-    _row(head, "trailing 12 months", payload["t12m"], currency)
-    _row(head, "last month", payload["monthly"], currency)
+                  f"{_money(payload['mrr'])} {currency.upper()}")
+    head = _table(f"Retention of the customers paying at the window's start ({currency.upper()} a month)")
+    _row(head, "T12M", payload["t12m"])
+    _row(head, "monthly", payload["monthly"])
     console.print(head)
     console.print(f"Monthly NRR {_ratio(payload['monthly']['nrr'])} a month is "
                   f"{_ratio(payload['monthly']['nrr_annualized'])} annualized (compounded over 12 months).")
@@ -81,12 +85,12 @@ def render(account: Account, payload: dict[str, Any]) -> None:
         console.print(f"[yellow]warning[/yellow] {w['code']}: {w['message']}", highlight=False)
     console.print(payload["summary"]["sentence"])
     console.print(payload["summary"]["scenario"]["sentence"])
-    for kind, title in (("plan", "plan at t0"), ("size", "size band at t0 (a month)"),
+    for kind, title in (("plan", "plan at t0"), ("size", "size band at t0"),
                         ("cohort", "signup month")):
-        table = _table(f"Trailing 12 months by {title}")
+        table = _table(f"T12M by {title} ({currency.upper()} a month)")
         notes = []
         for name, w in payload["segments"][kind].items():
-            _row(table, name, w, currency)
+            _row(table, name, w)
             notes.extend(w["warnings"])
         console.print(table)
         for w in notes:

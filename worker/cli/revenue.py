@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from integrations.stripe.models import StripeCustomer, StripeInvoiceLine
+from integrations.stripe.models import StripeCustomer
 from metrics.classify import RECURRING
 from metrics.ledger import ClassifiedLine, FxRate
 from metrics.money import exponent, fmt, json_amount
@@ -37,7 +37,7 @@ from worker.mrr_queries import (
     mrr_at,
     snapshot_series,
 )
-from worker.rebuild import describe, rebuild_account
+from worker.rebuild import describe, ensure_ledger, rebuild_account
 
 L = ClassifiedLine.__table__  # type: ignore[attr-defined]
 console = Console(soft_wrap=True)
@@ -49,17 +49,8 @@ def _accounts(engine: Engine, name: str | None) -> list[Account]:
 
 
 def _ready(engine: Engine, account: Account) -> None:
-    """Build the ledger once if the account has stored lines but no ledger yet."""
-    li = StripeInvoiceLine.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        has_ledger = conn.execute(
-            select(func.count()).select_from(L).where(L.c.account_id == account.id)
-        ).scalar()
-        has_lines = conn.execute(
-            select(func.count()).select_from(li).where(li.c.account_id == account.id)
-        ).scalar()
-    if not has_ledger and has_lines:
-        rebuild_account(engine, account)
+    """Rebuild the ledger first when it was never built or a sync ran since (worker.rebuild.ensure_ledger)."""
+    ensure_ledger(engine, account)
 
 
 def _names(engine: Engine, account: Account) -> dict[str, str | None]:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from integrations.stripe import builders as b
 from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader
-from integrations.stripe.pages import complete_lines, iter_pages, list_params, split_range
+from integrations.stripe.pages import balanced_ranges, complete_lines, iter_pages, list_params, split_range
 from integrations.stripe.ratelimit import Unlimited
 from integrations.stripe.testserver import FakeStripe, StripeWorld
 
@@ -71,3 +71,24 @@ def test_complete_lines_fetches_what_the_invoice_did_not_embed() -> None:
         complete_lines(r, invoice)
     assert [ln["id"] for ln in invoice["lines"]["data"]] == [ln["id"] for ln in lines]
     assert fake.requests[-1] == ("GET", "/v1/invoices/in_1/lines?limit=100&starting_after=il_09")
+
+
+def test_balanced_ranges_follow_the_billed_area() -> None:
+    # every customer starts at 0: invoices accrue evenly in time, so the ranges are equal in time
+    assert balanced_ranges([0] * 10, 1000, 4) == [(None, 250), (250, 500), (500, 750), (750, None)]
+    # one customer every 10 s: invoices before t grow like t^2 / 2, so quarter-area bounds sit near
+    # 1000 * sqrt(1/4, 2/4, 3/4) = 500, 707, 866
+    ranges = balanced_ranges(list(range(0, 1000, 10)), 1000, 4)
+    bounds = [lt for _, lt in ranges[:-1]]
+    assert all(abs(got - want) <= 6 for got, want in zip(bounds, [500, 707, 866], strict=True))
+    assert balanced_ranges([], 1000, 4) == [(None, None)]
+
+
+@given(
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=50), st.integers(1, 12), st.integers(-1, 3 * 10**6)
+)
+def test_balanced_ranges_cover_every_time_exactly_once(starts: list[int], parts: int, t: int) -> None:
+    ranges = balanced_ranges(sorted(starts), 2 * 10**6, parts)
+    assert len(ranges) <= parts
+    inside = [(gte, lt) for gte, lt in ranges if (gte is None or t >= gte) and (lt is None or t < lt)]
+    assert len(inside) == 1

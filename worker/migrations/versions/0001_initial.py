@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:26:55.492738
+Create Date: 2026-11-25 19:50:00.339686
 """
 from alembic import op
 import sqlalchemy as sa
@@ -63,6 +63,13 @@ def upgrade() -> None:
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'customer_id', 'fingerprint')
+    )
+    op.create_table('ledger_build',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('built_at', sa.BigInteger(), nullable=False),
+    sa.Column('sync_at', sa.BigInteger(), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id')
     )
     op.create_table('ledger_line',
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -351,6 +358,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_ledger_line_customer')
 
     op.drop_table('ledger_line')
+    op.drop_table('ledger_build')
     op.drop_table('alert_state')
     op.drop_table('alert_delivery')
     op.drop_table('fx_rate')
