@@ -235,7 +235,7 @@ def month_movements(conn: Connection, account_id: int, months: Sequence[date]) -
         .where(SNAP.c.account_id == account_id, SNAP.c.day.in_(list(months)))
         .subquery("rows")
     )
-    mrr, prev = rows.c.mrr, func.coalesce(rows.c.prev, 0)
+    mrr, prev = rows.c.mrr, rows.c.prev  # never NULL: a first row's gap is NULL, so its CASE gives 0
     starts = and_(prev <= 0, mrr > 0)
     per_month = select(
         rows.c.day,

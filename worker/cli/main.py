@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from worker.cli import accounts, demo, metrics_cmd, ops, revenue, risk, sync_cmd
+from worker.cli.common import EXIT_REFUSED
+from worker.secrets import SecretError
+from worker.settings import ConfigError
 
 app = typer.Typer(
     name="retention",
@@ -19,4 +24,9 @@ for module in (accounts, sync_cmd, revenue, metrics_cmd, risk, ops, demo):
 
 
 def main() -> None:
-    app()
+    """Entry point: a bad environment or a wrong secret key is a refusal (exit 2, one line), not a traceback."""
+    try:
+        app()
+    except (ConfigError, SecretError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_REFUSED)
