@@ -219,10 +219,12 @@ def month_movements(conn: Connection, account_id: int, months: Sequence[date]) -
     most 31 days apart) and how many paying months the customer had so far (1 = first ever: `new`). A
     customer with no row at m has MRR 0 there, so churn is everything paying at m-1 that is not seen paying at
     m: mrr(m-1) minus the m-1 MRR of the customers still paying at m. The first month has no predecessor, so
-    everything in it is new.
+    everything in it is new. SQLite takes the streamed path below (same buckets, half the time).
     """
     if not months:
         return []
+    if conn.dialect.name == "sqlite":
+        return _movements_streamed(conn, account_id, months)
     order = {"partition_by": SNAP.c.customer_id, "order_by": SNAP.c.day}
     gap = day_number(SNAP.c.day) - func.lag(day_number(SNAP.c.day)).over(**order)
     rows = (
@@ -261,3 +263,45 @@ def month_movements(conn: Connection, account_id: int, months: Sequence[date]) -
     return list(result.values())
 
 
+def _movements_streamed(conn: Connection, account_id: int, months: Sequence[date]) -> list[MonthMovement]:
+    """SQLite's fast path for month_movements, with the same buckets.
+
+    SQLite's window functions cost about 3 us a row; reading the rows in primary-key order (customer, day: no
+    sort) through the driver's own cursor and bucketing them in one loop costs half that, which is what keeps
+    100,000 customers x 36 months near the 10 s budget. Only a few integers per month are held in memory.
+    """
+    position = {m.isoformat(): i for i, m in enumerate(months)}
+    n = len(months)
+    total, new, reactivation, expansion, contraction, kept = ([0] * n for _ in range(6))
+    marks = ", ".join("?" for _ in months)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(
+        f"SELECT customer_id, day, mrr FROM {SNAP.name} WHERE account_id = ? AND day IN ({marks}) "
+        "ORDER BY customer_id, day",
+        [account_id, *position],
+    )
+    customer, last_i, last_mrr, paid = None, -2, 0, False
+    for customer_id, day, mrr in cursor:
+        i = position[day]
+        if customer_id != customer:
+            customer, last_i, last_mrr, paid = customer_id, -2, 0, False
+        prev = last_mrr if last_i == i - 1 else 0
+        if mrr > 0:
+            total[i] += mrr
+            if prev <= 0:
+                (reactivation if paid else new)[i] += mrr
+                paid = True
+            else:
+                kept[i] += prev
+                if mrr > prev:
+                    expansion[i] += mrr - prev
+                else:
+                    contraction[i] += prev - mrr
+        last_i, last_mrr = i, mrr
+    cursor.close()
+    out, previous = [], 0
+    for i, month in enumerate(months):
+        out.append(MonthMovement(month=month, new=new[i], expansion=expansion[i], contraction=contraction[i],
+                                 churn=previous - kept[i], reactivation=reactivation[i], mrr=total[i]))
+        previous = total[i]
+    return out
