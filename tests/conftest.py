@@ -40,7 +40,7 @@ def _unavailable(message: str) -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test gets its own RETENTION_HOME, SQLite database and Fernet key; no real Stripe/Slack variables."""
+    """Each test gets its own RETENTION_HOME, SQLite database and Fernet key; no Stripe/Slack variables."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("RETENTION_HOME", str(home))
     monkeypatch.setenv("RETENTION_DATABASE_URL", f"sqlite:///{home / 'retention.db'}")

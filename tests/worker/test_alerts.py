@@ -18,6 +18,7 @@ from tests.worker.stripe_rows import make_account
 from worker.alert_state import AlertDelivery, AlertState, last_alert_status
 from worker.alerts import run_alerts
 from worker.cli.main import app
+from worker.cli.sync_cmd import account_status
 from worker.db import ensure_schema, session_scope
 from worker.models import Account
 from worker.rebuild import rebuild_account
@@ -142,6 +143,9 @@ def test_a_revoked_webhook_is_recorded_on_the_account(engine: Engine, slack: Fak
         row = session.get(AlertDelivery, account.id)
     assert row is not None and row.revoked and row.last_ok is False
     assert row.last_error is not None and "no_service" in row.last_error and "revoked" in row.last_error
+    with Session(engine) as session:
+        shown = account_status(engine, session, account)["slack"]  # what `retention status --json` prints
+    assert shown is not None and shown["revoked"] is True and shown["ok"] is False and shown["pending"] == 4
 
 
 def test_dry_run_shows_the_message_and_changes_nothing(engine: Engine, slack: FakeSlack) -> None:

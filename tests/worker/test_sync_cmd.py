@@ -47,6 +47,7 @@ def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> No
         "counts",
         "rejected",
         "last_nightly",
+        "slack",
     }
     assert (entry["name"], entry["last_sync_ok"], entry["last_error"], entry["mode"]) == (
         "acme",
@@ -59,6 +60,7 @@ def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> No
         {"id": "cus_broken", "object": "customer", "error": "field 'created' should be an integer, got str"}
     ]
     assert entry["last_nightly"] is None
+    assert entry["slack"] is None  # no alert was ever delivered
     assert status_json(cli)["accounts"][0]["mode"] == "incremental"
 
 

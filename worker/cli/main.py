@@ -13,7 +13,7 @@ from worker.settings import ConfigError
 
 app = typer.Typer(
     name="retention",
-    help="Honest revenue retention from your Stripe account: MRR, NRR, GRR, logo retention, at-risk accounts.",
+    help="Honest revenue retention from Stripe: MRR, NRR, GRR, logo retention, at-risk accounts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,7 +24,7 @@ for module in (accounts, sync_cmd, revenue, metrics_cmd, risk, ops, demo):
 
 
 def main() -> None:
-    """Entry point: a bad environment or a wrong secret key is a refusal (exit 2, one line), not a traceback."""
+    """Entry point: a bad environment or a wrong secret key is a refusal (exit 2), not a traceback."""
     try:
         app()
     except (ConfigError, SecretError) as exc:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from integrations.stripe.models import SyncState
+from worker.alert_state import last_alert_status
 from worker.cli.common import EXIT_FAILED, open_db, print_json, select_accounts
 from worker.models import Account
 from worker.runlog import last_nightly
@@ -39,6 +40,7 @@ def account_status(engine: Engine, session: Session, account: Account) -> dict[s
         "counts": counts(engine, account.id),
         "rejected": list(state.rejected) if state else [],
         "last_nightly": last_nightly(session, account.id),
+        "slack": last_alert_status(session, account.id),
     }
 
 

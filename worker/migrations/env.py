@@ -17,7 +17,8 @@ target_metadata = SQLModel.metadata
 def _url() -> str:
     from worker.db import normalize_url
 
-    return normalize_url(os.environ.get("RETENTION_DATABASE_URL") or config.get_main_option("sqlalchemy.url") or "")
+    url = os.environ.get("RETENTION_DATABASE_URL") or config.get_main_option("sqlalchemy.url") or ""
+    return normalize_url(url)
 
 
 def run_migrations_online() -> None:
