@@ -51,6 +51,12 @@ def select_accounts(session: Session, name: str | None) -> list[Account]:
     return [account]
 
 
+def load_accounts(engine: Engine, name: str | None) -> list[Account]:
+    """`select_accounts` in a session of its own; the rows stay readable after it closes."""
+    with Session(engine, expire_on_commit=False) as session:
+        return select_accounts(session, name)
+
+
 def parse_as_of(value: str | None) -> datetime:
     """`YYYY-MM-DD` means 00:00 UTC that day; nothing means now."""
     if value is None:
@@ -65,3 +71,8 @@ def parse_as_of(value: str | None) -> datetime:
 def print_json(payload: Any) -> None:
     json.dump(payload, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def print_payloads(payloads: list[dict[str, Any]]) -> None:
+    """One account's payload as it is; several as `{"accounts": [...]}` (an addition the README documents)."""
+    print_json(payloads[0] if len(payloads) == 1 else {"accounts": payloads})

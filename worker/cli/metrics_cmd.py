@@ -15,30 +15,20 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from integrations.stripe.models import StripeInvoiceLine
-from metrics.ledger import ClassifiedLine
 from metrics.segments import SizeBands
 from metrics.summary import pct
-from worker.cli.common import open_db, parse_as_of, print_json, refuse, select_accounts
+from worker.cli.common import (
+    open_db,
+    parse_as_of,
+    print_payloads,
+    refuse,
+    select_accounts,
+)
 from worker.metrics_run import compute_metrics, size_bands
 from worker.models import Account
-from worker.rebuild import rebuild_account
-
-
-def _ledger_ready(engine: Engine, account: Account) -> None:
-    """Right after a first sync the ledger is empty: build it once so the figures are there."""
-    lines, ledger = StripeInvoiceLine.__table__, ClassifiedLine.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        has_ledger = conn.execute(select(func.count()).select_from(ledger)
-                                  .where(ledger.c.account_id == account.id)).scalar()
-        has_lines = conn.execute(select(func.count()).select_from(lines)
-                                 .where(lines.c.account_id == account.id)).scalar()
-    if has_lines and not has_ledger:
-        rebuild_account(engine, account)
+from worker.rebuild import ensure_ledger
 
 
 def _ratio(value: float | None) -> str:
@@ -120,10 +110,10 @@ def register(app: typer.Typer) -> None:
             accounts = select_accounts(session, name)
         payloads = []
         for account in accounts:
-            _ledger_ready(engine, account)
+            ensure_ledger(engine, account)
             payloads.append(compute_metrics(engine, account, when, store=True, bands=edges))
         if as_json:
-            print_json(payloads[0] if len(payloads) == 1 else {"accounts": payloads})
+            print_payloads(payloads)
             return
         for account, payload in zip(accounts, payloads, strict=True):
             render(account, payload)

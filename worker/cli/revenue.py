@@ -27,7 +27,13 @@ from metrics.ledger import ClassifiedLine, FxRate
 from metrics.money import exponent, fmt, json_amount
 from metrics.movements import BUCKETS, movements
 from metrics.rates import RatesError, parse_rates_csv
-from worker.cli.common import open_db, parse_as_of, print_json, refuse, select_accounts
+from worker.cli.common import (
+    load_accounts,
+    open_db,
+    parse_as_of,
+    print_payloads,
+    refuse,
+)
 from worker.models import Account
 from worker.mrr_queries import (
     ensure_snapshots,
@@ -43,14 +49,8 @@ L = ClassifiedLine.__table__  # type: ignore[attr-defined]
 console = Console(soft_wrap=True)
 
 
-def _accounts(engine: Engine, name: str | None) -> list[Account]:
-    with Session(engine, expire_on_commit=False) as session:
-        return select_accounts(session, name)
 
 
-def _ready(engine: Engine, account: Account) -> None:
-    """Rebuild the ledger first when it was never built or a sync ran since (worker.rebuild.ensure_ledger)."""
-    ensure_ledger(engine, account)
 
 
 def _names(engine: Engine, account: Account) -> dict[str, str | None]:
@@ -61,8 +61,6 @@ def _names(engine: Engine, account: Account) -> dict[str, str | None]:
         }
 
 
-def _emit(payloads: list[dict[str, Any]]) -> None:
-    print_json(payloads[0] if len(payloads) == 1 else {"accounts": payloads})
 
 
 def _warn(warnings: list[dict[str, str]]) -> None:
@@ -72,7 +70,7 @@ def _warn(warnings: list[dict[str, str]]) -> None:
 
 def mrr_payload(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
     """The `retention mrr --json` payload of one account."""
-    _ready(engine, account)
+    ensure_ledger(engine, account)
     cur = account.reporting_currency.lower()
     names = _names(engine, account)
     with engine.connect() as conn:
@@ -99,7 +97,7 @@ def mrr_payload(engine: Engine, account: Account, as_of: datetime) -> dict[str, 
 
 def movements_payload(engine: Engine, account: Account, today: date | None = None) -> dict[str, Any]:
     """The `retention movements --json` payload: one row per month start with a snapshot history."""
-    _ready(engine, account)
+    ensure_ledger(engine, account)
     today = today or datetime.now(UTC).date()
     cur = account.reporting_currency.lower()
     with engine.connect() as conn:
@@ -127,7 +125,7 @@ def movements_payload(engine: Engine, account: Account, today: date | None = Non
 
 def explain_payload(engine: Engine, account: Account, customer_id: str, as_of: datetime) -> dict[str, Any]:
     """Every line behind the customer's MRR at as_of, and the lines left out (with class and reason)."""
-    _ready(engine, account)
+    ensure_ledger(engine, account)
     cur = account.reporting_currency.lower()
     t = int(as_of.timestamp())
     month = (as_of.year, as_of.month)
@@ -217,11 +215,12 @@ def register(app: typer.Typer) -> None:
         """MRR per customer at an instant (METRICS.md section 3)."""
         engine = open_db()
         when = parse_as_of(as_of)
-        payloads = [mrr_payload(engine, a, when) for a in _accounts(engine, name)]
+        accounts = load_accounts(engine, name)
+        payloads = [mrr_payload(engine, a, when) for a in accounts]
         if json_out:
-            _emit(payloads)
+            print_payloads(payloads)
             return
-        for a, p in zip(_accounts(engine, name), payloads, strict=True):
+        for a, p in zip(accounts, payloads, strict=True):
             table = Table(
                 title=f"{a.name}: MRR {fmt(_minor(p['mrr'], p['currency']), p['currency'])} "
                 f"at {p['as_of'][:10]}"
@@ -245,10 +244,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """MRR movements month by month: new, expansion, contraction, churn, reactivation."""
         engine = open_db()
-        accounts = _accounts(engine, name)
+        accounts = load_accounts(engine, name)
         payloads = [movements_payload(engine, a) for a in accounts]
         if json_out:
-            _emit(payloads)
+            print_payloads(payloads)
             return
         for a, p in zip(accounts, payloads, strict=True):
             cur = p["currency"]
@@ -269,14 +268,14 @@ def register(app: typer.Typer) -> None:
         """Every line behind one customer's MRR, and the lines left out, with the reason for each."""
         engine = open_db()
         when = parse_as_of(as_of)
-        accounts = [a for a in _accounts(engine, None) if _has_customer(engine, a, customer_id)]
+        accounts = [a for a in load_accounts(engine, None) if _has_customer(engine, a, customer_id)]
         if not accounts:
             refuse(
                 f"no customer {customer_id!r} in any connected account: check the id or run `retention sync`"
             )
         payloads = [explain_payload(engine, a, customer_id, when) for a in accounts]
         if json_out:
-            _emit(payloads)
+            print_payloads(payloads)
             return
         for p in payloads:
             cur = p["currency"]
@@ -307,7 +306,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recompute classification and snapshots from stored objects (no Stripe calls)."""
         engine = open_db()
-        for a in _accounts(engine, name):
+        for a in load_accounts(engine, name):
             result = rebuild_account(engine, a)
             console.print(describe(result))
             for problem in result.problems:

@@ -12,40 +12,21 @@ from datetime import datetime
 from typing import Any
 
 import typer
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
-from integrations.stripe.models import StripeInvoiceLine
-from metrics.ledger import ClassifiedLine
 from worker.accounts import slack_webhook
 from worker.alerts import AlertResult, run_alerts
-from worker.cli.common import EXIT_FAILED, open_db, parse_as_of, print_json, refuse, select_accounts
+from worker.cli.common import (
+    EXIT_FAILED,
+    load_accounts,
+    open_db,
+    parse_as_of,
+    print_payloads,
+    refuse,
+)
 from worker.models import Account
-from worker.rebuild import rebuild_account
+from worker.rebuild import ensure_ledger
 from worker.risk import at_risk, churned
 from worker.settings import get_settings
-
-
-def _accounts(engine: Engine, name: str | None) -> list[Account]:
-    with Session(engine, expire_on_commit=False) as session:
-        return select_accounts(session, name)
-
-
-def _ready(engine: Engine, account: Account) -> None:
-    """Build the ledger once if the account has stored lines but no ledger yet."""
-    ledger, lines = ClassifiedLine.__table__, StripeInvoiceLine.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        has_ledger = conn.execute(select(func.count()).select_from(ledger)
-                                  .where(ledger.c.account_id == account.id)).scalar()
-        has_lines = conn.execute(select(func.count()).select_from(lines)
-                                 .where(lines.c.account_id == account.id)).scalar()
-    if not has_ledger and has_lines:
-        rebuild_account(engine, account)
-
-
-def _emit(payloads: list[dict[str, Any]]) -> None:
-    print_json(payloads[0] if len(payloads) == 1 else {"accounts": payloads})
 
 
 def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
@@ -84,14 +65,14 @@ def at_risk_cmd(
     moment = parse_as_of(as_of)
     engine = open_db()
     payloads = []
-    for account in _accounts(engine, name):
-        _ready(engine, account)
+    for account in load_accounts(engine, name):
+        ensure_ledger(engine, account)
         payload = {"account": account.name, **at_risk(engine, account, moment)}
         payloads.append(payload)
         if not as_json:
             _show_at_risk(account, payload)
     if as_json:
-        _emit(payloads)
+        print_payloads(payloads)
 
 
 def _report(result: AlertResult, dry_run: bool) -> None:
@@ -118,13 +99,13 @@ def alert_cmd(
     moment = parse_as_of(as_of)
     settings = get_settings()
     engine = open_db(settings)
-    accounts = _accounts(engine, name)
+    accounts = load_accounts(engine, name)
     if not dry_run and name is not None and slack_webhook(settings, accounts[0]) is None:
         refuse(f"account {name!r} has no Slack webhook: set SLACK_WEBHOOK_URL or reconnect with "
                "--slack-webhook-url (or use --dry-run)")
     failed = False
     for account in accounts:
-        _ready(engine, account)
+        ensure_ledger(engine, account)
         result = run_alerts(engine, settings, account, moment, dry_run=dry_run)
         _report(result, dry_run)
         failed = failed or result.error is not None
@@ -141,14 +122,14 @@ def churned_cmd(
     moment: datetime = parse_as_of(as_of)
     engine = open_db()
     payloads = []
-    for account in _accounts(engine, name):
-        _ready(engine, account)
+    for account in load_accounts(engine, name):
+        ensure_ledger(engine, account)
         payload = {"account": account.name, **churned(engine, account, moment)}
         payloads.append(payload)
         if not as_json:
             _show_churned(account, payload)
     if as_json:
-        _emit(payloads)
+        print_payloads(payloads)
 
 
 def register(app: typer.Typer) -> None:
