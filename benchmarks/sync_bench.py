@@ -10,7 +10,6 @@ Everything runs against the local Stripe-compatible server (integrations/stripe/
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
@@ -24,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 from cryptography.fernet import Fernet
 
@@ -34,7 +34,7 @@ os.environ.setdefault("RETENTION_SECRET_KEY", Fernet.generate_key().decode())
 
 import integrations.stripe.sync as sync_module  # noqa: E402
 from integrations.stripe import builders as b  # noqa: E402
-from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
+from integrations.stripe.client import StripeConfig, StripeReader, parse_body  # noqa: E402
 from integrations.stripe.sample import build_sample_world  # noqa: E402
 from integrations.stripe.sync import LISTS, Syncer, store_page  # noqa: E402
 from integrations.stripe.testserver import FakeStripe, StripeWorld  # noqa: E402
@@ -118,12 +118,17 @@ def full_sync(url: str, rps: float, label: str) -> tuple[float, int, int]:
 
 
 def processing_rate(invoice_pages: list[dict[str, Any]]) -> tuple[float, int]:
-    """Our own work per invoice (parse + bulk upsert + commit), without any HTTP."""
+    """Our own work per invoice (parse + bulk upsert + commit), without any HTTP.
+
+    Each page starts as the bytes of a response body (encoded before the clock starts: producing the body is
+    the server's work) and is parsed as StripeReader parses it, so the figure includes the JSON parse.
+    """
     engine, account_id = fresh_account("processing")
+    bodies = [orjson.dumps(page["data"]) for page in invoice_pages]
     n = 0
     start = time.perf_counter()
-    for page in invoice_pages:
-        objects = json.loads(json.dumps(page["data"]))  # fresh dicts, as each sync gets them
+    for body in bodies:
+        objects = parse_body(body)  # fresh dicts, as each sync gets them
         with engine.begin() as conn:
             ids, _ = store_page(conn, account_id, "invoices", objects)
         n += len(ids)

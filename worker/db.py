@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -40,15 +41,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+def _json_serializer(value: object) -> str:
+    """JSON columns as compact UTF-8 text, with orjson (the sync stores a raw object per row); non-string keys
+    become strings, as with the stdlib encoder."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# For JSON columns; orjson.loads takes the str the drivers return.
+JSON_CODECS = {"json_serializer": _json_serializer, "json_deserializer": orjson.loads}
+
+
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
     """One engine per URL per process (engines hold the connection pool)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **JSON_CODECS)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **JSON_CODECS)
     return engine
 
 

@@ -44,6 +44,8 @@ class _Reader:
 
     def str_(self, key: str, required: bool = False, src: Obj | None = None) -> str | None:
         value = (self.obj if src is None else src).get(key)
+        if type(value) is str:  # the common case first: these run a dozen times per object
+            return value
         if value is None:
             if required:
                 raise self.fail(f"missing field {key!r}")
@@ -56,6 +58,8 @@ class _Reader:
 
     def int_(self, key: str, required: bool = False, src: Obj | None = None) -> int | None:
         value = (self.obj if src is None else src).get(key)
+        if type(value) is int:
+            return value
         if value is None:
             if required:
                 raise self.fail(f"missing field {key!r}")
@@ -66,6 +70,8 @@ class _Reader:
 
     def bool_(self, key: str, default: bool = False, src: Obj | None = None) -> bool:
         value = (self.obj if src is None else src).get(key)
+        if value is True or value is False:
+            return value
         if value is None:
             return default
         if not isinstance(value, bool):
@@ -74,6 +80,8 @@ class _Reader:
 
     def dict_(self, key: str, src: Obj | None = None) -> Obj:
         value = (self.obj if src is None else src).get(key)
+        if type(value) is dict:
+            return value
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -82,6 +90,8 @@ class _Reader:
 
     def list_(self, key: str, src: Obj | None = None) -> list[Any]:
         value = (self.obj if src is None else src).get(key)
+        if type(value) is list:
+            return value
         if value is None:
             return []
         if not isinstance(value, list):
@@ -207,6 +217,8 @@ def parse_subscription(obj: Any) -> tuple[Row, list[Row]]:
 
 
 def _sum_amounts(r: _Reader, items: list[Any], what: str, keep: Any = None) -> int:
+    if not items:
+        return 0
     total = 0
     for item in items:
         if (
@@ -220,10 +232,129 @@ def _sum_amounts(r: _Reader, items: list[Any], what: str, keep: Any = None) -> i
     return total
 
 
+def _opt_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _opt_int(value: Any) -> bool:
+    return value is None or type(value) is int
+
+
+def _fast_sum(items: Any, inclusive: str | None = None) -> int | None:
+    """_sum_amounts for well-formed entries; None when anything is unusual (the checked path then decides)."""
+    if items is None:
+        return 0
+    if type(items) is not list:
+        return None
+    total = 0
+    for item in items:
+        if type(item) is not dict:
+            return None
+        amount = item.get("amount")
+        if type(amount) is not int:
+            return None
+        if inclusive is None or item.get("tax_behavior") == inclusive:
+            total += amount
+    return total
+
+
+def _parse_line_fast(
+    obj: Any, invoice_id: str | None, customer_id: str | None, currency: str | None
+) -> Row | None:
+    """parse_line for a well-formed line of the current shape (nearly all of them), with plain dict reads.
+
+    It returns exactly what parse_line's checked path returns, or None for anything else (an older shape, an
+    expanded object, a missing or mistyped field), which then goes through the checked path and its errors.
+    """
+    if type(obj) is not dict or not invoice_id:
+        return None
+    get = obj.get
+    oid = get("id")
+    amount = get("amount")
+    period = get("period")
+    parent = get("parent")
+    pricing = get("pricing")
+    if (
+        type(oid) is not str
+        or not oid
+        or type(amount) is not int
+        or type(parent) is not dict
+        or not parent
+        or (period is not None and type(period) is not dict)
+        or (pricing is not None and type(pricing) is not dict)
+    ):
+        return None
+    parent_type = parent.get("type")
+    if type(parent_type) is not str or not parent_type:
+        return None
+    details = parent.get(parent_type)
+    if type(details) is not dict:
+        return None
+    proration = details.get("proration")
+    if proration is None:
+        proration = False
+    elif proration is not True and proration is not False:
+        return None
+    subscription_id = details.get("subscription")
+    subscription_item_id = details.get("subscription_item")
+    price_details = pricing.get("price_details") if pricing else None
+    if price_details is None:
+        price_details = {}
+    elif type(price_details) is not dict:
+        return None
+    price_id = price_details.get("price")
+    product_id = price_details.get("product")
+    own_currency = get("currency")
+    quantity = get("quantity")
+    description = get("description")
+    start = period.get("start") if period else None
+    end = period.get("end") if period else None
+    if not (
+        _opt_str(subscription_id)
+        and _opt_str(subscription_item_id)
+        and _opt_str(price_id)
+        and _opt_str(product_id)
+        and _opt_str(own_currency)
+        and _opt_str(description)
+        and _opt_int(quantity)
+        and _opt_int(start)
+        and _opt_int(end)
+    ):
+        return None
+    inclusive = _fast_sum(get("taxes"), "inclusive")
+    discount_total = _fast_sum(get("discount_amounts"))
+    if inclusive is None or discount_total is None:
+        return None
+    return {
+        "id": oid,
+        "invoice_id": invoice_id,
+        "customer_id": customer_id,
+        "subscription_id": subscription_id,
+        "subscription_item_id": subscription_item_id,
+        "price_id": price_id,
+        "product_id": product_id,
+        "currency": (own_currency.lower() if own_currency else None) or currency,
+        "amount": amount,
+        "discount_total": discount_total,
+        "inclusive_tax": inclusive,
+        "quantity": quantity,
+        "period_start": start,
+        "period_end": end,
+        "parent_type": parent_type,
+        "legacy_type": None,
+        "proration": proration,
+        "description": description,
+        "raw": obj,
+    }
+
+
 def parse_line(
     obj: Any, invoice_id: str | None = None, customer_id: str | None = None, currency: str | None = None
 ) -> Row:
     """One invoice line in shape-neutral columns (see StripeInvoiceLine)."""
+    row = _parse_line_fast(obj, invoice_id, customer_id, currency)
+    if row is not None:
+        return row
     r = _Reader("line_item", obj)
     amount = r.int_("amount", True)
     period = r.dict_("period")

@@ -9,11 +9,12 @@ SQLAlchemy's per-row parameter processing cost more than parsing the objects did
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Table, delete, not_, tuple_
 from sqlalchemy.engine import Connection
 
@@ -21,8 +22,11 @@ from integrations.stripe.models import StripeInvoiceLine, StripeSubscriptionItem
 from integrations.stripe.records import INSERT_ONLY
 
 Row = dict[str, Any]
-# UTF-8 rather than \u escapes: 2.5x faster to encode, and both databases store UTF-8 text.
-_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False, ensure_ascii=False).encode
+
+
+def _encode(value: Any) -> str:
+    """Compact UTF-8 JSON text (what the JSON columns hold), with orjson: ~10x the stdlib encoder."""
+    return orjson.dumps(value).decode()
 
 
 def table_of(model: type) -> Table:
@@ -47,23 +51,44 @@ def _json_columns(table: Table) -> frozenset[str]:
     return frozenset(c.name for c in table.c if isinstance(c.type, JSON))
 
 
+Plan = tuple[tuple[str, ...], Callable[[Row], Any], tuple[int, ...]]
+
+
+@lru_cache(maxsize=256)
+def _row_plan(table: Table, keys: tuple[str, ...]) -> Plan:
+    """For rows with these keys (in this order): the columns written, a getter of their values as a tuple,
+    and the positions of JSON columns (encoded to text here, once, rather than by SQLAlchemy per row)."""
+    columns = tuple(k for k in keys if k not in (INSERT_ONLY, "account_id"))
+    getter = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+    json_cols = _json_columns(table)
+    return columns, getter, tuple(n for n, c in enumerate(columns) if c in json_cols)
+
+
 def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> None:
     """Insert or update rows by primary key; only the columns present in the rows are updated."""
     if not rows:
         return
+    # rows with the same keys share a statement; the parsers build each kind of row with its keys in one order
     groups: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Row]] = {}
     for row in rows:
-        row = dict(row)
-        keep = tuple(row.pop(INSERT_ONLY, ()))
-        row["account_id"] = account_id
-        groups.setdefault((tuple(sorted(row)), keep), {})[row["id"]] = row  # last one wins within a page
+        group = (tuple(row), tuple(row.get(INSERT_ONLY, ())))
+        by_id = groups.get(group)
+        if by_id is None:
+            by_id = groups[group] = {}
+        by_id[row["id"]] = row  # last one wins within a page
     placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
-    json_cols = _json_columns(table)
-    for (columns, keep), by_id in groups.items():
-        sql = _statement(table, columns, keep, placeholder)
-        params = [
-            tuple(_encode(row[c]) if c in json_cols else row[c] for c in columns) for row in by_id.values()
-        ]
+    for (keys, keep), by_id in groups.items():
+        columns, getter, json_at = _row_plan(table, keys)
+        sql = _statement(table, (*columns, "account_id"), keep, placeholder)
+        params: list[tuple[Any, ...]] = []
+        append = params.append
+        for row in by_id.values():
+            values = getter(row)
+            if json_at:
+                values = list(values)
+                for n in json_at:
+                    values[n] = _encode(values[n])
+            append((*values, account_id))
         conn.exec_driver_sql(sql, params)
 
 
