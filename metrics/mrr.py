@@ -36,10 +36,17 @@ MONTHS_PER_INTERVAL: dict[str, tuple[int, int]] = {
 
 def months_ratio(record: LineRecord) -> tuple[int, int] | None:
     """Months one line bills, exact: from the recurring price, else the period's length (None: empty)."""
-    unit = MONTHS_PER_INTERVAL.get(record.interval or "")
+    return months_of_period(record.interval, record.interval_count, record.period_start, record.period_end)
+
+
+def months_of_period(
+    interval: str | None, interval_count: int | None, period_start: int, period_end: int
+) -> tuple[int, int] | None:
+    """months_ratio from the fields themselves (the rebuild calls it per stored line without a record)."""
+    unit = MONTHS_PER_INTERVAL.get(interval or "")
     if unit is not None:
-        return unit[0] * (record.interval_count or 1), unit[1]
-    seconds = record.period_end - record.period_start
+        return unit[0] * (interval_count or 1), unit[1]
+    seconds = period_end - period_start
     if seconds <= 0:
         return None
     return seconds * 1200, SECONDS_PER_DAY * 36525  # days / (365.25 / 12)
@@ -156,28 +163,51 @@ def customer_snapshots(
     MRR = recurring lines with start <= t < end (never below 0); plan = the product of the largest such line
     (ties: the smallest line id); one_time = one-time amounts invoiced in the point's calendar month.
     """
-    instants = [p.t for p in points]
-    mrr = [0] * len(points)
-    one_time = [0] * len(points)
-    best: list[tuple[int, str, str | None] | None] = [None] * len(points)
-    by_month: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, p in enumerate(points):
-        by_month[p.month].append(i)
-    for e in entries:
-        if e.klass == "recurring":
-            for i in range(bisect_left(instants, e.start), bisect_left(instants, e.end)):
-                mrr[i] += e.monthly
+    spread = SnapshotSpreader(points)
+    rows = [(e.klass, e.start, e.end, e.monthly, e.amount, e.invoiced_at, e.plan, e.line_id) for e in entries]
+    return [(points[i].day, mrr, one_time, plan) for i, mrr, one_time, plan in spread(rows)]
+
+
+EntryRow = tuple[str, int, int, int, int, int | None, str | None, str]
+
+
+class SnapshotSpreader:
+    """customer_snapshots for many customers over the same points, on plain tuples in LedgerEntry's field
+    order (the snapshot rebuild runs it per customer over every counted line: no object per line)."""
+
+    def __init__(self, points: Sequence[Point]) -> None:
+        self.n = len(points)
+        self.instants = [p.t for p in points]
+        by_month: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, p in enumerate(points):
+            by_month[p.month].append(i)
+        self.by_month = dict(by_month)
+
+    def __call__(self, entries: Iterable[EntryRow]) -> list[tuple[int, int, int, str | None]]:
+        """(point index, mrr, one_time, plan) where MRR > 0 or one-time amounts exist, in point order."""
+        n, instants, by_month = self.n, self.instants, self.by_month
+        mrr = [0] * n
+        one_time = [0] * n
+        best: list[tuple[int, str, str | None] | None] = [None] * n
+        any_one_time = False
+        for klass, start, end, monthly, amount, invoiced_at, plan, line_id in entries:
+            if klass == "recurring":
+                for i in range(bisect_left(instants, start), bisect_left(instants, end)):
+                    mrr[i] += monthly
+                    b = best[i]
+                    if b is None or monthly > b[0] or (monthly == b[0] and line_id < b[1]):
+                        best[i] = (monthly, line_id, plan)
+            elif invoiced_at is not None:
+                when = datetime.fromtimestamp(invoiced_at, UTC)
+                for i in by_month.get((when.year, when.month), ()):
+                    one_time[i] += amount
+                    any_one_time = True
+        out = []
+        for i in range(n):
+            value = mrr[i]
+            if value > 0:
                 b = best[i]
-                if b is None or e.monthly > b[0] or (e.monthly == b[0] and e.line_id < b[1]):
-                    best[i] = (e.monthly, e.line_id, e.plan)
-        elif e.invoiced_at is not None:
-            when = datetime.fromtimestamp(e.invoiced_at, UTC)
-            for i in by_month.get((when.year, when.month), ()):
-                one_time[i] += e.amount
-    out = []
-    for i, p in enumerate(points):
-        value = max(mrr[i], 0)
-        if value > 0 or one_time[i] != 0:
-            b = best[i]
-            out.append((p.day, value, one_time[i], b[2] if b is not None and value > 0 else None))
-    return out
+                out.append((i, value, one_time[i], b[2] if b is not None else None))
+            elif any_one_time and one_time[i] != 0:
+                out.append((i, 0, one_time[i], None))
+        return out

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import count as counter
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select
@@ -22,7 +23,7 @@ from integrations.stripe.models import StripeProduct
 from metrics.classify import ONE_TIME, RECURRING
 from metrics.ledger import ClassifiedLine, MrrSnapshot, SnapshotDay
 from metrics.money import fmt
-from metrics.mrr import LedgerEntry, Point, customer_snapshots
+from metrics.mrr import EntryRow, Point, SnapshotSpreader
 from worker.models import Account
 
 L = ClassifiedLine.__table__  # type: ignore[attr-defined]
@@ -30,6 +31,7 @@ P = StripeProduct.__table__  # type: ignore[attr-defined]
 S = MrrSnapshot.__table__  # type: ignore[attr-defined]
 D = SnapshotDay.__table__  # type: ignore[attr-defined]
 CHUNK = 50_000
+_CURSORS = counter()  # server-side cursor names, unique in the process
 
 
 def ts(day: date) -> int:
@@ -63,10 +65,37 @@ def points_for(days: Sequence[date], instants: Sequence[int] | None = None) -> l
     return sorted(pts, key=lambda p: p.t)
 
 
+def raw_rows(conn: Connection, query: Any, stream: bool = False) -> Iterator[tuple[Any, ...]]:
+    """The rows of a Core select straight from the driver's cursor, as plain tuples (no SQLAlchemy Row and
+    result processing per row: that cost more than the work done with the rows).
+
+    Only for selects whose parameters are integers or constant strings (inlined as literals) and whose columns
+    need no result conversion (text, integers, booleans as the driver gives them). `stream` uses a server-side
+    cursor on PostgreSQL, so memory stays bounded by CHUNK rows.
+    """
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    driver = conn.connection.driver_connection
+    if stream and conn.dialect.name == "postgresql":
+        cursor = driver.cursor(name=f"raw_rows_{next(_CURSORS)}")  # type: ignore[union-attr]
+        cursor.itersize = CHUNK
+    else:
+        cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        while True:
+            batch = cursor.fetchmany(CHUNK)
+            if not batch:
+                break
+            yield from batch
+    finally:
+        cursor.close()
+
+
 def _entries(
     conn: Connection, account_id: int, window: tuple[int, int] | None = None
-) -> Iterator[tuple[str, list[LedgerEntry]]]:
-    """Counted recurring and one-time lines, grouped by customer (streamed in customer order, bounded memory).
+) -> Iterator[tuple[str, list[EntryRow]]]:
+    """Counted recurring and one-time lines, grouped by customer (streamed in customer order, bounded memory),
+    as tuples in LedgerEntry's field order.
 
     `window` (first, last instant) keeps only lines that can matter to points inside it.
     """
@@ -87,8 +116,8 @@ def _entries(
             L.c.klass,
             L.c.period_start,
             L.c.mrr_end,
-            L.c.monthly_reporting,
-            L.c.amount_reporting,
+            func.coalesce(L.c.monthly_reporting, 0),
+            func.coalesce(L.c.amount_reporting, 0),
             L.c.invoiced_at,
             func.coalesce(P.c.name, L.c.product_id),
             L.c.line_id,
@@ -96,16 +125,17 @@ def _entries(
         .select_from(L.outerjoin(P, and_(P.c.account_id == L.c.account_id, P.c.id == L.c.product_id)))
         .where(*cond)
         .order_by(L.c.customer_id)
-        .execution_options(yield_per=CHUNK)
     )
     current: str | None = None
-    group: list[LedgerEntry] = []
-    for r in conn.execute(query):
+    group: list[EntryRow] = []
+    append = group.append
+    for r in raw_rows(conn, query, stream=True):
         if r[0] != current:
             if current is not None:
                 yield current, group
             current, group = r[0], []
-        group.append(LedgerEntry(r[1], r[2], r[3], r[4] or 0, r[5] or 0, r[6], r[7], r[8]))
+            append = group.append
+        append(r[1:])
     if current is not None:
         yield current, group
 
@@ -116,9 +146,10 @@ def snapshot_rows(
     """(customer_id, day, mrr, one_time, plan) per customer with MRR > 0 or one-time amounts at a point."""
     if not points:
         return
+    spread = SnapshotSpreader(points)
     for customer, entries in _entries(conn, account_id, (points[0].t, points[-1].t)):
-        for day, mrr, one_time, plan in customer_snapshots(entries, points):
-            yield customer, day, mrr, one_time, plan
+        for i, mrr, one_time, plan in spread(entries):
+            yield customer, points[i].day, mrr, one_time, plan
 
 
 def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -140,20 +171,19 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iter
 SNAPSHOT_COLUMNS = ("account_id", "customer_id", "day", "mrr", "one_time", "plan")
 
 
-def _write(conn: Connection, account_id: int, rows: list[tuple[str, date, int, int, str | None]]) -> None:
-    if not rows:
-        return
-    pg = conn.dialect.name == "postgresql"
-    bulk_insert(
-        conn,
-        "mrr_snapshot",
-        SNAPSHOT_COLUMNS,
-        ((account_id, c, d if pg else d.isoformat(), m, o, p) for c, d, m, o, p in rows),
-    )
+SnapshotRow = tuple[int, str, Any, int, int, str | None]
+
+
+def _write(conn: Connection, rows: list[SnapshotRow]) -> None:
+    if rows:
+        bulk_insert(conn, "mrr_snapshot", SNAPSHOT_COLUMNS, rows)
 
 
 def ensure_snapshots(engine: Engine, account: Account, days: list[date]) -> None:
-    """MrrSnapshot rows for exactly these days, computed from the ledger where the day is not done yet."""
+    """MrrSnapshot rows for exactly these days, computed from the ledger where the day is not done yet.
+
+    One pass over the account's counted lines in customer order for all missing days at once.
+    """
     wanted = sorted(set(days))
     if not wanted:
         return
@@ -167,14 +197,34 @@ def ensure_snapshots(engine: Engine, account: Account, days: list[date]) -> None
         if not missing:
             return
         conn.execute(delete(S).where(S.c.account_id == account_id, S.c.day.in_(missing)))
-        batch: list[tuple[str, date, int, int, str | None]] = []
-        for row in snapshot_rows(conn, account_id, points_for(missing)):
-            batch.append(row)
-            if len(batch) >= CHUNK:
-                _write(conn, account_id, batch)
-                batch = []
-        _write(conn, account_id, batch)
-        conn.execute(insert(D), [{"account_id": account_id, "day": d} for d in missing])
+        points = points_for(missing)
+        write_snapshots(conn, account_id, points, _entries(conn, account_id, (points[0].t, points[-1].t)))
+
+
+def write_snapshots(
+    conn: Connection, account_id: int, points: Sequence[Point], groups: Iterable[tuple[str, list[EntryRow]]]
+) -> None:
+    """Snapshot rows of these points from each customer's counted lines, and the points' days marked done.
+
+    `groups` are (customer, lines) with every customer at most once (lines outside the points are ignored).
+    Rows are built as the tuples written (the day already in the column's stored form), in batches of CHUNK.
+    """
+    if not points:
+        return
+    pg = conn.dialect.name == "postgresql"
+    stored_day = [p.day if pg else p.day.isoformat() for p in points]
+    spread = SnapshotSpreader(points)
+    batch: list[SnapshotRow] = []
+    append = batch.append
+    for customer, entries in groups:
+        for i, mrr, one_time, plan in spread(entries):
+            append((account_id, customer, stored_day[i], mrr, one_time, plan))
+        if len(batch) >= CHUNK:
+            _write(conn, batch)
+            batch = []
+            append = batch.append
+    _write(conn, batch)
+    conn.execute(insert(D), [{"account_id": account_id, "day": p.day} for p in points])
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.engine import Connection, Engine
@@ -27,23 +28,66 @@ from integrations.stripe.models import (
     StripeInvoice,
     StripeInvoiceLine,
     StripePrice,
+    StripeProduct,
     StripeSubscription,
     StripeSubscriptionItem,
     SyncState,
 )
-from metrics.classify import RECURRING, classify, invoice_exclusion
+from metrics.classify import ONE_TIME, PRORATION, RECURRING, classify, invoice_exclusion
 from metrics.ledger import ClassifiedLine, FxRate, LedgerBuild, MrrSnapshot, SnapshotDay
-from metrics.mrr import convert, monthly_ratio, round_div
+from metrics.mrr import EntryRow, convert, months_of_period, round_div
 from metrics.rates import Rate, RateTable
 from metrics.records import LineRecord
 from worker.models import Account
-from worker.mrr_queries import bulk_insert, ensure_snapshots, month_starts
+from worker.mrr_queries import (
+    bulk_insert,
+    ensure_snapshots,
+    month_starts,
+    points_for,
+    raw_rows,
+    write_snapshots,
+)
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
 MISSING_RATE = "missing_rate"
 COUNTING_SUBSCRIPTION = frozenset({"active", "past_due", "unpaid"})
 BATCH = 5_000
+
+_LEDGER_TABLE: Any = getattr(ClassifiedLine, "__table__")  # noqa: B009
+# A ledger row is a list in ledger_line's column order (LEDGER_COLUMNS), plus the line's quantity at the end
+# (read by the upcoming-period check, not stored): per-line dicts cost more than classifying did.
+LEDGER_COLUMNS = (
+    "account_id",
+    "line_id",
+    "invoice_id",
+    "customer_id",
+    "klass",
+    "reason",
+    "counted",
+    "excluded_reason",
+    "period_start",
+    "period_end",
+    "currency",
+    "net_amount",
+    "monthly_amount",
+    "monthly_reporting",
+    "amount_reporting",
+    "product_id",
+    "price_id",
+    "usage_type",
+    "subscription_id",
+    "subscription_item_id",
+    "invoice_status",
+    "invoiced_at",
+    "mrr_end",
+)
+if tuple(_LEDGER_TABLE.c.keys()) != LEDGER_COLUMNS:  # _Builder.line writes rows in this order
+    raise RuntimeError("LEDGER_COLUMNS must list ledger_line's columns in the table's order")
+LINE_ID, CUSTOMER_ID, KLASS, COUNTED, PERIOD_START, NET_AMOUNT = 1, 3, 4, 6, 8, 11
+MONTHLY_REPORTING, AMOUNT_REPORTING, PRODUCT_ID, PRICE_ID, USAGE_TYPE = 13, 14, 15, 16, 17
+SUBSCRIPTION_ID, SUBSCRIPTION_ITEM_ID, INVOICED_AT, MRR_END, QUANTITY = 18, 19, 21, 22, 23
+Row = list[Any]
 
 
 @dataclass
@@ -81,47 +125,288 @@ def load_rates(conn: Connection) -> RateTable:
     )
 
 
-def _records(conn: Connection, account_id: int) -> Iterator[LineRecord]:
-    """Stored lines joined with their invoice and price, as records the pure classifier reads."""
+_NO_INVOICE: tuple[Any, ...] = (None,) * 5
+_NO_PRICE: tuple[Any, ...] = (None,) * 5
+
+
+def _records(conn: Connection, account_id: int) -> Iterator[tuple[Any, ...]]:
+    """Stored lines with their invoice's and price's fields (outer joins), in line id order, as tuples.
+
+    The joins are done here from two dicts rather than in SQL: SQLite's nested loop seeks the invoice table
+    (wide rows with the raw JSON) once per line, twice the time of reading both tables once.
+    """
     li, inv, pr = _t(StripeInvoiceLine), _t(StripeInvoice), _t(StripePrice)
-    query = (
+    invoices = {
+        r[0]: r[1:]
+        for r in raw_rows(
+            conn,
+            select(
+                inv.c.id,
+                inv.c.customer_id,
+                inv.c.currency,
+                inv.c.status,
+                inv.c.created,
+                inv.c.subscription_id,
+            ).where(inv.c.account_id == account_id),
+        )
+    }
+    prices = {
+        r[0]: r[1:]
+        for r in raw_rows(
+            conn,
+            select(
+                pr.c.id,
+                pr.c.product_id,
+                pr.c.type,
+                pr.c.interval,
+                pr.c.interval_count,
+                pr.c.usage_type,
+            ).where(pr.c.account_id == account_id),
+        )
+    }
+    lines = (
         select(
             li.c.id,
             li.c.invoice_id,
             li.c.customer_id,
-            inv.c.customer_id.label("inv_customer"),
             li.c.currency,
-            inv.c.currency.label("inv_currency"),
             li.c.amount,
             li.c.discount_total,
             li.c.inclusive_tax,
             li.c.period_start,
             li.c.period_end,
-            inv.c.status,
-            inv.c.created,
             li.c.parent_type,
             li.c.legacy_type,
             li.c.proration,
             li.c.price_id,
             li.c.product_id,
-            pr.c.product_id.label("price_product"),
-            pr.c.type.label("price_type"),
-            pr.c.interval,
-            pr.c.interval_count,
-            pr.c.usage_type,
             li.c.subscription_id,
-            inv.c.subscription_id.label("inv_subscription"),
             li.c.subscription_item_id,
             li.c.quantity,
-        )
-        .select_from(
-            li.outerjoin(
-                inv, and_(inv.c.account_id == li.c.account_id, inv.c.id == li.c.invoice_id)
-            ).outerjoin(pr, and_(pr.c.account_id == li.c.account_id, pr.c.id == li.c.price_id))
         )
         .where(li.c.account_id == account_id)
         .order_by(li.c.id)
     )
+    no_invoice, no_price = _NO_INVOICE, _NO_PRICE
+    for (
+        line_id,
+        invoice_id,
+        customer,
+        currency,
+        amount,
+        discount_total,
+        inclusive_tax,
+        period_start,
+        period_end,
+        parent_type,
+        legacy_type,
+        proration,
+        price_id,
+        product_id,
+        subscription_id,
+        subscription_item_id,
+        quantity,
+    ) in raw_rows(conn, lines):
+        inv_customer, inv_currency, status, created, inv_subscription = invoices.get(invoice_id, no_invoice)
+        price_product, price_type, interval, interval_count, usage_type = prices.get(price_id, no_price)
+        yield (
+            line_id,
+            invoice_id,
+            customer,
+            inv_customer,
+            currency,
+            inv_currency,
+            amount,
+            discount_total,
+            inclusive_tax,
+            period_start,
+            period_end,
+            status,
+            created,
+            parent_type,
+            legacy_type,
+            proration,
+            price_id,
+            product_id,
+            price_product,
+            price_type,
+            interval,
+            interval_count,
+            usage_type,
+            subscription_id,
+            inv_subscription,
+            subscription_item_id,
+            quantity,
+        )
+
+
+def _subscriptions(conn: Connection, account_id: int) -> dict[str, _Sub]:
+    s = _t(StripeSubscription)
+    query = select(
+        s.c.id,
+        s.c.customer_id,
+        s.c.status,
+        s.c.ended_at,
+        s.c.canceled_at,
+        s.c.cancel_at,
+        s.c.current_period_start,
+        s.c.current_period_end,
+    ).where(s.c.account_id == account_id)
+    subs = {}
+    for sub_id, customer_id, status, ended_at, canceled_at, cancel_at, period_start, period_end in raw_rows(
+        conn, query
+    ):
+        ended = ended_at if ended_at is not None else (canceled_at if status == "canceled" else None)
+        subs[sub_id] = _Sub(customer_id, status, ended, cancel_at, (period_start, period_end))
+    return subs
+
+
+class _Item(NamedTuple):
+    """A subscription item with its price (the columns of _upcoming's query, in order)."""
+
+    id: str
+    subscription_id: str
+    price_id: str | None
+    quantity: int | None
+    current_period_start: int | None
+    current_period_end: int | None
+    product_id: str | None
+    currency: str | None
+    unit_amount: int | None
+    type: str | None
+    interval: str | None
+    interval_count: int | None
+    usage_type: str | None
+
+
+class _Builder:
+    """Turns lines into ledger rows for one account (class, exclusion, monthly and reporting amounts)."""
+
+    def __init__(self, account: Account, rates: RateTable, result: RebuildResult) -> None:
+        self.account = account
+        self.account_id = account.id  # read once: a SQLModel attribute costs a descriptor call per line
+        self.reporting = account.reporting_currency.lower()
+        self.rates = rates
+        self.result = result
+        self._rate_cache: dict[tuple[str, int], Decimal | None] = {}
+
+    def rate(self, currency: str, period_start: int) -> Decimal | None:
+        """The rate in force on the period start's day (cached: lines share a few currencies and days)."""
+        key = (currency, period_start)
+        try:
+            return self._rate_cache[key]
+        except KeyError:
+            rate = self._rate_cache[key] = self.rates.rate_on(currency, _day(period_start))
+            return rate
+
+    def row(self, record: LineRecord, klass: str, reason: str, excluded: str | None, mrr_end: int) -> Row:
+        return self.line(
+            record.id,
+            record.invoice_id,
+            record.customer_id,
+            record.currency,
+            record.net_amount,
+            record.period_start,
+            record.period_end,
+            klass,
+            reason,
+            excluded,
+            mrr_end,
+            record.product_id,
+            record.price_id,
+            record.usage_type,
+            record.subscription_id,
+            record.subscription_item_id,
+            record.invoice_status,
+            record.invoiced_at,
+            record.interval,
+            record.interval_count,
+            record.quantity,
+        )
+
+    def line(
+        self,
+        line_id: str,
+        invoice_id: str,
+        customer_id: str,
+        currency: str,
+        net: int,
+        start: int,
+        end: int,
+        klass: str,
+        reason: str,
+        excluded: str | None,
+        mrr_end: int,
+        product_id: str | None,
+        price_id: str | None,
+        usage_type: str | None,
+        subscription_id: str | None,
+        subscription_item_id: str | None,
+        status: str | None,
+        invoiced_at: int | None,
+        interval: str | None,
+        interval_count: int | None,
+        quantity: int | None,
+    ) -> Row:
+        """One ledger row (LEDGER_COLUMNS order, then quantity); `currency` is lower case."""
+        num, den = 0, 1
+        if klass == RECURRING:
+            months = months_of_period(interval, interval_count, start, end)
+            if months is not None:
+                num, den = net * months[1], months[0]
+        monthly = round_div(num, den)
+        monthly_reporting: int | None
+        amount_reporting: int | None
+        if currency == self.reporting:
+            monthly_reporting, amount_reporting = monthly, net  # convert() without a rate: rounded once
+        else:
+            rate = self.rate(currency, start)
+            monthly_reporting = convert(num, den, currency, self.reporting, rate)
+            amount_reporting = convert(net, 1, currency, self.reporting, rate)
+        if monthly_reporting is None and excluded is None:
+            excluded = MISSING_RATE
+        result = self.result
+        result.lines += 1
+        result.by_class[klass] += 1
+        if excluded:
+            result.excluded[excluded] += 1
+        return [
+            self.account_id,
+            line_id,
+            invoice_id,
+            customer_id,
+            klass,
+            reason,
+            excluded is None,
+            excluded,
+            start,
+            end,
+            currency,
+            net,
+            monthly,
+            monthly_reporting,
+            amount_reporting,
+            product_id,
+            price_id,
+            usage_type,
+            subscription_id,
+            subscription_item_id,
+            status,
+            invoiced_at,
+            mrr_end,
+            quantity,
+        ]
+
+
+def _classified(conn: Connection, builder: _Builder, subs: dict[str, _Sub]) -> list[Row]:
+    """Every stored line as a ledger row. The class depends on five fields only and the exclusion on the
+    invoice status, so both are computed once per distinct value (classify() stays the definition)."""
+    rows: list[Row] = []
+    append = rows.append
+    line = builder.line
+    classes: dict[tuple[bool, str | None, str | None, str | None, str | None], tuple[str, str]] = {}
+    exclusions: dict[str | None, str | None] = {}
+    ended = {sub_id: sub.ended_at for sub_id, sub in subs.items() if sub.ended_at is not None}
     for (
         line_id,
         invoice_id,
@@ -150,134 +435,80 @@ def _records(conn: Connection, account_id: int) -> Iterator[LineRecord]:
         inv_subscription,
         subscription_item_id,
         quantity,
-    ) in conn.execute(query.execution_options(yield_per=BATCH)):
-        start = period_start if period_start is not None else (created or 0)
-        yield LineRecord(
-            line_id,
-            invoice_id,
-            customer or inv_customer or "",
-            (currency or inv_currency or "").lower(),
-            amount or 0,
-            start,
-            period_end if period_end is not None else start,
-            status,
-            created,
-            discount_total or 0,
-            inclusive_tax or 0,
-            parent_type,
-            legacy_type,
-            bool(proration),
-            price_id,
-            product_id or price_product,
-            price_type,
-            interval,
-            interval_count,
-            usage_type,
-            subscription_id or inv_subscription,
-            subscription_item_id,
-            quantity,
-        )  # positional, in LineRecord's field order: this loop runs once per stored line
-
-
-def _subscriptions(conn: Connection, account_id: int) -> dict[str, _Sub]:
-    s = _t(StripeSubscription)
-    rows = conn.execute(
-        select(
-            s.c.id,
-            s.c.customer_id,
-            s.c.status,
-            s.c.ended_at,
-            s.c.canceled_at,
-            s.c.cancel_at,
-            s.c.current_period_start,
-            s.c.current_period_end,
-        ).where(s.c.account_id == account_id)
-    )
-    subs = {}
-    for r in rows:
-        ended = r.ended_at if r.ended_at is not None else (r.canceled_at if r.status == "canceled" else None)
-        subs[r.id] = _Sub(
-            r.customer_id, r.status, ended, r.cancel_at, (r.current_period_start, r.current_period_end)
-        )
-    return subs
-
-
-class _Builder:
-    """Turns records into ledger rows for one account (class, exclusion, monthly and reporting amounts)."""
-
-    def __init__(self, account: Account, rates: RateTable, result: RebuildResult) -> None:
-        self.account = account
-        self.reporting = account.reporting_currency.lower()
-        self.rates = rates
-        self.result = result
-
-    def row(
-        self, record: LineRecord, klass: str, reason: str, excluded: str | None, mrr_end: int
-    ) -> dict[str, Any]:
-        num, den = monthly_ratio(record) if klass == RECURRING else (0, 1)
-        rate = (
-            None
-            if record.currency == self.reporting
-            else self.rates.rate_on(record.currency, _day(record.period_start))
-        )
-        monthly_reporting = convert(num, den, record.currency, self.reporting, rate)
-        amount_reporting = convert(record.net_amount, 1, record.currency, self.reporting, rate)
-        if monthly_reporting is None and excluded is None:
-            excluded = MISSING_RATE
-        counted = excluded is None
-        self.result.lines += 1
-        self.result.by_class[klass] += 1
-        if excluded:
-            self.result.excluded[excluded] += 1
-        return {
-            "account_id": self.account.id,
-            "line_id": record.id,
-            "invoice_id": record.invoice_id,
-            "customer_id": record.customer_id,
-            "klass": klass,
-            "reason": reason,
-            "counted": counted,
-            "excluded_reason": excluded,
-            "period_start": record.period_start,
-            "period_end": record.period_end,
-            "currency": record.currency,
-            "net_amount": record.net_amount,
-            "monthly_amount": round_div(num, den),
-            "monthly_reporting": monthly_reporting,
-            "amount_reporting": amount_reporting,
-            "product_id": record.product_id,
-            "price_id": record.price_id,
-            "usage_type": record.usage_type,
-            "subscription_id": record.subscription_id,
-            "subscription_item_id": record.subscription_item_id,
-            "invoice_status": record.invoice_status,
-            "invoiced_at": record.invoiced_at,
-            "mrr_end": mrr_end,
-            "quantity": record.quantity,
-        }
-
-
-def _classified(conn: Connection, builder: _Builder, subs: dict[str, _Sub]) -> list[dict[str, Any]]:
-    rows = []
-    for record in _records(conn, builder.account.id or 0):
-        if not record.customer_id or not record.currency:
+    ) in _records(conn, builder.account.id or 0):
+        customer = customer or inv_customer or ""
+        currency = (currency or inv_currency or "").lower()
+        if not customer or not currency:
             builder.result.problems.append(
-                f"account {builder.account.name}: line {record.id} (invoice {record.invoice_id}) has no "
-                f"{'customer' if not record.customer_id else 'currency'}; left out"
+                f"account {builder.account.name}: line {line_id} (invoice {invoice_id}) has no "
+                f"{'customer' if not customer else 'currency'}; left out"
             )
             continue
-        c = classify(record)
-        mrr_end = record.period_end
-        sub = subs.get(record.subscription_id or "")
-        if sub is not None and sub.ended_at is not None:
-            mrr_end = max(record.period_start, min(mrr_end, sub.ended_at))  # no MRR once canceled
-        rows.append(builder.row(record, c.klass, c.reason, invoice_exclusion(record), mrr_end))
+        start = period_start if period_start is not None else (created or 0)
+        end = period_end if period_end is not None else start
+        subscription_id = subscription_id or inv_subscription
+        proration = bool(proration)
+        key = (proration, parent_type, legacy_type, price_type, price_id)
+        c = classes.get(key)
+        if c is None:
+            got = classify(
+                LineRecord(
+                    line_id,
+                    invoice_id,
+                    customer,
+                    currency,
+                    amount or 0,
+                    start,
+                    end,
+                    parent_type=parent_type,
+                    legacy_type=legacy_type,
+                    proration=proration,
+                    price_id=price_id,
+                    price_type=price_type,
+                )
+            )
+            c = classes[key] = (got.klass, got.reason)
+        if status in exclusions:
+            excluded = exclusions[status]
+        else:
+            excluded = exclusions[status] = invoice_exclusion(
+                LineRecord(line_id, invoice_id, customer, currency, 0, start, end, status)
+            )
+        mrr_end = end
+        sub_end = ended.get(subscription_id or "")
+        if sub_end is not None:
+            mrr_end = max(start, min(mrr_end, sub_end))  # no MRR once canceled
+        append(
+            line(
+                line_id,
+                invoice_id,
+                customer,
+                currency,
+                (amount or 0) - (discount_total or 0) - (inclusive_tax or 0),  # LineRecord.net_amount
+                start,
+                end,
+                c[0],
+                c[1],
+                excluded,
+                mrr_end,
+                product_id or price_product,
+                price_id,
+                usage_type,
+                subscription_id,
+                subscription_item_id,
+                status,
+                created,
+                interval,
+                interval_count,
+                quantity,
+            )
+        )
     return rows
 
 
 def _upcoming(
-    conn: Connection, builder: _Builder, subs: dict[str, _Sub], rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+    conn: Connection, builder: _Builder, subs: dict[str, _Sub], rows: list[Row]
+) -> list[Row]:
     """Lines for the current period not invoiced yet (METRICS.md section 3) and plan changes within it.
 
     Licensed items count at the subscription's current items from the change (the latest proration in the
@@ -286,7 +517,7 @@ def _upcoming(
     subscriptions.
     """
     it, pr = _t(StripeSubscriptionItem), _t(StripePrice)
-    items = conn.execute(
+    query = (
         select(
             it.c.id,
             it.c.subscription_id,
@@ -306,15 +537,16 @@ def _upcoming(
         .where(it.c.account_id == builder.account.id)
         .order_by(it.c.subscription_id, it.c.id)
     )
-    by_sub: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    items = map(_Item._make, raw_rows(conn, query))
+    by_sub: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         # prorations tell when a plan changed even on a draft invoice; recurring lines only when they count
-        if r["subscription_id"] and (r["klass"] == "proration" or (r["counted"] and r["klass"] == RECURRING)):
-            by_sub[r["subscription_id"]].append(r)
+        if r[SUBSCRIPTION_ID] and (r[KLASS] == PRORATION or (r[COUNTED] and r[KLASS] == RECURRING)):
+            by_sub[r[SUBSCRIPTION_ID]].append(r)
     items_by_sub: dict[str, list[Any]] = defaultdict(list)
     for item in items:
         items_by_sub[item.subscription_id].append(item)
-    out: list[dict[str, Any]] = []
+    out: list[Row] = []
     for sub_id, sub_items in items_by_sub.items():
         sub = subs.get(sub_id)
         if sub is None or sub.status not in COUNTING_SUBSCRIPTION:
@@ -324,9 +556,9 @@ def _upcoming(
 
 
 def _upcoming_for(
-    builder: _Builder, sub_id: str, sub: _Sub, items: list[Any], lines: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    builder: _Builder, sub_id: str, sub: _Sub, items: list[Any], lines: list[Row]
+) -> list[Row]:
+    out: list[Row] = []
     licensed = [i for i in items if i.usage_type != "metered"]
     start = next((i.current_period_start for i in items if i.current_period_start), None) or sub.period[0]
     end = next((i.current_period_end for i in items if i.current_period_end), None) or sub.period[1]
@@ -334,20 +566,20 @@ def _upcoming_for(
         return out
     if sub.cancel_at is not None:
         end = max(start, min(end, sub.cancel_at))
-    recurring = [r for r in lines if r["klass"] == RECURRING]
+    recurring = [r for r in lines if r[KLASS] == RECURRING]
     covering = [
-        r for r in recurring if r["usage_type"] != "metered" and r["period_start"] <= start < r["mrr_end"]
+        r for r in recurring if r[USAGE_TYPE] != "metered" and r[PERIOD_START] <= start < r[MRR_END]
     ]
     # None -> "" / 0 so that sorting never compares None with a value
-    invoiced = sorted((r["price_id"] or "", r["quantity"] or 0) for r in covering)
+    invoiced = sorted((r[PRICE_ID] or "", r[QUANTITY] or 0) for r in covering)
     current = sorted((i.price_id or "", i.quantity or 0) for i in licensed)
     if licensed and invoiced != current:
         changes = [
-            r["period_start"] for r in lines if r["klass"] == "proration" and start <= r["period_start"] < end
+            r[PERIOD_START] for r in lines if r[KLASS] == PRORATION and start <= r[PERIOD_START] < end
         ]
         change_at = max(changes, default=start)
         for r in covering:
-            r["mrr_end"] = max(r["period_start"], min(r["mrr_end"], change_at))
+            r[MRR_END] = max(r[PERIOD_START], min(r[MRR_END], change_at))
         for i in licensed:
             if i.unit_amount is None:
                 builder.result.problems.append(
@@ -371,22 +603,22 @@ def _upcoming_for(
         mine = [
             r
             for r in recurring
-            if r["usage_type"] == "metered"
+            if r[USAGE_TYPE] == "metered"
             and (
-                r["subscription_item_id"] == i.id or (i.price_id is not None and r["price_id"] == i.price_id)
+                r[SUBSCRIPTION_ITEM_ID] == i.id or (i.price_id is not None and r[PRICE_ID] == i.price_id)
             )
         ]
-        if any(r["period_start"] <= start < r["mrr_end"] for r in mine) or not mine:
+        if any(r[PERIOD_START] <= start < r[MRR_END] for r in mine) or not mine:
             continue
-        last = max(mine, key=lambda r: r["period_start"])
+        last = max(mine, key=lambda r: r[PERIOD_START])
         out.append(
             _upcoming_row(
                 builder,
                 sub,
                 i,
-                last["net_amount"],
+                last[NET_AMOUNT],
                 (start, end),
-                f"metered usage carried forward from line {last['line_id']}",
+                f"metered usage carried forward from line {last[LINE_ID]}",
             )
         )
     return out
@@ -394,7 +626,7 @@ def _upcoming_for(
 
 def _upcoming_row(
     builder: _Builder, sub: _Sub, item: Any, amount: int, period: tuple[int, int], reason: str
-) -> dict[str, Any]:
+) -> Row:
     record = LineRecord(
         id=f"upcoming:{item.id}:{period[0]}",
         invoice_id="(upcoming)",
@@ -427,18 +659,54 @@ def rebuild_account(engine: Engine, account: Account, today: date | None = None)
         subs = _subscriptions(conn, account.id or 0)
         rows = _classified(conn, builder, subs)
         rows.extend(_upcoming(conn, builder, subs, rows))
-        for table in (ClassifiedLine, MrrSnapshot, SnapshotDay):
-            conn.execute(delete(_t(table)).where(_t(table).c.account_id == account.id))
-        columns = list(_t(ClassifiedLine).c.keys())
-        for i in range(0, len(rows), BATCH):
-            bulk_insert(conn, "ledger_line", columns, ([r[c] for c in columns] for r in rows[i : i + BATCH]))
+        _write_ledger(conn, account, rows)
+        starts = [r[PERIOD_START] for r in rows if r[KLASS] == RECURRING and r[COUNTED]]
+        days = month_starts(_day(min(starts)), today) if starts else []
+        days = sorted(set(days) | {today})
+        _write_snapshots(conn, account.id or 0, days, rows)
         _record_build(conn, account.id or 0)
-    starts = [r["period_start"] for r in rows if r["klass"] == RECURRING and r["counted"]]
-    days = month_starts(_day(min(starts)), today) if starts else []
-    days = sorted(set(days) | {today})
-    ensure_snapshots(engine, account, days)
     result.snapshot_days = len(days)
     return result
+
+
+def _write_snapshots(conn: Connection, account_id: int, days: list[date], rows: list[Row]) -> None:
+    """The snapshots of these days from the ledger rows just written (what ensure_snapshots would read back
+    from ledger_line: counted recurring and one-time lines, by customer, plan = the product's name), in the
+    same transaction as the ledger, so the two are never seen apart."""
+    p = _t(StripeProduct)
+    names = {
+        pid: name
+        for pid, name in conn.execute(select(p.c.id, p.c.name).where(p.c.account_id == account_id))
+        if name is not None
+    }
+    groups: dict[str, list[EntryRow]] = defaultdict(list)
+    for r in rows:
+        klass = r[KLASS]
+        if r[COUNTED] and klass in (RECURRING, ONE_TIME):
+            product = r[PRODUCT_ID]
+            groups[r[CUSTOMER_ID]].append(
+                (
+                    klass,
+                    r[PERIOD_START],
+                    r[MRR_END],
+                    r[MONTHLY_REPORTING] or 0,
+                    r[AMOUNT_REPORTING] or 0,
+                    r[INVOICED_AT],
+                    names.get(product, product),
+                    r[LINE_ID],
+                )
+            )
+    write_snapshots(conn, account_id, points_for(days), groups.items())
+
+
+
+def _write_ledger(conn: Connection, account: Account, rows: list[Row]) -> None:
+    """Replace the account's ledger (and its snapshots, computed from it) with these rows."""
+    for table in (ClassifiedLine, MrrSnapshot, SnapshotDay):
+        conn.execute(delete(_t(table)).where(_t(table).c.account_id == account.id))
+    n = len(LEDGER_COLUMNS)
+    for i in range(0, len(rows), BATCH):
+        bulk_insert(conn, "ledger_line", LEDGER_COLUMNS, (r[:n] for r in rows[i : i + BATCH]))
 
 
 def _last_sync_at(conn: Connection, account_id: int) -> int | None:

@@ -1,0 +1,256 @@
+"""Benchmark: worker.rebuild.rebuild_account for a large account (default 10,000 customers x 36 months).
+
+Builds the sample company (integrations/stripe/sample.py) at scale, stores it the way a sync does (records.py
+parsers + store.upsert, in bulk), then times rebuild_account on SQLite and on PostgreSQL (a database of its
+own, dropped afterwards). Prints lines/s, seconds per phase (classification = reading + classifying + upcoming
+lines; ledger write = deleting the old ledger and inserting the new one; snapshots = ensure_snapshots), peak
+memory (maxrss of the whole process, generation included) and a digest of every ledger_line and mrr_snapshot
+row, so two runs (before / after a change) can be checked to give identical results.
+
+    .venv/bin/python benchmarks/rebuild_bench.py [--customers N] [--months M] [--only sqlite|postgres]
+                                                 [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import worker.rebuild as rebuild  # noqa: E402
+from integrations.stripe import records  # noqa: E402
+from integrations.stripe.models import (  # noqa: E402
+    StripeCustomer,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    StripeSubscriptionItem,
+)
+from integrations.stripe.sample import build_sample_world  # noqa: E402
+from integrations.stripe.store import table_of, upsert  # noqa: E402
+from worker.db import ensure_schema, get_engine  # noqa: E402
+from worker.models import Account  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+END = date(2026, 11, 1)  # the sample's "now"
+TODAY = date(2026, 11, 15)  # the rebuild's today (fixed: digests comparable between runs)
+CHUNK = 20_000
+
+
+def parsed(customers: int, months: int) -> dict[str, list[dict[str, Any]]]:
+    """The sample world's objects as stored rows, by table (what a full sync would write)."""
+    world = build_sample_world(customers=customers, months=months, end=END)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for obj in world.collections["customer"].by_id.values():
+        out["customer"].append(records.parse_customer(obj))
+    for obj in world.collections["product"].by_id.values():
+        out["product"].append(records.parse_product(obj))
+    for obj in world.collections["price"].by_id.values():
+        out["price"].append(records.parse_price(obj))
+    for obj in world.collections["subscription"].by_id.values():
+        row, items = records.parse_subscription(obj)
+        out["subscription"].append(row)
+        out["item"].extend(items)
+    for inv_id, obj in world.collections["invoice"].by_id.items():
+        full = dict(obj)
+        full["lines"] = {**obj["lines"], "data": world.invoice_lines.get(inv_id) or obj["lines"]["data"]}
+        row, lines, bad = records.parse_invoice(full)
+        if bad:
+            raise SystemExit(f"sample invoice {inv_id} did not parse: {bad}")
+        out["invoice"].append(row)
+        out["line"].extend(lines)
+    return out
+
+
+TABLES = {
+    "customer": StripeCustomer,
+    "product": StripeProduct,
+    "price": StripePrice,
+    "subscription": StripeSubscription,
+    "item": StripeSubscriptionItem,
+    "invoice": StripeInvoice,
+    "line": StripeInvoiceLine,
+}
+
+
+def store_rows(engine: Engine, account_id: int, rows: dict[str, list[dict[str, Any]]]) -> None:
+    with engine.begin() as conn:
+        for kind, model in TABLES.items():
+            table = table_of(model)
+            data = rows.get(kind, [])
+            for i in range(0, len(data), CHUNK):
+                upsert(conn, table, data[i : i + CHUNK], account_id)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+
+
+def maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def make_account(engine: Engine) -> Account:
+    with Session(engine, expire_on_commit=False) as session:
+        account = Account(name="bench", key_encrypted="x", reporting_currency="usd")
+        session.add(account)
+        session.commit()
+        session.refresh(account)
+    return account
+
+
+class Phases:
+    """Wall time per phase of rebuild_account, by wrapping the functions it calls (module attributes)."""
+
+    WRAPPED = {
+        "_classified": "classification",
+        "_upcoming": "classification",
+        "_write_ledger": "ledger write",
+        "bulk_insert": "ledger write",  # before _write_ledger existed: rebuild only bulk-inserts the ledger
+        "ensure_snapshots": "snapshots",
+        "_write_snapshots": "snapshots",
+    }
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        saved = {}
+        for name, phase in self.WRAPPED.items():
+            original = getattr(rebuild, name, None)
+            if original is None or (name == "bulk_insert" and hasattr(rebuild, "_write_ledger")):
+                continue
+            saved[name] = original
+            setattr(rebuild, name, self._wrap(original, phase))
+        try:
+            yield
+        finally:
+            for name, original in saved.items():
+                setattr(rebuild, name, original)
+
+    def _wrap(self, fn: Callable[..., Any], phase: str) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - started
+
+        return timed
+
+
+def digest(engine: Engine, account_id: int) -> tuple[str, int, int]:
+    """sha256 over the account's ledger_line and mrr_snapshot rows (in key order), and the row counts."""
+    h = hashlib.sha256()
+    counts = []
+    with engine.connect() as conn:
+        for table, order in (("ledger_line", "line_id"), ("mrr_snapshot", "customer_id, day")):
+            n = 0
+            names = conn.execute(text(f"SELECT * FROM {table} WHERE 1 = 0")).keys()
+            cols = [c for c in names if c != "account_id"]
+            query = f"SELECT {', '.join(cols)} FROM {table} WHERE account_id = :a ORDER BY {order}"
+            for row in conn.execute(text(query), {"a": account_id}):
+                norm = tuple(
+                    v.isoformat() if isinstance(v, date) else (bool(v) if c == "counted" else v)
+                    for c, v in zip(cols, row, strict=True)
+                )
+                h.update(repr(norm).encode())
+                n += 1
+            counts.append(n)
+    return h.hexdigest()[:16], counts[0], counts[1]
+
+
+def timed(label: str, attempt: str, engine: Engine, account: Account, profile: str | None) -> None:
+    rss_before = maxrss_mb()
+    phases = Phases()
+    profiler = cProfile.Profile() if profile else None
+    with phases.installed():
+        started, cpu = time.perf_counter(), time.process_time()
+        if profiler:
+            profiler.enable()
+        result = rebuild.rebuild_account(engine, account, TODAY)
+        if profiler:
+            profiler.disable()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if profiler and profile:
+        profiler.dump_stats(f"{profile}.{label}.{attempt.split()[0]}")
+    print(f"{label}: rebuild_account ({attempt}) {elapsed:.2f} s wall, {cpu:.2f} s CPU in this process; "
+          f"{result.lines / elapsed:,.0f} lines/s ({result.lines:,} ledger lines, "
+          f"{result.upcoming:,} of them upcoming; "
+          f"{result.snapshot_days} snapshot days) (load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs)")
+    print(f"{label}:   peak memory (maxrss): {rss_before:.0f} MB before rebuild_account, "
+          f"{maxrss_mb():.0f} MB after")
+    named = sum(phases.seconds.values())
+    for phase in ("classification", "ledger write", "snapshots"):
+        print(f"{label}:   {phase}: {phases.seconds.get(phase, 0.0):.2f} s")
+    print(f"{label}:   other: {elapsed - named:.2f} s")
+
+
+def run(label: str, engine: Engine, rows: dict[str, list[dict[str, Any]]], profile: str | None) -> None:
+    account = make_account(engine)
+    started = time.perf_counter()
+    store_rows(engine, account.id or 0, rows)
+    print(f"{label}: stored {len(rows['line']):,} lines, {len(rows['invoice']):,} invoices, "
+          f"{len(rows['customer']):,} customers in {time.perf_counter() - started:.1f} s")
+    for attempt in ("first build", "rerun"):  # a nightly rebuild replaces an existing ledger: the rerun
+        timed(label, attempt, engine, account, profile)
+        sha, n_lines, n_snap = digest(engine, account.id or 0)
+        print(f"{label}: result digest {sha} ({n_lines:,} ledger lines, {n_snap:,} snapshot rows)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument("--profile", help="write cProfile stats of rebuild_account to FILE.<database>")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rows = parsed(args.customers, args.months)
+    print(f"generated {args.customers:,} customers x {args.months} months: {len(rows['line']):,} lines in "
+          f"{time.perf_counter() - started:.1f} s (load average {os.getloadavg()[0]:.1f})")
+    if args.only in (None, "sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/bench.db"
+            engine = ensure_schema(url)
+            run("sqlite", engine, rows, args.profile)
+            engine.dispose()
+    if args.only in (None, "postgres"):
+        name = f"rt_rebuild_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+        try:
+            engine = ensure_schema(url)
+            run("postgres", engine, rows, args.profile)
+            engine.dispose()
+            get_engine(url).dispose()
+        finally:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"peak memory (maxrss): {maxrss_mb():.0f} MB (load average {os.getloadavg()[0]:.1f})")
+
+
+if __name__ == "__main__":
+    main()
