@@ -16,9 +16,7 @@ import os
 import random
 import resource
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -30,15 +28,14 @@ from sqlmodel import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.scratch import scratch_database  # noqa: E402
 from metrics.cohort_sql import first_snapshot_day, month_movements, window_groups  # noqa: E402
 from metrics.cohorts import month_starts_between, months_before, windows_for  # noqa: E402
 from metrics.ledger import SnapshotDay  # noqa: E402
 from metrics.segments import DEFAULT_SIZE_BANDS  # noqa: E402
-from worker.db import ensure_schema, get_engine  # noqa: E402
 from worker.metrics_run import compute_metrics  # noqa: E402
 from worker.models import Account  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PLANS = ["Starter", "Growth", "Pro", "Business", "Enterprise"]
 CHUNK = 50_000
 Row = tuple[int, str, date, int, int, str]
@@ -178,27 +175,13 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true", help="also time each query on its own")
     args = parser.parse_args()
     results = {}
-    if args.only in (None, "sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{tmp}/bench.db"
-            engine = ensure_schema(url)
-            results["sqlite"] = run("sqlite", engine, lambda data: load_sqlite(engine, data), args.customers,
-                                    args.months, args.breakdown)
-            engine.dispose()
-    if args.only in (None, "postgres"):
-        name = f"rt_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-        try:
-            engine = ensure_schema(url)
-            results["postgres"] = run("postgres", engine, lambda data: load_postgres(url, data),
-                                      args.customers, args.months, args.breakdown)
-            engine.dispose()
-            get_engine(url).dispose()
-        finally:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    loaders = {"sqlite": lambda engine, url: lambda data: load_sqlite(engine, data),
+               "postgres": lambda engine, url: lambda data: load_postgres(url, data)}
+    for kind in ("sqlite", "postgres"):
+        if args.only in (None, kind):
+            with scratch_database(kind, "rt_bench") as (engine, url):
+                results[kind] = run(kind, engine, loaders[kind](engine, url), args.customers, args.months,
+                                    args.breakdown)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     print(f"peak memory (maxrss): {peak_mb:.0f} MB")
     ok = all(t <= 10 for t in results.values()) and peak_mb <= 500

@@ -19,9 +19,7 @@ import hashlib
 import os
 import resource
 import sys
-import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +27,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -37,6 +34,7 @@ from sqlmodel import Session
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import worker.rebuild as rebuild  # noqa: E402
+from benchmarks.scratch import scratch_database  # noqa: E402
 from integrations.stripe import records  # noqa: E402
 from integrations.stripe.models import (  # noqa: E402
     StripeCustomer,
@@ -49,10 +47,8 @@ from integrations.stripe.models import (  # noqa: E402
 )
 from integrations.stripe.sample import build_sample_world  # noqa: E402
 from integrations.stripe.store import table_of, upsert  # noqa: E402
-from worker.db import ensure_schema, get_engine  # noqa: E402
 from worker.models import Account  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 END = date(2026, 11, 1)  # the sample's "now"
 TODAY = date(2026, 11, 15)  # the rebuild's today (fixed: digests comparable between runs)
 CHUNK = 20_000
@@ -230,25 +226,10 @@ def main() -> None:
     rows = parsed(args.customers, args.months)
     print(f"generated {args.customers:,} customers x {args.months} months: {len(rows['line']):,} lines in "
           f"{time.perf_counter() - started:.1f} s (load average {os.getloadavg()[0]:.1f})")
-    if args.only in (None, "sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{tmp}/bench.db"
-            engine = ensure_schema(url)
-            run("sqlite", engine, rows, args.profile)
-            engine.dispose()
-    if args.only in (None, "postgres"):
-        name = f"rt_rebuild_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-        try:
-            engine = ensure_schema(url)
-            run("postgres", engine, rows, args.profile)
-            engine.dispose()
-            get_engine(url).dispose()
-        finally:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for kind in ("sqlite", "postgres"):
+        if args.only in (None, kind):
+            with scratch_database(kind, "rt_rebuild_bench") as (engine, _url):
+                run(kind, engine, rows, args.profile)
     print(f"peak memory (maxrss): {maxrss_mb():.0f} MB (load average {os.getloadavg()[0]:.1f})")
 
 
