@@ -130,7 +130,8 @@ _NO_PRICE: tuple[Any, ...] = (None,) * 5
 
 
 def _records(conn: Connection, account_id: int) -> Iterator[tuple[Any, ...]]:
-    """Stored lines with their invoice's and price's fields (outer joins), in line id order, as tuples.
+    """Stored lines with their invoice's and price's fields (outer joins), in line id order, as tuples:
+    the line's columns as selected, then the invoice's five, then the price's five.
 
     The joins are done here from two dicts rather than in SQL: SQLite's nested loop seeks the invoice table
     (wide rows with the raw JSON) once per line, twice the time of reading both tables once.
@@ -188,56 +189,8 @@ def _records(conn: Connection, account_id: int) -> Iterator[tuple[Any, ...]]:
         .order_by(li.c.id)
     )
     no_invoice, no_price = _NO_INVOICE, _NO_PRICE
-    for (
-        line_id,
-        invoice_id,
-        customer,
-        currency,
-        amount,
-        discount_total,
-        inclusive_tax,
-        period_start,
-        period_end,
-        parent_type,
-        legacy_type,
-        proration,
-        price_id,
-        product_id,
-        subscription_id,
-        subscription_item_id,
-        quantity,
-    ) in raw_rows(conn, lines):
-        inv_customer, inv_currency, status, created, inv_subscription = invoices.get(invoice_id, no_invoice)
-        price_product, price_type, interval, interval_count, usage_type = prices.get(price_id, no_price)
-        yield (
-            line_id,
-            invoice_id,
-            customer,
-            inv_customer,
-            currency,
-            inv_currency,
-            amount,
-            discount_total,
-            inclusive_tax,
-            period_start,
-            period_end,
-            status,
-            created,
-            parent_type,
-            legacy_type,
-            proration,
-            price_id,
-            product_id,
-            price_product,
-            price_type,
-            interval,
-            interval_count,
-            usage_type,
-            subscription_id,
-            inv_subscription,
-            subscription_item_id,
-            quantity,
-        )
+    for row in raw_rows(conn, lines):  # row[1] is the invoice id, row[12] the price id
+        yield row + invoices.get(row[1], no_invoice) + prices.get(row[12], no_price)
 
 
 def _subscriptions(conn: Connection, account_id: int) -> dict[str, _Sub]:
@@ -411,30 +364,30 @@ def _classified(conn: Connection, builder: _Builder, subs: dict[str, _Sub]) -> l
         line_id,
         invoice_id,
         customer,
-        inv_customer,
         currency,
-        inv_currency,
         amount,
         discount_total,
         inclusive_tax,
         period_start,
         period_end,
-        status,
-        created,
         parent_type,
         legacy_type,
         proration,
         price_id,
         product_id,
+        subscription_id,
+        subscription_item_id,
+        quantity,
+        inv_customer,
+        inv_currency,
+        status,
+        created,
+        inv_subscription,
         price_product,
         price_type,
         interval,
         interval_count,
         usage_type,
-        subscription_id,
-        inv_subscription,
-        subscription_item_id,
-        quantity,
     ) in _records(conn, builder.account.id or 0):
         customer = customer or inv_customer or ""
         currency = (currency or inv_currency or "").lower()
