@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from integrations.loopback import LoopbackServer
 
 
 @dataclass
@@ -22,43 +24,26 @@ class Answer:
     drop: bool = False
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
+    thread_name = "fake-slack"
+
     def __init__(self, path: str = "/services/T000/B000/XXXXSECRETXXXX") -> None:
         self.path = path
         self.answers: list[Answer] = []
         self.posts: list[dict[str, Any]] = []  # every post received, answered or not
         self.delivered: list[dict[str, Any]] = []  # posts answered 200
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     def script(self, *answers: Answer) -> None:
         with self._lock:
             self.answers.extend(answers)
 
-    def start(self) -> FakeSlack:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="fake-slack", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "server not started"
-        port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}{self.path}"
+        return f"{self.base_url}{self.path}"
 
     def next_answer(self) -> Answer:
         with self._lock:

@@ -11,9 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from integrations.loopback import LoopbackServer
 
 Obj = dict[str, Any]
 
@@ -112,8 +114,8 @@ class StripeWorld:
 Handler = Callable[[str, dict[str, list[str]]], tuple[int, Obj]]
 
 
-class FakeStripe:
-    """The server: start() binds an ephemeral port on 127.0.0.1; `url` is the base for `--api-base`."""
+class FakeStripe(LoopbackServer):
+    """The server (started and stopped by LoopbackServer); `url` is the base for `--api-base`."""
 
     def __init__(
         self,
@@ -139,38 +141,14 @@ class FakeStripe:
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self.writes: list[str] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> FakeStripe:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="fake-stripe", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeStripe:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    # -- lifecycle (LoopbackServer) ------------------------------------------------------------------------
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
-        return f"http://{host}:{port}"
+        return self.base_url
 
     def inject(self, *faults: Fault) -> None:
         with self._lock:
