@@ -92,8 +92,10 @@ def make_account(engine: Engine) -> Account:
 
 def mark_days(engine: Engine, account_id: int, days: list[date]) -> None:
     with engine.begin() as conn:
-        conn.execute(insert(SnapshotDay.__table__),  # type: ignore[attr-defined]
-                     [{"account_id": account_id, "day": d} for d in days])
+        conn.execute(
+            insert(SnapshotDay.__table__),  # type: ignore[attr-defined]
+            [{"account_id": account_id, "day": d} for d in days],
+        )
 
 
 def load_sqlite(engine: Engine, data: Iterator[Row]) -> int:
@@ -102,9 +104,11 @@ def load_sqlite(engine: Engine, data: Iterator[Row]) -> int:
     try:
         cur = raw.cursor()
         for batch in chunks(data):
-            cur.executemany("INSERT INTO mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) "
-                            "VALUES (?, ?, ?, ?, ?, ?)",
-                            [(a, c, d.isoformat(), m, o, p) for a, c, d, m, o, p in batch])
+            cur.executemany(
+                "INSERT INTO mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(a, c, d.isoformat(), m, o, p) for a, c, d, m, o, p in batch],
+            )
             n += len(batch)
         cur.execute("ANALYZE")
         raw.commit()
@@ -116,9 +120,12 @@ def load_sqlite(engine: Engine, data: Iterator[Row]) -> int:
 def load_postgres(url: str, data: Iterator[Row]) -> int:
     n = 0
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        with conn.cursor() as cur, cur.copy(
-            "COPY mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) FROM STDIN"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY mrr_snapshot (account_id, customer_id, day, mrr, one_time, plan) FROM STDIN"
+            ) as copy,
+        ):
             for row in data:
                 copy.write_row(row)
                 n += 1
@@ -137,12 +144,16 @@ def run(label: str, engine: Engine, load: object, customers: int, months: int, b
     payload = compute_metrics(engine, account, datetime(2026, 11, 1, tzinfo=UTC), store=True)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     t12m = payload["t12m"]
-    print(f"{label}: full recompute {elapsed:.2f} s wall, {cpu:.2f} s CPU in this process "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"{label}: (T12M NRR {t12m['nrr']}, GRR {t12m['grr']}, "
-          f"logos {t12m['logo_retention']}, {t12m['customers']:,} customers; "
-          f"{sum(len(v) for v in payload['segments'].values())} segments; "
-          f"{len(payload['movements'])} months)")
+    print(
+        f"{label}: full recompute {elapsed:.2f} s wall, {cpu:.2f} s CPU in this process "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
+    print(
+        f"{label}: (T12M NRR {t12m['nrr']}, GRR {t12m['grr']}, "
+        f"logos {t12m['logo_retention']}, {t12m['customers']:,} customers; "
+        f"{sum(len(v) for v in payload['segments'].values())} segments; "
+        f"{len(payload['movements'])} months)"
+    )
     if breakdown:
         print_breakdown(label, engine, account)
     return elapsed
@@ -163,8 +174,10 @@ def print_breakdown(label: str, engine: Engine, account: Account) -> None:
         for name, step in steps.items():
             started, cpu = time.perf_counter(), time.process_time()
             step()
-            print(f"{label}:   {name}: {time.perf_counter() - started:.2f} s wall, "
-                  f"{time.process_time() - cpu:.2f} s CPU")
+            print(
+                f"{label}:   {name}: {time.perf_counter() - started:.2f} s wall, "
+                f"{time.process_time() - cpu:.2f} s CPU"
+            )
 
 
 def main() -> None:
@@ -175,13 +188,16 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true", help="also time each query on its own")
     args = parser.parse_args()
     results = {}
-    loaders = {"sqlite": lambda engine, url: lambda data: load_sqlite(engine, data),
-               "postgres": lambda engine, url: lambda data: load_postgres(url, data)}
+    loaders = {
+        "sqlite": lambda engine, url: lambda data: load_sqlite(engine, data),
+        "postgres": lambda engine, url: lambda data: load_postgres(url, data),
+    }
     for kind in ("sqlite", "postgres"):
         if args.only in (None, kind):
             with scratch_database(kind, "rt_bench") as (engine, url):
-                results[kind] = run(kind, engine, loaders[kind](engine, url), args.customers, args.months,
-                                    args.breakdown)
+                results[kind] = run(
+                    kind, engine, loaders[kind](engine, url), args.customers, args.months, args.breakdown
+                )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     print(f"peak memory (maxrss): {peak_mb:.0f} MB")
     ok = all(t <= 10 for t in results.values()) and peak_mb <= 500

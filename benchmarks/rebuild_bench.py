@@ -190,13 +190,17 @@ def timed(label: str, attempt: str, engine: Engine, account: Account, profile: s
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if profiler and profile:
         profiler.dump_stats(f"{profile}.{label}.{attempt.split()[0]}")
-    print(f"{label}: rebuild_account ({attempt}) {elapsed:.2f} s wall, {cpu:.2f} s CPU in this process; "
-          f"{result.lines / elapsed:,.0f} lines/s ({result.lines:,} ledger lines, "
-          f"{result.upcoming:,} of them upcoming; "
-          f"{result.snapshot_days} snapshot days) (load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} CPUs)")
-    print(f"{label}:   peak memory (maxrss): {rss_before:.0f} MB before rebuild_account, "
-          f"{maxrss_mb():.0f} MB after")
+    print(
+        f"{label}: rebuild_account ({attempt}) {elapsed:.2f} s wall, {cpu:.2f} s CPU in this process; "
+        f"{result.lines / elapsed:,.0f} lines/s ({result.lines:,} ledger lines, "
+        f"{result.upcoming:,} of them upcoming; "
+        f"{result.snapshot_days} snapshot days) (load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPUs)"
+    )
+    print(
+        f"{label}:   peak memory (maxrss): {rss_before:.0f} MB before rebuild_account, "
+        f"{maxrss_mb():.0f} MB after"
+    )
     named = sum(phases.seconds.values())
     for phase in ("classification", "ledger write", "snapshots"):
         print(f"{label}:   {phase}: {phases.seconds.get(phase, 0.0):.2f} s")
@@ -207,8 +211,10 @@ def run(label: str, engine: Engine, rows: dict[str, list[dict[str, Any]]], profi
     account = make_account(engine)
     started = time.perf_counter()
     store_rows(engine, account.id or 0, rows)
-    print(f"{label}: stored {len(rows['line']):,} lines, {len(rows['invoice']):,} invoices, "
-          f"{len(rows['customer']):,} customers in {time.perf_counter() - started:.1f} s")
+    print(
+        f"{label}: stored {len(rows['line']):,} lines, {len(rows['invoice']):,} invoices, "
+        f"{len(rows['customer']):,} customers in {time.perf_counter() - started:.1f} s"
+    )
     for attempt in ("first build", "rerun"):  # a nightly rebuild replaces an existing ledger: the rerun
         timed(label, attempt, engine, account, profile)
         sha, n_lines, n_snap = digest(engine, account.id or 0)
@@ -224,8 +230,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     rows = parsed(args.customers, args.months)
-    print(f"generated {args.customers:,} customers x {args.months} months: {len(rows['line']):,} lines in "
-          f"{time.perf_counter() - started:.1f} s (load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"generated {args.customers:,} customers x {args.months} months: {len(rows['line']):,} lines in "
+        f"{time.perf_counter() - started:.1f} s (load average {os.getloadavg()[0]:.1f})"
+    )
     for kind in ("sqlite", "postgres"):
         if args.only in (None, kind):
             with scratch_database(kind, "rt_rebuild_bench") as (engine, _url):

@@ -162,8 +162,10 @@ def usage_drop(series: UsageSeries, at: int) -> Signal | None:
         return None
     drop = 1 - last.quantity / mean
     where = "billed usage" if series.source == "billed" else "metered usage"
-    detail = (f"{series.label}: {where} {_qty(last.quantity)} in the period to {day_of(last.end)} vs "
-              f"{_qty(mean)} average of the 3 periods before ({drop:.0%} lower)")
+    detail = (
+        f"{series.label}: {where} {_qty(last.quantity)} in the period to {day_of(last.end)} vs "
+        f"{_qty(mean)} average of the 3 periods before ({drop:.0%} lower)"
+    )
     return Signal("usage_decline", detail, min(0.8, 0.3 + 0.5 * drop))
 
 
@@ -208,12 +210,16 @@ def usage_decline(usage: Sequence[UsageSeries], licensed: Sequence[LicensedLine]
 # -- payment_failed --------------------------------------------------------------------------------
 def _alive(sub: SubscriptionState, at: int) -> bool:
     started = sub.created is None or sub.created <= at
-    return started and (sub.ended_at is None or sub.ended_at > at) and (sub.status != "canceled"
-                                                                        or sub.ended_at is not None)
+    return (
+        started
+        and (sub.ended_at is None or sub.ended_at > at)
+        and (sub.status != "canceled" or sub.ended_at is not None)
+    )
 
 
-def payment_failed(subs: Sequence[SubscriptionState], invoices: Sequence[InvoiceState], at: int,
-                   current: bool) -> Signal | None:
+def payment_failed(
+    subs: Sequence[SubscriptionState], invoices: Sequence[InvoiceState], at: int, current: bool
+) -> Signal | None:
     """An open invoice with a failed attempt, or (now only) a `past_due` subscription.
 
     At an earlier date, an invoice that is open or uncollectible today was unpaid since it was created; a
@@ -234,9 +240,11 @@ def payment_failed(subs: Sequence[SubscriptionState], invoices: Sequence[Invoice
     past_due = [s for s in subs if current and s.status == "past_due" and _alive(s, at)]
     if not failed and not past_due:
         return None
-    parts = [f"invoice {inv.id} for {fmt(inv.amount_due, inv.currency)} unpaid after {inv.attempt_count} "
-             f"attempt{'s' if inv.attempt_count != 1 else ''} (since {day_of(inv.created)})"
-             for inv in failed]
+    parts = [
+        f"invoice {inv.id} for {fmt(inv.amount_due, inv.currency)} unpaid after {inv.attempt_count} "
+        f"attempt{'s' if inv.attempt_count != 1 else ''} (since {day_of(inv.created)})"
+        for inv in failed
+    ]
     parts += [f"subscription {s.id} is past_due" for s in past_due]
     weight = WEIGHTS["past_due"] if past_due else WEIGHTS["payment_failed"]
     return Signal("payment_failed", "; ".join(parts), weight)
@@ -253,8 +261,9 @@ def cancel_scheduled(subs: Sequence[SubscriptionState], at: int, current: bool) 
     for sub in subs:
         if not _alive(sub, at):
             continue
-        ended_later = (sub.ended_at is not None and sub.canceled_at is not None
-                       and sub.canceled_at < sub.ended_at)
+        ended_later = (
+            sub.ended_at is not None and sub.canceled_at is not None and sub.canceled_at < sub.ended_at
+        )
         flagged = sub.cancel_at_period_end or sub.cancel_at is not None or ended_later
         if not flagged:
             continue
@@ -311,21 +320,26 @@ def downgrade(licensed: Sequence[LicensedLine], at: int) -> Signal | None:
             if is_.discount > was.discount:
                 how.append(f"new discount {fmt(is_.discount, currency)}")
         reason = f" ({'; '.join(how)})" if how else ""
-        parts.append(f"licensed MRR {fmt(old, currency)} -> {fmt(new, currency)} "
-                     f"since {day_of(before)}{reason}")
+        parts.append(
+            f"licensed MRR {fmt(old, currency)} -> {fmt(new, currency)} since {day_of(before)}{reason}"
+        )
     if not parts:
         return None
     return Signal("downgrade", "; ".join(parts), min(0.8, 0.3 + 0.5 * worst))
 
 
 # -- renewal_soon ----------------------------------------------------------------------------------
-def renewal_date(subs: Sequence[SubscriptionState], licensed: Sequence[LicensedLine], at: int,
-                 current: bool) -> tuple[date | None, bool]:
+def renewal_date(
+    subs: Sequence[SubscriptionState], licensed: Sequence[LicensedLine], at: int, current: bool
+) -> tuple[date | None, bool]:
     """The next end of a current period (and whether it belongs to an annual plan)."""
     ends: list[tuple[int, bool]] = []
     if current:
-        ends += [(s.current_period_end, s.interval == "year") for s in subs
-                 if _alive(s, at) and s.current_period_end is not None and s.current_period_end > at]
+        ends += [
+            (s.current_period_end, s.interval == "year")
+            for s in subs
+            if _alive(s, at) and s.current_period_end is not None and s.current_period_end > at
+        ]
     if not ends:
         ends += [(line.period_end, line.interval == "year") for line in _covering(licensed, at).values()]
     if not ends:
@@ -375,8 +389,15 @@ def assess(records: CustomerRecords, as_of: datetime, current: bool = True) -> R
     soon = renewal_soon(renewal, annual, at)
     if soon is not None:
         signals.append(soon)
-    return RiskAssessment(records.customer_id, records.name, records.mrr, records.currency, tuple(signals),
-                          renewal, score(records.mrr, records.currency, signals))
+    return RiskAssessment(
+        records.customer_id,
+        records.name,
+        records.mrr,
+        records.currency,
+        tuple(signals),
+        renewal,
+        score(records.mrr, records.currency, signals),
+    )
 
 
 def rank(assessments: Iterable[RiskAssessment | None]) -> list[RiskAssessment]:

@@ -131,8 +131,11 @@ def _members(account_id: int, window: Window) -> Any:
         .select_from(
             s0.outerjoin(
                 s1,
-                and_(s1.c.account_id == s0.c.account_id, s1.c.customer_id == s0.c.customer_id,
-                     s1.c.day == window.t1),
+                and_(
+                    s1.c.account_id == s0.c.account_id,
+                    s1.c.customer_id == s0.c.customer_id,
+                    s1.c.day == window.t1,
+                ),
             )
         )
         .where(s0.c.account_id == account_id, s0.c.day == window.t0, s0.c.mrr > 0)
@@ -141,8 +144,9 @@ def _members(account_id: int, window: Window) -> Any:
     )
 
 
-def window_groups(conn: Connection, account_id: int, window: Window,
-                  band_edges: Sequence[int]) -> dict[GroupKey, Aggregates]:
+def window_groups(
+    conn: Connection, account_id: int, window: Window, band_edges: Sequence[int]
+) -> dict[GroupKey, Aggregates]:
     """Aggregates of the window's cohort, grouped by (plan at t0, size band at t0, signup month)."""
     c = _members(account_id, window)
     m0, m1 = c.c.m0, c.c.m1
@@ -154,24 +158,21 @@ def window_groups(conn: Connection, account_id: int, window: Window,
         (c.c.line_month < c.c.snap_month, c.c.line_month),
         else_=c.c.snap_month,
     )
-    stmt = (
-        select(
-            c.c.plan,
-            band.label("band"),
-            signup.label("cohort"),
-            func.count().label("customers"),
-            func.sum(case((m1 > 0, 1), else_=0)).label("retained"),
-            func.sum(m0).label("start"),
-            func.sum(m1).label("end"),
-            func.sum(up).label("expansion"),
-            func.sum(case((and_(m1 > 0, m1 < m0), m0 - m1), else_=0)).label("contraction"),
-            func.sum(case((m1 <= 0, m0), else_=0)).label("churn"),
-            func.max(up).label("max_expansion"),
-            func.sum(m0 + c.c.one0).label("start_with_one_time"),
-            func.sum(m1 + c.c.one1).label("end_with_one_time"),
-        )
-        .group_by(c.c.plan, band, signup)
-    )
+    stmt = select(
+        c.c.plan,
+        band.label("band"),
+        signup.label("cohort"),
+        func.count().label("customers"),
+        func.sum(case((m1 > 0, 1), else_=0)).label("retained"),
+        func.sum(m0).label("start"),
+        func.sum(m1).label("end"),
+        func.sum(up).label("expansion"),
+        func.sum(case((and_(m1 > 0, m1 < m0), m0 - m1), else_=0)).label("contraction"),
+        func.sum(case((m1 <= 0, m0), else_=0)).label("churn"),
+        func.max(up).label("max_expansion"),
+        func.sum(m0 + c.c.one0).label("start_with_one_time"),
+        func.sum(m1 + c.c.one1).label("end_with_one_time"),
+    ).group_by(c.c.plan, band, signup)
     groups: dict[GroupKey, Aggregates] = {}
     for row in conn.execute(stmt).mappings():
         key = GroupKey(row["plan"], int(row["band"]), row["cohort"])
@@ -180,8 +181,16 @@ def window_groups(conn: Connection, account_id: int, window: Window,
 
 
 _AGG_FIELDS = (
-    "customers", "retained", "start", "end", "expansion", "contraction", "churn", "max_expansion",
-    "start_with_one_time", "end_with_one_time",
+    "customers",
+    "retained",
+    "start",
+    "end",
+    "expansion",
+    "contraction",
+    "churn",
+    "max_expansion",
+    "start_with_one_time",
+    "end_with_one_time",
 )
 
 
@@ -301,7 +310,16 @@ def _movements_streamed(conn: Connection, account_id: int, months: Sequence[date
     cursor.close()
     out, previous = [], 0
     for i, month in enumerate(months):
-        out.append(MonthMovement(month=month, new=new[i], expansion=expansion[i], contraction=contraction[i],
-                                 churn=previous - kept[i], reactivation=reactivation[i], mrr=total[i]))
+        out.append(
+            MonthMovement(
+                month=month,
+                new=new[i],
+                expansion=expansion[i],
+                contraction=contraction[i],
+                churn=previous - kept[i],
+                reactivation=reactivation[i],
+                mrr=total[i],
+            )
+        )
         previous = total[i]
     return out

@@ -46,12 +46,16 @@ def window_json(agg: Aggregates, currency: str, label: str, monthly: bool = Fals
     return out
 
 
-def segment_aggregates(groups: Mapping[GroupKey, Aggregates],
-                       bands: SizeBands) -> dict[str, dict[str, Aggregates]]:
+def segment_aggregates(
+    groups: Mapping[GroupKey, Aggregates], bands: SizeBands
+) -> dict[str, dict[str, Aggregates]]:
     """Fold the (plan, band, signup month) groups into the three segmentations."""
     labels = bands.labels()
-    out: dict[str, dict[str, Aggregates]] = {"plan": defaultdict(Aggregates), "size": defaultdict(Aggregates),
-                                             "cohort": defaultdict(Aggregates)}
+    out: dict[str, dict[str, Aggregates]] = {
+        "plan": defaultdict(Aggregates),
+        "size": defaultdict(Aggregates),
+        "cohort": defaultdict(Aggregates),
+    }
     for key, agg in groups.items():
         out["plan"][plan_label(key.plan)] += agg
         out["size"][labels[key.band]] += agg
@@ -59,8 +63,9 @@ def segment_aggregates(groups: Mapping[GroupKey, Aggregates],
     return {name: dict(sorted(parts.items())) for name, parts in out.items()}
 
 
-def segments_json(groups: Mapping[GroupKey, Aggregates], bands: SizeBands, currency: str,
-                  window_label: str) -> dict[str, dict[str, Any]]:
+def segments_json(
+    groups: Mapping[GroupKey, Aggregates], bands: SizeBands, currency: str, window_label: str
+) -> dict[str, dict[str, Any]]:
     """Per segmentation, per segment: W with the segment's own warnings; size bands in ascending order."""
     folded = segment_aggregates(groups, bands)
     order = {label: i for i, label in enumerate(bands.labels())}
@@ -89,15 +94,26 @@ def movements_json(months: Iterable[MonthMovement], currency: str) -> list[dict[
     ]
 
 
-def metrics_payload(*, as_of: date, currency: str, mrr: int, t12m: Mapping[GroupKey, Aggregates],
-                    monthly: Mapping[GroupKey, Aggregates], bands: SizeBands,
-                    movements: Iterable[MonthMovement],
-                    extra_warnings: Iterable[Warning], summary: Mapping[str, Any]) -> dict[str, Any]:
+def metrics_payload(
+    *,
+    as_of: date,
+    currency: str,
+    mrr: int,
+    t12m: Mapping[GroupKey, Aggregates],
+    monthly: Mapping[GroupKey, Aggregates],
+    bands: SizeBands,
+    movements: Iterable[MonthMovement],
+    extra_warnings: Iterable[Warning],
+    summary: Mapping[str, Any],
+) -> dict[str, Any]:
     """The whole payload. Segments are of the trailing-12-month window; top-level warnings are the headline
     T12M and monthly figures' warnings plus the ones about the data (missing exchange rates)."""
     head12, head1 = fold(t12m.values()), fold(monthly.values())
-    warnings = [*window_warnings(head12, "T12M", currency), *window_warnings(head1, "monthly", currency),
-                *extra_warnings]
+    warnings = [
+        *window_warnings(head12, "T12M", currency),
+        *window_warnings(head1, "monthly", currency),
+        *extra_warnings,
+    ]
     return {
         "as_of": as_of.isoformat(),
         "currency": currency,

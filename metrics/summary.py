@@ -37,8 +37,10 @@ def lever_sentence(agg: Aggregates, currency: str) -> str:
         return "No customer paid at the start of the window, so there is no cohort to measure yet."
     exp = f"expansion ({whole(agg.expansion, currency)})"
     losses = sorted(
-        [(agg.churn, f"churn ({whole(agg.churn, currency)})"),
-         (agg.contraction, f"contraction ({whole(agg.contraction, currency)})")],
+        [
+            (agg.churn, f"churn ({whole(agg.churn, currency)})"),
+            (agg.contraction, f"contraction ({whole(agg.contraction, currency)})"),
+        ],
         key=lambda item: -item[0],
     )
     loss_text = f"{losses[0][1]} and {losses[1][1]}"
@@ -59,8 +61,10 @@ def churn_scenario(agg: Aggregates, currency: str, reduction: Decimal = DEFAULT_
     if nrr is None:
         sentence = "No cohort, so no churn scenario."
     else:
-        sentence = (f"If churned and contracted MRR were {share} lower, NRR would be {pct(nrr)} and "
-                    f"{whole(annual, currency)} a year of revenue would be kept.")
+        sentence = (
+            f"If churned and contracted MRR were {share} lower, NRR would be {pct(nrr)} and "
+            f"{whole(annual, currency)} a year of revenue would be kept."
+        )
     return {
         "reduction": float(reduction),
         "nrr": None if nrr is None else round(nrr, 4),

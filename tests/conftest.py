@@ -26,10 +26,14 @@ PG_ADMIN_URL = os.environ.get("RETENTION_TEST_PG", "postgresql://postgres@127.0.
 REDIS_URL = os.environ.get("RETENTION_TEST_REDIS", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-PG_HINT = ("PostgreSQL is not answering on 127.0.0.1:5432; start it with "
-           "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")
-REDIS_HINT = ("Redis is not answering on 127.0.0.1:6379; start it with "
-              "`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`")
+PG_HINT = (
+    "PostgreSQL is not answering on 127.0.0.1:5432; start it with "
+    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+)
+REDIS_HINT = (
+    "Redis is not answering on 127.0.0.1:6379; start it with "
+    "`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`"
+)
 
 
 def _unavailable(message: str) -> None:

@@ -27,20 +27,180 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 # ISO 4217 codes in use (and Stripe's older ones), so `--reporting-currency usdd` or `xyz` is refused up front
 # instead of producing a ledger in a currency no rate will ever convert.
-ISO_CURRENCIES = frozenset({
-    "aed", "afn", "all", "amd", "ang", "aoa", "ars", "aud", "awg", "azn", "bam", "bbd", "bdt", "bgn", "bhd",
-    "bif", "bmd", "bnd", "bob", "bov", "brl", "bsd", "btn", "bwp", "byn", "bzd", "cad", "cdf", "che", "chf",
-    "chw", "clf", "clp", "cny", "cop", "cou", "crc", "cuc", "cup", "cve", "czk", "djf", "dkk", "dop", "dzd",
-    "egp", "ern", "etb", "eur", "fjd", "fkp", "gbp", "gel", "ghs", "gip", "gmd", "gnf", "gtq", "gyd", "hkd",
-    "hnl", "hrk", "htg", "huf", "idr", "ils", "inr", "iqd", "irr", "isk", "jmd", "jod", "jpy", "kes", "kgs",
-    "khr", "kmf", "kpw", "krw", "kwd", "kyd", "kzt", "lak", "lbp", "lkr", "lrd", "lsl", "lyd", "mad", "mdl",
-    "mga", "mkd", "mmk", "mnt", "mop", "mru", "mur", "mvr", "mwk", "mxn", "mxv", "myr", "mzn", "nad", "ngn",
-    "nio", "nok", "npr", "nzd", "omr", "pab", "pen", "pgk", "php", "pkr", "pln", "pyg", "qar", "ron", "rsd",
-    "rub", "rwf", "sar", "sbd", "scr", "sdg", "sek", "sgd", "shp", "sle", "sll", "sos", "srd", "ssp", "stn",
-    "svc", "syp", "szl", "thb", "tjs", "tmt", "tnd", "top", "try", "ttd", "twd", "tzs", "uah", "ugx", "usd",
-    "usn", "uyi", "uyu", "uyw", "uzs", "ved", "ves", "vnd", "vuv", "wst", "xaf", "xcd", "xcg", "xof", "xpf",
-    "yer", "zar", "zmw", "zwg", "zwl"
-})
+ISO_CURRENCIES = frozenset(
+    {
+        "aed",
+        "afn",
+        "all",
+        "amd",
+        "ang",
+        "aoa",
+        "ars",
+        "aud",
+        "awg",
+        "azn",
+        "bam",
+        "bbd",
+        "bdt",
+        "bgn",
+        "bhd",
+        "bif",
+        "bmd",
+        "bnd",
+        "bob",
+        "bov",
+        "brl",
+        "bsd",
+        "btn",
+        "bwp",
+        "byn",
+        "bzd",
+        "cad",
+        "cdf",
+        "che",
+        "chf",
+        "chw",
+        "clf",
+        "clp",
+        "cny",
+        "cop",
+        "cou",
+        "crc",
+        "cuc",
+        "cup",
+        "cve",
+        "czk",
+        "djf",
+        "dkk",
+        "dop",
+        "dzd",
+        "egp",
+        "ern",
+        "etb",
+        "eur",
+        "fjd",
+        "fkp",
+        "gbp",
+        "gel",
+        "ghs",
+        "gip",
+        "gmd",
+        "gnf",
+        "gtq",
+        "gyd",
+        "hkd",
+        "hnl",
+        "hrk",
+        "htg",
+        "huf",
+        "idr",
+        "ils",
+        "inr",
+        "iqd",
+        "irr",
+        "isk",
+        "jmd",
+        "jod",
+        "jpy",
+        "kes",
+        "kgs",
+        "khr",
+        "kmf",
+        "kpw",
+        "krw",
+        "kwd",
+        "kyd",
+        "kzt",
+        "lak",
+        "lbp",
+        "lkr",
+        "lrd",
+        "lsl",
+        "lyd",
+        "mad",
+        "mdl",
+        "mga",
+        "mkd",
+        "mmk",
+        "mnt",
+        "mop",
+        "mru",
+        "mur",
+        "mvr",
+        "mwk",
+        "mxn",
+        "mxv",
+        "myr",
+        "mzn",
+        "nad",
+        "ngn",
+        "nio",
+        "nok",
+        "npr",
+        "nzd",
+        "omr",
+        "pab",
+        "pen",
+        "pgk",
+        "php",
+        "pkr",
+        "pln",
+        "pyg",
+        "qar",
+        "ron",
+        "rsd",
+        "rub",
+        "rwf",
+        "sar",
+        "sbd",
+        "scr",
+        "sdg",
+        "sek",
+        "sgd",
+        "shp",
+        "sle",
+        "sll",
+        "sos",
+        "srd",
+        "ssp",
+        "stn",
+        "svc",
+        "syp",
+        "szl",
+        "thb",
+        "tjs",
+        "tmt",
+        "tnd",
+        "top",
+        "try",
+        "ttd",
+        "twd",
+        "tzs",
+        "uah",
+        "ugx",
+        "usd",
+        "usn",
+        "uyi",
+        "uyu",
+        "uyw",
+        "uzs",
+        "ved",
+        "ves",
+        "vnd",
+        "vuv",
+        "wst",
+        "xaf",
+        "xcd",
+        "xcg",
+        "xof",
+        "xpf",
+        "yer",
+        "zar",
+        "zmw",
+        "zwg",
+        "zwl",
+    }
+)
 
 
 class ConnectError(ValueError):
@@ -67,9 +227,16 @@ def slack_webhook(settings: Settings, account: Account) -> Secret | None:
     return None
 
 
-def connect_account(engine: Engine, settings: Settings, name: str, api_key: Secret, api_base: str,
-                    reporting_currency: str | None, slack_webhook_url: Secret | None,
-                    rps: float | None) -> Account:
+def connect_account(
+    engine: Engine,
+    settings: Settings,
+    name: str,
+    api_key: Secret,
+    api_base: str,
+    reporting_currency: str | None,
+    slack_webhook_url: Secret | None,
+    rps: float | None,
+) -> Account:
     """Check everything, prove the key with one read, then store the account with its secrets encrypted."""
     api_base = check_api_base(api_base)
     currency = check_currency(reporting_currency) if reporting_currency is not None else None
@@ -130,8 +297,11 @@ def _tables_with_account_id(engine: Engine) -> list[str]:
     """Every table with an account_id column, children before parents (reverse foreign-key order)."""
     inspector = inspect(engine)
     ordered = [t for t, _ in inspector.get_sorted_table_and_fkc_names() if t is not None]
-    return [t for t in reversed(ordered) if t != Account.__tablename__
-            and any(c["name"] == "account_id" for c in inspector.get_columns(t))]
+    return [
+        t
+        for t in reversed(ordered)
+        if t != Account.__tablename__ and any(c["name"] == "account_id" for c in inspector.get_columns(t))
+    ]
 
 
 def list_accounts(engine: Engine) -> list[Account]:
@@ -165,8 +335,10 @@ def check_key(api_key: Secret) -> None:
     if not key:
         raise ConnectError("no Stripe API key given: set STRIPE_API_KEY or type it at the prompt")
     if key.startswith("pk_"):
-        raise ConnectError("that is a publishable key (pk_...), which cannot read billing data: use a secret "
-                           "(sk_...) or restricted (rk_...) key")
+        raise ConnectError(
+            "that is a publishable key (pk_...), which cannot read billing data: use a secret "
+            "(sk_...) or restricted (rk_...) key"
+        )
     if any(ch.isspace() for ch in key):
         raise ConnectError("the Stripe API key contains spaces: paste the key alone")
 

@@ -54,6 +54,11 @@ def last_alert_status(session: Session, account_id: int) -> dict[str, Any] | Non
     row = session.get(AlertDelivery, account_id)
     if row is None:
         return None
-    return {"last_attempt_at": row.last_attempt_at.isoformat() if row.last_attempt_at else None,
-            "ok": row.last_ok, "error": row.last_error, "revoked": row.revoked, "pending": row.pending,
-            "last_sent_at": row.last_sent_at.isoformat() if row.last_sent_at else None}
+    return {
+        "last_attempt_at": row.last_attempt_at.isoformat() if row.last_attempt_at else None,
+        "ok": row.last_ok,
+        "error": row.last_error,
+        "revoked": row.revoked,
+        "pending": row.pending,
+        "last_sent_at": row.last_sent_at.isoformat() if row.last_sent_at else None,
+    }

@@ -41,6 +41,7 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class AlertResult:
     account: str
@@ -67,11 +68,22 @@ class _Plan:
     rows: dict[str, AlertState]  # customer -> the open row a message will settle
 
 
-def _plan(session: Session, account: Account, items: list[AlertItem], still_paying: set[str],
-          names: dict[str, str], write: bool) -> _Plan:
+def _plan(
+    session: Session,
+    account: Account,
+    items: list[AlertItem],
+    still_paying: set[str],
+    names: dict[str, str],
+    write: bool,
+) -> _Plan:
     """Compare today's at-risk list with what was told before; with `write`, record the new state."""
-    rows = list(session.exec(select(AlertState).where(AlertState.account_id == account.id,
-                                                      col(AlertState.status).in_(OPEN_STATES))))
+    rows = list(
+        session.exec(
+            select(AlertState).where(
+                AlertState.account_id == account.id, col(AlertState.status).in_(OPEN_STATES)
+            )
+        )
+    )
     open_rows = {r.customer_id: r for r in rows}
     now = now_utc()
     plan = _Plan([], [], {})
@@ -131,8 +143,15 @@ def _record(engine: Engine, account: Account, result: AlertResult) -> None:
         session.add(row)
 
 
-def run_alerts(engine: Engine, settings: Settings, account: Account, as_of: datetime, dry_run: bool = False,
-               pause: float = 1.0, max_blocks: int = MAX_BLOCKS) -> AlertResult:
+def run_alerts(
+    engine: Engine,
+    settings: Settings,
+    account: Account,
+    as_of: datetime,
+    dry_run: bool = False,
+    pause: float = 1.0,
+    max_blocks: int = MAX_BLOCKS,
+) -> AlertResult:
     """Compute the at-risk list at `as_of` and post what is new to the account's Slack webhook.
 
     Slack incoming webhooks take about one message a second: `pause` seconds separate the parts of a digest.
@@ -154,14 +173,23 @@ def run_alerts(engine: Engine, settings: Settings, account: Account, as_of: date
         plan = _plan(session, account, items, set(mrr), names, write=not dry_run)
         if not dry_run:
             session.commit()
-    messages = build_digest(account.name, as_of.date(), account.reporting_currency, result.mrr_at_risk,
-                            result.at_risk, plan.alerts, plan.recovered, max_blocks)
+    messages = build_digest(
+        account.name,
+        as_of.date(),
+        account.reporting_currency,
+        result.mrr_at_risk,
+        result.at_risk,
+        plan.alerts,
+        plan.recovered,
+        max_blocks,
+    )
     result.pending = len(plan.rows)
     if dry_run:
         result.payloads = [m.payload() for m in messages]
         result.text = "\n\n".join(m.text for m in messages) or (
             f"{account.name}: nothing new to alert ({result.at_risk} at risk, "
-            f"{fmt(result.mrr_at_risk, account.reporting_currency)} MRR at risk, all alerted before)")
+            f"{fmt(result.mrr_at_risk, account.reporting_currency)} MRR at risk, all alerted before)"
+        )
         return result
     if messages:
         _deliver(engine, settings, account, messages, plan, result, pause)
@@ -169,13 +197,22 @@ def run_alerts(engine: Engine, settings: Settings, account: Account, as_of: date
     return result
 
 
-def _deliver(engine: Engine, settings: Settings, account: Account, messages: list[SlackMessage], plan: _Plan,
-             result: AlertResult, pause: float) -> None:
+def _deliver(
+    engine: Engine,
+    settings: Settings,
+    account: Account,
+    messages: list[SlackMessage],
+    plan: _Plan,
+    result: AlertResult,
+    pause: float,
+) -> None:
     webhook = slack_webhook(settings, account)
     if webhook is None:
         # Slack is optional: without a webhook the alerts wait, and the nightly run is not a failure
-        result.skipped = (f"account {account.name}: no Slack webhook configured; set SLACK_WEBHOOK_URL or "
-                          "reconnect with --slack-webhook-url (alerts stay pending)")
+        result.skipped = (
+            f"account {account.name}: no Slack webhook configured; set SLACK_WEBHOOK_URL or "
+            "reconnect with --slack-webhook-url (alerts stay pending)"
+        )
         return
     for n, message in enumerate(messages):
         if n:

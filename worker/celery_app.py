@@ -74,8 +74,9 @@ def parse_nightly_at(value: str) -> tuple[int, int]:
     try:
         moment = datetime.strptime(value.strip(), "%H:%M")
     except ValueError:
-        raise ValueError(f"RETENTION_NIGHTLY_AT={value!r} is not a time of day: use HH:MM (e.g. 02:00)") \
-            from None
+        raise ValueError(
+            f"RETENTION_NIGHTLY_AT={value!r} is not a time of day: use HH:MM (e.g. 02:00)"
+        ) from None
     return moment.hour, moment.minute
 
 
@@ -151,14 +152,20 @@ def _json_logs(loglevel: int | str | None = None, **_: Any) -> None:
     configure_logging(loglevel or "INFO")
 
 
-def enqueue_nightly(celery: Celery, account_ids: list[int], as_of: datetime | None = None,
-                    trigger: str = "enqueue") -> list[str]:
+def enqueue_nightly(
+    celery: Celery, account_ids: list[int], as_of: datetime | None = None, trigger: str = "enqueue"
+) -> list[str]:
     """Puts one nightly task per account on the broker (accounts then run in parallel across workers)."""
     ids = []
     for account_id in account_ids:
         kwargs = {"account_id": account_id, "as_of": as_of.isoformat() if as_of else None, "trigger": trigger}
         # fail in seconds, not minutes, when the broker is down: the caller says so
-        sent = celery.send_task(TASK_NIGHTLY_ACCOUNT, kwargs=kwargs, queue=QUEUE, retry=True,
-                                retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+        sent = celery.send_task(
+            TASK_NIGHTLY_ACCOUNT,
+            kwargs=kwargs,
+            queue=QUEUE,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
         ids.append(sent.id)
     return ids

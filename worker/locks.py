@@ -47,8 +47,9 @@ class _Heartbeat(threading.Thread):
 
 
 @contextmanager
-def redis_lock(redis_url: str, account_id: int, ttl: float = DEFAULT_TTL,
-               owner: str | None = None) -> Iterator[bool]:
+def redis_lock(
+    redis_url: str, account_id: int, ttl: float = DEFAULT_TTL, owner: str | None = None
+) -> Iterator[bool]:
     """Yields True when this process holds the account's lock, False when another run holds it.
 
     `owner` (the Celery task id) is stored as the lock's token. A task redelivered after its worker died finds
@@ -99,8 +100,9 @@ def file_lock(directory: Path, account_id: int) -> Iterator[bool]:
 
 
 @contextmanager
-def account_lock(account_id: int, redis_url: str | None, lock_dir: Path, ttl: float = DEFAULT_TTL,
-                 owner: str | None = None) -> Iterator[bool]:
+def account_lock(
+    account_id: int, redis_url: str | None, lock_dir: Path, ttl: float = DEFAULT_TTL, owner: str | None = None
+) -> Iterator[bool]:
     """The Redis lock when workers share a Redis, else the local file lock."""
     if redis_url:
         with redis_lock(redis_url, account_id, ttl, owner) as held:

@@ -53,8 +53,9 @@ def missing_rate_warnings(conn: Connection, account: Account, days: list[date]) 
     return list(seen.values())
 
 
-def compute_metrics(engine: Engine, account: Account, as_of: datetime, store: bool = True,
-                    bands: SizeBands | None = None) -> dict[str, Any]:
+def compute_metrics(
+    engine: Engine, account: Account, as_of: datetime, store: bool = True, bands: SizeBands | None = None
+) -> dict[str, Any]:
     """The `retention metrics --json` payload for the account at `as_of`; stored as a MetricRun if `store`."""
     bands = bands or size_bands()
     currency = account.reporting_currency.lower()
@@ -71,8 +72,14 @@ def compute_metrics(engine: Engine, account: Account, as_of: datetime, store: bo
         movements = month_movements(conn, account_id, months)
         data_warnings = missing_rate_warnings(conn, account, [t1, monthly.t0, t12m.t0])
         payload = metrics_payload(
-            as_of=t1, currency=currency, mrr=total_mrr(conn, account_id, t1), t12m=groups12, monthly=groups1,
-            bands=bands, movements=movements, extra_warnings=data_warnings,
+            as_of=t1,
+            currency=currency,
+            mrr=total_mrr(conn, account_id, t1),
+            t12m=groups12,
+            monthly=groups1,
+            bands=bands,
+            movements=movements,
+            extra_warnings=data_warnings,
             summary=board_summary(fold(groups12.values()), currency),
         )
     if store:
@@ -90,8 +97,15 @@ def store_run(engine: Engine, account: Account, as_of: date, payload: dict[str, 
                 col(MetricRun.definitions_version) == DEFINITIONS_VERSION,
             )
         )
-        session.add(MetricRun(account_id=account.id or 0, as_of=as_of, computed_at=datetime.now(UTC),
-                              definitions_version=DEFINITIONS_VERSION, payload=payload))
+        session.add(
+            MetricRun(
+                account_id=account.id or 0,
+                as_of=as_of,
+                computed_at=datetime.now(UTC),
+                definitions_version=DEFINITIONS_VERSION,
+                payload=payload,
+            )
+        )
         session.commit()
 
 

@@ -45,9 +45,18 @@ class NightlyResult:
         return asdict(self)
 
 
-def run_nightly(engine: Engine, settings: Settings, account: Account, as_of: datetime | None = None,
-                trigger: str = "manual", *, task_id: str | None = None, redis_url: str | None = None,
-                steps: Sequence[Step] | None = None, lock_ttl: float = DEFAULT_TTL) -> NightlyResult:
+def run_nightly(
+    engine: Engine,
+    settings: Settings,
+    account: Account,
+    as_of: datetime | None = None,
+    trigger: str = "manual",
+    *,
+    task_id: str | None = None,
+    redis_url: str | None = None,
+    steps: Sequence[Step] | None = None,
+    lock_ttl: float = DEFAULT_TTL,
+) -> NightlyResult:
     """Runs the account's chain unless another run of it holds the lock (then skipped, logged, not recorded).
 
     `redis_url` selects the Redis lock shared by all workers (and the shared Stripe rate budget); without it
@@ -56,14 +65,18 @@ def run_nightly(engine: Engine, settings: Settings, account: Account, as_of: dat
     assert account.id is not None
     as_of = as_of or datetime.now(UTC)
     chain = list(steps if steps is not None else DEFAULT_STEPS)
-    with log_context(account=account.name, account_id=account.id, task_id=task_id), \
-            account_lock(account.id, redis_url, settings.home / "locks", lock_ttl, task_id) as held:
+    with (
+        log_context(account=account.name, account_id=account.id, task_id=task_id),
+        account_lock(account.id, redis_url, settings.home / "locks", lock_ttl, task_id) as held,
+    ):
         if not held:
-            log.warning("nightly run skipped: another run of this account is in progress",
-                        extra={"trigger": trigger})
+            log.warning(
+                "nightly run skipped: another run of this account is in progress", extra={"trigger": trigger}
+            )
             return NightlyResult(account=account.name, account_id=account.id, ok=True, skipped=True)
-        context = NightContext(engine=engine, settings=settings, account=account, as_of=as_of,
-                               redis_url=redis_url)
+        context = NightContext(
+            engine=engine, settings=settings, account=account, as_of=as_of, redis_url=redis_url
+        )
         return _run_chain(context, chain, trigger, task_id)
 
 
@@ -81,8 +94,12 @@ def _run_chain(context: NightContext, chain: list[Step], trigger: str, task_id: 
             detail, error = {}, f"{type(exc).__name__}: {exc}"
         seconds = time.monotonic() - started
         runlog.record_step(context.engine, run_id, step.name, error is None, seconds, detail, error)
-        result.steps[step.name] = {"ok": error is None, "seconds": round(seconds, 3), "detail": detail,
-                                   "error": error}
+        result.steps[step.name] = {
+            "ok": error is None,
+            "seconds": round(seconds, 3),
+            "detail": detail,
+            "error": error,
+        }
         if error is not None:
             log.error("nightly step failed", extra={"step": step.name, "error": error})
             result.ok, result.failed_step, result.error = False, step.name, f"{step.name}: {error}"
@@ -93,8 +110,9 @@ def _run_chain(context: NightContext, chain: list[Step], trigger: str, task_id: 
     return result
 
 
-def nightly_for_account_id(account_id: int, as_of: datetime | None, trigger: str,
-                           task_id: str | None = None) -> dict[str, Any]:
+def nightly_for_account_id(
+    account_id: int, as_of: datetime | None, trigger: str, task_id: str | None = None
+) -> dict[str, Any]:
     """What a worker runs for one queued account: the shared database, the Redis lock, the shared rate budget.
 
     The account may have been disconnected since the task was queued; that is not an error.
@@ -104,8 +122,10 @@ def nightly_for_account_id(account_id: int, as_of: datetime | None, trigger: str
     with Session(engine, expire_on_commit=False) as session:
         account = session.get(Account, account_id)
     if account is None:
-        log.warning("nightly run skipped: the account is no longer connected",
-                    extra={"account_id": account_id, "task_id": task_id})
+        log.warning(
+            "nightly run skipped: the account is no longer connected",
+            extra={"account_id": account_id, "task_id": task_id},
+        )
         return {"account_id": account_id, "ok": True, "skipped": True, "error": "no such account"}
     redis_url = settings.retention_broker_url if settings.retention_broker_url.startswith("redis") else None
     result = run_nightly(engine, settings, account, as_of, trigger, task_id=task_id, redis_url=redis_url)

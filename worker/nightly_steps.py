@@ -50,21 +50,36 @@ def sync_step(ctx: NightContext) -> dict[str, Any]:
     result = run_sync(ctx.engine, ctx.settings, ctx.account, full=False, redis_url=ctx.redis_url)
     if not result.ok:
         raise StepFailed(result.error or "the sync failed")
-    return {"mode": result.mode, "requests": result.requests, "stored": dict(result.stored),
-            "rejected": len(result.rejected), "seconds": round(result.seconds, 3)}
+    return {
+        "mode": result.mode,
+        "requests": result.requests,
+        "stored": dict(result.stored),
+        "rejected": len(result.rejected),
+        "seconds": round(result.seconds, 3),
+    }
 
 
 def rebuild_step(ctx: NightContext) -> dict[str, Any]:
     result = rebuild_account(ctx.engine, ctx.account, today=ctx.as_of.date())
-    return {"lines": result.lines, "upcoming": result.upcoming, "snapshot_days": result.snapshot_days,
-            "problems": result.problems[:20]}  # named objects the rebuild left out
+    return {
+        "lines": result.lines,
+        "upcoming": result.upcoming,
+        "snapshot_days": result.snapshot_days,
+        "problems": result.problems[:20],
+    }  # named objects the rebuild left out
 
 
 def metrics_step(ctx: NightContext) -> dict[str, Any]:
     payload = compute_metrics(ctx.engine, ctx.account, ctx.as_of, store=True)
     t12m = payload.get("t12m") or {}
-    return {"as_of": payload.get("as_of"), "currency": payload.get("currency"), "mrr": payload.get("mrr"),
-            "nrr": t12m.get("nrr"), "grr": t12m.get("grr"), "warnings": len(payload.get("warnings") or [])}
+    return {
+        "as_of": payload.get("as_of"),
+        "currency": payload.get("currency"),
+        "mrr": payload.get("mrr"),
+        "nrr": t12m.get("nrr"),
+        "grr": t12m.get("grr"),
+        "warnings": len(payload.get("warnings") or []),
+    }
 
 
 def alert_step(ctx: NightContext) -> dict[str, Any]:
@@ -72,8 +87,13 @@ def alert_step(ctx: NightContext) -> dict[str, Any]:
     result = run_alerts(ctx.engine, ctx.settings, ctx.account, ctx.as_of)
     if result.error:  # delivery failed: the alerts stay pending for the next run, the night says so
         raise StepFailed(result.error)
-    return {"at_risk": result.at_risk, "mrr_at_risk": result.mrr_at_risk, "messages": result.messages,
-            "sent": result.sent, "pending": result.pending}
+    return {
+        "at_risk": result.at_risk,
+        "mrr_at_risk": result.mrr_at_risk,
+        "messages": result.messages,
+        "sent": result.sent,
+        "pending": result.pending,
+    }
 
 
 DEFAULT_STEPS: tuple[Step, ...] = (

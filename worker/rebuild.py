@@ -459,9 +459,7 @@ def _classified(conn: Connection, builder: _Builder, subs: dict[str, _Sub]) -> l
     return rows
 
 
-def _upcoming(
-    conn: Connection, builder: _Builder, subs: dict[str, _Sub], rows: list[Row]
-) -> list[Row]:
+def _upcoming(conn: Connection, builder: _Builder, subs: dict[str, _Sub], rows: list[Row]) -> list[Row]:
     """Lines for the current period not invoiced yet (METRICS.md section 3) and plan changes within it.
 
     Licensed items count at the subscription's current items from the change (the latest proration in the
@@ -508,9 +506,7 @@ def _upcoming(
     return out
 
 
-def _upcoming_for(
-    builder: _Builder, sub_id: str, sub: _Sub, items: list[Any], lines: list[Row]
-) -> list[Row]:
+def _upcoming_for(builder: _Builder, sub_id: str, sub: _Sub, items: list[Any], lines: list[Row]) -> list[Row]:
     out: list[Row] = []
     licensed = [i for i in items if i.usage_type != "metered"]
     start = next((i.current_period_start for i in items if i.current_period_start), None) or sub.period[0]
@@ -520,16 +516,12 @@ def _upcoming_for(
     if sub.cancel_at is not None:
         end = max(start, min(end, sub.cancel_at))
     recurring = [r for r in lines if r[KLASS] == RECURRING]
-    covering = [
-        r for r in recurring if r[USAGE_TYPE] != "metered" and r[PERIOD_START] <= start < r[MRR_END]
-    ]
+    covering = [r for r in recurring if r[USAGE_TYPE] != "metered" and r[PERIOD_START] <= start < r[MRR_END]]
     # None -> "" / 0 so that sorting never compares None with a value
     invoiced = sorted((r[PRICE_ID] or "", r[QUANTITY] or 0) for r in covering)
     current = sorted((i.price_id or "", i.quantity or 0) for i in licensed)
     if licensed and invoiced != current:
-        changes = [
-            r[PERIOD_START] for r in lines if r[KLASS] == PRORATION and start <= r[PERIOD_START] < end
-        ]
+        changes = [r[PERIOD_START] for r in lines if r[KLASS] == PRORATION and start <= r[PERIOD_START] < end]
         change_at = max(changes, default=start)
         for r in covering:
             r[MRR_END] = max(r[PERIOD_START], min(r[MRR_END], change_at))
@@ -557,9 +549,7 @@ def _upcoming_for(
             r
             for r in recurring
             if r[USAGE_TYPE] == "metered"
-            and (
-                r[SUBSCRIPTION_ITEM_ID] == i.id or (i.price_id is not None and r[PRICE_ID] == i.price_id)
-            )
+            and (r[SUBSCRIPTION_ITEM_ID] == i.id or (i.price_id is not None and r[PRICE_ID] == i.price_id))
         ]
         if any(r[PERIOD_START] <= start < r[MRR_END] for r in mine) or not mine:
             continue
@@ -650,7 +640,6 @@ def _write_snapshots(conn: Connection, account_id: int, days: list[date], rows: 
                 )
             )
     write_snapshots(conn, account_id, points_for(days), groups.items())
-
 
 
 def _write_ledger(conn: Connection, account: Account, rows: list[Row]) -> None:

@@ -79,13 +79,16 @@ def _names(session: Session, account_id: int) -> dict[str, str]:
 
 def _prices(session: Session, account_id: int) -> tuple[dict[str, StripePrice], dict[str, str]]:
     prices = {p.id: p for p in session.exec(select(StripePrice).where(StripePrice.account_id == account_id))}
-    products = {p.id: p.name or p.id
-                for p in session.exec(select(StripeProduct).where(StripeProduct.account_id == account_id))}
+    products = {
+        p.id: p.name or p.id
+        for p in session.exec(select(StripeProduct).where(StripeProduct.account_id == account_id))
+    }
     return prices, products
 
 
-def _subscriptions(session: Session, account_id: int,
-                   prices: dict[str, StripePrice]) -> dict[str, list[SubscriptionState]]:
+def _subscriptions(
+    session: Session, account_id: int, prices: dict[str, StripePrice]
+) -> dict[str, list[SubscriptionState]]:
     items: dict[str, list[StripeSubscriptionItem]] = defaultdict(list)
     query = select(StripeSubscriptionItem).where(StripeSubscriptionItem.account_id == account_id)
     for item in session.exec(query):
@@ -96,9 +99,19 @@ def _subscriptions(session: Session, account_id: int,
         intervals = {prices[i.price_id].interval for i in mine if i.price_id in prices}
         item_end = max((i.current_period_end or 0 for i in mine), default=0) or None
         period_end = sub.current_period_end or item_end
-        out[sub.customer_id].append(SubscriptionState(
-            sub.id, sub.status, sub.created, period_end, sub.cancel_at_period_end, sub.cancel_at,
-            sub.canceled_at, sub.ended_at, "year" if "year" in intervals else next(iter(intervals), None)))
+        out[sub.customer_id].append(
+            SubscriptionState(
+                sub.id,
+                sub.status,
+                sub.created,
+                period_end,
+                sub.cancel_at_period_end,
+                sub.cancel_at,
+                sub.canceled_at,
+                sub.ended_at,
+                "year" if "year" in intervals else next(iter(intervals), None),
+            )
+        )
     return out
 
 
@@ -111,34 +124,48 @@ def _resolved_at(raw: dict[str, Any]) -> int | None:
 def _invoices(session: Session, account_id: int) -> dict[str, list[InvoiceState]]:
     out: dict[str, list[InvoiceState]] = defaultdict(list)
     kept = ("open", "paid", "uncollectible", "void")
-    query = select(StripeInvoice).where(StripeInvoice.account_id == account_id,
-                                        col(StripeInvoice.status).in_(kept))
+    query = select(StripeInvoice).where(
+        StripeInvoice.account_id == account_id, col(StripeInvoice.status).in_(kept)
+    )
     for inv in session.exec(query):
         if inv.customer_id is None:
             continue
-        out[inv.customer_id].append(InvoiceState(
-            inv.id, inv.status or "", inv.created or 0, inv.attempt_count, inv.amount_due or 0,
-            inv.currency or "usd", _resolved_at(inv.raw or {})))
+        out[inv.customer_id].append(
+            InvoiceState(
+                inv.id,
+                inv.status or "",
+                inv.created or 0,
+                inv.attempt_count,
+                inv.amount_due or 0,
+                inv.currency or "usd",
+                _resolved_at(inv.raw or {}),
+            )
+        )
     return out
 
 
-def _lines(session: Session, account_id: int, prices: dict[str, StripePrice],
-           products: dict[str, str]) -> tuple[dict[str, list[LicensedLine]], dict[str, list[UsageSeries]],
-                                              dict[str, set[str]]]:
+def _lines(
+    session: Session, account_id: int, prices: dict[str, StripePrice], products: dict[str, str]
+) -> tuple[dict[str, list[LicensedLine]], dict[str, list[UsageSeries]], dict[str, set[str]]]:
     """Recurring ledger lines: licensed ones with quantity and discount, metered ones as usage series
     (and, per customer, the meters whose usage is already seen on billed lines)."""
     quantities: dict[str, tuple[int | None, int]] = {
         line.id: (line.quantity, line.discount_total)
         for line in session.exec(select(StripeInvoiceLine).where(StripeInvoiceLine.account_id == account_id))
     }
-    item_qty = {i.id: i.quantity for i in session.exec(
-        select(StripeSubscriptionItem).where(StripeSubscriptionItem.account_id == account_id))}
+    item_qty = {
+        i.id: i.quantity
+        for i in session.exec(
+            select(StripeSubscriptionItem).where(StripeSubscriptionItem.account_id == account_id)
+        )
+    }
     licensed: dict[str, list[LicensedLine]] = defaultdict(list)
     usage: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
     labels: dict[tuple[str, str], str] = {}
     billed_meters: dict[str, set[str]] = defaultdict(set)
-    query = select(ClassifiedLine).where(ClassifiedLine.account_id == account_id,
-                                         ClassifiedLine.klass == "recurring")
+    query = select(ClassifiedLine).where(
+        ClassifiedLine.account_id == account_id, ClassifiedLine.klass == "recurring"
+    )
     for line in session.exec(query):
         if not line.counted and line.excluded_reason != "missing_rate":
             continue
@@ -158,22 +185,35 @@ def _lines(session: Session, account_id: int, prices: dict[str, StripePrice],
                     billed_meters[line.customer_id].add(meter)
             continue
         price = prices.get(line.price_id or "")
-        licensed[line.customer_id].append(LicensedLine(
-            key, label, line.price_id, line.period_start, line.mrr_end or line.period_end, qty,
-            line.monthly_amount, line.currency, discount, price.interval if price else None))
+        licensed[line.customer_id].append(
+            LicensedLine(
+                key,
+                label,
+                line.price_id,
+                line.period_start,
+                line.mrr_end or line.period_end,
+                qty,
+                line.monthly_amount,
+                line.currency,
+                discount,
+                price.interval if price else None,
+            )
+        )
     series: dict[str, list[UsageSeries]] = defaultdict(list)
     for (customer, key), periods in usage.items():
         series[customer].append(UsageSeries(key, labels[(customer, key)], "billed", tuple(periods)))
     return licensed, series, billed_meters
 
 
-def _meter_usage(session: Session, account_id: int, prices: dict[str, StripePrice],
-                 products: dict[str, str]) -> dict[str, list[UsageSeries]]:
+def _meter_usage(
+    session: Session, account_id: int, prices: dict[str, StripePrice], products: dict[str, str]
+) -> dict[str, list[UsageSeries]]:
     labels = {p.meter_id: products.get(p.product_id or "", p.meter_id) for p in prices.values() if p.meter_id}
     grouped: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
     for row in session.exec(select(MeterUsage).where(MeterUsage.account_id == account_id)):
-        grouped[(row.customer_id, row.meter_id)].append(UsagePeriod(row.start_time, row.end_time,
-                                                                   row.aggregated_value))
+        grouped[(row.customer_id, row.meter_id)].append(
+            UsagePeriod(row.start_time, row.end_time, row.aggregated_value)
+        )
     out: dict[str, list[UsageSeries]] = defaultdict(list)
     for (customer, meter), periods in grouped.items():
         out[customer].append(UsageSeries(meter, labels.get(meter) or meter, "meter", tuple(periods)))
@@ -194,12 +234,20 @@ def load_records(engine: Engine, account: Account, mrr: dict[str, int]) -> list[
         invoices = _invoices(session, account_id)
         licensed, billed, billed_meters = _lines(session, account_id, prices, products)
         metered = _meter_usage(session, account_id, prices, products)
-    return [CustomerRecords(cid, names.get(cid, cid), amount, account.reporting_currency,
-                            tuple(subs.get(cid, ())), tuple(invoices.get(cid, ())),
-                            tuple(billed.get(cid, [])) + tuple(s for s in metered.get(cid, [])
-                                                               if s.key not in billed_meters.get(cid, ())),
-                            tuple(licensed.get(cid, ())))
-            for cid, amount in mrr.items()]
+    return [
+        CustomerRecords(
+            cid,
+            names.get(cid, cid),
+            amount,
+            account.reporting_currency,
+            tuple(subs.get(cid, ())),
+            tuple(invoices.get(cid, ())),
+            tuple(billed.get(cid, []))
+            + tuple(s for s in metered.get(cid, []) if s.key not in billed_meters.get(cid, ())),
+            tuple(licensed.get(cid, ())),
+        )
+        for cid, amount in mrr.items()
+    ]
 
 
 # -- at risk ---------------------------------------------------------------------------------------
@@ -237,18 +285,27 @@ def _signals(assessment: RiskAssessment) -> list[dict[str, str]]:
 
 def account_entry(item: AlertItem) -> dict[str, Any]:
     a = item.assessment
-    return {"customer_id": a.customer_id, "name": a.name, "mrr": json_amount(a.mrr, a.currency),
-            "signals": _signals(a), "renewal_date": a.renewal_date.isoformat() if a.renewal_date else None,
-            "dashboard_url": item.dashboard_url, "score": a.score}
+    return {
+        "customer_id": a.customer_id,
+        "name": a.name,
+        "mrr": json_amount(a.mrr, a.currency),
+        "signals": _signals(a),
+        "renewal_date": a.renewal_date.isoformat() if a.renewal_date else None,
+        "dashboard_url": item.dashboard_url,
+        "score": a.score,
+    }
 
 
 def at_risk(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
     """The `retention at-risk --json` payload (shared/CLI.md), plus the currency and the total at risk."""
     items = assess_account(engine, account, as_of)
     total = sum(i.assessment.mrr for i in items)
-    return {"as_of": as_of.date().isoformat(), "currency": account.reporting_currency,
-            "mrr_at_risk": json_amount(total, account.reporting_currency),
-            "accounts": [account_entry(i) for i in items]}
+    return {
+        "as_of": as_of.date().isoformat(),
+        "currency": account.reporting_currency,
+        "mrr_at_risk": json_amount(total, account.reporting_currency),
+        "accounts": [account_entry(i) for i in items],
+    }
 
 
 # -- churn post-mortem -----------------------------------------------------------------------------
@@ -282,8 +339,10 @@ def churned_customers(engine: Engine, account: Account, as_of: datetime) -> dict
     out: dict[str, tuple[int, int]] = {}
     with engine.connect() as conn:
         for instant in sorted(set(ended.values())):
-            before = {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0,
-                                                           datetime.fromtimestamp(instant - 1, UTC))}
+            before = {
+                c.customer_id: c.mrr
+                for c in mrr_at(conn, account.id or 0, datetime.fromtimestamp(instant - 1, UTC))
+            }
             for customer, when in ended.items():
                 if when == instant and before.get(customer, 0) > 0:
                     out[customer] = (instant, before[customer])
@@ -304,34 +363,61 @@ def churned(engine: Engine, account: Account, as_of: datetime | None = None) -> 
         first = first_signal_day(records[customer], last_day)
         signals: list[dict[str, str]] = []
         if first is not None:
-            found = assess(records[customer], datetime(first.year, first.month, first.day, tzinfo=UTC),
-                           current=False)
+            found = assess(
+                records[customer], datetime(first.year, first.month, first.day, tzinfo=UTC), current=False
+            )
             signals = _signals(found) if found else []
-        entries.append({
-            "customer_id": customer, "name": records[customer].name,
-            "mrr": json_amount(mrr, account.reporting_currency), "churned_on": churn_day.isoformat(),
-            "first_signal_on": first.isoformat() if first else None,
-            "days_before": (churn_day - first).days if first else None,
-            "signals": signals, "dashboard_url": dashboard_url(account, customer),
-        })
-    return {"as_of": as_of.date().isoformat(), "currency": account.reporting_currency,
-            "window_months": CHURN_WINDOW_MONTHS, "accounts": entries}
+        entries.append(
+            {
+                "customer_id": customer,
+                "name": records[customer].name,
+                "mrr": json_amount(mrr, account.reporting_currency),
+                "churned_on": churn_day.isoformat(),
+                "first_signal_on": first.isoformat() if first else None,
+                "days_before": (churn_day - first).days if first else None,
+                "signals": signals,
+                "dashboard_url": dashboard_url(account, customer),
+            }
+        )
+    return {
+        "as_of": as_of.date().isoformat(),
+        "currency": account.reporting_currency,
+        "window_months": CHURN_WINDOW_MONTHS,
+        "accounts": entries,
+    }
 
 
 # -- meter summaries -------------------------------------------------------------------------------
 def metered_items(engine: Engine, account: Account) -> list[tuple[str, str, int, int, str]]:
     """(customer, meter, current period start, period length, interval) of live items with a metered price."""
     with Session(engine) as session:
-        prices = {p.id: p for p in session.exec(select(StripePrice).where(
-            StripePrice.account_id == account.id, col(StripePrice.meter_id).is_not(None)))}
+        prices = {
+            p.id: p
+            for p in session.exec(
+                select(StripePrice).where(
+                    StripePrice.account_id == account.id, col(StripePrice.meter_id).is_not(None)
+                )
+            )
+        }
         if not prices:
             return []
-        subs = {s.id: s for s in session.exec(select(StripeSubscription).where(
-            StripeSubscription.account_id == account.id,
-            col(StripeSubscription.status).in_(("active", "past_due", "unpaid", "trialing"))))}
-        items = list(session.exec(select(StripeSubscriptionItem).where(
-            StripeSubscriptionItem.account_id == account.id,
-            col(StripeSubscriptionItem.price_id).in_(prices))))
+        subs = {
+            s.id: s
+            for s in session.exec(
+                select(StripeSubscription).where(
+                    StripeSubscription.account_id == account.id,
+                    col(StripeSubscription.status).in_(("active", "past_due", "unpaid", "trialing")),
+                )
+            )
+        }
+        items = list(
+            session.exec(
+                select(StripeSubscriptionItem).where(
+                    StripeSubscriptionItem.account_id == account.id,
+                    col(StripeSubscriptionItem.price_id).in_(prices),
+                )
+            )
+        )
     out = []
     for item in items:
         sub = subs.get(item.subscription_id)
@@ -369,11 +455,16 @@ def refresh_meter_usage(engine: Engine, settings: Settings, account: Account) ->
                 total = sum(s.aggregated_value for s in summaries)
                 row = session.get(MeterUsage, (account.id, meter, customer, begin))
                 if row is None:
-                    row = MeterUsage(account_id=account.id or 0, meter_id=meter, customer_id=customer,
-                                     start_time=begin, end_time=end, aggregated_value=total)
+                    row = MeterUsage(
+                        account_id=account.id or 0,
+                        meter_id=meter,
+                        customer_id=customer,
+                        start_time=begin,
+                        end_time=end,
+                        aggregated_value=total,
+                    )
                 row.end_time, row.aggregated_value = end, total
                 session.add(row)
                 stored += 1
         session.commit()
     return stored
-

@@ -21,8 +21,9 @@ class NightlyRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True, ondelete="CASCADE")
     started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    finished_at: datetime | None = Field(default=None,
-                                         sa_column=Column(DateTime(timezone=True), nullable=True))
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     ok: bool | None = None
     trigger: str = Field(default="schedule", max_length=20)  # schedule | manual | enqueue
     task_id: str | None = Field(default=None, max_length=255)
@@ -59,8 +60,9 @@ def start_run(engine: Engine, account_id: int, trigger: str, task_id: str | None
     now = datetime.now(UTC)
     with session_scope(engine) as session:
         for stale in session.exec(
-            select(NightlyRun)
-            .where(NightlyRun.account_id == account_id, col(NightlyRun.finished_at).is_(None))
+            select(NightlyRun).where(
+                NightlyRun.account_id == account_id, col(NightlyRun.finished_at).is_(None)
+            )
         ):
             stale.finished_at = now
             stale.ok = False
@@ -73,16 +75,25 @@ def start_run(engine: Engine, account_id: int, trigger: str, task_id: str | None
         return run.id
 
 
-def record_step(engine: Engine, run_id: int, step: str, ok: bool, seconds: float,
-                detail: dict[str, Any] | None = None, error: str | None = None) -> None:
+def record_step(
+    engine: Engine,
+    run_id: int,
+    step: str,
+    ok: bool,
+    seconds: float,
+    detail: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
     """Adds one step's outcome to the run as it happens (not at the end), for the same reason as start_run."""
     with session_scope(engine) as session:
         run = session.get(NightlyRun, run_id)
         if run is None:  # the account was disconnected during the run; nothing left to record on
             return
         # A new dict, not an in-place change: a JSON column only notices reassignment.
-        run.steps = {**run.steps, step: {"ok": ok, "seconds": round(seconds, 3), "detail": detail or {},
-                                         "error": error}}
+        run.steps = {
+            **run.steps,
+            step: {"ok": ok, "seconds": round(seconds, 3), "detail": detail or {}, "error": error},
+        }
         session.add(run)
 
 
@@ -99,8 +110,10 @@ def finish_run(engine: Engine, run_id: int, ok: bool, error: str | None = None) 
 
 def runs_of(session: Session, account_id: int) -> list[NightlyRun]:
     """Every recorded run of the account, oldest first."""
-    return list(session.exec(
-        select(NightlyRun)
-        .where(NightlyRun.account_id == account_id)
-        .order_by(col(NightlyRun.started_at), col(NightlyRun.id))
-    ))
+    return list(
+        session.exec(
+            select(NightlyRun)
+            .where(NightlyRun.account_id == account_id)
+            .order_by(col(NightlyRun.started_at), col(NightlyRun.id))
+        )
+    )

@@ -24,15 +24,21 @@ from worker.nightly import connected_account_ids, nightly_for_account_id
 
 
 @app.task(name=TASK_NIGHTLY_ACCOUNT, bind=True, **RETRY_POLICY)
-def nightly_account(self: Task, account_id: int, as_of: str | None = None,
-                    trigger: str = "schedule") -> dict[str, Any]:
+def nightly_account(
+    self: Task, account_id: int, as_of: str | None = None, trigger: str = "schedule"
+) -> dict[str, Any]:
     """One account's night: sync -> rebuild -> metrics -> at-risk and Slack."""
     with log_context(task_id=self.request.id, account_id=account_id):
         return nightly_for_account_id(account_id, _when(as_of), trigger, task_id=self.request.id)
 
 
-@app.task(name=TASK_NIGHTLY_ALL, bind=True, time_limit=FANOUT_TIME_LIMIT,
-          soft_time_limit=FANOUT_TIME_LIMIT - 10, **RETRY_POLICY)
+@app.task(
+    name=TASK_NIGHTLY_ALL,
+    bind=True,
+    time_limit=FANOUT_TIME_LIMIT,
+    soft_time_limit=FANOUT_TIME_LIMIT - 10,
+    **RETRY_POLICY,
+)
 def nightly_all(self: Task, as_of: str | None = None, trigger: str = "schedule") -> list[str]:
     """The scheduled fan-out: one task per connected account, so accounts run in parallel across workers."""
     with log_context(task_id=self.request.id):

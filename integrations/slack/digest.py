@@ -60,15 +60,19 @@ def _cut(text: str, limit: int) -> str:
 def alert_section(item: AlertItem) -> dict[str, Any]:
     a = item.assessment
     renewal = f" · renews {a.renewal_date}" if a.renewal_date else ""
-    head = (f"*<{item.dashboard_url}|{escape(a.name)}>* `{a.customer_id}` · *{fmt(a.mrr, a.currency)}* "
-            f"MRR at risk{renewal} · score {a.score:,.2f}")
+    head = (
+        f"*<{item.dashboard_url}|{escape(a.name)}>* `{a.customer_id}` · *{fmt(a.mrr, a.currency)}* "
+        f"MRR at risk{renewal} · score {a.score:,.2f}"
+    )
     body = "\n".join(f"• *{s.code}*: {escape(s.detail)}" for s in a.signals)
     return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"{head}\n{body}", MAX_SECTION)}}
 
 
 def recovered_section(item: RecoveredItem) -> dict[str, Any]:
-    text = (f":white_check_mark: *<{item.dashboard_url}|{escape(item.name)}>* `{item.customer_id}` "
-            "recovered: no risk signal any more")
+    text = (
+        f":white_check_mark: *<{item.dashboard_url}|{escape(item.name)}>* `{item.customer_id}` "
+        "recovered: no risk signal any more"
+    )
     return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, MAX_SECTION)}}
 
 
@@ -76,17 +80,26 @@ def alert_text(item: AlertItem) -> str:
     a = item.assessment
     renewal = f", renews {a.renewal_date}" if a.renewal_date else ""
     signals = "; ".join(f"{s.code}: {s.detail}" for s in a.signals)
-    return (f"- {a.name} ({a.customer_id}) {fmt(a.mrr, a.currency)} MRR at risk{renewal}: {signals} "
-            f"{item.dashboard_url}")
+    return (
+        f"- {a.name} ({a.customer_id}) {fmt(a.mrr, a.currency)} MRR at risk{renewal}: {signals} "
+        f"{item.dashboard_url}"
+    )
 
 
 def recovered_text(item: RecoveredItem) -> str:
     return f"- recovered: {item.name} ({item.customer_id}) {item.dashboard_url}"
 
 
-def build_digest(account: str, as_of: date, currency: str, total_at_risk: int, at_risk_count: int,
-                 alerts: Sequence[AlertItem], recovered: Sequence[RecoveredItem],
-                 max_blocks: int = MAX_BLOCKS) -> list[SlackMessage]:
+def build_digest(
+    account: str,
+    as_of: date,
+    currency: str,
+    total_at_risk: int,
+    at_risk_count: int,
+    alerts: Sequence[AlertItem],
+    recovered: Sequence[RecoveredItem],
+    max_blocks: int = MAX_BLOCKS,
+) -> list[SlackMessage]:
     """The messages to post: header and summary on each, then a section per new/changed or recovered account.
 
     `total_at_risk` and `at_risk_count` cover every at-risk account (also those alerted earlier), so each
@@ -98,10 +111,12 @@ def build_digest(account: str, as_of: date, currency: str, total_at_risk: int, a
     if not entries:
         return []
     per_message = max(1, max_blocks - 2)
-    chunks = [entries[n:n + per_message] for n in range(0, len(entries), per_message)]
-    summary = (f"{at_risk_count} account{'s' if at_risk_count != 1 else ''} at risk, "
-               f"{fmt(total_at_risk, currency)} MRR at risk in total as of {as_of}; "
-               f"{len(alerts)} new or changed, {len(recovered)} recovered")
+    chunks = [entries[n : n + per_message] for n in range(0, len(entries), per_message)]
+    summary = (
+        f"{at_risk_count} account{'s' if at_risk_count != 1 else ''} at risk, "
+        f"{fmt(total_at_risk, currency)} MRR at risk in total as of {as_of}; "
+        f"{len(alerts)} new or changed, {len(recovered)} recovered"
+    )
     messages = []
     for n, chunk in enumerate(chunks, start=1):
         part = f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""

@@ -51,8 +51,14 @@ class CappedRateLimitHandler(RateLimitErrorRetryHandler):
         super().__init__(max_retry_count=max_retry_count)
         self.max_wait = max_wait
 
-    def _can_retry(self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
-                   error: Exception | None = None) -> bool:
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
         if response is None or response.status_code != 429:
             return False
         for name, values in response.headers.items():
@@ -79,13 +85,23 @@ def _describe(exc: BaseException, url: str) -> str:
     return text.replace(url, "<webhook>") if url else text
 
 
-def post(url: str, payload: dict[str, Any], retries: int = 2, backoff: float = 0.5,
-         max_retry_after: float = 30.0, timeout: int = 10) -> Delivery:
+def post(
+    url: str,
+    payload: dict[str, Any],
+    retries: int = 2,
+    backoff: float = 0.5,
+    max_retry_after: float = 30.0,
+    timeout: int = 10,
+) -> Delivery:
     """Post one message; never raises for an HTTP or network failure."""
     if not url.startswith(("https://", "http://")):
         return Delivery(False, None, "the Slack webhook URL is not an http(s) URL", revoked=True)
-    client = WebhookClient(url, timeout=timeout, logger=_sdk_log,
-                           retry_handlers=retry_handlers(retries, backoff, max_retry_after))
+    client = WebhookClient(
+        url,
+        timeout=timeout,
+        logger=_sdk_log,
+        retry_handlers=retry_handlers(retries, backoff, max_retry_after),
+    )
     try:
         response = client.send_dict(payload)
     except Exception as exc:  # connection refused/reset after the retries: Slack is down from here
@@ -97,8 +113,10 @@ def post(url: str, payload: dict[str, Any], retries: int = 2, backoff: float = 0
         return Delivery(True, status)
     body = (response.body or "").strip()[:200].replace(url, "<webhook>")
     if status in REVOKED:
-        error = (f"the Slack webhook was refused (HTTP {status} {body}): it was revoked or its channel "
-                 "removed; set a new one (`retention connect --slack-webhook-url` or SLACK_WEBHOOK_URL)")
+        error = (
+            f"the Slack webhook was refused (HTTP {status} {body}): it was revoked or its channel "
+            "removed; set a new one (`retention connect --slack-webhook-url` or SLACK_WEBHOOK_URL)"
+        )
         log.warning("slack webhook revoked: HTTP %s %s", status, body)
         return Delivery(False, status, error, revoked=True)
     error = f"Slack answered HTTP {status} {body}".strip()

@@ -85,8 +85,13 @@ def most_used_invoice_currency(config: StripeConfig) -> str | None:
 
 def _via_customers(client: stripe.StripeClient, config: StripeConfig) -> AccountInfo:
     _get(client, config, CUSTOMERS_PATH, limit=1)
-    return AccountInfo(id="", display_name="", default_currency=None, livemode=_livemode(config, {}),
-                       checked_with=CUSTOMERS_PATH)
+    return AccountInfo(
+        id="",
+        display_name="",
+        default_currency=None,
+        livemode=_livemode(config, {}),
+        checked_with=CUSTOMERS_PATH,
+    )
 
 
 def _get(client: stripe.StripeClient, config: StripeConfig, path: str, **params: Any) -> dict[str, Any]:
@@ -96,20 +101,23 @@ def _get(client: stripe.StripeClient, config: StripeConfig, path: str, **params:
         response = client.raw_request("get", path, **params)
     except stripe.AuthenticationError:
         raise AccountCheckError(
-            "rejected", f"Stripe rejected the API key{where}: check STRIPE_API_KEY (a secret or restricted "
-            "key of the account) and try again"
+            "rejected",
+            f"Stripe rejected the API key{where}: check STRIPE_API_KEY (a secret or restricted "
+            "key of the account) and try again",
         ) from None
     except stripe.APIConnectionError:
         raise AccountCheckError(
-            "unreachable", f"cannot reach the Stripe API at {config.api_base}{where}: check the network or "
-            "--api-base and try again"
+            "unreachable",
+            f"cannot reach the Stripe API at {config.api_base}{where}: check the network or "
+            "--api-base and try again",
         ) from None
     except stripe.PermissionError:
         if path == ACCOUNT_PATH:
             raise
         raise AccountCheckError(
-            "forbidden", f"the key may not read {path}{where}: give the restricted key read access to "
-            "customers, products, prices, subscriptions, invoices, credit notes and events"
+            "forbidden",
+            f"the key may not read {path}{where}: give the restricted key read access to "
+            "customers, products, prices, subscriptions, invoices, credit notes and events",
         ) from None
     except stripe.InvalidRequestError as exc:
         if path == ACCOUNT_PATH:

@@ -40,8 +40,9 @@ class MeterSummary:
     aggregated_value: float
 
 
-def fetch_meter_summaries(reader: StripeReader, meter_id: str, customer_id: str, start_time: int,
-                          end_time: int) -> list[MeterSummary]:
+def fetch_meter_summaries(
+    reader: StripeReader, meter_id: str, customer_id: str, start_time: int, end_time: int
+) -> list[MeterSummary]:
     """GET /v1/billing/meters/{meter}/event_summaries for one customer and window, every page.
 
     Goes through the sync's StripeReader (the account's request budget and retries); a failure that remains
@@ -49,8 +50,12 @@ def fetch_meter_summaries(reader: StripeReader, meter_id: str, customer_id: str,
     the filter cannot widen it.
     """
     path = f"/v1/billing/meters/{meter_id}/event_summaries"
-    params: dict[str, Any] = {"customer": customer_id, "start_time": start_time, "end_time": end_time,
-                              "limit": PAGE}
+    params: dict[str, Any] = {
+        "customer": customer_id,
+        "start_time": start_time,
+        "end_time": end_time,
+        "limit": PAGE,
+    }
     out: list[MeterSummary] = []
     while True:
         body = reader.get(path, params)

@@ -40,12 +40,15 @@ def expected_from_world(world: StripeWorld) -> tuple[set[str], set[str]]:
     """(customers with a cancellation scheduled, customers with an open invoice whose payment failed)."""
     now = int(AS_OF.timestamp())
     cancelling = {
-        s["customer"] for s in world.collections["subscription"].by_id.values()
-        if s["status"] in ("active", "past_due", "trialing") and (s["cancel_at_period_end"] or s["cancel_at"])
+        s["customer"]
+        for s in world.collections["subscription"].by_id.values()
+        if s["status"] in ("active", "past_due", "trialing")
+        and (s["cancel_at_period_end"] or s["cancel_at"])
         and (s["canceled_at"] or 0) <= now
     }
     failing = {
-        i["customer"] for i in world.collections["invoice"].by_id.values()
+        i["customer"]
+        for i in world.collections["invoice"].by_id.values()
         if i["status"] == "open" and i["attempt_count"] > 0 and i["created"] <= now
     }
     return cancelling, failing

@@ -59,8 +59,9 @@ def broker_url(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def env(pg_engine: Engine, pg_database_url: str, broker_url: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def env(
+    pg_engine: Engine, pg_database_url: str, broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """One configuration for this process and the workers: PostgreSQL, Redis db 14, the test's secret key."""
     monkeypatch.setenv("RETENTION_DATABASE_URL", pg_database_url)
     monkeypatch.setenv("RETENTION_BROKER_URL", broker_url)
@@ -80,9 +81,22 @@ class Workers:
         log_path = self.tmp_path / f"{name}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [RETENTION, "worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    RETENTION,
+                    "worker",
+                    "--concurrency",
+                    str(concurrency),
+                    "--hostname",
+                    f"{name}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs.append((proc, log_path))
         wait_for(lambda: b" ready." in log_path.read_bytes() or proc.poll() is not None, 60, f"{name} ready")
         assert proc.poll() is None, log_path.read_text()[-3000:]
@@ -110,8 +124,9 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
     pool.stop_all()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str,
-             workers: Workers | None = None) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, workers: Workers | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -122,8 +137,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str,
 
 
 def connect(engine: Engine, name: str, stripe: FakeStripe, slack: FakeSlack | None = None) -> Account:
-    return connect_account(engine, get_settings(), name, Secret(KEY), stripe.url, "usd",
-                           Secret(slack.url) if slack else None, 0)
+    return connect_account(
+        engine, get_settings(), name, Secret(KEY), stripe.url, "usd", Secret(slack.url) if slack else None, 0
+    )
 
 
 def enqueue(*names: str) -> list[str]:
@@ -150,8 +166,10 @@ def count(engine: Engine, table: Any, account_id: int | None) -> int:
 
 @pytest.fixture
 def stripes() -> Iterator[tuple[FakeStripe, FakeStripe]]:
-    with FakeStripe(build_sample_world(seed=3, customers=30, months=14, end=END)) as first, \
-            FakeStripe(build_sample_world(seed=4, customers=20, months=14, end=END)) as second:
+    with (
+        FakeStripe(build_sample_world(seed=3, customers=30, months=14, end=END)) as first,
+        FakeStripe(build_sample_world(seed=4, customers=20, months=14, end=END)) as second,
+    ):
         yield first, second
 
 
@@ -161,16 +179,20 @@ def slacks() -> Iterator[tuple[FakeSlack, FakeSlack]]:
         yield first, second
 
 
-def test_a_night_for_two_accounts_lands_metrics_and_alerts(pg_engine: Engine, env: dict[str, str],
-                                                          workers: Workers,
-                                                          stripes: tuple[FakeStripe, FakeStripe],
-                                                          slacks: tuple[FakeSlack, FakeSlack]) -> None:
+def test_a_night_for_two_accounts_lands_metrics_and_alerts(
+    pg_engine: Engine,
+    env: dict[str, str],
+    workers: Workers,
+    stripes: tuple[FakeStripe, FakeStripe],
+    slacks: tuple[FakeSlack, FakeSlack],
+) -> None:
     acme = connect(pg_engine, "acme", stripes[0], slacks[0])
     beta = connect(pg_engine, "beta", stripes[1], slacks[1])
     workers.start("w1")
     # what beat sends at RETENTION_NIGHTLY_AT: the fan-out, which queues one task per account
-    make_celery().send_task(TASK_NIGHTLY_ALL,
-                            kwargs={"as_of": f"{AS_OF}T00:00:00+00:00", "trigger": "schedule"})
+    make_celery().send_task(
+        TASK_NIGHTLY_ALL, kwargs={"as_of": f"{AS_OF}T00:00:00+00:00", "trigger": "schedule"}
+    )
     wait_for(lambda: len(finished_runs(pg_engine)) == 2, 90, "both nights to finish", workers)
     assert_ok(finished_runs(pg_engine))
 
@@ -180,8 +202,10 @@ def test_a_night_for_two_accounts_lands_metrics_and_alerts(pg_engine: Engine, en
     assert set(runs) == set(metric_runs) == {acme.id, beta.id}
     task_ids = [str(r.task_id) for r in runs.values()]
     assert len(set(task_ids)) == 2  # one task per account
-    assert all(r.trigger == "schedule" and list(r.steps) == ["sync", "rebuild", "metrics", "alerts"]
-               for r in runs.values())
+    assert all(
+        r.trigger == "schedule" and list(r.steps) == ["sync", "rebuild", "metrics", "alerts"]
+        for r in runs.values()
+    )
     for account, stripe in ((acme, stripes[0]), (beta, stripes[1])):
         assert account.id is not None
         assert count(pg_engine, StripeCustomer, account.id) == len(stripe.world.collections["customer"].by_id)
@@ -202,8 +226,12 @@ def test_a_night_for_two_accounts_lands_metrics_and_alerts(pg_engine: Engine, en
 
 
 def test_a_worker_killed_mid_sync_is_redelivered_and_leaves_no_duplicates(
-        pg_engine: Engine, env: dict[str, str], workers: Workers, stripes: tuple[FakeStripe, FakeStripe],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_engine: Engine,
+    env: dict[str, str],
+    workers: Workers,
+    stripes: tuple[FakeStripe, FakeStripe],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # a short hard limit, hence a short visibility timeout (15 s), so the redelivery comes within the test
     env["RETENTION_NIGHTLY_TIME_LIMIT"] = "12"
     stripe = stripes[0]
@@ -236,12 +264,14 @@ def test_a_worker_killed_mid_sync_is_redelivered_and_leaves_no_duplicates(
     assert count(pg_engine, MetricRun, acme.id) == 1
     with Session(pg_engine) as session:
         ledger_ids = session.exec(
-            select(ClassifiedLine.line_id).where(ClassifiedLine.account_id == acme.id)).all()
+            select(ClassifiedLine.line_id).where(ClassifiedLine.account_id == acme.id)
+        ).all()
     assert len(ledger_ids) == len(set(ledger_ids)) > 0
 
 
-def test_two_triggers_at_once_run_one_sync(pg_engine: Engine, env: dict[str, str], workers: Workers,
-                                           stripes: tuple[FakeStripe, FakeStripe]) -> None:
+def test_two_triggers_at_once_run_one_sync(
+    pg_engine: Engine, env: dict[str, str], workers: Workers, stripes: tuple[FakeStripe, FakeStripe]
+) -> None:
     stripe = stripes[0]
     connect(pg_engine, "acme", stripe)
     stripe.latency = 0.05  # long enough that the two tasks overlap on the two worker processes
@@ -260,16 +290,18 @@ def test_two_triggers_at_once_run_one_sync(pg_engine: Engine, env: dict[str, str
     assert [line["task_id"] for line in skipped] == [({first, second} - {runs[0].task_id}).pop()]
 
 
-def test_two_schedulers_started_only_one_schedules(env: dict[str, str], broker_url: str,
-                                                   tmp_path: Path) -> None:
+def test_two_schedulers_started_only_one_schedules(
+    env: dict[str, str], broker_url: str, tmp_path: Path
+) -> None:
     env = {**env, "RETENTION_NIGHTLY_AT": "03:45", "RETENTION_TIMEZONE": "Europe/Paris"}
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         for name in ("beat1", "beat2"):
             log_path = tmp_path / f"{name}.log"
             with log_path.open("wb") as log:
-                proc = subprocess.Popen([RETENTION, "beat"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    [RETENTION, "beat"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
             procs.append((proc, log_path))
 
         def holders() -> list[Path]:

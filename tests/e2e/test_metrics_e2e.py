@@ -52,19 +52,36 @@ class Company:
         self.objs: list[Obj] = []
         self.n = 0
 
-    def invoice(self, customer: str, sub: str | None, item: str | None, price: Obj, period: tuple[int, int],
-                amount: int) -> None:
+    def invoice(
+        self,
+        customer: str,
+        sub: str | None,
+        item: str | None,
+        price: Obj,
+        period: tuple[int, int],
+        amount: int,
+    ) -> None:
         self.n += 1
-        line = b.line(f"il_{self.n}", f"in_{self.n}", amount, period, price_obj=price, subscription=sub,
-                      subscription_item=item)
-        self.objs.append(b.invoice(f"in_{self.n}", customer, [line], created=period[0], subscription=sub,
-                                   period=period))
+        line = b.line(
+            f"il_{self.n}",
+            f"in_{self.n}",
+            amount,
+            period,
+            price_obj=price,
+            subscription=sub,
+            subscription_item=item,
+        )
+        self.objs.append(
+            b.invoice(f"in_{self.n}", customer, [line], created=period[0], subscription=sub, period=period)
+        )
 
-    def monthly(self, customer: str, sub: str, price: Obj, first: tuple[int, int],
-                last: tuple[int, int]) -> None:
+    def monthly(
+        self, customer: str, sub: str, price: Obj, first: tuple[int, int], last: tuple[int, int]
+    ) -> None:
         for y, m in month_range(first, last):
-            self.invoice(customer, sub, f"si_{sub}", price, (ts(y, m), ts(*next_month(y, m))),
-                         price["unit_amount"])
+            self.invoice(
+                customer, sub, f"si_{sub}", price, (ts(y, m), ts(*next_month(y, m))), price["unit_amount"]
+            )
 
     def subscription(self, customer: str, sub: str, price: Obj, period: tuple[int, int], **kw: Any) -> None:
         item = b.subscription_item(f"si_{sub}", sub, price, period=period)
@@ -78,10 +95,18 @@ def company() -> list[Obj]:
     business = b.price("price_biz", "prod_biz", 150_000)
     annual = b.price("price_ent", "prod_ent", 2_400_000, interval="year")
     fee = b.price("price_setup", "prod_setup", 300_000, interval=None)
-    c.objs += [b.product("prod_pro", "Pro"), b.product("prod_starter", "Starter"),
-               b.product("prod_biz", "Business"), b.product("prod_ent", "Enterprise"),
-               b.product("prod_setup", "Implementation"),
-               pro, starter, business, annual, fee]
+    c.objs += [
+        b.product("prod_pro", "Pro"),
+        b.product("prod_starter", "Starter"),
+        b.product("prod_biz", "Business"),
+        b.product("prod_ent", "Enterprise"),
+        b.product("prod_setup", "Implementation"),
+        pro,
+        starter,
+        business,
+        annual,
+        fee,
+    ]
     june = (ts(2026, 6), ts(2026, 7))
     for i in range(30):
         cid = f"cus_pro{i:02d}"
@@ -92,8 +117,15 @@ def company() -> list[Obj]:
         cid = f"cus_gone{i}"
         c.objs.append(b.customer(cid, f"Gone {i}", created=ts(2025, 1)))
         c.monthly(cid, f"sub_gone{i}", pro, (2025, 1), (2025, 12))
-        c.subscription(cid, f"sub_gone{i}", pro, (ts(2025, 12), ts(2026, 1)), status="canceled",
-                       canceled_at=ts(2026, 1), ended_at=ts(2026, 1))
+        c.subscription(
+            cid,
+            f"sub_gone{i}",
+            pro,
+            (ts(2025, 12), ts(2026, 1)),
+            status="canceled",
+            canceled_at=ts(2026, 1),
+            ended_at=ts(2026, 1),
+        )
     c.objs.append(b.customer("cus_up", "Upgrade Co", created=ts(2025, 3)))
     c.monthly("cus_up", "sub_up", starter, (2025, 3), (2025, 12))
     c.monthly("cus_up", "sub_up", business, (2026, 1), (2026, 6))
@@ -104,8 +136,14 @@ def company() -> list[Obj]:
     c.subscription("cus_down", "sub_down", pro, june)
     c.objs.append(b.customer("cus_annual", "Annual Co", created=ts(2025, 5, 15)))
     for year in (2025, 2026):
-        c.invoice("cus_annual", "sub_annual", "si_sub_annual", annual, (ts(year, 5, 15), ts(year + 1, 5, 15)),
-                  2_400_000)
+        c.invoice(
+            "cus_annual",
+            "sub_annual",
+            "si_sub_annual",
+            annual,
+            (ts(year, 5, 15), ts(year + 1, 5, 15)),
+            2_400_000,
+        )
     c.subscription("cus_annual", "sub_annual", annual, (ts(2026, 5, 15), ts(2027, 5, 15)))
     c.objs.append(b.customer("cus_new", "New Co", created=ts(2025, 9)))
     c.monthly("cus_new", "sub_new", pro, (2025, 9), (2026, 6))
@@ -134,7 +172,12 @@ def test_sync_then_metrics_at_a_fixed_date(cli: CliRunner) -> None:
     # cohort at 2025-06-01: 30 + 5 Pro, Upgrade Co (Starter 50), Downgrade Co (1,500), Annual Co (2,000): 38
     assert (t12m["customers"], t12m["retained"]) == (38, 33)
     assert (t12m["start"], t12m["expansion"], t12m["contraction"], t12m["churn"], t12m["end"]) == (
-        7_050.0, 1_450.0, 1_400.0, 500.0, 6_600.0)
+        7_050.0,
+        1_450.0,
+        1_400.0,
+        500.0,
+        6_600.0,
+    )
     assert t12m["nrr"] == round(6_600 / 7_050, 4)
     assert t12m["grr"] == round(5_150 / 7_050, 4)
     assert t12m["logo_retention"] == round(33 / 38, 4)
@@ -145,15 +188,23 @@ def test_sync_then_metrics_at_a_fixed_date(cli: CliRunner) -> None:
     # cohort at 2026-05-01: 30 Pro, Upgrade Co 1,500, Downgrade Co 100, Annual Co 2,000, New Co 100; no change
     assert (monthly["customers"], monthly["start"], monthly["end"]) == (34, 6_700.0, 6_700.0)
     assert (monthly["nrr"], monthly["grr"], monthly["logo_retention"], monthly["nrr_annualized"]) == (
-        1.0, 1.0, 1.0, 1.0)
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    )
     assert monthly["warnings"] == []
     assert [(w["code"], w["message"].split(":")[0]) for w in out["warnings"]] == [
-        ("expansion_concentration", "T12M")]
+        ("expansion_concentration", "T12M")
+    ]
 
     plan = out["segments"]["plan"]
     assert {name: (w["customers"], w["start"], w["end"]) for name, w in plan.items()} == {
-        "Pro": (35, 3_500.0, 3_000.0), "Starter": (1, 50.0, 1_500.0), "Business": (1, 1_500.0, 100.0),
-        "Enterprise": (1, 2_000.0, 2_000.0)}
+        "Pro": (35, 3_500.0, 3_000.0),
+        "Starter": (1, 50.0, 1_500.0),
+        "Business": (1, 1_500.0, 100.0),
+        "Enterprise": (1, 2_000.0, 2_000.0),
+    }
     assert [w["code"] for w in plan["Starter"]["warnings"]] == ["small_cohort", "expansion_concentration"]
     size = out["segments"]["size"]
     assert {name: w["customers"] for name, w in size.items()} == {"<100": 1, "100-1k": 35, "1k-10k": 2}
@@ -170,6 +221,7 @@ def test_sync_then_metrics_at_a_fixed_date(cli: CliRunner) -> None:
 
     assert out["summary"]["sentence"] == (
         "NRR 93.6% is pulled down by contraction ($1,400) and churn ($500), which expansion ($1,450) "
-        "does not make up.")
+        "does not make up."
+    )
     [run] = metric_history(engine, account)  # the command stored its run
     assert run["as_of"] == "2026-06-01" and run["t12m"]["nrr"] == t12m["nrr"]

@@ -41,9 +41,17 @@ def chromium() -> str:
 def run_chromium(binary: str, *args: str) -> str:
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         flags = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
         ]
         command = [binary, *flags, *args]
         done = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
@@ -63,7 +71,7 @@ def rendered_dom(binary: str, *args: str) -> str:
 def chart_div(dom: str, div_id: str) -> str:
     """The chart's div up to the end of its section: what plotly drew inside it, nothing of the next."""
     start = dom.index(f'id="{div_id}"')
-    return dom[start:dom.index("</section>", start)]
+    return dom[start : dom.index("</section>", start)]
 
 
 def test_the_report_renders_in_chromium(tmp_path: Path) -> None:
@@ -81,8 +89,9 @@ def test_the_report_renders_in_chromium(tmp_path: Path) -> None:
     shot = artifacts / "report.png"
     shot.unlink(missing_ok=True)
     # one browser run: the DOM after plotly has drawn, and the screenshot of the same page
-    dom = rendered_dom(binary, "--window-size=1280,3000", f"--screenshot={shot}", "--dump-dom",
-                       report.as_uri())
+    dom = rendered_dom(
+        binary, "--window-size=1280,3000", f"--screenshot={shot}", "--dump-dom", report.as_uri()
+    )
     assert "</html>" in dom, "chromium printed no DOM"
     shown = re.search(r'id="nrr"[^>]*>([^<]+)<', dom)
     assert shown is not None and shown.group(1) == pct(t12m["nrr"])

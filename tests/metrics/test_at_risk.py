@@ -28,28 +28,46 @@ def months(first: int, last: int) -> list[tuple[int, int]]:
     return [(ts(MONTH_STARTS[m - 1]), ts(MONTH_STARTS[m])) for m in range(first, last + 1)]
 
 
-def seats(quantities: list[int], unit: int = 5000, first: int = 1, price: str = "price_pro",
-          label: str = "Pro", discount: int = 0) -> list[LicensedLine]:
-    return [LicensedLine("si_1", label, price, start, end, q, q * unit - discount, "usd", discount, "month")
-            for (start, end), q in zip(months(first, first + len(quantities) - 1), quantities, strict=True)]
+def seats(
+    quantities: list[int],
+    unit: int = 5000,
+    first: int = 1,
+    price: str = "price_pro",
+    label: str = "Pro",
+    discount: int = 0,
+) -> list[LicensedLine]:
+    return [
+        LicensedLine("si_1", label, price, start, end, q, q * unit - discount, "usd", discount, "month")
+        for (start, end), q in zip(months(first, first + len(quantities) - 1), quantities, strict=True)
+    ]
 
 
 def usage(values: list[float], first: int = 6) -> UsageSeries:
-    periods = tuple(UsagePeriod(start, end, v) for (start, end), v in
-                    zip(months(first, first + len(values) - 1), values, strict=True))
+    periods = tuple(
+        UsagePeriod(start, end, v)
+        for (start, end), v in zip(months(first, first + len(values) - 1), values, strict=True)
+    )
     return UsageSeries("si_api", "API calls", "billed", periods)
 
 
 def steady_sub(**changes: object) -> SubscriptionState:
-    base: dict[str, object] = {"id": "sub_1", "status": "active", "created": ts(MONTH_STARTS[0]),
-                               "current_period_end": ts(MONTH_STARTS[11]), "interval": "month"}
+    base: dict[str, object] = {
+        "id": "sub_1",
+        "status": "active",
+        "created": ts(MONTH_STARTS[0]),
+        "current_period_end": ts(MONTH_STARTS[11]),
+        "interval": "month",
+    }
     base.update(changes)
     return SubscriptionState(**base)  # type: ignore[arg-type]
 
 
 def customer(**changes: object) -> CustomerRecords:
     base: dict[str, object] = {
-        "customer_id": "cus_1", "name": "Acme", "mrr": 50000, "currency": "usd",
+        "customer_id": "cus_1",
+        "name": "Acme",
+        "mrr": 50000,
+        "currency": "usd",
         "subscriptions": (steady_sub(),),
         "invoices": (InvoiceState("in_old", "paid", ts(MONTH_STARTS[9]), 1, 50000, "usd"),),
         "usage": (usage([700, 650, 720, 690, 710]),),  # June..October, within the normal range
@@ -73,8 +91,10 @@ def test_usage_decline_needs_a_25_percent_fall_against_the_three_periods_before(
     # July..September average (600+700+800)/3 = 700; October 300 is 57% lower
     found = assess(customer(usage=(usage([900, 600, 700, 800, 300]),)), AS_OF)
     assert found is not None and found.codes == ("usage_decline", "renewal_soon")
-    assert "300 in the period to 2026-11-01 vs 700 average of the 3 periods before (57% lower)" in \
-        found.signals[0].detail
+    assert (
+        "300 in the period to 2026-11-01 vs 700 average of the 3 periods before (57% lower)"
+        in found.signals[0].detail
+    )
     # 526 is 24.9% below 700: still the normal range; 525 is exactly 25% below and counts
     assert codes(customer(usage=(usage([900, 600, 700, 800, 526]),))) == []
     assert codes(customer(usage=(usage([900, 600, 700, 800, 525]),)))[0] == "usage_decline"
@@ -100,12 +120,14 @@ def test_seats_that_fell_more_than_90_days_ago_are_no_signal() -> None:
 
 
 def test_a_cheaper_plan_is_a_downgrade() -> None:
-    lines = seats([10] * 8, price="price_pro", label="Pro") + seats([10] * 3, unit=2000, first=9,
-                                                                      price="price_basic", label="Basic")
+    lines = seats([10] * 8, price="price_pro", label="Pro") + seats(
+        [10] * 3, unit=2000, first=9, price="price_basic", label="Basic"
+    )
     found = assess(customer(licensed=tuple(lines)), AS_OF)
     assert found is not None and found.codes == ("downgrade", "renewal_soon")
-    assert found.signals[0].detail == ("licensed MRR $500.00 -> $200.00 since 2026-08-03 "
-                                       "(cheaper plan Pro -> Basic)")
+    assert found.signals[0].detail == (
+        "licensed MRR $500.00 -> $200.00 since 2026-08-03 (cheaper plan Pro -> Basic)"
+    )
 
 
 def test_a_new_discount_is_a_downgrade() -> None:
@@ -170,8 +192,10 @@ def test_score_is_mrr_at_risk_times_combined_signal_strength() -> None:
     # a big account with a weak signal outranks a small one with a strong signal only when the money says so
     tiny_failure = InvoiceState("in_1", "open", ts(MONTH_STARTS[9]), 1, 1, "usd")
     big_weak = assess(customer(customer_id="cus_big", mrr=1_000_000, invoices=(tiny_failure,)), AS_OF)
-    small_strong = assess(customer(customer_id="cus_small", mrr=10000,
-                                   subscriptions=(steady_sub(cancel_at_period_end=True),)), AS_OF)
+    small_strong = assess(
+        customer(customer_id="cus_small", mrr=10000, subscriptions=(steady_sub(cancel_at_period_end=True),)),
+        AS_OF,
+    )
     assert [a.customer_id for a in rank([small_strong, None, big_weak])] == ["cus_big", "cus_small"]
     assert score(0, "usd", found.signals) == 0.0
 
@@ -179,8 +203,13 @@ def test_score_is_mrr_at_risk_times_combined_signal_strength() -> None:
 def test_history_uses_only_dated_evidence() -> None:
     # cancellation requested on 2026-09-15, subscription ended 2026-11-01
     requested, ended = ts(datetime(2026, 9, 15, tzinfo=UTC)), ts(MONTH_STARTS[10])
-    sub = steady_sub(status="canceled", cancel_at_period_end=True, canceled_at=requested, ended_at=ended,
-                     current_period_end=ended)
+    sub = steady_sub(
+        status="canceled",
+        cancel_at_period_end=True,
+        canceled_at=requested,
+        ended_at=ended,
+        current_period_end=ended,
+    )
     records = customer(subscriptions=(sub,), licensed=tuple(seats([10] * 10)))
     assert assess(records, datetime(2026, 9, 14, tzinfo=UTC), current=False) is None
     assert first_signal_day(records, date(2026, 10, 31)) == date(2026, 9, 15)
@@ -199,20 +228,27 @@ def test_history_of_a_failed_payment_starts_when_the_invoice_was_created() -> No
 
 def test_a_move_from_per_seat_to_a_flat_plan_is_judged_on_money_not_seats() -> None:
     # 10 seats x $50 until August, then the same item on a flat $600 plan with quantity 1: MRR rose
-    flat = [LicensedLine("si_1", "Flat", "price_flat", start, end, 1, 60000, "usd", 0, "month")
-            for start, end in months(9, 11)]
+    flat = [
+        LicensedLine("si_1", "Flat", "price_flat", start, end, 1, 60000, "usd", 0, "month")
+        for start, end in months(9, 11)
+    ]
     assert codes(customer(licensed=tuple(seats([10] * 8) + flat))) == []
     # the same move to a $400 flat plan is a downgrade, never "fewer seats"
-    cheaper = [LicensedLine("si_1", "Flat", "price_flat", start, end, 1, 40000, "usd", 0, "month")
-               for start, end in months(9, 11)]
+    cheaper = [
+        LicensedLine("si_1", "Flat", "price_flat", start, end, 1, 40000, "usd", 0, "month")
+        for start, end in months(9, 11)
+    ]
     found = assess(customer(licensed=tuple(seats([10] * 8) + cheaper)), AS_OF)
     assert found is not None and found.codes == ("downgrade", "renewal_soon")
-    assert found.signals[0].detail == ("licensed MRR $500.00 -> $400.00 since 2026-08-03 "
-                                       "(cheaper plan Pro -> Flat)")
+    assert found.signals[0].detail == (
+        "licensed MRR $500.00 -> $400.00 since 2026-08-03 (cheaper plan Pro -> Flat)"
+    )
 
 
 def test_a_moving_exchange_rate_is_not_a_downgrade() -> None:
     # amounts are compared in the line's own currency: EUR 450 stays EUR 450
-    eur = [LicensedLine("si_1", "Pro", "price_eur", start, end, 10, 45000, "eur", 0, "month")
-           for start, end in months(1, 11)]
+    eur = [
+        LicensedLine("si_1", "Pro", "price_eur", start, end, 10, 45000, "eur", 0, "month")
+        for start, end in months(1, 11)
+    ]
     assert codes(customer(licensed=tuple(eur))) == []

@@ -22,8 +22,13 @@ EDGES = DEFAULT_SIZE_BANDS.minor_edges("usd")
 
 def make_account(engine: Engine, name: str) -> int:
     with engine.begin() as conn:
-        return int(conn.execute(insert(Account.__table__).values(  # type: ignore[attr-defined]
-            name=name, key_encrypted="x", reporting_currency="usd")).inserted_primary_key[0])
+        return int(
+            conn.execute(
+                insert(Account.__table__).values(  # type: ignore[attr-defined]
+                    name=name, key_encrypted="x", reporting_currency="usd"
+                )
+            ).inserted_primary_key[0]
+        )
 
 
 def put_snapshots(engine: Engine, rows: list[dict[str, Any]]) -> None:
@@ -31,10 +36,17 @@ def put_snapshots(engine: Engine, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(MrrSnapshot.__table__), rows)  # type: ignore[attr-defined]
 
 
-def snap(account: int, customer: str, day: date, mrr: int, one_time: int = 0,
-         plan: str | None = "Pro") -> dict[str, Any]:
-    return {"account_id": account, "customer_id": customer, "day": day, "mrr": mrr, "one_time": one_time,
-            "plan": plan}
+def snap(
+    account: int, customer: str, day: date, mrr: int, one_time: int = 0, plan: str | None = "Pro"
+) -> dict[str, Any]:
+    return {
+        "account_id": account,
+        "customer_id": customer,
+        "day": day,
+        "mrr": mrr,
+        "one_time": one_time,
+        "plan": plan,
+    }
 
 
 def test_window_groups_match_the_reference_definition(engine: Engine) -> None:
@@ -66,30 +78,64 @@ def test_window_groups_match_the_reference_definition(engine: Engine) -> None:
 
 def test_plan_and_signup_month_come_from_t0_and_first_mrr(engine: Engine) -> None:
     acct = make_account(engine, "a")
-    put_snapshots(engine, [
-        snap(acct, "early", date(2024, 3, 1), 10_000, plan="Basic"),
-        snap(acct, "early", T0, 20_000, plan="Pro"),
-        snap(acct, "early", T1, 20_000, plan="Pro"),
-        snap(acct, "trial", date(2024, 1, 1), 0),  # a zero row is not the first MRR
-        snap(acct, "trial", date(2025, 2, 1), 30_000, plan=None),
-        snap(acct, "trial", T0, 30_000, plan=None),
-        snap(acct, "midmonth", date(2025, 5, 1), 40_000, plan="Pro"),
-        snap(acct, "midmonth", T0, 40_000, plan="Pro"),
-    ])
+    put_snapshots(
+        engine,
+        [
+            snap(acct, "early", date(2024, 3, 1), 10_000, plan="Basic"),
+            snap(acct, "early", T0, 20_000, plan="Pro"),
+            snap(acct, "early", T1, 20_000, plan="Pro"),
+            snap(acct, "trial", date(2024, 1, 1), 0),  # a zero row is not the first MRR
+            snap(acct, "trial", date(2025, 2, 1), 30_000, plan=None),
+            snap(acct, "trial", T0, 30_000, plan=None),
+            snap(acct, "midmonth", date(2025, 5, 1), 40_000, plan="Pro"),
+            snap(acct, "midmonth", T0, 40_000, plan="Pro"),
+        ],
+    )
     # the ledger knows "midmonth" started paying on 2025-04-20, before its first month-start snapshot
     started = int(datetime(2025, 4, 20, tzinfo=UTC).timestamp())
-    line = {"account_id": acct, "invoice_id": "in_1", "customer_id": "midmonth", "reason": "r",
-            "period_start": started, "period_end": started + 30 * 86400, "currency": "usd",
-            "net_amount": 40_000, "monthly_amount": 40_000, "mrr_end": started + 30 * 86400}
+    line = {
+        "account_id": acct,
+        "invoice_id": "in_1",
+        "customer_id": "midmonth",
+        "reason": "r",
+        "period_start": started,
+        "period_end": started + 30 * 86400,
+        "currency": "usd",
+        "net_amount": 40_000,
+        "monthly_amount": 40_000,
+        "mrr_end": started + 30 * 86400,
+    }
     with engine.begin() as conn:
-        conn.execute(insert(ClassifiedLine.__table__), [  # type: ignore[attr-defined]
-            {**line, "line_id": "il_1", "klass": "recurring", "counted": True, "monthly_reporting": 40_000},
-            # an earlier one-time line and an earlier excluded line do not make an earlier signup
-            {**line, "line_id": "il_2", "klass": "one_time", "counted": True, "monthly_reporting": 0,
-             "period_start": started - 90 * 86400},
-            {**line, "line_id": "il_3", "klass": "recurring", "counted": False, "monthly_reporting": None,
-             "excluded_reason": "void", "period_start": started - 60 * 86400},
-        ])
+        conn.execute(
+            insert(ClassifiedLine.__table__),
+            [  # type: ignore[attr-defined]
+                {
+                    **line,
+                    "line_id": "il_1",
+                    "klass": "recurring",
+                    "counted": True,
+                    "monthly_reporting": 40_000,
+                },
+                # an earlier one-time line and an earlier excluded line do not make an earlier signup
+                {
+                    **line,
+                    "line_id": "il_2",
+                    "klass": "one_time",
+                    "counted": True,
+                    "monthly_reporting": 0,
+                    "period_start": started - 90 * 86400,
+                },
+                {
+                    **line,
+                    "line_id": "il_3",
+                    "klass": "recurring",
+                    "counted": False,
+                    "monthly_reporting": None,
+                    "excluded_reason": "void",
+                    "period_start": started - 60 * 86400,
+                },
+            ],
+        )
     with engine.connect() as conn:
         groups = window_groups(conn, acct, Window("t12m", T0, T1), EDGES)
     keys = {k: (a.customers, a.start) for k, a in groups.items()}
@@ -125,6 +171,12 @@ def test_movements_match_the_pure_definition_with_gaps_and_reactivations(engine:
         assert g.month == e.month
         # the pure function signs churn and contraction negative; ours keeps positive amounts
         assert (g.mrr, g.new, g.expansion, -g.contraction, -g.churn, g.reactivation) == (
-            e.mrr, e.new, e.expansion, e.contraction, e.churn, e.reactivation)
+            e.mrr,
+            e.new,
+            e.expansion,
+            e.contraction,
+            e.churn,
+            e.reactivation,
+        )
     for prev, cur in zip(got, got[1:], strict=False):
         assert cur.new + cur.reactivation + cur.expansion - cur.contraction - cur.churn == cur.mrr - prev.mrr

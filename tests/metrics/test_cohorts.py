@@ -39,12 +39,14 @@ def test_new_customers_after_t0_are_excluded_whatever_they_pay() -> None:
 
 
 def test_each_bucket_follows_its_definition() -> None:
-    agg = aggregate([
-        CustomerPair(1000, 1500),  # expansion 500
-        CustomerPair(1000, 600),  # contraction 400
-        CustomerPair(1000, 0),  # churn 1000
-        CustomerPair(1000, 1000),
-    ])
+    agg = aggregate(
+        [
+            CustomerPair(1000, 1500),  # expansion 500
+            CustomerPair(1000, 600),  # contraction 400
+            CustomerPair(1000, 0),  # churn 1000
+            CustomerPair(1000, 1000),
+        ]
+    )
     assert (agg.expansion, agg.contraction, agg.churn) == (500, 400, 1000)
     assert (agg.customers, agg.retained, agg.max_expansion) == (4, 3, 500)
     assert agg.nrr == (4000 + 500 - 400 - 1000) / 4000 == agg.end / agg.start
@@ -71,13 +73,20 @@ def test_annualize_compounds_twelve_months() -> None:
 
 def test_month_starts_between() -> None:
     assert month_starts_between(date(2025, 11, 1), date(2026, 2, 1)) == [
-        date(2025, 11, 1), date(2025, 12, 1), date(2026, 1, 1), date(2026, 2, 1)]
+        date(2025, 11, 1),
+        date(2025, 12, 1),
+        date(2026, 1, 1),
+        date(2026, 2, 1),
+    ]
     assert month_starts_between(date(2025, 11, 15), date(2026, 1, 31)) == [
-        date(2025, 12, 1), date(2026, 1, 1)]
+        date(2025, 12, 1),
+        date(2026, 1, 1),
+    ]
 
 
-pair = st.builds(CustomerPair, st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**5),
-                 st.integers(0, 10**5))
+pair = st.builds(
+    CustomerPair, st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**5), st.integers(0, 10**5)
+)
 
 
 @given(st.lists(pair, max_size=40), st.integers(1, 5))

@@ -16,9 +16,16 @@ def test_default_band_labels_and_edges() -> None:
     assert DEFAULT_SIZE_BANDS.minor_edges("jpy") == [100, 1000, 10000]  # zero-decimal: no minor unit
 
 
-@pytest.mark.parametrize(("cents", "label"), [
-    (9_999, "<100"), (10_000, "100-1k"), (99_999, "100-1k"), (100_000, "1k-10k"), (1_000_000, ">=10k"),
-])
+@pytest.mark.parametrize(
+    ("cents", "label"),
+    [
+        (9_999, "<100"),
+        (10_000, "100-1k"),
+        (99_999, "100-1k"),
+        (100_000, "1k-10k"),
+        (1_000_000, ">=10k"),
+    ],
+)
 def test_band_edges_belong_to_the_band_above(cents: int, label: str) -> None:
     assert DEFAULT_SIZE_BANDS.label_for(cents, "usd") == label
 
@@ -51,4 +58,3 @@ def test_segments_partition_the_cohort_and_keep_their_own_warnings() -> None:
     assert out["plan"]["Pro"]["warnings"] == []
     assert out["cohort"]["2025-01"]["nrr"] == 1.2
     assert out["cohort"]["2025-03"]["nrr"] == 0.0
-

@@ -36,11 +36,16 @@ def test_example_1_expansion_downgrades_and_churn() -> None:
             pairs.append(CustomerPair(arr, arr))
     agg = aggregate(pairs)
     assert (agg.start, agg.expansion, agg.contraction, agg.churn) == (
-        100_000 * DOLLAR, 18_000 * DOLLAR, 5_000 * DOLLAR, 8_000 * DOLLAR)
+        100_000 * DOLLAR,
+        18_000 * DOLLAR,
+        5_000 * DOLLAR,
+        8_000 * DOLLAR,
+    )
     assert pct(agg.nrr or 0) == "105%"
     assert pct(agg.grr or 0) == "87%"
     assert lever_sentence(agg, USD) == (
-        "NRR 105% is carried by expansion ($18,000) outweighing churn ($8,000) and contraction ($5,000).")
+        "NRR 105% is carried by expansion ($18,000) outweighing churn ($8,000) and contraction ($5,000)."
+    )
 
 
 def test_example_2_expansion_hides_logo_churn() -> None:

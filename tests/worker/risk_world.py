@@ -37,24 +37,60 @@ def catalog() -> list[Obj]:
     return [b.product("prod_team", "Team"), b.product("prod_api", "API calls"), SEATS, CALLS, METERED]
 
 
-def customer(cid: str, name: str, seats: list[int], usage: list[int] | None = None, status: str = "active",
-             last_invoice: str = "paid", last_attempts: int | None = None, metered_price: Obj | None = None,
-             **sub: Any) -> list[Obj]:
+def customer(
+    cid: str,
+    name: str,
+    seats: list[int],
+    usage: list[int] | None = None,
+    status: str = "active",
+    last_invoice: str = "paid",
+    last_attempts: int | None = None,
+    metered_price: Obj | None = None,
+    **sub: Any,
+) -> list[Obj]:
     """Seats per month May..Nov; `usage` is calls in Apr..Oct, billed on the next month's invoice."""
     sub_id, seat_item, use_item = f"sub_{cid}", f"si_{cid}_seats", f"si_{cid}_calls"
     objs: list[Obj] = [b.customer(f"cus_{cid}", name, created=T(4))]
     for n, month in enumerate(MONTHS):
         inv = f"in_{cid}_{month}"
-        lines = [b.line(f"il_{cid}_{month}", inv, seats[n] * SEAT, (T(month), T(month + 1)), price_obj=SEATS,
-                        subscription=sub_id, subscription_item=seat_item, quantity=seats[n])]
+        lines = [
+            b.line(
+                f"il_{cid}_{month}",
+                inv,
+                seats[n] * SEAT,
+                (T(month), T(month + 1)),
+                price_obj=SEATS,
+                subscription=sub_id,
+                subscription_item=seat_item,
+                quantity=seats[n],
+            )
+        ]
         if usage is not None:
-            lines.append(b.line(f"il_{cid}_{month}_u", inv, usage[n], (T(month - 1), T(month)),
-                                price_obj=metered_price or CALLS,
-                                subscription=sub_id, subscription_item=use_item, quantity=usage[n]))
+            lines.append(
+                b.line(
+                    f"il_{cid}_{month}_u",
+                    inv,
+                    usage[n],
+                    (T(month - 1), T(month)),
+                    price_obj=metered_price or CALLS,
+                    subscription=sub_id,
+                    subscription_item=use_item,
+                    quantity=usage[n],
+                )
+            )
         last = month == MONTHS[-1]
-        objs.append(b.invoice(inv, f"cus_{cid}", lines, status=last_invoice if last else "paid",
-                              created=T(month), subscription=sub_id, period=(T(month), T(month + 1)),
-                              attempt_count=last_attempts if last else None))
+        objs.append(
+            b.invoice(
+                inv,
+                f"cus_{cid}",
+                lines,
+                status=last_invoice if last else "paid",
+                created=T(month),
+                subscription=sub_id,
+                period=(T(month), T(month + 1)),
+                attempt_count=last_attempts if last else None,
+            )
+        )
     items = [b.subscription_item(seat_item, sub_id, SEATS, seats[-1], (T(11), T(12)))]
     if usage is not None or metered_price is not None:
         items.append(b.subscription_item(use_item, sub_id, metered_price or CALLS, None, (T(11), T(12))))
@@ -68,25 +104,45 @@ def churned_customer() -> list[Obj]:
     objs: list[Obj] = [b.customer("cus_gone", "Gone Ltd", created=T(4))]
     for month in (5, 6, 7, 8):
         inv = f"in_gone_{month}"
-        line = b.line(f"il_gone_{month}", inv, 20 * SEAT, (T(month), T(month + 1)), price_obj=SEATS,
-                      subscription=sub_id, subscription_item=item, quantity=20)
+        line = b.line(
+            f"il_gone_{month}",
+            inv,
+            20 * SEAT,
+            (T(month), T(month + 1)),
+            price_obj=SEATS,
+            subscription=sub_id,
+            subscription_item=item,
+            quantity=20,
+        )
         objs.append(b.invoice(inv, "cus_gone", [line], created=T(month), subscription=sub_id))
     last_item = b.subscription_item(item, sub_id, SEATS, 20, (T(8), T(9)))
-    objs.append(b.subscription(sub_id, "cus_gone", [last_item],
-                               status="canceled", created=T(5), cancel_at_period_end=True,
-                               canceled_at=T(8, 10), ended_at=T(9)))
+    objs.append(
+        b.subscription(
+            sub_id,
+            "cus_gone",
+            [last_item],
+            status="canceled",
+            created=T(5),
+            cancel_at_period_end=True,
+            canceled_at=T(8, 10),
+            ended_at=T(9),
+        )
+    )
     return objs
 
 
 def world() -> list[Obj]:
-    return (catalog()
-            + customer("steady", "Steady Co", [10] * 7, usage=[700, 650, 720, 690, 710, 700, 705])
-            + customer("cancel", "Cancelling Inc", [5] * 7, cancel_at_period_end=True, canceled_at=T(10, 20))
-            + customer("failed", "Failing Payments LLC", [8] * 7, status="past_due", last_invoice="open",
-                       last_attempts=2)
-            + customer("seats", "Shrinking Seats GmbH", [10, 10, 10, 10, 6, 6, 6])
-            + customer("usage", "Falling Usage SAS", [2] * 7, usage=[500, 500, 500, 600, 700, 800, 300])
-            + churned_customer())
+    return (
+        catalog()
+        + customer("steady", "Steady Co", [10] * 7, usage=[700, 650, 720, 690, 710, 700, 705])
+        + customer("cancel", "Cancelling Inc", [5] * 7, cancel_at_period_end=True, canceled_at=T(10, 20))
+        + customer(
+            "failed", "Failing Payments LLC", [8] * 7, status="past_due", last_invoice="open", last_attempts=2
+        )
+        + customer("seats", "Shrinking Seats GmbH", [10, 10, 10, 10, 6, 6, 6])
+        + customer("usage", "Falling Usage SAS", [2] * 7, usage=[500, 500, 500, 600, 700, 800, 300])
+        + churned_customer()
+    )
 
 
 def load(engine: Engine, account: Account, objs: list[Obj] | None = None) -> None:

@@ -57,8 +57,14 @@ def server(world: StripeWorld) -> Iterator[FakeStripe]:
         yield fake
 
 
-def connect(cli: CliRunner, base: str, name: str = "acme", *args: str, key: str | None = KEY,
-            prompt: str | None = None) -> Any:
+def connect(
+    cli: CliRunner,
+    base: str,
+    name: str = "acme",
+    *args: str,
+    key: str | None = KEY,
+    prompt: str | None = None,
+) -> Any:
     env = {"STRIPE_API_KEY": key} if key is not None else {}
     return cli.invoke(app, ["connect", name, "--api-base", base, *args], env=env, input=prompt)
 
@@ -76,8 +82,10 @@ def free_port() -> int:
 
 # -- connect -------------------------------------------------------------------------------------------------
 
-def test_connect_stores_the_key_encrypted_and_names_the_account(cli: CliRunner, server: FakeStripe,
-                                                                db_url: str) -> None:
+
+def test_connect_stores_the_key_encrypted_and_names_the_account(
+    cli: CliRunner, server: FakeStripe, db_url: str
+) -> None:
     result = connect(cli, server.url)
     assert result.exit_code == 0, result.output
     assert "Acme Inc." in result.stdout and "acct_1Acme" in result.stdout
@@ -109,8 +117,9 @@ def test_there_is_no_key_option(cli: CliRunner, server: FakeStripe) -> None:
 
 
 def test_options_are_stored(cli: CliRunner, server: FakeStripe) -> None:
-    result = connect(cli, server.url, "acme", "--reporting-currency", "GBP", "--slack-webhook-url", WEBHOOK,
-                     "--rps", "5")
+    result = connect(
+        cli, server.url, "acme", "--reporting-currency", "GBP", "--slack-webhook-url", WEBHOOK, "--rps", "5"
+    )
     assert result.exit_code == 0, result.output
     [account] = stored(get_settings().database_url)
     assert (account.reporting_currency, account.rps) == ("gbp", 5.0)
@@ -120,8 +129,9 @@ def test_options_are_stored(cli: CliRunner, server: FakeStripe) -> None:
     assert WEBHOOK not in result.output
 
 
-def test_wrong_key_exits_2_with_one_line_and_stores_nothing(cli: CliRunner, server: FakeStripe,
-                                                            db_url: str) -> None:
+def test_wrong_key_exits_2_with_one_line_and_stores_nothing(
+    cli: CliRunner, server: FakeStripe, db_url: str
+) -> None:
     result = connect(cli, server.url, key="sk_test_51HxSomebodyElsesKey0000")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -130,8 +140,9 @@ def test_wrong_key_exits_2_with_one_line_and_stores_nothing(cli: CliRunner, serv
     assert stored(db_url) == []
 
 
-def test_restricted_key_falls_back_to_customers_and_invoice_currency(cli: CliRunner, world: StripeWorld,
-                                                                     server: FakeStripe) -> None:
+def test_restricted_key_falls_back_to_customers_and_invoice_currency(
+    cli: CliRunner, world: StripeWorld, server: FakeStripe
+) -> None:
     for n, currency in enumerate(["chf", "chf", "eur"]):
         line = builders.line(f"il_{n}", f"in_{n}", 500, (0, 10), currency=currency)
         world.add(builders.invoice(f"in_{n}", "cus_1", [line], created=n, currency=currency))
@@ -165,8 +176,9 @@ def test_unreachable_api_exits_2_and_stores_nothing(cli: CliRunner) -> None:
     assert stored(get_settings().database_url) == []
 
 
-def test_duplicate_name_exits_2_before_calling_stripe(cli: CliRunner, server: FakeStripe,
-                                                      db_url: str) -> None:
+def test_duplicate_name_exits_2_before_calling_stripe(
+    cli: CliRunner, server: FakeStripe, db_url: str
+) -> None:
     assert connect(cli, server.url).exit_code == 0
     calls = len(server.requests)
     result = connect(cli, server.url, "acme", "--reporting-currency", "jpy")
@@ -177,15 +189,19 @@ def test_duplicate_name_exits_2_before_calling_stripe(cli: CliRunner, server: Fa
     assert account.reporting_currency == "eur"  # the first connection is untouched
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--reporting-currency", "usdx"], "ISO 4217"),
-    (["--reporting-currency", "xyz"], "ISO 4217"),
-    (["--rps", "-1"], "--rps"),
-    (["--api-base", "ftp://example.com"], "--api-base"),
-    (["--slack-webhook-url", "not a url"], "--slack-webhook-url"),
-])
-def test_bad_input_exits_2_without_calling_stripe(cli: CliRunner, server: FakeStripe, args: list[str],
-                                                  words: str) -> None:
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--reporting-currency", "usdx"], "ISO 4217"),
+        (["--reporting-currency", "xyz"], "ISO 4217"),
+        (["--rps", "-1"], "--rps"),
+        (["--api-base", "ftp://example.com"], "--api-base"),
+        (["--slack-webhook-url", "not a url"], "--slack-webhook-url"),
+    ],
+)
+def test_bad_input_exits_2_without_calling_stripe(
+    cli: CliRunner, server: FakeStripe, args: list[str], words: str
+) -> None:
     result = connect(cli, server.url, "acme", *args)
     assert result.exit_code == 2, result.output
     assert words in result.stderr
@@ -193,13 +209,17 @@ def test_bad_input_exits_2_without_calling_stripe(cli: CliRunner, server: FakeSt
     assert stored(get_settings().database_url) == []
 
 
-@pytest.mark.parametrize("name, key, words", [
-    ("acme", "pk_test_51HxPublishableKey1234", "publishable"),
-    ("acme", "   ", "no Stripe API key"),
-    ("bad name!", KEY, "not a usable account name"),
-])
-def test_bad_names_and_keys_are_refused(cli: CliRunner, server: FakeStripe, name: str, key: str,
-                                        words: str) -> None:
+@pytest.mark.parametrize(
+    "name, key, words",
+    [
+        ("acme", "pk_test_51HxPublishableKey1234", "publishable"),
+        ("acme", "   ", "no Stripe API key"),
+        ("bad name!", KEY, "not a usable account name"),
+    ],
+)
+def test_bad_names_and_keys_are_refused(
+    cli: CliRunner, server: FakeStripe, name: str, key: str, words: str
+) -> None:
     result = connect(cli, server.url, name, key=key)
     assert result.exit_code == 2
     assert words in result.stderr
@@ -208,9 +228,10 @@ def test_bad_names_and_keys_are_refused(cli: CliRunner, server: FakeStripe, name
 
 # -- secrets never leak --------------------------------------------------------------------------------------
 
-def test_plaintext_secrets_are_nowhere_in_file_logs_or_output(cli: CliRunner, server: FakeStripe,
-                                                              caplog: pytest.LogCaptureFixture,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_plaintext_secrets_are_nowhere_in_file_logs_or_output(
+    cli: CliRunner, server: FakeStripe, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STRIPE_LOG", "debug")  # stripe-python would print requests to stderr too
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="stripe")
@@ -247,8 +268,9 @@ def test_plaintext_secrets_are_not_in_postgres_rows(pg_engine: Engine) -> None:
 
 
 def test_account_repr_and_errors_hide_secrets(server: FakeStripe, sqlite_engine: Engine) -> None:
-    account = connect_account(sqlite_engine, get_settings(), "acme", Secret(KEY), server.url, None,
-                              Secret(WEBHOOK), None)
+    account = connect_account(
+        sqlite_engine, get_settings(), "acme", Secret(KEY), server.url, None, Secret(WEBHOOK), None
+    )
     assert KEY not in repr(account) and account.key_encrypted not in repr(account)
     assert KEY not in repr(stripe_config(get_settings(), account))
     with pytest.raises(ConnectError) as caught:
@@ -258,18 +280,31 @@ def test_account_repr_and_errors_hide_secrets(server: FakeStripe, sqlite_engine:
 
 # -- accounts ------------------------------------------------------------------------------------------------
 
+
 def test_accounts_json_masks_the_key(cli: CliRunner, server: FakeStripe, db_url: str) -> None:
     assert connect(cli, server.url, "acme").exit_code == 0
     assert connect(cli, server.url, "beta", key=RESTRICTED).exit_code == 0
     result = cli.invoke(app, ["accounts", "--json"])
     assert result.exit_code == 0
     payload = json.loads(result.stdout)
-    assert payload == {"accounts": [
-        {"name": "acme", "stripe_account": "acct_1Acme", "api_base": server.url, "reporting_currency": "eur",
-         "key": "sk_test_...9876"},
-        {"name": "beta", "stripe_account": "", "api_base": server.url, "reporting_currency": "usd",
-         "key": "rk_test_...5432"},
-    ]}
+    assert payload == {
+        "accounts": [
+            {
+                "name": "acme",
+                "stripe_account": "acct_1Acme",
+                "api_base": server.url,
+                "reporting_currency": "eur",
+                "key": "sk_test_...9876",
+            },
+            {
+                "name": "beta",
+                "stripe_account": "",
+                "api_base": server.url,
+                "reporting_currency": "usd",
+                "key": "rk_test_...5432",
+            },
+        ]
+    }
     assert KEY not in result.stdout and RESTRICTED not in result.stdout
 
 
@@ -286,6 +321,7 @@ def test_accounts_table_and_empty_list(cli: CliRunner, world: StripeWorld, serve
 
 
 # -- disconnect ----------------------------------------------------------------------------------------------
+
 
 def _value(column: sa.Column[Any], n: int) -> Any:
     """A valid value of the column's type (every table gets a row without knowing its module)."""
@@ -330,8 +366,12 @@ def _fill_every_table(engine: Engine, account_id: int) -> list[sa.Table]:
 
 def _counts(engine: Engine, tables: list[sa.Table], account_id: int) -> dict[str, int]:
     with engine.connect() as conn:
-        return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)
-                                     .where(t.c.account_id == account_id)).scalar_one() for t in tables}
+        return {
+            t.name: conn.execute(
+                sa.select(sa.func.count()).select_from(t).where(t.c.account_id == account_id)
+            ).scalar_one()
+            for t in tables
+        }
 
 
 def _add_account(engine: Engine, name: str) -> int:
@@ -378,11 +418,14 @@ def test_disconnect_command(cli: CliRunner, server: FakeStripe, db_url: str) -> 
 
 # -- slack webhook resolution, db upgrade --------------------------------------------------------------------
 
-def test_slack_webhook_is_the_accounts_own_else_the_default(server: FakeStripe, sqlite_engine: Engine,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_slack_webhook_is_the_accounts_own_else_the_default(
+    server: FakeStripe, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = get_settings()
-    own = connect_account(sqlite_engine, settings, "own", Secret(KEY), server.url, None, Secret(WEBHOOK),
-                          None)
+    own = connect_account(
+        sqlite_engine, settings, "own", Secret(KEY), server.url, None, Secret(WEBHOOK), None
+    )
     plain = connect_account(sqlite_engine, settings, "plain", Secret(KEY), server.url, None, None, None)
     assert slack_webhook(settings, own) == Secret(WEBHOOK)
     assert slack_webhook(settings, plain) is None

@@ -72,8 +72,9 @@ def test_same_signals_are_not_alerted_twice(engine: Engine, slack: FakeSlack) ->
     assert len(slack.posts) == 1
 
 
-def test_changed_signals_are_alerted_again_and_recovery_is_reported_once(engine: Engine,
-                                                                          slack: FakeSlack) -> None:
+def test_changed_signals_are_alerted_again_and_recovery_is_reported_once(
+    engine: Engine, slack: FakeSlack
+) -> None:
     account = with_webhook(engine, slack.url)
     load(engine, account)
     run_alerts(engine, get_settings(), account, AS_OF, pause=0)
@@ -201,8 +202,9 @@ def test_a_customer_who_churns_is_not_reported_as_recovered(engine: Engine, slac
     assert states(engine) == dict.fromkeys(AT_RISK - {"cus_cancel"}, "sent")
 
 
-def test_cli_alert_posts_once_and_dry_run_prints(cli: CliRunner, slack: FakeSlack,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_alert_posts_once_and_dry_run_prints(
+    cli: CliRunner, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = ensure_schema(get_settings().database_url)
     load(engine, make_account(engine))
     dry = cli.invoke(app, ["alert", "acme", "--as-of", "2026-11-01", "--dry-run"])

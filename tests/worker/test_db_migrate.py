@@ -71,8 +71,10 @@ def test_threads_starting_together_migrate_once(fresh_url: str) -> None:
 def test_processes_starting_together_migrate_once(fresh_url: str) -> None:
     code = "import sys; from worker.db import ensure_schema; ensure_schema(sys.argv[1])"
     # Without the locks in ensure_schema two of three such processes fail (checked on both databases).
-    procs = [subprocess.Popen([sys.executable, "-c", code, fresh_url], cwd=ROOT, stderr=subprocess.PIPE,
-                              text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, fresh_url], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
     for p in procs:
         if p.stderr:

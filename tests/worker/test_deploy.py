@@ -59,8 +59,10 @@ def test_compose_points_every_role_at_the_shared_services() -> None:
     for name in ("worker", "beat"):
         env = services[name]["environment"]
         assert set(env) <= KNOWN_VARIABLES
-        assert env["RETENTION_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env[
-            "RETENTION_DATABASE_URL"]
+        assert (
+            env["RETENTION_DATABASE_URL"].startswith("postgresql://")
+            and "@postgres:5432/" in env["RETENTION_DATABASE_URL"]
+        )
         assert env["RETENTION_BROKER_URL"].startswith("redis://redis:6379/")
 
 
@@ -74,8 +76,9 @@ def test_the_image_runs_the_retention_command() -> None:
     assert re.search(r"^USER\s+(?!root)\w+", text, re.M), "the image must not run as root"
 
 
-@pytest.mark.parametrize(("unit", "command"), [("retention-worker.service", "worker"),
-                                               ("retention-beat.service", "beat")])
+@pytest.mark.parametrize(
+    ("unit", "command"), [("retention-worker.service", "worker"), ("retention-beat.service", "beat")]
+)
 def test_systemd_units_start_the_right_command(unit: str, command: str) -> None:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.read(DEPLOY / unit)

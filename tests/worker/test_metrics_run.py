@@ -22,8 +22,20 @@ from worker.models import Account
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 T12, T1, T0M = date(2025, 6, 1), date(2026, 6, 1), date(2026, 5, 1)
-W_KEYS = {"start", "expansion", "contraction", "churn", "end", "nrr", "grr", "logo_retention", "customers",
-          "retained", "nrr_including_one_time", "warnings"}
+W_KEYS = {
+    "start",
+    "expansion",
+    "contraction",
+    "churn",
+    "end",
+    "nrr",
+    "grr",
+    "logo_retention",
+    "customers",
+    "retained",
+    "nrr_including_one_time",
+    "warnings",
+}
 
 
 def make_account(engine: Engine, name: str = "acme") -> Account:
@@ -51,35 +63,69 @@ def seed(engine: Engine, account: Account) -> None:
         if may:
             rows.append({"customer_id": cid, "day": T0M, "mrr": may, "plan": "Pro"})
         if june:
-            rows.append({"customer_id": cid, "day": T1, "mrr": june, "plan": "Pro",
-                         "one_time": 20_000 if i == 5 else 0})
+            rows.append(
+                {
+                    "customer_id": cid,
+                    "day": T1,
+                    "mrr": june,
+                    "plan": "Pro",
+                    "one_time": 20_000 if i == 5 else 0,
+                }
+            )
     rows.append({"customer_id": "cus_new", "day": T1, "mrr": 900_000, "plan": "Enterprise"})  # after t0
     with engine.begin() as conn:
-        conn.execute(insert(MrrSnapshot.__table__),  # type: ignore[attr-defined]
-                     [{"account_id": account.id, "one_time": 0, **r} for r in rows])
+        conn.execute(
+            insert(MrrSnapshot.__table__),  # type: ignore[attr-defined]
+            [{"account_id": account.id, "one_time": 0, **r} for r in rows],
+        )
         # the days are computed: ensure_snapshots must keep these rows
-        conn.execute(insert(SnapshotDay.__table__),  # type: ignore[attr-defined]
-                     [{"account_id": account.id, "day": d} for d in (T12, T0M, T1)])
+        conn.execute(
+            insert(SnapshotDay.__table__),  # type: ignore[attr-defined]
+            [{"account_id": account.id, "day": d} for d in (T12, T0M, T1)],
+        )
 
 
 def test_payload_shape_and_figures(engine: Engine) -> None:
     account = make_account(engine)
     seed(engine, account)
     out = compute_metrics(engine, account, AS_OF, store=False)
-    assert set(out) == {"as_of", "currency", "mrr", "t12m", "monthly", "segments", "movements", "warnings",
-                        "summary"}
+    assert set(out) == {
+        "as_of",
+        "currency",
+        "mrr",
+        "t12m",
+        "monthly",
+        "segments",
+        "movements",
+        "warnings",
+        "summary",
+    }
     assert (out["as_of"], out["currency"], out["mrr"]) == ("2026-06-01", "usd", 9000 + 36 * 500 + 500)
     assert set(out["t12m"]) == W_KEYS and set(out["monthly"]) == W_KEYS | {"nrr_annualized"}
     t12m = out["t12m"]
     assert (t12m["start"], t12m["expansion"], t12m["churn"], t12m["contraction"], t12m["end"]) == (
-        20_000.0, 500.0, 2_000.0, 0.0, 18_500.0)
+        20_000.0,
+        500.0,
+        2_000.0,
+        0.0,
+        18_500.0,
+    )
     assert (t12m["nrr"], t12m["grr"], t12m["logo_retention"], t12m["customers"], t12m["retained"]) == (
-        0.925, 0.9, 0.9, 40, 36)
+        0.925,
+        0.9,
+        0.9,
+        40,
+        36,
+    )
     assert t12m["nrr_including_one_time"] == round((18_500 + 200) / 20_000, 4)
     monthly = out["monthly"]
     # May: 37 customers at $500 = $18,500; June: one more churns, one doubles
     assert (monthly["start"], monthly["churn"], monthly["expansion"], monthly["customers"]) == (
-        18_500.0, 500.0, 500.0, 37)
+        18_500.0,
+        500.0,
+        500.0,
+        37,
+    )
     assert monthly["nrr"] == 1.0 and monthly["nrr_annualized"] == 1.0
     # the new Enterprise customer is in no cohort; the segment's warning names the segment
     pro = out["segments"]["plan"]["Pro"]
@@ -91,11 +137,15 @@ def test_payload_shape_and_figures(engine: Engine) -> None:
     assert list(out["segments"]["cohort"]) == ["2025-06"]
     # one customer is all of the expansion, in both headline windows
     assert [(w["code"], w["message"].split(":")[0]) for w in out["warnings"]] == [
-        ("expansion_concentration", "T12M"), ("expansion_concentration", "monthly")]
+        ("expansion_concentration", "T12M"),
+        ("expansion_concentration", "monthly"),
+    ]
     assert out["summary"]["sentence"].startswith("NRR 92.5% is pulled down by churn ($2,000)")
     months = [m["month"] for m in out["movements"]]
-    assert months == [f"{y}-{m:02d}" for y, m in [(2025, 6), *[(2025, k) for k in range(7, 13)],
-                                                  *[(2026, k) for k in range(1, 7)]]]
+    assert months == [
+        f"{y}-{m:02d}"
+        for y, m in [(2025, 6), *[(2025, k) for k in range(7, 13)], *[(2026, k) for k in range(1, 7)]]
+    ]
     june = out["movements"][-1]
     assert (june["churn"], june["expansion"], june["new"], june["mrr"]) == (-500.0, 500.0, 9000.0, 27_500.0)
     json.dumps(out)  # plain JSON all the way down
@@ -106,19 +156,33 @@ def test_missing_rate_warnings_pass_through(engine: Engine) -> None:
     seed(engine, account)
     start = int(datetime(2026, 5, 20, tzinfo=UTC).timestamp())
     with engine.begin() as conn:
-        conn.execute(insert(ClassifiedLine.__table__).values(  # type: ignore[attr-defined]
-            account_id=account.id, line_id="il_eur", invoice_id="in_eur", customer_id="cus_eur",
-            klass="recurring", reason="r", counted=False, excluded_reason="missing_rate", period_start=start,
-            period_end=start + 30 * 86400, mrr_end=start + 30 * 86400, currency="eur", net_amount=12_000,
-            monthly_amount=12_000))
+        conn.execute(
+            insert(ClassifiedLine.__table__).values(  # type: ignore[attr-defined]
+                account_id=account.id,
+                line_id="il_eur",
+                invoice_id="in_eur",
+                customer_id="cus_eur",
+                klass="recurring",
+                reason="r",
+                counted=False,
+                excluded_reason="missing_rate",
+                period_start=start,
+                period_end=start + 30 * 86400,
+                mrr_end=start + 30 * 86400,
+                currency="eur",
+                net_amount=12_000,
+                monthly_amount=12_000,
+            )
+        )
     out = compute_metrics(engine, account, AS_OF, store=False)
     warning = out["warnings"][-1]
     assert warning["code"] == "missing_rate"
     assert "EUR" in warning["message"] and "120.00" in warning["message"]
 
 
-def test_runs_are_stored_with_the_definitions_version(engine: Engine,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_are_stored_with_the_definitions_version(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     account = make_account(engine)
     seed(engine, account)
     compute_metrics(engine, account, AS_OF)
@@ -130,7 +194,10 @@ def test_runs_are_stored_with_the_definitions_version(engine: Engine,
     compute_metrics(engine, account, datetime(2026, 5, 1, tzinfo=UTC))
     history = metric_history(engine, account)
     assert [(h["as_of"], h["definitions_version"]) for h in history] == [
-        ("2026-05-01", "metrics-next"), ("2026-06-01", "metrics-2026.11"), ("2026-06-01", "metrics-next")]
+        ("2026-05-01", "metrics-next"),
+        ("2026-06-01", "metrics-2026.11"),
+        ("2026-06-01", "metrics-next"),
+    ]
     assert history[1]["t12m"]["nrr"] == 0.925 and history[1]["mrr"] == 27_500.0
 
 

@@ -42,6 +42,7 @@ class Recorder:
             if (ctx.account.name, name) in self.fail:
                 raise self.fail[(ctx.account.name, name)]
             return {"seen_as_of": ctx.as_of.date().isoformat()}
+
         return Step(name, run)
 
     def chain(self) -> list[Step]:
@@ -84,8 +85,12 @@ def test_a_failing_step_stops_that_account_and_the_others_go_on(engine: Engine, 
         shown = last_nightly(session, acme.id)  # type: ignore[arg-type]
     assert shown is not None and shown["ok"] is False
     assert list(shown["steps"]) == ["sync", "rebuild"]
-    assert shown["steps"]["rebuild"] == {"ok": False, "seconds": shown["steps"]["rebuild"]["seconds"],
-                                         "detail": {}, "error": "ValueError: invoice in_123 has no lines"}
+    assert shown["steps"]["rebuild"] == {
+        "ok": False,
+        "seconds": shown["steps"]["rebuild"]["seconds"],
+        "detail": {},
+        "error": "ValueError: invoice in_123 has no lines",
+    }
 
 
 def test_a_sync_that_reports_failure_marks_the_night_failed(engine: Engine, settings: Settings) -> None:
@@ -96,8 +101,9 @@ def test_a_sync_that_reports_failure_marks_the_night_failed(engine: Engine, sett
     assert rec.calls == [("sync", "acme")]
 
 
-def test_the_real_sync_step_failing_stops_the_real_chain(engine: Engine, settings: Settings,
-                                                         fake_stripe: FakeStripe) -> None:
+def test_the_real_sync_step_failing_stops_the_real_chain(
+    engine: Engine, settings: Settings, fake_stripe: FakeStripe
+) -> None:
     """Default steps, a key the server rejects: the sync records its failure and nothing after it runs."""
     acme = add_account(engine, settings, "acme", api_base=fake_stripe.url, key="sk_test_revoked")
     result = run_nightly(engine, settings, acme, AS_OF)
@@ -122,25 +128,29 @@ def test_a_second_trigger_while_one_runs_is_skipped_locally(engine: Engine, sett
         assert runs_of(session, acme.id) == []  # type: ignore[arg-type]
 
 
-def test_a_second_trigger_while_one_runs_is_skipped_across_workers(sqlite_engine: Engine, settings: Settings,
-                                                                   redis_url: str,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_second_trigger_while_one_runs_is_skipped_across_workers(
+    sqlite_engine: Engine, settings: Settings, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     acme = add_account(sqlite_engine, settings, "acme")
     rec = Recorder()
     assert acme.id is not None
-    with redis_lock(redis_url, acme.id, owner="another-task") as held, \
-            caplog.at_level(logging.WARNING, logger="worker.nightly"):
+    with (
+        redis_lock(redis_url, acme.id, owner="another-task") as held,
+        caplog.at_level(logging.WARNING, logger="worker.nightly"),
+    ):
         assert held
-        result = run_nightly(sqlite_engine, settings, acme, AS_OF, steps=rec.chain(), redis_url=redis_url,
-                             task_id="this-task")
+        result = run_nightly(
+            sqlite_engine, settings, acme, AS_OF, steps=rec.chain(), redis_url=redis_url, task_id="this-task"
+        )
     assert result.skipped and rec.calls == []
     assert any("skipped" in r.getMessage() for r in caplog.records)
     after = run_nightly(sqlite_engine, settings, acme, AS_OF, steps=rec.chain(), redis_url=redis_url)
     assert after.ok and not after.skipped
 
 
-def test_a_run_left_unfinished_by_a_dead_worker_is_closed_as_interrupted(engine: Engine,
-                                                                        settings: Settings) -> None:
+def test_a_run_left_unfinished_by_a_dead_worker_is_closed_as_interrupted(
+    engine: Engine, settings: Settings
+) -> None:
     acme = add_account(engine, settings, "acme")
     dead = start_run(engine, acme.id, "schedule", task_id="killed-task")  # type: ignore[arg-type]
     run_nightly(engine, settings, acme, AS_OF, steps=Recorder().chain())

@@ -41,14 +41,15 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def connect(cli: CliRunner, name: str, api_base: str, *extra: str, key: str = KEY) -> None:
-    result = cli.invoke(app, ["connect", name, "--api-base", api_base, "--rps", "0", *extra],
-                        env={"STRIPE_API_KEY": key})
+    result = cli.invoke(
+        app, ["connect", name, "--api-base", api_base, "--rps", "0", *extra], env={"STRIPE_API_KEY": key}
+    )
     assert result.exit_code == 0, result.output
 
 
-def test_nightly_runs_the_whole_night_in_process_without_redis(cli: CliRunner, sample_stripe: FakeStripe,
-                                                               slack: FakeSlack,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nightly_runs_the_whole_night_in_process_without_redis(
+    cli: CliRunner, sample_stripe: FakeStripe, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
     connect(cli, "acme", sample_stripe.url, "--slack-webhook-url", slack.url)
     result = cli.invoke(app, ["nightly", "acme", "--as-of", "2026-11-01", "--json"])
@@ -70,8 +71,9 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(cli: CliRunner, s
     assert sample_stripe.writes == []  # we never write to Stripe
 
 
-def test_status_shows_the_last_nightly(cli: CliRunner, sample_stripe: FakeStripe,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_shows_the_last_nightly(
+    cli: CliRunner, sample_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
     connect(cli, "acme", sample_stripe.url)
     assert cli.invoke(app, ["nightly", "--as-of", "2026-11-01"]).exit_code == 0
@@ -81,8 +83,9 @@ def test_status_shows_the_last_nightly(cli: CliRunner, sample_stripe: FakeStripe
     assert list(last["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
 
 
-def test_a_failed_sync_exits_1_and_the_other_account_still_runs(cli: CliRunner, sample_stripe: FakeStripe,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_sync_exits_1_and_the_other_account_still_runs(
+    cli: CliRunner, sample_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
     connect(cli, "acme", sample_stripe.url)
     connect(cli, "beta", sample_stripe.url, key=OTHER_KEY)
@@ -100,8 +103,9 @@ def test_a_failed_sync_exits_1_and_the_other_account_still_runs(cli: CliRunner, 
     assert len(stored) == 1 and runs[stored[0].account_id].ok  # metrics only for the account that synced
 
 
-def test_enqueue_prints_one_task_per_account(cli: CliRunner, sample_stripe: FakeStripe, redis_url: str,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enqueue_prints_one_task_per_account(
+    cli: CliRunner, sample_stripe: FakeStripe, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
     connect(cli, "acme", sample_stripe.url)
     connect(cli, "beta", sample_stripe.url)
@@ -115,8 +119,9 @@ def test_enqueue_prints_one_task_per_account(cli: CliRunner, sample_stripe: Fake
     assert sample_stripe.request_count("/v1/invoices") == 0  # queued, not run here
 
 
-def test_enqueue_with_the_broker_down_is_refused_clearly(cli: CliRunner, sample_stripe: FakeStripe,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enqueue_with_the_broker_down_is_refused_clearly(
+    cli: CliRunner, sample_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
     connect(cli, "acme", sample_stripe.url)
     result = cli.invoke(app, ["nightly", "--enqueue"])
@@ -124,8 +129,9 @@ def test_enqueue_with_the_broker_down_is_refused_clearly(cli: CliRunner, sample_
     assert "RETENTION_BROKER_URL" in result.stderr
 
 
-def test_nightly_without_accounts_or_with_a_bad_date_is_refused(cli: CliRunner,
-                                                                sample_stripe: FakeStripe) -> None:
+def test_nightly_without_accounts_or_with_a_bad_date_is_refused(
+    cli: CliRunner, sample_stripe: FakeStripe
+) -> None:
     assert cli.invoke(app, ["nightly"]).exit_code == 2
     connect(cli, "acme", sample_stripe.url)
     assert cli.invoke(app, ["nightly", "nobody"]).exit_code == 2
@@ -134,8 +140,9 @@ def test_nightly_without_accounts_or_with_a_bad_date_is_refused(cli: CliRunner,
 
 
 @pytest.mark.parametrize("command", ["worker", "beat"])
-def test_worker_and_beat_refuse_a_broker_that_is_not_redis(cli: CliRunner, command: str,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_and_beat_refuse_a_broker_that_is_not_redis(
+    cli: CliRunner, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", "amqp://guest@127.0.0.1//")
     result = cli.invoke(app, [command])
     assert result.exit_code == 2 and "redis://" in result.stderr

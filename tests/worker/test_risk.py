@@ -42,8 +42,10 @@ def test_each_customer_is_flagged_for_its_own_evidence(engine: Engine) -> None:
     assert seats["usage_decline"] == "Team: seats 10 -> 6 over 90 days"
     assert seats["downgrade"] == "licensed MRR $500.00 -> $300.00 since 2026-08-03 (fewer seats 10 -> 6)"
     usage = found["cus_usage"]["signals"][0]["detail"]
-    assert usage == ("API calls: billed usage 300 in the period to 2026-11-01 vs 700 average of the 3 "
-                     "periods before (57% lower)")
+    assert usage == (
+        "API calls: billed usage 300 in the period to 2026-11-01 vs 700 average of the 3 "
+        "periods before (57% lower)"
+    )
     failed = found["cus_failed"]["signals"][0]["detail"]
     assert "invoice in_failed_11 for $400.00 unpaid after 2 attempts" in failed and "past_due" in failed
     cancel = found["cus_cancel"]
@@ -53,7 +55,11 @@ def test_each_customer_is_flagged_for_its_own_evidence(engine: Engine) -> None:
     # MRR at risk x (1 - prod(1 - weight)): $400 x (1 - 0.3 x 0.8), $300 x (1 - 0.5 x 0.5 x 0.8),
     # $250 x (1 - 0.1 x 0.8); usage: $100 seats + $3 usage carried forward, weight 0.3 + 0.5 x 4/7
     assert [(a["customer_id"], a["score"]) for a in payload["accounts"]] == [
-        ("cus_failed", 304.0), ("cus_seats", 240.0), ("cus_cancel", 230.0), ("cus_usage", 68.86)]
+        ("cus_failed", 304.0),
+        ("cus_seats", 240.0),
+        ("cus_cancel", 230.0),
+        ("cus_usage", 68.86),
+    ]
     assert payload["mrr_at_risk"] == 400.0 + 300.0 + 250.0 + 103.0
 
 
@@ -85,21 +91,42 @@ def meter_world(meter_summaries: list[tuple[int, int, float]]) -> tuple[list[dic
     world = StripeWorld()
     world.add_all(objs)
     world.meter_summaries["mtr_calls"] = [
-        {"id": f"mtrusg_{n}", "object": "billing.meter_event_summary", "aggregated_value": value,
-         "start_time": start, "end_time": end, "livemode": False, "meter": "mtr_calls",
-         "customer": "cus_metered"}
+        {
+            "id": f"mtrusg_{n}",
+            "object": "billing.meter_event_summary",
+            "aggregated_value": value,
+            "start_time": start,
+            "end_time": end,
+            "livemode": False,
+            "meter": "mtr_calls",
+            "customer": "cus_metered",
+        }
         for n, (start, end, value) in enumerate(meter_summaries)
-    ] + [{"id": "mtrusg_other", "object": "billing.meter_event_summary", "aggregated_value": 1.0,
-          "start_time": T(10), "end_time": T(11), "livemode": False, "meter": "mtr_calls",
-          "customer": "cus_x"}]
+    ] + [
+        {
+            "id": "mtrusg_other",
+            "object": "billing.meter_event_summary",
+            "aggregated_value": 1.0,
+            "start_time": T(10),
+            "end_time": T(11),
+            "livemode": False,
+            "meter": "mtr_calls",
+            "customer": "cus_x",
+        }
+    ]
     return objs, world
 
 
 @pytest.mark.parametrize(("october", "flagged"), [(300.0, True), (690.0, False)])
 def test_meter_summaries_feed_usage_decline(engine: Engine, october: float, flagged: bool) -> None:
     # July..September 600, 700, 800 (mean 700); the April summary lies outside the four periods asked for
-    summaries = [(T(4), T(5), 5000.0), (T(7), T(8), 600.0), (T(8), T(9), 700.0), (T(9), T(10), 800.0),
-                 (T(10), T(11), october)]
+    summaries = [
+        (T(4), T(5), 5000.0),
+        (T(7), T(8), 600.0),
+        (T(8), T(9), 700.0),
+        (T(9), T(10), 800.0),
+        (T(10), T(11), october),
+    ]
     objs, world = meter_world(summaries)
     with FakeStripe(world) as fake:
         account = add_account(engine, fake.url)
@@ -111,12 +138,17 @@ def test_meter_summaries_feed_usage_decline(engine: Engine, october: float, flag
     with Session(engine) as session:
         rows = session.exec(select(MeterUsage).order_by(MeterUsage.start_time)).all()  # type: ignore[arg-type]
     assert [(r.start_time, r.aggregated_value) for r in rows] == [
-        (T(7), 600.0), (T(8), 700.0), (T(9), 800.0), (T(10), october)]
+        (T(7), 600.0),
+        (T(8), 700.0),
+        (T(9), 800.0),
+        (T(10), october),
+    ]
     found = at_risk(engine, account, AS_OF)["accounts"]
     if flagged:
         assert found[0]["signals"][0]["detail"] == (
             "API calls: metered usage 300 in the period to 2026-11-01 vs 700 average of the 3 periods before "
-            "(57% lower)")
+            "(57% lower)"
+        )
     else:
         assert found == []
 
@@ -131,8 +163,15 @@ def test_cli_at_risk_and_churned_json(cli: CliRunner) -> None:
     assert payload["as_of"] == "2026-11-01"
     ids = [a["customer_id"] for a in payload["accounts"]]
     assert ids == ["cus_failed", "cus_seats", "cus_cancel", "cus_usage"]
-    assert set(payload["accounts"][0]) >= {"customer_id", "name", "mrr", "signals", "renewal_date",
-                                           "dashboard_url", "score"}
+    assert set(payload["accounts"][0]) >= {
+        "customer_id",
+        "name",
+        "mrr",
+        "signals",
+        "renewal_date",
+        "dashboard_url",
+        "score",
+    }
     table = cli.invoke(app, ["at-risk", "--as-of", "2026-11-01"])
     assert table.exit_code == 0 and "Failing Payments LLC" in table.stdout
     post_mortem = cli.invoke(app, ["churned", "--as-of", "2026-11-01", "--json"])
@@ -170,6 +209,7 @@ def test_an_earlier_as_of_than_the_last_sync_uses_dated_evidence_only(engine: En
     before = {a["customer_id"]: a for a in at_risk(engine, account, AS_OF)["accounts"]}
     detail = before["cus_failed"]["signals"][0]["detail"]
     assert "in_failed_11" in detail and "past_due" not in detail
-    on_sync_day = {a["customer_id"]: a for a in at_risk(engine, account, datetime(2026, 11, 20, tzinfo=UTC))
-                   ["accounts"]}
+    on_sync_day = {
+        a["customer_id"]: a for a in at_risk(engine, account, datetime(2026, 11, 20, tzinfo=UTC))["accounts"]
+    }
     assert "past_due" in on_sync_day["cus_failed"]["signals"][0]["detail"]

@@ -32,14 +32,17 @@ def test_secret_never_prints_itself() -> None:
     assert secret.reveal() == KEY
 
 
-@pytest.mark.parametrize("value, masked", [
-    ("sk_live_51HxVerySecretValue4242", "sk_live_...4242"),
-    ("rk_test_51HxRestricted00abcd", "rk_test_...abcd"),
-    ("whsec_0123456789", "...6789"),
-    ("short", "..."),
-    ("", ""),
-    ("https://hooks.slack.com/services/T0/B0/XyzSecret", "hooks.slack.com/..."),
-])
+@pytest.mark.parametrize(
+    "value, masked",
+    [
+        ("sk_live_51HxVerySecretValue4242", "sk_live_...4242"),
+        ("rk_test_51HxRestricted00abcd", "rk_test_...abcd"),
+        ("whsec_0123456789", "...6789"),
+        ("short", "..."),
+        ("", ""),
+        ("https://hooks.slack.com/services/T0/B0/XyzSecret", "hooks.slack.com/..."),
+    ],
+)
 def test_mask_shows_the_kind_and_last_four_at_most(value: str, masked: str) -> None:
     assert mask(value) == masked
 

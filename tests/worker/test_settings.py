@@ -9,9 +9,17 @@ import pytest
 
 from worker.settings import ConfigError, Settings, get_settings
 
-VARIABLES = ("RETENTION_HOME", "RETENTION_DATABASE_URL", "RETENTION_BROKER_URL", "RETENTION_SECRET_KEY",
-             "RETENTION_STRIPE_RPS", "RETENTION_NIGHTLY_AT", "RETENTION_TIMEZONE", "STRIPE_API_KEY",
-             "SLACK_WEBHOOK_URL")
+VARIABLES = (
+    "RETENTION_HOME",
+    "RETENTION_DATABASE_URL",
+    "RETENTION_BROKER_URL",
+    "RETENTION_SECRET_KEY",
+    "RETENTION_STRIPE_RPS",
+    "RETENTION_NIGHTLY_AT",
+    "RETENTION_TIMEZONE",
+    "STRIPE_API_KEY",
+    "SLACK_WEBHOOK_URL",
+)
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -70,15 +78,19 @@ def test_the_environment_is_read_when_asked_not_frozen(monkeypatch: pytest.Monke
     assert get_settings().retention_stripe_rps == 9.0
 
 
-@pytest.mark.parametrize("var, value", [
-    ("RETENTION_STRIPE_RPS", "-1"),
-    ("RETENTION_STRIPE_RPS", "fast"),
-    ("RETENTION_NIGHTLY_AT", "25:00"),
-    ("RETENTION_NIGHTLY_AT", "2am"),
-    ("RETENTION_TIMEZONE", "Mars/Olympus"),
-])
-def test_bad_values_are_one_clear_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch, var: str,
-                                                           value: str) -> None:
+@pytest.mark.parametrize(
+    "var, value",
+    [
+        ("RETENTION_STRIPE_RPS", "-1"),
+        ("RETENTION_STRIPE_RPS", "fast"),
+        ("RETENTION_NIGHTLY_AT", "25:00"),
+        ("RETENTION_NIGHTLY_AT", "2am"),
+        ("RETENTION_TIMEZONE", "Mars/Olympus"),
+    ],
+)
+def test_bad_values_are_one_clear_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError) as caught:
         get_settings()

@@ -32,7 +32,8 @@ from .nightly_helpers import add_account
 
 
 def test_delivery_survives_a_lost_worker_and_redis_never_redelivers_a_running_task(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("RETENTION_NIGHTLY_TIME_LIMIT", "7200")
     conf = celery_config(get_settings())
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
@@ -83,8 +84,9 @@ def test_tasks_have_explicit_names_and_one_retry_policy() -> None:
     assert fanout_task.time_limit is not None and fanout_task.time_limit < app.conf.task_time_limit
 
 
-def test_enqueue_puts_one_message_per_account_on_the_queue(redis_url: str,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enqueue_puts_one_message_per_account_on_the_queue(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
     ids = enqueue_nightly(make_celery(), [3, 5], trigger="enqueue")
     assert len(set(ids)) == 2
@@ -105,15 +107,17 @@ def test_the_fanout_sees_every_connected_account() -> None:
     assert connected_account_ids() == [first.id, second.id]
 
 
-def test_a_task_for_a_disconnected_account_is_a_no_op(redis_url: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_task_for_a_disconnected_account_is_a_no_op(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
     result = nightly_for_account_id(999, None, "schedule", task_id="t-1")
     assert result["skipped"] and result["error"] == "no such account"
 
 
-def test_the_account_task_records_its_task_id_and_trigger(fake_stripe: FakeStripe, redis_url: str,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_account_task_records_its_task_id_and_trigger(
+    fake_stripe: FakeStripe, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The plain function a worker runs: the account's night lands in NightlyRun under the task's id."""
     monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
     settings = get_settings()

@@ -46,19 +46,30 @@ def connect(
     who = account.display_name or account.stripe_account or "account name not readable with this key"
     ident = f" ({account.stripe_account})" if account.display_name and account.stripe_account else ""
     mode = "live" if account.livemode else "test"
-    typer.echo(f"Connected {account.name}: {who}{ident}, {mode} mode, reporting in "
-               f"{account.reporting_currency.upper()}. Next: `retention sync {account.name}`.")
+    typer.echo(
+        f"Connected {account.name}: {who}{ident}, {mode} mode, reporting in "
+        f"{account.reporting_currency.upper()}. Next: `retention sync {account.name}`."
+    )
 
 
 def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List connected accounts (keys masked)."""
     rows = list_accounts(open_db(_settings()))
     if as_json:
-        print_json({"accounts": [
-            {"name": a.name, "stripe_account": a.stripe_account, "api_base": a.api_base,
-             "reporting_currency": a.reporting_currency, "key": a.key_mask}
-            for a in rows
-        ]})
+        print_json(
+            {
+                "accounts": [
+                    {
+                        "name": a.name,
+                        "stripe_account": a.stripe_account,
+                        "api_base": a.api_base,
+                        "reporting_currency": a.reporting_currency,
+                        "key": a.key_mask,
+                    }
+                    for a in rows
+                ]
+            }
+        )
         return
     if not rows:
         typer.echo("No account is connected yet: run `retention connect NAME`.")

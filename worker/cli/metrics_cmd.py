@@ -42,16 +42,35 @@ def _money(value: float) -> str:
 
 def _row(table: Table, name: str, w: dict[str, Any]) -> None:
     table.add_row(
-        name, _money(w["start"]), _money(w["expansion"]), _money(w["contraction"]), _money(w["churn"]),
-        _money(w["end"]), _ratio(w["nrr"]), _ratio(w["grr"]),
-        _ratio(w["logo_retention"]), f"{w['retained']}/{w['customers']}", _ratio(w["nrr_including_one_time"]),
+        name,
+        _money(w["start"]),
+        _money(w["expansion"]),
+        _money(w["contraction"]),
+        _money(w["churn"]),
+        _money(w["end"]),
+        _ratio(w["nrr"]),
+        _ratio(w["grr"]),
+        _ratio(w["logo_retention"]),
+        f"{w['retained']}/{w['customers']}",
+        _ratio(w["nrr_including_one_time"]),
     )
 
 
 def _table(title: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("", "start", "expand", "contract", "churn", "end", "NRR", "GRR", "logos", "kept",
-                   "NRR+fees"):
+    for column in (
+        "",
+        "start",
+        "expand",
+        "contract",
+        "churn",
+        "end",
+        "NRR",
+        "GRR",
+        "logos",
+        "kept",
+        "NRR+fees",
+    ):
         table.add_column(column, justify="left" if not column else "right", no_wrap=True)
     return table
 
@@ -63,20 +82,23 @@ def render(account: Account, payload: dict[str, Any]) -> None:
     """
     console = Console(width=None if sys.stdout.isatty() else 120)
     currency = payload["currency"]
-    console.print(f"[bold]{account.name}[/bold] as of {payload['as_of']}: MRR "
-                  f"{_money(payload['mrr'])} {currency.upper()}")
+    console.print(
+        f"[bold]{account.name}[/bold] as of {payload['as_of']}: MRR "
+        f"{_money(payload['mrr'])} {currency.upper()}"
+    )
     head = _table(f"Retention of the customers paying at the window's start ({currency.upper()} a month)")
     _row(head, "T12M", payload["t12m"])
     _row(head, "monthly", payload["monthly"])
     console.print(head)
-    console.print(f"Monthly NRR {_ratio(payload['monthly']['nrr'])} a month is "
-                  f"{_ratio(payload['monthly']['nrr_annualized'])} annualized (compounded over 12 months).")
+    console.print(
+        f"Monthly NRR {_ratio(payload['monthly']['nrr'])} a month is "
+        f"{_ratio(payload['monthly']['nrr_annualized'])} annualized (compounded over 12 months)."
+    )
     for w in payload["warnings"]:
         console.print(f"[yellow]warning[/yellow] {w['code']}: {w['message']}", highlight=False)
     console.print(payload["summary"]["sentence"])
     console.print(payload["summary"]["scenario"]["sentence"])
-    for kind, title in (("plan", "plan at t0"), ("size", "size band at t0"),
-                        ("cohort", "signup month")):
+    for kind, title in (("plan", "plan at t0"), ("size", "size band at t0"), ("cohort", "signup month")):
         table = _table(f"T12M by {title} ({currency.upper()} a month)")
         notes = []
         for name, w in payload["segments"][kind].items():
@@ -95,9 +117,12 @@ def register(app: typer.Typer) -> None:
         name: str | None = typer.Argument(None, help="Account name (default: every connected account)."),
         as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: today)."),
         as_json: bool = typer.Option(False, "--json", help="Print the JSON payload of shared/CLI.md."),
-        bands: str | None = typer.Option(None, "--size-bands",
-                                         help="Size band edges a month, e.g. 100,1000,10000 "
-                                              "(default: RETENTION_SIZE_BANDS or 100,1000,10000)."),
+        bands: str | None = typer.Option(
+            None,
+            "--size-bands",
+            help="Size band edges a month, e.g. 100,1000,10000 "
+            "(default: RETENTION_SIZE_BANDS or 100,1000,10000).",
+        ),
     ) -> None:
         """Cohort NRR, GRR and logo retention (trailing 12 months, last month), by segment, with warnings."""
         when = parse_as_of(as_of)

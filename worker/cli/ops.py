@@ -96,8 +96,10 @@ def describe(result: NightlyResult) -> str:
 def _check_broker() -> None:
     url = get_settings().retention_broker_url
     if not url.startswith(("redis://", "rediss://")):
-        refuse(f"RETENTION_BROKER_URL must be a redis:// URL (the locks and the scheduler live in Redis), "
-               f"not {url.split('://', 1)[0]}://")
+        refuse(
+            f"RETENTION_BROKER_URL must be a redis:// URL (the locks and the scheduler live in Redis), "
+            f"not {url.split('://', 1)[0]}://"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -49,18 +49,12 @@ L = ClassifiedLine.__table__  # type: ignore[attr-defined]
 console = Console(soft_wrap=True)
 
 
-
-
-
-
 def _names(engine: Engine, account: Account) -> dict[str, str | None]:
     c = StripeCustomer.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
         return {
             r.id: r.name for r in conn.execute(select(c.c.id, c.c.name).where(c.c.account_id == account.id))
         }
-
-
 
 
 def _warn(warnings: list[dict[str, str]]) -> None:

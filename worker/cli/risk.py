@@ -32,12 +32,16 @@ from worker.settings import get_settings
 def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
     """One block per customer: plain lines read well in a terminal, a log and an email alike."""
     rows, cur = payload["accounts"], payload["currency"].upper()
-    typer.echo(f"{account.name}: {len(rows)} account(s) at risk, {payload['mrr_at_risk']:,.2f} {cur} MRR at "
-               f"risk as of {payload['as_of']}")
+    typer.echo(
+        f"{account.name}: {len(rows)} account(s) at risk, {payload['mrr_at_risk']:,.2f} {cur} MRR at "
+        f"risk as of {payload['as_of']}"
+    )
     for n, row in enumerate(rows, start=1):
         renewal = f", renews {row['renewal_date']}" if row["renewal_date"] else ""
-        typer.echo(f"{n}. {row['name']} ({row['customer_id']}): {row['mrr']:,.2f} {cur} MRR at risk, "
-                   f"score {row['score']:,.2f}{renewal}")
+        typer.echo(
+            f"{n}. {row['name']} ({row['customer_id']}): {row['mrr']:,.2f} {cur} MRR at risk, "
+            f"score {row['score']:,.2f}{renewal}"
+        )
         for signal in row["signals"]:
             typer.echo(f"   {signal['code']}: {signal['detail']}")
         typer.echo(f"   {row['dashboard_url']}")
@@ -45,13 +49,20 @@ def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
 
 def _show_churned(account: Account, payload: dict[str, Any]) -> None:
     rows, cur = payload["accounts"], payload["currency"].upper()
-    typer.echo(f"{account.name}: the {len(rows)} largest churned account(s) of the last "
-               f"{payload['window_months']} months (as of {payload['as_of']})")
+    typer.echo(
+        f"{account.name}: the {len(rows)} largest churned account(s) of the last "
+        f"{payload['window_months']} months (as of {payload['as_of']})"
+    )
     for n, row in enumerate(rows, start=1):
-        first = (f"first signal {row['first_signal_on']}, {row['days_before']} days before"
-                 if row["first_signal_on"] else "no signal before churning")
-        typer.echo(f"{n}. {row['name']} ({row['customer_id']}): {row['mrr']:,.2f} {cur} MRR lost on "
-                   f"{row['churned_on']}; {first}")
+        first = (
+            f"first signal {row['first_signal_on']}, {row['days_before']} days before"
+            if row["first_signal_on"]
+            else "no signal before churning"
+        )
+        typer.echo(
+            f"{n}. {row['name']} ({row['customer_id']}): {row['mrr']:,.2f} {cur} MRR lost on "
+            f"{row['churned_on']}; {first}"
+        )
         for signal in row["signals"]:
             typer.echo(f"   {signal['code']}: {signal['detail']}")
 
@@ -86,8 +97,10 @@ def _report(result: AlertResult, dry_run: bool) -> None:
         typer.echo(f"error: {result.error}", err=True)
     elif result.skipped:
         typer.echo(f"note: {result.skipped}", err=True)
-    typer.echo(f"{result.account}: {result.at_risk} at risk; {result.sent} alert(s) sent in "
-               f"{result.messages} message(s), {result.pending} pending")
+    typer.echo(
+        f"{result.account}: {result.at_risk} at risk; {result.sent} alert(s) sent in "
+        f"{result.messages} message(s), {result.pending} pending"
+    )
 
 
 def alert_cmd(
@@ -101,8 +114,10 @@ def alert_cmd(
     engine = open_db(settings)
     accounts = load_accounts(engine, name)
     if not dry_run and name is not None and slack_webhook(settings, accounts[0]) is None:
-        refuse(f"account {name!r} has no Slack webhook: set SLACK_WEBHOOK_URL or reconnect with "
-               "--slack-webhook-url (or use --dry-run)")
+        refuse(
+            f"account {name!r} has no Slack webhook: set SLACK_WEBHOOK_URL or reconnect with "
+            "--slack-webhook-url (or use --dry-run)"
+        )
     failed = False
     for account in accounts:
         ensure_ledger(engine, account)

@@ -11,14 +11,28 @@ URL = "https://dashboard.stripe.com/test/customers/"
 
 
 def item(n: int, detail: str = "subscription sub_1 cancels at period end on 2026-12-01") -> AlertItem:
-    assessment = RiskAssessment(f"cus_{n}", f"Customer <{n}> & Co", 50000 + n, "usd",
-                                (Signal("cancel_scheduled", detail, 0.9),), date(2026, 12, 1), 460.0)
+    assessment = RiskAssessment(
+        f"cus_{n}",
+        f"Customer <{n}> & Co",
+        50000 + n,
+        "usd",
+        (Signal("cancel_scheduled", detail, 0.9),),
+        date(2026, 12, 1),
+        460.0,
+    )
     return AlertItem(assessment, URL + f"cus_{n}")
 
 
 def test_one_message_carries_total_and_each_account() -> None:
-    [message] = build_digest("acme", date(2026, 11, 1), "usd", 150000, 3, [item(1)],
-                             [RecoveredItem("cus_9", "Nine", URL + "cus_9")])
+    [message] = build_digest(
+        "acme",
+        date(2026, 11, 1),
+        "usd",
+        150000,
+        3,
+        [item(1)],
+        [RecoveredItem("cus_9", "Nine", URL + "cus_9")],
+    )
     assert message.customer_ids == ("cus_1", "cus_9")
     blocks = message.blocks
     assert blocks[0]["type"] == "header" and blocks[0]["text"]["text"] == "At-risk accounts: acme"

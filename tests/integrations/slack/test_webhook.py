@@ -80,10 +80,12 @@ def test_slack_unreachable_never_shows_the_url(caplog: pytest.LogCaptureFixture)
     assert "SECRETTOKEN" not in caplog.text
 
 
-@pytest.mark.parametrize(("status", "body"), [(404, "no_service"), (410, "channel_is_archived"),
-                                              (403, "invalid_token")])
-def test_a_revoked_webhook_is_reported_and_not_retried(slack: FakeSlack, status: int, body: str,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("status", "body"), [(404, "no_service"), (410, "channel_is_archived"), (403, "invalid_token")]
+)
+def test_a_revoked_webhook_is_reported_and_not_retried(
+    slack: FakeSlack, status: int, body: str, caplog: pytest.LogCaptureFixture
+) -> None:
     slack.script(Answer(status, body))
     with caplog.at_level(logging.DEBUG):
         result = post(slack.url, MESSAGE, backoff=0.01)

@@ -78,8 +78,10 @@ def test_wrong_key_is_rejected_without_echoing_it(server: FakeStripe) -> None:
 
 
 def test_wrong_key_on_the_fallback_path_is_rejected_too(world: StripeWorld) -> None:
-    with FakeStripe(world, api_keys=[KEY], has_account_endpoint=False) as fake, \
-            pytest.raises(AccountCheckError) as caught:
+    with (
+        FakeStripe(world, api_keys=[KEY], has_account_endpoint=False) as fake,
+        pytest.raises(AccountCheckError) as caught,
+    ):
         fetch_account_info(StripeConfig(api_key="sk_test_nope_nope_nope", api_base=fake.url))
     # the fake answers 401 before routing, so the 404 fallback is never reached with a bad key
     assert caught.value.problem == "rejected"
