@@ -39,7 +39,7 @@ def test_full_period_subscription_line_is_recurring(legacy: bool) -> None:
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_proration_of_a_recurring_price_is_a_proration(legacy: bool) -> None:
-    """Upgrade mid-period: the credit for unused time and the charge for the remaining time: both prorations."""
+    """Upgrade mid-period: the credit for unused time and the charge for the rest: both prorations."""
     unused = b.line(
         "il_u",
         "in_1",
