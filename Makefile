@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint install install-dev migration bench clean
+.PHONY: demo test test-fast lint install install-dev migration bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,11 +23,16 @@ demo: install
 	$(BIN)/retention demo
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check worker integrations metrics tests benchmarks
 	$(BIN)/ruff check worker integrations metrics tests benchmarks
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+
+# The inner loop: lint and every test but the slow ones (end-to-end runs, the browser).
+test-fast: lint
+	$(BIN)/pytest -m "not slow"
 
 # Regenerate the initial migration from the models (allowed while the schema is unreleased).
 migration: $(STAMP)
