@@ -258,31 +258,9 @@ def _fast_sum(items: Any, inclusive: str | None = None) -> int | None:
     return total
 
 
-def _parse_line_fast(
-    obj: Any, invoice_id: str | None, customer_id: str | None, currency: str | None
-) -> Row | None:
-    """parse_line for a well-formed line of the current shape (nearly all of them), with plain dict reads.
-
-    It returns exactly what parse_line's checked path returns, or None for anything else (an older shape, an
-    expanded object, a missing or mistyped field), which then goes through the checked path and its errors.
-    """
-    if type(obj) is not dict or not invoice_id:
-        return None
-    get = obj.get
-    oid = get("id")
-    amount = get("amount")
-    period = get("period")
-    parent = get("parent")
-    pricing = get("pricing")
-    if (
-        type(oid) is not str
-        or not oid
-        or type(amount) is not int
-        or type(parent) is not dict
-        or not parent
-        or (period is not None and type(period) is not dict)
-        or (pricing is not None and type(pricing) is not dict)
-    ):
+def _fast_parent(parent: Any) -> tuple[str, bool, Any, Any] | None:
+    """(type, proration, subscription, subscription item) of a well-formed `parent`, else None."""
+    if type(parent) is not dict or not parent:
         return None
     parent_type = parent.get("type")
     if type(parent_type) is not str or not parent_type:
@@ -295,31 +273,53 @@ def _parse_line_fast(
         proration = False
     elif proration is not True and proration is not False:
         return None
-    subscription_id = details.get("subscription")
-    subscription_item_id = details.get("subscription_item")
-    price_details = pricing.get("price_details") if pricing else None
-    if price_details is None:
-        price_details = {}
-    elif type(price_details) is not dict:
+    return parent_type, proration, details.get("subscription"), details.get("subscription_item")
+
+
+def _fast_price(pricing: Any) -> tuple[Any, Any] | None:
+    """(price id, product id) of a well-formed `pricing`, else None."""
+    if pricing is None:
+        return None, None
+    if type(pricing) is not dict:
         return None
-    price_id = price_details.get("price")
-    product_id = price_details.get("product")
+    details = pricing.get("price_details")
+    if details is None:
+        return None, None
+    if type(details) is not dict:
+        return None
+    return details.get("price"), details.get("product")
+
+
+def _parse_line_fast(
+    obj: Any, invoice_id: str | None, customer_id: str | None, currency: str | None
+) -> Row | None:
+    """parse_line for a well-formed line of the current shape (nearly all of them), with plain dict reads.
+
+    It returns exactly what parse_line's checked path returns, or None for anything else (an older shape, an
+    expanded object, a missing or mistyped field), which then goes through the checked path and its errors.
+    tests/integrations/stripe/test_line_parsers_agree.py checks that on generated Stripe-shaped lines.
+    """
+    if type(obj) is not dict or not invoice_id:
+        return None
+    get = obj.get
+    oid = get("id")
+    amount = get("amount")
+    period = get("period")
+    if type(oid) is not str or not oid or type(amount) is not int:
+        return None
+    head = _fast_parent(get("parent"))
+    prices = _fast_price(get("pricing"))
+    if head is None or prices is None or (period is not None and type(period) is not dict):
+        return None
+    parent_type, proration, subscription_id, subscription_item_id = head
+    price_id, product_id = prices
     own_currency = get("currency")
     quantity = get("quantity")
     description = get("description")
     start = period.get("start") if period else None
     end = period.get("end") if period else None
-    if not (
-        _opt_str(subscription_id)
-        and _opt_str(subscription_item_id)
-        and _opt_str(price_id)
-        and _opt_str(product_id)
-        and _opt_str(own_currency)
-        and _opt_str(description)
-        and _opt_int(quantity)
-        and _opt_int(start)
-        and _opt_int(end)
-    ):
+    strings = (subscription_id, subscription_item_id, price_id, product_id, own_currency, description)
+    if not all(map(_opt_str, strings)) or not (_opt_int(quantity) and _opt_int(start) and _opt_int(end)):
         return None
     inclusive = _fast_sum(get("taxes"), "inclusive")
     discount_total = _fast_sum(get("discount_amounts"))
@@ -353,8 +353,13 @@ def parse_line(
 ) -> Row:
     """One invoice line in shape-neutral columns (see StripeInvoiceLine)."""
     row = _parse_line_fast(obj, invoice_id, customer_id, currency)
-    if row is not None:
-        return row
+    return row if row is not None else _parse_line_checked(obj, invoice_id, customer_id, currency)
+
+
+def _parse_line_checked(
+    obj: Any, invoice_id: str | None, customer_id: str | None, currency: str | None
+) -> Row:
+    """Every shape, every field checked: the path that names what is wrong with a line."""
     r = _Reader("line_item", obj)
     amount = r.int_("amount", True)
     period = r.dict_("period")
