@@ -24,15 +24,16 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.scratch import scratch_database  # noqa: E402
+from benchmarks.scratch import make_account, scratch_database  # noqa: E402
+from metrics.calendar import month_starts_between, months_back  # noqa: E402
 from metrics.cohort_sql import first_snapshot_day, month_movements, window_groups  # noqa: E402
-from metrics.cohorts import month_starts_between, months_before, windows_for  # noqa: E402
+from metrics.cohorts import windows_for  # noqa: E402
 from metrics.ledger import SnapshotDay  # noqa: E402
 from metrics.segments import DEFAULT_SIZE_BANDS  # noqa: E402
+from metrics.tables import table_of  # noqa: E402
 from worker.metrics_run import compute_metrics  # noqa: E402
 from worker.models import Account  # noqa: E402
 
@@ -42,7 +43,7 @@ Row = tuple[int, str, date, int, int, str]
 
 
 def month_days(end: date, months: int) -> list[date]:
-    return [months_before(end, months - 1 - i) for i in range(months)]
+    return [months_back(end, months - 1 - i) for i in range(months)]
 
 
 def rows(account_id: int, customers: int, days: list[date], seed: int = 1) -> Iterator[Row]:
@@ -81,19 +82,10 @@ def chunks(it: Iterator[Row]) -> Iterator[list[Row]]:
         yield batch
 
 
-def make_account(engine: Engine) -> Account:
-    with Session(engine, expire_on_commit=False) as session:
-        account = Account(name="bench", key_encrypted="x", reporting_currency="usd")
-        session.add(account)
-        session.commit()
-        session.refresh(account)
-    return account
-
-
 def mark_days(engine: Engine, account_id: int, days: list[date]) -> None:
     with engine.begin() as conn:
         conn.execute(
-            insert(SnapshotDay.__table__),  # type: ignore[attr-defined]
+            insert(table_of(SnapshotDay)),
             [{"account_id": account_id, "day": d} for d in days],
         )
 

@@ -10,8 +10,10 @@ from contextlib import contextmanager
 
 import psycopg
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from worker.db import ensure_schema, get_engine
+from worker.models import Account
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -42,3 +44,13 @@ def scratch_database(kind: str, prefix: str) -> Iterator[tuple[Engine, str]]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_account(engine: Engine) -> Account:
+    """The account a benchmark stores its data under (reporting in USD, no real key)."""
+    with Session(engine, expire_on_commit=False) as session:
+        account = Account(name="bench", key_encrypted="x", reporting_currency="usd")
+        session.add(account)
+        session.commit()
+        session.refresh(account)
+    return account

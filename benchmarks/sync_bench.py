@@ -3,7 +3,7 @@ nightly incremental's cost, and peak memory against account size. A script that 
 
     .venv/bin/python benchmarks/sync_bench.py [--customers 3000] [--skip-memory]
 
-Everything runs against the local Stripe-compatible server (integrations/stripe/testserver.py) on
+Everything runs against the local Stripe-compatible server (worker/demo/stripe_server.py) on
 127.0.0.1.
 """
 
@@ -33,12 +33,12 @@ os.environ.setdefault("RETENTION_HOME", tempfile.mkdtemp(prefix="sync-bench-"))
 os.environ.setdefault("RETENTION_SECRET_KEY", Fernet.generate_key().decode())
 
 import integrations.stripe.sync as sync_module  # noqa: E402
-from integrations.stripe import builders as b  # noqa: E402
 from integrations.stripe.client import StripeConfig, StripeReader, parse_body  # noqa: E402
-from integrations.stripe.sample import build_sample_world  # noqa: E402
 from integrations.stripe.sync import LISTS, Syncer, store_page  # noqa: E402
-from integrations.stripe.testserver import FakeStripe, StripeWorld  # noqa: E402
 from worker.db import ensure_schema, session_scope  # noqa: E402
+from worker.demo import builders as b  # noqa: E402
+from worker.demo.sample import build_sample_world  # noqa: E402
+from worker.demo.stripe_server import FakeStripe, StripeWorld  # noqa: E402
 from worker.models import Account  # noqa: E402
 
 KEY = "sk_test_123"

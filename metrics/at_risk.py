@@ -1,4 +1,4 @@
-"""At-risk signals and the score that orders at-risk accounts (METRICS.md section 7).
+"""At-risk signals and the score that orders at-risk accounts (docs/at-risk.md).
 
 Pure functions over plain records: the worker loads stored Stripe rows and ledger lines into these
 dataclasses, so the same functions answer "who is at risk today" and, for the churn post-mortem, "when did
@@ -6,7 +6,7 @@ this customer first look at risk" by being evaluated at earlier dates. Every rul
 dated at or before `as_of`; state that Stripe only reports as of now (a `past_due` status, cancel flags
 without a `canceled_at`) is used only when `current=True`.
 
-Score (documented in docs/definitions.md): `score = MRR at risk (major units) x (1 - prod(1 - w_s))` over the
+Score (documented in docs/at-risk.md): `score = MRR at risk (major units) x (1 - prod(1 - w_s))` over the
 account's signals, where w_s is the signal's weight (strength) in [0, 1). The product form treats signals as
 independent pieces of evidence: two signals weigh more than one, but the score never exceeds the MRR at
 risk, so a large account with a weak signal and a small account with a strong one are compared in money.
@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from metrics.calendar import day_start, moment_ts, utc_day
 from metrics.money import fmt, to_major
 
 DAY = 86400
@@ -133,12 +134,32 @@ class RiskAssessment:
         return tuple(s.code for s in self.signals)
 
 
-def ts(moment: datetime) -> int:
-    return int(moment.timestamp())
+@dataclass(frozen=True)
+class AtRiskAccount:
+    """An assessment with the link to the customer in the Stripe dashboard.
+
+    The risk result every reader shares (the CLI, its JSON, the Slack digest): a plain record, so the rules
+    and the worker need nothing from the integration that happens to show it.
+    """
+
+    assessment: RiskAssessment
+    dashboard_url: str
+
+    @property
+    def customer_id(self) -> str:
+        return self.assessment.customer_id
 
 
-def day_of(seconds: int) -> date:
-    return datetime.fromtimestamp(seconds, UTC).date()
+@dataclass(frozen=True)
+class RecoveredAccount:
+    """A customer reported at risk before who still pays and shows no signal any more.
+
+    Only the identity and the link: nothing is at risk, so there is no assessment to carry.
+    """
+
+    customer_id: str
+    name: str
+    dashboard_url: str
 
 
 def _qty(value: float) -> str:
@@ -163,7 +184,7 @@ def usage_drop(series: UsageSeries, at: int) -> Signal | None:
     drop = 1 - last.quantity / mean
     where = "billed usage" if series.source == "billed" else "metered usage"
     detail = (
-        f"{series.label}: {where} {_qty(last.quantity)} in the period to {day_of(last.end)} vs "
+        f"{series.label}: {where} {_qty(last.quantity)} in the period to {utc_day(last.end)} vs "
         f"{_qty(mean)} average of the 3 periods before ({drop:.0%} lower)"
     )
     return Signal("usage_decline", detail, min(0.8, 0.3 + 0.5 * drop))
@@ -242,7 +263,7 @@ def payment_failed(
         return None
     parts = [
         f"invoice {inv.id} for {fmt(inv.amount_due, inv.currency)} unpaid after {inv.attempt_count} "
-        f"attempt{'s' if inv.attempt_count != 1 else ''} (since {day_of(inv.created)})"
+        f"attempt{'s' if inv.attempt_count != 1 else ''} (since {utc_day(inv.created)})"
         for inv in failed
     ]
     parts += [f"subscription {s.id} is past_due" for s in past_due]
@@ -273,7 +294,7 @@ def cancel_scheduled(subs: Sequence[SubscriptionState], at: int, current: bool) 
         elif not current:
             continue
         end = sub.cancel_at or sub.ended_at or sub.current_period_end
-        when = f" on {day_of(end)}" if end else ""
+        when = f" on {utc_day(end)}" if end else ""
         how = "at period end" if sub.cancel_at_period_end else "by cancel_at"
         parts.append(f"subscription {sub.id} cancels {how}{when}")
     if not parts:
@@ -321,7 +342,7 @@ def downgrade(licensed: Sequence[LicensedLine], at: int) -> Signal | None:
                 how.append(f"new discount {fmt(is_.discount, currency)}")
         reason = f" ({'; '.join(how)})" if how else ""
         parts.append(
-            f"licensed MRR {fmt(old, currency)} -> {fmt(new, currency)} since {day_of(before)}{reason}"
+            f"licensed MRR {fmt(old, currency)} -> {fmt(new, currency)} since {utc_day(before)}{reason}"
         )
     if not parts:
         return None
@@ -345,13 +366,13 @@ def renewal_date(
     if not ends:
         return None, False
     end, annual = min(ends)
-    return day_of(end), annual
+    return utc_day(end), annual
 
 
 def renewal_soon(renewal: date | None, annual: bool, at: int) -> Signal | None:
     if renewal is None:
         return None
-    days = (renewal - day_of(at)).days
+    days = (renewal - utc_day(at)).days
     window = RENEWAL_DAYS_ANNUAL if annual else RENEWAL_DAYS
     if not 0 <= days <= window:
         return None
@@ -375,7 +396,7 @@ def assess(records: CustomerRecords, as_of: datetime, current: bool = True) -> R
     """
     if records.mrr <= 0:
         return None
-    at = ts(as_of)
+    at = moment_ts(as_of)
     found = [
         usage_decline(records.usage, records.licensed, at),
         payment_failed(records.subscriptions, records.invoices, at, current),
@@ -414,7 +435,7 @@ def first_signal_day(records: CustomerRecords, end: date, lookback_days: int = 3
     first: date | None = None
     day = end
     for _ in range(lookback_days):
-        moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = day_start(day)
         if assess(records, moment, current=False) is None:
             if first is not None:
                 break

@@ -1,4 +1,4 @@
-"""Every invoice line gets exactly one class and the reason it was chosen (METRICS.md section 2).
+"""Every invoice line gets exactly one class and the reason it was chosen (docs/mrr.md).
 
 The rules are a table applied in order, first match wins, so the order *is* the definition: a proration of a
 recurring price is a proration (it never counts in MRR), then anything that bills a subscription item for a

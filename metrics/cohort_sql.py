@@ -9,10 +9,10 @@ years of history recompute in seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Integer, and_, case, func, select
 from sqlalchemy.engine import Connection
@@ -23,11 +23,35 @@ from sqlalchemy.types import String
 
 from metrics.cohorts import Aggregates, Window
 from metrics.ledger import ClassifiedLine, MrrSnapshot
+from metrics.tables import table_of
 
-SNAP = MrrSnapshot.__table__  # type: ignore[attr-defined]
-LINE = ClassifiedLine.__table__  # type: ignore[attr-defined]
+SNAP = table_of(MrrSnapshot)
+LINE = table_of(ClassifiedLine)
 
 
+FunctionType = TypeVar("FunctionType", bound=type[FunctionElement[Any]])
+
+
+def _sql(default: str, sqlite: str) -> Callable[[FunctionType], FunctionType]:
+    """Compile a one-argument SQL function from a template per dialect (PostgreSQL's is the default; `{}`
+    stands for the compiled argument): the two databases spell date arithmetic differently."""
+
+    def register(function: FunctionType) -> FunctionType:
+        def compile_with(template: str) -> Callable[..., str]:
+            def compiled(element: FunctionElement[Any], compiler: Any, **kw: Any) -> str:
+                return template.format(compiler.process(element.clauses, **kw))
+
+            return compiled
+
+        compiles(function)(compile_with(default))
+        compiles(function, "sqlite")(compile_with(sqlite))
+        return function
+
+    return register
+
+
+# SQLite keeps dates as 'YYYY-MM-DD' text
+@_sql(default="to_char({}, 'YYYY-MM')", sqlite="substr({}, 1, 7)")
 class month_of_day(FunctionElement[str]):  # noqa: N801 - reads as a SQL function
     """`YYYY-MM` of a DATE column."""
 
@@ -35,6 +59,10 @@ class month_of_day(FunctionElement[str]):  # noqa: N801 - reads as a SQL functio
     inherit_cache = True
 
 
+@_sql(
+    default="to_char(to_timestamp({}) AT TIME ZONE 'UTC', 'YYYY-MM')",
+    sqlite="strftime('%Y-%m', {}, 'unixepoch')",
+)
 class month_of_epoch(FunctionElement[str]):  # noqa: N801
     """`YYYY-MM` (UTC) of Unix seconds."""
 
@@ -42,41 +70,12 @@ class month_of_epoch(FunctionElement[str]):  # noqa: N801
     inherit_cache = True
 
 
+@_sql(default="({} - DATE '2000-01-01')", sqlite="CAST(julianday({}) AS INTEGER)")
 class day_number(FunctionElement[int]):  # noqa: N801
     """Whole days since a fixed date, for a DATE column: differences are day counts on both databases."""
 
     type = Integer()
     inherit_cache = True
-
-
-@compiles(day_number)
-def _day_number_default(element: day_number, compiler: Any, **kw: Any) -> str:
-    return f"({compiler.process(element.clauses, **kw)} - DATE '2000-01-01')"
-
-
-@compiles(day_number, "sqlite")
-def _day_number_sqlite(element: day_number, compiler: Any, **kw: Any) -> str:
-    return f"CAST(julianday({compiler.process(element.clauses, **kw)}) AS INTEGER)"
-
-
-@compiles(month_of_day)
-def _month_of_day_default(element: month_of_day, compiler: Any, **kw: Any) -> str:
-    return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM')"
-
-
-@compiles(month_of_day, "sqlite")
-def _month_of_day_sqlite(element: month_of_day, compiler: Any, **kw: Any) -> str:
-    return f"substr({compiler.process(element.clauses, **kw)}, 1, 7)"  # SQLite keeps dates as 'YYYY-MM-DD'
-
-
-@compiles(month_of_epoch)
-def _month_of_epoch_default(element: month_of_epoch, compiler: Any, **kw: Any) -> str:
-    return f"to_char(to_timestamp({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM')"
-
-
-@compiles(month_of_epoch, "sqlite")
-def _month_of_epoch_sqlite(element: month_of_epoch, compiler: Any, **kw: Any) -> str:
-    return f"strftime('%Y-%m', {compiler.process(element.clauses, **kw)}, 'unixepoch')"
 
 
 @dataclass(frozen=True)
@@ -221,7 +220,7 @@ class MonthMovement:
 
 
 def month_movements(conn: Connection, account_id: int, months: Sequence[date]) -> list[MonthMovement]:
-    """Movements between consecutive month starts (METRICS.md section 4), from the month-start snapshots.
+    """Movements between consecutive month starts (docs/movements.md), from the month-start snapshots.
 
     One window pass over the month-start rows (in primary-key order, no extra sort) gives, per row at month m,
     the customer's MRR at m-1 (0 when the customer had no row there: rows of consecutive month starts are at
@@ -234,7 +233,7 @@ def month_movements(conn: Connection, account_id: int, months: Sequence[date]) -
         return []
     if conn.dialect.name == "sqlite":
         return _movements_streamed(conn, account_id, months)
-    order = {"partition_by": SNAP.c.customer_id, "order_by": SNAP.c.day}
+    order: dict[str, Any] = {"partition_by": SNAP.c.customer_id, "order_by": SNAP.c.day}
     gap = day_number(SNAP.c.day) - func.lag(day_number(SNAP.c.day)).over(**order)
     rows = (
         select(
@@ -284,8 +283,9 @@ def _movements_streamed(conn: Connection, account_id: int, months: Sequence[date
     total, new, reactivation, expansion, contraction, kept = ([0] * n for _ in range(6))
     marks = ", ".join("?" for _ in months)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    # built from our own table's name and one placeholder per month; the values are bound parameters
     cursor.execute(
-        f"SELECT customer_id, day, mrr FROM {SNAP.name} WHERE account_id = ? AND day IN ({marks}) "
+        f"SELECT customer_id, day, mrr FROM {SNAP.name} WHERE account_id = ? AND day IN ({marks}) "  # noqa: S608
         "ORDER BY customer_id, day",
         [account_id, *position],
     )

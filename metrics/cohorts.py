@@ -1,4 +1,4 @@
-"""Cohort retention for a window (t0, t1]: NRR, GRR, logo retention (METRICS.md section 5).
+"""Cohort retention for a window (t0, t1]: NRR, GRR, logo retention (docs/retention.md).
 
 The figures are built from additive aggregates (sums, counts and one maximum), so the SQL layer can aggregate
 per segment and this module can fold segments into a headline without ever seeing a customer row twice. The
@@ -7,18 +7,11 @@ ratios are computed here, once, from integers in minor units; a float appears on
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-
-def months_before(day: date, months: int) -> date:
-    """The same day `months` calendar months earlier, clamped to the month's end (31 Mar -> 28/29 Feb)."""
-    index = day.year * 12 + (day.month - 1) - months
-    year, month = divmod(index, 12)
-    last = calendar.monthrange(year, month + 1)[1]
-    return date(year, month + 1, min(day.day, last))
+from metrics.calendar import months_back
 
 
 @dataclass(frozen=True)
@@ -31,8 +24,8 @@ class Window:
 
 
 def windows_for(t1: date) -> tuple[Window, Window]:
-    """The trailing-12-month and the monthly window ending at t1 (calendar months, METRICS.md section 5)."""
-    return Window("t12m", months_before(t1, 12), t1), Window("monthly", months_before(t1, 1), t1)
+    """The trailing-12-month and the monthly window ending at t1 (calendar months, docs/retention.md)."""
+    return Window("t12m", months_back(t1, 12), t1), Window("monthly", months_back(t1, 1), t1)
 
 
 @dataclass(frozen=True)
@@ -131,15 +124,3 @@ def fold(parts: Iterable[Aggregates]) -> Aggregates:
 def annualize(monthly_nrr: float | None) -> float | None:
     """Monthly NRR compounded over 12 months: 0.99 a month is 0.886 a year, never 0.99 a year."""
     return None if monthly_nrr is None else monthly_nrr**12
-
-
-def month_starts_between(first: date, last: date) -> list[date]:
-    """Every first-of-month day d with first <= d <= last."""
-    current = date(first.year, first.month, 1)
-    if current < first:
-        current = months_before(current, -1)
-    out = []
-    while current <= last:
-        out.append(current)
-        current = months_before(current, -1)
-    return out

@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 
 
 class FxRate(SQLModel, table=True):
-    """1 unit of `currency` = `rate` units of the reporting currency, from `day` on (shared/CLI.md)."""
+    """1 unit of `currency` = `rate` units of the reporting currency, from `day` on (docs/mrr.md)."""
 
     __tablename__ = "fx_rate"
     currency: str = Field(primary_key=True, max_length=3)
@@ -24,7 +24,7 @@ class FxRate(SQLModel, table=True):
 
 
 class ClassifiedLine(SQLModel, table=True):
-    """One invoice line with its class, the reason for it and its monthly amount (METRICS.md sections 2-3)."""
+    """One invoice line with its class, the reason for it and its monthly amount (docs/mrr.md)."""
 
     __tablename__ = "ledger_line"
     __table_args__ = (Index("ix_ledger_line_customer", "account_id", "customer_id"),)

@@ -1,6 +1,6 @@
 """Money as integer minor units with a currency; conversion to major units only at the edges (JSON, text).
 
-Zero-decimal currencies have no minor unit (METRICS.md section 1): 5000 jpy is five thousand yen.
+Zero-decimal currencies have no minor unit (docs/mrr.md): 5000 jpy is five thousand yen.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def to_major(minor: int, currency: str) -> Decimal:
 
 
 def json_amount(minor: int, currency: str) -> float:
-    """A JSON number in major units rounded to cents (shared/CLI.md); the only place money becomes a float."""
+    """A JSON number in major units, to cents (docs/interface.md); the only place money becomes a float."""
     return float(to_major(minor, currency).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
 
 

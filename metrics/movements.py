@@ -1,4 +1,4 @@
-"""MRR movements between consecutive month starts (METRICS.md section 4).
+"""MRR movements between consecutive month starts (docs/movements.md).
 
 Each customer falls in exactly one bucket per month, and each bucket adds that customer's signed change, so
 the buckets always sum to the change in total MRR: that identity is the test of this module, not a

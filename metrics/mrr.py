@@ -1,6 +1,6 @@
-"""Monthly normalization of a recurring line and MRR at an instant (METRICS.md section 3).
+"""Monthly normalization of a recurring line and MRR at an instant (docs/mrr.md).
 
-Rounding (documented in docs/definitions.md): the monthly amount is computed exactly as a fraction (net amount
+Rounding (documented in docs/mrr.md): the monthly amount is computed exactly as a fraction (net amount
 / months) and rounded once, half-even, to an integer of the minor unit, per line. The reporting-currency
 figure is rounded once too, from the exact fraction times the rate, never from the already rounded line
 figure, so conversion does not compound two roundings. Totals are sums of those integers, which is what makes
@@ -15,10 +15,11 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
+from metrics.calendar import utc_datetime
 from metrics.money import exponent
 from metrics.records import LineRecord
 
@@ -198,7 +199,7 @@ class SnapshotSpreader:
                     if b is None or monthly > b[0] or (monthly == b[0] and line_id < b[1]):
                         best[i] = (monthly, line_id, plan)
             elif invoiced_at is not None:
-                when = datetime.fromtimestamp(invoiced_at, UTC)
+                when = utc_datetime(invoiced_at)
                 for i in by_month.get((when.year, when.month), ()):
                     one_time[i] += amount
                     any_one_time = True

@@ -1,4 +1,4 @@
-"""The `retention metrics --json` payload (shared/CLI.md), assembled from aggregates.
+"""The `retention metrics --json` payload (docs/interface.md), assembled from aggregates.
 
 Kept apart from the SQL so the shape, the rounding and where each warning goes are decided in one pure place:
 money becomes major units here (metrics.money.json_amount), ratios are rounded to four decimals, an empty
@@ -8,7 +8,8 @@ cohort gives null ratios, and a segment's warnings stay inside that segment.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -26,7 +27,7 @@ def ratio(value: float | None) -> float | None:
 
 
 def window_json(agg: Aggregates, currency: str, label: str, monthly: bool = False) -> dict[str, Any]:
-    """W of shared/CLI.md; the monthly window adds `nrr_annualized` (monthly NRR ^ 12)."""
+    """W of docs/interface.md; the monthly window adds `nrr_annualized` (monthly NRR ^ 12)."""
     out: dict[str, Any] = {
         "start": json_amount(agg.start, currency),
         "expansion": json_amount(agg.expansion, currency),
@@ -94,34 +95,43 @@ def movements_json(months: Iterable[MonthMovement], currency: str) -> list[dict[
     ]
 
 
-def metrics_payload(
-    *,
-    as_of: date,
-    currency: str,
-    mrr: int,
-    t12m: Mapping[GroupKey, Aggregates],
-    monthly: Mapping[GroupKey, Aggregates],
-    bands: SizeBands,
-    movements: Iterable[MonthMovement],
-    extra_warnings: Iterable[Warning],
-    summary: Mapping[str, Any],
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MetricsInputs:
+    """Everything one payload is assembled from: what the worker reads in one pass over the database.
+
+    One record rather than nine arguments, so the figures of one as-of date travel together from the SQL to
+    the shape and cannot be mixed up on the way.
+    """
+
+    as_of: date
+    currency: str
+    mrr: int  # minor units of `currency`
+    t12m: Mapping[GroupKey, Aggregates]
+    monthly: Mapping[GroupKey, Aggregates]
+    bands: SizeBands
+    movements: Sequence[MonthMovement]
+    extra_warnings: Sequence[Warning]  # about the data (missing exchange rates), not about one figure
+    summary: Mapping[str, Any]
+
+
+def metrics_payload(inputs: MetricsInputs) -> dict[str, Any]:
     """The whole payload. Segments are of the trailing-12-month window; top-level warnings are the headline
     T12M and monthly figures' warnings plus the ones about the data (missing exchange rates)."""
-    head12, head1 = fold(t12m.values()), fold(monthly.values())
+    currency = inputs.currency
+    head12, head1 = fold(inputs.t12m.values()), fold(inputs.monthly.values())
     warnings = [
         *window_warnings(head12, "T12M", currency),
         *window_warnings(head1, "monthly", currency),
-        *extra_warnings,
+        *inputs.extra_warnings,
     ]
     return {
-        "as_of": as_of.isoformat(),
+        "as_of": inputs.as_of.isoformat(),
         "currency": currency,
-        "mrr": json_amount(mrr, currency),
+        "mrr": json_amount(inputs.mrr, currency),
         "t12m": window_json(head12, currency, "T12M"),
         "monthly": window_json(head1, currency, "monthly", monthly=True),
-        "segments": segments_json(t12m, bands, currency, "T12M"),
-        "movements": movements_json(movements, currency),
+        "segments": segments_json(inputs.t12m, inputs.bands, currency, "T12M"),
+        "movements": movements_json(inputs.movements, currency),
         "warnings": [w.as_json() for w in warnings],
-        "summary": dict(summary),
+        "summary": dict(inputs.summary),
     }

@@ -1,7 +1,7 @@
 """Exchange rates the user supplies (`retention rates import FILE.csv`) and the rate in force on a day.
 
 A CSV row `date,currency,rate` means: from that date on, 1 unit of currency = rate units of the reporting
-currency (shared/CLI.md). A line is converted at the rate in force on its period start; before a currency's
+currency (docs/mrr.md). A line is converted at the rate in force on its period start; before a currency's
 first rate there is no rate, and the line is left out with a `missing_rate` warning rather than counted 1:1.
 """
 

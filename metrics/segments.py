@@ -1,4 +1,4 @@
-"""Segments of a cohort: plan, size band and signup cohort (METRICS.md section 6).
+"""Segments of a cohort: plan, size band and signup cohort (docs/retention.md).
 
 Every segment is a partition of the cohort at t0, so its aggregates fold back into the headline exactly. Size
 bands are edges in major units of the reporting currency (configurable), compared in minor units so that a

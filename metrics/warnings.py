@@ -1,4 +1,4 @@
-"""Warnings that travel with a retention figure (METRICS.md section 6).
+"""Warnings that travel with a retention figure (docs/warnings.md).
 
 A ratio without its caveat misleads: a 120% NRR from twelve customers, or carried by one account, or hiding a
 fifth of the logos leaving, is not the number a board thinks it is. Each figure carries its own warnings, so a

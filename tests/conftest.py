@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
-from integrations.stripe.testserver import FakeStripe, StripeWorld
 from worker.db import ensure_schema, get_engine
+from worker.demo.stripe_server import FakeStripe, StripeWorld
 
 PG_ADMIN_URL = os.environ.get("RETENTION_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RETENTION_TEST_REDIS", "redis://127.0.0.1:6379/15")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import column, delete, inspect, table
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from integrations.stripe.account import AccountCheckError, fetch_account_info, most_used_invoice_currency
 from integrations.stripe.client import DEFAULT_API_BASE, StripeConfig
@@ -307,6 +307,17 @@ def _tables_with_account_id(engine: Engine) -> list[str]:
 def list_accounts(engine: Engine) -> list[Account]:
     with session_scope(engine) as session:
         return list(session.exec(select(Account).order_by(Account.name)))  # type: ignore[arg-type]
+
+
+def find_accounts(session: Session, name: str | None) -> list[Account]:
+    """Every account by name when `name` is None, else the one so named (none when there is no such account).
+
+    Takes the caller's session so the rows stay attached to it: commands go on to read through them.
+    """
+    if name is None:
+        return list(session.exec(select(Account).order_by(Account.name)))  # type: ignore[arg-type]
+    account = session.exec(select(Account).where(Account.name == name)).first()
+    return [] if account is None else [account]
 
 
 def check_name(name: str) -> None:

@@ -6,19 +6,17 @@ imports (worker.accounts imports worker.tables).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, DateTime
 from sqlmodel import Field, Session, SQLModel
 
+from metrics.calendar import utc_now
+
 PENDING, SENT, RECOVERED_PENDING, CLOSED = "pending", "sent", "recovered_pending", "closed"
 OPEN_STATES = (PENDING, SENT, RECOVERED_PENDING)
 _TZ = DateTime(timezone=True)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 class AlertState(SQLModel, table=True):
@@ -31,8 +29,8 @@ class AlertState(SQLModel, table=True):
     status: str = Field(max_length=20)  # pending | sent | recovered_pending | closed
     # MRR at risk when last seen, reporting minor units
     mrr: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    first_seen: datetime = Field(default_factory=now_utc, sa_column=Column(_TZ, nullable=False))
-    updated_at: datetime = Field(default_factory=now_utc, sa_column=Column(_TZ, nullable=False))
+    first_seen: datetime = Field(default_factory=utc_now, sa_column=Column(_TZ, nullable=False))
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(_TZ, nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(_TZ, nullable=True))
 
 

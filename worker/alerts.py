@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,8 +21,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from integrations.slack.digest import MAX_BLOCKS, AlertItem, RecoveredItem, SlackMessage, build_digest
+from integrations.slack.digest import MAX_BLOCKS, SlackMessage, build_digest
 from integrations.slack.webhook import post
+from metrics.at_risk import AtRiskAccount, RecoveredAccount
+from metrics.calendar import utc_now
 from metrics.money import fmt
 from worker.accounts import slack_webhook
 from worker.alert_state import (
@@ -32,10 +35,10 @@ from worker.alert_state import (
     SENT,
     AlertDelivery,
     AlertState,
-    now_utc,
 )
 from worker.db import session_scope
 from worker.models import Account
+from worker.rebuild import ensure_ledger
 from worker.risk import assess_records, dashboard_url, is_current, load_records, paying, refresh_meter_usage
 from worker.settings import Settings
 
@@ -57,76 +60,103 @@ class AlertResult:
     skipped: str | None = None  # why nothing was posted although alerts are pending (no webhook configured)
 
 
-def fingerprint(item: AlertItem) -> str:
+def fingerprint(item: AtRiskAccount) -> str:
+    """An alert's identity: the same signals again are not news, a new or a dropped signal is."""
     return "+".join(sorted(set(item.assessment.codes)))
 
 
 @dataclass
 class _Plan:
-    alerts: list[AlertItem]
-    recovered: list[RecoveredItem]
-    rows: dict[str, AlertState]  # customer -> the open row a message will settle
+    """What this run tells Slack, and the row each customer told settles once Slack accepts its message."""
+
+    alerts: list[AtRiskAccount] = field(default_factory=list)
+    recovered: list[RecoveredAccount] = field(default_factory=list)
+    rows: dict[str, AlertState] = field(default_factory=dict)  # customer -> the row its message will settle
+
+
+def _open_rows(session: Session, account: Account) -> dict[str, AlertState]:
+    """Per customer, the alert that is not closed yet: what Slack was (or is about to be) told."""
+    query = select(AlertState).where(
+        AlertState.account_id == account.id, col(AlertState.status).in_(OPEN_STATES)
+    )
+    return {r.customer_id: r for r in session.exec(query)}
+
+
+def _reopen(session: Session, account: Account, item: AtRiskAccount, now: datetime) -> AlertState:
+    """The pending row of a new or changed alert; signals alerted once and closed since are told again."""
+    cid, fp = item.customer_id, fingerprint(item)
+    row = session.get(AlertState, (account.id, cid, fp))
+    if row is None:
+        row = AlertState(account_id=account.id or 0, customer_id=cid, fingerprint=fp, status=PENDING)
+    row.status, row.mrr, row.updated_at, row.sent_at = PENDING, item.assessment.mrr, now, None
+    return row
+
+
+def _alert_row(
+    session: Session, account: Account, item: AtRiskAccount, told: AlertState | None, now: datetime
+) -> AlertState | None:
+    """The row a message about `item` settles, or None when Slack already has exactly this alert.
+
+    `told` is the customer's open alert. With the same signals it is repeated only while still pending (a
+    customer back at risk as before its recovery was told has nothing new to say); with other signals it
+    is closed and the new set is alerted.
+    """
+    if told is not None and told.fingerprint == fingerprint(item):
+        if told.status == RECOVERED_PENDING:
+            told.status = SENT
+        told.mrr, told.updated_at = item.assessment.mrr, now
+        return told if told.status == PENDING else None
+    if told is not None:
+        told.status, told.updated_at = CLOSED, now
+    return _reopen(session, account, item, now)
+
+
+def _recovered(row: AlertState, still_paying: bool, now: datetime) -> bool:
+    """Whether an open alert of a customer no longer at risk becomes (or stays) a recovery to report.
+
+    Only a sent alert has a recovery worth telling, and only while the customer pays: an alert never sent
+    and a churned customer (the post-mortem covers it) are closed with nothing to say.
+    """
+    if row.status == PENDING:
+        row.status = CLOSED
+    elif row.status == SENT:
+        row.status = RECOVERED_PENDING if still_paying else CLOSED
+    row.updated_at = now
+    return row.status == RECOVERED_PENDING
 
 
 def _plan(
     session: Session,
     account: Account,
-    items: list[AlertItem],
+    items: list[AtRiskAccount],
     still_paying: set[str],
     names: dict[str, str],
     write: bool,
 ) -> _Plan:
     """Compare today's at-risk list with what was told before; with `write`, record the new state."""
-    rows = list(
-        session.exec(
-            select(AlertState).where(
-                AlertState.account_id == account.id, col(AlertState.status).in_(OPEN_STATES)
-            )
-        )
-    )
-    open_rows = {r.customer_id: r for r in rows}
-    now = now_utc()
-    plan = _Plan([], [], {})
-    current = {i.assessment.customer_id: i for i in items}
+    open_rows = _open_rows(session, account)
+    now = utc_now()
+    plan = _Plan()
     for item in items:
-        cid, fp = item.assessment.customer_id, fingerprint(item)
-        row = open_rows.get(cid)
-        if row is not None and row.fingerprint == fp:
-            if row.status == RECOVERED_PENDING:  # back at risk as before: nothing new to say
-                row.status = SENT
-            if row.status == PENDING:
-                plan.alerts.append(item)
-                plan.rows[cid] = row
-            row.mrr, row.updated_at = item.assessment.mrr, now
+        row = _alert_row(session, account, item, open_rows.get(item.customer_id), now)
+        if row is None:
             continue
-        if row is not None:
-            row.status, row.updated_at = CLOSED, now
-        again = session.get(AlertState, (account.id, cid, fp))
-        if again is None:
-            again = AlertState(account_id=account.id or 0, customer_id=cid, fingerprint=fp, status=PENDING)
-        again.status, again.mrr, again.updated_at, again.sent_at = PENDING, item.assessment.mrr, now, None
         if write:
-            session.add(again)
+            session.add(row)
         plan.alerts.append(item)
-        plan.rows[cid] = again
+        plan.rows[item.customer_id] = row
+    current = {i.customer_id for i in items}
     for cid, row in open_rows.items():
-        if cid in current:
-            continue
-        if row.status == SENT and cid in still_paying:
-            row.status = RECOVERED_PENDING
-        elif row.status == PENDING or (row.status == SENT and cid not in still_paying):
-            row.status = CLOSED  # never told, or churned (the post-mortem covers it): nothing to report
-        if row.status == RECOVERED_PENDING:
-            plan.recovered.append(RecoveredItem(cid, names.get(cid, cid), dashboard_url(account, cid)))
+        if cid not in current and _recovered(row, cid in still_paying, now):
+            plan.recovered.append(RecoveredAccount(cid, names.get(cid, cid), dashboard_url(account, cid)))
             plan.rows[cid] = row
-        row.updated_at = now
     if not write:
         session.expunge_all()
     return plan
 
 
 def _settle(session: Session, rows: list[AlertState]) -> None:
-    now = now_utc()
+    now = utc_now()
     for row in rows:
         row.status = SENT if row.status == PENDING else CLOSED
         row.sent_at = row.updated_at = now
@@ -136,11 +166,37 @@ def _settle(session: Session, rows: list[AlertState]) -> None:
 def _record(engine: Engine, account: Account, result: AlertResult) -> None:
     with session_scope(engine) as session:
         row = session.get(AlertDelivery, account.id) or AlertDelivery(account_id=account.id or 0)
-        row.last_attempt_at, row.last_ok, row.last_error = now_utc(), result.error is None, result.error
+        row.last_attempt_at, row.last_ok, row.last_error = utc_now(), result.error is None, result.error
         row.revoked, row.pending = result.revoked, result.pending
         if result.messages:
             row.last_sent_at = row.last_attempt_at
         session.add(row)
+
+
+def missing_webhook(settings: Settings, account: Account) -> str | None:
+    """Why `retention alert NAME` refuses to post for the account, or None when it can.
+
+    Asked for one account by name, a missing webhook is a mistake to say at once; the nightly run and a run
+    over every account only note it and leave the alerts pending.
+    """
+    if slack_webhook(settings, account) is not None:
+        return None
+    return (
+        f"account {account.name!r} has no Slack webhook: set SLACK_WEBHOOK_URL or reconnect with "
+        "--slack-webhook-url (or use --dry-run)"
+    )
+
+
+def alert_accounts(
+    engine: Engine, settings: Settings, accounts: Iterable[Account], as_of: datetime, dry_run: bool = False
+) -> Iterator[AlertResult]:
+    """The alert run of each account in turn; an account never rebuilt gets its ledger first.
+
+    A generator, so the command reports each account as soon as its digest is posted.
+    """
+    for account in accounts:
+        ensure_ledger(engine, account)
+        yield run_alerts(engine, settings, account, as_of, dry_run=dry_run)
 
 
 def run_alerts(
@@ -167,7 +223,7 @@ def run_alerts(
     records = load_records(engine, account, mrr)
     names = {r.customer_id: r.name for r in records}
     ranked = assess_records(records, as_of, is_current(engine, account, as_of))
-    items = [AlertItem(a, dashboard_url(account, a.customer_id)) for a in ranked]
+    items = [AtRiskAccount(a, dashboard_url(account, a.customer_id)) for a in ranked]
     result.at_risk, result.mrr_at_risk = len(items), sum(i.assessment.mrr for i in items)
     with Session(engine, expire_on_commit=False) as session:
         plan = _plan(session, account, items, set(mrr), names, write=not dry_run)

@@ -14,6 +14,7 @@ Configuration is read from the environment when the app is first configured (not
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy.exc import OperationalError as DatabaseError
 
 from worker.db import get_engine
 from worker.logging import configure_logging
+from worker.models import Account
 from worker.settings import Settings, get_settings
 
 TASK_NIGHTLY_ALL = "retention.nightly.all"
@@ -150,6 +152,30 @@ def _fresh_connections(**_: Any) -> None:
 def _json_logs(loglevel: int | str | None = None, **_: Any) -> None:
     """Connected, this replaces Celery's own log setup: workers write JSON lines like every command."""
     configure_logging(loglevel or "INFO")
+
+
+def broker_problem(url: str) -> str | None:
+    """Why the worker and the scheduler cannot start on `url`, or None when they can.
+
+    The locks and the scheduler's lease live in Redis, so another broker Celery would accept is refused.
+    """
+    if url.startswith(("redis://", "rediss://")):
+        return None
+    return (
+        f"RETENTION_BROKER_URL must be a redis:// URL (the locks and the scheduler live in Redis), "
+        f"not {url.split('://', 1)[0]}://"
+    )
+
+
+def enqueue_accounts(
+    settings: Settings, accounts: Sequence[Account], as_of: datetime | None
+) -> list[dict[str, Any]]:
+    """`retention nightly --enqueue`: one task per account, each named with the account it is for.
+
+    Raises what the broker raises when it cannot be reached (the command says so).
+    """
+    ids = enqueue_nightly(make_celery(settings), [a.id for a in accounts if a.id is not None], as_of)
+    return [{"account": a.name, "task_id": task_id} for a, task_id in zip(accounts, ids, strict=True)]
 
 
 def enqueue_nightly(

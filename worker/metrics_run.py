@@ -9,6 +9,7 @@ may run twice); a run under another version is kept, so a definition change neve
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -16,22 +17,28 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
+from metrics.calendar import day_start, month_starts_between, utc_now
 from metrics.cohort_sql import first_snapshot_day, month_movements, total_mrr, window_groups
-from metrics.cohorts import fold, month_starts_between, windows_for
-from metrics.payload import metrics_payload
+from metrics.cohorts import fold, windows_for
+from metrics.payload import MetricsInputs, metrics_payload
 from metrics.runs import DEFINITIONS_VERSION, MetricRun
 from metrics.segments import DEFAULT_SIZE_BANDS, SizeBands
 from metrics.summary import board_summary
 from metrics.warnings import Warning
 from worker import mrr_queries
 from worker.models import Account
-from worker.rebuild import ensure_snapshots
+from worker.rebuild import ensure_ledger, ensure_snapshots
 
 SIZE_BANDS_ENV = "RETENTION_SIZE_BANDS"  # e.g. "100,1000,10000" (major units a month)
 
 
-def size_bands() -> SizeBands:
-    """Size band edges from RETENTION_SIZE_BANDS, else the defaults of METRICS.md section 6."""
+def size_bands(edges: str | None = None) -> SizeBands:
+    """`edges` as given (--size-bands), else RETENTION_SIZE_BANDS, else the defaults of docs/retention.md.
+
+    Raises ValueError for edges that are not numbers: a command refuses them, the nightly run fails on them.
+    """
+    if edges:
+        return SizeBands.parse(edges)
     text = os.environ.get(SIZE_BANDS_ENV, "").strip()
     return SizeBands.parse(text) if text else DEFAULT_SIZE_BANDS
 
@@ -47,7 +54,7 @@ def missing_rate_warnings(conn: Connection, account: Account, days: list[date]) 
     """Engineer C's `missing_rate` warnings at each day the figures read, each message once."""
     seen: dict[str, Warning] = {}
     for day in days:
-        at = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        at = day_start(day)
         for w in mrr_queries.missing_rate_warnings(conn, account.id or 0, at):
             seen.setdefault(w["message"], Warning(w["code"], w["message"]))
     return list(seen.values())
@@ -71,7 +78,7 @@ def compute_metrics(
         months = month_starts_between(first, t1) if first else []
         movements = month_movements(conn, account_id, months)
         data_warnings = missing_rate_warnings(conn, account, [t1, monthly.t0, t12m.t0])
-        payload = metrics_payload(
+        inputs = MetricsInputs(
             as_of=t1,
             currency=currency,
             mrr=total_mrr(conn, account_id, t1),
@@ -82,9 +89,24 @@ def compute_metrics(
             extra_warnings=data_warnings,
             summary=board_summary(fold(groups12.values()), currency),
         )
+    payload = metrics_payload(inputs)
     if store:
         store_run(engine, account, t1, payload)
     return payload
+
+
+def metrics_of_accounts(
+    engine: Engine, accounts: Sequence[Account], as_of: datetime, bands: SizeBands
+) -> list[dict[str, Any]]:
+    """`retention metrics`: each account's payload, stored like the nightly run's.
+
+    An account connected but never rebuilt gets its ledger first, so the command answers on a fresh install.
+    """
+    payloads = []
+    for account in accounts:
+        ensure_ledger(engine, account)
+        payloads.append(compute_metrics(engine, account, as_of, store=True, bands=bands))
+    return payloads
 
 
 def store_run(engine: Engine, account: Account, as_of: date, payload: dict[str, Any]) -> None:
@@ -101,7 +123,7 @@ def store_run(engine: Engine, account: Account, as_of: date, payload: dict[str, 
             MetricRun(
                 account_id=account.id or 0,
                 as_of=as_of,
-                computed_at=datetime.now(UTC),
+                computed_at=utc_now(),
                 definitions_version=DEFINITIONS_VERSION,
                 payload=payload,
             )

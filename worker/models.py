@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Column, DateTime
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from metrics.calendar import utc_now
 
 
 class Account(SQLModel, table=True):
@@ -28,4 +26,4 @@ class Account(SQLModel, table=True):
     key_mask: str = Field(default="", max_length=40)
     slack_webhook_encrypted: str | None = Field(default=None, repr=False)
     rps: float | None = None
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True)))

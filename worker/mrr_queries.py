@@ -5,90 +5,50 @@ customer's lines are spread over the sorted instants by bisection (metrics/mrr.p
 grows with lines + rows written, not lines x instants as a range join would. Rows are written with COPY on
 PostgreSQL and a plain executemany on SQLite. `mrr_at` (one instant) goes through the same code, so the figure
 of `retention mrr` and a stored snapshot can never disagree.
+
+It is also the ledger's repository: every other read or write of ledger_line, mrr_snapshot, mrr_snapshot_day
+and fx_rate outside the rebuild goes through a function here, returning plain rows, so commands and services
+never build statements over those tables.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from itertools import count as counter
-from typing import Any
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.models import StripeProduct
+from metrics.calendar import day_ts, moment_ts, month_start, next_month_start, utc_datetime, utc_day
 from metrics.classify import ONE_TIME, RECURRING
-from metrics.ledger import ClassifiedLine, MrrSnapshot, SnapshotDay
+from metrics.ledger import ClassifiedLine, FxRate, MrrSnapshot, SnapshotDay
 from metrics.money import fmt
 from metrics.mrr import EntryRow, Point, SnapshotSpreader
+from metrics.rates import parse_rates_csv
+from metrics.tables import CHUNK, raw_rows, table_of
 from worker.models import Account
 
-L = ClassifiedLine.__table__  # type: ignore[attr-defined]
-P = StripeProduct.__table__  # type: ignore[attr-defined]
-S = MrrSnapshot.__table__  # type: ignore[attr-defined]
-D = SnapshotDay.__table__  # type: ignore[attr-defined]
-CHUNK = 50_000
-_CURSORS = counter()  # server-side cursor names, unique in the process
-
-
-def ts(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-
-
-def month_start(day: date) -> date:
-    return day.replace(day=1)
-
-
-def next_month(day: date) -> date:
-    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
-
-
-def month_starts(first: date, last: date) -> list[date]:
-    """Every first-of-month from the month of `first` to the month of `last`, inclusive."""
-    out, m = [], month_start(first)
-    while m <= last:
-        out.append(m)
-        m = next_month(m)
-    return out
+L = table_of(ClassifiedLine)
+# Only to name a line's plan in the snapshot stream: the join stays in the one streamed query (a second read
+# of product names mapped per row in Python would cost more than the join).
+P = table_of(StripeProduct)
+S = table_of(MrrSnapshot)
+D = table_of(SnapshotDay)
+R = table_of(FxRate)
 
 
 def points_for(days: Sequence[date], instants: Sequence[int] | None = None) -> list[Point]:
     """Points sorted by instant: each day at 00:00 UTC, or the given instants."""
     pts = []
     for i, d in enumerate(days):
-        t = instants[i] if instants is not None else ts(d)
-        when = datetime.fromtimestamp(t, UTC)
+        t = instants[i] if instants is not None else day_ts(d)
+        when = utc_datetime(t)
         pts.append(Point(d, t, (when.year, when.month)))
     return sorted(pts, key=lambda p: p.t)
-
-
-def raw_rows(conn: Connection, query: Any, stream: bool = False) -> Iterator[tuple[Any, ...]]:
-    """The rows of a Core select straight from the driver's cursor, as plain tuples (no SQLAlchemy Row and
-    result processing per row: that cost more than the work done with the rows).
-
-    Only for selects whose parameters are integers or constant strings (inlined as literals) and whose columns
-    need no result conversion (text, integers, booleans as the driver gives them). `stream` uses a server-side
-    cursor on PostgreSQL, so memory stays bounded by CHUNK rows.
-    """
-    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    driver = conn.connection.driver_connection
-    if stream and conn.dialect.name == "postgresql":
-        cursor = driver.cursor(name=f"raw_rows_{next(_CURSORS)}")  # type: ignore[union-attr]
-        cursor.itersize = CHUNK
-    else:
-        cursor = driver.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql)
-        while True:
-            batch = cursor.fetchmany(CHUNK)
-            if not batch:
-                break
-            yield from batch
-    finally:
-        cursor.close()
 
 
 def _entries(
@@ -102,8 +62,8 @@ def _entries(
     cond = [L.c.account_id == account_id, L.c.counted.is_(True), L.c.klass.in_((RECURRING, ONE_TIME))]
     if window is not None:
         first, last = window
-        month0 = ts(month_start(datetime.fromtimestamp(first, UTC).date()))
-        month1 = ts(next_month(datetime.fromtimestamp(last, UTC).date()))
+        month0 = day_ts(month_start(utc_day(first)))
+        month1 = day_ts(next_month_start(utc_day(last)))
         cond.append(
             or_(
                 and_(L.c.klass == RECURRING, L.c.period_start <= last, L.c.mrr_end > first),
@@ -165,7 +125,9 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iter
                 copy.write_row(row)
     else:
         marks = ", ".join("?" for _ in columns)
-        conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", [tuple(r) for r in rows])
+        # table and column names are our own model's (SNAPSHOT_COLUMNS); values go in as parameters
+        insert_sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608
+        conn.exec_driver_sql(insert_sql, [tuple(r) for r in rows])
 
 
 SNAPSHOT_COLUMNS = ("account_id", "customer_id", "day", "mrr", "one_time", "plan")
@@ -237,7 +199,7 @@ class CustomerMrr:
 
 def mrr_at(conn: Connection, account_id: int, at: datetime) -> list[CustomerMrr]:
     """MRR(c, t) of every paying customer at an instant, largest first (computed, not read from snapshots)."""
-    points = points_for([at.date()], [int(at.timestamp())])
+    points = points_for([at.date()], [moment_ts(at)])
     out = [CustomerMrr(c, mrr, one, plan) for c, _, mrr, one, plan in snapshot_rows(conn, account_id, points)]
     return sorted((c for c in out if c.mrr > 0), key=lambda c: (-c.mrr, c.customer_id))
 
@@ -263,7 +225,7 @@ def missing_rate_warnings(
     """One `missing_rate` warning per currency: the dates and the MRR left out (at `at`, else all history)."""
     cond = [L.c.account_id == account_id, L.c.excluded_reason == "missing_rate", L.c.klass == RECURRING]
     if at is not None:
-        t = int(at.timestamp())
+        t = moment_ts(at)
         cond += [L.c.period_start <= t, L.c.mrr_end > t]
     if customer_id is not None:
         cond.append(L.c.customer_id == customer_id)
@@ -297,7 +259,7 @@ def missing_rate_warnings(
 
 
 def _iso(t: int) -> str:
-    return datetime.fromtimestamp(int(t), UTC).date().isoformat()
+    return utc_day(int(t)).isoformat()
 
 
 def lines_for(conn: Connection, account_id: int, customer_id: str) -> list[dict[str, Any]]:
@@ -310,16 +272,69 @@ def lines_for(conn: Connection, account_id: int, customer_id: str) -> list[dict[
     return [dict(r._mapping) for r in rows]
 
 
-def product_names(conn: Connection, account_id: int) -> dict[str, str]:
-    return {
-        r.id: r.name
-        for r in conn.execute(select(P.c.id, P.c.name).where(P.c.account_id == account_id))
-        if r.name
-    }
+def has_lines(conn: Connection, account_id: int, customer_id: str) -> bool:
+    """Whether the ledger holds any line of this customer (stored customers are asked elsewhere)."""
+    query = (
+        select(func.count())
+        .select_from(L)
+        .where(L.c.account_id == account_id, L.c.customer_id == customer_id)
+    )
+    return bool(conn.execute(query).scalar())
 
 
-def group_by_day(rows: Sequence[CustomerMrr]) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for r in rows:
-        out[r.customer_id] += r.mrr
-    return dict(out)
+def first_counted_start(conn: Connection, account_id: int) -> int | None:
+    """The start of the earliest counted recurring line: where the account's MRR history begins."""
+    query = select(func.min(L.c.period_start)).where(
+        L.c.account_id == account_id, L.c.klass == RECURRING, L.c.counted.is_(True)
+    )
+    first = conn.execute(query).scalar()
+    return None if first is None else int(first)
+
+
+class RecurringLine(NamedTuple):
+    """A recurring ledger line as the at-risk signals read it."""
+
+    line_id: str
+    customer_id: str
+    product_id: str | None
+    price_id: str | None
+    subscription_item_id: str | None
+    usage_type: str | None
+    period_start: int
+    period_end: int
+    mrr_end: int
+    net_amount: int
+    monthly_amount: int
+    currency: str
+
+
+def risk_lines(conn: Connection, account_id: int) -> list[RecurringLine]:
+    """Recurring lines that are counted, or left out only for a missing exchange rate (the customer still pays
+    them, so a fall in them is still a signal)."""
+    query = select(*(L.c[name] for name in RecurringLine._fields)).where(
+        L.c.account_id == account_id,
+        L.c.klass == RECURRING,
+        or_(L.c.counted.is_(True), L.c.excluded_reason == "missing_rate"),
+    )
+    return [RecurringLine(*r) for r in conn.execute(query)]
+
+
+def snapshots_until(conn: Connection, account_id: int, until: date) -> list[tuple[str, date, int]]:
+    """Every stored snapshot up to `until` (inclusive): (customer, day, MRR)."""
+    query = select(S.c.customer_id, S.c.day, S.c.mrr).where(S.c.account_id == account_id, S.c.day <= until)
+    return [(customer, day, mrr) for customer, day, mrr in conn.execute(query)]
+
+
+def import_rates(engine: Engine, text: str) -> int:
+    """Upsert every rate of a CSV into the global FxRate table (RatesError on a bad file, nothing stored).
+
+    The whole file is parsed before anything is written, so a bad line leaves the table as it was.
+    """
+    rates = parse_rates_csv(text)
+    rows = [{"currency": r.currency, "day": r.day, "rate": r.rate} for r in rates]
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(R)
+    stmt = stmt.on_conflict_do_update(index_elements=["currency", "day"], set_={"rate": stmt.excluded.rate})
+    with engine.begin() as conn:
+        conn.execute(stmt, rows)
+    return len(rows)

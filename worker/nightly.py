@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from metrics.calendar import utc_now
 from worker import runlog
 from worker.db import ensure_schema
 from worker.locks import DEFAULT_TTL, account_lock
@@ -46,38 +47,51 @@ class NightlyResult:
 
 
 def run_nightly(
-    engine: Engine,
-    settings: Settings,
-    account: Account,
-    as_of: datetime | None = None,
+    context: NightContext,
     trigger: str = "manual",
     *,
     task_id: str | None = None,
-    redis_url: str | None = None,
     steps: Sequence[Step] | None = None,
     lock_ttl: float = DEFAULT_TTL,
 ) -> NightlyResult:
     """Runs the account's chain unless another run of it holds the lock (then skipped, logged, not recorded).
 
-    `redis_url` selects the Redis lock shared by all workers (and the shared Stripe rate budget); without it
-    the lock is a file lock in RETENTION_HOME, for runs on this one machine.
+    The context is what every step is given; its `redis_url` selects the Redis lock shared by all workers
+    (and the shared Stripe rate budget); without it the lock is a file lock in RETENTION_HOME, for runs on
+    this one machine.
     """
+    account = context.account
     assert account.id is not None
-    as_of = as_of or datetime.now(UTC)
     chain = list(steps if steps is not None else DEFAULT_STEPS)
+    locks = context.settings.home / "locks"
     with (
         log_context(account=account.name, account_id=account.id, task_id=task_id),
-        account_lock(account.id, redis_url, settings.home / "locks", lock_ttl, task_id) as held,
+        account_lock(account.id, context.redis_url, locks, lock_ttl, task_id) as held,
     ):
         if not held:
             log.warning(
                 "nightly run skipped: another run of this account is in progress", extra={"trigger": trigger}
             )
             return NightlyResult(account=account.name, account_id=account.id, ok=True, skipped=True)
-        context = NightContext(
-            engine=engine, settings=settings, account=account, as_of=as_of, redis_url=redis_url
-        )
         return _run_chain(context, chain, trigger, task_id)
+
+
+def run_here(
+    engine: Engine, settings: Settings, accounts: Iterable[Account], as_of: datetime | None
+) -> list[NightlyResult]:
+    """`retention nightly` without --enqueue: each account's night in turn, in this process.
+
+    No Redis: the lock is a file lock. Without `as_of`, each account's night is as of its own start.
+    """
+    return [
+        run_nightly(NightContext(engine, settings, account, as_of or utc_now()), trigger="manual")
+        for account in accounts
+    ]
+
+
+def runs_json(results: Iterable[NightlyResult]) -> dict[str, Any]:
+    """`retention nightly --json`: every account's run, the failed ones with the step that stopped them."""
+    return {"runs": [r.to_dict() for r in results]}
 
 
 def _run_chain(context: NightContext, chain: list[Step], trigger: str, task_id: str | None) -> NightlyResult:
@@ -128,8 +142,8 @@ def nightly_for_account_id(
         )
         return {"account_id": account_id, "ok": True, "skipped": True, "error": "no such account"}
     redis_url = settings.retention_broker_url if settings.retention_broker_url.startswith("redis") else None
-    result = run_nightly(engine, settings, account, as_of, trigger, task_id=task_id, redis_url=redis_url)
-    return result.to_dict()
+    context = NightContext(engine, settings, account, as_of or utc_now(), redis_url)
+    return run_nightly(context, trigger, task_id=task_id).to_dict()
 
 
 def connected_account_ids() -> list[int]:

@@ -34,7 +34,7 @@ class NightContext:
     settings: Settings
     account: Account
     as_of: datetime
-    redis_url: str | None
+    redis_url: str | None = None  # the shared lock and Stripe rate budget of the workers; None: this machine
 
 
 StepFn = Callable[[NightContext], dict[str, Any]]

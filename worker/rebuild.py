@@ -7,46 +7,44 @@ snapshot are recomputed. History is restated from what is known now: the ledger 
 rerun over the same data gives the same figures, and a changed old object changes them after the next sync +
 rebuild.
 
-Rows are read with one joined query and written with bulk inserts; snapshots are one INSERT ... SELECT per
-batch of days (worker/mrr_queries.py), never per-row ORM work.
+Stored Stripe rows are read through integrations/stripe/repository/billing.py (plain tuples straight from the
+driver); the ledger is written with bulk inserts and snapshots are one INSERT ... SELECT per batch of days
+(worker/mrr_queries.py), never per-row ORM work.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from integrations.stripe.models import (
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    StripeSubscriptionItem,
-    SyncState,
+from integrations.stripe.repository.billing import (
+    PricedItem,
+    StoredLine,
+    StoredSubscription,
+    has_lines,
+    product_names,
+    stored_lines,
+    subscription_items,
+    subscriptions,
 )
+from integrations.stripe.repository.sync_state import last_sync_at
+from metrics.calendar import month_starts_covering, utc_day, utc_now
 from metrics.classify import ONE_TIME, PRORATION, RECURRING, classify, invoice_exclusion
 from metrics.ledger import ClassifiedLine, FxRate, LedgerBuild, MrrSnapshot, SnapshotDay
 from metrics.mrr import EntryRow, convert, months_of_period, round_div
 from metrics.rates import Rate, RateTable
 from metrics.records import LineRecord
+from metrics.tables import table_of
 from worker.models import Account
-from worker.mrr_queries import (
-    bulk_insert,
-    ensure_snapshots,
-    month_starts,
-    points_for,
-    raw_rows,
-    write_snapshots,
-)
+from worker.mrr_queries import bulk_insert, ensure_snapshots, points_for, write_snapshots
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
@@ -54,9 +52,9 @@ MISSING_RATE = "missing_rate"
 COUNTING_SUBSCRIPTION = frozenset({"active", "past_due", "unpaid"})
 BATCH = 5_000
 
-_LEDGER_TABLE: Any = getattr(ClassifiedLine, "__table__")  # noqa: B009
 # A ledger row is a list in ledger_line's column order (LEDGER_COLUMNS), plus the line's quantity at the end
-# (read by the upcoming-period check, not stored): per-line dicts cost more than classifying did.
+# (read by the upcoming-period check, not stored): per-line dicts cost more than classifying did, and the
+# upcoming-period check shortens mrr_end of rows already built.
 LEDGER_COLUMNS = (
     "account_id",
     "line_id",
@@ -82,7 +80,7 @@ LEDGER_COLUMNS = (
     "invoiced_at",
     "mrr_end",
 )
-if tuple(_LEDGER_TABLE.c.keys()) != LEDGER_COLUMNS:  # _Builder.line writes rows in this order
+if tuple(table_of(ClassifiedLine).c.keys()) != LEDGER_COLUMNS:  # _Builder.line writes rows in this order
     raise RuntimeError("LEDGER_COLUMNS must list ledger_line's columns in the table's order")
 LINE_ID, CUSTOMER_ID, KLASS, COUNTED, PERIOD_START, NET_AMOUNT = 1, 3, 4, 6, 8, 11
 MONTHLY_REPORTING, AMOUNT_REPORTING, PRODUCT_ID, PRICE_ID, USAGE_TYPE = 13, 14, 15, 16, 17
@@ -110,130 +108,41 @@ class _Sub:
     period: tuple[int | None, int | None]
 
 
-def _t(table: Any) -> Any:
-    return table.__table__
+class LineFacts(NamedTuple):
+    """A line as the ledger stores it, before it is classified and converted: a stored line with the gaps
+    filled from its invoice and price, or an upcoming line made from a subscription item.
 
+    `currency` is lower case; `net` is the amount after discounts, without inclusive tax.
+    """
 
-def _day(ts: int) -> date:
-    return datetime.fromtimestamp(ts, UTC).date()
+    line_id: str
+    invoice_id: str
+    customer_id: str
+    currency: str
+    net: int
+    start: int
+    end: int
+    product_id: str | None
+    price_id: str | None
+    usage_type: str | None
+    subscription_id: str | None
+    subscription_item_id: str | None
+    status: str | None
+    invoiced_at: int | None
+    interval: str | None
+    interval_count: int | None
+    quantity: int | None
 
 
 def load_rates(conn: Connection) -> RateTable:
-    fx = _t(FxRate)
+    fx = table_of(FxRate)
     return RateTable(
         Rate(r.day, r.currency, r.rate) for r in conn.execute(select(fx.c.day, fx.c.currency, fx.c.rate))
     )
 
 
-_NO_INVOICE: tuple[Any, ...] = (None,) * 5
-_NO_PRICE: tuple[Any, ...] = (None,) * 5
-
-
-def _records(conn: Connection, account_id: int) -> Iterator[tuple[Any, ...]]:
-    """Stored lines with their invoice's and price's fields (outer joins), in line id order, as tuples:
-    the line's columns as selected, then the invoice's five, then the price's five.
-
-    The joins are done here from two dicts rather than in SQL: SQLite's nested loop seeks the invoice table
-    (wide rows with the raw JSON) once per line, twice the time of reading both tables once.
-    """
-    li, inv, pr = _t(StripeInvoiceLine), _t(StripeInvoice), _t(StripePrice)
-    invoices = {
-        r[0]: r[1:]
-        for r in raw_rows(
-            conn,
-            select(
-                inv.c.id,
-                inv.c.customer_id,
-                inv.c.currency,
-                inv.c.status,
-                inv.c.created,
-                inv.c.subscription_id,
-            ).where(inv.c.account_id == account_id),
-        )
-    }
-    prices = {
-        r[0]: r[1:]
-        for r in raw_rows(
-            conn,
-            select(
-                pr.c.id,
-                pr.c.product_id,
-                pr.c.type,
-                pr.c.interval,
-                pr.c.interval_count,
-                pr.c.usage_type,
-            ).where(pr.c.account_id == account_id),
-        )
-    }
-    lines = (
-        select(
-            li.c.id,
-            li.c.invoice_id,
-            li.c.customer_id,
-            li.c.currency,
-            li.c.amount,
-            li.c.discount_total,
-            li.c.inclusive_tax,
-            li.c.period_start,
-            li.c.period_end,
-            li.c.parent_type,
-            li.c.legacy_type,
-            li.c.proration,
-            li.c.price_id,
-            li.c.product_id,
-            li.c.subscription_id,
-            li.c.subscription_item_id,
-            li.c.quantity,
-        )
-        .where(li.c.account_id == account_id)
-        .order_by(li.c.id)
-    )
-    no_invoice, no_price = _NO_INVOICE, _NO_PRICE
-    for row in raw_rows(conn, lines):  # row[1] is the invoice id, row[12] the price id
-        yield row + invoices.get(row[1], no_invoice) + prices.get(row[12], no_price)
-
-
-def _subscriptions(conn: Connection, account_id: int) -> dict[str, _Sub]:
-    s = _t(StripeSubscription)
-    query = select(
-        s.c.id,
-        s.c.customer_id,
-        s.c.status,
-        s.c.ended_at,
-        s.c.canceled_at,
-        s.c.cancel_at,
-        s.c.current_period_start,
-        s.c.current_period_end,
-    ).where(s.c.account_id == account_id)
-    subs = {}
-    for sub_id, customer_id, status, ended_at, canceled_at, cancel_at, period_start, period_end in raw_rows(
-        conn, query
-    ):
-        ended = ended_at if ended_at is not None else (canceled_at if status == "canceled" else None)
-        subs[sub_id] = _Sub(customer_id, status, ended, cancel_at, (period_start, period_end))
-    return subs
-
-
-class _Item(NamedTuple):
-    """A subscription item with its price (the columns of _upcoming's query, in order)."""
-
-    id: str
-    subscription_id: str
-    price_id: str | None
-    quantity: int | None
-    current_period_start: int | None
-    current_period_end: int | None
-    product_id: str | None
-    currency: str | None
-    unit_amount: int | None
-    type: str | None
-    interval: str | None
-    interval_count: int | None
-    usage_type: str | None
-
-
 class _Builder:
-    """Turns lines into ledger rows for one account (class, exclusion, monthly and reporting amounts)."""
+    """Turns lines into ledger rows for one account (monthly and reporting amounts, counts by class)."""
 
     def __init__(self, account: Account, rates: RateTable, result: RebuildResult) -> None:
         self.account = account
@@ -249,65 +158,40 @@ class _Builder:
         try:
             return self._rate_cache[key]
         except KeyError:
-            rate = self._rate_cache[key] = self.rates.rate_on(currency, _day(period_start))
+            rate = self._rate_cache[key] = self.rates.rate_on(currency, utc_day(period_start))
             return rate
 
-    def row(self, record: LineRecord, klass: str, reason: str, excluded: str | None, mrr_end: int) -> Row:
-        return self.line(
-            record.id,
-            record.invoice_id,
-            record.customer_id,
-            record.currency,
-            record.net_amount,
-            record.period_start,
-            record.period_end,
-            klass,
-            reason,
-            excluded,
-            mrr_end,
-            record.product_id,
-            record.price_id,
-            record.usage_type,
-            record.subscription_id,
-            record.subscription_item_id,
-            record.invoice_status,
-            record.invoiced_at,
-            record.interval,
-            record.interval_count,
-            record.quantity,
-        )
+    def problem(self, message: str) -> None:
+        """Something left out of the ledger that the operator should hear about."""
+        self.result.problems.append(f"account {self.account.name}: {message}")
 
-    def line(
-        self,
-        line_id: str,
-        invoice_id: str,
-        customer_id: str,
-        currency: str,
-        net: int,
-        start: int,
-        end: int,
-        klass: str,
-        reason: str,
-        excluded: str | None,
-        mrr_end: int,
-        product_id: str | None,
-        price_id: str | None,
-        usage_type: str | None,
-        subscription_id: str | None,
-        subscription_item_id: str | None,
-        status: str | None,
-        invoiced_at: int | None,
-        interval: str | None,
-        interval_count: int | None,
-        quantity: int | None,
-    ) -> Row:
-        """One ledger row (LEDGER_COLUMNS order, then quantity); `currency` is lower case."""
+    def line(self, facts: LineFacts, klass: str, reason: str, excluded: str | None, mrr_end: int) -> Row:
+        """One ledger row (LEDGER_COLUMNS order, then quantity)."""
+        (
+            line_id,
+            invoice_id,
+            customer_id,
+            currency,
+            net,
+            start,
+            end,
+            product_id,
+            price_id,
+            usage_type,
+            subscription_id,
+            subscription_item_id,
+            status,
+            invoiced_at,
+            interval,
+            interval_count,
+            quantity,
+        ) = facts  # one step, where 17 attribute reads per line would cost more than the rest of this method
         num, den = 0, 1
         if klass == RECURRING:
             months = months_of_period(interval, interval_count, start, end)
             if months is not None:
                 num, den = net * months[1], months[0]
-        monthly = round_div(num, den)
+        monthly = num if den == 1 else round_div(num, den)  # most lines bill whole months: no call for them
         monthly_reporting: int | None
         amount_reporting: int | None
         if currency == self.reporting:
@@ -351,150 +235,160 @@ class _Builder:
         ]
 
 
-def _classified(conn: Connection, builder: _Builder, subs: dict[str, _Sub]) -> list[Row]:
-    """Every stored line as a ledger row. The class depends on five fields only and the exclusion on the
-    invoice status, so both are computed once per distinct value (classify() stays the definition)."""
-    rows: list[Row] = []
-    append = rows.append
-    line = builder.line
-    classes: dict[tuple[bool, str | None, str | None, str | None, str | None], tuple[str, str]] = {}
-    exclusions: dict[str | None, str | None] = {}
-    ended = {sub_id: sub.ended_at for sub_id, sub in subs.items() if sub.ended_at is not None}
-    for (
+# -- building: stored lines ------------------------------------------------------------------------------
+# LineFacts(...) runs a Python-level __new__ with 17 arguments; tuple.__new__ builds the same NamedTuple in C,
+# which is what keeps the per-line cost of the rebuild where it was before lines had names.
+_new_tuple = tuple.__new__
+
+
+def _facts(line: StoredLine) -> LineFacts:
+    """What the ledger stores of a line: the customer, currency, subscription and product the line leaves
+    empty come from its invoice or price, a missing period from the invoice's date. Customer or currency is
+    "" when neither the line nor its invoice has one."""
+    (
         line_id,
         invoice_id,
-        customer,
+        customer_id,
         currency,
         amount,
         discount_total,
         inclusive_tax,
         period_start,
         period_end,
-        parent_type,
-        legacy_type,
-        proration,
+        _parent_type,
+        _legacy_type,
+        _proration,
         price_id,
         product_id,
         subscription_id,
         subscription_item_id,
         quantity,
-        inv_customer,
-        inv_currency,
-        status,
-        created,
-        inv_subscription,
-        price_product,
-        price_type,
-        interval,
-        interval_count,
-        usage_type,
-    ) in _records(conn, builder.account.id or 0):
-        customer = customer or inv_customer or ""
-        currency = (currency or inv_currency or "").lower()
-        if not customer or not currency:
-            builder.result.problems.append(
-                f"account {builder.account.name}: line {line_id} (invoice {invoice_id}) has no "
-                f"{'customer' if not customer else 'currency'}; left out"
-            )
-            continue
-        start = period_start if period_start is not None else (created or 0)
-        end = period_end if period_end is not None else start
-        subscription_id = subscription_id or inv_subscription
-        proration = bool(proration)
-        key = (proration, parent_type, legacy_type, price_type, price_id)
-        c = classes.get(key)
-        if c is None:
-            got = classify(
-                LineRecord(
-                    line_id,
-                    invoice_id,
-                    customer,
-                    currency,
-                    amount or 0,
-                    start,
-                    end,
-                    parent_type=parent_type,
-                    legacy_type=legacy_type,
-                    proration=proration,
-                    price_id=price_id,
-                    price_type=price_type,
-                )
-            )
-            c = classes[key] = (got.klass, got.reason)
-        if status in exclusions:
-            excluded = exclusions[status]
-        else:
-            excluded = exclusions[status] = invoice_exclusion(
-                LineRecord(line_id, invoice_id, customer, currency, 0, start, end, status)
-            )
-        mrr_end = end
-        sub_end = ended.get(subscription_id or "")
-        if sub_end is not None:
-            mrr_end = max(start, min(mrr_end, sub_end))  # no MRR once canceled
-        append(
-            line(
-                line_id,
-                invoice_id,
-                customer,
-                currency,
-                (amount or 0) - (discount_total or 0) - (inclusive_tax or 0),  # LineRecord.net_amount
-                start,
-                end,
-                c[0],
-                c[1],
-                excluded,
-                mrr_end,
-                product_id or price_product,
-                price_id,
-                usage_type,
-                subscription_id,
-                subscription_item_id,
-                status,
-                created,
-                interval,
-                interval_count,
-                quantity,
+        invoice_customer_id,
+        invoice_currency,
+        invoice_status,
+        invoice_created,
+        invoice_subscription_id,
+        price_product_id,
+        _price_type,
+        price_interval,
+        price_interval_count,
+        price_usage_type,
+    ) = line  # one step per line: reading 22 attributes one by one measurably slows the whole rebuild
+    start = period_start if period_start is not None else (invoice_created or 0)
+    return _new_tuple(
+        LineFacts,
+        (
+            line_id,
+            invoice_id,
+            customer_id or invoice_customer_id or "",
+            (currency or invoice_currency or "").lower(),
+            (amount or 0) - (discount_total or 0) - (inclusive_tax or 0),  # LineRecord.net_amount
+            start,
+            period_end if period_end is not None else start,
+            product_id or price_product_id,
+            price_id,
+            price_usage_type,
+            subscription_id or invoice_subscription_id,
+            subscription_item_id,
+            invoice_status,
+            invoice_created,
+            price_interval,
+            price_interval_count,
+            quantity,
+        ),
+    )
+
+
+ClassKey = tuple[bool, str | None, str | None, str | None, str | None]
+
+
+class _Classes(dict[ClassKey, tuple[str, str]]):
+    """The class and reason of each distinct (proration, parent_type, legacy_type, price_type, price_id): the
+    only fields classify() reads, so it runs once per distinct value, not once per line (classify() stays the
+    definition). A dict, so the lookup of a known key costs no Python call."""
+
+    def __missing__(self, key: ClassKey) -> tuple[str, str]:
+        proration, parent_type, legacy_type, price_type, price_id = key
+        got = classify(
+            LineRecord(
+                "",
+                "",
+                "",
+                "",
+                0,
+                0,
+                0,
+                parent_type=parent_type,
+                legacy_type=legacy_type,
+                proration=proration,
+                price_id=price_id,
+                price_type=price_type,
             )
         )
+        found = self[key] = (got.klass, got.reason)
+        return found
+
+
+class _Exclusions(dict[str | None, str | None]):
+    """Why lines of an invoice status are left out whatever their class (None: they are not), computed once
+    per status: invoice_exclusion() reads nothing else."""
+
+    def __missing__(self, status: str | None) -> str | None:
+        found = self[status] = invoice_exclusion(LineRecord("", "", "", "", 0, 0, 0, status))
+        return found
+
+
+def _classified(builder: _Builder, lines: Iterable[StoredLine], ended: dict[str, int]) -> list[Row]:
+    """Every stored line as a ledger row; a line with no customer or currency is left out as a problem.
+    `ended` is when each ended subscription ended: its lines bring no MRR after that."""
+    rows: list[Row] = []
+    append, line, classes, exclusions = rows.append, builder.line, _Classes(), _Exclusions()
+    for stored in lines:
+        facts = _facts(stored)
+        if not (facts.customer_id and facts.currency):
+            missing = "customer" if not facts.customer_id else "currency"
+            builder.problem(f"line {facts.line_id} (invoice {facts.invoice_id}) has no {missing}; left out")
+            continue
+        klass, reason = classes[
+            bool(stored.proration), stored.parent_type, stored.legacy_type, stored.price_type, stored.price_id
+        ]
+        mrr_end = facts.end
+        sub_end = ended.get(facts.subscription_id or "")
+        if sub_end is not None:
+            mrr_end = max(facts.start, min(mrr_end, sub_end))  # no MRR once canceled
+        append(line(facts, klass, reason, exclusions[facts.status], mrr_end))
     return rows
 
 
-def _upcoming(conn: Connection, builder: _Builder, subs: dict[str, _Sub], rows: list[Row]) -> list[Row]:
-    """Lines for the current period not invoiced yet (METRICS.md section 3) and plan changes within it.
+# -- building: upcoming lines -------------------------------------------------------------------------------
+def _subscription_states(stored: Iterable[StoredSubscription]) -> dict[str, _Sub]:
+    """What the rebuild needs of each subscription, by id; a canceled one without `ended_at` ended when it
+    was canceled."""
+    subs = {}
+    for s in stored:
+        ended = s.ended_at if s.ended_at is not None else (s.canceled_at if s.status == "canceled" else None)
+        subs[s.id] = _Sub(
+            s.customer_id, s.status, ended, s.cancel_at, (s.current_period_start, s.current_period_end)
+        )
+    return subs
+
+
+def _upcoming(
+    builder: _Builder, subs: dict[str, _Sub], items: Iterable[PricedItem], rows: list[Row]
+) -> list[Row]:
+    """Lines for the current period not invoiced yet (docs/mrr.md) and plan changes within it.
 
     Licensed items count at the subscription's current items from the change (the latest proration in the
     period, else the period start); invoiced licensed lines of that period stop there. Metered items with no
     line for the current period carry the last billed period's amount forward. Only active / past_due / unpaid
     subscriptions.
     """
-    it, pr = _t(StripeSubscriptionItem), _t(StripePrice)
-    query = (
-        select(
-            it.c.id,
-            it.c.subscription_id,
-            it.c.price_id,
-            it.c.quantity,
-            it.c.current_period_start,
-            it.c.current_period_end,
-            pr.c.product_id,
-            pr.c.currency,
-            pr.c.unit_amount,
-            pr.c.type,
-            pr.c.interval,
-            pr.c.interval_count,
-            pr.c.usage_type,
-        )
-        .select_from(it.outerjoin(pr, and_(pr.c.account_id == it.c.account_id, pr.c.id == it.c.price_id)))
-        .where(it.c.account_id == builder.account.id)
-        .order_by(it.c.subscription_id, it.c.id)
-    )
-    items = map(_Item._make, raw_rows(conn, query))
     by_sub: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         # prorations tell when a plan changed even on a draft invoice; recurring lines only when they count
         if r[SUBSCRIPTION_ID] and (r[KLASS] == PRORATION or (r[COUNTED] and r[KLASS] == RECURRING)):
             by_sub[r[SUBSCRIPTION_ID]].append(r)
-    items_by_sub: dict[str, list[Any]] = defaultdict(list)
+    items_by_sub: dict[str, list[PricedItem]] = defaultdict(list)
     for item in items:
         items_by_sub[item.subscription_id].append(item)
     out: list[Row] = []
@@ -502,11 +396,11 @@ def _upcoming(conn: Connection, builder: _Builder, subs: dict[str, _Sub], rows: 
         sub = subs.get(sub_id)
         if sub is None or sub.status not in COUNTING_SUBSCRIPTION:
             continue
-        out.extend(_upcoming_for(builder, sub_id, sub, sub_items, by_sub.get(sub_id, [])))
+        out.extend(_upcoming_for(builder, sub, sub_items, by_sub.get(sub_id, [])))
     return out
 
 
-def _upcoming_for(builder: _Builder, sub_id: str, sub: _Sub, items: list[Any], lines: list[Row]) -> list[Row]:
+def _upcoming_for(builder: _Builder, sub: _Sub, items: list[PricedItem], lines: list[Row]) -> list[Row]:
     out: list[Row] = []
     licensed = [i for i in items if i.usage_type != "metered"]
     start = next((i.current_period_start for i in items if i.current_period_start), None) or sub.period[0]
@@ -527,9 +421,9 @@ def _upcoming_for(builder: _Builder, sub_id: str, sub: _Sub, items: list[Any], l
             r[MRR_END] = max(r[PERIOD_START], min(r[MRR_END], change_at))
         for i in licensed:
             if i.unit_amount is None:
-                builder.result.problems.append(
-                    f"account {builder.account.name}: subscription item {i.id} has a "
-                    f"price without unit_amount; its upcoming period is left out"
+                builder.problem(
+                    f"subscription item {i.id} has a price without unit_amount; "
+                    "its upcoming period is left out"
                 )
                 continue
             out.append(
@@ -568,46 +462,56 @@ def _upcoming_for(builder: _Builder, sub_id: str, sub: _Sub, items: list[Any], l
 
 
 def _upcoming_row(
-    builder: _Builder, sub: _Sub, item: Any, amount: int, period: tuple[int, int], reason: str
+    builder: _Builder, sub: _Sub, item: PricedItem, amount: int, period: tuple[int, int], reason: str
 ) -> Row:
-    record = LineRecord(
-        id=f"upcoming:{item.id}:{period[0]}",
-        invoice_id="(upcoming)",
-        customer_id=sub.customer_id,
-        currency=(item.currency or builder.reporting).lower(),
-        amount=amount,
-        period_start=period[0],
-        period_end=period[1],
-        invoice_status=None,
-        price_id=item.price_id,
-        product_id=item.product_id,
-        price_type=item.type,
-        interval=item.interval,
-        interval_count=item.interval_count,
-        usage_type=item.usage_type,
-        subscription_id=item.subscription_id,
-        subscription_item_id=item.id,
-        quantity=item.quantity,
+    """A recurring ledger row for an item's period not invoiced (yet), at `amount` for the whole period."""
+    facts = LineFacts(
+        f"upcoming:{item.id}:{period[0]}",
+        "(upcoming)",
+        sub.customer_id,
+        (item.currency or builder.reporting).lower(),
+        amount,
+        period[0],
+        period[1],
+        item.product_id,
+        item.price_id,
+        item.usage_type,
+        item.subscription_id,
+        item.id,
+        None,  # no invoice yet: no status, no invoice date
+        None,
+        item.interval,
+        item.interval_count,
+        item.quantity,
     )
     builder.result.upcoming += 1
-    return builder.row(record, RECURRING, reason, None, period[1])
+    return builder.line(facts, RECURRING, reason, None, period[1])
 
 
+def _ledger_rows(conn: Connection, builder: _Builder) -> list[Row]:
+    """The account's ledger: every stored line, then the upcoming ones, as rows (reads, then builds)."""
+    account_id = builder.account_id or 0
+    subs = _subscription_states(subscriptions(conn, account_id))
+    ended = {sub_id: sub.ended_at for sub_id, sub in subs.items() if sub.ended_at is not None}
+    rows = _classified(builder, stored_lines(conn, account_id), ended)
+    rows.extend(_upcoming(builder, subs, subscription_items(conn, account_id), rows))
+    return rows
+
+
+# -- writing ----------------------------------------------------------------------------------------------
 def rebuild_account(engine: Engine, account: Account, today: date | None = None) -> RebuildResult:
     """Classify every stored line of the account into ledger_line and recompute its snapshots."""
-    today = today or datetime.now(UTC).date()
+    today = today or utc_now().date()
     result = RebuildResult(account=account.name)
+    account_id = account.id or 0
     with engine.begin() as conn:
-        builder = _Builder(account, load_rates(conn), result)
-        subs = _subscriptions(conn, account.id or 0)
-        rows = _classified(conn, builder, subs)
-        rows.extend(_upcoming(conn, builder, subs, rows))
-        _write_ledger(conn, account, rows)
+        rows = _ledger_rows(conn, _Builder(account, load_rates(conn), result))
+        _write_ledger(conn, account_id, rows)
         starts = [r[PERIOD_START] for r in rows if r[KLASS] == RECURRING and r[COUNTED]]
-        days = month_starts(_day(min(starts)), today) if starts else []
+        days = month_starts_covering(utc_day(min(starts)), today) if starts else []
         days = sorted(set(days) | {today})
-        _write_snapshots(conn, account.id or 0, days, rows)
-        _record_build(conn, account.id or 0)
+        _write_snapshots(conn, account_id, days, rows)
+        _record_build(conn, account_id)
     result.snapshot_days = len(days)
     return result
 
@@ -616,12 +520,7 @@ def _write_snapshots(conn: Connection, account_id: int, days: list[date], rows: 
     """The snapshots of these days from the ledger rows just written (what ensure_snapshots would read back
     from ledger_line: counted recurring and one-time lines, by customer, plan = the product's name), in the
     same transaction as the ledger, so the two are never seen apart."""
-    p = _t(StripeProduct)
-    names = {
-        pid: name
-        for pid, name in conn.execute(select(p.c.id, p.c.name).where(p.c.account_id == account_id))
-        if name is not None
-    }
+    names = product_names(conn, account_id)
     groups: dict[str, list[EntryRow]] = defaultdict(list)
     for r in rows:
         klass = r[KLASS]
@@ -642,41 +541,35 @@ def _write_snapshots(conn: Connection, account_id: int, days: list[date], rows: 
     write_snapshots(conn, account_id, points_for(days), groups.items())
 
 
-def _write_ledger(conn: Connection, account: Account, rows: list[Row]) -> None:
+def _write_ledger(conn: Connection, account_id: int, rows: list[Row]) -> None:
     """Replace the account's ledger (and its snapshots, computed from it) with these rows."""
-    for table in (ClassifiedLine, MrrSnapshot, SnapshotDay):
-        conn.execute(delete(_t(table)).where(_t(table).c.account_id == account.id))
+    for model in (ClassifiedLine, MrrSnapshot, SnapshotDay):
+        table = table_of(model)
+        conn.execute(delete(table).where(table.c.account_id == account_id))
     n = len(LEDGER_COLUMNS)
     for i in range(0, len(rows), BATCH):
         bulk_insert(conn, "ledger_line", LEDGER_COLUMNS, (r[:n] for r in rows[i : i + BATCH]))
 
 
-def _last_sync_at(conn: Connection, account_id: int) -> int | None:
-    st = _t(SyncState)
-    return conn.execute(select(st.c.last_sync_at).where(st.c.account_id == account_id)).scalar()
-
-
 def _record_build(conn: Connection, account_id: int) -> None:
-    lb = _t(LedgerBuild)
+    lb = table_of(LedgerBuild)
     conn.execute(delete(lb).where(lb.c.account_id == account_id))
     conn.execute(
         insert(lb).values(
-            account_id=account_id, built_at=int(time.time()), sync_at=_last_sync_at(conn, account_id)
+            account_id=account_id, built_at=int(time.time()), sync_at=last_sync_at(conn, account_id)
         )
     )
 
 
 def ledger_is_stale(engine: Engine, account: Account) -> bool:
     """True when stored lines exist but the ledger was never built, or a sync ran after the last build."""
-    lb, li = _t(LedgerBuild), _t(StripeInvoiceLine)
+    lb = table_of(LedgerBuild)
+    account_id = account.id or 0
     with engine.connect() as conn:
-        build = conn.execute(select(lb.c.sync_at).where(lb.c.account_id == account.id)).first()
+        build = conn.execute(select(lb.c.sync_at).where(lb.c.account_id == account_id)).first()
         if build is None:
-            return (
-                conn.execute(select(li.c.id).where(li.c.account_id == account.id).limit(1)).first()
-                is not None
-            )
-        last_sync = _last_sync_at(conn, account.id or 0)
+            return has_lines(conn, account_id)
+        last_sync = last_sync_at(conn, account_id)
     return last_sync is not None and (build.sync_at is None or last_sync > build.sync_at)
 
 

@@ -2,35 +2,28 @@
 
 The signal rules live in metrics/at_risk.py; this module only loads what they need (ledger lines, stored
 Stripe subscriptions, invoices and meter summaries) into its plain records, once per call and grouped per
-customer, and shapes the `retention at-risk --json` / `retention churned --json` payloads (shared/CLI.md).
-No Stripe call happens here except in `refresh_meter_usage`, which the alert run calls before it looks
-for risk.
+customer, and shapes the `retention at-risk --json` / `retention churned --json` payloads (README). The
+rows come from the repositories (integrations/stripe/repository/risk.py for stored Stripe objects,
+worker/mrr_queries.py for the ledger), so nothing here builds SQL. No Stripe call happens here except in
+`refresh_meter_usage`, which the alert run calls before it looks for risk.
 """
 
 from __future__ import annotations
 
-from calendar import monthrange
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy.engine import Connection, Engine
 
-from integrations.slack.digest import AlertItem
 from integrations.stripe.client import StripeReader
-from integrations.stripe.meters import MeterUsage, fetch_meter_summaries
-from integrations.stripe.models import (
-    StripeCustomer,
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    StripeSubscriptionItem,
-    SyncState,
-)
+from integrations.stripe.meters import fetch_meter_summaries
+from integrations.stripe.repository import risk as stored
+from integrations.stripe.repository.customers import customer_names
+from integrations.stripe.repository.risk import MeterUsageRow, PriceRow, SubscriptionItemRow, SubscriptionRow
+from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.at_risk import (
+    AtRiskAccount,
     CustomerRecords,
     InvoiceState,
     LicensedLine,
@@ -39,16 +32,14 @@ from metrics.at_risk import (
     UsagePeriod,
     UsageSeries,
     assess,
-    day_of,
     first_signal_day,
     rank,
-    ts,
 )
-from metrics.ledger import ClassifiedLine
+from metrics.calendar import day_start, moment_ts, months_back, utc_datetime, utc_day, utc_now
 from metrics.money import json_amount
 from worker.accounts import stripe_config
 from worker.models import Account
-from worker.mrr_queries import mrr_at
+from worker.mrr_queries import mrr_at, risk_lines
 from worker.settings import Settings
 
 DASHBOARD = "https://dashboard.stripe.com"
@@ -56,6 +47,8 @@ CHURN_WINDOW_MONTHS = 6
 CHURNED_TOP = 5
 METER_PERIODS = 4  # the last full period and the three before it
 CURRENT_SLACK = 86400  # `--as-of DATE` is 00:00 that day; a sync later that day still describes it
+INVOICE_STATUSES = ("open", "paid", "uncollectible", "void")  # drafts are not yet owed
+LIVE_STATUSES = ("active", "past_due", "unpaid", "trialing")  # subscriptions whose meters still bill
 
 
 def is_test_mode(account: Account) -> bool:
@@ -72,29 +65,24 @@ def dashboard_url(account: Account, customer_id: str) -> str:
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def _names(session: Session, account_id: int) -> dict[str, str]:
-    rows = session.exec(select(StripeCustomer).where(StripeCustomer.account_id == account_id))
-    return {c.id: c.name or c.email or c.id for c in rows}
+def _names(conn: Connection, account_id: int) -> dict[str, str]:
+    return {c.id: c.name or c.email or c.id for c in customer_names(conn, account_id)}
 
 
-def _prices(session: Session, account_id: int) -> tuple[dict[str, StripePrice], dict[str, str]]:
-    prices = {p.id: p for p in session.exec(select(StripePrice).where(StripePrice.account_id == account_id))}
-    products = {
-        p.id: p.name or p.id
-        for p in session.exec(select(StripeProduct).where(StripeProduct.account_id == account_id))
-    }
+def _prices(conn: Connection, account_id: int) -> tuple[dict[str, PriceRow], dict[str, str]]:
+    prices = {p.id: p for p in stored.prices(conn, account_id)}
+    products = {p.id: p.name or p.id for p in stored.products(conn, account_id)}
     return prices, products
 
 
 def _subscriptions(
-    session: Session, account_id: int, prices: dict[str, StripePrice]
+    conn: Connection, account_id: int, prices: dict[str, PriceRow]
 ) -> dict[str, list[SubscriptionState]]:
-    items: dict[str, list[StripeSubscriptionItem]] = defaultdict(list)
-    query = select(StripeSubscriptionItem).where(StripeSubscriptionItem.account_id == account_id)
-    for item in session.exec(query):
+    items: dict[str, list[SubscriptionItemRow]] = defaultdict(list)
+    for item in stored.subscription_items(conn, account_id):
         items[item.subscription_id].append(item)
     out: dict[str, list[SubscriptionState]] = defaultdict(list)
-    for sub in session.exec(select(StripeSubscription).where(StripeSubscription.account_id == account_id)):
+    for sub in stored.subscriptions(conn, account_id):
         mine = items.get(sub.id, [])
         intervals = {prices[i.price_id].interval for i in mine if i.price_id in prices}
         item_end = max((i.current_period_end or 0 for i in mine), default=0) or None
@@ -115,21 +103,9 @@ def _subscriptions(
     return out
 
 
-def _resolved_at(raw: dict[str, Any]) -> int | None:
-    transitions = raw.get("status_transitions") or {}
-    value = transitions.get("paid_at") or transitions.get("voided_at")
-    return int(value) if value else None
-
-
-def _invoices(session: Session, account_id: int) -> dict[str, list[InvoiceState]]:
+def _invoices(conn: Connection, account_id: int) -> dict[str, list[InvoiceState]]:
     out: dict[str, list[InvoiceState]] = defaultdict(list)
-    kept = ("open", "paid", "uncollectible", "void")
-    query = select(StripeInvoice).where(
-        StripeInvoice.account_id == account_id, col(StripeInvoice.status).in_(kept)
-    )
-    for inv in session.exec(query):
-        if inv.customer_id is None:
-            continue
+    for inv in stored.invoices(conn, account_id, INVOICE_STATUSES):
         out[inv.customer_id].append(
             InvoiceState(
                 inv.id,
@@ -138,37 +114,24 @@ def _invoices(session: Session, account_id: int) -> dict[str, list[InvoiceState]
                 inv.attempt_count,
                 inv.amount_due or 0,
                 inv.currency or "usd",
-                _resolved_at(inv.raw or {}),
+                inv.resolved_at,
             )
         )
     return out
 
 
 def _lines(
-    session: Session, account_id: int, prices: dict[str, StripePrice], products: dict[str, str]
+    conn: Connection, account_id: int, prices: dict[str, PriceRow], products: dict[str, str]
 ) -> tuple[dict[str, list[LicensedLine]], dict[str, list[UsageSeries]], dict[str, set[str]]]:
     """Recurring ledger lines: licensed ones with quantity and discount, metered ones as usage series
     (and, per customer, the meters whose usage is already seen on billed lines)."""
-    quantities: dict[str, tuple[int | None, int]] = {
-        line.id: (line.quantity, line.discount_total)
-        for line in session.exec(select(StripeInvoiceLine).where(StripeInvoiceLine.account_id == account_id))
-    }
-    item_qty = {
-        i.id: i.quantity
-        for i in session.exec(
-            select(StripeSubscriptionItem).where(StripeSubscriptionItem.account_id == account_id)
-        )
-    }
+    quantities = {q.id: (q.quantity, q.discount_total) for q in stored.line_quantities(conn, account_id)}
+    item_qty = {i.id: i.quantity for i in stored.subscription_items(conn, account_id)}
     licensed: dict[str, list[LicensedLine]] = defaultdict(list)
     usage: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
     labels: dict[tuple[str, str], str] = {}
     billed_meters: dict[str, set[str]] = defaultdict(set)
-    query = select(ClassifiedLine).where(
-        ClassifiedLine.account_id == account_id, ClassifiedLine.klass == "recurring"
-    )
-    for line in session.exec(query):
-        if not line.counted and line.excluded_reason != "missing_rate":
-            continue
+    for line in risk_lines(conn, account_id):
         label = products.get(line.product_id or "", line.product_id or line.price_id or "plan")
         upcoming = line.line_id.startswith("upcoming:")
         qty, discount = quantities.get(line.line_id, (None, 0))
@@ -206,11 +169,11 @@ def _lines(
 
 
 def _meter_usage(
-    session: Session, account_id: int, prices: dict[str, StripePrice], products: dict[str, str]
+    conn: Connection, account_id: int, prices: dict[str, PriceRow], products: dict[str, str]
 ) -> dict[str, list[UsageSeries]]:
     labels = {p.meter_id: products.get(p.product_id or "", p.meter_id) for p in prices.values() if p.meter_id}
     grouped: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
-    for row in session.exec(select(MeterUsage).where(MeterUsage.account_id == account_id)):
+    for row in stored.meter_usage(conn, account_id):
         grouped[(row.customer_id, row.meter_id)].append(
             UsagePeriod(row.start_time, row.end_time, row.aggregated_value)
         )
@@ -227,13 +190,13 @@ def load_records(engine: Engine, account: Account, mrr: dict[str, int]) -> list[
     would only repeat the signal).
     """
     account_id = account.id or 0
-    with Session(engine) as session:
-        names = _names(session, account_id)
-        prices, products = _prices(session, account_id)
-        subs = _subscriptions(session, account_id, prices)
-        invoices = _invoices(session, account_id)
-        licensed, billed, billed_meters = _lines(session, account_id, prices, products)
-        metered = _meter_usage(session, account_id, prices, products)
+    with engine.connect() as conn:
+        names = _names(conn, account_id)
+        prices, products = _prices(conn, account_id)
+        subs = _subscriptions(conn, account_id, prices)
+        invoices = _invoices(conn, account_id)
+        licensed, billed, billed_meters = _lines(conn, account_id, prices, products)
+        metered = _meter_usage(conn, account_id, prices, products)
     return [
         CustomerRecords(
             cid,
@@ -262,28 +225,27 @@ def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
     Stored subscriptions say how things stood at the last sync; a date more than a day before it is judged
     on dated evidence only (metrics/at_risk.py), so `--as-of` a year ago does not flag today's past_due.
     """
-    with Session(engine) as session:
-        state = session.get(SyncState, account.id)
-    synced = state.last_sync_at if state is not None else None
-    return synced is None or ts(as_of) >= synced - CURRENT_SLACK
+    with engine.connect() as conn:
+        synced = last_sync_at(conn, account.id or 0)
+    return synced is None or moment_ts(as_of) >= synced - CURRENT_SLACK
 
 
 def assess_records(records: list[CustomerRecords], as_of: datetime, current: bool) -> list[RiskAssessment]:
     return rank(assess(r, as_of, current) for r in records)
 
 
-def assess_account(engine: Engine, account: Account, as_of: datetime) -> list[AlertItem]:
+def assess_account(engine: Engine, account: Account, as_of: datetime) -> list[AtRiskAccount]:
     """Every paying customer with a signal at `as_of`, highest score first, with its dashboard link."""
     records = load_records(engine, account, paying(engine, account, as_of))
     ranked = assess_records(records, as_of, is_current(engine, account, as_of))
-    return [AlertItem(a, dashboard_url(account, a.customer_id)) for a in ranked]
+    return [AtRiskAccount(a, dashboard_url(account, a.customer_id)) for a in ranked]
 
 
 def _signals(assessment: RiskAssessment) -> list[dict[str, str]]:
     return [{"code": s.code, "detail": s.detail} for s in assessment.signals]
 
 
-def account_entry(item: AlertItem) -> dict[str, Any]:
+def account_entry(item: AtRiskAccount) -> dict[str, Any]:
     a = item.assessment
     return {
         "customer_id": a.customer_id,
@@ -297,7 +259,7 @@ def account_entry(item: AlertItem) -> dict[str, Any]:
 
 
 def at_risk(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
-    """The `retention at-risk --json` payload (shared/CLI.md), plus the currency and the total at risk."""
+    """The `retention at-risk --json` payload (README), plus the currency and the total at risk."""
     items = assess_account(engine, account, as_of)
     total = sum(i.assessment.mrr for i in items)
     return {
@@ -309,23 +271,15 @@ def at_risk(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]
 
 
 # -- churn post-mortem -----------------------------------------------------------------------------
-def _months_back(moment: datetime, months: int) -> datetime:
-    """The same day and time `months` calendar months earlier (the 31st becomes the month's last day)."""
-    index = moment.year * 12 + moment.month - 1 - months
-    year, month = divmod(index, 12)
-    return moment.replace(year=year, month=month + 1, day=min(moment.day, monthrange(year, month + 1)[1]))
-
-
 def churned_customers(engine: Engine, account: Account, as_of: datetime) -> dict[str, tuple[int, int]]:
     """Customers whose last subscription ended in the last 6 months and who pay nothing at `as_of`.
 
     Returns customer id -> (churn instant, MRR just before it).
     """
-    start, end = ts(_months_back(as_of, CHURN_WINDOW_MONTHS)), ts(as_of)
-    with Session(engine) as session:
-        query = select(StripeSubscription).where(StripeSubscription.account_id == account.id)
-        subs = list(session.exec(query))
-    by_customer: dict[str, list[StripeSubscription]] = defaultdict(list)
+    start, end = moment_ts(months_back(as_of, CHURN_WINDOW_MONTHS)), moment_ts(as_of)
+    with engine.connect() as conn:
+        subs = stored.subscriptions(conn, account.id or 0)
+    by_customer: dict[str, list[SubscriptionRow]] = defaultdict(list)
     for sub in subs:
         by_customer[sub.customer_id].append(sub)
     now_paying = paying(engine, account, as_of)
@@ -339,10 +293,7 @@ def churned_customers(engine: Engine, account: Account, as_of: datetime) -> dict
     out: dict[str, tuple[int, int]] = {}
     with engine.connect() as conn:
         for instant in sorted(set(ended.values())):
-            before = {
-                c.customer_id: c.mrr
-                for c in mrr_at(conn, account.id or 0, datetime.fromtimestamp(instant - 1, UTC))
-            }
+            before = {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, utc_datetime(instant - 1))}
             for customer, when in ended.items():
                 if when == instant and before.get(customer, 0) > 0:
                     out[customer] = (instant, before[customer])
@@ -352,20 +303,18 @@ def churned_customers(engine: Engine, account: Account, as_of: datetime) -> dict
 def churned(engine: Engine, account: Account, as_of: datetime | None = None) -> dict[str, Any]:
     """The `retention churned --json` payload: the 5 largest churned accounts of the last 6 months, each with
     the day its first risk signal appeared (signals evaluated over stored history) and the warning it gave."""
-    as_of = as_of or datetime.now(UTC)
+    as_of = as_of or utc_now()
     lost = churned_customers(engine, account, as_of)
     top = sorted(lost.items(), key=lambda kv: (-kv[1][1], kv[0]))[:CHURNED_TOP]
     records = {r.customer_id: r for r in load_records(engine, account, {c: m for c, (_, m) in top})}
     entries = []
     for customer, (instant, mrr) in top:
-        churn_day = day_of(instant)
-        last_day = day_of(instant - 1)
+        churn_day = utc_day(instant)
+        last_day = utc_day(instant - 1)
         first = first_signal_day(records[customer], last_day)
         signals: list[dict[str, str]] = []
         if first is not None:
-            found = assess(
-                records[customer], datetime(first.year, first.month, first.day, tzinfo=UTC), current=False
-            )
+            found = assess(records[customer], day_start(first), current=False)
             signals = _signals(found) if found else []
         entries.append(
             {
@@ -390,34 +339,13 @@ def churned(engine: Engine, account: Account, as_of: datetime | None = None) -> 
 # -- meter summaries -------------------------------------------------------------------------------
 def metered_items(engine: Engine, account: Account) -> list[tuple[str, str, int, int, str]]:
     """(customer, meter, current period start, period length, interval) of live items with a metered price."""
-    with Session(engine) as session:
-        prices = {
-            p.id: p
-            for p in session.exec(
-                select(StripePrice).where(
-                    StripePrice.account_id == account.id, col(StripePrice.meter_id).is_not(None)
-                )
-            )
-        }
+    account_id = account.id or 0
+    with engine.connect() as conn:
+        prices = {p.id: p for p in stored.prices(conn, account_id, metered_only=True)}
         if not prices:
             return []
-        subs = {
-            s.id: s
-            for s in session.exec(
-                select(StripeSubscription).where(
-                    StripeSubscription.account_id == account.id,
-                    col(StripeSubscription.status).in_(("active", "past_due", "unpaid", "trialing")),
-                )
-            )
-        }
-        items = list(
-            session.exec(
-                select(StripeSubscriptionItem).where(
-                    StripeSubscriptionItem.account_id == account.id,
-                    col(StripeSubscriptionItem.price_id).in_(prices),
-                )
-            )
-        )
+        subs = {s.id: s for s in stored.subscriptions(conn, account_id, LIVE_STATUSES)}
+        items = stored.subscription_items(conn, account_id, price_ids=prices.keys())
     out = []
     for item in items:
         sub = subs.get(item.subscription_id)
@@ -434,8 +362,8 @@ def _periods_before(start: int, length: int, interval: str, count: int) -> list[
     """The `count` full periods before the current one: calendar months for monthly prices."""
     if interval != "month":
         return [(start - (n + 1) * length, start - n * length) for n in range(count)]
-    end = datetime.fromtimestamp(start, UTC)
-    return [(ts(_months_back(end, n + 1)), ts(_months_back(end, n))) for n in range(count)]
+    end = utc_datetime(start)
+    return [(moment_ts(months_back(end, n + 1)), moment_ts(months_back(end, n))) for n in range(count)]
 
 
 def refresh_meter_usage(engine: Engine, settings: Settings, account: Account) -> int:
@@ -447,24 +375,12 @@ def refresh_meter_usage(engine: Engine, settings: Settings, account: Account) ->
     if not wanted:
         return 0
     reader = StripeReader(stripe_config(settings, account))
-    stored = 0
-    with Session(engine) as session:
-        for customer, meter, start, length, interval in wanted:
-            for begin, end in _periods_before(start, length, interval, METER_PERIODS):
-                summaries = fetch_meter_summaries(reader, meter, customer, begin, end)
-                total = sum(s.aggregated_value for s in summaries)
-                row = session.get(MeterUsage, (account.id, meter, customer, begin))
-                if row is None:
-                    row = MeterUsage(
-                        account_id=account.id or 0,
-                        meter_id=meter,
-                        customer_id=customer,
-                        start_time=begin,
-                        end_time=end,
-                        aggregated_value=total,
-                    )
-                row.end_time, row.aggregated_value = end, total
-                session.add(row)
-                stored += 1
-        session.commit()
-    return stored
+    rows = []
+    for customer, meter, start, length, interval in wanted:
+        for begin, end in _periods_before(start, length, interval, METER_PERIODS):
+            summaries = fetch_meter_summaries(reader, meter, customer, begin, end)
+            total = sum(s.aggregated_value for s in summaries)
+            rows.append(MeterUsageRow(customer, meter, begin, end, total))
+    with engine.begin() as conn:  # only once every period is read: a failed read stores nothing
+        stored.save_meter_usage(conn, account.id or 0, rows)
+    return len(rows)

@@ -6,13 +6,14 @@ step it reached.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from metrics.calendar import utc_now
 from worker.db import session_scope
 
 
@@ -57,7 +58,7 @@ def start_run(engine: Engine, account_id: int, trigger: str, task_id: str | None
     The caller holds the account's lock, so any earlier run still without an end is dead (its worker was
     killed); it is closed as interrupted rather than left looking like it is still going.
     """
-    now = datetime.now(UTC)
+    now = utc_now()
     with session_scope(engine) as session:
         for stale in session.exec(
             select(NightlyRun).where(
@@ -102,7 +103,7 @@ def finish_run(engine: Engine, run_id: int, ok: bool, error: str | None = None) 
         run = session.get(NightlyRun, run_id)
         if run is None:
             return
-        run.finished_at = datetime.now(UTC)
+        run.finished_at = utc_now()
         run.ok = ok
         run.error = error
         session.add(run)

@@ -1,4 +1,4 @@
-"""Configuration from the environment (shared/CLI.md is the contract for every variable).
+"""Configuration from the environment (docs/interface.md documents every variable).
 
 Settings are read when asked for, never frozen as default arguments, so a test or a command that changes the
 environment sees the change.

@@ -9,35 +9,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from integrations.stripe.client import StripeReader, StripeReadError
-from integrations.stripe.models import (
-    StripeCreditNote,
-    StripeCustomer,
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    SyncState,
-)
-from integrations.stripe.store import table_of
-from integrations.stripe.sync import Progress, Syncer
+from integrations.stripe.models import SyncState
+from integrations.stripe.repository.customers import object_counts
+from integrations.stripe.sync import Progress, Syncer, SyncOutcome
+from metrics.tables import table_of
 from worker.accounts import stripe_config
 from worker.models import Account
 from worker.settings import Settings
-
-COUNTED = {
-    "customers": StripeCustomer,
-    "products": StripeProduct,
-    "prices": StripePrice,
-    "subscriptions": StripeSubscription,
-    "invoices": StripeInvoice,
-    "line_items": StripeInvoiceLine,
-    "credit_notes": StripeCreditNote,
-}
 
 
 @dataclass
@@ -74,37 +56,34 @@ def run_sync(
     started = time.monotonic()
     try:
         outcome = syncer.run(full=full)
-    except Exception as exc:
-        # Anything else is a bug or a database failure: still recorded as a failed run, then raised.
-        if not isinstance(exc, StripeReadError):
-            _record(
-                engine,
-                account.id,
-                SyncResult(
-                    account.name,
-                    ok=False,
-                    error=f"{type(exc).__name__}: {str(exc)[:300]}",
-                    requests=reader.requests,
-                ),
-            )
-            raise
+    except StripeReadError as exc:
         result = SyncResult(
             account.name, ok=False, error=str(exc), requests=reader.requests, stored=dict(syncer.stored)
         )
+    except Exception as exc:
+        # Anything else is a bug or a database failure: still recorded as a failed run, then raised.
+        error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        _record(engine, account.id, SyncResult(account.name, ok=False, error=error, requests=reader.requests))
+        raise
     else:
-        result = SyncResult(
-            account.name,
-            ok=True,
-            mode=outcome.mode,
-            note=outcome.note,
-            resumed=outcome.resumed,
-            requests=reader.requests,
-            stored=outcome.stored,
-            rejected=outcome.rejected,
-        )
+        result = _succeeded(account.name, outcome, reader.requests)
     result.seconds = time.monotonic() - started
     _record(engine, account.id, result)
     return result
+
+
+def _succeeded(account_name: str, outcome: SyncOutcome, requests: int) -> SyncResult:
+    """What a finished run reports: the mode it chose and why, and what it stored and rejected."""
+    return SyncResult(
+        account_name,
+        ok=True,
+        mode=outcome.mode,
+        note=outcome.note,
+        resumed=outcome.resumed,
+        requests=requests,
+        stored=outcome.stored,
+        rejected=outcome.rejected,
+    )
 
 
 def _record(engine: Engine, account_id: int, result: SyncResult) -> None:
@@ -120,15 +99,6 @@ def _record(engine: Engine, account_id: int, result: SyncResult) -> None:
 
 
 def counts(engine: Engine, account_id: int) -> dict[str, int]:
-    """Objects stored per kind, whatever their status (CLI.md `status`)."""
-    found: dict[str, int] = {}
+    """Objects stored per kind, whatever their status (docs/interface.md), for callers holding an engine."""
     with engine.connect() as conn:
-        for name, model in COUNTED.items():
-            table = table_of(model)
-            found[name] = int(
-                conn.execute(
-                    select(func.count()).select_from(table).where(table.c.account_id == account_id)
-                ).scalar()
-                or 0
-            )
-    return found
+        return object_counts(conn, account_id)

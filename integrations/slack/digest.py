@@ -1,6 +1,6 @@
 """The Slack digest of at-risk accounts: Block Kit with a plain-text fallback, split to Slack's limits.
 
-Slack takes at most 50 blocks a message and 3,000 characters in a section's text (shared/stripe/BEHAVIOUR.md),
+Slack takes at most 50 blocks a message and 3,000 characters in a section's text (docs/stripe.md),
 so each account gets one section, long signal details are cut at the limit, and a long digest becomes several
 messages. Each message knows which customers it carries, so a digest cut short by an outage marks only the
 customers actually delivered as alerted.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from metrics.at_risk import RiskAssessment
+from metrics.at_risk import AtRiskAccount, RecoveredAccount
 from metrics.money import fmt
 
 MAX_BLOCKS = 50
@@ -22,24 +22,9 @@ MAX_HEADER = 150
 
 
 @dataclass(frozen=True)
-class AlertItem:
-    """One at-risk customer as the digest shows it."""
-
-    assessment: RiskAssessment
-    dashboard_url: str
-
-
-@dataclass(frozen=True)
-class RecoveredItem:
-    """A customer alerted before whose signals have all cleared."""
-
-    customer_id: str
-    name: str
-    dashboard_url: str
-
-
-@dataclass(frozen=True)
 class SlackMessage:
+    """One post to the webhook, with the customers it settles once Slack accepts it."""
+
     text: str  # the plain-text fallback (notifications, clients without Block Kit)
     blocks: list[dict[str, Any]]
     customer_ids: tuple[str, ...]  # alerted and recovered customers this message carries
@@ -57,7 +42,12 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def alert_section(item: AlertItem) -> dict[str, Any]:
+def _mrkdwn_section(text: str) -> dict[str, Any]:
+    """A section block, cut to Slack's limit so one long signal never gets the whole message refused."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, MAX_SECTION)}}
+
+
+def alert_section(item: AtRiskAccount) -> dict[str, Any]:
     a = item.assessment
     renewal = f" · renews {a.renewal_date}" if a.renewal_date else ""
     head = (
@@ -65,18 +55,17 @@ def alert_section(item: AlertItem) -> dict[str, Any]:
         f"MRR at risk{renewal} · score {a.score:,.2f}"
     )
     body = "\n".join(f"• *{s.code}*: {escape(s.detail)}" for s in a.signals)
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"{head}\n{body}", MAX_SECTION)}}
+    return _mrkdwn_section(f"{head}\n{body}")
 
 
-def recovered_section(item: RecoveredItem) -> dict[str, Any]:
-    text = (
+def recovered_section(item: RecoveredAccount) -> dict[str, Any]:
+    return _mrkdwn_section(
         f":white_check_mark: *<{item.dashboard_url}|{escape(item.name)}>* `{item.customer_id}` "
         "recovered: no risk signal any more"
     )
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, MAX_SECTION)}}
 
 
-def alert_text(item: AlertItem) -> str:
+def alert_text(item: AtRiskAccount) -> str:
     a = item.assessment
     renewal = f", renews {a.renewal_date}" if a.renewal_date else ""
     signals = "; ".join(f"{s.code}: {s.detail}" for s in a.signals)
@@ -86,7 +75,7 @@ def alert_text(item: AlertItem) -> str:
     )
 
 
-def recovered_text(item: RecoveredItem) -> str:
+def recovered_text(item: RecoveredAccount) -> str:
     return f"- recovered: {item.name} ({item.customer_id}) {item.dashboard_url}"
 
 
@@ -96,8 +85,8 @@ def build_digest(
     currency: str,
     total_at_risk: int,
     at_risk_count: int,
-    alerts: Sequence[AlertItem],
-    recovered: Sequence[RecoveredItem],
+    alerts: Sequence[AtRiskAccount],
+    recovered: Sequence[RecoveredAccount],
     max_blocks: int = MAX_BLOCKS,
 ) -> list[SlackMessage]:
     """The messages to post: header and summary on each, then a section per new/changed or recovered account.
@@ -106,7 +95,7 @@ def build_digest(
     message states the whole exposure while listing only what is new.
     """
     entries: list[tuple[str, dict[str, Any], str]] = [
-        (i.assessment.customer_id, alert_section(i), alert_text(i)) for i in alerts
+        (i.customer_id, alert_section(i), alert_text(i)) for i in alerts
     ] + [(r.customer_id, recovered_section(r), recovered_text(r)) for r in recovered]
     if not entries:
         return []
@@ -123,7 +112,7 @@ def build_digest(
         title = _cut(f"At-risk accounts: {account}{part}", MAX_HEADER)
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": title}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(escape(summary), MAX_SECTION)}},
+            _mrkdwn_section(escape(summary)),
         ] + [section for _, section, _ in chunk]
         text = "\n".join([f"{title}: {summary}"] + [line for _, _, line in chunk])
         messages.append(SlackMessage(text, blocks, tuple(cid for cid, _, _ in chunk)))

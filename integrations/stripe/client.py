@@ -19,7 +19,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from integrations.stripe.ratelimit import Limiter, make_limiter
 
-# The API version every request asks for; stripe-python 16.1.0 pins the same (shared/stripe/BEHAVIOUR.md).
+# The API version every request asks for; stripe-python 16.1.0 pins the same (docs/stripe.md).
 API_VERSION = "2026-10-28.endive"
 DEFAULT_API_BASE = "https://api.stripe.com"
 

@@ -170,3 +170,17 @@ class SyncState(SQLModel, table=True):
     last_error: str | None = None
     rejected: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requests: int = 0
+
+
+# Every table holding Stripe objects (not the sync's own bookkeeping), parents before children: the order a
+# copy or a reset of an account's stored objects can follow, for code that treats them all alike.
+STRIPE_TABLES: tuple[type[SQLModel], ...] = (
+    StripeCustomer,
+    StripeProduct,
+    StripePrice,
+    StripeSubscription,
+    StripeSubscriptionItem,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripeCreditNote,
+)

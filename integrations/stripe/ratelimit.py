@@ -1,6 +1,6 @@
 """The request budget of one Stripe account: a spacing limiter, in-process or shared through Redis.
 
-Stripe's limits are per account, shared by every key and client (shared/stripe/BEHAVIOUR.md), so when several
+Stripe's limits are per account, shared by every key and client (docs/stripe.md), so when several
 workers sync one account they must draw on one budget: the Redis limiter hands out time slots from one key.
 Slots are spaced evenly (1/rps apart) rather than granted in bursts, which keeps us clear of Stripe's per-
 second window while still reaching the budget when enough requests are in flight."""

@@ -1,6 +1,6 @@
 """Stripe JSON -> row values for integrations/stripe/models.py, for the current and the older API shapes.
 
-Accounts, pinned API versions and test servers answer in different shapes (shared/stripe/BEHAVIOUR.md):
+Accounts, pinned API versions and test servers answer in different shapes (docs/stripe.md):
 invoice lines carry `parent`/`pricing` since 2025-03-31.basil and `type`/`price`/`plan`/`proration` before;
 invoices carry `parent.subscription_details.subscription` or `subscription`; subscription periods live on
 items or on the subscription. Each parser returns plain column dicts (no account_id) and raises `RecordError`

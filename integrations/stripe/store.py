@@ -18,21 +18,42 @@ import orjson
 from sqlalchemy import JSON, Table, delete, not_, tuple_
 from sqlalchemy.engine import Connection
 
-from integrations.stripe.models import StripeInvoiceLine, StripeSubscriptionItem
+from integrations.stripe.models import (
+    StripeCreditNote,
+    StripeCustomer,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    StripeSubscriptionItem,
+)
 from integrations.stripe.records import INSERT_ONLY
+from metrics.tables import table_of
 
 Row = dict[str, Any]
+
+# Where the objects of each Stripe list are stored, and the children two lists embed (a subscription's items,
+# an invoice's lines): the sync writes a page of a list through these.
+LIST_TABLES: dict[str, Table] = {
+    "customers": table_of(StripeCustomer),
+    "products": table_of(StripeProduct),
+    "prices": table_of(StripePrice),
+    "subscriptions": table_of(StripeSubscription),
+    "invoices": table_of(StripeInvoice),
+    "credit_notes": table_of(StripeCreditNote),
+}
+CHILD_TABLES: dict[str, Table] = {
+    "subscriptions": table_of(StripeSubscriptionItem),
+    "invoices": table_of(StripeInvoiceLine),
+}
+# The column of a child row that names its parent
+_PARENT_COLUMN = {"subscriptions": "subscription_id", "invoices": "invoice_id"}
 
 
 def _encode(value: Any) -> str:
     """Compact UTF-8 JSON text (what the JSON columns hold), with orjson: ~10x the stdlib encoder."""
     return orjson.dumps(value).decode()
-
-
-def table_of(model: type) -> Table:
-    """The Core table behind a SQLModel class (mypy does not see `__table__`)."""
-    table: Table = getattr(model, "__table__")  # noqa: B009
-    return table
 
 
 @lru_cache(maxsize=256)
@@ -43,7 +64,8 @@ def _statement(table: Table, columns: tuple[str, ...], keep: tuple[str, ...], pl
     updates = [f'"{c}" = excluded."{c}"' for c in columns if c not in keys and c not in keep]
     conflict = ", ".join(f'"{k}"' for k in keys)
     action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
-    return f'INSERT INTO "{table.name}" ({names}) VALUES ({values}) ON CONFLICT ({conflict}) {action}'
+    # built from our own tables' and columns' names only; the values are bound parameters
+    return f'INSERT INTO "{table.name}" ({names}) VALUES ({values}) ON CONFLICT ({conflict}) {action}'  # noqa: S608
 
 
 @lru_cache(maxsize=64)
@@ -93,14 +115,15 @@ def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> 
 
 
 def prune_children(
-    conn: Connection, account_id: int, parent_ids: Iterable[str], keep: Iterable[str], kind: str
+    conn: Connection, account_id: int, parent_ids: Iterable[str], keep: Iterable[str], parent_list: str
 ) -> None:
-    """Drop stored items/lines of these parents that Stripe no longer lists (a draft edited, item removed)."""
+    """Drop stored children (CHILD_TABLES) of these parents of `parent_list` that Stripe no longer lists (a
+    draft invoice edited, a subscription item removed)."""
     parents = list(parent_ids)
     if not parents:
         return
-    table = table_of(StripeSubscriptionItem if kind == "items" else StripeInvoiceLine)
-    parent_col = table.c.subscription_id if kind == "items" else table.c.invoice_id
+    table = CHILD_TABLES[parent_list]
+    parent_col = table.c[_PARENT_COLUMN[parent_list]]
     kept = [(account_id, k) for k in keep]
     stmt = delete(table).where(table.c.account_id == account_id, parent_col.in_(parents))
     if kept:

@@ -22,21 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.client import NotFound, StripeReader
-from integrations.stripe.models import (
-    StripeCreditNote,
-    StripeCustomer,
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    StripeSubscriptionItem,
-    SyncState,
-)
+from integrations.stripe.models import SyncState
 from integrations.stripe.pages import Page, balanced_ranges, complete_lines, iter_pages, list_params
 from integrations.stripe.records import (
     RecordError,
@@ -48,7 +38,9 @@ from integrations.stripe.records import (
     parse_product,
     parse_subscription,
 )
-from integrations.stripe.store import prune_children, table_of, upsert
+from integrations.stripe.repository.sync_state import StoredSyncState, customer_created_times, sync_state
+from integrations.stripe.store import CHILD_TABLES, LIST_TABLES, prune_children, upsert
+from metrics.tables import table_of
 
 Obj = dict[str, Any]
 Progress = Callable[[str, int], None]  # (list name, objects stored so far in that list)
@@ -113,25 +105,17 @@ def store_page(
             continue
         rows.append(row)
         parents.append(row["id"])
-    model = {
-        "customers": StripeCustomer,
-        "products": StripeProduct,
-        "prices": StripePrice,
-        "subscriptions": StripeSubscription,
-        "invoices": StripeInvoice,
-        "credit_notes": StripeCreditNote,
-    }[name]
-    upsert(conn, table_of(model), rows, account_id)
+    upsert(conn, LIST_TABLES[name], rows, account_id)
     if name == "subscriptions":
-        prune_children(conn, account_id, parents, [c["id"] for c in children], "items")
-        upsert(conn, table_of(StripeSubscriptionItem), children, account_id)
+        prune_children(conn, account_id, parents, [c["id"] for c in children], name)
     elif name == "invoices":
         # Lines change only while an invoice is a draft; finalized invoices keep theirs.
         drafts = [r["id"] for r in rows if r["status"] == "draft"]
         prune_children(
-            conn, account_id, drafts, [c["id"] for c in children if c["invoice_id"] in drafts], "lines"
+            conn, account_id, drafts, [c["id"] for c in children if c["invoice_id"] in drafts], name
         )
-        upsert(conn, table_of(StripeInvoiceLine), children, account_id)
+    if name in CHILD_TABLES:
+        upsert(conn, CHILD_TABLES[name], children, account_id)
     return set(parents), rejected
 
 
@@ -157,22 +141,24 @@ class Syncer:
         self._state_table = table_of(SyncState)
 
     # -- state ---------------------------------------------------------------------------------------
-    def state(self) -> Obj:
+    def state(self) -> StoredSyncState:
+        """The account's sync bookkeeping, creating its row on the first sync (so every outcome has a row to
+        be recorded on)."""
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(self._state_table).where(self._state_table.c.account_id == self.account_id)
-            )
-            found = row.mappings().first()
+            found = sync_state(conn, self.account_id)
             if found is None:
-                upsert_state = {
-                    "account_id": self.account_id,
-                    "checkpoint": {},
-                    "rejected": [],
-                    "requests": 0,
-                }
-                conn.execute(self._state_table.insert().values(**upsert_state))
-                return upsert_state
-            return dict(found)
+                found = StoredSyncState(
+                    mode=None, events_cursor=None, events_cursor_created=None, checkpoint={}, rejected=[]
+                )
+                conn.execute(
+                    self._state_table.insert().values(
+                        account_id=self.account_id,
+                        checkpoint=found.checkpoint,
+                        rejected=found.rejected,
+                        requests=0,
+                    )
+                )
+            return found
 
     def _save_state(self, conn: Connection, **values: Any) -> None:
         conn.execute(
@@ -189,8 +175,8 @@ class Syncer:
     # -- choice --------------------------------------------------------------------------------------
     def run(self, full: bool = False) -> SyncOutcome:
         state = self.state()
-        checkpoint = state.get("checkpoint") or {}
-        cursor = state.get("events_cursor_created")
+        checkpoint = state.checkpoint or {}
+        cursor = state.events_cursor_created
         if checkpoint.get("full"):
             outcome = self.full_sync("resuming an interrupted full sync from its checkpoint")
         elif full:
@@ -208,7 +194,7 @@ class Syncer:
     # -- full ----------------------------------------------------------------------------------------
     def full_sync(self, note: str) -> SyncOutcome:
         state = self.state()
-        cp: Obj | None = (state.get("checkpoint") or {}).get("full")
+        cp: Obj | None = (state.checkpoint or {}).get("full")
         resumed = cp is not None
         if cp is None:
             cp = {"started": int(self.now()), "segments": {}, "rejected": [], "invoice_parts": None}
@@ -236,18 +222,8 @@ class Syncer:
         No invoice precedes its customer, and a customer is billed every period from its start on, so the
         invoices created before t grow like the sum over customers of (t - created): ranges split that sum.
         """
-        table = table_of(StripeCustomer)
         with self.engine.connect() as conn:
-            created = sorted(
-                int(c)
-                for (c,) in conn.execute(
-                    select(table.c.created).where(
-                        table.c.account_id == self.account_id,
-                        table.c.deleted.is_(False),
-                        table.c.created.is_not(None),
-                    )
-                )
-            )
+            created = customer_created_times(conn, self.account_id)
         return balanced_ranges(created, started, INVOICE_PARTS)
 
     # -- incremental ---------------------------------------------------------------------------------
@@ -255,6 +231,22 @@ class Syncer:
         started = int(self.now())
         since = cursor - OVERLAP
         rejected: list[Obj] = []
+        changed = self._changed_since(since, rejected)
+        seen: set[str] = set()
+        for name, extra in LISTS.items():
+            for page in iter_pages(self.reader, f"/v1/{name}", list_params(extra, gte=since)):
+                seen |= self._store(name, page.objects, rejected)
+        for name, ids in changed.items():
+            seen |= self._refetch(name, sorted(ids - seen), rejected)
+        # objects rejected before and stored now are no longer listed; the newly rejected are added once
+        kept = [r for r in self.state().rejected or [] if r.get("id") not in seen]
+        merged = kept + [r for r in rejected if r not in kept]
+        with self.engine.begin() as conn:
+            self._save_state(conn, mode="incremental", events_cursor_created=started, rejected=merged)
+        return SyncOutcome(mode="incremental", note="events since the last sync", rejected=merged)
+
+    def _changed_since(self, since: int, rejected: list[Obj]) -> dict[str, set[str]]:
+        """Ids of the objects that events since `since` say changed, by list name."""
         changed: dict[str, set[str]] = {}
         for page in iter_pages(self.reader, "/v1/events", list_params(gte=since)):
             for event in page.objects:
@@ -265,25 +257,20 @@ class Syncer:
                     continue
                 if found is not None and found[2] is not None:
                     changed.setdefault(found[1], set()).add(found[2])
+        return changed
+
+    def _refetch(self, name: str, ids: list[str], rejected: list[Obj]) -> set[str]:
+        """Read each changed object again (an event's copy may be stale) and store it; the ids stored."""
         seen: set[str] = set()
-        for name, extra in LISTS.items():
-            for page in iter_pages(self.reader, f"/v1/{name}", list_params(extra, gte=since)):
-                seen |= self._store(name, page.objects, rejected)
-        for name, ids in changed.items():
-            for obj_id in sorted(ids - seen):
-                try:
-                    obj = self.reader.get(f"/v1/{name}/{obj_id}")
-                except NotFound:
-                    if name != "customers":
-                        continue  # a deleted draft or price: keep what we stored
-                    obj = {"id": obj_id, "object": "customer", "deleted": True}
-                seen |= self._store(name, [obj], rejected)
-        state = self.state()
-        kept = [r for r in state.get("rejected") or [] if r.get("id") not in seen]
-        merged = kept + [r for r in rejected if r not in kept]
-        with self.engine.begin() as conn:
-            self._save_state(conn, mode="incremental", events_cursor_created=started, rejected=merged)
-        return SyncOutcome(mode="incremental", note="events since the last sync", rejected=merged)
+        for obj_id in ids:
+            try:
+                obj = self.reader.get(f"/v1/{name}/{obj_id}")
+            except NotFound:
+                if name != "customers":
+                    continue  # a deleted draft or price: keep what we stored
+                obj = {"id": obj_id, "object": "customer", "deleted": True}
+            seen |= self._store(name, [obj], rejected)
+        return seen
 
     def _store(self, name: str, objects: list[Any], rejected: list[Obj]) -> set[str]:
         if name == "invoices":

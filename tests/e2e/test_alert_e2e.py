@@ -12,12 +12,12 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy.engine import Engine
 
-from integrations.slack.testserver import FakeSlack
-from integrations.stripe.sample import build_sample_world
-from integrations.stripe.testserver import FakeStripe, StripeWorld
-from tests.integrations.stripe.world import add_account
+from tests.support.slack_server import FakeSlack
+from tests.support.stripe_world import add_account
 from worker.alerts import run_alerts
 from worker.db import session_scope
+from worker.demo.sample import build_sample_world
+from worker.demo.stripe_server import FakeStripe, StripeWorld
 from worker.models import Account
 from worker.mrr_queries import mrr_at
 from worker.rebuild import rebuild_account

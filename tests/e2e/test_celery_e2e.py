@@ -25,15 +25,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from integrations.slack.testserver import FakeSlack
 from integrations.stripe.models import StripeCustomer, StripeInvoice, StripeInvoiceLine, StripeSubscription
-from integrations.stripe.sample import build_sample_world
-from integrations.stripe.testserver import FakeStripe
 from metrics.ledger import ClassifiedLine
 from metrics.runs import MetricRun
+from tests.support.slack_server import FakeSlack
 from worker.accounts import connect_account
 from worker.celery_app import TASK_NIGHTLY_ALL, make_celery
 from worker.cli.main import app
+from worker.demo.sample import build_sample_world
+from worker.demo.stripe_server import FakeStripe
 from worker.metrics_run import compute_metrics
 from worker.models import Account
 from worker.runlog import NightlyRun

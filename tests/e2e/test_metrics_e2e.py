@@ -14,26 +14,23 @@ Every expected figure is worked out by hand from the objects built here:
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import date
 from typing import Any
 
 from typer.testing import CliRunner
 
-from integrations.stripe import builders as b
-from integrations.stripe.testserver import FakeStripe, StripeWorld
+from metrics.calendar import day_ts
 from worker.accounts import connect_account
 from worker.cli.main import app
 from worker.db import ensure_schema
+from worker.demo import builders as b
+from worker.demo.stripe_server import FakeStripe, StripeWorld
 from worker.metrics_run import metric_history
 from worker.secrets import Secret
 from worker.settings import get_settings
 from worker.syncing import run_sync
 
 Obj = dict[str, Any]
-
-
-def ts(y: int, m: int, d: int = 1) -> int:
-    return int(datetime(y, m, d, tzinfo=UTC).timestamp())
 
 
 def next_month(y: int, m: int) -> tuple[int, int]:
@@ -80,7 +77,12 @@ class Company:
     ) -> None:
         for y, m in month_range(first, last):
             self.invoice(
-                customer, sub, f"si_{sub}", price, (ts(y, m), ts(*next_month(y, m))), price["unit_amount"]
+                customer,
+                sub,
+                f"si_{sub}",
+                price,
+                (day_ts(date(y, m, 1)), day_ts(date(*next_month(y, m), 1))),
+                price["unit_amount"],
             )
 
     def subscription(self, customer: str, sub: str, price: Obj, period: tuple[int, int], **kw: Any) -> None:
@@ -107,48 +109,48 @@ def company() -> list[Obj]:
         annual,
         fee,
     ]
-    june = (ts(2026, 6), ts(2026, 7))
+    june = (day_ts(date(2026, 6, 1)), day_ts(date(2026, 7, 1)))
     for i in range(30):
         cid = f"cus_pro{i:02d}"
-        c.objs.append(b.customer(cid, f"Pro {i}", created=ts(2025, 1)))
+        c.objs.append(b.customer(cid, f"Pro {i}", created=day_ts(date(2025, 1, 1))))
         c.monthly(cid, f"sub_pro{i:02d}", pro, (2025, 1), (2026, 6))
         c.subscription(cid, f"sub_pro{i:02d}", pro, june)
     for i in range(5):
         cid = f"cus_gone{i}"
-        c.objs.append(b.customer(cid, f"Gone {i}", created=ts(2025, 1)))
+        c.objs.append(b.customer(cid, f"Gone {i}", created=day_ts(date(2025, 1, 1))))
         c.monthly(cid, f"sub_gone{i}", pro, (2025, 1), (2025, 12))
         c.subscription(
             cid,
             f"sub_gone{i}",
             pro,
-            (ts(2025, 12), ts(2026, 1)),
+            (day_ts(date(2025, 12, 1)), day_ts(date(2026, 1, 1))),
             status="canceled",
-            canceled_at=ts(2026, 1),
-            ended_at=ts(2026, 1),
+            canceled_at=day_ts(date(2026, 1, 1)),
+            ended_at=day_ts(date(2026, 1, 1)),
         )
-    c.objs.append(b.customer("cus_up", "Upgrade Co", created=ts(2025, 3)))
+    c.objs.append(b.customer("cus_up", "Upgrade Co", created=day_ts(date(2025, 3, 1))))
     c.monthly("cus_up", "sub_up", starter, (2025, 3), (2025, 12))
     c.monthly("cus_up", "sub_up", business, (2026, 1), (2026, 6))
     c.subscription("cus_up", "sub_up", business, june)
-    c.objs.append(b.customer("cus_down", "Downgrade Co", created=ts(2025, 1)))
+    c.objs.append(b.customer("cus_down", "Downgrade Co", created=day_ts(date(2025, 1, 1))))
     c.monthly("cus_down", "sub_down", business, (2025, 1), (2026, 2))
     c.monthly("cus_down", "sub_down", pro, (2026, 3), (2026, 6))
     c.subscription("cus_down", "sub_down", pro, june)
-    c.objs.append(b.customer("cus_annual", "Annual Co", created=ts(2025, 5, 15)))
+    c.objs.append(b.customer("cus_annual", "Annual Co", created=day_ts(date(2025, 5, 15))))
     for year in (2025, 2026):
         c.invoice(
             "cus_annual",
             "sub_annual",
             "si_sub_annual",
             annual,
-            (ts(year, 5, 15), ts(year + 1, 5, 15)),
+            (day_ts(date(year, 5, 15)), day_ts(date(year + 1, 5, 15))),
             2_400_000,
         )
-    c.subscription("cus_annual", "sub_annual", annual, (ts(2026, 5, 15), ts(2027, 5, 15)))
-    c.objs.append(b.customer("cus_new", "New Co", created=ts(2025, 9)))
+    c.subscription("cus_annual", "sub_annual", annual, (day_ts(date(2026, 5, 15)), day_ts(date(2027, 5, 15))))
+    c.objs.append(b.customer("cus_new", "New Co", created=day_ts(date(2025, 9, 1))))
     c.monthly("cus_new", "sub_new", pro, (2025, 9), (2026, 6))
     c.subscription("cus_new", "sub_new", pro, june)
-    c.invoice("cus_pro00", None, None, fee, (ts(2026, 6), ts(2026, 6)), 300_000)
+    c.invoice("cus_pro00", None, None, fee, (day_ts(date(2026, 6, 1)), day_ts(date(2026, 6, 1))), 300_000)
     return c.objs
 
 

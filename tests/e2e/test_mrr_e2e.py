@@ -10,24 +10,21 @@ invoice (ignored).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from typer.testing import CliRunner
 
-from integrations.stripe import builders as b
-from integrations.stripe.testserver import FakeStripe, StripeWorld
+from metrics.calendar import day_ts
 from worker.cli.main import app
 from worker.db import ensure_schema
+from worker.demo import builders as b
+from worker.demo.stripe_server import FakeStripe, StripeWorld
 from worker.secrets import Secret
 from worker.settings import get_settings
 
 Obj = dict[str, Any]
-
-
-def ts(y: int, m: int, d: int = 1) -> int:
-    return int(datetime(y, m, d, tzinfo=UTC).timestamp())
 
 
 def months(first: tuple[int, int], last: tuple[int, int], step: int = 1) -> list[tuple[int, int]]:
@@ -40,6 +37,14 @@ def months(first: tuple[int, int], last: tuple[int, int], step: int = 1) -> list
 
 def plus(y: int, m: int, n: int) -> tuple[int, int]:
     return y + (m + n - 1) // 12, (m + n - 1) % 12 + 1
+
+
+class Billing(TypedDict, total=False):
+    """How one invoice differs from a usual one: its currency (usd), status (paid) or the older API shape."""
+
+    currency: str
+    status: str
+    legacy: bool
 
 
 class Company:
@@ -56,12 +61,13 @@ class Company:
         ym: tuple[int, int],
         n_months: int,
         amount: int,
-        currency: str = "usd",
-        status: str = "paid",
-        legacy: bool = False,
+        **options: Unpack[Billing],
     ) -> None:
+        currency = options.get("currency", "usd")
+        status = options.get("status", "paid")
+        legacy = options.get("legacy", False)
         self.n += 1
-        start, end = ts(*ym), ts(*plus(*ym, n_months))
+        start, end = day_ts(date(*ym, 1)), day_ts(date(*plus(*ym, n_months), 1))
         line = b.line(
             f"il_{self.n}",
             f"in_{self.n}",
@@ -98,7 +104,7 @@ class Company:
         currency: str = "usd",
         **kw: Any,
     ) -> None:
-        period = (ts(*ym), ts(*plus(*ym, n_months)))
+        period = (day_ts(date(*ym, 1)), day_ts(date(*plus(*ym, n_months), 1)))
         self.objs.append(
             b.subscription(
                 sub, customer, [b.subscription_item(item, sub, price, period=period)], currency=currency, **kw
@@ -140,7 +146,7 @@ def company() -> list[Obj]:
         "cus_6": "Setup Only",
         "cus_7": "Legacy Quarterly",
     }
-    c.objs += [b.customer(cid, name, created=ts(2025, 1)) for cid, name in names.items()]
+    c.objs += [b.customer(cid, name, created=day_ts(date(2025, 1, 1))) for cid, name in names.items()]
     # cus_1: Pro 100.00 every month, 2025-01 .. 2026-08; a void duplicate in 2025-09 and a draft for 2026-09.
     for ym in months((2025, 1), (2026, 8)):
         c.billed("cus_1", "sub_1", "si_1", pro, ym, 1, 10000)
@@ -168,8 +174,8 @@ def company() -> list[Obj]:
         (2025, 10),
         1,
         status="canceled",
-        canceled_at=ts(2025, 11),
-        ended_at=ts(2025, 11),
+        canceled_at=day_ts(date(2025, 11, 1)),
+        ended_at=day_ts(date(2025, 11, 1)),
     )
     # cus_5: 100.00 EUR a month from 2025-02; converted at 1.10 once rates are imported.
     for ym in months((2025, 2), (2026, 8)):
@@ -177,8 +183,9 @@ def company() -> list[Obj]:
     c.subscription("sub_5", "cus_5", "si_5", euro, (2026, 8), 1, currency="eur")
     # cus_6: a one-time 1,000.00 setup fee in 2025-09, nothing recurring.
     c.n += 1
-    fee = b.line(f"il_{c.n}", f"in_{c.n}", 100000, (ts(2025, 9, 3), ts(2025, 9, 3)), price_obj=setup)
-    c.objs.append(b.invoice(f"in_{c.n}", "cus_6", [fee], created=ts(2025, 9, 3)))
+    setup_day = day_ts(date(2025, 9, 3))
+    fee = b.line(f"il_{c.n}", f"in_{c.n}", 100000, (setup_day, setup_day), price_obj=setup)
+    c.objs.append(b.invoice(f"in_{c.n}", "cus_6", [fee], created=setup_day))
     # cus_7: older API shape, 300.00 every quarter from 2025-01: 100.00 a month.
     for ym in months((2025, 1), (2026, 7), step=3):
         c.billed("cus_7", "sub_7", "si_7", quarterly, ym, 3, 30000, legacy=True)

@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 from worker.cli.common import open_db
-from worker.cli.demo import run_demo
+from worker.demo.run import run_demo
 from worker.report.render import pct
 from worker.settings import get_settings
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from integrations.stripe.models import SyncState
-from integrations.stripe.store import table_of
-from integrations.stripe.testserver import FakeStripe, Fault
-from tests.integrations.stripe.world import add_account, build_world, snapshot, world_totals
+from metrics.tables import table_of
+from tests.support.stripe_world import add_account, build_world, snapshot, world_totals
 from worker.db import ensure_schema
+from worker.demo.stripe_server import FakeStripe, Fault
 from worker.settings import get_settings
 from worker.syncing import counts, run_sync
 

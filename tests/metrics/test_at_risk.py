@@ -1,4 +1,4 @@
-"""Each at-risk signal, its absence on a steady account, the renewal rule and the score (METRICS.md 7)."""
+"""Each at-risk signal, its absence on a steady account, the renewal rule and the score (docs/at-risk.md)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from metrics.at_risk import (
     first_signal_day,
     rank,
     score,
-    ts,
 )
+from metrics.calendar import moment_ts
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 MONTH_STARTS = [datetime(2026, m, 1, tzinfo=UTC) for m in range(1, 12)] + [datetime(2026, 12, 1, tzinfo=UTC)]
@@ -25,7 +25,7 @@ MONTH_STARTS = [datetime(2026, m, 1, tzinfo=UTC) for m in range(1, 12)] + [datet
 
 def months(first: int, last: int) -> list[tuple[int, int]]:
     """(start, end) of each calendar month of 2026 from `first` to `last` (1-based, inclusive)."""
-    return [(ts(MONTH_STARTS[m - 1]), ts(MONTH_STARTS[m])) for m in range(first, last + 1)]
+    return [(moment_ts(MONTH_STARTS[m - 1]), moment_ts(MONTH_STARTS[m])) for m in range(first, last + 1)]
 
 
 def seats(
@@ -54,8 +54,8 @@ def steady_sub(**changes: object) -> SubscriptionState:
     base: dict[str, object] = {
         "id": "sub_1",
         "status": "active",
-        "created": ts(MONTH_STARTS[0]),
-        "current_period_end": ts(MONTH_STARTS[11]),
+        "created": moment_ts(MONTH_STARTS[0]),
+        "current_period_end": moment_ts(MONTH_STARTS[11]),
         "interval": "month",
     }
     base.update(changes)
@@ -69,7 +69,7 @@ def customer(**changes: object) -> CustomerRecords:
         "mrr": 50000,
         "currency": "usd",
         "subscriptions": (steady_sub(),),
-        "invoices": (InvoiceState("in_old", "paid", ts(MONTH_STARTS[9]), 1, 50000, "usd"),),
+        "invoices": (InvoiceState("in_old", "paid", moment_ts(MONTH_STARTS[9]), 1, 50000, "usd"),),
         "usage": (usage([700, 650, 720, 690, 710]),),  # June..October, within the normal range
         "licensed": tuple(seats([10] * 11)),
     }
@@ -144,12 +144,12 @@ def test_a_price_rise_is_not_a_downgrade() -> None:
 
 
 def test_payment_failed_on_an_open_invoice_with_an_attempt() -> None:
-    failed = InvoiceState("in_9", "open", ts(datetime(2026, 10, 1, tzinfo=UTC)), 2, 50000, "usd")
+    failed = InvoiceState("in_9", "open", moment_ts(datetime(2026, 10, 1, tzinfo=UTC)), 2, 50000, "usd")
     found = assess(customer(invoices=(failed,)), AS_OF)
     assert found is not None and found.codes == ("payment_failed", "renewal_soon")
     assert found.signals[0].detail == "invoice in_9 for $500.00 unpaid after 2 attempts (since 2026-10-01)"
     # an open invoice not yet attempted (sent to be paid by bank transfer) is not a failure
-    not_tried = InvoiceState("in_9", "open", ts(datetime(2026, 10, 1, tzinfo=UTC)), 0, 50000, "usd")
+    not_tried = InvoiceState("in_9", "open", moment_ts(datetime(2026, 10, 1, tzinfo=UTC)), 0, 50000, "usd")
     assert codes(customer(invoices=(not_tried,))) == []
 
 
@@ -160,7 +160,7 @@ def test_past_due_subscription_is_a_failed_payment() -> None:
 
 
 def test_cancel_scheduled_by_either_flag() -> None:
-    end = ts(MONTH_STARTS[11])
+    end = moment_ts(MONTH_STARTS[11])
     at_end = assess(customer(subscriptions=(steady_sub(cancel_at_period_end=True),)), AS_OF)
     assert at_end is not None
     assert at_end.signals[0].detail == "subscription sub_1 cancels at period end on 2026-12-01"
@@ -169,7 +169,7 @@ def test_cancel_scheduled_by_either_flag() -> None:
 
 
 def test_renewal_soon_only_with_another_signal_and_60_days_for_annual_plans() -> None:
-    far = ts(datetime(2026, 12, 20, tzinfo=UTC))  # 49 days away
+    far = moment_ts(datetime(2026, 12, 20, tzinfo=UTC))  # 49 days away
     monthly = customer(subscriptions=(steady_sub(current_period_end=far, cancel_at_period_end=True),))
     assert codes(monthly) == ["cancel_scheduled"]
     annual_sub = steady_sub(current_period_end=far, interval="year", cancel_at_period_end=True)
@@ -190,7 +190,7 @@ def test_score_is_mrr_at_risk_times_combined_signal_strength() -> None:
     # $500 x (1 - (1 - 0.9)(1 - 0.2)) = $500 x 0.92
     assert found.score == 460.0
     # a big account with a weak signal outranks a small one with a strong signal only when the money says so
-    tiny_failure = InvoiceState("in_1", "open", ts(MONTH_STARTS[9]), 1, 1, "usd")
+    tiny_failure = InvoiceState("in_1", "open", moment_ts(MONTH_STARTS[9]), 1, 1, "usd")
     big_weak = assess(customer(customer_id="cus_big", mrr=1_000_000, invoices=(tiny_failure,)), AS_OF)
     small_strong = assess(
         customer(customer_id="cus_small", mrr=10000, subscriptions=(steady_sub(cancel_at_period_end=True),)),
@@ -202,7 +202,7 @@ def test_score_is_mrr_at_risk_times_combined_signal_strength() -> None:
 
 def test_history_uses_only_dated_evidence() -> None:
     # cancellation requested on 2026-09-15, subscription ended 2026-11-01
-    requested, ended = ts(datetime(2026, 9, 15, tzinfo=UTC)), ts(MONTH_STARTS[10])
+    requested, ended = moment_ts(datetime(2026, 9, 15, tzinfo=UTC)), moment_ts(MONTH_STARTS[10])
     sub = steady_sub(
         status="canceled",
         cancel_at_period_end=True,
@@ -220,10 +220,10 @@ def test_history_uses_only_dated_evidence() -> None:
 
 
 def test_history_of_a_failed_payment_starts_when_the_invoice_was_created() -> None:
-    created = ts(datetime(2026, 10, 10, tzinfo=UTC))
+    created = moment_ts(datetime(2026, 10, 10, tzinfo=UTC))
     records = customer(invoices=(InvoiceState("in_9", "uncollectible", created, 4, 50000, "usd"),))
     assert first_signal_day(records, date(2026, 10, 31)) == date(2026, 10, 10)
-    assert created - DAY < ts(datetime(2026, 10, 10, tzinfo=UTC))
+    assert created - DAY < moment_ts(datetime(2026, 10, 10, tzinfo=UTC))
 
 
 def test_a_move_from_per_seat_to_a_flat_plan_is_judged_on_money_not_seats() -> None:

@@ -1,18 +1,18 @@
-"""The classification table of METRICS.md section 2 on Stripe-shaped lines, current and older API shapes."""
+"""The classification table of docs/mrr.md on Stripe-shaped lines, current and older API shapes."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from integrations.stripe import builders as b
 from metrics.classify import ONE_TIME, PRORATION, RECURRING, classify, invoice_exclusion
-from tests.metrics.line_helpers import record_from_line
+from tests.support import stripe_fixtures
+from tests.support.line_helpers import record_from_line
+from worker.demo import builders as b
 
-FIXTURES = Path("/work/shared/stripe/fixtures3.json")
+FIXTURES = stripe_fixtures()
 MONTHLY = b.price("price_m", "prod_pro", 10000)
 ONE_OFF = b.price("price_setup", "prod_setup", 50000, interval=None)
 PERIOD = (1_767_225_600, 1_769_904_000)  # 2026-01-01 .. 2026-02-01

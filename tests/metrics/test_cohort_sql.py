@@ -9,11 +9,13 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
+from metrics.calendar import month_starts_between
 from metrics.cohort_sql import GroupKey, first_snapshot_day, month_movements, total_mrr, window_groups
-from metrics.cohorts import CustomerPair, Window, aggregate, fold, month_starts_between
+from metrics.cohorts import CustomerPair, Window, aggregate, fold
 from metrics.ledger import ClassifiedLine, MrrSnapshot
 from metrics.movements import movements
 from metrics.segments import DEFAULT_SIZE_BANDS
+from metrics.tables import table_of
 from worker.models import Account
 
 T0, T1 = date(2025, 6, 1), date(2026, 6, 1)
@@ -22,18 +24,15 @@ EDGES = DEFAULT_SIZE_BANDS.minor_edges("usd")
 
 def make_account(engine: Engine, name: str) -> int:
     with engine.begin() as conn:
-        return int(
-            conn.execute(
-                insert(Account.__table__).values(  # type: ignore[attr-defined]
-                    name=name, key_encrypted="x", reporting_currency="usd"
-                )
-            ).inserted_primary_key[0]
-        )
+        statement = insert(table_of(Account)).values(name=name, key_encrypted="x", reporting_currency="usd")
+        key = conn.execute(statement).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def put_snapshots(engine: Engine, rows: list[dict[str, Any]]) -> None:
     with engine.begin() as conn:
-        conn.execute(insert(MrrSnapshot.__table__), rows)  # type: ignore[attr-defined]
+        conn.execute(insert(table_of(MrrSnapshot)), rows)
 
 
 def snap(
@@ -107,8 +106,8 @@ def test_plan_and_signup_month_come_from_t0_and_first_mrr(engine: Engine) -> Non
     }
     with engine.begin() as conn:
         conn.execute(
-            insert(ClassifiedLine.__table__),
-            [  # type: ignore[attr-defined]
+            insert(table_of(ClassifiedLine)),
+            [
                 {
                     **line,
                     "line_id": "il_1",

@@ -1,4 +1,4 @@
-"""Windows and the ratios over additive aggregates (METRICS.md section 5), without a database."""
+"""Windows and the ratios over additive aggregates (docs/retention.md), without a database."""
 
 from __future__ import annotations
 
@@ -7,24 +7,23 @@ from datetime import date
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metrics.calendar import month_starts_between, months_back
 from metrics.cohorts import (
     Aggregates,
     CustomerPair,
     aggregate,
     annualize,
     fold,
-    month_starts_between,
-    months_before,
     windows_for,
 )
 
 
-def test_months_before_is_calendar_months_clamped_to_month_end() -> None:
-    assert months_before(date(2026, 11, 25), 12) == date(2025, 11, 25)
-    assert months_before(date(2026, 1, 15), 1) == date(2025, 12, 15)
-    assert months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)
-    assert months_before(date(2024, 3, 31), 1) == date(2024, 2, 29)
-    assert months_before(date(2026, 1, 31), -1) == date(2026, 2, 28)
+def test_months_back_is_calendar_months_clamped_to_month_end() -> None:
+    assert months_back(date(2026, 11, 25), 12) == date(2025, 11, 25)
+    assert months_back(date(2026, 1, 15), 1) == date(2025, 12, 15)
+    assert months_back(date(2026, 3, 31), 1) == date(2026, 2, 28)
+    assert months_back(date(2024, 3, 31), 1) == date(2024, 2, 29)
+    assert months_back(date(2026, 1, 31), -1) == date(2026, 2, 28)
 
 
 def test_windows_for_t1() -> None:

@@ -1,4 +1,4 @@
-"""Minor units and zero-decimal currencies at the edges (METRICS.md section 1)."""
+"""Minor units and zero-decimal currencies at the edges (docs/mrr.md)."""
 
 from __future__ import annotations
 

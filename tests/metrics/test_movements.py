@@ -1,4 +1,4 @@
-"""Movements (METRICS.md section 4): one bucket per customer, and the buckets sum to the change in MRR."""
+"""Movements (docs/movements.md): one bucket per customer, and the buckets sum to the change in MRR."""
 
 from __future__ import annotations
 

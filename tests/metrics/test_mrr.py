@@ -1,4 +1,4 @@
-"""Monthly normalization (METRICS.md section 3) with figures worked out by hand in each test."""
+"""Monthly normalization (docs/mrr.md) with figures worked out by hand in each test."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from integrations.stripe import builders as b
 from metrics.mrr import (
     CountedLine,
     LedgerEntry,
@@ -23,7 +22,8 @@ from metrics.mrr import (
     to_reporting,
 )
 from metrics.records import LineRecord
-from tests.metrics.line_helpers import record_from_line
+from tests.support.line_helpers import record_from_line
+from worker.demo import builders as b
 
 DAY = 86_400
 START = 1_767_225_600  # 2026-01-01

@@ -1,4 +1,4 @@
-"""The three warnings of METRICS.md section 6, at their thresholds."""
+"""The three warnings of docs/warnings.md, at their thresholds."""
 
 from __future__ import annotations
 

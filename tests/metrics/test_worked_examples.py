@@ -1,4 +1,4 @@
-"""METRICS.md section 8: the five worked examples, exactly as worded, through the code the product runs.
+"""docs/retention.md: the five worked examples, exactly as worded, through the code the product runs.
 
 Amounts are in cents. The examples speak of ARR or of what a cohort is "worth"; every ratio is the same
 whichever unit the amounts are in, so each example uses the example's own figures as the customers' amounts.

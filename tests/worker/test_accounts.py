@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ from sqlmodel import SQLModel, select
 from typer.testing import CliRunner
 
 import worker.tables  # noqa: F401  (every table, for the disconnect tests)
-from integrations.stripe import builders
-from integrations.stripe.testserver import FakeStripe, StripeWorld
+from metrics.tables import table_of
 from worker.accounts import ConnectError, connect_account, disconnect_account, slack_webhook, stripe_config
 from worker.cli.main import app
 from worker.db import ensure_schema, session_scope
+from worker.demo import builders
+from worker.demo.stripe_server import FakeStripe, StripeWorld
 from worker.models import Account
 from worker.secrets import Secret, decrypt
 from worker.settings import get_settings
@@ -328,22 +329,20 @@ def _value(column: sa.Column[Any], n: int) -> Any:
     kind = column.type
     if isinstance(kind, sa.types.TypeDecorator):  # e.g. SQLModel's AutoString
         kind = kind.impl_instance
-    if isinstance(kind, sa.Boolean):
-        return False
-    if isinstance(kind, sa.Integer):
-        return n
-    if isinstance(kind, sa.Float | sa.Numeric):
-        return 1.5
-    if isinstance(kind, sa.DateTime):
-        return datetime(2026, 1, 1, tzinfo=UTC)
-    if isinstance(kind, sa.Date):
-        return date(2026, 1, 1)
-    if isinstance(kind, sa.JSON):
-        return {}
-    if isinstance(kind, sa.Enum):
-        return kind.enums[0]
-    if isinstance(kind, sa.String):
-        return f"x{n}"[: kind.length or 50]
+    # tried in order: the first type the column's is an instance of makes the value (Enum before String)
+    makers: list[tuple[Any, Callable[[Any], Any]]] = [
+        (sa.Boolean, lambda _: False),
+        (sa.Integer, lambda _: n),
+        (sa.Float | sa.Numeric, lambda _: 1.5),
+        (sa.DateTime, lambda _: datetime(2026, 1, 1, tzinfo=UTC)),
+        (sa.Date, lambda _: date(2026, 1, 1)),
+        (sa.JSON, lambda _: {}),
+        (sa.Enum, lambda enum: enum.enums[0]),
+        (sa.String, lambda string: f"x{n}"[: string.length or 50]),
+    ]
+    for types, make in makers:
+        if isinstance(kind, types):
+            return make(kind)
     raise AssertionError(f"teach _value about {kind!r} ({column.table.name}.{column.name})")
 
 
@@ -403,7 +402,8 @@ def test_foreign_keys_cascade_on_both_databases(engine: Engine) -> None:
     gone = _add_account(engine, "gone")
     tables = _fill_every_table(engine, gone)
     with engine.begin() as conn:
-        conn.execute(sa.delete(Account.__table__).where(Account.__table__.c.id == gone))  # type: ignore[attr-defined]
+        accounts = table_of(Account)
+        conn.execute(sa.delete(accounts).where(accounts.c.id == gone))
     assert _counts(engine, tables, gone) == {t.name: 0 for t in tables}
 
 

@@ -11,19 +11,19 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from integrations.slack.testserver import Answer, FakeSlack
 from integrations.stripe.models import StripeInvoice, StripeSubscription
-from tests.worker.risk_world import AS_OF, load
-from tests.worker.stripe_rows import make_account
+from tests.support.risk_world import AS_OF, load
+from tests.support.slack_server import Answer, FakeSlack
+from tests.support.stripe_rows import make_account
 from worker.alert_state import AlertDelivery, AlertState, last_alert_status
 from worker.alerts import run_alerts
 from worker.cli.main import app
-from worker.cli.sync_cmd import account_status
 from worker.db import ensure_schema, session_scope
 from worker.models import Account
 from worker.rebuild import rebuild_account
 from worker.secrets import Secret, encrypt
 from worker.settings import get_settings
+from worker.status import account_status
 
 AT_RISK = {"cus_failed", "cus_seats", "cus_cancel", "cus_usage"}
 

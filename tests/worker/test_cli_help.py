@@ -65,5 +65,5 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 @pytest.mark.parametrize("path", [p for p in PATHS if p and not _subcommands_of(p)], ids=" ".join)
 def test_every_command_is_in_the_readme(path: tuple[str, ...]) -> None:
-    """shared/CLI.md: every addition is documented in the README's command reference."""
+    """docs/interface.md: every addition is documented in the README's command reference."""
     assert f"retention {' '.join(path)}" in README.read_text()

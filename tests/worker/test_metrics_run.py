@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from metrics.ledger import ClassifiedLine, MrrSnapshot, SnapshotDay
 from metrics.runs import MetricRun
+from metrics.tables import table_of
 from worker import metrics_run
 from worker.cli.common import open_db
 from worker.cli.main import app
@@ -75,12 +76,12 @@ def seed(engine: Engine, account: Account) -> None:
     rows.append({"customer_id": "cus_new", "day": T1, "mrr": 900_000, "plan": "Enterprise"})  # after t0
     with engine.begin() as conn:
         conn.execute(
-            insert(MrrSnapshot.__table__),  # type: ignore[attr-defined]
+            insert(table_of(MrrSnapshot)),
             [{"account_id": account.id, "one_time": 0, **r} for r in rows],
         )
         # the days are computed: ensure_snapshots must keep these rows
         conn.execute(
-            insert(SnapshotDay.__table__),  # type: ignore[attr-defined]
+            insert(table_of(SnapshotDay)),
             [{"account_id": account.id, "day": d} for d in (T12, T0M, T1)],
         )
 
@@ -157,7 +158,7 @@ def test_missing_rate_warnings_pass_through(engine: Engine) -> None:
     start = int(datetime(2026, 5, 20, tzinfo=UTC).timestamp())
     with engine.begin() as conn:
         conn.execute(
-            insert(ClassifiedLine.__table__).values(  # type: ignore[attr-defined]
+            insert(table_of(ClassifiedLine)).values(
                 account_id=account.id,
                 line_id="il_eur",
                 invoice_id="in_eur",

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from integrations.stripe.testserver import FakeStripe
 from metrics.runs import MetricRun
+from tests.support.nightly_helpers import add_account
 from worker.accounts import disconnect_account
+from worker.demo.stripe_server import FakeStripe
 from worker.locks import file_lock, redis_lock
 from worker.logging import JsonFormatter
 from worker.models import Account
@@ -23,8 +24,6 @@ from worker.nightly import run_nightly
 from worker.nightly_steps import NightContext, Step, StepFailed
 from worker.runlog import NightlyRun, last_nightly, runs_of, start_run
 from worker.settings import Settings, get_settings
-
-from .nightly_helpers import add_account
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -57,7 +56,7 @@ def settings() -> Settings:
 def test_a_good_night_runs_every_step_in_order_and_is_recorded(engine: Engine, settings: Settings) -> None:
     acme = add_account(engine, settings, "acme")
     rec = Recorder()
-    result = run_nightly(engine, settings, acme, AS_OF, trigger="manual", steps=rec.chain())
+    result = run_nightly(NightContext(engine, settings, acme, AS_OF), trigger="manual", steps=rec.chain())
     assert result.ok and not result.skipped
     assert rec.calls == [("sync", "acme"), ("rebuild", "acme"), ("metrics", "acme"), ("alerts", "acme")]
     with Session(engine) as session:
@@ -74,8 +73,8 @@ def test_a_failing_step_stops_that_account_and_the_others_go_on(engine: Engine, 
     acme = add_account(engine, settings, "acme")
     beta = add_account(engine, settings, "beta")
     rec = Recorder(fail={("acme", "rebuild"): ValueError("invoice in_123 has no lines")})
-    bad = run_nightly(engine, settings, acme, AS_OF, steps=rec.chain())
-    good = run_nightly(engine, settings, beta, AS_OF, steps=rec.chain())
+    bad = run_nightly(NightContext(engine, settings, acme, AS_OF), steps=rec.chain())
+    good = run_nightly(NightContext(engine, settings, beta, AS_OF), steps=rec.chain())
     assert [c for c in rec.calls if c[1] == "acme"] == [("sync", "acme"), ("rebuild", "acme")]
     assert [c[0] for c in rec.calls if c[1] == "beta"] == ["sync", "rebuild", "metrics", "alerts"]
     assert not bad.ok and bad.failed_step == "rebuild"
@@ -96,7 +95,7 @@ def test_a_failing_step_stops_that_account_and_the_others_go_on(engine: Engine, 
 def test_a_sync_that_reports_failure_marks_the_night_failed(engine: Engine, settings: Settings) -> None:
     acme = add_account(engine, settings, "acme")
     rec = Recorder(fail={("acme", "sync"): StepFailed("Stripe kept answering 500 on /v1/invoices")})
-    result = run_nightly(engine, settings, acme, AS_OF, steps=rec.chain())
+    result = run_nightly(NightContext(engine, settings, acme, AS_OF), steps=rec.chain())
     assert not result.ok and result.failed_step == "sync"
     assert rec.calls == [("sync", "acme")]
 
@@ -106,7 +105,7 @@ def test_the_real_sync_step_failing_stops_the_real_chain(
 ) -> None:
     """Default steps, a key the server rejects: the sync records its failure and nothing after it runs."""
     acme = add_account(engine, settings, "acme", api_base=fake_stripe.url, key="sk_test_revoked")
-    result = run_nightly(engine, settings, acme, AS_OF)
+    result = run_nightly(NightContext(engine, settings, acme, AS_OF))
     assert not result.ok and result.failed_step == "sync"
     assert list(result.steps) == ["sync"]
     assert result.error is not None and "sk_test_revoked" not in result.error  # never the whole key
@@ -121,7 +120,7 @@ def test_a_second_trigger_while_one_runs_is_skipped_locally(engine: Engine, sett
     rec = Recorder()
     with file_lock(settings.home / "locks", acme.id) as held:  # type: ignore[arg-type]
         assert held
-        result = run_nightly(engine, settings, acme, AS_OF, steps=rec.chain())
+        result = run_nightly(NightContext(engine, settings, acme, AS_OF), steps=rec.chain())
     assert result.skipped and result.run_id is None
     assert rec.calls == []
     with Session(engine) as session:
@@ -140,11 +139,13 @@ def test_a_second_trigger_while_one_runs_is_skipped_across_workers(
     ):
         assert held
         result = run_nightly(
-            sqlite_engine, settings, acme, AS_OF, steps=rec.chain(), redis_url=redis_url, task_id="this-task"
+            NightContext(sqlite_engine, settings, acme, AS_OF, redis_url),
+            steps=rec.chain(),
+            task_id="this-task",
         )
     assert result.skipped and rec.calls == []
     assert any("skipped" in r.getMessage() for r in caplog.records)
-    after = run_nightly(sqlite_engine, settings, acme, AS_OF, steps=rec.chain(), redis_url=redis_url)
+    after = run_nightly(NightContext(sqlite_engine, settings, acme, AS_OF, redis_url), steps=rec.chain())
     assert after.ok and not after.skipped
 
 
@@ -153,7 +154,7 @@ def test_a_run_left_unfinished_by_a_dead_worker_is_closed_as_interrupted(
 ) -> None:
     acme = add_account(engine, settings, "acme")
     dead = start_run(engine, acme.id, "schedule", task_id="killed-task")  # type: ignore[arg-type]
-    run_nightly(engine, settings, acme, AS_OF, steps=Recorder().chain())
+    run_nightly(NightContext(engine, settings, acme, AS_OF), steps=Recorder().chain())
     with Session(engine) as session:
         runs = runs_of(session, acme.id)  # type: ignore[arg-type]
     assert [r.id for r in runs][0] == dead and len(runs) == 2
@@ -171,7 +172,9 @@ def test_log_lines_are_json_with_account_and_task_ids(sqlite_engine: Engine, set
     old_level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        run_nightly(sqlite_engine, settings, acme, AS_OF, steps=Recorder().chain(), task_id="task-42")
+        run_nightly(
+            NightContext(sqlite_engine, settings, acme, AS_OF), steps=Recorder().chain(), task_id="task-42"
+        )
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -184,7 +187,7 @@ def test_log_lines_are_json_with_account_and_task_ids(sqlite_engine: Engine, set
 
 def test_nightly_runs_are_deleted_with_their_account(engine: Engine, settings: Settings) -> None:
     acme = add_account(engine, settings, "acme")
-    run_nightly(engine, settings, acme, AS_OF, steps=Recorder().chain())
+    run_nightly(NightContext(engine, settings, acme, AS_OF), steps=Recorder().chain())
     disconnect_account(engine, "acme")
     with Session(engine) as session:
         assert session.exec(select(NightlyRun)).first() is None

@@ -12,13 +12,13 @@ import redis
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from integrations.slack.testserver import FakeSlack
-from integrations.stripe.sample import build_sample_world
-from integrations.stripe.testserver import FakeStripe
 from metrics.runs import MetricRun
+from tests.support.slack_server import FakeSlack
 from worker.celery_app import QUEUE, TASK_NIGHTLY_ACCOUNT
 from worker.cli.main import app
 from worker.db import ensure_schema
+from worker.demo.sample import build_sample_world
+from worker.demo.stripe_server import FakeStripe
 from worker.runlog import NightlyRun
 from worker.settings import get_settings
 

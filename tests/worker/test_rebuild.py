@@ -2,79 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from integrations.stripe import builders as b
 from integrations.stripe.models import SyncState
 from metrics.ledger import ClassifiedLine, MrrSnapshot
-from tests.worker.stripe_rows import make_account, store
-from worker.cli.revenue import import_rates
-from worker.mrr_queries import ensure_snapshots, missing_rate_warnings, mrr_at
+from metrics.tables import table_of
+from tests.support.rebuild_worlds import T, at, euro_world, monthly_world
+from tests.support.stripe_rows import make_account, store
+from worker.demo import builders as b
+from worker.mrr_queries import ensure_snapshots, import_rates, missing_rate_warnings, mrr_at
 from worker.rebuild import ensure_ledger, ledger_is_stale, rebuild_account
-
-
-def T(y: int, m: int, d: int = 1) -> int:
-    return int(datetime(y, m, d, tzinfo=UTC).timestamp())
-
-
-def at(y: int, m: int, d: int = 1) -> datetime:
-    return datetime(y, m, d, tzinfo=UTC)
-
-
-def monthly_world() -> list[dict]:
-    prod = b.product("prod_pro", "Pro")
-    monthly = b.price("price_m", "prod_pro", 10000)
-    yearly = b.price("price_y", "prod_pro", 120000, interval="year")
-    objs = [prod, monthly, yearly, b.customer("cus_a", "Alpha"), b.customer("cus_b", "Beta")]
-    months = [(T(2026, 1), T(2026, 2)), (T(2026, 2), T(2026, 3)), (T(2026, 3), T(2026, 4))]
-    for i, period in enumerate(months):
-        ln = b.line(
-            f"il_a{i}",
-            f"in_a{i}",
-            10000,
-            period,
-            price_obj=monthly,
-            subscription="sub_a",
-            subscription_item="si_a",
-        )
-        objs.append(b.invoice(f"in_a{i}", "cus_a", [ln], created=period[0], subscription="sub_a"))
-    setup = b.line("il_setup", "in_setup", 50000, (T(2026, 1, 5), T(2026, 1, 5)))
-    objs.append(b.invoice("in_setup", "cus_a", [setup], created=T(2026, 1, 5)))
-    voided = b.line(
-        "il_void",
-        "in_void",
-        99900,
-        (T(2026, 2), T(2026, 3)),
-        price_obj=monthly,
-        subscription="sub_a",
-        subscription_item="si_a",
-    )
-    objs.append(b.invoice("in_void", "cus_a", [voided], status="void", created=T(2026, 2)))
-    item = b.subscription_item("si_a", "sub_a", monthly, period=(T(2026, 3), T(2026, 4)))
-    objs.append(b.subscription("sub_a", "cus_a", [item]))
-    yl = b.line(
-        "il_b",
-        "in_b",
-        120000,
-        (T(2026, 1), T(2027, 1)),
-        price_obj=yearly,
-        subscription="sub_b",
-        subscription_item="si_b",
-    )
-    objs.append(b.invoice("in_b", "cus_b", [yl], created=T(2026, 1), subscription="sub_b"))
-    # Beta cancels immediately on 2026-03-10: no MRR after that, though the annual period runs on.
-    yitem = b.subscription_item("si_b", "sub_b", yearly, period=(T(2026, 1), T(2027, 1)))
-    objs.append(
-        b.subscription(
-            "sub_b", "cus_b", [yitem], status="canceled", ended_at=T(2026, 3, 10), canceled_at=T(2026, 3, 10)
-        )
-    )
-    return objs
 
 
 def test_rebuild_classifies_and_snapshots(engine: Engine) -> None:
@@ -84,7 +26,7 @@ def test_rebuild_classifies_and_snapshots(engine: Engine) -> None:
     assert result.by_class["recurring"] == 5 and result.by_class["one_time"] == 1
     assert result.excluded == {"void invoice": 1}
     with engine.connect() as conn:
-        lines = {r.line_id: r for r in conn.execute(select(ClassifiedLine.__table__))}  # type: ignore[attr-defined]
+        lines = {r.line_id: r for r in conn.execute(select(table_of(ClassifiedLine)))}
         assert lines["il_void"].counted is False and lines["il_void"].excluded_reason == "void invoice"
         assert lines["il_b"].monthly_reporting == 10000  # 1200.00 a year / 12
         assert lines["il_b"].mrr_end == T(2026, 3, 10)
@@ -96,7 +38,7 @@ def test_rebuild_classifies_and_snapshots(engine: Engine) -> None:
         assert {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, at(2026, 3, 15))} == {
             "cus_a": 10000
         }
-        snaps = {(r.customer_id, r.day): r.mrr for r in conn.execute(select(MrrSnapshot.__table__))}  # type: ignore[attr-defined]
+        snaps = {(r.customer_id, r.day): r.mrr for r in conn.execute(select(table_of(MrrSnapshot)))}
     assert snaps[("cus_a", date(2026, 2, 1))] == 10000
     assert snaps[("cus_b", date(2026, 3, 1))] == 10000
     assert ("cus_b", date(2026, 3, 20)) not in snaps
@@ -139,11 +81,8 @@ def test_ensure_snapshots_only_fills_missing_days(engine: Engine) -> None:
     rebuild_account(engine, account, today=date(2026, 3, 20))
     ensure_snapshots(engine, account, [date(2026, 1, 20), date(2026, 2, 1)])
     with engine.connect() as conn:
-        rows = list(
-            conn.execute(
-                select(MrrSnapshot.__table__).where(MrrSnapshot.__table__.c.day == date(2026, 1, 20))  # type: ignore[attr-defined]
-            )
-        )  # type: ignore
+        snapshots = table_of(MrrSnapshot)
+        rows = list(conn.execute(select(snapshots).where(snapshots.c.day == date(2026, 1, 20))))
     assert sorted((r.customer_id, r.mrr) for r in rows) == [("cus_a", 10000), ("cus_b", 10000)]
 
 
@@ -349,25 +288,8 @@ def test_metered_carry_forward_stops_when_the_subscription_ends(engine: Engine) 
 
 
 def test_missing_rate_is_left_out_with_a_warning_then_converted(engine: Engine) -> None:
-    eur = b.price("price_eur", "prod_pro", 10000, currency="eur")
-    line = b.line(
-        "il_e",
-        "in_e",
-        10000,
-        (T(2026, 3), T(2026, 4)),
-        price_obj=eur,
-        currency="eur",
-        subscription="sub_e",
-        subscription_item="si_e",
-    )
-    objs = [
-        b.product("prod_pro", "Pro"),
-        eur,
-        b.customer("cus_e", "Euro"),
-        b.invoice("in_e", "cus_e", [line], created=T(2026, 3), currency="eur", subscription="sub_e"),
-    ]
     account = make_account(engine)
-    store(engine, account, objs)
+    store(engine, account, euro_world())
     result = rebuild_account(engine, account, today=date(2026, 3, 20))
     assert result.excluded == {"missing_rate": 1}
     assert _mrr(engine, account.id or 0, at(2026, 3, 10)) == {}

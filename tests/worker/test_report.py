@@ -38,7 +38,7 @@ def window(
 
 
 def payload() -> dict[str, Any]:
-    """Worked example 5 of METRICS.md: real NRR 94%, 108% when one-time fees are counted."""
+    """Worked example 5 of docs/retention.md: real NRR 94%, 108% when one-time fees are counted."""
     monthly = window(0.99, 1.0) | {"nrr_annualized": 0.8864}
     small = window(1.2, 1.2, logo=0.5, customers=4) | {
         "warnings": [{"code": "small_cohort", "message": "4 customers: directional only"}]

@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from integrations.stripe import builders as b
 from metrics.ledger import FxRate
-from tests.worker.stripe_rows import make_account, store
-from tests.worker.test_rebuild import T, monthly_world
+from metrics.tables import table_of
+from tests.support.rebuild_worlds import euro_world, monthly_world
+from tests.support.stripe_rows import make_account, store
 from worker.cli.main import app
 from worker.db import ensure_schema
 from worker.settings import get_settings
@@ -89,27 +89,7 @@ def test_explain_lists_counted_and_left_out_lines(cli: CliRunner) -> None:
 
 def test_rates_import_refuses_bad_csv_and_fixes_missing_rate(cli: CliRunner, tmp_path: Path) -> None:
     engine = _engine()
-    eur = b.price("price_eur", "prod_pro", 10000, currency="eur")
-    line = b.line(
-        "il_e",
-        "in_e",
-        10000,
-        (T(2026, 3), T(2026, 4)),
-        price_obj=eur,
-        currency="eur",
-        subscription="sub_e",
-        subscription_item="si_e",
-    )
-    store(
-        engine,
-        make_account(engine),
-        [
-            b.product("prod_pro", "Pro"),
-            eur,
-            b.customer("cus_e", "Euro"),
-            b.invoice("in_e", "cus_e", [line], created=T(2026, 3), currency="eur"),
-        ],
-    )
+    store(engine, make_account(engine), euro_world())
     before = _run(cli, "mrr", "--as-of", "2026-03-10", "--json")
     assert before["mrr"] == 0.0 and before["customers"] == []
     assert [w["code"] for w in before["warnings"]] == ["missing_rate"]
@@ -124,7 +104,7 @@ def test_rates_import_refuses_bad_csv_and_fixes_missing_rate(cli: CliRunner, tmp
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "line 2" in result.stderr
     with engine.connect() as conn:
-        assert list(conn.execute(select(FxRate.__table__))) == []  # type: ignore[attr-defined]
+        assert list(conn.execute(select(table_of(FxRate)))) == []
 
     good = tmp_path / "rates.csv"
     good.write_text("date,currency,rate\n2026-01-01,eur,1.25\n")

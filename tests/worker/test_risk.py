@@ -10,15 +10,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from integrations.stripe import builders as b
 from integrations.stripe.meters import MeterUsage
 from integrations.stripe.models import SyncState
-from integrations.stripe.testserver import FakeStripe, StripeWorld
-from tests.integrations.stripe.world import add_account
-from tests.worker.risk_world import AS_OF, METERED, T, catalog, customer, load
-from tests.worker.stripe_rows import make_account
+from tests.support.risk_world import AS_OF, METERED, T, catalog, customer, load
+from tests.support.stripe_rows import make_account
+from tests.support.stripe_world import add_account
 from worker.cli.main import app
 from worker.db import ensure_schema, session_scope
+from worker.demo import builders as b
+from worker.demo.stripe_server import FakeStripe, StripeWorld
 from worker.models import Account
 from worker.risk import at_risk, churned, dashboard_url, refresh_meter_usage
 from worker.settings import get_settings

@@ -1,4 +1,4 @@
-"""Configuration from the environment, as the table in shared/CLI.md and the README says."""
+"""Configuration from the environment, as the table in docs/interface.md and the README says."""
 
 from __future__ import annotations
 

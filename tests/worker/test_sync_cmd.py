@@ -7,11 +7,11 @@ import json
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from integrations.stripe import builders as b
-from integrations.stripe.testserver import FakeStripe, Fault
-from tests.integrations.stripe.world import KEY, add_account, build_world, world_totals
+from tests.support.stripe_world import KEY, add_account, build_world, world_totals
 from worker.cli.main import app
 from worker.db import ensure_schema
+from worker.demo import builders as b
+from worker.demo.stripe_server import FakeStripe, Fault
 from worker.settings import get_settings
 
 

@@ -11,7 +11,7 @@ from celery.schedules import crontab
 from sqlmodel import Session
 
 import worker.tasks  # noqa: F401 - registers the tasks on the app
-from integrations.stripe.testserver import FakeStripe
+from tests.support.nightly_helpers import add_account
 from worker.celery_app import (
     QUEUE,
     RETRY_POLICY,
@@ -24,11 +24,10 @@ from worker.celery_app import (
     parse_nightly_at,
 )
 from worker.db import ensure_schema
+from worker.demo.stripe_server import FakeStripe
 from worker.nightly import connected_account_ids, nightly_for_account_id
 from worker.runlog import runs_of
 from worker.settings import get_settings
-
-from .nightly_helpers import add_account
 
 
 def test_delivery_survives_a_lost_worker_and_redis_never_redelivers_a_running_task(

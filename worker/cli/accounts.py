@@ -11,12 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.engine import make_url
 
 from integrations.stripe.client import DEFAULT_API_BASE
+from worker.account_views import accounts_payload, shown_database_url
 from worker.accounts import ConnectError, connect_account, disconnect_account, list_accounts
 from worker.cli.common import open_db, print_json, refuse
-from worker.db import normalize_url
 from worker.secrets import Secret
 from worker.settings import ConfigError, Settings, get_settings
 
@@ -56,20 +55,7 @@ def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
     """List connected accounts (keys masked)."""
     rows = list_accounts(open_db(_settings()))
     if as_json:
-        print_json(
-            {
-                "accounts": [
-                    {
-                        "name": a.name,
-                        "stripe_account": a.stripe_account,
-                        "api_base": a.api_base,
-                        "reporting_currency": a.reporting_currency,
-                        "key": a.key_mask,
-                    }
-                    for a in rows
-                ]
-            }
-        )
+        print_json(accounts_payload(rows))
         return
     if not rows:
         typer.echo("No account is connected yet: run `retention connect NAME`.")
@@ -104,8 +90,7 @@ def db_upgrade() -> None:
     """Upgrade the database to the newest schema (other commands also do this on their own)."""
     settings = _settings()
     open_db(settings)
-    shown = make_url(normalize_url(settings.database_url)).render_as_string(hide_password=True)
-    typer.echo(f"Database {shown} is at the newest schema.")
+    typer.echo(f"Database {shown_database_url(settings)} is at the newest schema.")
 
 
 def _settings() -> Settings:

@@ -1,6 +1,6 @@
 """What every command shares: opening the database, choosing accounts, refusing bad input, JSON output.
 
-Exit status follows shared/CLI.md: 0 done, 1 the run failed (recorded on the account), 2 refused (one clear
+Exit status (docs/interface.md): 0 done, 1 the run failed (recorded on the account), 2 refused (one clear
 line on stderr, nothing stored).
 """
 
@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, NoReturn
 
 import typer
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from metrics.calendar import day_start, utc_now
+from worker.accounts import find_accounts
 from worker.db import ensure_schema
 from worker.models import Account
 from worker.settings import Settings, get_settings
@@ -39,16 +41,14 @@ def open_db(settings: Settings | None = None) -> Engine:
 
 
 def select_accounts(session: Session, name: str | None) -> list[Account]:
-    """The named account, or every connected account when NAME is left out (CLI.md convention)."""
-    if name is None:
-        accounts = list(session.exec(select(Account).order_by(Account.name)))  # type: ignore[arg-type]
-        if not accounts:
-            refuse("no account is connected yet: run `retention connect NAME` first")
-        return accounts
-    account = session.exec(select(Account).where(Account.name == name)).first()
-    if account is None:
+    """The named account, or every connected account when NAME is left out (docs/interface.md); refuses
+    when there is none, so a command never runs over nothing."""
+    accounts = find_accounts(session, name)
+    if not accounts and name is None:
+        refuse("no account is connected yet: run `retention connect NAME` first")
+    if not accounts:
         refuse(f"no account named {name!r}: see `retention accounts`")
-    return [account]
+    return accounts
 
 
 def load_accounts(engine: Engine, name: str | None) -> list[Account]:
@@ -60,12 +60,12 @@ def load_accounts(engine: Engine, name: str | None) -> list[Account]:
 def parse_as_of(value: str | None) -> datetime:
     """`YYYY-MM-DD` means 00:00 UTC that day; nothing means now."""
     if value is None:
-        return datetime.now(UTC)
+        return utc_now()
     try:
         day = date.fromisoformat(value)
     except ValueError:
         refuse(f"--as-of {value!r} is not a date: use YYYY-MM-DD")
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return day_start(day)
 
 
 def print_json(payload: Any) -> None:

@@ -1,6 +1,6 @@
 """`retention metrics [NAME] [--as-of DATE] [--json]`: cohort NRR / GRR / logo retention, segments, summary.
 
-The JSON is the payload of worker.metrics_run.compute_metrics, exactly as shared/CLI.md shapes it (one
+The JSON is the payload of worker.metrics_run.compute_metrics, exactly as docs/interface.md shapes it (one
 account: the payload; several: `{"accounts": [payload, ...]}`, as the other revenue commands do). The terminal
 form is a table with every warning printed under the figure it belongs to, so a caveat is never separated
 from its number. Running the command stores the run like the nightly job does.
@@ -15,20 +15,11 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import Session
 
-from metrics.segments import SizeBands
 from metrics.summary import pct
-from worker.cli.common import (
-    open_db,
-    parse_as_of,
-    print_payloads,
-    refuse,
-    select_accounts,
-)
-from worker.metrics_run import compute_metrics, size_bands
+from worker.cli.common import load_accounts, open_db, parse_as_of, print_payloads, refuse
+from worker.metrics_run import metrics_of_accounts, size_bands
 from worker.models import Account
-from worker.rebuild import ensure_ledger
 
 
 def _ratio(value: float | None) -> str:
@@ -116,7 +107,7 @@ def register(app: typer.Typer) -> None:
     def metrics(
         name: str | None = typer.Argument(None, help="Account name (default: every connected account)."),
         as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: today)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the JSON payload of shared/CLI.md."),
+        as_json: bool = typer.Option(False, "--json", help="Print the JSON payload (docs/interface.md)."),
         bands: str | None = typer.Option(
             None,
             "--size-bands",
@@ -127,16 +118,12 @@ def register(app: typer.Typer) -> None:
         """Cohort NRR, GRR and logo retention (trailing 12 months, last month), by segment, with warnings."""
         when = parse_as_of(as_of)
         try:
-            edges = SizeBands.parse(bands) if bands else size_bands()
+            edges = size_bands(bands)
         except ValueError as exc:
             refuse(str(exc))
         engine = open_db()
-        with Session(engine, expire_on_commit=False) as session:
-            accounts = select_accounts(session, name)
-        payloads = []
-        for account in accounts:
-            ensure_ledger(engine, account)
-            payloads.append(compute_metrics(engine, account, when, store=True, bands=edges))
+        accounts = load_accounts(engine, name)
+        payloads = metrics_of_accounts(engine, accounts, when, edges)
         if as_json:
             print_payloads(payloads)
             return

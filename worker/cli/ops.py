@@ -8,13 +8,12 @@ configured (the embedded SQLite by default), with no Redis: the per-account lock
 from __future__ import annotations
 
 import typer
-from sqlmodel import Session
 
 from worker.celery_app import app as celery_app
-from worker.celery_app import enqueue_nightly, make_celery
-from worker.cli.common import EXIT_FAILED, open_db, parse_as_of, print_json, refuse, select_accounts
+from worker.celery_app import broker_problem, enqueue_accounts
+from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_json, refuse
 from worker.logging import configure_logging
-from worker.nightly import NightlyResult, run_nightly
+from worker.nightly import NightlyResult, run_here, runs_json
 from worker.settings import get_settings
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -57,24 +56,22 @@ def nightly(
     settings = get_settings()
     when = parse_as_of(as_of) if as_of else None
     engine = open_db(settings)
-    with Session(engine, expire_on_commit=False) as session:
-        accounts = select_accounts(session, name)
+    accounts = load_accounts(engine, name)
     if enqueue:
         _check_broker()
         try:
-            ids = enqueue_nightly(make_celery(settings), [a.id for a in accounts if a.id is not None], when)
+            tasks = enqueue_accounts(settings, accounts, when)
         except Exception as exc:
             refuse(f"cannot queue the job ({type(exc).__name__}): is the broker at RETENTION_BROKER_URL up?")
-        tasks = [{"account": a.name, "task_id": task_id} for a, task_id in zip(accounts, ids, strict=True)]
         if as_json:
             print_json({"tasks": tasks})
         else:
             for task in tasks:
                 typer.echo(f"{task['account']}: queued as task {task['task_id']}")
         return
-    results = [run_nightly(engine, settings, account, when, trigger="manual") for account in accounts]
+    results = run_here(engine, settings, accounts, when)
     if as_json:
-        print_json({"runs": [r.to_dict() for r in results]})
+        print_json(runs_json(results))
     else:
         for result in results:
             typer.echo(describe(result))
@@ -94,12 +91,9 @@ def describe(result: NightlyResult) -> str:
 
 
 def _check_broker() -> None:
-    url = get_settings().retention_broker_url
-    if not url.startswith(("redis://", "rediss://")):
-        refuse(
-            f"RETENTION_BROKER_URL must be a redis:// URL (the locks and the scheduler live in Redis), "
-            f"not {url.split('://', 1)[0]}://"
-        )
+    problem = broker_problem(get_settings().retention_broker_url)
+    if problem:
+        refuse(problem)
 
 
 def register(app: typer.Typer) -> None:

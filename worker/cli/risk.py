@@ -1,4 +1,4 @@
-"""At-risk commands: `at-risk`, `alert`, `churned` (shared/CLI.md, METRICS.md section 7).
+"""At-risk commands: `at-risk`, `alert`, `churned` (docs/interface.md, docs/at-risk.md).
 
 They read the ledger and stored Stripe rows; an account whose ledger is still empty is rebuilt first. Where
 no NAME is given and several accounts are connected, JSON output is `{"accounts": [payload, ...]}` (each
@@ -8,63 +8,84 @@ payload names its account); with one account it is the payload.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import typer
 
-from worker.accounts import slack_webhook
-from worker.alerts import AlertResult, run_alerts
-from worker.cli.common import (
-    EXIT_FAILED,
-    load_accounts,
-    open_db,
-    parse_as_of,
-    print_payloads,
-    refuse,
-)
+from worker.alerts import AlertResult, alert_accounts, missing_webhook
+from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_payloads, refuse
 from worker.models import Account
-from worker.rebuild import ensure_ledger
+from worker.reports import PayloadFn, named_payloads
 from worker.risk import at_risk, churned
 from worker.settings import get_settings
 
 
+def _echo_customers(
+    heading: str, rows: list[dict[str, Any]], line: Callable[[dict[str, Any]], str], link: bool
+) -> None:
+    """The heading, then per customer a numbered line with its signals indented below it.
+
+    Plain lines read well in a terminal, a log and an email alike.
+    """
+    typer.echo(heading)
+    for n, row in enumerate(rows, start=1):
+        typer.echo(f"{n}. {row['name']} ({row['customer_id']}): {line(row)}")
+        for signal in row["signals"]:
+            typer.echo(f"   {signal['code']}: {signal['detail']}")
+        if link:
+            typer.echo(f"   {row['dashboard_url']}")
+
+
 def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
-    """One block per customer: plain lines read well in a terminal, a log and an email alike."""
     rows, cur = payload["accounts"], payload["currency"].upper()
-    typer.echo(
+
+    def line(row: dict[str, Any]) -> str:
+        renewal = f", renews {row['renewal_date']}" if row["renewal_date"] else ""
+        return f"{row['mrr']:,.2f} {cur} MRR at risk, score {row['score']:,.2f}{renewal}"
+
+    heading = (
         f"{account.name}: {len(rows)} account(s) at risk, {payload['mrr_at_risk']:,.2f} {cur} MRR at "
         f"risk as of {payload['as_of']}"
     )
-    for n, row in enumerate(rows, start=1):
-        renewal = f", renews {row['renewal_date']}" if row["renewal_date"] else ""
-        typer.echo(
-            f"{n}. {row['name']} ({row['customer_id']}): {row['mrr']:,.2f} {cur} MRR at risk, "
-            f"score {row['score']:,.2f}{renewal}"
-        )
-        for signal in row["signals"]:
-            typer.echo(f"   {signal['code']}: {signal['detail']}")
-        typer.echo(f"   {row['dashboard_url']}")
+    _echo_customers(heading, rows, line, link=True)
 
 
 def _show_churned(account: Account, payload: dict[str, Any]) -> None:
     rows, cur = payload["accounts"], payload["currency"].upper()
-    typer.echo(
-        f"{account.name}: the {len(rows)} largest churned account(s) of the last "
-        f"{payload['window_months']} months (as of {payload['as_of']})"
-    )
-    for n, row in enumerate(rows, start=1):
+
+    def line(row: dict[str, Any]) -> str:
         first = (
             f"first signal {row['first_signal_on']}, {row['days_before']} days before"
             if row["first_signal_on"]
             else "no signal before churning"
         )
-        typer.echo(
-            f"{n}. {row['name']} ({row['customer_id']}): {row['mrr']:,.2f} {cur} MRR lost on "
-            f"{row['churned_on']}; {first}"
-        )
-        for signal in row["signals"]:
-            typer.echo(f"   {signal['code']}: {signal['detail']}")
+        return f"{row['mrr']:,.2f} {cur} MRR lost on {row['churned_on']}; {first}"
+
+    heading = (
+        f"{account.name}: the {len(rows)} largest churned account(s) of the last "
+        f"{payload['window_months']} months (as of {payload['as_of']})"
+    )
+    _echo_customers(heading, rows, line, link=False)
+
+
+def _print_each(
+    name: str | None,
+    as_of: str | None,
+    as_json: bool,
+    build: PayloadFn,
+    show: Callable[[Account, dict[str, Any]], None],
+) -> None:
+    """Each account's payload: shown as soon as it is ready, or printed together as JSON at the end."""
+    moment = parse_as_of(as_of)
+    engine = open_db()
+    payloads = []
+    for account, payload in named_payloads(engine, load_accounts(engine, name), moment, build):
+        payloads.append(payload)
+        if not as_json:
+            show(account, payload)
+    if as_json:
+        print_payloads(payloads)
 
 
 def at_risk_cmd(
@@ -73,17 +94,7 @@ def at_risk_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Paying customers showing a risk signal, largest MRR at risk first."""
-    moment = parse_as_of(as_of)
-    engine = open_db()
-    payloads = []
-    for account in load_accounts(engine, name):
-        ensure_ledger(engine, account)
-        payload = {"account": account.name, **at_risk(engine, account, moment)}
-        payloads.append(payload)
-        if not as_json:
-            _show_at_risk(account, payload)
-    if as_json:
-        print_payloads(payloads)
+    _print_each(name, as_of, as_json, at_risk, _show_at_risk)
 
 
 def _report(result: AlertResult, dry_run: bool) -> None:
@@ -113,15 +124,12 @@ def alert_cmd(
     settings = get_settings()
     engine = open_db(settings)
     accounts = load_accounts(engine, name)
-    if not dry_run and name is not None and slack_webhook(settings, accounts[0]) is None:
-        refuse(
-            f"account {name!r} has no Slack webhook: set SLACK_WEBHOOK_URL or reconnect with "
-            "--slack-webhook-url (or use --dry-run)"
-        )
+    if not dry_run and name is not None:  # one account asked for by name: say now why it cannot be alerted
+        missing = missing_webhook(settings, accounts[0])
+        if missing:
+            refuse(missing)
     failed = False
-    for account in accounts:
-        ensure_ledger(engine, account)
-        result = run_alerts(engine, settings, account, moment, dry_run=dry_run)
+    for result in alert_accounts(engine, settings, accounts, moment, dry_run=dry_run):
         _report(result, dry_run)
         failed = failed or result.error is not None
     if failed:
@@ -134,17 +142,7 @@ def churned_cmd(
     as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
 ) -> None:
     """Churn post-mortem: the 5 largest churned accounts of 6 months and when their first signal appeared."""
-    moment: datetime = parse_as_of(as_of)
-    engine = open_db()
-    payloads = []
-    for account in load_accounts(engine, name):
-        ensure_ledger(engine, account)
-        payload = {"account": account.name, **churned(engine, account, moment)}
-        payloads.append(payload)
-        if not as_json:
-            _show_churned(account, payload)
-    if as_json:
-        print_payloads(payloads)
+    _print_each(name, as_of, as_json, churned, _show_churned)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,47 +1,22 @@
 """`retention sync` and `retention status`: copy Stripe into the database, and show how that went.
 
-A sync that still fails after retries is recorded on the account and exits 1 (CLI.md); objects that could not
-be parsed are skipped, listed under `rejected` in status, and do not fail the run."""
+A sync that still fails after retries is recorded on the account and exits 1 (README); objects that could not
+be parsed are skipped, listed under `rejected` in status, and do not fail the run. What status shows comes
+from worker/status.py; this module parses arguments and prints."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from integrations.stripe.models import SyncState
-from worker.alert_state import last_alert_status
 from worker.cli.common import EXIT_FAILED, open_db, print_json, select_accounts
-from worker.models import Account
-from worker.runlog import last_nightly
 from worker.settings import get_settings
-from worker.syncing import SyncResult, counts, run_sync
-
-
-def _iso(ts: int | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def account_status(engine: Engine, session: Session, account: Account) -> dict[str, Any]:
-    """One entry of `status --json` (CLI.md)."""
-    assert account.id is not None
-    state = session.get(SyncState, account.id)
-    return {
-        "name": account.name,
-        "last_sync_at": _iso(state.last_sync_at) if state else None,
-        "last_sync_ok": state.last_sync_ok if state else None,
-        "last_error": state.last_error if state else None,
-        "mode": state.mode if state else None,
-        "counts": counts(engine, account.id),
-        "rejected": list(state.rejected) if state else [],
-        "last_nightly": last_nightly(session, account.id),
-        "slack": last_alert_status(session, account.id),
-    }
+from worker.status import account_status
+from worker.syncing import SyncResult, run_sync
 
 
 def _summary(result: SyncResult) -> str:
@@ -100,7 +75,7 @@ def sync(
 
 def status(
     name: str | None = typer.Argument(None, help="Account name; every account when left out."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (CLI.md)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (docs/interface.md)."),
 ) -> None:
     """When each account last synced, whether it worked, what is stored and what was rejected."""
     engine = open_db()
@@ -129,4 +104,4 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
 
 
-__all__ = ["register", "account_status"]
+__all__ = ["register"]

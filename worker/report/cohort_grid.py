@@ -2,7 +2,7 @@
 
 Each cell is the cohort's revenue retention: the MRR its customers pay k months after their first paying
 month, over what they paid in that first month (so expansion can push a cell above 100%). A cohort is the
-month of a customer's first MRR > 0 (METRICS.md section 6). Pure, so it is tested without a database.
+month of a customer's first MRR > 0 (docs/retention.md). Pure, so it is tested without a database.
 """
 
 from __future__ import annotations

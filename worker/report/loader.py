@@ -6,16 +6,16 @@ metric runs); the cohort grid reads the month-start MRR snapshots the rebuild ke
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
-from metrics.ledger import MrrSnapshot
+from metrics.calendar import day_start, last_month_starts, month_start, utc_now
 from worker.metrics_run import as_of_day, compute_metrics
 from worker.models import Account
+from worker.mrr_queries import snapshots_until
 from worker.report.cohort_grid import cohort_grid
 from worker.report.render import ReportData, render_report
 from worker.risk import at_risk
@@ -23,23 +23,15 @@ from worker.risk import at_risk
 TREND_MONTHS = 12
 
 
-def month_starts_before(day: date, count: int) -> list[date]:
-    """The `count` month starts up to `day` (inclusive), oldest first."""
-    index = day.year * 12 + day.month - 1
-    return [date((i // 12), i % 12 + 1, 1) for i in range(index - count + 1, index + 1)]
-
-
 def trend(
     engine: Engine, account: Account, as_of: datetime, months: int = TREND_MONTHS
 ) -> list[dict[str, Any]]:
     """T12M NRR / GRR / logo retention at each of the last `months` month starts, and at the as-of day."""
     t1 = as_of_day(as_of)
-    days = [d for d in month_starts_before(t1, months) if d < t1] + [t1]
+    days = [d for d in last_month_starts(t1, months) if d < t1] + [t1]
     points = []
     for day in days:
-        payload = compute_metrics(
-            engine, account, datetime(day.year, day.month, day.day, tzinfo=UTC), store=False
-        )
+        payload = compute_metrics(engine, account, day_start(day), store=False)
         window = payload["t12m"]
         points.append(
             {
@@ -54,12 +46,8 @@ def trend(
 
 def cohort_rows(engine: Engine, account: Account, until: date) -> list[tuple[str, date, int]]:
     """Month-start snapshots up to `until`: (customer, day, MRR)."""
-    with Session(engine) as session:
-        rows = session.exec(
-            select(col(MrrSnapshot.customer_id), col(MrrSnapshot.day), col(MrrSnapshot.mrr)).where(
-                MrrSnapshot.account_id == account.id, col(MrrSnapshot.day) <= until
-            )
-        ).all()
+    with engine.connect() as conn:
+        rows = snapshots_until(conn, account.id or 0, until)
     return [(customer, day, mrr) for customer, day, mrr in rows if day.day == 1]
 
 
@@ -69,14 +57,14 @@ def load_report(
     """Every payload the report shows, for one account at `as_of`."""
     t1 = as_of_day(as_of)
     metrics = compute_metrics(engine, account, as_of, store=False)
-    grid = cohort_grid(cohort_rows(engine, account, t1), last_month=t1.replace(day=1))
+    grid = cohort_grid(cohort_rows(engine, account, t1), last_month=month_start(t1))
     return ReportData(
         account=account.name,
         metrics=metrics,
         at_risk=at_risk(engine, account, as_of),
         trend=trend(engine, account, as_of, trend_months),
         cohorts=grid.as_json(),
-        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        generated_at=utc_now().strftime("%Y-%m-%d %H:%M UTC"),
     )
 
 

@@ -1,6 +1,6 @@
 """Rendering the HTML report: plain payload dicts in, one self-contained HTML string out.
 
-Pure on purpose: it takes the same payloads the JSON commands print (shared/CLI.md), so it is tested without a
+Pure on purpose: it takes the payloads the JSON commands print (docs/interface.md), so it is tested without a
 database, and the report can never show a figure the CLI would not. Money arrives as major-unit numbers and
 ratios as fractions; this module only formats them.
 """

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from integrations.slack.digest import MAX_SECTION, AlertItem, RecoveredItem, build_digest
-from metrics.at_risk import RiskAssessment, Signal
+from integrations.slack.digest import MAX_SECTION, build_digest
+from metrics.at_risk import AtRiskAccount, RecoveredAccount, RiskAssessment, Signal
 
 URL = "https://dashboard.stripe.com/test/customers/"
 
 
-def item(n: int, detail: str = "subscription sub_1 cancels at period end on 2026-12-01") -> AlertItem:
+def item(n: int, detail: str = "subscription sub_1 cancels at period end on 2026-12-01") -> AtRiskAccount:
     assessment = RiskAssessment(
         f"cus_{n}",
         f"Customer <{n}> & Co",
@@ -20,7 +20,7 @@ def item(n: int, detail: str = "subscription sub_1 cancels at period end on 2026
         date(2026, 12, 1),
         460.0,
     )
-    return AlertItem(assessment, URL + f"cus_{n}")
+    return AtRiskAccount(assessment, URL + f"cus_{n}")
 
 
 def test_one_message_carries_total_and_each_account() -> None:
@@ -31,7 +31,7 @@ def test_one_message_carries_total_and_each_account() -> None:
         150000,
         3,
         [item(1)],
-        [RecoveredItem("cus_9", "Nine", URL + "cus_9")],
+        [RecoveredAccount("cus_9", "Nine", URL + "cus_9")],
     )
     assert message.customer_ids == ("cus_1", "cus_9")
     blocks = message.blocks

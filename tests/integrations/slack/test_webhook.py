@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from integrations.slack.testserver import Answer, FakeSlack
 from integrations.slack.webhook import post
+from tests.support.slack_server import Answer, FakeSlack
 
 MESSAGE = {"text": "hello", "blocks": []}
 

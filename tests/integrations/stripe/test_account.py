@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from integrations.stripe import builders
 from integrations.stripe.account import (
     AccountCheckError,
     fetch_account_info,
     most_used_invoice_currency,
 )
 from integrations.stripe.client import StripeConfig
-from integrations.stripe.testserver import FakeStripe, Fault, StripeWorld
+from worker.demo import builders
+from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 
 KEY = "sk_test_51AcmeSecretKeyValue9876"
 RESTRICTED = "rk_test_51AcmeRestrictedKey5432"

@@ -6,11 +6,11 @@ import responses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from integrations.stripe import builders as b
 from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader
 from integrations.stripe.pages import balanced_ranges, complete_lines, iter_pages, list_params, split_range
 from integrations.stripe.ratelimit import Unlimited
-from integrations.stripe.testserver import FakeStripe, StripeWorld
+from worker.demo import builders as b
+from worker.demo.stripe_server import FakeStripe, StripeWorld
 
 BASE = "http://stripe.test"
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from integrations.stripe import builders as b
 from integrations.stripe.records import (
     RecordError,
     parse_credit_note,
@@ -22,8 +20,10 @@ from integrations.stripe.records import (
     parse_subscription,
     parse_subscription_item,
 )
+from tests.support import stripe_fixtures
+from worker.demo import builders as b
 
-FIXTURES = json.loads(Path("/work/shared/stripe/fixtures3.json").read_text())["resources"]
+FIXTURES = json.loads(stripe_fixtures().read_text())["resources"]
 
 
 def fixture(name: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from integrations.stripe import builders as b
 from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader, StripeReadError
 from integrations.stripe.models import (
     StripeCustomer,
@@ -18,10 +17,11 @@ from integrations.stripe.models import (
     StripeSubscription,
     SyncState,
 )
-from integrations.stripe.store import table_of
 from integrations.stripe.sync import Syncer
-from integrations.stripe.testserver import FakeStripe, Fault, StripeWorld
-from tests.integrations.stripe.world import KEY, add_account, build_world, snapshot, world_totals
+from metrics.tables import table_of
+from tests.support.stripe_world import KEY, add_account, build_world, snapshot, world_totals
+from worker.demo import builders as b
+from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 from worker.syncing import counts
 
 FAST = RetryPolicy(attempts=4, base=0.001, max_wait=0.01)
@@ -44,17 +44,34 @@ def syncer(engine: Engine, account_id: int, server: FakeStripe, workers: int = 8
     return Syncer(engine, account_id, reader, workers=workers)
 
 
+def new_account(engine: Engine, server: FakeStripe, name: str = "acme") -> int:
+    """The id of a new connected account reading from the local server, nothing synced yet."""
+    account = add_account(engine, server.url, name=name)
+    assert account.id is not None
+    return account.id
+
+
+def synced_account(engine: Engine, server: FakeStripe) -> int:
+    """The id of a new connected account after its first (full) sync."""
+    account_id = new_account(engine, server)
+    syncer(engine, account_id, server).run()
+    return account_id
+
+
+def assert_everything_stored(engine: Engine, account_id: int, world: StripeWorld) -> None:
+    assert counts(engine, account_id) == world_totals(world)
+
+
 def test_full_sync_stores_every_object_of_every_status(
     engine: Engine, server: FakeStripe, world: StripeWorld
 ) -> None:
-    account = add_account(engine, server.url)
-    assert account.id is not None
-    outcome = syncer(engine, account.id, server).run()
+    account_id = new_account(engine, server)
+    outcome = syncer(engine, account_id, server).run()
     assert (outcome.mode, outcome.rejected) == ("full", [])
-    assert counts(engine, account.id) == world_totals(world)
+    assert_everything_stored(engine, account_id, world)
     with engine.connect() as conn:
         subs = table_of(StripeSubscription)
-        statuses = {r[0] for r in conn.execute(select(subs.c.status).where(subs.c.account_id == account.id))}
+        statuses = {r[0] for r in conn.execute(select(subs.c.status).where(subs.c.account_id == account_id))}
         inv = table_of(StripeInvoice)
         drafts = conn.execute(select(inv.c.id).where(inv.c.status == "draft")).all()
     assert statuses == {"active", "canceled"}  # status=all: canceled subscriptions too
@@ -65,15 +82,13 @@ def test_full_sync_stores_every_object_of_every_status(
 
 
 def test_a_second_sync_changes_nothing(engine: Engine, server: FakeStripe) -> None:
-    account = add_account(engine, server.url)
-    assert account.id is not None
-    syncer(engine, account.id, server).run()
-    first = snapshot(engine, account.id)
-    syncer(engine, account.id, server).run(full=True)
-    assert snapshot(engine, account.id) == first
-    outcome = syncer(engine, account.id, server).run()
+    account_id = synced_account(engine, server)
+    first = snapshot(engine, account_id)
+    syncer(engine, account_id, server).run(full=True)
+    assert snapshot(engine, account_id) == first
+    outcome = syncer(engine, account_id, server).run()
     assert outcome.mode == "incremental"
-    assert snapshot(engine, account.id) == first
+    assert snapshot(engine, account_id) == first
 
 
 def test_older_api_shapes_give_the_same_normalized_columns(engine: Engine) -> None:
@@ -97,15 +112,14 @@ def test_older_api_shapes_give_the_same_normalized_columns(engine: Engine) -> No
     found = []
     for n, world in enumerate((current, legacy)):
         with FakeStripe(world) as fake:
-            account = add_account(engine, fake.url, name=f"shape{n}")
-            assert account.id is not None
-            syncer(engine, account.id, fake).run()
+            account_id = new_account(engine, fake, name=f"shape{n}")
+            syncer(engine, account_id, fake).run()
         lines = table_of(StripeInvoiceLine)
         with engine.connect() as conn:
             found.append(
                 sorted(
                     conn.execute(
-                        select(*(lines.c[c] for c in cols)).where(lines.c.account_id == account.id)
+                        select(*(lines.c[c] for c in cols)).where(lines.c.account_id == account_id)
                     ).all()
                 )
             )
@@ -115,7 +129,7 @@ def test_older_api_shapes_give_the_same_normalized_columns(engine: Engine) -> No
                 sorted(
                     conn.execute(
                         select(subs.c.id, subs.c.current_period_start, subs.c.current_period_end).where(
-                            subs.c.account_id == account.id
+                            subs.c.account_id == account_id
                         )
                     ).all()
                 )
@@ -127,11 +141,9 @@ def test_older_api_shapes_give_the_same_normalized_columns(engine: Engine) -> No
 def test_incremental_on_an_unchanged_account_costs_a_handful_of_requests(
     engine: Engine, server: FakeStripe
 ) -> None:
-    account = add_account(engine, server.url)
-    assert account.id is not None
-    syncer(engine, account.id, server).run()
+    account_id = synced_account(engine, server)
     before = len(server.requests)
-    outcome = syncer(engine, account.id, server).run()
+    outcome = syncer(engine, account_id, server).run()
     assert outcome.mode == "incremental"
     assert len(server.requests) - before <= 8  # events + one created-filtered page per list
 
@@ -139,9 +151,7 @@ def test_incremental_on_an_unchanged_account_costs_a_handful_of_requests(
 def test_incremental_picks_up_changes_through_events(
     engine: Engine, server: FakeStripe, world: StripeWorld
 ) -> None:
-    account = add_account(engine, server.url)
-    assert account.id is not None
-    syncer(engine, account.id, server).run()
+    account_id = synced_account(engine, server)
     now = int(time.time())
     newcomer = world.add(b.customer("cus_new", "Newcomer", created=now))
     quiet = world.add(b.customer("cus_quiet", "No event", created=now))  # found by the created filter alone
@@ -161,7 +171,7 @@ def test_incremental_picks_up_changes_through_events(
         ]
     )
     before = len(server.requests)
-    outcome = syncer(engine, account.id, server).run()
+    outcome = syncer(engine, account_id, server).run()
     assert outcome.mode == "incremental"
     assert len(server.requests) - before <= 12
     with engine.connect() as conn:
@@ -182,38 +192,34 @@ def test_incremental_picks_up_changes_through_events(
 def test_a_stale_events_cursor_falls_back_to_full_and_says_so(
     engine: Engine, server: FakeStripe, world: StripeWorld
 ) -> None:
-    account = add_account(engine, server.url)
-    assert account.id is not None
-    syncer(engine, account.id, server).run()
+    account_id = synced_account(engine, server)
     state = table_of(SyncState)
     with engine.begin() as conn:
         conn.execute(
             update(state)
-            .where(state.c.account_id == account.id)
+            .where(state.c.account_id == account_id)
             .values(events_cursor_created=int(time.time()) - 31 * 86400)
         )
-    outcome = syncer(engine, account.id, server).run()
+    outcome = syncer(engine, account_id, server).run()
     assert outcome.mode == "full" and "30 days" in outcome.note
-    assert counts(engine, account.id) == world_totals(world)
+    assert_everything_stored(engine, account_id, world)
 
 
 def test_malformed_objects_are_listed_and_the_rest_is_stored(
     engine: Engine, server: FakeStripe, world: StripeWorld
 ) -> None:
-    account = add_account(engine, server.url)
-    assert account.id is not None
-    syncer(engine, account.id, server).run()
-    before = snapshot(engine, account.id)
+    account_id = synced_account(engine, server)
+    before = snapshot(engine, account_id)
     world.add({**b.customer("cus_00001", "Renamed"), "created": "not a number"})  # was fine, now broken
     world.add({"id": "cus_nocreated", "object": "customer", "name": "x"})
     bad_invoice = b.invoice("in_bad", "cus_00002", [b.line("il_bad_1", "in_bad", 100, (1, 2))], created=5)
     del bad_invoice["customer"]
     world.add(bad_invoice)
-    outcome = syncer(engine, account.id, server).run(full=True)
+    outcome = syncer(engine, account_id, server).run(full=True)
     rejected = {(r["object"], r["id"]) for r in outcome.rejected}
     assert rejected == {("customer", "cus_00001"), ("customer", "cus_nocreated"), ("invoice", "in_bad")}
     assert all(r["error"] for r in outcome.rejected)
-    after = snapshot(engine, account.id)
+    after = snapshot(engine, account_id)
     assert after == before  # nothing already stored was lost or overwritten by the broken copy
     with engine.connect() as conn:
         state = conn.execute(select(table_of(SyncState).c.rejected)).scalar()
@@ -231,32 +237,29 @@ def test_429s_500s_and_dropped_connections_are_survived(
         Fault(status=503, path_prefix="/v1/invoices"),
         Fault(drop=True, path_prefix="/v1/invoices/"),
     )
-    account = add_account(engine, server.url)
-    assert account.id is not None
-    outcome = syncer(engine, account.id, server).run()
+    account_id = new_account(engine, server)
+    outcome = syncer(engine, account_id, server).run()
     assert server.faults == []  # every fault was hit, and retried
     assert outcome.mode == "full"
-    assert counts(engine, account.id) == world_totals(world)
+    assert_everything_stored(engine, account_id, world)
 
 
 def test_a_failed_run_keeps_its_checkpoint_and_the_next_run_resumes(
     engine: Engine, server: FakeStripe, world: StripeWorld
 ) -> None:
-    account = add_account(engine, server.url)
-    assert account.id is not None
+    account_id = new_account(engine, server)
     server.inject(*[Fault(status=500, path_prefix="/v1/invoices") for _ in range(40)])
     with pytest.raises(StripeReadError):
-        syncer(engine, account.id, server, workers=2).run()
+        syncer(engine, account_id, server, workers=2).run()
     with engine.connect() as conn:
         checkpoint = conn.execute(select(table_of(SyncState).c.checkpoint)).scalar()
     assert checkpoint["full"]["segments"]["customers"]["done"] is True
     server.faults.clear()
     customer_pages_before = server.request_count("/v1/customers")
-    outcome = syncer(engine, account.id, server).run()
+    outcome = syncer(engine, account_id, server).run()
     assert outcome.resumed and outcome.mode == "full"
     assert server.request_count("/v1/customers") == customer_pages_before  # customers were not fetched again
-    assert counts(engine, account.id) == world_totals(world)
-    clean = add_account(engine, server.url, name="clean")
-    assert clean.id is not None
-    syncer(engine, clean.id, server).run()
-    assert snapshot(engine, account.id) == snapshot(engine, clean.id)
+    assert_everything_stored(engine, account_id, world)
+    clean = new_account(engine, server, name="clean")
+    syncer(engine, clean, server).run()
+    assert snapshot(engine, account_id) == snapshot(engine, clean)

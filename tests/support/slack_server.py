@@ -1,6 +1,6 @@
 """A local stand-in for a Slack incoming webhook on 127.0.0.1: records every post, answers as scripted.
 
-slack_sdk posts with urllib, so tests (and the demo) need a real HTTP server rather than a mocked session.
+slack_sdk posts with urllib, so tests need a real HTTP server rather than a mocked session.
 Queue answers with `script(...)` (status, body, headers, or `drop` to close the connection unanswered);
 once the script is empty every post gets 200 "ok", as Slack answers.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from integrations.loopback import LoopbackServer
+from worker.demo.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass
@@ -51,12 +51,7 @@ class FakeSlack(LoopbackServer):
 
 
 def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
-    class SlackHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep tests quiet
-            return
-
+    class SlackHandler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -64,8 +59,7 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 fake.posts.append(body)
             answer = fake.next_answer() if self.path == fake.path else Answer(404, "no_service")
             if answer.drop:
-                self.close_connection = True
-                self.connection.shutdown(2)
+                self.drop()
                 return
             if answer.status == 200:
                 with fake._lock:

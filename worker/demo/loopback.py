@@ -8,7 +8,21 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """What every stand-in's handler shares: keep-alive like the real services, and no log lines in tests."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep tests quiet
+        return
+
+    def drop(self) -> None:
+        """Closes the connection without an answer: how a client sees a network failure."""
+        self.close_connection = True
+        self.connection.shutdown(2)
 
 
 class LoopbackServer:
@@ -18,6 +32,7 @@ class LoopbackServer:
     _server: ThreadingHTTPServer | None = None
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """The class http.server answers each request with; each stand-in says how it answers."""
         raise NotImplementedError
 
     def start(self) -> Self:

@@ -1,12 +1,13 @@
 """A local Stripe-compatible HTTP server on 127.0.0.1, serving objects held in Python dicts.
 
 Tests, benchmarks and the demo talk to it through the real SDK, so paging, filters, embedded invoice lines,
-errors and faults behave as shared/stripe/BEHAVIOUR.md says Stripe does. It is read-only, like our use of
-Stripe: any write is answered 405 and recorded, so a test can prove we never write."""
+errors and faults behave as Stripe's do. It is read-only, like our use of Stripe: any write is answered 405
+and recorded, so a test can prove we never write."""
 
 from __future__ import annotations
 
 import json
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -15,7 +16,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from integrations.loopback import LoopbackServer
+from worker.demo.builders import embedded_list
+from worker.demo.loopback import LoopbackServer, QuietHandler
 
 Obj = dict[str, Any]
 
@@ -176,44 +178,49 @@ class FakeStripe(LoopbackServer):
         )
 
     def route(self, path: str, query: dict[str, list[str]], key: str) -> tuple[int, Obj | bytes]:
+        """Answers a GET as Stripe would; `key` is the caller's (already authorized) API key."""
         parts = [p for p in path.split("/") if p]
         if len(parts) < 2 or parts[0] != "v1":
-            return 404, _error(
-                "invalid_request_error", "resource_missing", f"Unrecognized request URL ({path})."
-            )
+            return _unrecognized(path)
         rest = parts[1:]
         if rest == ["account"]:
-            if not self.has_account_endpoint:
-                return 404, _error("invalid_request_error", "resource_missing", "Unrecognized request URL.")
-            if key in self.restricted_keys:
-                return 403, _error(
-                    "permission_error",
-                    "secret_key_required",
-                    "The provided key does not have the required permissions.",
-                )
-            return 200, self.world.account
+            return self.account_answer(key)
         if len(rest) == 1 and rest[0] in LISTS:
             return 200, self.list_objects(rest[0], query)
-        if len(rest) == 3 and rest[0] == "invoices" and rest[2] == "lines":
-            lines = self.world.invoice_lines.get(rest[1])
-            if lines is None:
-                return 404, _error(
-                    "invalid_request_error", "resource_missing", f"No such invoice: '{rest[1]}'"
-                )
-            return 200, _page(lines, query, f"/v1/invoices/{rest[1]}/lines")
         if len(rest) == 2 and rest[0] in LISTS:
             obj = self.world.get(LISTS[rest[0]], rest[1])
             if obj is None:
-                return 404, _error(
-                    "invalid_request_error", "resource_missing", f"No such {rest[0]}: '{rest[1]}'"
-                )
+                return _missing(f"No such {rest[0]}: '{rest[1]}'")
             return 200, self.render(obj)
+        return self.route_nested(path, rest, query)
+
+    def route_nested(
+        self, path: str, rest: list[str], query: dict[str, list[str]]
+    ) -> tuple[int, Obj | bytes]:
+        """The lists that hang off one object: an invoice's lines and a meter's event summaries."""
+        if len(rest) == 3 and rest[0] == "invoices" and rest[2] == "lines":
+            lines = self.world.invoice_lines.get(rest[1])
+            if lines is None:
+                return _missing(f"No such invoice: '{rest[1]}'")
+            return 200, _page(lines, query, f"/v1/invoices/{rest[1]}/lines")
         if len(rest) == 4 and rest[:2] == ["billing", "meters"] and rest[3] == "event_summaries":
             summaries = self.world.meter_summaries.get(rest[2], [])
             customer = _one(query, "customer")
             chosen = [s for s in summaries if customer is None or s.get("customer") == customer]
             return 200, _page(chosen, query, f"/v1/billing/meters/{rest[2]}/event_summaries")
-        return 404, _error("invalid_request_error", "resource_missing", f"Unrecognized request URL ({path}).")
+        return _unrecognized(path)
+
+    def account_answer(self, key: str) -> tuple[int, Obj]:
+        """`GET /v1/account`: absent on some test servers, refused to restricted keys, as Stripe may."""
+        if not self.has_account_endpoint:
+            return _missing("Unrecognized request URL.")
+        if key in self.restricted_keys:
+            return 403, _error(
+                "permission_error",
+                "secret_key_required",
+                "The provided key does not have the required permissions.",
+            )
+        return 200, self.world.account
 
     def render(self, obj: Obj) -> Obj:
         """Invoices embed only their first lines, as Stripe does."""
@@ -221,13 +228,9 @@ class FakeStripe(LoopbackServer):
             return obj
         lines = self.world.invoice_lines.get(obj["id"], [])
         shown = dict(obj)
-        shown["lines"] = {
-            "object": "list",
-            "data": lines[: self.embedded_lines],
-            "has_more": len(lines) > self.embedded_lines,
-            "total_count": len(lines),
-            "url": f"/v1/invoices/{obj['id']}/lines",
-        }
+        shown["lines"] = embedded_list(
+            lines[: self.embedded_lines], len(lines), f"/v1/invoices/{obj['id']}/lines"
+        )
         return shown
 
     def rendered_json(self, obj: Obj) -> bytes:
@@ -278,12 +281,7 @@ class FakeStripe(LoopbackServer):
                 f'{{"object":"list","url":"/v1/{name}","has_more":{"true" if has_more else "false"},"data":['
             )
             return head.encode() + b",".join(self.rendered_json(o) for o in data) + b"]}"
-        return {
-            "object": "list",
-            "url": f"/v1/{name}",
-            "has_more": has_more,
-            "data": [self.render(o) for o in data],
-        }
+        return _list_page(f"/v1/{name}", has_more, [self.render(o) for o in data])
 
 
 def _created(obj: Obj) -> int:
@@ -304,36 +302,46 @@ def _limit(query: dict[str, list[str]]) -> int:
         return 10
 
 
+# created[op] filter -> how `created` must compare with its bound
+_BOUNDS: dict[str, Callable[[int, int], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+# what a subscription list leaves out when no status is asked for, as Stripe does
+_ENDED = ("canceled", "incomplete_expired")
+
+
 def _filter(name: str, query: dict[str, list[str]]) -> Callable[[Obj], bool]:
-    bounds = {
-        op: int(v) for op in ("gt", "gte", "lt", "lte") if (v := _one(query, f"created[{op}]")) is not None
-    }
+    """The list filters Stripe applies server-side: created bounds, customer, status and event types."""
+    bounds = {op: int(v) for op in _BOUNDS if (v := _one(query, f"created[{op}]")) is not None}
     status = _one(query, "status")
     customer = _one(query, "customer")
     types = set(query.get("types[]", [])) | set(query.get("type", []))
 
     def keep(obj: Obj) -> bool:
-        created = _created(obj)
-        if "gt" in bounds and not created > bounds["gt"]:
-            return False
-        if "gte" in bounds and not created >= bounds["gte"]:
-            return False
-        if "lt" in bounds and not created < bounds["lt"]:
-            return False
-        if "lte" in bounds and not created <= bounds["lte"]:
-            return False
-        if customer is not None and obj.get("customer") != customer:
-            return False
-        if name == "subscriptions":
-            if status is None and obj.get("status") in ("canceled", "incomplete_expired"):
-                return False
-            if status not in (None, "all") and obj.get("status") != status:
-                return False
-        elif status is not None and obj.get("status") != status:
-            return False
-        return not (types and obj.get("type") not in types)
+        return (
+            _within(_created(obj), bounds)
+            and (customer is None or obj.get("customer") == customer)
+            and _status_matches(name, status, obj.get("status"))
+            and not (types and obj.get("type") not in types)
+        )
 
     return keep
+
+
+def _within(created: int, bounds: dict[str, int]) -> bool:
+    return all(_BOUNDS[op](created, bound) for op, bound in bounds.items())
+
+
+def _status_matches(name: str, wanted: str | None, status: Any) -> bool:
+    """Subscriptions hide ended ones unless asked (`all` shows all); other lists filter only when asked."""
+    if name != "subscriptions":
+        return wanted is None or status == wanted
+    if wanted is None:
+        return status not in _ENDED
+    return wanted == "all" or status == wanted
 
 
 def _page(items: list[Obj], query: dict[str, list[str]], url: str) -> Obj:
@@ -343,80 +351,105 @@ def _page(items: list[Obj], query: dict[str, list[str]], url: str) -> Obj:
     start = 0
     if after is not None:
         start = next((n + 1 for n, item in enumerate(items) if item.get("id") == after), len(items))
-    data = items[start : start + limit]
-    return {"object": "list", "url": url, "has_more": start + limit < len(items), "data": data}
+    return _list_page(url, start + limit < len(items), items[start : start + limit])
+
+
+def _list_page(url: str, has_more: bool, data: list[Obj]) -> Obj:
+    """A page of a list, keys in the order Stripe sends them."""
+    return {"object": "list", "url": url, "has_more": has_more, "data": data}
 
 
 def _error(type_: str, code: str, message: str) -> Obj:
     return {"error": {"type": type_, "code": code, "message": message}}
 
 
-def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
-    class StripeHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = (
-            True  # headers and body go out in two writes: without this, 40 ms delayed ACKs
-        )
+def _missing(message: str) -> tuple[int, Obj]:
+    return 404, _error("invalid_request_error", "resource_missing", message)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep tests quiet
+
+def _unrecognized(path: str) -> tuple[int, Obj]:
+    return _missing(f"Unrecognized request URL ({path}).")
+
+
+def _fault_error(status: int) -> Obj:
+    """The Stripe error an injected status stands for: a rate limit for 429, a server error otherwise."""
+    if status == 429:
+        return _error("rate_limit_error", "rate_limit", f"Injected {status}")
+    return _error("api_error", "server_error", f"Injected {status}")
+
+
+def _query(raw: str) -> dict[str, list[str]]:
+    """A query string as lists of values: Stripe's array parameters (`types[]`) repeat a key."""
+    query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(raw, keep_blank_values=True):
+        query.setdefault(key, []).append(value)
+    return query
+
+
+class _StripeHandler(QuietHandler):
+    """Answers one request for `fake`, which the per-server subclass made by `_make_handler` sets."""
+
+    fake: FakeStripe
+    disable_nagle_algorithm = True  # headers and body go out in two writes: without this, 40 ms delayed ACKs
+
+    def _send(self, status: int, body: Obj | bytes, headers: dict[str, str] | None = None) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        self._send_raw(status, payload, headers)
+
+    def _send_raw(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Request-Id", f"req_{len(self.fake.requests)}")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        fake = self.fake
+        split = urlsplit(self.path)
+        with fake._lock:
+            fake.requests.append(("GET", self.path))
+        if fake.latency:
+            time.sleep(fake.latency)
+        fault = fake.next_fault(split.path)
+        if fault is not None:
+            self._answer_fault(fault)
             return
+        denied = fake.authorize(self.headers.get("Authorization"))
+        if denied is not None:
+            self._send(*denied)
+            return
+        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        status, answer = fake.route(split.path, _query(split.query), key)
+        self._send(status, answer)
 
-        def _send(self, status: int, body: Obj | bytes, headers: dict[str, str] | None = None) -> None:
-            payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-            self._send_raw(status, payload, headers)
+    def _answer_fault(self, fault: Fault) -> None:
+        if fault.drop:
+            self.drop()
+        elif fault.body is not None:
+            self._send_raw(fault.status, fault.body.encode(), fault.headers)
+        else:
+            self._send(fault.status, _fault_error(fault.status), fault.headers)
 
-        def _send_raw(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("Request-Id", f"req_{len(fake.requests)}")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
+    def _refuse_write(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        with self.fake._lock:
+            self.fake.requests.append((self.command, self.path))
+            self.fake.writes.append(self.path)
+        self._send(405, _error("invalid_request_error", "read_only", "This test server is read-only."))
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            split = urlsplit(self.path)
-            with fake._lock:
-                fake.requests.append(("GET", self.path))
-            if fake.latency:
-                time.sleep(fake.latency)
-            fault = fake.next_fault(split.path)
-            if fault is not None:
-                if fault.drop:
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                if fault.body is not None:
-                    self._send_raw(fault.status, fault.body.encode(), fault.headers)
-                    return
-                body = _error(
-                    "rate_limit_error" if fault.status == 429 else "api_error",
-                    "rate_limit" if fault.status == 429 else "server_error",
-                    f"Injected {fault.status}",
-                )
-                self._send(fault.status, body, fault.headers)
-                return
-            denied = fake.authorize(self.headers.get("Authorization"))
-            if denied is not None:
-                self._send(*denied)
-                return
-            query: dict[str, list[str]] = {}
-            for key, value in parse_qsl(split.query, keep_blank_values=True):
-                query.setdefault(key, []).append(value)
-            key = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-            status, answer = fake.route(split.path, query, key)
-            self._send(status, answer)
+    do_POST = do_DELETE = do_PUT = do_PATCH = _refuse_write  # noqa: N815
 
-        def _refuse_write(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            with fake._lock:
-                fake.requests.append((self.command, self.path))
-                fake.writes.append(self.path)
-            self._send(405, _error("invalid_request_error", "read_only", "This test server is read-only."))
 
-        do_POST = do_DELETE = do_PUT = do_PATCH = _refuse_write  # noqa: N815
+def _make_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
+    """http.server makes a handler per request from the class alone, so each server gets its own subclass."""
 
+    class StripeHandler(_StripeHandler):
+        pass
+
+    StripeHandler.fake = fake
     return StripeHandler

@@ -1,4 +1,4 @@
-"""The local Stripe-compatible server behaves as BEHAVIOUR.md says Stripe does, for what we use."""
+"""The local Stripe-compatible server behaves as docs/stripe.md says Stripe does, for what we use."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import time
 
 import requests
 
-from integrations.stripe import builders as b
-from integrations.stripe.testserver import FakeStripe, Fault, StripeWorld
+from worker.demo import builders as b
+from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 
 AUTH = {"Authorization": "Bearer sk_test_123"}
 

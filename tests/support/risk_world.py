@@ -8,13 +8,14 @@ code.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from integrations.stripe import builders as b
-from tests.worker.stripe_rows import store
+from metrics.calendar import day_ts
+from tests.support.stripe_rows import store
+from worker.demo import builders as b
 from worker.models import Account
 from worker.rebuild import rebuild_account
 
@@ -30,7 +31,7 @@ METERED = b.price("price_meter", "prod_api", 1, usage_type="metered", meter="mtr
 def T(month: int, day: int = 1, year: int = 2026) -> int:
     if month > 12:
         month, year = month - 12, year + 1
-    return int(datetime(year, month, day, tzinfo=UTC).timestamp())
+    return day_ts(date(year, month, day))
 
 
 def catalog() -> list[Obj]:

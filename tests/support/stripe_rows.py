@@ -21,7 +21,8 @@ from integrations.stripe.models import (
     StripeSubscription,
     StripeSubscriptionItem,
 )
-from integrations.stripe.store import table_of, upsert
+from integrations.stripe.store import upsert
+from metrics.tables import table_of
 from worker.models import Account
 
 Obj = dict[str, Any]

@@ -15,14 +15,14 @@ default `end`), so the same arguments give byte-identical JSON. Objects come fro
 
 from __future__ import annotations
 
-import calendar
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
-from integrations.stripe import builders
-from integrations.stripe.testserver import StripeWorld
+from metrics.calendar import day_ts, month_start, months_back, utc_now
+from worker.demo import builders
+from worker.demo.stripe_server import StripeWorld
 
 Obj = dict[str, Any]
 DAY = 86400
@@ -63,6 +63,13 @@ METER = "mtr_api_calls"
 SETUP_AMOUNTS = {"growth": 50000, "scale": 150000, "enterprise": 500000}
 SERVICES_HOURLY = 20000
 EU_VAT = {"DE": 19, "FR": 20, "NL": 21, "IE": 23, "ES": 21}
+# invoice status -> the event that follows `invoice.created` for it
+INVOICE_FOLLOW_UP = {
+    "paid": "invoice.paid",
+    "open": "invoice.payment_failed",
+    "void": "invoice.voided",
+    "uncollectible": "invoice.marked_uncollectible",
+}
 
 _FIRST = [
     "Acme",
@@ -115,8 +122,7 @@ _SUFFIX = ["Inc.", "LLC", "GmbH", "Ltd", "SAS", "BV", "Co."]
 
 def default_end() -> date:
     """The first day of the current month (UTC): the sample company's "now"."""
-    today = datetime.now(UTC).date()
-    return today.replace(day=1)
+    return month_start(utc_now().date())
 
 
 def build_sample_world(
@@ -129,7 +135,7 @@ def build_sample_world(
     """
     if customers < 0 or months < 1:
         raise ValueError("customers must be >= 0 and months >= 1")
-    end_day = (end or default_end()).replace(day=1)
+    end_day = month_start(end or default_end())
     gen = _Generator(random.Random(seed), end_day, months)
     gen.catalog()
     for n in range(customers):
@@ -146,10 +152,6 @@ def world_objects(world: StripeWorld) -> Obj:
     out["invoice_lines"] = {i: world.invoice_lines[i] for i in sorted(world.invoice_lines)}
     out["meter_summaries"] = {m: world.meter_summaries[m] for m in sorted(world.meter_summaries)}
     return out
-
-
-def _month_ts(year: int, month: int) -> int:
-    return calendar.timegm((year, month, 1, 0, 0, 0))
 
 
 @dataclass
@@ -174,9 +176,8 @@ class _Generator:
     def __init__(self, rng: random.Random, end: date, months: int) -> None:
         self.rng = rng
         self.months = months
-        first = end.year * 12 + end.month - 1 - months
         # month index k (0..months+12) -> Unix seconds of that month's first day; k == months is `end`
-        self.ts = [_month_ts((first + k) // 12, (first + k) % 12 + 1) for k in range(months + 13)]
+        self.ts = [day_ts(month_start(months_back(end, months - k))) for k in range(months + 13)]
         self.end = self.ts[months]
         self.world = StripeWorld(builders.account(id="acct_sample", name="Northwind Analytics"))
         self.prices: dict[str, Obj] = {}
@@ -315,30 +316,10 @@ class _Generator:
         self.add_invoice(ctx, inv_id, [line], trial_start, sub_id, "paid", "subscription_create")
         item = builders.subscription_item(si, sub_id, price, 1, (trial_start, trial_end), created=trial_start)
         if still_trialing:
-            sub = builders.subscription(
-                sub_id,
-                ctx.cid,
-                [item],
-                status="trialing",
-                created=trial_start,
-                trial_start=trial_start,
-                trial_end=trial_end,
-            )
+            ending = _Ending("trialing")
         else:
-            sub = builders.subscription(
-                sub_id,
-                ctx.cid,
-                [item],
-                status="canceled",
-                created=trial_start,
-                trial_start=trial_start,
-                trial_end=trial_end,
-                canceled_at=trial_end,
-                ended_at=trial_end,
-            )
-            self.changed_subs.append((trial_end, "customer.subscription.deleted", sub_id))
-        self.changed_subs.append((trial_start, "customer.subscription.created", sub_id))
-        self.world.add(sub)
+            ending = _Ending("canceled", canceled_at=trial_end, ended_at=trial_end)
+        self.store_subscription(ctx, sub_id, [item], trial_start, ending, trial=(trial_start, trial_end))
 
     def subscription_history(
         self, ctx: _Customer, n: int, plan: str, interval: int, start: int, trial_from: int | None
@@ -380,7 +361,6 @@ class _Generator:
 
     def run_subscription(self, ctx: _Customer, sub: _Sub, trial_from: int | None, setup: bool) -> int | None:
         """Invoices every period of one subscription; returns the month index it ended at, or None if live."""
-        rng = self.rng
         ts = self.ts
         created = ts[sub.start]
         if trial_from is not None:
@@ -392,65 +372,98 @@ class _Generator:
         status = "active"
         m = sub.start
         ended: int | None = None
-        cancel_scheduled = False
         while m <= self.months:
             if m > sub.start and self.churns(ctx, sub, m):
                 ended = m
                 break
             if m == period_start:
-                if m > sub.start:
-                    self.renewal_changes(sub)
-                last = m == self.months
-                state = "paid"
-                if last and rng.random() < 0.05:
-                    state, status = "open", "past_due"
-                elif last and rng.random() < 0.02:
-                    state = "draft"
-                elif m == self.months - 1 and rng.random() < 0.01:
-                    state = "uncollectible"
-                self.renewal_invoice(ctx, sub, m, invoices, state)
+                if self.renew(ctx, sub, m, invoices) == "open":
+                    status = "past_due"
                 invoices += 1
                 period_start = m + sub.interval
-            if m < self.months:
-                self.maybe_services(ctx, m)
-                if sub.interval == 1 and rng.random() < 0.015:
-                    self.upgrade(ctx, sub, m)
-            else:
-                self.maybe_services(ctx, m, final=True)
+            self.between_renewals(ctx, sub, m)
             m += 1
         current = period_start - sub.interval
         items = self.items(sub, (ts[current], ts[current + sub.interval]), created, ctx.vat > 0)
-        canceled_at = ended_at = cancel_at = None
+        ending = self.ending(ctx, sub, ended, status, renews_at=ts[current + sub.interval])
+        trial = (trial_from, created) if trial_from is not None else None
+        self.store_subscription(ctx, sub.id, items, created, ending, trial)
+        return ended
+
+    def renew(self, ctx: _Customer, sub: _Sub, m: int, invoices: int) -> str:
+        """A period starts in month m: seats and plan may move, then it is invoiced; returns its state."""
+        if m > sub.start:
+            self.renewal_changes(sub)
+        state = self.renewal_state(m)
+        self.renewal_invoice(ctx, sub, m, invoices, state)
+        return state
+
+    def renewal_state(self, m: int) -> str:
+        """Only the last months hold unpaid invoices: those are the ones the at-risk screen must find."""
+        rng = self.rng
+        last = m == self.months
+        if last and rng.random() < 0.05:
+            return "open"
+        if last and rng.random() < 0.02:
+            return "draft"
+        if m == self.months - 1 and rng.random() < 0.01:
+            return "uncollectible"
+        return "paid"
+
+    def between_renewals(self, ctx: _Customer, sub: _Sub, m: int) -> None:
+        """What else month m brings: services work and, on monthly plans, now and then a mid-month upgrade."""
+        if m < self.months:
+            self.maybe_services(ctx, m)
+            if sub.interval == 1 and self.rng.random() < 0.015:
+                self.upgrade(ctx, sub, m)
+        else:
+            self.maybe_services(ctx, m, final=True)
+
+    def ending(self, ctx: _Customer, sub: _Sub, ended: int | None, status: str, renews_at: int) -> _Ending:
+        """How a subscription stands at the end: canceled (its last usage billed), set to cancel, or live."""
         if ended is not None:
-            status = "canceled"
-            ended_at = ts[ended]
-            canceled_at = ended_at - rng.randint(1, 20) * DAY
+            ended_at = self.ts[ended]
+            ending = _Ending(
+                "canceled", canceled_at=ended_at - self.rng.randint(1, 20) * DAY, ended_at=ended_at
+            )
             if sub.metered_item is not None:
                 self.final_usage_invoice(ctx, sub, ended)
-        elif status == "active" and rng.random() < 0.05:
-            cancel_scheduled = True
-            cancel_at = ts[current + sub.interval]
-            canceled_at = self.end - rng.randint(1, 25) * DAY
-        obj = builders.subscription(
-            sub.id,
-            ctx.cid,
-            items,
-            status=status,
-            created=created,
-            cancel_at_period_end=cancel_scheduled,
-            cancel_at=cancel_at,
-            canceled_at=canceled_at,
-            ended_at=ended_at,
-            trial_start=trial_from,
-            trial_end=created if trial_from is not None else None,
+            return ending
+        if status == "active" and self.rng.random() < 0.05:
+            canceled_at = self.end - self.rng.randint(1, 25) * DAY
+            return _Ending(status, cancel_at_period_end=True, cancel_at=renews_at, canceled_at=canceled_at)
+        return _Ending(status)
+
+    def store_subscription(
+        self,
+        ctx: _Customer,
+        sub_id: str,
+        items: list[Obj],
+        created: int,
+        ending: _Ending,
+        trial: tuple[int, int] | None,
+    ) -> None:
+        """Adds the subscription as it stands now and notes its changes, from which events() makes events."""
+        self.world.add(
+            builders.subscription(
+                sub_id,
+                ctx.cid,
+                items,
+                status=ending.status,
+                created=created,
+                cancel_at_period_end=ending.cancel_at_period_end,
+                cancel_at=ending.cancel_at,
+                canceled_at=ending.canceled_at,
+                ended_at=ending.ended_at,
+                trial_start=trial[0] if trial else None,
+                trial_end=trial[1] if trial else None,
+            )
         )
-        self.world.add(obj)
-        self.changed_subs.append((created, "customer.subscription.created", sub.id))
-        if ended_at is not None:
-            self.changed_subs.append((ended_at, "customer.subscription.deleted", sub.id))
-        elif canceled_at is not None:
-            self.changed_subs.append((canceled_at, "customer.subscription.updated", sub.id))
-        return ended
+        self.changed_subs.append((created, "customer.subscription.created", sub_id))
+        if ending.ended_at is not None:
+            self.changed_subs.append((ending.ended_at, "customer.subscription.deleted", sub_id))
+        elif ending.canceled_at is not None:
+            self.changed_subs.append((ending.canceled_at, "customer.subscription.updated", sub_id))
 
     def churns(self, ctx: _Customer, sub: _Sub, m: int) -> bool:
         """Churn happens at a renewal; declining-usage accounts are kept so their decline is visible."""
@@ -498,40 +511,21 @@ class _Generator:
         lines: list[Obj] = []
         period = (ts[m], ts[m + sub.interval])
         plan_price = self.prices[self.price_id(sub.plan, sub.interval, ctx.vat > 0)]
-        lines.append(
-            self.sub_line(
-                ctx,
-                inv_id,
-                len(lines),
-                plan_price["unit_amount"] * sub.seats,
-                period,
-                plan_price,
-                sub,
-                sub.item_id,
-                sub.seats,
-                n,
-            )
-        )
+        plan = _Charge(plan_price["unit_amount"] * sub.seats, period, plan_price, sub.item_id, sub.seats)
+        lines.append(self.sub_line(ctx, inv_id, len(lines), sub, n, plan))
         if sub.metered_item is not None and m > sub.start:
             units = self.usage_units(ctx, sub, m)
-            metered_price = self.prices["price_api_calls" + ("_incl" if ctx.vat else "")]
-            lines.append(
-                self.sub_line(
-                    ctx,
-                    inv_id,
-                    len(lines),
-                    units * METER_UNIT_AMOUNT,
-                    (ts[m - 1], ts[m]),
-                    metered_price,
-                    sub,
-                    sub.metered_item,
-                    units,
-                    n,
-                )
+            usage = _Charge(
+                units * METER_UNIT_AMOUNT,
+                (ts[m - 1], ts[m]),
+                self.metered_price(ctx),
+                sub.metered_item,
+                units,
             )
+            lines.append(self.sub_line(ctx, inv_id, len(lines), sub, n, usage))
         for k, item in enumerate(sub.addon_items):
-            price = self.prices[f"price_addon_{k:02d}"]
-            lines.append(self.sub_line(ctx, inv_id, len(lines), ADDON_AMOUNT, period, price, sub, item, 1, n))
+            addon = _Charge(ADDON_AMOUNT, period, self.prices[f"price_addon_{k:02d}"], item, 1)
+            lines.append(self.sub_line(ctx, inv_id, len(lines), sub, n, addon))
         reason = "subscription_create" if n == 0 else "subscription_cycle"
         attempts = 2 if state == "paid" and self.rng.random() < 0.03 else None  # failed once, then paid
         if state == "open":
@@ -574,19 +568,14 @@ class _Generator:
         """A canceled metered subscription still bills its last month's usage, at the period end."""
         inv_id = self.next_id("in")
         units = self.usage_units(ctx, sub, ended)
-        price = self.prices["price_api_calls" + ("_incl" if ctx.vat else "")]
-        line = self.sub_line(
-            ctx,
-            inv_id,
-            0,
+        usage = _Charge(
             units * METER_UNIT_AMOUNT,
             (self.ts[ended - 1], self.ts[ended]),
-            price,
-            sub,
+            self.metered_price(ctx),
             sub.metered_item or "",
             units,
-            99,
         )
+        line = self.sub_line(ctx, inv_id, 0, sub, 99, usage)
         self.add_invoice(ctx, inv_id, [line], self.ts[ended], sub.id, "paid", "subscription_cycle")
 
     def upgrade(self, ctx: _Customer, sub: _Sub, m: int) -> None:
@@ -610,35 +599,27 @@ class _Generator:
         old_price = self.prices[self.price_id(old_plan, 1, incl)]
         new_price = self.prices[self.price_id(sub.plan, 1, incl)]
         inv_id = self.next_id("in")
+        unused = _Charge(
+            -round(old_price["unit_amount"] * old_seats * frac),
+            (day, period_end),
+            old_price,
+            sub.item_id,
+            old_seats,
+            proration=True,
+            description=f"Unused time on {old_seats} x {PLANS[old_plan][0]}",
+        )
+        remaining = _Charge(
+            round(new_price["unit_amount"] * sub.seats * frac),
+            (day, period_end),
+            new_price,
+            sub.item_id,
+            sub.seats,
+            proration=True,
+            description=f"Remaining time on {sub.seats} x {PLANS[sub.plan][0]}",
+        )
         lines = [
-            self.sub_line(
-                ctx,
-                inv_id,
-                0,
-                -round(old_price["unit_amount"] * old_seats * frac),
-                (day, period_end),
-                old_price,
-                sub,
-                sub.item_id,
-                old_seats,
-                99,
-                proration=True,
-                description=f"Unused time on {old_seats} x {PLANS[old_plan][0]}",
-            ),
-            self.sub_line(
-                ctx,
-                inv_id,
-                1,
-                round(new_price["unit_amount"] * sub.seats * frac),
-                (day, period_end),
-                new_price,
-                sub,
-                sub.item_id,
-                sub.seats,
-                99,
-                proration=True,
-                description=f"Remaining time on {sub.seats} x {PLANS[sub.plan][0]}",
-            ),
+            self.sub_line(ctx, inv_id, 0, sub, 99, unused),
+            self.sub_line(ctx, inv_id, 1, sub, 99, remaining),
         ]
         self.add_invoice(ctx, inv_id, lines, day, sub.id, "paid", "subscription_update")
         self.changed_subs.append((day, "customer.subscription.updated", sub.id))
@@ -668,41 +649,32 @@ class _Generator:
         state = "paid" if final or rng.random() < 0.93 else "void"
         self.add_invoice(ctx, inv_id, lines, created, None, state, "manual")
 
-    def sub_line(
-        self,
-        ctx: _Customer,
-        inv_id: str,
-        k: int,
-        amount: int,
-        period: tuple[int, int],
-        price: Obj,
-        sub: _Sub,
-        item: str,
-        quantity: int | None,
-        n: int,
-        proration: bool = False,
-        description: str | None = None,
-    ) -> Obj:
-        """A subscription line with the customer's coupon (if it still applies) and inclusive VAT."""
+    def sub_line(self, ctx: _Customer, inv_id: str, k: int, sub: _Sub, n: int, charge: _Charge) -> Obj:
+        """Line k of a subscription's invoice n, with the customer's coupon (if it still applies) and VAT."""
+        amount, price, quantity = charge.amount, charge.price, charge.quantity
         pct, duration = ctx.discount
         discount = 0
-        if pct and not proration and (duration is None or n < duration):
+        if pct and not charge.proration and (duration is None or n < duration):
             discount = amount * pct // 100
         taxes = [(self.inclusive_tax(amount - discount, ctx.vat), "inclusive")] if ctx.vat else None
         return builders.line(
             f"il_{inv_id[3:]}_{k}",
             inv_id,
             amount,
-            period,
+            charge.period,
             price_obj=price,
             subscription=sub.id,
-            subscription_item=item,
-            proration=proration,
+            subscription_item=charge.item,
+            proration=charge.proration,
             quantity=quantity,
             discounts=[discount] if discount else None,
             taxes=taxes,
-            description=description or f"{quantity} x {price.get('nickname') or price['id']}",
+            description=charge.description or f"{quantity} x {price.get('nickname') or price['id']}",
         )
+
+    def metered_price(self, ctx: _Customer) -> Obj:
+        """The usage price whose tax behaviour matches the customer's: inclusive where VAT applies."""
+        return self.prices["price_api_calls" + ("_incl" if ctx.vat else "")]
 
     def one_time_line(
         self, ctx: _Customer, inv_id: str, k: int, price: Obj, quantity: int, when: int, description: str
@@ -785,36 +757,36 @@ class _Generator:
     def events(self) -> None:
         """Events for the changes of the last 30 days, as Stripe keeps them, oldest first in id order."""
         since = self.end - EVENT_WINDOW_DAYS * DAY
-        found: list[tuple[int, int, str, Obj]] = []
-        order = 0
-        for cust in self.world.collections["customer"].by_id.values():
-            if since <= cust["created"] <= self.end:
-                found.append((cust["created"], order, "customer.created", cust))
-                order += 1
-        for inv in self.world.collections["invoice"].by_id.values():
-            if not since <= inv["created"] <= self.end:
-                continue
-            found.append((inv["created"], order, "invoice.created", inv))
-            follow = {
-                "paid": "invoice.paid",
-                "open": "invoice.payment_failed",
-                "void": "invoice.voided",
-                "uncollectible": "invoice.marked_uncollectible",
-            }.get(inv["status"])
-            if follow:
-                found.append((inv["created"], order + 1, follow, inv))
-            order += 2
-        for note in self.world.collections["credit_note"].by_id.values():
-            if since <= note["created"] <= self.end:
-                found.append((note["created"], order, "credit_note.created", note))
-                order += 1
         subs = self.world.collections["subscription"].by_id
-        for when, kind, sub_id in self.changed_subs:
-            if since <= when <= self.end:
-                found.append((when, order, kind, subs[sub_id]))
-                order += 1
-        for when, _, kind, obj in sorted(found, key=lambda f: (f[0], f[1])):
+        found = self.object_events(since) + [
+            (when, kind, subs[sub_id])
+            for when, kind, sub_id in self.changed_subs
+            if since <= when <= self.end
+        ]
+        # a stable sort: changes at the same second keep the order they were found in
+        for when, kind, obj in sorted(found, key=lambda f: f[0]):
             self.world.add(builders.event(self.next_id("evt"), kind, obj, when))
+
+    def object_events(self, since: int) -> list[tuple[int, str, Obj]]:
+        """(when, event type, object) for customers, invoices and credit notes created in the window."""
+        collections = self.world.collections
+        found = [
+            (cust["created"], "customer.created", cust)
+            for cust in collections["customer"].by_id.values()
+            if since <= cust["created"] <= self.end
+        ]
+        for inv in collections["invoice"].by_id.values():
+            if since <= inv["created"] <= self.end:
+                found.append((inv["created"], "invoice.created", inv))
+                follow = INVOICE_FOLLOW_UP.get(inv["status"])
+                if follow:
+                    found.append((inv["created"], follow, inv))
+        found.extend(
+            (note["created"], "credit_note.created", note)
+            for note in collections["credit_note"].by_id.values()
+            if since <= note["created"] <= self.end
+        )
+        return found
 
 
 @dataclass
@@ -824,3 +796,27 @@ class _Customer:
     discount: tuple[int, int | None]
     signed: int  # when the customer was created: the contract and its setup fee
     declining: bool = False
+
+
+@dataclass
+class _Ending:
+    """A subscription's status and cancellation fields as they stand at the sample's "now"."""
+
+    status: str
+    cancel_at_period_end: bool = False
+    cancel_at: int | None = None
+    canceled_at: int | None = None
+    ended_at: int | None = None
+
+
+@dataclass(frozen=True)
+class _Charge:
+    """What one subscription line bills: `quantity` of a subscription item at `price` over `period`."""
+
+    amount: int
+    period: tuple[int, int]
+    price: Obj
+    item: str
+    quantity: int | None
+    proration: bool = False
+    description: str | None = None

@@ -8,35 +8,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from integrations.stripe import builders as b
-from integrations.stripe.models import (
-    StripeCreditNote,
-    StripeCustomer,
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    StripeSubscriptionItem,
-)
-from integrations.stripe.store import table_of
-from integrations.stripe.testserver import StripeWorld
+from integrations.stripe.models import STRIPE_TABLES
+from metrics.tables import table_of
 from worker.db import session_scope
+from worker.demo import builders as b
+from worker.demo.stripe_server import StripeWorld
 from worker.models import Account
 from worker.secrets import Secret, encrypt
 from worker.settings import get_settings
 
 KEY = "sk_test_123"
-STORED = (
-    StripeCustomer,
-    StripeProduct,
-    StripePrice,
-    StripeSubscription,
-    StripeSubscriptionItem,
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripeCreditNote,
-)
 
 DAY = 86400
 T0 = 1_700_000_000  # 2023-11-14
@@ -154,7 +135,7 @@ def snapshot(engine: Engine, account_id: int) -> dict[str, list[tuple[Any, ...]]
     """Every stored Stripe row of the account, sorted, JSON serialized: equal snapshots = equal data."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     with engine.connect() as conn:
-        for model in STORED:
+        for model in STRIPE_TABLES:
             table = table_of(model)
             columns = [c for c in table.c if c.name != "account_id"]
             rows = conn.execute(select(*columns).where(table.c.account_id == account_id)).all()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from integrations.stripe.sample import build_sample_world, world_objects
-from integrations.stripe.testserver import StripeWorld
+from worker.demo.sample import build_sample_world, world_objects
+from worker.demo.stripe_server import StripeWorld
 
 END = date(2026, 11, 1)
 END_TS = calendar.timegm((2026, 11, 1, 0, 0, 0))
@@ -291,7 +291,7 @@ def test_three_thousand_customers_in_a_few_seconds() -> None:
 
 
 def test_served_through_the_real_sdk(world: StripeWorld) -> None:
-    from integrations.stripe.testserver import FakeStripe
+    from worker.demo.stripe_server import FakeStripe
 
     stripe = pytest.importorskip("stripe")
     long_id = next(inv["id"] for inv in objects(world, "invoice") if inv["lines"]["total_count"] > 10)

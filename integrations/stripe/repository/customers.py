@@ -1,0 +1,89 @@
+"""Reads of stored customers and of what an account holds as a whole: names for the payloads, the counts
+and the last sync's outcome for `retention status`.
+
+Commands show a customer's name beside its id, and `status` shows how many objects of each kind a sync stored
+and how it went; these used to be small queries written where they were needed, so they live here once,
+tested on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from integrations.stripe.models import (
+    StripeCreditNote,
+    StripeCustomer,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripePrice,
+    StripeProduct,
+    StripeSubscription,
+    SyncState,
+)
+from metrics.tables import table_of
+
+# The kinds `retention status` counts, in the order it prints them (names as in docs/interface.md).
+COUNTED: dict[str, type] = {
+    "customers": StripeCustomer,
+    "products": StripeProduct,
+    "prices": StripePrice,
+    "subscriptions": StripeSubscription,
+    "invoices": StripeInvoice,
+    "line_items": StripeInvoiceLine,
+    "credit_notes": StripeCreditNote,
+}
+
+
+class CustomerName(NamedTuple):
+    """What a payload may show for a customer: its name, else (where a caller wants one) its email."""
+
+    id: str
+    name: str | None
+    email: str | None
+
+
+def customer_names(conn: Connection, account_id: int) -> list[CustomerName]:
+    """Every stored customer of the account, deleted ones included (their history still shows a name)."""
+    c = table_of(StripeCustomer)
+    query = select(c.c.id, c.c.name, c.c.email).where(c.c.account_id == account_id)
+    return [CustomerName(r.id, r.name, r.email) for r in conn.execute(query)]
+
+
+def has_customer(conn: Connection, account_id: int, customer_id: str) -> bool:
+    """Whether a sync stored this customer for the account."""
+    c = table_of(StripeCustomer)
+    query = select(func.count()).select_from(c).where(c.c.account_id == account_id, c.c.id == customer_id)
+    return bool(conn.execute(query).scalar())
+
+
+def object_counts(conn: Connection, account_id: int) -> dict[str, int]:
+    """Objects stored per kind, whatever their status (docs/interface.md `status`)."""
+    found: dict[str, int] = {}
+    for name, model in COUNTED.items():
+        table = table_of(model)
+        query = select(func.count()).select_from(table).where(table.c.account_id == account_id)
+        found[name] = int(conn.execute(query).scalar() or 0)
+    return found
+
+
+class SyncOutcome(NamedTuple):
+    """How the account's last sync went, as `status` shows it and the at-risk rules date stored state."""
+
+    last_sync_at: int | None
+    last_sync_ok: bool | None
+    last_error: str | None
+    mode: str | None
+    rejected: list[dict[str, Any]]
+
+
+def sync_outcome(conn: Connection, account_id: int) -> SyncOutcome | None:
+    """The account's sync bookkeeping, or None before its first sync."""
+    s = table_of(SyncState)
+    query = select(*(s.c[name] for name in SyncOutcome._fields)).where(s.c.account_id == account_id)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return SyncOutcome(row.last_sync_at, row.last_sync_ok, row.last_error, row.mode, list(row.rejected or []))

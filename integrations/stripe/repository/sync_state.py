@@ -1,0 +1,54 @@
+"""Reads a sync makes of what earlier syncs stored: its own bookkeeping row, and the customers' creation
+times that split the invoice history into ranges of equal work.
+
+The sync (integrations/stripe/sync.py) and the rebuild's staleness check (worker/rebuild.py) read these; the
+sync still writes its row itself, in the transaction that stores the pages the row describes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from integrations.stripe.models import StripeCustomer, SyncState
+from metrics.tables import table_of
+
+
+class StoredSyncState(NamedTuple):
+    """What the sync reads back to pick its mode and resume: cursor, checkpoint and last rejected objects."""
+
+    mode: str | None
+    events_cursor: str | None
+    events_cursor_created: int | None
+    checkpoint: dict[str, Any]
+    rejected: list[dict[str, Any]]
+
+
+def sync_state(conn: Connection, account_id: int) -> StoredSyncState | None:
+    """The account's sync bookkeeping, or None before its first sync created the row."""
+    st = table_of(SyncState)
+    query = select(*(st.c[name] for name in StoredSyncState._fields)).where(st.c.account_id == account_id)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return StoredSyncState(
+        row.mode, row.events_cursor, row.events_cursor_created, row.checkpoint, row.rejected
+    )
+
+
+def last_sync_at(conn: Connection, account_id: int) -> int | None:
+    """When the account's last sync ended (Unix seconds), whatever its outcome; None if it never ran."""
+    st = table_of(SyncState)
+    value: int | None = conn.execute(select(st.c.last_sync_at).where(st.c.account_id == account_id)).scalar()
+    return value
+
+
+def customer_created_times(conn: Connection, account_id: int) -> list[int]:
+    """When each stored, not deleted customer was created (Unix seconds), oldest first."""
+    c = table_of(StripeCustomer)
+    query = select(c.c.created).where(
+        c.c.account_id == account_id, c.c.deleted.is_(False), c.c.created.is_not(None)
+    )
+    return sorted(int(created) for (created,) in conn.execute(query))

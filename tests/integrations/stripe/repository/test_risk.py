@@ -1,0 +1,157 @@
+"""The at-risk reads of stored Stripe objects and the meter usage writes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from integrations.stripe.repository import risk as stored
+from integrations.stripe.repository.risk import (
+    InvoiceRow,
+    LineQuantity,
+    MeterUsageRow,
+    PriceRow,
+    ProductRow,
+    SubscriptionItemRow,
+    SubscriptionRow,
+)
+from tests.support.stripe_rows import make_account, store
+from worker.demo import builders as b
+
+PERIOD = (1_767_225_600, 1_769_904_000)  # 2026-01-01 .. 2026-02-01
+
+
+def _world() -> list[dict]:
+    seats = b.price("price_seats", "prod_seats", 2_000)
+    calls = b.price("price_calls", "prod_calls", 5, usage_type="metered", meter="mtr_calls")
+    yearly = b.price("price_year", "prod_seats", 240_000, interval="year")
+    live = b.subscription(
+        "sub_live",
+        "cus_a",
+        [
+            b.subscription_item("si_seats", "sub_live", seats, quantity=7, period=PERIOD),
+            b.subscription_item("si_calls", "sub_live", calls, quantity=None, period=PERIOD),
+        ],
+        created=100,
+        cancel_at_period_end=True,
+    )
+    gone = b.subscription(
+        "sub_gone",
+        "cus_b",
+        [b.subscription_item("si_year", "sub_gone", yearly, period=PERIOD)],
+        status="canceled",
+        canceled_at=PERIOD[1],
+        ended_at=PERIOD[1],
+    )
+    paid_line = b.line("il_paid", "in_paid", 14_000, PERIOD, price_obj=seats, quantity=7, discounts=[600])
+    paid = b.invoice("in_paid", "cus_a", [paid_line], created=PERIOD[0], subscription="sub_live")
+    paid["status_transitions"] = {"paid_at": PERIOD[0] + 60, "voided_at": None}
+    late = b.invoice(
+        "in_open",
+        "cus_a",
+        [b.line("il_open", "in_open", 14_000, PERIOD, price_obj=seats)],
+        status="open",
+        created=PERIOD[0] + 5,
+        attempt_count=3,
+    )
+    draft = b.invoice("in_draft", "cus_a", [b.line("il_draft", "in_draft", 1, PERIOD)], status="draft")
+    return [
+        b.customer("cus_a", "A"),
+        b.customer("cus_b", "B"),
+        b.product("prod_seats", "Seats"),
+        b.product("prod_calls", "API calls"),
+        seats,
+        calls,
+        yearly,
+        live,
+        gone,
+        paid,
+        late,
+        draft,
+    ]
+
+
+def test_prices_and_products(engine: Engine) -> None:
+    account = make_account(engine)
+    store(engine, account, _world())
+    with engine.connect() as conn:
+        prices = sorted(stored.prices(conn, account.id or 0))
+        metered = stored.prices(conn, account.id or 0, metered_only=True)
+        products = sorted(stored.products(conn, account.id or 0))
+    assert prices == [
+        PriceRow("price_calls", "prod_calls", "month", "mtr_calls"),
+        PriceRow("price_seats", "prod_seats", "month", None),
+        PriceRow("price_year", "prod_seats", "year", None),
+    ]
+    assert metered == [PriceRow("price_calls", "prod_calls", "month", "mtr_calls")]
+    assert products == [ProductRow("prod_calls", "API calls"), ProductRow("prod_seats", "Seats")]
+
+
+def test_subscriptions_all_or_by_status(engine: Engine) -> None:
+    account, other = make_account(engine, "acme"), make_account(engine, "other")
+    store(engine, account, _world())
+    with engine.connect() as conn:
+        every = {s.id: s for s in stored.subscriptions(conn, account.id or 0)}
+        live = stored.subscriptions(conn, account.id or 0, ("active", "past_due"))
+        none = stored.subscriptions(conn, other.id or 0)
+    assert set(every) == {"sub_live", "sub_gone"} and none == []
+    assert [s.id for s in live] == ["sub_live"]
+    assert every["sub_live"] == SubscriptionRow(
+        "sub_live", "cus_a", "active", 100, PERIOD[0], PERIOD[1], True, None, None, None
+    )
+    gone = every["sub_gone"]
+    assert (gone.status, gone.cancel_at_period_end, gone.canceled_at, gone.ended_at) == (
+        "canceled",
+        False,
+        PERIOD[1],
+        PERIOD[1],
+    )
+
+
+def test_subscription_items_all_or_by_price(engine: Engine) -> None:
+    account = make_account(engine)
+    store(engine, account, _world())
+    with engine.connect() as conn:
+        every = sorted(stored.subscription_items(conn, account.id or 0))
+        calls = stored.subscription_items(conn, account.id or 0, price_ids={"price_calls"})
+    assert [i.id for i in every] == ["si_calls", "si_seats", "si_year"]
+    assert every[1] == SubscriptionItemRow("si_seats", "sub_live", "price_seats", 7, PERIOD[0], PERIOD[1])
+    assert calls == [SubscriptionItemRow("si_calls", "sub_live", "price_calls", None, PERIOD[0], PERIOD[1])]
+
+
+def test_invoices_in_the_asked_statuses_with_their_resolution(engine: Engine) -> None:
+    account = make_account(engine)
+    store(engine, account, _world())
+    with engine.connect() as conn:
+        found = sorted(stored.invoices(conn, account.id or 0, ("open", "paid", "uncollectible", "void")))
+        only_paid = stored.invoices(conn, account.id or 0, ("paid",))
+    assert found == [
+        InvoiceRow("in_open", "cus_a", "open", PERIOD[0] + 5, 3, 14_000, "usd", None),
+        InvoiceRow("in_paid", "cus_a", "paid", PERIOD[0], 1, 14_000, "usd", PERIOD[0] + 60),
+    ]
+    assert [i.id for i in only_paid] == ["in_paid"]
+
+
+def test_line_quantities(engine: Engine) -> None:
+    account = make_account(engine)
+    store(engine, account, _world())
+    with engine.connect() as conn:
+        found = {q.id: q for q in stored.line_quantities(conn, account.id or 0)}
+    assert set(found) == {"il_paid", "il_open", "il_draft"}
+    assert found["il_paid"] == LineQuantity("il_paid", 7, 600)
+
+
+def test_meter_usage_is_upserted_per_period_and_read_back(engine: Engine) -> None:
+    account, other = make_account(engine, "acme"), make_account(engine, "other")
+    first = MeterUsageRow("cus_a", "mtr_calls", PERIOD[0], PERIOD[1], 120.0)
+    with engine.begin() as conn:
+        stored.save_meter_usage(conn, account.id or 0, [first])
+        stored.save_meter_usage(conn, account.id or 0, [])  # nothing to write is not an error
+    again = first._replace(end_time=PERIOD[1] + 1, aggregated_value=80.5)
+    earlier = MeterUsageRow("cus_a", "mtr_calls", PERIOD[0] - 86_400 * 31, PERIOD[0], 300.0)
+    with engine.begin() as conn:
+        # a rerun rewrites the period; a period given twice in one call keeps the last value
+        stored.save_meter_usage(conn, account.id or 0, [first, earlier, again])
+    with engine.connect() as conn:
+        rows = sorted(stored.meter_usage(conn, account.id or 0), key=lambda r: r.start_time)
+        theirs = stored.meter_usage(conn, other.id or 0)
+    assert rows == [earlier, again] and theirs == []

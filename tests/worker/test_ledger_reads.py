@@ -1,0 +1,84 @@
+"""The ledger repository's reads for commands and signals (worker/mrr_queries.py), SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from metrics.ledger import FxRate
+from metrics.rates import RatesError
+from metrics.tables import table_of
+from tests.support.rebuild_worlds import T, monthly_world
+from tests.support.stripe_rows import make_account, store
+from worker.demo import builders as b
+from worker.mrr_queries import first_counted_start, has_lines, import_rates, risk_lines, snapshots_until
+from worker.rebuild import rebuild_account
+
+
+def _euro_customer() -> list[dict]:
+    euro = b.price("price_eur", "prod_pro", 9_000, currency="eur")
+    line = b.line("il_eur", "in_eur", 9_000, (T(2026, 2), T(2026, 3)), currency="eur", price_obj=euro)
+    invoice = b.invoice("in_eur", "cus_eur", [line], created=T(2026, 2), currency="eur")
+    return [b.customer("cus_eur", "Euro GmbH", currency="eur"), euro, invoice]
+
+
+def test_has_lines_and_the_first_counted_start(engine: Engine) -> None:
+    account, empty = make_account(engine, "acme"), make_account(engine, "empty")
+    store(engine, account, monthly_world())
+    rebuild_account(engine, account, date(2026, 3, 20))
+    with engine.connect() as conn:
+        assert has_lines(conn, account.id or 0, "cus_a")
+        assert not has_lines(conn, account.id or 0, "cus_nobody")
+        assert not has_lines(conn, empty.id or 0, "cus_a")
+        assert first_counted_start(conn, account.id or 0) == T(2026, 1)
+        assert first_counted_start(conn, empty.id or 0) is None
+
+
+def test_risk_lines_keep_counted_recurring_lines_and_those_only_missing_a_rate(engine: Engine) -> None:
+    account = make_account(engine)
+    store(engine, account, monthly_world() + _euro_customer())
+    rebuild_account(engine, account, date(2026, 3, 20))
+    with engine.connect() as conn:
+        lines = {ln.line_id: ln for ln in risk_lines(conn, account.id or 0)}
+    # the void duplicate and the one-time setup fee are left out; the EUR line waits for its rate
+    assert set(lines) == {"il_a0", "il_a1", "il_a2", "il_b", "il_eur"}
+    beta = lines["il_b"]
+    assert (beta.customer_id, beta.price_id, beta.subscription_item_id, beta.usage_type) == (
+        "cus_b",
+        "price_y",
+        "si_b",
+        "licensed",
+    )
+    assert (beta.period_start, beta.period_end, beta.mrr_end) == (T(2026, 1), T(2027, 1), T(2026, 3, 10))
+    assert (beta.net_amount, beta.monthly_amount, beta.currency) == (120_000, 10_000, "usd")
+    assert lines["il_eur"].currency == "eur"
+
+
+def test_snapshots_until_a_day(engine: Engine) -> None:
+    account = make_account(engine)
+    store(engine, account, monthly_world())
+    rebuild_account(engine, account, date(2026, 3, 20))
+    with engine.connect() as conn:
+        rows = sorted(snapshots_until(conn, account.id or 0, date(2026, 2, 1)))
+    assert rows == [
+        ("cus_a", date(2026, 1, 1), 10_000),
+        ("cus_a", date(2026, 2, 1), 10_000),
+        ("cus_b", date(2026, 1, 1), 10_000),
+        ("cus_b", date(2026, 2, 1), 10_000),
+    ]
+
+
+def test_import_rates_upserts_and_a_bad_file_stores_nothing(engine: Engine) -> None:
+    assert import_rates(engine, "date,currency,rate\n2026-01-01,EUR,1.10\n2026-02-01,gbp,1.25\n") == 2
+    assert import_rates(engine, "date,currency,rate\n2026-01-01,eur,1.08\n") == 1
+    with pytest.raises(RatesError):
+        import_rates(engine, "date,currency,rate\n2026-03-01,eur,1.2\nnot a date,eur,1\n")
+    with engine.connect() as conn:
+        rates = {(r.currency, r.day): str(r.rate) for r in conn.execute(select(table_of(FxRate)))}
+    assert {k: v.rstrip("0") for k, v in rates.items()} == {
+        ("eur", date(2026, 1, 1)): "1.08",
+        ("gbp", date(2026, 2, 1)): "1.25",
+    }
