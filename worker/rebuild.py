@@ -25,16 +25,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from integrations.stripe.repository.billing import (
-    PricedItem,
-    StoredLine,
-    StoredSubscription,
-    has_lines,
-    product_names,
-    stored_lines,
-    subscription_items,
-    subscriptions,
-)
+from integrations.stripe.repository import billing
 from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.calendar import month_starts_covering, utc_day, utc_now
 from metrics.classify import ONE_TIME, PRORATION, RECURRING, classify, invoice_exclusion
@@ -241,7 +232,7 @@ class _Builder:
 _new_tuple = tuple.__new__
 
 
-def _facts(line: StoredLine) -> LineFacts:
+def _facts(line: billing.StoredLine) -> LineFacts:
     """What the ledger stores of a line: the customer, currency, subscription and product the line leaves
     empty come from its invoice or price, a missing period from the invoice's date. Customer or currency is
     "" when neither the line nor its invoice has one."""
@@ -338,7 +329,7 @@ class _Exclusions(dict[str | None, str | None]):
         return found
 
 
-def _classified(builder: _Builder, lines: Iterable[StoredLine], ended: dict[str, int]) -> list[Row]:
+def _classified(builder: _Builder, lines: Iterable[billing.StoredLine], ended: dict[str, int]) -> list[Row]:
     """Every stored line as a ledger row; a line with no customer or currency is left out as a problem.
     `ended` is when each ended subscription ended: its lines bring no MRR after that."""
     rows: list[Row] = []
@@ -361,7 +352,7 @@ def _classified(builder: _Builder, lines: Iterable[StoredLine], ended: dict[str,
 
 
 # -- building: upcoming lines -------------------------------------------------------------------------------
-def _subscription_states(stored: Iterable[StoredSubscription]) -> dict[str, _Sub]:
+def _subscription_states(stored: Iterable[billing.StoredSubscription]) -> dict[str, _Sub]:
     """What the rebuild needs of each subscription, by id; a canceled one without `ended_at` ended when it
     was canceled."""
     subs = {}
@@ -374,21 +365,21 @@ def _subscription_states(stored: Iterable[StoredSubscription]) -> dict[str, _Sub
 
 
 def _upcoming(
-    builder: _Builder, subs: dict[str, _Sub], items: Iterable[PricedItem], rows: list[Row]
+    builder: _Builder, subs: dict[str, _Sub], items: Iterable[billing.PricedItem], rows: list[Row]
 ) -> list[Row]:
     """Lines for the current period not invoiced yet (docs/mrr.md) and plan changes within it.
 
     Licensed items count at the subscription's current items from the change (the latest proration in the
     period, else the period start); invoiced licensed lines of that period stop there. Metered items with no
     line for the current period carry the last billed period's amount forward. Only active / past_due / unpaid
-    subscriptions.
+    billing.subscriptions.
     """
     by_sub: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         # prorations tell when a plan changed even on a draft invoice; recurring lines only when they count
         if r[SUBSCRIPTION_ID] and (r[KLASS] == PRORATION or (r[COUNTED] and r[KLASS] == RECURRING)):
             by_sub[r[SUBSCRIPTION_ID]].append(r)
-    items_by_sub: dict[str, list[PricedItem]] = defaultdict(list)
+    items_by_sub: dict[str, list[billing.PricedItem]] = defaultdict(list)
     for item in items:
         items_by_sub[item.subscription_id].append(item)
     out: list[Row] = []
@@ -400,7 +391,9 @@ def _upcoming(
     return out
 
 
-def _upcoming_for(builder: _Builder, sub: _Sub, items: list[PricedItem], lines: list[Row]) -> list[Row]:
+def _upcoming_for(
+    builder: _Builder, sub: _Sub, items: list[billing.PricedItem], lines: list[Row]
+) -> list[Row]:
     out: list[Row] = []
     licensed = [i for i in items if i.usage_type != "metered"]
     start = next((i.current_period_start for i in items if i.current_period_start), None) or sub.period[0]
@@ -462,7 +455,7 @@ def _upcoming_for(builder: _Builder, sub: _Sub, items: list[PricedItem], lines: 
 
 
 def _upcoming_row(
-    builder: _Builder, sub: _Sub, item: PricedItem, amount: int, period: tuple[int, int], reason: str
+    builder: _Builder, sub: _Sub, item: billing.PricedItem, amount: int, period: tuple[int, int], reason: str
 ) -> Row:
     """A recurring ledger row for an item's period not invoiced (yet), at `amount` for the whole period."""
     facts = LineFacts(
@@ -491,10 +484,10 @@ def _upcoming_row(
 def _ledger_rows(conn: Connection, builder: _Builder) -> list[Row]:
     """The account's ledger: every stored line, then the upcoming ones, as rows (reads, then builds)."""
     account_id = builder.account_id or 0
-    subs = _subscription_states(subscriptions(conn, account_id))
+    subs = _subscription_states(billing.subscriptions(conn, account_id))
     ended = {sub_id: sub.ended_at for sub_id, sub in subs.items() if sub.ended_at is not None}
-    rows = _classified(builder, stored_lines(conn, account_id), ended)
-    rows.extend(_upcoming(builder, subs, subscription_items(conn, account_id), rows))
+    rows = _classified(builder, billing.stored_lines(conn, account_id), ended)
+    rows.extend(_upcoming(builder, subs, billing.subscription_items(conn, account_id), rows))
     return rows
 
 
@@ -520,7 +513,7 @@ def _write_snapshots(conn: Connection, account_id: int, days: list[date], rows: 
     """The snapshots of these days from the ledger rows just written (what ensure_snapshots would read back
     from ledger_line: counted recurring and one-time lines, by customer, plan = the product's name), in the
     same transaction as the ledger, so the two are never seen apart."""
-    names = product_names(conn, account_id)
+    names = billing.product_names(conn, account_id)
     groups: dict[str, list[EntryRow]] = defaultdict(list)
     for r in rows:
         klass = r[KLASS]
@@ -568,7 +561,7 @@ def ledger_is_stale(engine: Engine, account: Account) -> bool:
     with engine.connect() as conn:
         build = conn.execute(select(lb.c.sync_at).where(lb.c.account_id == account_id)).first()
         if build is None:
-            return has_lines(conn, account_id)
+            return billing.has_lines(conn, account_id)
         last_sync = last_sync_at(conn, account_id)
     return last_sync is not None and (build.sync_at is None or last_sync > build.sync_at)
 

@@ -18,9 +18,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.client import StripeReader
 from integrations.stripe.meters import fetch_meter_summaries
+from integrations.stripe.repository import billing
 from integrations.stripe.repository import risk as stored
 from integrations.stripe.repository.customers import customer_names
-from integrations.stripe.repository.risk import MeterUsageRow, PriceRow, SubscriptionItemRow, SubscriptionRow
+from integrations.stripe.repository.risk import MeterUsageRow, PriceRow, SubscriptionRow
 from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.at_risk import (
     AtRiskAccount,
@@ -78,8 +79,8 @@ def _prices(conn: Connection, account_id: int) -> tuple[dict[str, PriceRow], dic
 def _subscriptions(
     conn: Connection, account_id: int, prices: dict[str, PriceRow]
 ) -> dict[str, list[SubscriptionState]]:
-    items: dict[str, list[SubscriptionItemRow]] = defaultdict(list)
-    for item in stored.subscription_items(conn, account_id):
+    items: dict[str, list[billing.PricedItem]] = defaultdict(list)
+    for item in billing.subscription_items(conn, account_id):
         items[item.subscription_id].append(item)
     out: dict[str, list[SubscriptionState]] = defaultdict(list)
     for sub in stored.subscriptions(conn, account_id):
@@ -126,7 +127,7 @@ def _lines(
     """Recurring ledger lines: licensed ones with quantity and discount, metered ones as usage series
     (and, per customer, the meters whose usage is already seen on billed lines)."""
     quantities = {q.id: (q.quantity, q.discount_total) for q in stored.line_quantities(conn, account_id)}
-    item_qty = {i.id: i.quantity for i in stored.subscription_items(conn, account_id)}
+    item_qty = {i.id: i.quantity for i in billing.subscription_items(conn, account_id)}
     licensed: dict[str, list[LicensedLine]] = defaultdict(list)
     usage: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
     labels: dict[tuple[str, str], str] = {}
@@ -345,7 +346,7 @@ def metered_items(engine: Engine, account: Account) -> list[tuple[str, str, int,
         if not prices:
             return []
         subs = {s.id: s for s in stored.subscriptions(conn, account_id, LIVE_STATUSES)}
-        items = stored.subscription_items(conn, account_id, price_ids=prices.keys())
+        items = billing.subscription_items(conn, account_id, price_ids=prices.keys())
     out = []
     for item in items:
         sub = subs.get(item.subscription_id)

@@ -18,16 +18,7 @@ import orjson
 from sqlalchemy import JSON, Table, delete, not_, tuple_
 from sqlalchemy.engine import Connection
 
-from integrations.stripe.models import (
-    StripeCreditNote,
-    StripeCustomer,
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    StripeSubscriptionItem,
-)
+from integrations.stripe import models
 from integrations.stripe.records import INSERT_ONLY
 from metrics.tables import table_of
 
@@ -36,16 +27,16 @@ Row = dict[str, Any]
 # Where the objects of each Stripe list are stored, and the children two lists embed (a subscription's items,
 # an invoice's lines): the sync writes a page of a list through these.
 LIST_TABLES: dict[str, Table] = {
-    "customers": table_of(StripeCustomer),
-    "products": table_of(StripeProduct),
-    "prices": table_of(StripePrice),
-    "subscriptions": table_of(StripeSubscription),
-    "invoices": table_of(StripeInvoice),
-    "credit_notes": table_of(StripeCreditNote),
+    "customers": table_of(models.StripeCustomer),
+    "products": table_of(models.StripeProduct),
+    "prices": table_of(models.StripePrice),
+    "subscriptions": table_of(models.StripeSubscription),
+    "invoices": table_of(models.StripeInvoice),
+    "credit_notes": table_of(models.StripeCreditNote),
 }
 CHILD_TABLES: dict[str, Table] = {
-    "subscriptions": table_of(StripeSubscriptionItem),
-    "invoices": table_of(StripeInvoiceLine),
+    "subscriptions": table_of(models.StripeSubscriptionItem),
+    "invoices": table_of(models.StripeInvoiceLine),
 }
 # The column of a child row that names its parent
 _PARENT_COLUMN = {"subscriptions": "subscription_id", "invoices": "invoice_id"}

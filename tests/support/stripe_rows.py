@@ -11,16 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from integrations.stripe import records
-from integrations.stripe.models import (
-    StripeCustomer,
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    StripeSubscriptionItem,
-)
+from integrations.stripe import models, records
 from integrations.stripe.store import upsert
 from metrics.tables import table_of
 from worker.models import Account
@@ -44,20 +35,20 @@ def store(engine: Engine, account: Account, objs: list[Obj]) -> None:
         for o in objs:
             kind = o["object"]
             if kind == "customer":
-                upsert(conn, table_of(StripeCustomer), [records.parse_customer(o)], aid)
+                upsert(conn, table_of(models.StripeCustomer), [records.parse_customer(o)], aid)
             elif kind == "product":
-                upsert(conn, table_of(StripeProduct), [records.parse_product(o)], aid)
+                upsert(conn, table_of(models.StripeProduct), [records.parse_product(o)], aid)
             elif kind == "price":
-                upsert(conn, table_of(StripePrice), [records.parse_price(o)], aid)
+                upsert(conn, table_of(models.StripePrice), [records.parse_price(o)], aid)
             elif kind == "subscription":
                 row, items = records.parse_subscription(o)
-                upsert(conn, table_of(StripeSubscription), [row], aid)
-                upsert(conn, table_of(StripeSubscriptionItem), items, aid)
+                upsert(conn, table_of(models.StripeSubscription), [row], aid)
+                upsert(conn, table_of(models.StripeSubscriptionItem), items, aid)
             elif kind == "invoice":
                 full = dict(o)
                 full["lines"] = {**o["lines"], "data": o.get("_all_lines") or o["lines"]["data"]}
                 full.pop("_all_lines", None)
                 row, lines, bad = records.parse_invoice(full)
                 assert not bad, bad
-                upsert(conn, table_of(StripeInvoice), [row], aid)
-                upsert(conn, table_of(StripeInvoiceLine), lines, aid)
+                upsert(conn, table_of(models.StripeInvoice), [row], aid)
+                upsert(conn, table_of(models.StripeInvoiceLine), lines, aid)

@@ -8,17 +8,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 import worker.tables  # noqa: F401  (the whole schema)
-from tests.conftest import PG_ADMIN_URL
+from tests.support.pg import create_database, drop_database
 from worker.db import ensure_schema, get_engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +29,9 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
     request.getfixturevalue("pg_database_url")  # fails in CI / skips elsewhere when PostgreSQL is down
-    name = f"rt_fresh_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = create_database("rt_fresh")
     yield url
-    get_engine(url).dispose()
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(url)
 
 
 def _assert_migrated_once(url: str) -> None:

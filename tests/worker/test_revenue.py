@@ -11,22 +11,17 @@ from sqlmodel import Session
 from metrics.calendar import day_start
 from tests.support.rebuild_worlds import monthly_world
 from tests.support.stripe_rows import make_account, store
+from worker import revenue
 from worker.demo import builders as b
-from worker.revenue import (
-    accounts_with_customer,
-    customer_names,
-    explain_payload,
-    has_customer,
-    movements_payload,
-    mrr_payload,
-)
 from worker.status import account_status
 
 
 def test_mrr_payload_names_each_customer_paying_at_the_instant(engine: Engine) -> None:
     account = make_account(engine)
     store(engine, account, monthly_world())
-    payload = mrr_payload(engine, account, day_start(date(2026, 3, 15)))  # Beta canceled on 2026-03-10
+    payload = revenue.mrr_payload(
+        engine, account, day_start(date(2026, 3, 15))
+    )  # Beta canceled on 2026-03-10
     assert payload == {
         "as_of": "2026-03-15T00:00:00+00:00",
         "currency": "usd",
@@ -38,16 +33,19 @@ def test_mrr_payload_names_each_customer_paying_at_the_instant(engine: Engine) -
 def test_movements_payload_starts_at_the_first_counted_month(engine: Engine) -> None:
     account, empty = make_account(engine, "acme"), make_account(engine, "empty")
     store(engine, account, monthly_world())
-    months = movements_payload(engine, account, today=date(2026, 4, 15))["months"]
+    months = revenue.movements_payload(engine, account, today=date(2026, 4, 15))["months"]
     assert [m["month"] for m in months] == ["2026-01", "2026-02", "2026-03", "2026-04"]
     assert (months[0]["new"], months[-1]["mrr"]) == (200.0, 0.0)
-    assert movements_payload(engine, empty, today=date(2026, 4, 15)) == {"currency": "usd", "months": []}
+    assert revenue.movements_payload(engine, empty, today=date(2026, 4, 15)) == {
+        "currency": "usd",
+        "months": [],
+    }
 
 
 def test_explain_payload_splits_counted_and_left_out_lines(engine: Engine) -> None:
     account = make_account(engine)
     store(engine, account, monthly_world())
-    payload = explain_payload(engine, account, "cus_a", day_start(date(2026, 2, 15)))
+    payload = revenue.explain_payload(engine, account, "cus_a", day_start(date(2026, 2, 15)))
     assert (payload["name"], payload["account"], payload["mrr"]) == ("Alpha", "acme", 100.0)
     assert [ln["line_id"] for ln in payload["lines"]] == ["il_a1"]
     assert {ln["line_id"]: ln["left_out"] for ln in payload["left_out"]} == {"il_void": "void invoice"}
@@ -58,12 +56,12 @@ def test_a_customer_is_known_from_the_ledger_or_from_the_stored_objects(engine: 
     acme, other = make_account(engine, "acme"), make_account(engine, "other")
     store(engine, acme, monthly_world())
     store(engine, other, [b.customer("cus_new", None)])  # synced, never billed: no ledger line
-    mrr_payload(engine, acme, day_start(date(2026, 1, 15)))  # builds the ledger
-    assert has_customer(engine, acme, "cus_a") and not has_customer(engine, other, "cus_a")
-    assert has_customer(engine, other, "cus_new")
-    assert accounts_with_customer(engine, [acme, other], "cus_new") == [other]
-    assert accounts_with_customer(engine, [acme, other], "cus_nobody") == []
-    assert customer_names(engine, other) == {"cus_new": None}
+    revenue.mrr_payload(engine, acme, day_start(date(2026, 1, 15)))  # builds the ledger
+    assert revenue.has_customer(engine, acme, "cus_a") and not revenue.has_customer(engine, other, "cus_a")
+    assert revenue.has_customer(engine, other, "cus_new")
+    assert revenue.accounts_with_customer(engine, [acme, other], "cus_new") == [other]
+    assert revenue.accounts_with_customer(engine, [acme, other], "cus_nobody") == []
+    assert revenue.customer_names(engine, other) == {"cus_new": None}
 
 
 def test_status_entry_before_any_sync(engine: Engine) -> None:

@@ -16,7 +16,7 @@ import typer
 from worker.alerts import AlertResult, alert_accounts, missing_webhook
 from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_payloads, refuse
 from worker.models import Account
-from worker.reports import PayloadFn, named_payloads
+from worker.payloads import PayloadFn, named_payloads
 from worker.risk import at_risk, churned
 from worker.settings import get_settings
 

@@ -8,20 +8,13 @@ there. A rebuild reads every line of the account, so these functions never build
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, NamedTuple
 
 from sqlalchemy import Table, and_, select
 from sqlalchemy.engine import Connection
 
-from integrations.stripe.models import (
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    StripeSubscriptionItem,
-)
+from integrations.stripe import models
 from metrics.tables import raw_rows, table_of
 
 
@@ -85,9 +78,9 @@ def stored_lines(conn: Connection, account_id: int) -> Iterator[StoredLine]:
     The joins are done here from two dicts rather than in SQL: SQLite's nested loop seeks the invoice table
     (wide rows with the raw JSON) once per line, twice the time of reading both tables once.
     """
-    invoices = _by_id(conn, table_of(StripeInvoice), account_id, _INVOICE_COLUMNS)
-    prices = _by_id(conn, table_of(StripePrice), account_id, _PRICE_COLUMNS)
-    li = table_of(StripeInvoiceLine)
+    invoices = _by_id(conn, table_of(models.StripeInvoice), account_id, _INVOICE_COLUMNS)
+    prices = _by_id(conn, table_of(models.StripePrice), account_id, _PRICE_COLUMNS)
+    li = table_of(models.StripeInvoiceLine)
     query = (
         select(*(li.c[name] for name in _LINE_COLUMNS)).where(li.c.account_id == account_id).order_by(li.c.id)
     )
@@ -111,7 +104,7 @@ class StoredSubscription(NamedTuple):
 
 def subscriptions(conn: Connection, account_id: int) -> list[StoredSubscription]:
     """Every stored subscription of the account, whatever its status."""
-    s = table_of(StripeSubscription)
+    s = table_of(models.StripeSubscription)
     query = select(*(s.c[name] for name in StoredSubscription._fields)).where(s.c.account_id == account_id)
     return list(map(StoredSubscription._make, raw_rows(conn, query)))
 
@@ -137,9 +130,12 @@ class PricedItem(NamedTuple):
 _ITEM_COLUMNS = PricedItem._fields[: PricedItem._fields.index("current_period_end") + 1]
 
 
-def subscription_items(conn: Connection, account_id: int) -> list[PricedItem]:
-    """Every current subscription item of the account with its price, by subscription then item id."""
-    it, pr = table_of(StripeSubscriptionItem), table_of(StripePrice)
+def subscription_items(
+    conn: Connection, account_id: int, price_ids: Collection[str] | None = None
+) -> list[PricedItem]:
+    """Every current subscription item of the account with its price, by subscription then item id; or only
+    the items on these prices (the at-risk signals ask for the metered ones)."""
+    it, pr = table_of(models.StripeSubscriptionItem), table_of(models.StripePrice)
     price_columns = PricedItem._fields[len(_ITEM_COLUMNS) :]
     query = (
         select(*(it.c[name] for name in _ITEM_COLUMNS), *(pr.c[name] for name in price_columns))
@@ -147,17 +143,19 @@ def subscription_items(conn: Connection, account_id: int) -> list[PricedItem]:
         .where(it.c.account_id == account_id)
         .order_by(it.c.subscription_id, it.c.id)
     )
+    if price_ids is not None:
+        query = query.where(it.c.price_id.in_(list(price_ids)))
     return list(map(PricedItem._make, raw_rows(conn, query)))
 
 
 def product_names(conn: Connection, account_id: int) -> dict[str, str]:
     """Stored products' names by product id (products without a name are left out)."""
-    p = table_of(StripeProduct)
+    p = table_of(models.StripeProduct)
     query = select(p.c.id, p.c.name).where(p.c.account_id == account_id, p.c.name.is_not(None))
     return {product_id: name for product_id, name in conn.execute(query)}
 
 
 def has_lines(conn: Connection, account_id: int) -> bool:
     """Whether any invoice line of the account is stored (one index probe, not a count)."""
-    li = table_of(StripeInvoiceLine)
+    li = table_of(models.StripeInvoiceLine)
     return conn.execute(select(li.c.id).where(li.c.account_id == account_id).limit(1)).first() is not None

@@ -13,27 +13,18 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from integrations.stripe.models import (
-    StripeCreditNote,
-    StripeCustomer,
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    SyncState,
-)
+from integrations.stripe import models
 from metrics.tables import table_of
 
 # The kinds `retention status` counts, in the order it prints them (names as in docs/interface.md).
 COUNTED: dict[str, type] = {
-    "customers": StripeCustomer,
-    "products": StripeProduct,
-    "prices": StripePrice,
-    "subscriptions": StripeSubscription,
-    "invoices": StripeInvoice,
-    "line_items": StripeInvoiceLine,
-    "credit_notes": StripeCreditNote,
+    "customers": models.StripeCustomer,
+    "products": models.StripeProduct,
+    "prices": models.StripePrice,
+    "subscriptions": models.StripeSubscription,
+    "invoices": models.StripeInvoice,
+    "line_items": models.StripeInvoiceLine,
+    "credit_notes": models.StripeCreditNote,
 }
 
 
@@ -47,14 +38,14 @@ class CustomerName(NamedTuple):
 
 def customer_names(conn: Connection, account_id: int) -> list[CustomerName]:
     """Every stored customer of the account, deleted ones included (their history still shows a name)."""
-    c = table_of(StripeCustomer)
+    c = table_of(models.StripeCustomer)
     query = select(c.c.id, c.c.name, c.c.email).where(c.c.account_id == account_id)
     return [CustomerName(r.id, r.name, r.email) for r in conn.execute(query)]
 
 
 def has_customer(conn: Connection, account_id: int, customer_id: str) -> bool:
     """Whether a sync stored this customer for the account."""
-    c = table_of(StripeCustomer)
+    c = table_of(models.StripeCustomer)
     query = select(func.count()).select_from(c).where(c.c.account_id == account_id, c.c.id == customer_id)
     return bool(conn.execute(query).scalar())
 
@@ -81,7 +72,7 @@ class SyncOutcome(NamedTuple):
 
 def sync_outcome(conn: Connection, account_id: int) -> SyncOutcome | None:
     """The account's sync bookkeeping, or None before its first sync."""
-    s = table_of(SyncState)
+    s = table_of(models.SyncState)
     query = select(*(s.c[name] for name in SyncOutcome._fields)).where(s.c.account_id == account_id)
     row = conn.execute(query).first()
     if row is None:

@@ -15,15 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from integrations.stripe import models
 from integrations.stripe.meters import MeterUsage
-from integrations.stripe.models import (
-    StripeInvoice,
-    StripeInvoiceLine,
-    StripePrice,
-    StripeProduct,
-    StripeSubscription,
-    StripeSubscriptionItem,
-)
 from metrics.tables import table_of
 
 
@@ -50,15 +43,6 @@ class SubscriptionRow(NamedTuple):
     cancel_at: int | None
     canceled_at: int | None
     ended_at: int | None
-
-
-class SubscriptionItemRow(NamedTuple):
-    id: str
-    subscription_id: str
-    price_id: str | None
-    quantity: int | None
-    current_period_start: int | None
-    current_period_end: int | None
 
 
 class InvoiceRow(NamedTuple):
@@ -90,7 +74,7 @@ class MeterUsageRow(NamedTuple):
 
 def prices(conn: Connection, account_id: int, metered_only: bool = False) -> list[PriceRow]:
     """The account's prices; `metered_only` keeps those billed through a Billing Meter."""
-    p = table_of(StripePrice)
+    p = table_of(models.StripePrice)
     query = select(p.c.id, p.c.product_id, p.c.interval, p.c.meter_id).where(p.c.account_id == account_id)
     if metered_only:
         query = query.where(p.c.meter_id.is_not(None))
@@ -98,7 +82,7 @@ def prices(conn: Connection, account_id: int, metered_only: bool = False) -> lis
 
 
 def products(conn: Connection, account_id: int) -> list[ProductRow]:
-    p = table_of(StripeProduct)
+    p = table_of(models.StripeProduct)
     query = select(p.c.id, p.c.name).where(p.c.account_id == account_id)
     return [ProductRow(*r) for r in conn.execute(query)]
 
@@ -107,22 +91,11 @@ def subscriptions(
     conn: Connection, account_id: int, statuses: Collection[str] | None = None
 ) -> list[SubscriptionRow]:
     """The account's subscriptions, ended ones included unless `statuses` narrows them."""
-    s = table_of(StripeSubscription)
+    s = table_of(models.StripeSubscription)
     query = select(*(s.c[name] for name in SubscriptionRow._fields)).where(s.c.account_id == account_id)
     if statuses is not None:
         query = query.where(s.c.status.in_(list(statuses)))
     return [SubscriptionRow(*r) for r in conn.execute(query)]
-
-
-def subscription_items(
-    conn: Connection, account_id: int, price_ids: Collection[str] | None = None
-) -> list[SubscriptionItemRow]:
-    """The current items of the account's subscriptions, or only those on these prices."""
-    i = table_of(StripeSubscriptionItem)
-    query = select(*(i.c[name] for name in SubscriptionItemRow._fields)).where(i.c.account_id == account_id)
-    if price_ids is not None:
-        query = query.where(i.c.price_id.in_(list(price_ids)))
-    return [SubscriptionItemRow(*r) for r in conn.execute(query)]
 
 
 def _resolved_at(raw: dict[str, Any]) -> int | None:
@@ -133,7 +106,7 @@ def _resolved_at(raw: dict[str, Any]) -> int | None:
 
 def invoices(conn: Connection, account_id: int, statuses: Collection[str]) -> list[InvoiceRow]:
     """The account's invoices in these statuses that belong to a customer."""
-    v = table_of(StripeInvoice)
+    v = table_of(models.StripeInvoice)
     query = select(
         v.c.id,
         v.c.customer_id,
@@ -149,7 +122,7 @@ def invoices(conn: Connection, account_id: int, statuses: Collection[str]) -> li
 
 def line_quantities(conn: Connection, account_id: int) -> list[LineQuantity]:
     """Quantity and discount of every stored invoice line of the account."""
-    n = table_of(StripeInvoiceLine)
+    n = table_of(models.StripeInvoiceLine)
     query = select(n.c.id, n.c.quantity, n.c.discount_total).where(n.c.account_id == account_id)
     return [LineQuantity(*r) for r in conn.execute(query)]
 

@@ -7,16 +7,7 @@ from sqlalchemy.engine import Engine
 
 from integrations.stripe import records
 from integrations.stripe.models import StripeInvoiceLine
-from integrations.stripe.repository.billing import (
-    PricedItem,
-    StoredLine,
-    StoredSubscription,
-    has_lines,
-    product_names,
-    stored_lines,
-    subscription_items,
-    subscriptions,
-)
+from integrations.stripe.repository import billing
 from integrations.stripe.store import upsert
 from metrics.tables import table_of
 from tests.support.rebuild_worlds import T, monthly_world
@@ -30,9 +21,9 @@ def test_stored_lines_carry_their_invoice_and_price_in_line_id_order(engine: Eng
     store(engine, account, monthly_world())
     store(engine, other, [b.invoice("in_x", "cus_x", [b.line("il_x", "in_x", 5, (T(2026, 1), T(2026, 2)))])])
     with engine.connect() as conn:
-        lines = list(stored_lines(conn, account.id or 0))
+        lines = list(billing.stored_lines(conn, account.id or 0))
     assert [ln.id for ln in lines] == sorted(["il_a0", "il_a1", "il_a2", "il_setup", "il_void", "il_b"])
-    assert all(isinstance(ln, StoredLine) for ln in lines)
+    assert all(isinstance(ln, billing.StoredLine) for ln in lines)
     by_id = {ln.id: ln for ln in lines}
     yearly = by_id["il_b"]
     assert (yearly.invoice_id, yearly.amount, yearly.period_start, yearly.period_end) == (
@@ -74,7 +65,7 @@ def test_a_line_whose_invoice_and_price_are_not_stored_has_none_for_their_fields
     with engine.begin() as conn:  # only the line: neither its invoice nor its price is stored
         upsert(conn, table_of(StripeInvoiceLine), [row], account.id or 0)
     with engine.connect() as conn:
-        (line,) = stored_lines(conn, account.id or 0)
+        (line,) = billing.stored_lines(conn, account.id or 0)
     assert (line.id, line.invoice_id, line.price_id, line.amount) == ("il_o", "in_gone", "price_gone", 700)
     assert line[len(line) - 10 :] == (None,) * 10  # the invoice's five fields, then the price's five
 
@@ -83,9 +74,9 @@ def test_subscriptions_and_their_items_with_prices(engine: Engine) -> None:
     account = make_account(engine)
     store(engine, account, monthly_world())
     with engine.connect() as conn:
-        subs = {s.id: s for s in subscriptions(conn, account.id or 0)}
-        items = subscription_items(conn, account.id or 0)
-    assert subs["sub_a"] == StoredSubscription(
+        subs = {s.id: s for s in billing.subscriptions(conn, account.id or 0)}
+        items = billing.subscription_items(conn, account.id or 0)
+    assert subs["sub_a"] == billing.StoredSubscription(
         "sub_a",
         "cus_a",
         "active",
@@ -103,7 +94,7 @@ def test_subscriptions_and_their_items_with_prices(engine: Engine) -> None:
     )
     assert [(i.subscription_id, i.id) for i in items] == [("sub_a", "si_a"), ("sub_b", "si_b")]
     monthly = items[0]
-    assert isinstance(monthly, PricedItem)
+    assert isinstance(monthly, billing.PricedItem)
     assert (monthly.price_id, monthly.quantity, monthly.current_period_start) == ("price_m", 1, T(2026, 3))
     assert (monthly.product_id, monthly.currency, monthly.unit_amount) == ("prod_pro", "usd", 10000)
     assert (monthly.type, monthly.interval, monthly.interval_count, monthly.usage_type) == (
@@ -119,9 +110,9 @@ def test_product_names_and_whether_any_line_is_stored(engine: Engine) -> None:
     empty = make_account(engine, name="empty")
     store(engine, account, [*monthly_world(), {**b.product("prod_anon", "x"), "name": None}])
     with engine.connect() as conn:
-        assert product_names(conn, account.id or 0) == {
+        assert billing.product_names(conn, account.id or 0) == {
             "prod_pro": "Pro"
         }  # a product without a name is left out
-        assert product_names(conn, empty.id or 0) == {}
-        assert has_lines(conn, account.id or 0)
-        assert not has_lines(conn, empty.id or 0)
+        assert billing.product_names(conn, empty.id or 0) == {}
+        assert billing.has_lines(conn, account.id or 0)
+        assert not billing.has_lines(conn, empty.id or 0)

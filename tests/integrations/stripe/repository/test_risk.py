@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from integrations.stripe.repository import billing
 from integrations.stripe.repository import risk as stored
 from integrations.stripe.repository.risk import (
     InvoiceRow,
@@ -11,7 +12,6 @@ from integrations.stripe.repository.risk import (
     MeterUsageRow,
     PriceRow,
     ProductRow,
-    SubscriptionItemRow,
     SubscriptionRow,
 )
 from tests.support.stripe_rows import make_account, store
@@ -108,14 +108,16 @@ def test_subscriptions_all_or_by_status(engine: Engine) -> None:
 
 
 def test_subscription_items_all_or_by_price(engine: Engine) -> None:
+    """The signals read items through the billing repository, all of them or those on metered prices."""
     account = make_account(engine)
     store(engine, account, _world())
     with engine.connect() as conn:
-        every = sorted(stored.subscription_items(conn, account.id or 0))
-        calls = stored.subscription_items(conn, account.id or 0, price_ids={"price_calls"})
+        every = sorted(billing.subscription_items(conn, account.id or 0))
+        calls = billing.subscription_items(conn, account.id or 0, price_ids={"price_calls"})
     assert [i.id for i in every] == ["si_calls", "si_seats", "si_year"]
-    assert every[1] == SubscriptionItemRow("si_seats", "sub_live", "price_seats", 7, PERIOD[0], PERIOD[1])
-    assert calls == [SubscriptionItemRow("si_calls", "sub_live", "price_calls", None, PERIOD[0], PERIOD[1])]
+    assert every[1][:6] == ("si_seats", "sub_live", "price_seats", 7, PERIOD[0], PERIOD[1])
+    assert [i[:6] for i in calls] == [("si_calls", "sub_live", "price_calls", None, PERIOD[0], PERIOD[1])]
+    assert calls[0].usage_type == "metered"
 
 
 def test_invoices_in_the_asked_statuses_with_their_resolution(engine: Engine) -> None:
