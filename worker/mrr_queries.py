@@ -28,7 +28,7 @@ from metrics.classify import ONE_TIME, RECURRING
 from metrics.ledger import ClassifiedLine, FxRate, MrrSnapshot, SnapshotDay
 from metrics.money import fmt
 from metrics.mrr import EntryRow, Point, SnapshotSpreader
-from metrics.rates import parse_rates_csv
+from metrics.rates import Rate, RateTable, parse_rates_csv
 from metrics.tables import CHUNK, raw_rows, table_of
 from worker.models import Account
 
@@ -323,6 +323,13 @@ def snapshots_until(conn: Connection, account_id: int, until: date) -> list[tupl
     """Every stored snapshot up to `until` (inclusive): (customer, day, MRR)."""
     query = select(S.c.customer_id, S.c.day, S.c.mrr).where(S.c.account_id == account_id, S.c.day <= until)
     return [(customer, day, mrr) for customer, day, mrr in conn.execute(query)]
+
+
+def load_rates(conn: Connection) -> RateTable:
+    """Every stored exchange rate, for the rebuild to convert lines with (a few thousand rows at most)."""
+    return RateTable(
+        Rate(r.day, r.currency, r.rate) for r in conn.execute(select(R.c.day, R.c.currency, R.c.rate))
+    )
 
 
 def import_rates(engine: Engine, text: str) -> int:

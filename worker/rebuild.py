@@ -29,13 +29,13 @@ from integrations.stripe.repository import billing
 from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.calendar import month_starts_covering, utc_day, utc_now
 from metrics.classify import ONE_TIME, PRORATION, RECURRING, classify, invoice_exclusion
-from metrics.ledger import ClassifiedLine, FxRate, LedgerBuild, MrrSnapshot, SnapshotDay
+from metrics.ledger import ClassifiedLine, LedgerBuild, MrrSnapshot, SnapshotDay
 from metrics.mrr import EntryRow, convert, months_of_period, round_div
-from metrics.rates import Rate, RateTable
+from metrics.rates import RateTable
 from metrics.records import LineRecord
 from metrics.tables import table_of
 from worker.models import Account
-from worker.mrr_queries import bulk_insert, ensure_snapshots, points_for, write_snapshots
+from worker.mrr_queries import bulk_insert, ensure_snapshots, load_rates, points_for, write_snapshots
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
@@ -123,13 +123,6 @@ class LineFacts(NamedTuple):
     interval: str | None
     interval_count: int | None
     quantity: int | None
-
-
-def load_rates(conn: Connection) -> RateTable:
-    fx = table_of(FxRate)
-    return RateTable(
-        Rate(r.day, r.currency, r.rate) for r in conn.execute(select(fx.c.day, fx.c.currency, fx.c.rate))
-    )
 
 
 class _Builder:
