@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from integrations.stripe.repository.customers import object_counts, sync_outcome
+from integrations.stripe.repository.customers import object_counts
+from integrations.stripe.repository.sync_state import sync_outcome
 from metrics.calendar import utc_datetime
 from worker.alert_state import last_alert_status
 from worker.models import Account

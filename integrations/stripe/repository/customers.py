@@ -1,14 +1,14 @@
 """Reads of stored customers and of what an account holds as a whole: names for the payloads, the counts
-and the last sync's outcome for `retention status`.
+for `retention status`.
 
-Commands show a customer's name beside its id, and `status` shows how many objects of each kind a sync stored
-and how it went; these used to be small queries written where they were needed, so they live here once,
+Commands show a customer's name beside its id, and `status` shows how many objects of each kind a sync
+stored; these used to be small queries written where they were needed, so they live here once,
 tested on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -58,23 +58,3 @@ def object_counts(conn: Connection, account_id: int) -> dict[str, int]:
         query = select(func.count()).select_from(table).where(table.c.account_id == account_id)
         found[name] = int(conn.execute(query).scalar() or 0)
     return found
-
-
-class SyncOutcome(NamedTuple):
-    """How the account's last sync went, as `status` shows it and the at-risk rules date stored state."""
-
-    last_sync_at: int | None
-    last_sync_ok: bool | None
-    last_error: str | None
-    mode: str | None
-    rejected: list[dict[str, Any]]
-
-
-def sync_outcome(conn: Connection, account_id: int) -> SyncOutcome | None:
-    """The account's sync bookkeeping, or None before its first sync."""
-    s = table_of(models.SyncState)
-    query = select(*(s.c[name] for name in SyncOutcome._fields)).where(s.c.account_id == account_id)
-    row = conn.execute(query).first()
-    if row is None:
-        return None
-    return SyncOutcome(row.last_sync_at, row.last_sync_ok, row.last_error, row.mode, list(row.rejected or []))

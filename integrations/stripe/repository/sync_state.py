@@ -1,8 +1,9 @@
 """Reads a sync makes of what earlier syncs stored: its own bookkeeping row, and the customers' creation
 times that split the invoice history into ranges of equal work.
 
-The sync (integrations/stripe/sync.py) and the rebuild's staleness check (worker/rebuild.py) read these; the
-sync still writes its row itself, in the transaction that stores the pages the row describes.
+The sync (integrations/stripe/sync.py), the rebuild's staleness check (worker/rebuild.py) and `status`
+(worker/status.py) read these; the sync still writes its row itself, in the transaction that stores the
+pages the row describes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,26 @@ def sync_state(conn: Connection, account_id: int) -> StoredSyncState | None:
     return StoredSyncState(
         row.mode, row.events_cursor, row.events_cursor_created, row.checkpoint, row.rejected
     )
+
+
+class SyncOutcome(NamedTuple):
+    """How the account's last sync went, as `status` shows it and the at-risk rules date stored state."""
+
+    last_sync_at: int | None
+    last_sync_ok: bool | None
+    last_error: str | None
+    mode: str | None
+    rejected: list[dict[str, Any]]
+
+
+def sync_outcome(conn: Connection, account_id: int) -> SyncOutcome | None:
+    """The account's sync bookkeeping, or None before its first sync."""
+    s = table_of(SyncState)
+    query = select(*(s.c[name] for name in SyncOutcome._fields)).where(s.c.account_id == account_id)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return SyncOutcome(row.last_sync_at, row.last_sync_ok, row.last_error, row.mode, list(row.rejected or []))
 
 
 def last_sync_at(conn: Connection, account_id: int) -> int | None:

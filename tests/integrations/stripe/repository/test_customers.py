@@ -11,8 +11,8 @@ from integrations.stripe.repository.customers import (
     customer_names,
     has_customer,
     object_counts,
-    sync_outcome,
 )
+from integrations.stripe.repository.sync_state import sync_outcome
 from tests.support.stripe_rows import make_account, store
 from worker.demo import builders as b
 
