@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from integrations.stripe.repository.customers import object_counts
-from integrations.stripe.repository.sync_state import sync_outcome
+from integrations.stripe.repository.sync_state import sync_state
 from metrics.calendar import utc_datetime
 from worker.alert_state import last_alert_status
 from worker.models import Account
@@ -28,7 +28,7 @@ def account_status(engine: Engine, session: Session, account: Account) -> dict[s
     """One entry of `status --json`; `session` is the one the command loaded the account with."""
     assert account.id is not None
     with engine.connect() as conn:
-        state = sync_outcome(conn, account.id)
+        state = sync_state(conn, account.id)
         counts = object_counts(conn, account.id)
     return {
         "name": account.name,

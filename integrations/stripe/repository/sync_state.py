@@ -18,13 +18,17 @@ from metrics.tables import table_of
 
 
 class StoredSyncState(NamedTuple):
-    """What the sync reads back to pick its mode and resume: cursor, checkpoint and last rejected objects."""
+    """The account's sync bookkeeping: what the sync reads back to pick its mode and resume (cursor,
+    checkpoint), and how the last sync went, as `status` shows it."""
 
     mode: str | None
     events_cursor: str | None
     events_cursor_created: int | None
     checkpoint: dict[str, Any]
     rejected: list[dict[str, Any]]
+    last_sync_at: int | None = None
+    last_sync_ok: bool | None = None
+    last_error: str | None = None
 
 
 def sync_state(conn: Connection, account_id: int) -> StoredSyncState | None:
@@ -32,31 +36,7 @@ def sync_state(conn: Connection, account_id: int) -> StoredSyncState | None:
     st = table_of(SyncState)
     query = select(*(st.c[name] for name in StoredSyncState._fields)).where(st.c.account_id == account_id)
     row = conn.execute(query).first()
-    if row is None:
-        return None
-    return StoredSyncState(
-        row.mode, row.events_cursor, row.events_cursor_created, row.checkpoint, row.rejected
-    )
-
-
-class SyncOutcome(NamedTuple):
-    """How the account's last sync went, as `status` shows it and the at-risk rules date stored state."""
-
-    last_sync_at: int | None
-    last_sync_ok: bool | None
-    last_error: str | None
-    mode: str | None
-    rejected: list[dict[str, Any]]
-
-
-def sync_outcome(conn: Connection, account_id: int) -> SyncOutcome | None:
-    """The account's sync bookkeeping, or None before its first sync."""
-    s = table_of(SyncState)
-    query = select(*(s.c[name] for name in SyncOutcome._fields)).where(s.c.account_id == account_id)
-    row = conn.execute(query).first()
-    if row is None:
-        return None
-    return SyncOutcome(row.last_sync_at, row.last_sync_ok, row.last_error, row.mode, list(row.rejected or []))
+    return None if row is None else StoredSyncState._make(row)
 
 
 def last_sync_at(conn: Connection, account_id: int) -> int | None:

@@ -12,7 +12,7 @@ from integrations.stripe.repository.customers import (
     has_customer,
     object_counts,
 )
-from integrations.stripe.repository.sync_state import sync_outcome
+from integrations.stripe.repository.sync_state import sync_state
 from tests.support.stripe_rows import make_account, store
 from worker.demo import builders as b
 
@@ -72,10 +72,10 @@ def test_object_counts_cover_every_kind_in_order(engine: Engine) -> None:
     assert list(counts) == list(empty) and set(empty.values()) == {0}
 
 
-def test_sync_outcome_is_none_before_the_first_sync(engine: Engine) -> None:
+def test_the_last_sync_outcome_is_none_before_the_first_sync(engine: Engine) -> None:
     account = make_account(engine)
     with engine.connect() as conn:
-        assert sync_outcome(conn, account.id or 0) is None
+        assert sync_state(conn, account.id or 0) is None
     rejected = [{"object": "customer", "id": "cus_x", "error": "created: not an integer"}]
     with Session(engine) as session:
         session.add(
@@ -90,6 +90,7 @@ def test_sync_outcome_is_none_before_the_first_sync(engine: Engine) -> None:
         )
         session.commit()
     with engine.connect() as conn:
-        outcome = sync_outcome(conn, account.id or 0)
+        outcome = sync_state(conn, account.id or 0)
     assert outcome is not None
-    assert outcome == (1_700_000_000, False, "StripeReadError: 500", "incremental", rejected)
+    shown = (outcome.last_sync_at, outcome.last_sync_ok, outcome.last_error, outcome.mode, outcome.rejected)
+    assert shown == (1_700_000_000, False, "StripeReadError: 500", "incremental", rejected)

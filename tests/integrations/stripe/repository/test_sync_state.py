@@ -36,6 +36,7 @@ def test_sync_state_is_none_before_the_first_sync_then_its_row(engine: Engine) -
             events_cursor_created=1_700_000_000,
             checkpoint={"full": {"started": 5}},
             rejected=[{"id": "cus_bad", "object": "customer", "error": "no created"}],
+            last_sync_at=1_700_000_100,
         )
         assert repo.last_sync_at(conn, aid) == 1_700_000_100
         assert repo.sync_state(conn, aid + 1) is None
