@@ -48,14 +48,7 @@ def month_starts_between(first: date, last: date) -> list[date]:
     For reading stored month-start snapshots inside a range: a `first` in mid-month does not bring its own
     month's start, which lies before it (compare `month_starts_covering`).
     """
-    current = date(first.year, first.month, 1)
-    if current < first:
-        current = next_month_start(current)
-    out = []
-    while current <= last:
-        out.append(current)
-        current = next_month_start(current)
-    return out
+    return [d for d in month_starts_covering(first, last) if d >= first]
 
 
 def month_starts_covering(first: date, last: date) -> list[date]:

@@ -365,7 +365,7 @@ def _upcoming(
     Licensed items count at the subscription's current items from the change (the latest proration in the
     period, else the period start); invoiced licensed lines of that period stop there. Metered items with no
     line for the current period carry the last billed period's amount forward. Only active / past_due / unpaid
-    billing.subscriptions.
+    subscriptions.
     """
     by_sub: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
