@@ -39,7 +39,15 @@ from worker.alert_state import (
 from worker.db import session_scope
 from worker.models import Account
 from worker.rebuild import ensure_ledger
-from worker.risk import assess_records, dashboard_url, is_current, load_records, paying, refresh_meter_usage
+from worker.risk import (
+    assess_records,
+    dashboard_url,
+    is_current,
+    load_records,
+    paying,
+    refresh_meter_usage,
+    with_links,
+)
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -222,8 +230,7 @@ def run_alerts(
     mrr = paying(engine, account, as_of)
     records = load_records(engine, account, mrr)
     names = {r.customer_id: r.name for r in records}
-    ranked = assess_records(records, as_of, is_current(engine, account, as_of))
-    items = [AtRiskAccount(a, dashboard_url(account, a.customer_id)) for a in ranked]
+    items = with_links(account, assess_records(records, as_of, is_current(engine, account, as_of)))
     result.at_risk, result.mrr_at_risk = len(items), sum(i.assessment.mrr for i in items)
     with Session(engine, expire_on_commit=False) as session:
         plan = _plan(session, account, items, set(mrr), names, write=not dry_run)

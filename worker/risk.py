@@ -77,10 +77,10 @@ def _prices(conn: Connection, account_id: int) -> tuple[dict[str, PriceRow], dic
 
 
 def _subscriptions(
-    conn: Connection, account_id: int, prices: dict[str, PriceRow]
+    conn: Connection, account_id: int, prices: dict[str, PriceRow], all_items: list[billing.PricedItem]
 ) -> dict[str, list[SubscriptionState]]:
     items: dict[str, list[billing.PricedItem]] = defaultdict(list)
-    for item in billing.subscription_items(conn, account_id):
+    for item in all_items:
         items[item.subscription_id].append(item)
     out: dict[str, list[SubscriptionState]] = defaultdict(list)
     for sub in stored.subscriptions(conn, account_id):
@@ -122,12 +122,16 @@ def _invoices(conn: Connection, account_id: int) -> dict[str, list[InvoiceState]
 
 
 def _lines(
-    conn: Connection, account_id: int, prices: dict[str, PriceRow], products: dict[str, str]
+    conn: Connection,
+    account_id: int,
+    prices: dict[str, PriceRow],
+    products: dict[str, str],
+    items: list[billing.PricedItem],
 ) -> tuple[dict[str, list[LicensedLine]], dict[str, list[UsageSeries]], dict[str, set[str]]]:
     """Recurring ledger lines: licensed ones with quantity and discount, metered ones as usage series
     (and, per customer, the meters whose usage is already seen on billed lines)."""
     quantities = {q.id: (q.quantity, q.discount_total) for q in stored.line_quantities(conn, account_id)}
-    item_qty = {i.id: i.quantity for i in billing.subscription_items(conn, account_id)}
+    item_qty = {i.id: i.quantity for i in items}
     licensed: dict[str, list[LicensedLine]] = defaultdict(list)
     usage: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
     labels: dict[tuple[str, str], str] = {}
@@ -194,9 +198,10 @@ def load_records(engine: Engine, account: Account, mrr: dict[str, int]) -> list[
     with engine.connect() as conn:
         names = _names(conn, account_id)
         prices, products = _prices(conn, account_id)
-        subs = _subscriptions(conn, account_id, prices)
+        items = billing.subscription_items(conn, account_id)  # read once: subscriptions and seats both use it
+        subs = _subscriptions(conn, account_id, prices, items)
         invoices = _invoices(conn, account_id)
-        licensed, billed, billed_meters = _lines(conn, account_id, prices, products)
+        licensed, billed, billed_meters = _lines(conn, account_id, prices, products, items)
         metered = _meter_usage(conn, account_id, prices, products)
     return [
         CustomerRecords(
@@ -238,7 +243,11 @@ def assess_records(records: list[CustomerRecords], as_of: datetime, current: boo
 def assess_account(engine: Engine, account: Account, as_of: datetime) -> list[AtRiskAccount]:
     """Every paying customer with a signal at `as_of`, highest score first, with its dashboard link."""
     records = load_records(engine, account, paying(engine, account, as_of))
-    ranked = assess_records(records, as_of, is_current(engine, account, as_of))
+    return with_links(account, assess_records(records, as_of, is_current(engine, account, as_of)))
+
+
+def with_links(account: Account, ranked: list[RiskAssessment]) -> list[AtRiskAccount]:
+    """The assessments as the digest and the payloads show them: each with its Stripe dashboard link."""
     return [AtRiskAccount(a, dashboard_url(account, a.customer_id)) for a in ranked]
 
 
