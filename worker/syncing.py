@@ -14,7 +14,6 @@ from sqlalchemy.engine import Engine
 
 from integrations.stripe.client import StripeReader, StripeReadError
 from integrations.stripe.models import SyncState
-from integrations.stripe.repository.customers import object_counts
 from integrations.stripe.sync import Progress, Syncer, SyncOutcome
 from metrics.tables import table_of
 from worker.accounts import stripe_config
@@ -96,9 +95,3 @@ def _record(engine: Engine, account_id: int, result: SyncResult) -> None:
     }
     with engine.begin() as conn:
         conn.execute(update(state).where(state.c.account_id == account_id).values(**values))
-
-
-def counts(engine: Engine, account_id: int) -> dict[str, int]:
-    """Objects stored per kind, whatever their status (docs/interface.md), for callers holding an engine."""
-    with engine.connect() as conn:
-        return object_counts(conn, account_id)

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from integrations.stripe.models import SyncState
 from metrics.tables import table_of
-from tests.support.stripe_world import add_account, build_world, snapshot, world_totals
+from tests.support.stripe_world import add_account, build_world, counts, snapshot, world_totals
 from worker.db import ensure_schema
 from worker.demo.stripe_server import FakeStripe, Fault
 from worker.settings import get_settings
-from worker.syncing import counts, run_sync
+from worker.syncing import run_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 

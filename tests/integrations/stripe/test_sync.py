@@ -19,10 +19,9 @@ from integrations.stripe.models import (
 )
 from integrations.stripe.sync import Syncer
 from metrics.tables import table_of
-from tests.support.stripe_world import KEY, add_account, build_world, snapshot, world_totals
+from tests.support.stripe_world import KEY, add_account, build_world, counts, snapshot, world_totals
 from worker.demo import builders as b
 from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
-from worker.syncing import counts
 
 FAST = RetryPolicy(attempts=4, base=0.001, max_wait=0.01)
 
