@@ -19,10 +19,10 @@ from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
 from tests.support.pg import create_database, drop_database
+from tests.support.redis_db import REDIS_URL, ForeignDatabase, claim, reset
 from worker.db import ensure_schema
 from worker.demo.stripe_server import FakeStripe, StripeWorld
 
-REDIS_URL = os.environ.get("RETENTION_TEST_REDIS", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 PG_HINT = (
@@ -92,15 +92,27 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     return request.getfixturevalue("pg_engine")
 
 
-@pytest.fixture
-def redis_url() -> str:
+@pytest.fixture(scope="session")
+def redis_database() -> Iterator[str]:
+    """The tests' Redis database (RETENTION_TEST_REDIS), claimed once per run and emptied when it ends."""
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.exceptions.ConnectionError:
         _unavailable(REDIS_HINT)
+    try:
+        claim(client)
+    except ForeignDatabase as refused:
+        pytest.fail(str(refused))
+    yield REDIS_URL
     client.flushdb()
-    return REDIS_URL
+
+
+@pytest.fixture
+def redis_url(redis_database: str) -> str:
+    """The tests' Redis database, empty but for its marker at the start of each test."""
+    reset(redis.Redis.from_url(redis_database))
+    return redis_database
 
 
 @pytest.fixture
