@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from integrations.stripe.models import StripeCustomer, StripeInvoice, StripeInvoiceLine, StripeSubscription
 from metrics.ledger import ClassifiedLine
 from metrics.runs import MetricRun
+from tests.support.redis_db import reset
 from tests.support.slack_server import FakeSlack
 from worker.accounts import connect_account
 from worker.celery_app import TASK_NIGHTLY_ALL, make_celery
@@ -50,12 +51,9 @@ RETENTION = str(Path(sys.executable).parent / "retention")
 
 @pytest.fixture
 def broker_url(redis_url: str) -> Iterator[str]:
-    """Redis db 14 for the broker and locks, flushed before and after (redis_url checks Redis is up)."""
-    url = redis_url.rsplit("/", 1)[0] + "/14"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
+    """The tests' own Redis database serves as broker and lock store (redis_url claimed and emptied it)."""
+    yield redis_url
+    reset(redis.Redis.from_url(redis_url))
 
 
 @pytest.fixture
