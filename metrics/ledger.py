@@ -88,3 +88,6 @@ class LedgerBuild(SQLModel, table=True):
     sync_at: int | None = Field(
         default=None, sa_column=Column(BigInteger, nullable=True)
     )  # SyncState.last_sync_at
+    # what the ledger was built with besides stored objects (reporting currency, rates, ledger format): a
+    # rebuild with other inputs recomputes every customer
+    inputs: str | None = Field(default=None, max_length=255)

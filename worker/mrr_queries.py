@@ -13,6 +13,7 @@ never build statements over those tables.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from integrations.stripe.models import StripeProduct
 from metrics.calendar import day_ts, moment_ts, month_start, next_month_start, utc_datetime, utc_day
 from metrics.classify import ONE_TIME, RECURRING
-from metrics.ledger import ClassifiedLine, FxRate, MrrSnapshot, SnapshotDay
+from metrics.ledger import ClassifiedLine, FxRate, LedgerBuild, MrrSnapshot, SnapshotDay
 from metrics.money import fmt
 from metrics.mrr import EntryRow, Point, SnapshotSpreader
 from metrics.rates import Rate, RateTable, parse_rates_csv
@@ -151,22 +152,43 @@ def ensure_snapshots(engine: Engine, account: Account, days: list[date]) -> None
         return
     account_id = account.id or 0
     with engine.begin() as conn:
-        done = {
-            r[0] if isinstance(r[0], date) else date.fromisoformat(str(r[0]))
-            for r in conn.execute(select(D.c.day).where(D.c.account_id == account_id))
-        }
-        missing = [d for d in wanted if d not in done]
-        if not missing:
-            return
-        conn.execute(delete(S).where(S.c.account_id == account_id, S.c.day.in_(missing)))
-        points = points_for(missing)
-        write_snapshots(conn, account_id, points, _entries(conn, account_id, (points[0].t, points[-1].t)))
+        done = set(stored_snapshot_days(conn, account_id))
+        fill_snapshot_days(conn, account_id, [d for d in wanted if d not in done])
+
+
+def stored_snapshot_days(conn: Connection, account_id: int) -> list[date]:
+    """The days whose snapshots are done, oldest first."""
+    rows = conn.execute(select(D.c.day).where(D.c.account_id == account_id).order_by(D.c.day))
+    return [r[0] if isinstance(r[0], date) else date.fromisoformat(str(r[0])) for r in rows]
+
+
+def fill_snapshot_days(conn: Connection, account_id: int, days: Sequence[date]) -> None:
+    """Compute these days' snapshots for every customer from the stored ledger (one streamed pass in customer
+    order for all of them) and mark them done."""
+    if not days:
+        return
+    conn.execute(delete(S).where(S.c.account_id == account_id, S.c.day.in_(list(days))))
+    points = points_for(days)
+    write_snapshots(conn, account_id, points, _entries(conn, account_id, (points[0].t, points[-1].t)))
+
+
+def delete_snapshot_days(conn: Connection, account_id: int, days: Sequence[date]) -> None:
+    """Drop these days' snapshots and their done marks."""
+    for i in range(0, len(days), 500):
+        chunk = list(days[i : i + 500])
+        conn.execute(delete(S).where(S.c.account_id == account_id, S.c.day.in_(chunk)))
+        conn.execute(delete(D).where(D.c.account_id == account_id, D.c.day.in_(chunk)))
 
 
 def write_snapshots(
-    conn: Connection, account_id: int, points: Sequence[Point], groups: Iterable[tuple[str, list[EntryRow]]]
+    conn: Connection,
+    account_id: int,
+    points: Sequence[Point],
+    groups: Iterable[tuple[str, list[EntryRow]]],
+    mark_days: bool = True,
 ) -> None:
-    """Snapshot rows of these points from each customer's counted lines, and the points' days marked done.
+    """Snapshot rows of these points from each customer's counted lines, and (`mark_days`) the points' days
+    marked done.
 
     `groups` are (customer, lines) with every customer at most once (lines outside the points are ignored).
     Rows are built as the tuples written (the day already in the column's stored form), in batches of CHUNK.
@@ -186,7 +208,8 @@ def write_snapshots(
             batch = []
             append = batch.append
     _write(conn, batch)
-    conn.execute(insert(D), [{"account_id": account_id, "day": p.day} for p in points])
+    if mark_days:
+        conn.execute(insert(D), [{"account_id": account_id, "day": p.day} for p in points])
 
 
 @dataclass(frozen=True)
@@ -330,6 +353,33 @@ def load_rates(conn: Connection) -> RateTable:
     return RateTable(
         Rate(r.day, r.currency, r.rate) for r in conn.execute(select(R.c.day, R.c.currency, R.c.rate))
     )
+
+
+class BuildRecord(NamedTuple):
+    """When the account's ledger was last built, from which sync, with which inputs (worker/rebuild.py)."""
+
+    built_at: int
+    sync_at: int | None
+    inputs: str | None
+
+
+def last_build(conn: Connection, account_id: int) -> BuildRecord | None:
+    """The account's last ledger build, or None if it was never built."""
+    b = table_of(LedgerBuild)
+    row = conn.execute(
+        select(b.c.built_at, b.c.sync_at, b.c.inputs).where(b.c.account_id == account_id)
+    ).first()
+    return None if row is None else BuildRecord(*row)
+
+
+def rates_digest(conn: Connection) -> str:
+    """A digest of every stored exchange rate: the rebuild recomputes every customer when it changes."""
+    h = hashlib.sha256()
+    for currency, day, rate in conn.execute(
+        select(R.c.currency, R.c.day, R.c.rate).order_by(R.c.currency, R.c.day)
+    ):
+        h.update(f"{currency}|{day}|{rate}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def import_rates(engine: Engine, text: str) -> int:

@@ -172,6 +172,22 @@ class SyncState(SQLModel, table=True):
     requests: int = 0
 
 
+class PendingChange(SQLModel, table=True):
+    """An object an incremental sync stored since the ledger was last built: the rebuild recomputes the ledger
+    and snapshots of the customers these name, not the whole account (README, "Incremental rebuild").
+
+    `kind` is customer (a customer whose customer, subscription or invoice objects changed), price or product
+    (the rebuild finds the customers billed on it), or all (after a full sync: every customer; object_id "").
+    `noted_at` lets a rebuild clear only what it read, never a change noted while it ran.
+    """
+
+    __tablename__ = "pending_change"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    kind: str = Field(primary_key=True, max_length=10)
+    object_id: str = Field(primary_key=True, max_length=255)
+    noted_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 # Every table holding Stripe objects (not the sync's own bookkeeping), parents before children: the order a
 # copy or a reset of an account's stored objects can follow, for code that treats them all alike.
 STRIPE_TABLES: tuple[type[SQLModel], ...] = (

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 
+from integrations.stripe import changes
 from integrations.stripe.client import NotFound, StripeReader
 from integrations.stripe.models import SyncState
 from integrations.stripe.pages import Page, balanced_ranges, complete_lines, iter_pages, list_params
@@ -209,8 +210,10 @@ class Syncer:
                     }
             with self.engine.begin() as conn:
                 self._save_state(conn, checkpoint={"full": cp})
+                changes.note_all(conn, self.account_id)  # the pages stored next change any customer
         _FullRun(self, cp).run()
         with self.engine.begin() as conn:
+            changes.note_all(conn, self.account_id)  # again: a rebuild may have run while this was resumed
             self._save_state(
                 conn, checkpoint={}, mode="full", events_cursor_created=cp["started"], rejected=cp["rejected"]
             )
@@ -279,6 +282,7 @@ class Syncer:
                     complete_lines(self.reader, obj)
         with self.engine.begin() as conn:
             ids, bad = store_page(conn, self.account_id, name, objects)
+            changes.note_page(conn, self.account_id, name, objects)  # what the next rebuild recomputes
         rejected.extend(bad)
         self._count(name, len(ids))
         return ids

@@ -8,11 +8,12 @@ there. A rebuild reads every line of the account, so these functions never build
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, and_, select
+from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from integrations.stripe import models
 from metrics.tables import raw_rows, table_of
@@ -159,3 +160,138 @@ def has_lines(conn: Connection, account_id: int) -> bool:
     """Whether any invoice line of the account is stored (one index probe, not a count)."""
     li = table_of(models.StripeInvoiceLine)
     return conn.execute(select(li.c.id).where(li.c.account_id == account_id).limit(1)).first() is not None
+
+
+# -- per batch of customers (the rebuild goes through an account a batch at a time: memory stays flat) -------
+# Customer ids go into the statements as quoted literals (raw_rows inlines them); a batch is a few hundred.
+
+
+def customer_ids(conn: Connection, account_id: int) -> list[str]:
+    """Every customer a stored invoice line, invoice or subscription names, sorted (the full rebuild's
+    batches); ids only, a few MB at 100,000 customers."""
+    li, inv = table_of(models.StripeInvoiceLine), table_of(models.StripeInvoice)
+    s = table_of(models.StripeSubscription)
+    found: set[str] = set()
+    for table in (li, inv, s):
+        query = select(table.c.customer_id).where(table.c.account_id == account_id).distinct()
+        found.update(c for (c,) in raw_rows(conn, query) if c)
+    return sorted(found)
+
+
+def earliest_time(conn: Connection, account_id: int) -> int | None:
+    """The earliest period start, invoice date or current period start stored: no ledger line starts before
+    it (the rebuild writes snapshots from its month on, then drops the months before the first revenue)."""
+    li, inv = table_of(models.StripeInvoiceLine), table_of(models.StripeInvoice)
+    s, it = table_of(models.StripeSubscription), table_of(models.StripeSubscriptionItem)
+    found = [
+        conn.execute(select(func.min(col)).where(table.c.account_id == account_id)).scalar()
+        for table, col in (
+            (li, li.c.period_start),
+            (inv, inv.c.created),
+            (s, s.c.current_period_start),
+            (it, it.c.current_period_start),
+        )
+    ]
+    times = [int(t) for t in found if t is not None]
+    return min(times) if times else None
+
+
+PriceFields = dict[str, tuple[Any, ...]]
+
+
+def price_fields(conn: Connection, account_id: int) -> PriceFields:
+    """The fields of every stored price a line takes (product, type, interval, count, usage type), by id: a
+    few hundred prices, read once per rebuild."""
+    return _by_id(conn, table_of(models.StripePrice), account_id, _PRICE_COLUMNS)
+
+
+def lines_of(
+    conn: Connection, account_id: int, customers: Sequence[str] | None, prices: PriceFields
+) -> Iterator[StoredLine]:
+    """The stored lines of these customers (None: the lines that name no customer) with their invoice's and
+    price's fields, in line id order."""
+    li, inv = table_of(models.StripeInvoiceLine), table_of(models.StripeInvoice)
+    if customers is None:
+        line_cond = li.c.customer_id.is_(None)
+        inv_query = select(inv.c.id, *(inv.c[n] for n in _INVOICE_COLUMNS)).where(
+            inv.c.account_id == account_id,
+            inv.c.id.in_(select(li.c.invoice_id).where(li.c.account_id == account_id, line_cond)),
+        )
+    else:
+        line_cond = li.c.customer_id.in_(list(customers))
+        inv_query = select(inv.c.id, *(inv.c[n] for n in _INVOICE_COLUMNS)).where(
+            inv.c.account_id == account_id, inv.c.customer_id.in_(list(customers))
+        )
+    invoices = {r[0]: r[1:] for r in raw_rows(conn, inv_query)}
+    query = (
+        select(*(li.c[name] for name in _LINE_COLUMNS))
+        .where(li.c.account_id == account_id, line_cond)
+        .order_by(li.c.id)
+    )
+    invoice_of, price_of, new = invoices.get, prices.get, tuple.__new__  # bound once: called per line
+    for row in raw_rows(conn, query):  # row[1] is the invoice id, row[12] the price id
+        yield new(StoredLine, row + invoice_of(row[1], _NO_INVOICE) + price_of(row[12], _NO_PRICE))
+
+
+def subscriptions_of(
+    conn: Connection, account_id: int, customers: Sequence[str], ids: Collection[str] = ()
+) -> list[StoredSubscription]:
+    """The subscriptions of these customers, or with these ids."""
+    s = table_of(models.StripeSubscription)
+    cond: ColumnElement[bool] = s.c.customer_id.in_(list(customers))
+    if ids:
+        cond = or_(cond, s.c.id.in_(list(ids)))
+    query = select(*(s.c[name] for name in StoredSubscription._fields)).where(
+        s.c.account_id == account_id, cond
+    )
+    return list(map(StoredSubscription._make, raw_rows(conn, query)))
+
+
+def items_of(conn: Connection, account_id: int, customers: Sequence[str]) -> list[PricedItem]:
+    """The current items (with their price) of these customers' subscriptions, by subscription, item id."""
+    it, pr, s = (
+        table_of(models.StripeSubscriptionItem),
+        table_of(models.StripePrice),
+        table_of(models.StripeSubscription),
+    )
+    price_columns = PricedItem._fields[len(_ITEM_COLUMNS) :]
+    query = (
+        select(*(it.c[name] for name in _ITEM_COLUMNS), *(pr.c[name] for name in price_columns))
+        .select_from(
+            it.join(s, and_(s.c.account_id == it.c.account_id, s.c.id == it.c.subscription_id)).outerjoin(
+                pr, and_(pr.c.account_id == it.c.account_id, pr.c.id == it.c.price_id)
+            )
+        )
+        .where(it.c.account_id == account_id, s.c.customer_id.in_(list(customers)))
+        .order_by(it.c.subscription_id, it.c.id)
+    )
+    return list(map(PricedItem._make, raw_rows(conn, query)))
+
+
+def customers_on(
+    conn: Connection, account_id: int, price_ids: Collection[str], product_ids: Collection[str]
+) -> set[str]:
+    """The customers billed or subscribed on these prices, or on prices of these products (a changed price or
+    product name changes their ledger lines or snapshot plans)."""
+    if not price_ids and not product_ids:
+        return set()
+    li, it = table_of(models.StripeInvoiceLine), table_of(models.StripeSubscriptionItem)
+    s, pr = table_of(models.StripeSubscription), table_of(models.StripePrice)
+    prices = set(price_ids)
+    if product_ids:
+        query = select(pr.c.id).where(pr.c.account_id == account_id, pr.c.product_id.in_(list(product_ids)))
+        prices.update(p for (p,) in conn.execute(query))
+    found: set[str] = set()
+    on_line: ColumnElement[bool] = li.c.price_id.in_(list(prices))
+    if product_ids:
+        on_line = or_(on_line, li.c.product_id.in_(list(product_ids)))
+    query = select(li.c.customer_id).where(li.c.account_id == account_id, on_line).distinct()
+    found.update(c for (c,) in conn.execute(query) if c)
+    query = (
+        select(s.c.customer_id)
+        .select_from(it.join(s, and_(s.c.account_id == it.c.account_id, s.c.id == it.c.subscription_id)))
+        .where(it.c.account_id == account_id, it.c.price_id.in_(list(prices)))
+        .distinct()
+    )
+    found.update(c for (c,) in conn.execute(query) if c)
+    return found

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:50:00.339686
+Create Date: 2026-12-01 12:10:29.904588
 """
 from alembic import op
 import sqlalchemy as sa
@@ -68,6 +68,7 @@ def upgrade() -> None:
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('built_at', sa.BigInteger(), nullable=False),
     sa.Column('sync_at', sa.BigInteger(), nullable=True),
+    sa.Column('inputs', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id')
     )
@@ -149,6 +150,14 @@ def upgrade() -> None:
     with op.batch_alter_table('nightly_run', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_nightly_run_account_id'), ['account_id'], unique=False)
 
+    op.create_table('pending_change',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('object_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('noted_at', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'kind', 'object_id')
+    )
     op.create_table('stripe_credit_note',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -341,6 +350,7 @@ def downgrade() -> None:
     op.drop_table('stripe_invoice')
     op.drop_table('stripe_customer')
     op.drop_table('stripe_credit_note')
+    op.drop_table('pending_change')
     with op.batch_alter_table('nightly_run', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_nightly_run_account_id'))
 
