@@ -148,11 +148,16 @@ def explain_cmd(
         _print_explain(p)
 
 
-def rebuild_cmd(name: str | None = NAME_ARG) -> None:
+def rebuild_cmd(
+    name: str | None = NAME_ARG,
+    full: bool = typer.Option(
+        False, "--full", help="Recompute every customer, not only those whose Stripe objects changed."
+    ),
+) -> None:
     """Recompute classification and snapshots from stored objects (no Stripe calls)."""
     engine = open_db()
     for a in load_accounts(engine, name):
-        result = rebuild_account(engine, a)
+        result = rebuild_account(engine, a, full=full)
         console.print(describe(result))
         for problem in result.problems:
             console.print(f"[yellow]{problem}[/yellow]")
