@@ -1,9 +1,9 @@
 """The incremental rebuild gives exactly what a rebuild from scratch gives.
 
 Two accounts sync the same local Stripe server night after night while random changes land in it (new
-customers, voided and paid invoices, seat changes, cancellations, deletions, a product renamed); one account is
-rebuilt incrementally (the default), the other from scratch (`full`). Every ledger row, snapshot and metric of
-the two must be equal, on SQLite and PostgreSQL.
+customers, voided and paid invoices, seat changes, cancellations, deletions, a product renamed); one account
+is rebuilt incrementally (the default), the other from scratch (`full`). Every ledger row, snapshot and metric
+of the two must be equal, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
