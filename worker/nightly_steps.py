@@ -62,6 +62,8 @@ def sync_step(ctx: NightContext) -> dict[str, Any]:
 def rebuild_step(ctx: NightContext) -> dict[str, Any]:
     result = rebuild_account(ctx.engine, ctx.account, today=ctx.as_of.date())
     return {
+        "mode": result.mode,  # full | incremental
+        "customers": result.customers,  # recomputed (every customer when full)
         "lines": result.lines,
         "upcoming": result.upcoming,
         "snapshot_days": result.snapshot_days,

@@ -116,9 +116,15 @@ def test_rates_import_refuses_bad_csv_and_fixes_missing_rate(cli: CliRunner, tmp
 def test_rebuild_command(cli: CliRunner) -> None:
     engine = _engine()
     store(engine, make_account(engine), monthly_world())
-    result = cli.invoke(app, ["rebuild", "acme"])
-    assert (
-        result.exit_code == 0
-        and "acme: 6 lines (1 one_time, 5 recurring); left out: 1 void invoice" in result.stdout
+    result = cli.invoke(app, ["rebuild", "acme"])  # the first build is full
+    assert result.exit_code == 0 and (
+        "acme: full rebuild of every customer: 6 lines (1 one_time, 5 recurring); left out: 1 void invoice"
+        in result.stdout
     )
+    again = cli.invoke(app, ["rebuild", "acme"])  # nothing noted as changed since
+    assert (
+        again.exit_code == 0 and "acme: incremental rebuild of 0 changed customers: 0 lines" in again.stdout
+    )
+    full = cli.invoke(app, ["rebuild", "acme", "--full"])
+    assert full.exit_code == 0 and "acme: full rebuild of every customer: 6 lines" in full.stdout
     assert cli.invoke(app, ["rebuild", "nope"]).exit_code == 2
