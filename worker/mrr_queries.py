@@ -342,6 +342,43 @@ def risk_lines(conn: Connection, account_id: int) -> list[RecurringLine]:
     return [RecurringLine(*r) for r in conn.execute(query)]
 
 
+def cohort_sums(
+    conn: Connection, account_id: int, last_month: date
+) -> tuple[list[tuple[date, int, int]], list[tuple[date, date, int]]]:
+    """The report's cohort grid summed by the database (never a row per customer and month in Python):
+    (cohort, customers, their MRR in the cohort's month) per cohort, and (cohort, month start, MRR) per cohort
+    and month start up to `last_month`. A customer's cohort is its first month start with MRR > 0."""
+    months = [d for d in stored_snapshot_days(conn, account_id) if d.day == 1 and d <= last_month]
+    if not months:
+        return [], []
+    day_type = S.c.day.type
+    firsts = (
+        select(S.c.customer_id, func.min(S.c.day, type_=day_type).label("first"))
+        .where(S.c.account_id == account_id, S.c.mrr > 0, S.c.day.in_(months))
+        .group_by(S.c.customer_id)
+        .subquery()
+    )
+    mine = and_(S.c.account_id == account_id, S.c.customer_id == firsts.c.customer_id)
+    sizes = conn.execute(
+        select(firsts.c.first, func.count(), func.sum(S.c.mrr))
+        .select_from(firsts.join(S, and_(mine, S.c.day == firsts.c.first)))
+        .group_by(firsts.c.first)
+    )
+    kept = conn.execute(
+        select(firsts.c.first, S.c.day, func.sum(S.c.mrr))
+        .select_from(firsts.join(S, and_(mine, S.c.day >= firsts.c.first, S.c.day.in_(months))))
+        .group_by(firsts.c.first, S.c.day)
+    )
+    return (
+        [(_as_date(f), int(n), int(m)) for f, n, m in sizes],
+        [(_as_date(f), _as_date(d), int(m)) for f, d, m in kept],
+    )
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
 def snapshots_until(conn: Connection, account_id: int, until: date) -> list[tuple[str, date, int]]:
     """Every stored snapshot up to `until` (inclusive): (customer, day, MRR)."""
     query = select(S.c.customer_id, S.c.day, S.c.mrr).where(S.c.account_id == account_id, S.c.day <= until)

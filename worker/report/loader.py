@@ -1,7 +1,7 @@
 """Gathering the report's payloads from the database: the same functions the JSON commands call.
 
 The trend recomputes the trailing-12-month figures at each month start (store=False, so a report never adds
-metric runs); the cohort grid reads the month-start MRR snapshots the rebuild keeps.
+metric runs); the cohort grid sums the month-start MRR snapshots the rebuild keeps, in the database.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from metrics.calendar import day_start, last_month_starts, month_start, utc_now
 from worker.metrics_run import as_of_day, compute_metrics
 from worker.models import Account
-from worker.mrr_queries import snapshots_until
-from worker.report.cohort_grid import cohort_grid
+from worker.mrr_queries import cohort_sums
+from worker.report.cohort_grid import CohortSums, grid_of
 from worker.report.render import ReportData, render_report
 from worker.risk import at_risk
 
@@ -44,11 +44,11 @@ def trend(
     return points
 
 
-def cohort_rows(engine: Engine, account: Account, until: date) -> list[tuple[str, date, int]]:
-    """Month-start snapshots up to `until`: (customer, day, MRR)."""
+def cohort_totals(engine: Engine, account: Account, last_month: date) -> CohortSums:
+    """The cohort grid's sums up to `last_month`, aggregated by the database."""
     with engine.connect() as conn:
-        rows = snapshots_until(conn, account.id or 0, until)
-    return [(customer, day, mrr) for customer, day, mrr in rows if day.day == 1]
+        sizes, kept = cohort_sums(conn, account.id or 0, last_month)
+    return CohortSums({f: (n, mrr) for f, n, mrr in sizes}, {(f, d): mrr for f, d, mrr in kept})
 
 
 def load_report(
@@ -57,7 +57,8 @@ def load_report(
     """Every payload the report shows, for one account at `as_of`."""
     t1 = as_of_day(as_of)
     metrics = compute_metrics(engine, account, as_of, store=False)
-    grid = cohort_grid(cohort_rows(engine, account, t1), last_month=month_start(t1))
+    last_month = month_start(t1)
+    grid = grid_of(cohort_totals(engine, account, last_month), last_month)
     return ReportData(
         account=account.name,
         metrics=metrics,
