@@ -1,0 +1,267 @@
+"""Nightly benchmark: what each step of a night costs, in time and peak memory, on a generated account.
+
+The sample company (worker/demo/sample.py) is served by the local Stripe-compatible server in its own process
+(worker/demo/stripe_server.py), as Stripe would be. Three nights run against it on SQLite and on PostgreSQL (a
+database of its own, dropped afterwards):
+
+- first: a full sync, then rebuild, metrics, at-risk, backtest (when the code has one), Slack digest (dry run,
+  nothing posted) and the HTML report;
+- unchanged: nothing changed in Stripe (an incremental sync, then the same steps a day later);
+- 1% changed: 1% of the customers changed through the events Stripe would send (a customer edited, a seat
+  change, a cancellation scheduled or an invoice voided, in turn), a day later again.
+
+Each step runs in a process of its own (forked from this small one), so its peak memory (maxrss) is its own:
+the figure includes the interpreter and the imported libraries (about 90 MB). Prints one table per database
+and size: seconds and peak MB per step and night.
+
+    .venv/bin/python benchmarks/nightly_bench.py [--customers 1500,6000] [--months 36]
+                                                 [--only sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import multiprocessing
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+from sqlalchemy.engine import Engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("RETENTION_HOME", tempfile.mkdtemp(prefix="nightly-bench-"))
+os.environ.setdefault("RETENTION_SECRET_KEY", Fernet.generate_key().decode())
+
+from benchmarks.scratch import make_account, scratch_database  # noqa: E402
+from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
+from integrations.stripe.sync import Syncer  # noqa: E402
+from worker.alerts import run_alerts  # noqa: E402
+from worker.db import get_engine  # noqa: E402
+from worker.demo import builders as b  # noqa: E402
+from worker.demo.sample import build_sample_world  # noqa: E402
+from worker.demo.stripe_server import FakeStripe, StripeWorld  # noqa: E402
+from worker.metrics_run import compute_metrics  # noqa: E402
+from worker.models import Account  # noqa: E402
+from worker.rebuild import rebuild_account  # noqa: E402
+from worker.report.loader import write_report  # noqa: E402
+from worker.risk import at_risk  # noqa: E402
+from worker.settings import get_settings  # noqa: E402
+
+KEY = "sk_test_123"
+NIGHTS = ("first", "unchanged", "1% changed")
+Step = Callable[[Engine, Account, datetime, str], str]
+
+
+# -- the server, in its own process ---------------------------------------------------------------------
+def change_customers(world: StripeWorld, fraction: float, seed: int = 1) -> int:
+    """Change `fraction` of the customers, each through one object and the event Stripe would send."""
+    rng = random.Random(seed)
+    now = int(time.time())
+    customers = sorted(c for c, o in world.collections["customer"].by_id.items() if not o.get("deleted"))
+    chosen = set(rng.sample(customers, max(1, int(len(customers) * fraction))))
+    subs: dict[str, list[dict[str, Any]]] = {}
+    for s in world.collections["subscription"].by_id.values():
+        if s["customer"] in chosen:
+            subs.setdefault(s["customer"], []).append(s)
+    invoices: dict[str, dict[str, Any]] = {}
+    for inv in world.collections["invoice"].by_id.values():
+        if inv["customer"] in chosen and inv["status"] == "paid":
+            newest = invoices.get(inv["customer"])
+            if newest is None or inv["created"] > newest["created"]:
+                invoices[inv["customer"]] = inv
+    for n, customer in enumerate(sorted(chosen)):
+        kind = n % 4
+        sub = (subs.get(customer) or [None])[0]
+        inv = invoices.get(customer)
+        if kind == 1 and sub is not None:
+            items = [{**i, "quantity": (i.get("quantity") or 1) + 1} for i in sub["items"]["data"]]
+            obj = world.add({**sub, "items": {**sub["items"], "data": items}})
+            event = "customer.subscription.updated"
+        elif kind == 2 and sub is not None:
+            obj, event = world.add({**sub, "cancel_at_period_end": True}), "customer.subscription.updated"
+        elif kind == 3 and inv is not None:
+            obj = world.add({**inv, "status": "void", "_all_lines": world.invoice_lines[inv["id"]]})
+            event = "invoice.voided"
+        else:
+            customer_obj = world.collections["customer"].by_id[customer]
+            obj, event = world.add({**customer_obj, "email": "changed@example.com"}), "customer.updated"
+        world.add(b.event(f"evt_bench_{n}", event, obj, now))
+    return len(chosen)
+
+
+def _serve(conn: Connection, customers: int, months: int) -> None:
+    world = build_sample_world(customers=customers, months=months)
+    with FakeStripe(world, cache_json=True) as fake:
+        conn.send(fake.url)
+        while (message := conn.recv()) != "stop":
+            conn.send(change_customers(world, message))
+
+
+@contextmanager
+def server_process(customers: int, months: int) -> Iterator[Connection]:
+    """The sample account served from its own process; first message: its URL; send a fraction to change."""
+    ours, theirs = multiprocessing.get_context("fork").Pipe()
+    proc = multiprocessing.get_context("fork").Process(target=_serve, args=(theirs, customers, months))
+    proc.start()
+    try:
+        yield ours
+    finally:
+        ours.send("stop")
+        proc.join(60)
+
+
+# -- the steps, each in its own process -------------------------------------------------------------------
+def sync_step(engine: Engine, account: Account, as_of: datetime, api_base: str) -> str:
+    reader = StripeReader(StripeConfig(api_key=KEY, api_base=api_base, rps=0))
+    outcome = Syncer(engine, account.id or 0, reader).run()
+    return f"{outcome.mode}, {outcome.requests} requests"
+
+
+def rebuild_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
+    result = rebuild_account(engine, account, today=as_of.date())
+    mode, customers = getattr(result, "mode", "full"), getattr(result, "customers", "?")
+    return f"{mode}, {customers} customers, {result.lines} lines"
+
+
+def metrics_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
+    payload = compute_metrics(engine, account, as_of, store=True)
+    return f"NRR {payload['t12m']['nrr']}"
+
+
+def at_risk_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
+    return f"{len(at_risk(engine, account, as_of).get('accounts', []))} at risk"
+
+
+def backtest_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
+    module = importlib.import_module("worker.backtest")
+    result = module.compute_backtest(engine, account, as_of)
+    with contextlib.suppress(ImportError):  # stored by the nightly run where the code stores it
+        importlib.import_module("worker.backtest_store").save_backtest(engine, account, result)
+    return "done"
+
+
+def digest_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
+    result = run_alerts(engine, get_settings(), account, as_of, dry_run=True, pause=0)
+    return f"{len(result.payloads)} messages"
+
+
+def report_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
+    out = Path(tempfile.mkdtemp(prefix="nightly-report-")) / "report.html"
+    write_report(engine, account, as_of, out)
+    return f"{out.stat().st_size / 1e6:.2f} MB"
+
+
+def has_backtest() -> bool:
+    return importlib.util.find_spec("worker.backtest") is not None
+
+
+STEPS: dict[str, Step] = {
+    "sync": sync_step,
+    "rebuild": rebuild_step,
+    "metrics": metrics_step,
+    "at-risk": at_risk_step,
+    "backtest": backtest_step,
+    "digest": digest_step,
+    "report": report_step,
+}
+
+
+def _run_step(
+    conn: Connection, name: str, url: str, account: Account, as_of: datetime, api_base: str
+) -> None:
+    engine = get_engine(url)
+    started = time.perf_counter()
+    note = STEPS[name](engine, account, as_of, api_base)
+    elapsed = time.perf_counter() - started
+    conn.send((elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, note))
+
+
+def in_child(
+    name: str, url: str, account: Account, as_of: datetime, api_base: str
+) -> tuple[float, float, str]:
+    """One step in a forked process: (seconds, peak MB of that process, a note on what it did)."""
+    ours, theirs = multiprocessing.get_context("fork").Pipe()
+    args = (theirs, name, url, account, as_of, api_base)
+    proc = multiprocessing.get_context("fork").Process(target=_run_step, args=args)
+    proc.start()
+    try:
+        found: tuple[float, float, str] = ours.recv()
+    except EOFError:
+        found = (float("nan"), float("nan"), f"failed (exit {proc.exitcode})")
+    proc.join()
+    return found
+
+
+# -- the nights -----------------------------------------------------------------------------------------
+def nights(kind: str, customers: int, months: int) -> dict[str, dict[str, tuple[float, float, str]]]:
+    """Every step of every night for one database and size: step -> night -> (seconds, peak MB, note)."""
+    steps = [s for s in STEPS if s != "backtest" or has_backtest()]
+    table: dict[str, dict[str, tuple[float, float, str]]] = {s: {} for s in steps}
+    started = time.perf_counter()
+    with (
+        server_process(customers, months) as server,
+        scratch_database(kind, "rt_nightly_bench") as (engine, url),
+    ):
+        api_base = server.recv()
+        print(f"{kind} {customers:,}: server up in {time.perf_counter() - started:.0f} s", flush=True)
+        account = make_account(engine)
+        engine.dispose()
+        first_day = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
+        for n, night in enumerate(NIGHTS):
+            if night == "1% changed":
+                server.send(0.01)
+                print(f"{kind} {customers:,}: {server.recv()} customers changed", flush=True)
+            as_of = first_day + timedelta(days=n)
+            for step in steps:
+                table[step][night] = in_child(step, url, account, as_of, api_base)
+                seconds, peak, note = table[step][night]
+                print(f"  {night:<10} {step:<9} {seconds:8.2f} s {peak:7.0f} MB  {note}", flush=True)
+    return table
+
+
+def print_table(
+    kind: str, customers: int, months: int, table: dict[str, dict[str, tuple[float, float, str]]]
+) -> None:
+    print(f"\n{kind}, {customers:,} customers x {months} months (load average {os.getloadavg()[0]:.1f}):")
+    print("| step | " + " | ".join(NIGHTS) + " |")
+    print("|---|" + "---|" * len(NIGHTS))
+    for step, by_night in table.items():
+        cells = [f"{by_night[n][0]:.1f} s, {by_night[n][1]:.0f} MB" for n in NIGHTS]
+        print(f"| {step} | " + " | ".join(cells) + " |")
+    totals = [sum(by_night[n][0] for by_night in table.values()) for n in NIGHTS]
+    peaks = [max(by_night[n][1] for by_night in table.values()) for n in NIGHTS]
+    print(
+        "| **night** | "
+        + " | ".join(f"**{t:.1f} s, {p:.0f} MB**" for t, p in zip(totals, peaks, strict=True))
+        + " |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", default="1500,6000", help="comma-separated sizes")
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    args = parser.parse_args()
+    print(f"machine: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; today {date.today()}")
+    for customers in (int(c) for c in args.customers.split(",")):
+        for kind in ("sqlite", "postgres"):
+            if args.only in (None, kind):
+                print_table(kind, customers, args.months, nights(kind, customers, args.months))
+
+
+if __name__ == "__main__":
+    main()
