@@ -2,8 +2,8 @@
 
 Two accounts sync the same local Stripe server night after night while random changes land in it (new
 customers, voided and paid invoices, seat changes, cancellations, deletions, a product renamed); one account
-is rebuilt incrementally (the default), the other from scratch (`full`). Every ledger row, snapshot and metric
-of the two must be equal, on SQLite and PostgreSQL.
+is rebuilt incrementally (the default), the other from scratch (`full`). Every ledger row, snapshot, metric
+and at-risk flag of the two must be equal, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from worker.demo.stripe_server import FakeStripe, StripeWorld
 from worker.metrics_run import compute_metrics
 from worker.models import Account
 from worker.rebuild import rebuild_account
+from worker.risk import at_risk
 
 FAST = RetryPolicy(attempts=4, base=0.001, max_wait=0.01)
 NIGHTS = 4
@@ -109,6 +110,13 @@ class Changes:
             new = {**sub, "status": "canceled", "canceled_at": now, "ended_at": now}
             self._event("customer.subscription.deleted", self.world.add(new))
 
+    def schedule_cancel(self) -> None:
+        sub = self._pick("subscription", lambda o: o["status"] == "active" and not o["cancel_at_period_end"])
+        if sub is not None:
+            end = sub["items"]["data"][0]["current_period_end"]
+            new = {**sub, "cancel_at_period_end": True, "cancel_at": end}
+            self._event("customer.subscription.updated", self.world.add(new))
+
     def delete_customer(self) -> None:
         customer = self._pick("customer")
         if customer is not None:
@@ -131,7 +139,7 @@ class Changes:
             self.delete_customer,
             self.rename_product,
         ]
-        for action in self.rng.choices(actions, k=6):
+        for action in [self.schedule_cancel, *self.rng.choices(actions, k=6)]:  # one at-risk signal at least
             action()
 
 
@@ -179,7 +187,7 @@ def test_incremental_rebuilds_equal_rebuilds_from_scratch_night_after_night(
     changes = Changes(world, seed)
     # nights that cross a month start, so snapshot days are added and dropped
     first = (datetime.now(UTC).date().replace(day=1) + timedelta(days=32)).replace(day=1) - timedelta(days=2)
-    modes = []
+    modes, flagged = [], 0
     for night in range(NIGHTS):
         if night:
             changes.night()
@@ -191,7 +199,12 @@ def test_incremental_rebuilds_equal_rebuilds_from_scratch_night_after_night(
         assert _tables(engine, incremental.id or 0) == _tables(engine, scratch.id or 0), f"night {night}"
         as_of = datetime.combine(today, datetime.min.time(), tzinfo=UTC)
         assert _metrics(engine, incremental, as_of) == _metrics(engine, scratch, as_of), f"night {night}"
+        now = datetime.now(UTC)  # the signals judge the stored state at the last sync
+        flags = at_risk(engine, incremental, now)
+        assert flags == at_risk(engine, scratch, now), f"night {night}"
+        flagged += len(flags["accounts"])
     assert modes == ["full"] + ["incremental"] * (NIGHTS - 1)  # the first night follows a full sync
+    assert flagged > 0  # the at-risk lists compared were not all empty
 
 
 def test_a_night_without_changes_recomputes_no_customer(engine: Engine, server: FakeStripe) -> None:
