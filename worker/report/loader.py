@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from metrics.calendar import day_start, last_month_starts, month_start, utc_now
+from metrics.cohorts import windows_for
 from worker.metrics_run import as_of_day, compute_metrics
 from worker.models import Account
-from worker.mrr_queries import cohort_sums
+from worker.mrr_queries import cohort_sums, ensure_snapshots
 from worker.report.cohort_grid import CohortSums, grid_of
 from worker.report.render import ReportData, render_report
 from worker.risk import at_risk
@@ -29,6 +30,10 @@ def trend(
     """T12M NRR / GRR / logo retention at each of the last `months` month starts, and at the as-of day."""
     t1 = as_of_day(as_of)
     days = [d for d in last_month_starts(t1, months) if d < t1] + [t1]
+    # every snapshot day the points read, computed in one pass over the ledger rather than one pass per point
+    ensure_snapshots(
+        engine, account, sorted({d for day in days for w in windows_for(day) for d in (w.t0, w.t1)})
+    )
     points = []
     for day in days:
         payload = compute_metrics(engine, account, day_start(day), store=False)
