@@ -15,7 +15,7 @@ the figure includes the interpreter and the imported libraries (about 90 MB). Pr
 and size: seconds and peak MB per step and night.
 
     .venv/bin/python benchmarks/nightly_bench.py [--customers 1500,6000] [--months 36]
-                                                 [--only sqlite|postgres]
+                                                 [--only sqlite|postgres] [--steps sync,rebuild,...]
 """
 
 from __future__ import annotations
@@ -206,9 +206,11 @@ def in_child(
 
 
 # -- the nights -----------------------------------------------------------------------------------------
-def nights(kind: str, customers: int, months: int) -> dict[str, dict[str, tuple[float, float, str]]]:
+def nights(
+    kind: str, customers: int, months: int, only: list[str] | None = None
+) -> dict[str, dict[str, tuple[float, float, str]]]:
     """Every step of every night for one database and size: step -> night -> (seconds, peak MB, note)."""
-    steps = [s for s in STEPS if s != "backtest" or has_backtest()]
+    steps = [s for s in STEPS if (s != "backtest" or has_backtest()) and (only is None or s in only)]
     table: dict[str, dict[str, tuple[float, float, str]]] = {s: {} for s in steps}
     started = time.perf_counter()
     with (
@@ -255,12 +257,14 @@ def main() -> None:
     parser.add_argument("--customers", default="1500,6000", help="comma-separated sizes")
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument("--steps", help=f"comma-separated steps to run (default all: {','.join(STEPS)})")
     args = parser.parse_args()
+    steps = args.steps.split(",") if args.steps else None
     print(f"machine: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; today {date.today()}")
     for customers in (int(c) for c in args.customers.split(",")):
         for kind in ("sqlite", "postgres"):
             if args.only in (None, kind):
-                print_table(kind, customers, args.months, nights(kind, customers, args.months))
+                print_table(kind, customers, args.months, nights(kind, customers, args.months, steps))
 
 
 if __name__ == "__main__":
