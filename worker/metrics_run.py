@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from metrics.calendar import day_start, month_starts_between, utc_now
 from metrics.cohort_sql import first_snapshot_day, month_movements, total_mrr, window_groups
 from metrics.cohorts import fold, windows_for
-from metrics.payload import MetricsInputs, metrics_payload
+from metrics.payload import MetricsInputs, metrics_payload, ratio
 from metrics.runs import DEFINITIONS_VERSION, MetricRun
 from metrics.segments import DEFAULT_SIZE_BANDS, SizeBands
 from metrics.summary import board_summary
@@ -93,6 +93,17 @@ def compute_metrics(
     if store:
         store_run(engine, account, t1, payload)
     return payload
+
+
+def t12m_ratios(engine: Engine, account: Account, day: date) -> dict[str, float | None]:
+    """NRR, GRR and logo retention of the trailing 12 months ending at `day`, as compute_metrics gives them
+    (payload["t12m"]), from the one aggregate query they need: the report's trend asks for 13 of them.
+    The window's snapshot days must be there already (ensure_snapshots)."""
+    t12m, _ = windows_for(day)
+    edges = size_bands().minor_edges(account.reporting_currency.lower())
+    with engine.connect() as conn:
+        head = fold(window_groups(conn, account.id or 0, t12m, edges).values())
+    return {"nrr": ratio(head.nrr), "grr": ratio(head.grr), "logo_retention": ratio(head.logo_retention)}
 
 
 def metrics_of_accounts(

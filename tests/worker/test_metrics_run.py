@@ -15,11 +15,14 @@ from typer.testing import CliRunner
 from metrics.ledger import ClassifiedLine, MrrSnapshot, SnapshotDay
 from metrics.runs import MetricRun
 from metrics.tables import table_of
+from tests.support.stripe_rows import store
 from worker import metrics_run
 from worker.cli.common import open_db
 from worker.cli.main import app
+from worker.demo.sample import build_sample_world
 from worker.metrics_run import compute_metrics, metric_history
 from worker.models import Account
+from worker.rebuild import rebuild_account
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 T12, T1, T0M = date(2025, 6, 1), date(2026, 6, 1), date(2026, 5, 1)
@@ -217,3 +220,28 @@ def test_metrics_command_json_and_table(cli: CliRunner) -> None:
     assert refused.exit_code == 2
     bad = cli.invoke(app, ["metrics", "--size-bands", "9,1"])
     assert bad.exit_code == 2
+
+
+def test_the_reports_trend_ratios_are_the_metrics_t12m_ratios(engine: Engine) -> None:
+    world = build_sample_world(seed=5, customers=60, months=18, end=date(2026, 6, 1))
+    objs = [
+        o
+        for kind in ("customer", "product", "price", "subscription")
+        for o in world.collections[kind].by_id.values()
+    ]
+    objs += [
+        {**o, "lines": {**o["lines"], "data": world.invoice_lines[i]}}
+        for i, o in world.collections["invoice"].by_id.items()
+    ]
+    account = make_account(engine)
+    store(engine, account, objs)
+    rebuild_account(engine, account, date(2026, 6, 10))
+    seen = set()
+    for day in (date(2026, 3, 1), date(2026, 6, 10)):
+        payload = compute_metrics(
+            engine, account, datetime(day.year, day.month, day.day, tzinfo=UTC), store=False
+        )
+        expected = {k: payload["t12m"][k] for k in ("nrr", "grr", "logo_retention")}
+        assert metrics_run.t12m_ratios(engine, account, day) == expected
+        seen.add(expected["nrr"])
+    assert len(seen) == 2 and None not in seen  # two different, real figures compared

@@ -1,7 +1,7 @@
 """Gathering the report's payloads from the database: the same functions the JSON commands call.
 
-The trend recomputes the trailing-12-month figures at each month start (store=False, so a report never adds
-metric runs); the cohort grid sums the month-start MRR snapshots the rebuild keeps, in the database.
+The trend recomputes the trailing-12-month figures at each month start (the T12M window only, never stored as
+a metric run); the cohort grid sums the month-start MRR snapshots the rebuild keeps, in the database.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from metrics.calendar import day_start, last_month_starts, month_start, utc_now
+from metrics.calendar import last_month_starts, month_start, utc_now
 from metrics.cohorts import windows_for
-from worker.metrics_run import as_of_day, compute_metrics
+from worker.metrics_run import as_of_day, compute_metrics, t12m_ratios
 from worker.models import Account
 from worker.mrr_queries import cohort_sums, ensure_snapshots
 from worker.report.cohort_grid import CohortSums, grid_of
@@ -36,16 +36,7 @@ def trend(
     )
     points = []
     for day in days:
-        payload = compute_metrics(engine, account, day_start(day), store=False)
-        window = payload["t12m"]
-        points.append(
-            {
-                "as_of": day.isoformat(),
-                "nrr": window["nrr"],
-                "grr": window["grr"],
-                "logo_retention": window["logo_retention"],
-            }
-        )
+        points.append({"as_of": day.isoformat(), **t12m_ratios(engine, account, day)})
     return points
 
 
