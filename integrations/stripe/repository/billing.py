@@ -223,13 +223,12 @@ def lines_of(
             inv.c.account_id == account_id, inv.c.customer_id.in_(list(customers))
         )
     invoices = {r[0]: r[1:] for r in raw_rows(conn, inv_query)}
-    query = (
-        select(*(li.c[name] for name in _LINE_COLUMNS))
-        .where(li.c.account_id == account_id, line_cond)
-        .order_by(li.c.id)
-    )
+    query = select(*(li.c[name] for name in _LINE_COLUMNS)).where(li.c.account_id == account_id, line_cond)
     invoice_of, price_of, new = invoices.get, prices.get, tuple.__new__  # bound once: called per line
-    for row in raw_rows(conn, query):  # row[1] is the invoice id, row[12] the price id
+    # sorted here, not by the database: a batch is small, and SQLite would sort it in a temporary b-tree
+    for row in sorted(
+        raw_rows(conn, query)
+    ):  # row[0] is the line id, row[1] the invoice's, row[12] the price's
         yield new(StoredLine, row + invoice_of(row[1], _NO_INVOICE) + price_of(row[12], _NO_PRICE))
 
 
