@@ -46,7 +46,6 @@ __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledge
 
 # Raise when a change of the build rules changes the rows of unchanged objects: the next rebuild is then full.
 LEDGER_FORMAT = 1
-MMAP_BYTES = 1 << 30  # address space, not memory: pages stay in the OS cache, shared, and are not copied
 
 
 @dataclass
@@ -85,10 +84,6 @@ def rebuild_account(
     result = RebuildResult(account=account.name)
     account_id = account.id or 0
     with engine.begin() as conn:
-        if (
-            conn.dialect.name == "sqlite"
-        ):  # batches read rows in customer order, not stored order: map the file
-            conn.exec_driver_sql(f"PRAGMA mmap_size={MMAP_BYTES}")
         rates = load_rates(conn)  # the conversion's inputs, read once for every batch
         inputs = _inputs(conn, account)
         pending = changes.pending(conn, account_id)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from integrations.stripe.repository import billing
 
-BATCH_CUSTOMERS = 2_000
+BATCH_CUSTOMERS = 4_000
 
 
 @dataclass
