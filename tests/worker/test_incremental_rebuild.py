@@ -25,6 +25,7 @@ from metrics.tables import table_of
 from tests.support.stripe_world import DAY, KEY, add_account, build_world
 from worker.demo import builders as b
 from worker.demo.stripe_server import FakeStripe, StripeWorld
+from worker.ledger import read
 from worker.metrics_run import compute_metrics
 from worker.models import Account
 from worker.rebuild import rebuild_account
@@ -178,10 +179,17 @@ def server(world: StripeWorld) -> Iterator[FakeStripe]:
         yield fake
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("seed", "batch"), [(1, None), (2, 5)])
 def test_incremental_rebuilds_equal_rebuilds_from_scratch_night_after_night(
-    engine: Engine, server: FakeStripe, world: StripeWorld, seed: int
+    engine: Engine,
+    server: FakeStripe,
+    world: StripeWorld,
+    seed: int,
+    batch: int | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if batch is not None:  # customers read, built and written a few at a time, as a large account's are
+        monkeypatch.setattr(read, "BATCH_CUSTOMERS", batch)
     incremental = add_account(engine, server.url, name="incremental")
     scratch = add_account(engine, server.url, name="scratch")
     changes = Changes(world, seed)

@@ -38,8 +38,10 @@ def shared(conn: Connection, account_id: int) -> Shared:
     return Shared(billing.price_fields(conn, account_id), billing.product_names(conn, account_id))
 
 
-def batches(customers: Sequence[str], size: int = BATCH_CUSTOMERS) -> Iterator[list[str]]:
-    """The customers in slices of `size` (sorted first, so a rerun reads in the same order)."""
+def batches(customers: Sequence[str], size: int | None = None) -> Iterator[list[str]]:
+    """The customers in slices of `size` (default BATCH_CUSTOMERS; sorted first, so a rerun reads in the same
+    order)."""
+    size = size or BATCH_CUSTOMERS
     ordered = sorted(customers)
     for i in range(0, len(ordered), size):
         yield ordered[i : i + size]
