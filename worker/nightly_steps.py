@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from worker.alerts import run_alerts
+from worker.errors import SafeMessage
 from worker.metrics_run import compute_metrics
 from worker.models import Account
 from worker.rebuild import rebuild_account
@@ -22,7 +23,7 @@ from worker.settings import Settings
 from worker.syncing import run_sync
 
 
-class StepFailed(Exception):
+class StepFailed(SafeMessage):
     """A step that ran to its end but reports failure; the message is recorded as the step's error."""
 
 
@@ -34,7 +35,7 @@ class NightContext:
     settings: Settings
     account: Account
     as_of: datetime
-    redis_url: str | None = None  # the shared lock and Stripe rate budget of the workers; None: this machine
+    redis_url: str | None = None  # the Stripe rate budget shared by the workers; None: this process alone
 
 
 StepFn = Callable[[NightContext], dict[str, Any]]

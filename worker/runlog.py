@@ -118,3 +118,24 @@ def runs_of(session: Session, account_id: int) -> list[NightlyRun]:
             .order_by(col(NightlyRun.started_at), col(NightlyRun.id))
         )
     )
+
+
+def record_given_up(engine: Engine, account_id: int, trigger: str, task_id: str | None, error: str) -> None:
+    """A run that never started its steps (a task given up on), recorded as failed with the reason.
+
+    Unlike start_run it leaves other runs alone: it does not hold the account's lock.
+    """
+    now = utc_now()
+    with session_scope(engine) as session:
+        session.add(
+            NightlyRun(
+                account_id=account_id,
+                started_at=now,
+                finished_at=now,
+                ok=False,
+                trigger=trigger,
+                task_id=task_id,
+                steps={},
+                error=error,
+            )
+        )

@@ -1,19 +1,36 @@
-"""The `retention` command: one Typer app, each group of commands registered from its own module."""
+"""The `retention` command: one Typer app, each group of commands registered from its own module.
+
+`main` is the one place errors become what the user sees (docs/interface.md, exit status): the environment
+is validated before any command does work; a refusal (bad configuration, a busy account, a path that cannot
+be written, an unreachable lock store) is one line and exit 2; any other failure is one line naming the
+step, the account and the exception class, and exit 1. Never a traceback, never an exception's text that
+could carry SQL, stored data or a secret (worker/errors.py), unless asked with `--debug` or RETENTION_DEBUG=1.
+Commands therefore need no error handling of their own beyond their specific refusals.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import typer
 
 from worker.cli import accounts, demo, metrics_cmd, ops, revenue, risk, sync_cmd
-from worker.cli.common import EXIT_REFUSED
+from worker.cli.common import EXIT_FAILED, EXIT_REFUSED
+from worker.errors import failure_line
+from worker.locks import AccountBusy, LockUnavailable
 from worker.secrets import SecretError
-from worker.settings import ConfigError
+from worker.settings import ConfigError, validate_environment
+
+DEBUG_FLAG = "--debug"
 
 app = typer.Typer(
     name="retention",
-    help="Honest revenue retention from Stripe: MRR, NRR, GRR, logo retention, at-risk accounts.",
+    help=(
+        "Honest revenue retention from Stripe: MRR, NRR, GRR, logo retention, at-risk accounts. "
+        "Add --debug (or set RETENTION_DEBUG=1) to see a failure's traceback."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -22,11 +39,46 @@ app = typer.Typer(
 for module in (accounts, sync_cmd, revenue, metrics_cmd, risk, ops, demo):
     module.register(app)
 
+REFUSALS = (ConfigError, SecretError, AccountBusy, LockUnavailable)
+
 
 def main() -> None:
-    """Entry point: a bad environment or a wrong secret key is a refusal (exit 2), not a traceback."""
+    """Entry point: validate the environment, run the command, turn any exception into one line."""
+    args, debug = split_debug(sys.argv[1:])
+    debug = debug or os.environ.get("RETENTION_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
     try:
-        app()
-    except (ConfigError, SecretError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_REFUSED)
+        if does_work(args):
+            validate_environment()
+        app(args=args, prog_name="retention")
+    except Exception as exc:
+        sys.exit(report(exc, debug))
+
+
+def split_debug(args: list[str]) -> tuple[list[str], bool]:
+    """Takes `--debug` out wherever it stands before a `--` (it is the app's, not a command's option)."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [a for a in args[:end] if a != DEBUG_FLAG] + args[end:]
+    return kept, len(kept) != len(args)
+
+
+def does_work(args: list[str]) -> bool:
+    """Help and the version need no configuration; everything else is refused on a bad one."""
+    return bool(args) and not {"--help", "-h", "--version"} & set(args)
+
+
+def report(exc: BaseException, debug: bool) -> int:
+    """Prints the one line (after the traceback under --debug) and returns the exit status."""
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, REFUSALS):
+        line, code = str(exc), EXIT_REFUSED
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        reason = exc.strerror or type(exc).__name__
+        line = f"cannot use {exc.filename}: {reason}; check that its folder exists and can be written"
+        code = EXIT_REFUSED
+    else:
+        line, code = failure_line(exc), EXIT_FAILED
+        if not debug:
+            line += f"; run again with {DEBUG_FLAG} for the traceback"
+    print(f"error: {line}", file=sys.stderr)
+    return code
