@@ -167,8 +167,7 @@ def account_lock(
     if key in held:
         yield held[key]
         return
-    holder = Holder.here(purpose, owner)
-    lock = _acquire(settings, engine, account, holder, ttl or settings.retention_lock_ttl)
+    lock = acquire(settings, engine, account, purpose, owner=owner, ttl=ttl)
     token = _HELD.set({**held, key: lock})
     try:
         yield lock
@@ -204,7 +203,18 @@ def exclusive(purpose: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorate
 
 
-def _acquire(settings: Settings, engine: Engine, account: Account, holder: Holder, ttl: float) -> HeldLock:
+def acquire(
+    settings: Settings,
+    engine: Engine,
+    account: Account,
+    purpose: str,
+    *,
+    owner: str | None = None,
+    ttl: float | None = None,
+) -> HeldLock:
+    """Takes the account's lock (not re-entrant; the caller releases it): prefer `account_lock`."""
+    holder = Holder.here(purpose, owner)
+    ttl = ttl or settings.retention_lock_ttl
     if uses_redis(settings):
         return RedisLock.acquire(settings.retention_broker_url, account, holder, ttl)
     if engine.dialect.name == "postgresql":
@@ -452,6 +462,7 @@ __all__ = [
     "LockLost",
     "LockUnavailable",
     "account_lock",
+    "acquire",
     "exclusive",
     "holder_of",
     "uses_redis",

@@ -1,6 +1,6 @@
 """The `retention` command: one Typer app, each group of commands registered from its own module.
 
-`main` is the one place errors become what the user sees (docs/interface.md, exit status): the environment
+`RetentionGroup.main` is the one place errors become what the user sees (docs/interface.md, exit status): the environment
 is validated before any command does work; a refusal (bad configuration, a busy account, a path that cannot
 be written, an unreachable lock store) is one line and exit 2; any other failure is one line naming the
 step, the account and the exception class, and exit 1. Never a traceback, never an exception's text that
@@ -14,7 +14,10 @@ import os
 import sys
 import traceback
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from worker.cli import accounts, demo, metrics_cmd, ops, revenue, risk, sync_cmd
 from worker.cli.common import EXIT_FAILED, EXIT_REFUSED
@@ -25,8 +28,35 @@ from worker.settings import ConfigError, validate_environment
 
 DEBUG_FLAG = "--debug"
 
+
+class RetentionGroup(TyperGroup):
+    """The app's click group: every invocation (the installed command, CliRunner in tests) goes through
+    `main`, so the validation and the one-line errors hold everywhere."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv, debug = split_debug(list(sys.argv[1:] if args is None else args))
+        debug = debug or os.environ.get("RETENTION_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+        try:
+            if does_work(argv):
+                validate_environment()
+            return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        except Exception as exc:
+            if not standalone_mode:
+                raise
+            sys.exit(report(exc, debug))
+
+
 app = typer.Typer(
     name="retention",
+    cls=RetentionGroup,
     help=(
         "Honest revenue retention from Stripe: MRR, NRR, GRR, logo retention, at-risk accounts. "
         "Add --debug (or set RETENTION_DEBUG=1) to see a failure's traceback."
@@ -43,15 +73,8 @@ REFUSALS = (ConfigError, SecretError, AccountBusy, LockUnavailable)
 
 
 def main() -> None:
-    """Entry point: validate the environment, run the command, turn any exception into one line."""
-    args, debug = split_debug(sys.argv[1:])
-    debug = debug or os.environ.get("RETENTION_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
-    try:
-        if does_work(args):
-            validate_environment()
-        app(args=args, prog_name="retention")
-    except Exception as exc:
-        sys.exit(report(exc, debug))
+    """Entry point (pyproject's `retention` script)."""
+    app(prog_name="retention")
 
 
 def split_debug(args: list[str]) -> tuple[list[str], bool]:
