@@ -10,6 +10,7 @@ Commands therefore need no error handling of their own beyond their specific ref
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -23,6 +24,7 @@ from worker.cli import accounts, demo, metrics_cmd, ops, revenue, risk, sync_cmd
 from worker.cli.common import EXIT_FAILED, EXIT_REFUSED
 from worker.errors import failure_line
 from worker.locks import AccountBusy, LockUnavailable
+from worker.logging import configure_logging
 from worker.secrets import SecretError
 from worker.settings import ConfigError, validate_environment
 
@@ -44,6 +46,7 @@ class RetentionGroup(TyperGroup):
     ) -> Any:
         argv, debug = split_debug(list(sys.argv[1:] if args is None else args))
         debug = debug or os.environ.get("RETENTION_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+        quiet_logs(debug)
         try:
             if does_work(argv):
                 validate_environment()
@@ -75,6 +78,17 @@ REFUSALS = (ConfigError, SecretError, AccountBusy, LockUnavailable)
 def main() -> None:
     """Entry point (pyproject's `retention` script)."""
     app(prog_name="retention")
+
+
+def quiet_logs(debug: bool) -> None:
+    """A command speaks through its output and its one error line: library log records (a driver warning
+    that names the host, a retry notice) stay out of the terminal unless --debug asks for them. `worker` and
+    `beat` install their JSON log handler themselves."""
+    root = logging.getLogger()
+    if debug:
+        configure_logging("INFO")
+    elif not root.handlers:
+        root.addHandler(logging.NullHandler())
 
 
 def split_debug(args: list[str]) -> tuple[list[str], bool]:
