@@ -123,10 +123,18 @@ def runs_of(session: Session, account_id: int) -> list[NightlyRun]:
 def record_given_up(engine: Engine, account_id: int, trigger: str, task_id: str | None, error: str) -> None:
     """A run that never started its steps (a task given up on), recorded as failed with the reason.
 
-    Unlike start_run it leaves other runs alone: it does not hold the account's lock.
+    Earlier deliveries of the same task that never finished are closed (their processes died); other runs
+    are left alone, since this does not hold the account's lock.
     """
     now = utc_now()
     with session_scope(engine) as session:
+        if task_id is not None:
+            for dead in session.exec(
+                select(NightlyRun).where(NightlyRun.task_id == task_id, col(NightlyRun.finished_at).is_(None))
+            ):
+                dead.finished_at, dead.ok = now, False
+                dead.error = dead.error or "interrupted: the worker process died before the run finished"
+                session.add(dead)
         session.add(
             NightlyRun(
                 account_id=account_id,

@@ -122,7 +122,8 @@ def _busy_in_subprocess(engine: Engine, account: Account) -> bool:
         "from worker.locks import AccountBusy, acquire\nfrom worker.models import Account\n"
         "from worker.settings import get_settings\nengine = get_engine(sys.argv[1])\n"
         "with Session(engine, expire_on_commit=False) as s:\n    a = s.get(Account, int(sys.argv[2]))\n"
-        "try:\n    acquire(get_settings(), engine, a, 'sync').release()\nexcept AccountBusy:\n    sys.exit(3)\n"
+        "try:\n    acquire(get_settings(), engine, a, 'sync').release()\n"
+        "except AccountBusy:\n    sys.exit(3)\n"
     )
     url = engine.url.render_as_string(hide_password=False)
     done = subprocess.run([sys.executable, "-c", code, url, str(account.id)], cwd=ROOT, timeout=60)
@@ -147,7 +148,7 @@ def holder_process(backend: tuple[str, Engine], acme: Account) -> Iterator[subpr
 def test_a_killed_holder_frees_the_account(
     backend: tuple[str, Engine], acme: Account, holder_process: subprocess.Popen[bytes]
 ) -> None:
-    """SIGKILL (an OOM kill, a lost machine): the database locks go with the process, Redis's after its ttl."""
+    """SIGKILL (an OOM kill, a lost machine): a database lock goes with the process, Redis's after its ttl."""
     name, engine = backend
     settings = get_settings()
     time.sleep(1.5)  # past the Redis ttl: only the heartbeat keeps it
@@ -168,7 +169,7 @@ def test_a_killed_holder_frees_the_account(
 
 
 def test_a_lost_lock_is_noticed(backend: tuple[str, Engine], acme: Account) -> None:
-    """Expired during an outage, a terminated database connection, a removed lock file: still_held is False."""
+    """Expired in an outage, a terminated database connection, a removed lock file: still_held is False."""
     name, engine = backend
     settings = get_settings()
     with account_lock(settings, engine, acme, "nightly") as lock:

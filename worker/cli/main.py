@@ -1,11 +1,11 @@
 """The `retention` command: one Typer app, each group of commands registered from its own module.
 
-`RetentionGroup.main` is the one place errors become what the user sees (docs/interface.md, exit status): the environment
-is validated before any command does work; a refusal (bad configuration, a busy account, a path that cannot
-be written, an unreachable lock store) is one line and exit 2; any other failure is one line naming the
-step, the account and the exception class, and exit 1. Never a traceback, never an exception's text that
-could carry SQL, stored data or a secret (worker/errors.py), unless asked with `--debug` or RETENTION_DEBUG=1.
-Commands therefore need no error handling of their own beyond their specific refusals.
+`RetentionGroup.main` is the one place errors become what the user sees (docs/interface.md, exit
+status): the environment is validated before any command does work; a refusal (bad configuration, a busy
+account, a path that cannot be written, an unreachable lock store) is one line and exit 2; any other failure
+is one line naming the step, the account and the exception class, and exit 1. Never a traceback, never an
+exception's text that could carry SQL, stored data or a secret (worker/errors.py), unless asked with
+`--debug` or RETENTION_DEBUG=1. Commands need no error handling of their own beyond their specific refusals.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 import traceback
-
 from typing import Any
 
 import typer
