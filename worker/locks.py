@@ -109,11 +109,16 @@ class AccountBusy(SafeMessage):
     def __init__(self, account: str, holder: Holder | None, purpose: str) -> None:
         self.account = account
         self.holder = holder
+        self.purpose = purpose
         who = holder.describe() if holder else "another run"
         super().__init__(
             f"account {account!r} is busy: {who} is still running; this {purpose} did nothing, "
             f"run it again when that one has finished"
         )
+
+    def __reduce__(self) -> tuple[type[AccountBusy], tuple[str, Holder | None, str]]:
+        """Celery pickles the exception of a retry: rebuilt from its parts, not from its message."""
+        return (AccountBusy, (self.account, self.holder, self.purpose))
 
 
 class LockUnavailable(Transient):
