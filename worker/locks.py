@@ -333,6 +333,12 @@ def _from_label(label: str | None) -> Holder | None:
         return None
 
 
+_HOLDER_SQL = text(
+    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.classid = :ns AND l.objid = :id AND l.objsubid = 2 AND l.granted"
+)
+
+
 class PgLock(HeldLock):
     """A session advisory lock on a connection of its own, closed (never pooled again) at release."""
 
@@ -359,15 +365,7 @@ class PgLock(HeldLock):
             ).scalar()
             if not got:
                 found = _from_label(
-                    conn.execute(
-                        text(
-                            "SELECT a.application_name FROM pg_locks l "
-                            "JOIN pg_stat_activity a ON a.pid = l.pid "
-                            "WHERE l.locktype = 'advisory' AND l.classid = :ns AND l.objid = :id "
-                            "AND l.objsubid = 2 AND l.granted"
-                        ),
-                        {"ns": PG_NAMESPACE, "id": account.id},
-                    ).scalar()
+                    conn.execute(_HOLDER_SQL, {"ns": PG_NAMESPACE, "id": account.id}).scalar()
                 )
                 raise AccountBusy(account.name, found, holder.purpose)
             # who holds it, for the refusal line; keepalives so a lost machine's lock goes within a minute
@@ -452,12 +450,34 @@ class FileLock(HeldLock):
 
 
 def holder_of(settings: Settings, engine: Engine, account: Account) -> Holder | None:
-    """Who holds the account's lock now, or None (for tests and a future `status`)."""
+    """Who holds the account's lock now, or None: a look that never takes the lock itself (taking it, even
+    for an instant, could refuse the run being looked for). For tests and a future `status`."""
+    if uses_redis(settings):
+        client = redis.Redis.from_url(settings.retention_broker_url, socket_connect_timeout=5)
+        try:
+            return Holder.from_json(client.get(redis_key(account)))
+        finally:
+            client.close()
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            return _from_label(conn.execute(_HOLDER_SQL, {"ns": PG_NAMESPACE, "id": account.id}).scalar())
     try:
-        with account_lock(settings, engine, account, "check"):
-            return None
-    except AccountBusy as busy:
-        return busy.holder
+        found = Holder.from_json(_lock_path(settings, engine, account).read_bytes())
+    except OSError:
+        return None
+    return found if found is not None and _alive(found) else None  # a killed holder leaves its file
+
+
+def _alive(holder: Holder) -> bool:
+    if holder.host != socket.gethostname():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 __all__ = [

@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     @field_validator("retention_secret_key")
     @classmethod
     def _fernet(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
+        if value is None or not value.get_secret_value():
+            return value  # unset or empty: the key file in RETENTION_HOME (worker/secrets.py)
         try:
             ok = len(base64.urlsafe_b64decode(value.get_secret_value().encode())) == 32
         except (binascii.Error, ValueError):

@@ -94,9 +94,11 @@ def test_the_lock_is_reentrant_within_one_process(backend: tuple[str, Engine], a
         with account_lock(settings, engine, acme, "sync") as inner:
             assert inner is outer
         assert outer.still_held()
-        assert holder_of(settings, engine, acme) is None  # re-entrant here; another process is refused:
-        assert _busy_in_subprocess(engine, acme)
+        seen = holder_of(settings, engine, acme)  # a look from outside: the outer run holds it
+        assert seen is not None and (seen.purpose, seen.pid) == ("nightly", os.getpid())
+        assert _busy_in_subprocess(engine, acme)  # another process is refused
     assert not _busy_in_subprocess(engine, acme)
+    assert holder_of(settings, engine, acme) is None
 
 
 HOLD = """

@@ -49,8 +49,9 @@ def stripe() -> Iterator[FakeStripe]:
 
 @pytest.fixture
 def slow_stripe() -> Iterator[FakeStripe]:
-    """A sync of about 7 s (87 requests, 0.5 s each, several at once): long enough to be met by others."""
-    with FakeStripe(build_world(customers=60, months=6), latency=0.5) as server:
+    """1 s a request (87 requests, a few at once): a sync still running while others meet it; a test sets the
+    latency to 0 to let it finish."""
+    with FakeStripe(build_world(customers=60, months=6), latency=1.0) as server:
         yield server
 
 
@@ -90,6 +91,7 @@ def test_two_syncs_of_one_account_one_is_refused_with_one_line(
         assert f"(pid {first.pid}) is still running" in line and " UTC on " in line
         assert second.stdout == ""
         assert first.poll() is None, "the first sync ended too soon for this test: slow the server down"
+    stripe.latency = 0.0
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     requests_of_one_sync = stripe.request_count()
