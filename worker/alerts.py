@@ -37,6 +37,7 @@ from worker.alert_state import (
     AlertState,
 )
 from worker.db import session_scope
+from worker.errors import describe
 from worker.models import Account
 from worker.rebuild import ensure_ledger
 from worker.risk import (
@@ -226,7 +227,7 @@ def run_alerts(
         try:
             refresh_meter_usage(engine, settings, account)
         except Exception as exc:  # meter usage is optional evidence: say so and go on with what is stored
-            log.warning("account %s: meter usage not refreshed: %s", account.name, exc)
+            log.warning("account %s: meter usage not refreshed: %s", account.name, describe(exc))
     mrr = paying(engine, account, as_of)
     records = load_records(engine, account, mrr)
     names = {r.customer_id: r.name for r in records}
