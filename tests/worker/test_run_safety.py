@@ -250,3 +250,30 @@ def test_every_command_refuses_a_bad_setting_before_any_work(
     assert variable in result.stderr
     if variable == "RETENTION_SECRET_KEY":
         assert value not in result.stderr  # a key, even a wrong one, is never printed
+
+
+@pytest.mark.postgres
+def test_a_connection_terminated_inside_a_nightly_step_is_retried_and_the_night_succeeds(
+    pg_engine: Engine, pg_database_url: str, stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same cut as above, inside `retention nightly`: the sync step is retried after a backoff (the
+    chain's own retry, not the user's), resumes from its checkpoint, and the night ends well and exact."""
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)
+    monkeypatch.setenv("RETENTION_DATABASE_URL", pg_database_url)
+    acme = add_account(pg_engine, stripe.url, "acme")
+    killed: list[int] = []
+    with pg_engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE stripe_invoice IN ACCESS EXCLUSIVE MODE"))
+        proc = subprocess.Popen(
+            [RETENTION, "nightly", "acme", "--json"], env=dict(os.environ), stdout=subprocess.PIPE, text=True
+        )
+        _terminate_the_waiting_writer(pg_engine, killed)
+        blocker.rollback()
+        out, _ = proc.communicate(timeout=120)
+    assert killed and proc.returncode == 0, out
+    (run,) = json.loads(out)["runs"]
+    assert run["ok"] and list(run["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
+    assert run["steps"]["sync"]["seconds"] >= 2  # the first try failed, the second came after the backoff
+    clean = add_account(pg_engine, stripe.url, "clean")
+    assert retention("sync", "clean").returncode == 0
+    assert snapshot(pg_engine, acme.id) == snapshot(pg_engine, clean.id)  # type: ignore[arg-type]
