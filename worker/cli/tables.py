@@ -1,0 +1,176 @@
+"""How every command prints a table: readable at 80 columns, tidy at 120 and 200, never cutting a figure or id.
+
+A table is described once (columns, rows of cells) and laid out for the width at hand, in this order:
+1. the table with amounts to the cent;
+2. the table with amounts in whole units (a note under it says so; `--json` keeps the cents);
+3. stacked: one block per row, `header  value` per line, which fits any width.
+Figures and ids are never wrapped, folded or cut with an ellipsis; only free text (names, plans, reasons)
+wraps, at spaces. The width is the terminal's, else `COLUMNS`, else 80 (a pipe or a log).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from metrics.money import fmt_major
+
+MIN_WIDTH = 40  # below this nothing is readable; lay out as if there were 40 columns
+
+
+def width() -> int:
+    """The terminal's width; `COLUMNS` when set or when not a terminal (80 if neither says)."""
+    return max(MIN_WIDTH, shutil.get_terminal_size((80, 24)).columns)
+
+
+def console(stderr: bool = False) -> Console:
+    """A console for one command's output, made per call so `COLUMNS` and redirections are read at run time.
+
+    No highlighting (rich would colour digits at random inside figures) and no markup: account and customer
+    names are data, and a name like "Acme [beta]" must print as it is.
+    """
+    return Console(width=width(), stderr=stderr, highlight=False, markup=False, soft_wrap=False)
+
+
+@dataclass(frozen=True)
+class Amount:
+    """A money cell: a major-unit figure (as in the JSON) and its currency, written by metrics/money.py."""
+
+    value: float | None
+    currency: str
+
+    def text(self, whole: bool) -> str:
+        return fmt_major(self.value, self.currency, whole=whole)
+
+
+Cell = str | Amount | None
+
+
+@dataclass(frozen=True)
+class Column:
+    """`whole=True`: never wrapped (figures, ids, dates). Figures are right-aligned."""
+
+    header: str
+    figure: bool = False
+    whole: bool = False
+
+
+def figure(header: str) -> Column:
+    return Column(header, figure=True, whole=True)
+
+
+def ident(header: str) -> Column:
+    return Column(header, whole=True)
+
+
+def _text(cell: Cell, whole: bool) -> str:
+    if isinstance(cell, Amount):
+        return cell.text(whole)
+    return "" if cell is None else cell
+
+
+def _table(title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], whole: bool) -> Table:
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        show_edge=False,
+    )
+    for col in columns:
+        table.add_column(
+            col.header,
+            justify="right" if col.figure else "left",
+            no_wrap=col.whole,
+            overflow="ellipsis" if col.whole else "fold",
+        )
+    for row in rows:
+        table.add_row(*(Text(_text(cell, whole)) for cell in row))
+    return table
+
+
+def fits(out: Console, table: Table) -> bool:
+    """Whether the table fits the console without cutting a never-wrapped column.
+
+    Rich's own measurement ignores `no_wrap` when it shrinks columns, so the table is rendered off screen at
+    the console's width and checked: a cut figure, id or header shows as an ellipsis (those columns are the
+    only ones set to ellipsis; free text folds instead), and no line may be wider than the console.
+    """
+    probe = Console(width=out.width, file=io.StringIO(), highlight=False, color_system=None, markup=False)
+    probe.print(table)
+    text = probe.file.getvalue()  # type: ignore[attr-defined]
+    return "…" not in text and all(len(line) <= out.width for line in text.splitlines())
+
+
+def has_amounts(rows: Iterable[Sequence[Cell]]) -> bool:
+    return any(isinstance(cell, Amount) for row in rows for cell in row)
+
+
+def _parts(columns: Sequence[Column], count: int) -> list[list[int]]:
+    """Column indexes of `count` narrower tables, each repeating the first (key) column."""
+    rest = list(range(1, len(columns)))
+    size = -(-len(rest) // count)
+    return [[0, *rest[i : i + size]] for i in range(0, len(rest), size)]
+
+
+def _pick(items: Sequence[Cell] | Sequence[Column], indexes: list[int]) -> list:  # type: ignore[type-arg]
+    return [items[i] for i in indexes]
+
+
+def show_table(
+    out: Console, title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]
+) -> None:
+    """The table in the first layout that fits (see the module docstring): whole, then split in two or three
+    tables that repeat the first column, each to the cent then in whole units; else stacked."""
+    attempts = (False, True) if has_amounts(rows) else (False,)
+    for count in range(1, min(3, len(columns) - 1) + 1):
+        for whole in attempts:
+            tables = [
+                _table(None, _pick(columns, part), [_pick(r, part) for r in rows], whole)
+                for part in _parts(columns, count)
+            ]
+            if all(fits(out, t) for t in tables):
+                if title:
+                    show_lines(out, [title])
+                for n, table in enumerate(tables):
+                    if n:
+                        out.print()
+                    out.print(table)
+                if whole:
+                    out.print("  (amounts in whole units to fit the width; --json has the cents)")
+                return
+    show_stacked(out, title, columns, rows)
+
+
+def show_stacked(
+    out: Console, title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]
+) -> None:
+    """One block per row: the first cell as its heading, then `header  value` lines, figures aligned."""
+    if title:
+        out.print(Text(title, style="bold"))
+    label = max((len(c.header) for c in columns[1:]), default=0)
+    for row in rows:
+        out.print(Text(_text(row[0], False), style="bold"))
+        for col, cell in zip(columns[1:], row[1:], strict=True):
+            value = _text(cell, False)
+            if value:
+                out.print(Text(f"  {col.header.ljust(label)}  {value}"))
+    if not rows:
+        out.print("  (none)")
+
+
+def show_lines(out: Console, lines: Iterable[str], indent: int = 0) -> None:
+    """Free text wrapped at spaces to the width, continuation lines indented two more than the first."""
+    for line in lines:
+        parts = Text(line).wrap(out, max(MIN_WIDTH - 4, out.width - indent - 2))
+        for n, part in enumerate(parts):
+            out.print(Text(" " * (indent if n == 0 else indent + 2)) + part)
