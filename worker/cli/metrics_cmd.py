@@ -49,7 +49,9 @@ def _row(name: str, w: dict[str, Any], currency: str) -> list[Cell]:
     ]
 
 
-def render(account_name: str, payload: dict[str, Any], verbose: bool = False, out: Console | None = None) -> None:
+def render(
+    account_name: str, payload: dict[str, Any], verbose: bool = False, out: Console | None = None
+) -> None:
     """The terminal form: headline, what the columns mean, summary, segments, each followed by its warnings
     grouped by kind (`verbose`: every warning)."""
     out = out or console()

@@ -24,6 +24,7 @@ from rich.text import Text
 from metrics.money import fmt_major
 
 MIN_WIDTH = 40  # below this nothing is readable; lay out as if there were 40 columns
+LONG_WORD = 30  # a free-text word longer than this may be folded; shorter ones must stay whole
 
 
 def width() -> int:
@@ -77,7 +78,9 @@ def _text(cell: Cell, whole: bool) -> str:
     return "" if cell is None else cell
 
 
-def _table(title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], whole: bool) -> Table:
+def _table(
+    title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], whole: bool
+) -> Table:
     table = Table(
         title=title,
         title_justify="left",
@@ -98,17 +101,28 @@ def _table(title: str | None, columns: Sequence[Column], rows: Sequence[Sequence
     return table
 
 
-def fits(out: Console, table: Table) -> bool:
-    """Whether the table fits the console without cutting a never-wrapped column.
+def fits(out: Console, table: Table, words: Iterable[str] = ()) -> bool:
+    """Whether the table fits the console without cutting a never-wrapped column or folding a word.
 
     Rich's own measurement ignores `no_wrap` when it shrinks columns, so the table is rendered off screen at
     the console's width and checked: a cut figure, id or header shows as an ellipsis (those columns are the
-    only ones set to ellipsis; free text folds instead), and no line may be wider than the console.
+    only ones set to ellipsis; free text folds instead), no line may be wider than the console, and each
+    `words` (the free text's words of up to LONG_WORD characters) must come out whole, not folded.
     """
     probe = Console(width=out.width, file=io.StringIO(), highlight=False, color_system=None, markup=False)
     probe.print(table)
     text = probe.file.getvalue()  # type: ignore[attr-defined]
-    return "…" not in text and all(len(line) <= out.width for line in text.splitlines())
+    if "…" in text or any(len(line) > out.width for line in text.splitlines()):
+        return False
+    return all(word in text for word in words)
+
+
+def _words(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> set[str]:
+    """The words of the free-text cells short enough that folding them would be a fault."""
+    free = [n for n, col in enumerate(columns) if not col.whole]
+    return {
+        word for row in rows for n in free for word in _text(row[n], False).split() if len(word) <= LONG_WORD
+    }
 
 
 def has_amounts(rows: Iterable[Sequence[Cell]]) -> bool:
@@ -127,21 +141,31 @@ def _pick(items: Sequence[Cell] | Sequence[Column], indexes: list[int]) -> list:
 
 
 def show_table(
-    out: Console, title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]
+    out: Console,
+    title: str | None,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Cell]],
+    split: bool = True,
 ) -> None:
     """The table in the first layout that fits (see the module docstring): whole, then split in two or three
-    tables that repeat the first column, each to the cent then in whole units; else stacked."""
+    tables that repeat the first column (unless `split` is False), each to the cent then in whole units; else
+    stacked."""
+    if not rows:
+        if title:
+            show_lines(out, [title])
+        out.print("  (none)")
+        return
     attempts = (False, True) if has_amounts(rows) else (False,)
-    for count in range(1, min(3, len(columns) - 1) + 1):
+    for count in range(1, (min(3, len(columns) - 1) if split else 1) + 1):
         for whole in attempts:
-            tables = [
-                _table(None, _pick(columns, part), [_pick(r, part) for r in rows], whole)
-                for part in _parts(columns, count)
+            parts = [
+                (_pick(columns, part), [_pick(r, part) for r in rows]) for part in _parts(columns, count)
             ]
-            if all(fits(out, t) for t in tables):
+            tables = [(_table(None, cols, cells, whole), _words(cols, cells)) for cols, cells in parts]
+            if all(fits(out, t, words) for t, words in tables):
                 if title:
                     show_lines(out, [title])
-                for n, table in enumerate(tables):
+                for n, (table, _) in enumerate(tables):
                     if n:
                         out.print()
                     out.print(table)
@@ -163,9 +187,7 @@ def show_stacked(
         for col, cell in zip(columns[1:], row[1:], strict=True):
             value = _text(cell, False)
             if value:
-                out.print(Text(f"  {col.header.ljust(label)}  {value}"))
-    if not rows:
-        out.print("  (none)")
+                show_lines(out, [f"  {col.header.ljust(label)}  {value}"])
 
 
 def show_lines(out: Console, lines: Iterable[str], indent: int = 0) -> None:
@@ -174,3 +196,8 @@ def show_lines(out: Console, lines: Iterable[str], indent: int = 0) -> None:
         parts = Text(line).wrap(out, max(MIN_WIDTH - 4, out.width - indent - 2))
         for n, part in enumerate(parts):
             out.print(Text(" " * (indent if n == 0 else indent + 2)) + part)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 rate`, `2 rates`, `0 rates`; `many` for irregular plurals."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"

@@ -32,7 +32,10 @@ KINDS: dict[str, str] = {
 
 # The metrics table's column headings in words.
 LEGEND: Sequence[tuple[str, str]] = (
-    ("start/end", "MRR of the customers paying at the window's start, then the same customers' MRR at its end"),
+    (
+        "start/end",
+        "MRR of the customers paying at the window's start, then the same customers' MRR at its end",
+    ),
     ("expand/contract/churn", "how those customers' MRR grew, shrank, or was lost when they left"),
     ("NRR", "net revenue retention: end / start (new customers never count)"),
     ("GRR", "gross revenue retention: like NRR but without expansion, so at most 100%"),
@@ -72,5 +75,7 @@ def warning_lines(warnings: Iterable[Mapping[str, str]], verbose: bool) -> list[
     return lines
 
 
-def show_warnings(out: Console, warnings: Iterable[Mapping[str, str]], verbose: bool, indent: int = 0) -> None:
+def show_warnings(
+    out: Console, warnings: Iterable[Mapping[str, str]], verbose: bool, indent: int = 0
+) -> None:
     show_lines(out, warning_lines(list(warnings), verbose), indent)
