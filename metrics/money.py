@@ -31,8 +31,8 @@ ZERO_DECIMAL = frozenset(
     ]
 )
 
-# Symbols a reader takes for one currency only. "$" alone would be ambiguous for CAD, AUD, ...; by convention
-# (and Stripe's dashboard) it means USD, and the other dollars keep their code. ¥ is JPY's (CNY shows its code).
+# Symbols a reader takes for one currency only. "$" alone could be CAD, AUD, ...; by convention (and in
+# Stripe's dashboard) it means USD, and the other dollars keep their code. ¥ is JPY's (CNY shows its code).
 SYMBOLS = {
     "usd": "$",
     "eur": "€",

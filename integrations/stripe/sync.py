@@ -138,6 +138,7 @@ class Syncer:
         self.now = now
         self.workers = workers
         self.stored: dict[str, int] = {}
+        self.attempted: str | None = None  # the mode of the run under way (status shows a failed one as such)
         self._state_table = table_of(SyncState)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -177,6 +178,9 @@ class Syncer:
         state = self.state()
         checkpoint = state.checkpoint or {}
         cursor = state.events_cursor_created
+        incremental = not (checkpoint.get("full") or full or cursor is None)
+        incremental = incremental and self.now() - (cursor or 0) <= EVENT_RETENTION - OVERLAP
+        self.attempted = "incremental" if incremental else "full"  # what a failure is recorded as
         if checkpoint.get("full"):
             outcome = self.full_sync("resuming an interrupted full sync from its checkpoint")
         elif full:

@@ -1,4 +1,4 @@
-"""Minor units and zero-decimal currencies at the edges (docs/mrr.md), and the one money format people read."""
+"""Minor units and zero-decimal currencies at the edges (docs/mrr.md), and the one money format."""
 
 from __future__ import annotations
 

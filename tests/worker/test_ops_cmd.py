@@ -54,7 +54,7 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(
     connect(cli, "acme", sample_stripe.url, "--slack-webhook-url", slack.url)
     result = cli.invoke(app, ["nightly", "acme", "--as-of", "2026-11-01", "--json"])
     assert result.exit_code == 0, result.output
-    run = json.loads(result.stdout)["runs"][0]
+    run = json.loads(result.stdout)["accounts"][0]
     assert run["ok"] and run["account"] == "acme"
     assert list(run["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
     assert run["steps"]["sync"]["detail"]["stored"]["customers"] == 25

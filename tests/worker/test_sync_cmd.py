@@ -91,4 +91,5 @@ def test_status_text_lists_rejected_objects(cli: CliRunner) -> None:
         assert cli.invoke(app, ["sync", "acme"]).exit_code == 0
     result = cli.invoke(app, ["status", "acme"])
     assert result.exit_code == 0
-    assert "rejected product prod_bad: field 'active' should be a boolean" in result.stdout
+    assert "1 object rejected" in result.stdout
+    assert "product prod_bad: field 'active' should be a boolean" in result.stdout

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import click
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from integrations.stripe.client import DEFAULT_API_BASE
 from worker.account_views import accounts_payload, shown_database_url
 from worker.accounts import ConnectError, connect_account, disconnect_account, list_accounts
 from worker.cli.common import open_db, print_json, refuse
+from worker.cli.tables import Column, console, ident, show_table
 from worker.secrets import Secret
 from worker.settings import ConfigError, Settings, get_settings
 
@@ -60,19 +58,22 @@ def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
     if not rows:
         typer.echo("No account is connected yet: run `retention connect NAME`.")
         return
-    table = Table("account", "stripe", "currency", "key", "api base", "slack", "rps")
-    for column in table.columns[:4]:
-        column.no_wrap = True
-    for a in rows:
-        who = " ".join(x for x in (a.display_name, a.stripe_account) if x) or "-"
-        slack = "own" if a.slack_webhook_encrypted else "default"
-        rps = "default" if a.rps is None else f"{a.rps:g}"
-        cells = (a.name, who, a.reporting_currency.upper(), a.key_mask, a.api_base, slack, rps)
-        table.add_row(*(Text(cell) for cell in cells))  # Text: a name like "Acme [beta]" is not rich markup
-    console = Console()
-    if not console.is_terminal:  # piped: no width to fit, so do not squeeze ids and keys into 80 columns
-        console = Console(width=200)
-    console.print(table)
+    columns = [ident(h) for h in ("account", "stripe")] + [Column("name")]
+    columns += [ident(h) for h in ("currency", "key", "api base", "slack", "rps")]
+    table = [
+        (
+            a.name,
+            a.stripe_account or "-",
+            a.display_name or "",
+            a.reporting_currency.upper(),
+            a.key_mask,
+            a.api_base,
+            "own" if a.slack_webhook_encrypted else "default",
+            "default" if a.rps is None else f"{a.rps:g}",
+        )
+        for a in rows
+    ]
+    show_table(console(), None, columns, table, split=False)
 
 
 def disconnect(name: str = typer.Argument(..., help="The account to remove.")) -> None:

@@ -3,7 +3,8 @@
 The JSON is the payload of worker.metrics_run.compute_metrics, exactly as docs/interface.md shapes it (one
 account: the payload; several: `{"accounts": [payload, ...]}`, as the other revenue commands do). The terminal
 form is a table (worker/cli/tables.py: it fits 80 columns) with the warnings grouped by kind under the
-figures they belong to, so a caveat is never separated from its number. Running the command stores the run like the nightly job does.
+figures they belong to, so a caveat is never separated from its number. Running the command stores the
+run like the nightly job does.
 """
 
 from __future__ import annotations

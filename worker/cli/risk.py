@@ -13,8 +13,10 @@ from typing import Any
 
 import typer
 
+from metrics.money import fmt_major
 from worker.alerts import AlertResult, alert_accounts, missing_webhook
 from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_payloads, refuse
+from worker.cli.tables import console, plural, show_lines
 from worker.models import Account
 from worker.payloads import PayloadFn, named_payloads
 from worker.risk import at_risk, churned
@@ -26,46 +28,54 @@ def _echo_customers(
 ) -> None:
     """The heading, then per customer a numbered line with its signals indented below it.
 
-    Plain lines read well in a terminal, a log and an email alike.
+    Plain lines read well in a terminal, a log and an email alike; they wrap at spaces to the width
+    (worker/cli/tables.py), so an id, an amount or a link is never cut.
     """
-    typer.echo(heading)
+    out = console()
+    show_lines(out, [heading])
     for n, row in enumerate(rows, start=1):
-        typer.echo(f"{n}. {row['name']} ({row['customer_id']}): {line(row)}")
-        for signal in row["signals"]:
-            typer.echo(f"   {signal['code']}: {signal['detail']}")
+        show_lines(out, [f"{n}. {row['name']} ({row['customer_id']}): {line(row)}"])
+        show_lines(out, [f"{signal['code']}: {signal['detail']}" for signal in row["signals"]], indent=3)
         if link:
-            typer.echo(f"   {row['dashboard_url']}")
+            show_lines(out, [row["dashboard_url"]], indent=3)
 
 
 def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
-    rows, cur = payload["accounts"], payload["currency"].upper()
+    rows, cur = payload["accounts"], payload["currency"]
 
     def line(row: dict[str, Any]) -> str:
         renewal = f", renews {row['renewal_date']}" if row["renewal_date"] else ""
-        return f"{row['mrr']:,.2f} {cur} MRR at risk, score {row['score']:,.2f}{renewal}"
+        return f"{fmt_major(row['mrr'], cur)} MRR at risk, score {row['score']:,.2f}{renewal}"
 
+    at_risk = fmt_major(payload["mrr_at_risk"], cur)
     heading = (
-        f"{account.name}: {len(rows)} account(s) at risk, {payload['mrr_at_risk']:,.2f} {cur} MRR at "
-        f"risk as of {payload['as_of']}"
+        f"{account.name}: {plural(len(rows), 'account')} at risk, {at_risk} MRR at risk "
+        f"as of {payload['as_of']}"
     )
     _echo_customers(heading, rows, line, link=True)
 
 
 def _show_churned(account: Account, payload: dict[str, Any]) -> None:
-    rows, cur = payload["accounts"], payload["currency"].upper()
+    rows, cur = payload["accounts"], payload["currency"]
 
     def line(row: dict[str, Any]) -> str:
         first = (
-            f"first signal {row['first_signal_on']}, {row['days_before']} days before"
+            f"first signal {row['first_signal_on']}, {plural(row['days_before'], 'day')} before"
             if row["first_signal_on"]
             else "no signal before churning"
         )
-        return f"{row['mrr']:,.2f} {cur} MRR lost on {row['churned_on']}; {first}"
+        return f"{fmt_major(row['mrr'], cur)} MRR lost on {row['churned_on']}; {first}"
 
-    heading = (
-        f"{account.name}: the {len(rows)} largest churned account(s) of the last "
-        f"{payload['window_months']} months (as of {payload['as_of']})"
-    )
+    months, as_of = payload["window_months"], payload["as_of"]
+    if not rows:
+        heading = f"{account.name}: no account churned in the last {months} months (as of {as_of})"
+    elif len(rows) == 1:
+        heading = f"{account.name}: the one account that churned in the last {months} months (as of {as_of})"
+    else:
+        heading = (
+            f"{account.name}: the {len(rows)} largest churned accounts of the last {months} months "
+            f"(as of {as_of})"
+        )
     _echo_customers(heading, rows, line, link=False)
 
 

@@ -14,6 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from sqlmodel import Session
 
 from worker.cli.common import EXIT_FAILED, open_db, print_json, select_accounts
+from worker.cli.tables import console, plural, show_items, show_lines
 from worker.settings import get_settings
 from worker.status import account_status
 from worker.syncing import SyncResult, run_sync
@@ -85,17 +86,35 @@ def status(
     if as_json:
         print_json({"accounts": entries})
         return
+    out = console()
     for e in entries:
-        ok = {True: "ok", False: "FAILED", None: "never synced"}[e["last_sync_ok"]]
-        typer.echo(f"{e['name']}: last sync {e['last_sync_at'] or '-'} ({e['mode'] or '-'}) {ok}")
-        if e["last_error"]:
-            typer.echo(f"  error: {e['last_error']}")
-        typer.echo("  " + ", ".join(f"{k} {n}" for k, n in e["counts"].items()))
-        for r in e["rejected"]:
-            typer.echo(f"  rejected {r['object']} {r['id']}: {r['error']}")
-        nightly = e["last_nightly"]
-        if nightly:
-            typer.echo(f"  last nightly {nightly['started_at']} ok={nightly['ok']}")
+        _show_status(out, e)
+
+
+def _show_status(out: Console, e: dict[str, Any]) -> None:
+    """One account's status as lines that wrap between items, never inside an id or a count."""
+    ok = {True: "ok", False: "FAILED", None: "never synced"}[e["last_sync_ok"]]
+    mode = f"{e['mode']} sync" if e["mode"] else "sync"
+    when = (e["last_sync_at"] or "-").replace("T", " ").replace("+00:00", " UTC")
+    head = (
+        f"{e['name']}: never synced"
+        if e["last_sync_at"] is None
+        else f"{e['name']}: last {mode} {when}: {ok}"
+    )
+    show_lines(out, [head])
+    if e["last_error"]:
+        show_lines(out, [f"error: {e['last_error']}"], indent=2)
+    show_items(out, [f"{k.replace('_', ' ')} {n:,}" for k, n in e["counts"].items()])
+    if e["rejected"]:
+        show_lines(
+            out, [f"{plural(len(e['rejected']), 'object')} rejected by the last sync (skipped):"], indent=2
+        )
+        show_lines(out, [f"{r['object']} {r['id']}: {r['error']}" for r in e["rejected"]], indent=4)
+    nightly = e["last_nightly"]
+    if nightly:
+        started = str(nightly["started_at"]).replace("T", " ").replace("+00:00", " UTC")
+        state = "ok" if nightly["ok"] else "FAILED"
+        show_lines(out, [f"last nightly run {started}: {state}"], indent=2)
 
 
 def register(app: typer.Typer) -> None:

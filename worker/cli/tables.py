@@ -1,4 +1,4 @@
-"""How every command prints a table: readable at 80 columns, tidy at 120 and 200, never cutting a figure or id.
+"""How every command prints a table: readable at 80 columns, tidy at 120 and 200, figures and ids whole.
 
 A table is described once (columns, rows of cells) and laid out for the width at hand, in this order:
 1. the table with amounts to the cent;
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -201,3 +200,17 @@ def show_lines(out: Console, lines: Iterable[str], indent: int = 0) -> None:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """`1 rate`, `2 rates`, `0 rates`; `many` for irregular plurals."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def show_items(out: Console, items: Sequence[str], indent: int = 2, sep: str = ", ") -> None:
+    """Short items (`customers 300`) on as few lines as fit, each item kept whole on one line."""
+    line = ""
+    for n, item in enumerate(items):
+        piece = item + (sep.rstrip() if n < len(items) - 1 else "")
+        candidate = f"{line} {piece}" if line else piece
+        if line and indent + len(candidate) > out.width:
+            out.print(Text(" " * indent + line))
+            candidate = piece
+        line = candidate
+    if line:
+        out.print(Text(" " * indent + line))
