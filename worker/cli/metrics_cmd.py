@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from metrics.summary import pct
-from worker.cli.common import load_accounts, open_db, parse_as_of, print_payloads, refuse
+from worker.cli.common import add_history_warning, load_accounts, open_db, parse_as_of, print_payloads, refuse
 from worker.cli.tables import Amount, Cell, Column, console, figure, show_lines, show_table
 from worker.cli.wording import LEGEND, show_warnings
 
@@ -111,6 +111,8 @@ def register(app: typer.Typer) -> None:
         engine = open_db()
         accounts = load_accounts(engine, name)
         payloads = metrics_of_accounts(engine, accounts, when, edges)
+        for account, payload in zip(accounts, payloads, strict=True):
+            add_history_warning(engine, account, when, payload)
         if as_json:
             print_payloads(payloads)
             return

@@ -18,6 +18,7 @@ import typer
 
 from metrics.movements import BUCKETS
 from worker.cli.common import (
+    add_history_warning,
     load_accounts,
     open_db,
     parse_as_of,
@@ -38,8 +39,6 @@ def _print_mrr(account_name: str, p: dict[str, Any], verbose: bool) -> None:
     columns = (ident("customer"), Column("name"), Column("plan"), figure("MRR"))
     rows = [(c["id"], c["name"] or "", c["plan"] or "", Amount(c["mrr"], cur)) for c in p["customers"]]
     show_table(out, title, columns, rows, split=False)
-    if p.get("first_invoice_after_as_of"):
-        show_lines(out, [p["first_invoice_after_as_of"]])
     show_warnings(out, p.get("warnings", []), verbose)
 
 
@@ -56,6 +55,8 @@ def mrr_cmd(
     when = parse_as_of(as_of)
     accounts = load_accounts(engine, name)
     payloads = [mrr_payload(engine, a, when) for a in accounts]
+    for a, p in zip(accounts, payloads, strict=True):
+        add_history_warning(engine, a, when, p)
     if json_out:
         print_payloads(payloads)
         return

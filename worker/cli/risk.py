@@ -7,7 +7,6 @@ payload names its account); with one account it is the payload.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +14,18 @@ import typer
 
 from metrics.money import fmt_major
 from worker.alerts import AlertResult, alert_accounts, missing_webhook
-from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_payloads, refuse
+from worker.cli.common import (
+    EXIT_FAILED,
+    add_history_warning,
+    load_accounts,
+    open_db,
+    parse_as_of,
+    print_json,
+    print_payloads,
+    refuse,
+)
 from worker.cli.tables import console, plural, show_lines
+from worker.cli.wording import show_warnings
 from worker.models import Account
 from worker.payloads import PayloadFn, named_payloads
 from worker.risk import at_risk, churned
@@ -24,7 +33,11 @@ from worker.settings import get_settings
 
 
 def _echo_customers(
-    heading: str, rows: list[dict[str, Any]], line: Callable[[dict[str, Any]], str], link: bool
+    heading: str,
+    rows: list[dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+    link: bool,
+    warnings: list[dict[str, str]],
 ) -> None:
     """The heading, then per customer a numbered line with its signals indented below it.
 
@@ -33,6 +46,7 @@ def _echo_customers(
     """
     out = console()
     show_lines(out, [heading])
+    show_warnings(out, warnings, verbose=False)
     for n, row in enumerate(rows, start=1):
         show_lines(out, [f"{n}. {row['name']} ({row['customer_id']}): {line(row)}"])
         show_lines(out, [f"{signal['code']}: {signal['detail']}" for signal in row["signals"]], indent=3)
@@ -52,7 +66,7 @@ def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
         f"{account.name}: {plural(len(rows), 'account')} at risk, {at_risk} MRR at risk "
         f"as of {payload['as_of']}"
     )
-    _echo_customers(heading, rows, line, link=True)
+    _echo_customers(heading, rows, line, True, payload.get("warnings", []))
 
 
 def _show_churned(account: Account, payload: dict[str, Any]) -> None:
@@ -76,7 +90,7 @@ def _show_churned(account: Account, payload: dict[str, Any]) -> None:
             f"{account.name}: the {len(rows)} largest churned accounts of the last {months} months "
             f"(as of {as_of})"
         )
-    _echo_customers(heading, rows, line, link=False)
+    _echo_customers(heading, rows, line, False, payload.get("warnings", []))
 
 
 def _print_each(
@@ -91,6 +105,7 @@ def _print_each(
     engine = open_db()
     payloads = []
     for account, payload in named_payloads(engine, load_accounts(engine, name), moment, build):
+        add_history_warning(engine, account, moment, payload)
         payloads.append(payload)
         if not as_json:
             show(account, payload)
@@ -108,26 +123,47 @@ def at_risk_cmd(
 
 
 def _report(result: AlertResult, dry_run: bool) -> None:
+    """A dry run shows the digest as a person reads it in Slack (plain text, wrapped to the width); a real
+    run says what was sent."""
     if dry_run:
-        typer.echo(result.text or "")
-        if result.payloads:
-            typer.echo("\nBlock Kit payload(s), not sent:")
-            typer.echo(json.dumps(result.payloads, indent=2))
+        out = console()
+        show_lines(out, [f"{result.account}: the digest this run would post (dry run, nothing sent):", ""])
+        show_lines(out, (result.text or "").splitlines(), indent=2)
         return
     if result.error:
         typer.echo(f"error: {result.error}", err=True)
     elif result.skipped:
         typer.echo(f"note: {result.skipped}", err=True)
     typer.echo(
-        f"{result.account}: {result.at_risk} at risk; {result.sent} alert(s) sent in "
-        f"{result.messages} message(s), {result.pending} pending"
+        f"{result.account}: {result.at_risk} at risk; {plural(result.sent, 'alert')} sent in "
+        f"{plural(result.messages, 'message')}, {result.pending} pending"
     )
+
+
+def _as_json(result: AlertResult, dry_run: bool) -> dict[str, Any]:
+    """One account's alert run for `--json`: what was sent, or with `--dry-run` the Slack payloads."""
+    entry: dict[str, Any] = {
+        "account": result.account,
+        "at_risk": result.at_risk,
+        "sent": result.sent,
+        "messages": result.messages,
+        "pending": result.pending,
+        "error": result.error,
+        "skipped": result.skipped,
+    }
+    if dry_run:
+        entry["text"] = result.text
+        entry["payloads"] = result.payloads
+    return entry
 
 
 def alert_cmd(
     name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
     as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the Slack message instead of sending it."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON (with --dry-run: the Slack payloads that would be posted)."
+    ),
 ) -> None:
     """Post the at-risk digest to Slack: new or changed signals and recoveries, never the same alert twice."""
     moment = parse_as_of(as_of)
@@ -138,10 +174,15 @@ def alert_cmd(
         missing = missing_webhook(settings, accounts[0])
         if missing:
             refuse(missing)
-    failed = False
+    failed, entries = False, []
     for result in alert_accounts(engine, settings, accounts, moment, dry_run=dry_run):
-        _report(result, dry_run)
+        if as_json:
+            entries.append(_as_json(result, dry_run))
+        else:
+            _report(result, dry_run)
         failed = failed or result.error is not None
+    if as_json:
+        print_json({"accounts": entries})
     if failed:
         raise typer.Exit(EXIT_FAILED)
 

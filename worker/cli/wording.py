@@ -24,6 +24,7 @@ KINDS: dict[str, str] = {
     "expansion_concentration": (
         "more than half of the expansion comes from a single customer; without it NRR would be lower"
     ),
+    "before_first_invoice": "the date comes before any subscription was billed: there is nothing to measure",
     "missing_rate": (
         "some revenue is in a currency with no exchange rate for its dates and is left out of the totals; "
         "add rates with `retention rates import`"
