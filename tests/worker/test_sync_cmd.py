@@ -32,7 +32,7 @@ def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> No
         add_account(env_engine(), fake.url, name="acme")
         result = cli.invoke(app, ["sync", "acme"])
         assert result.exit_code == 0, result.output
-        assert "full sync" in result.stdout and "1 objects rejected" in result.stdout
+        assert "full sync" in result.stdout and "1 object rejected" in result.stdout
         payload = status_json(cli, "acme")
         again = cli.invoke(app, ["sync"])  # NAME left out: every account (here the only one)
         assert again.exit_code == 0 and "incremental sync" in again.stdout

@@ -6,69 +6,57 @@ from worker/status.py; this module parses arguments and prints."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
-from sqlmodel import Session
 
-from worker.cli.common import EXIT_FAILED, open_db, print_json, select_accounts
+from worker.cli.common import EXIT_FAILED, load_accounts, open_db, print_json
+from worker.cli.sync_progress import SyncProgress
 from worker.cli.tables import console, plural, show_items, show_lines
-from worker.settings import get_settings
-from worker.status import account_status
-from worker.syncing import SyncResult, run_sync
+
+if TYPE_CHECKING:
+    from worker.syncing import SyncResult
 
 
-def _summary(result: SyncResult) -> str:
+def _summary(out: Console, result: SyncResult) -> None:
+    """What the run did, in a few lines that wrap between items (never inside a count)."""
     if not result.ok:
-        return f"{result.account}: sync FAILED after {result.requests} requests: {result.error}"
-    stored = ", ".join(f"{n} {k}" for k, n in sorted(result.stored.items()) if n)
-    text = (
-        f"{result.account}: {result.mode} sync done in {result.seconds:.1f}s, {result.requests} requests"
-        f" ({result.note}); stored {stored or 'nothing new'}"
-    )
+        mode = f"{result.mode} sync" if result.mode else "sync"
+        failure = f"{mode} FAILED after {plural(result.requests, 'request')}: {result.error}"
+        show_lines(out, [f"{result.account}: {failure}"])
+        return
+    show_lines(out, [f"{result.account}: {result.mode} sync done in {result.seconds:.1f} s ({result.note})"])
+    stored = [f"{k.replace('_', ' ')} {n:,}" for k, n in sorted(result.stored.items()) if n]
+    show_items(out, [f"stored {stored[0]}", *stored[1:]] if stored else ["nothing new to store"])
+    extra = [f"{plural(result.requests, 'request')} to Stripe"]
     if result.rejected:
-        text += f"; {len(result.rejected)} objects rejected (see `retention status`)"
-    return text
+        extra.append(
+            f"{plural(len(result.rejected), 'object')} rejected and skipped (see `retention status`)"
+        )
+    show_items(out, extra, sep="; ")
 
 
 def sync(
     name: str | None = typer.Argument(None, help="Account name; every account when left out."),
     full: bool = typer.Option(False, "--full", help="Re-read everything instead of changes since last time."),
 ) -> None:
-    """Copy the account's Stripe data (full the first time, then only changes) and print a summary."""
+    """Copy the account's Stripe data (full the first time, then only changes) and print a summary.
+
+    On a terminal a bar per list shows the counts, and for invoices the share read and the time left; off a
+    terminal a plain line per list read and per tenth of the invoices goes to stderr."""
+    from worker.settings import get_settings
+    from worker.syncing import run_sync
+
     settings = get_settings()
     engine = open_db(settings)
-    with Session(engine) as session:
-        accounts = select_accounts(session, name)
-    console = Console(stderr=True)
+    accounts = load_accounts(engine, name)
+    progress_out, out = console(stderr=True), console()
     failed = False
     for account in accounts:
-        if console.is_terminal:
-            with Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
-            ) as bar:
-                task = bar.add_task(f"{account.name}: starting", total=None)
-                seen: dict[str, int] = {}
-
-                def show(
-                    list_name: str,
-                    stored: int,
-                    bar: Progress = bar,
-                    task: Any = task,
-                    seen: dict[str, int] = seen,
-                    label: str = account.name,
-                ) -> None:
-                    seen[list_name] = stored
-                    bar.update(
-                        task, description=f"{label}: " + ", ".join(f"{n} {k}" for k, n in seen.items())
-                    )
-
-                result = run_sync(engine, settings, account, full=full, progress=show)
-        else:
-            result = run_sync(engine, settings, account, full=full)
-        typer.echo(_summary(result))
+        with SyncProgress(account.name, progress_out) as show:
+            result = run_sync(engine, settings, account, full=full, progress=show)
+        _summary(out, result)
         failed = failed or not result.ok
     if failed:
         raise typer.Exit(EXIT_FAILED)
@@ -79,6 +67,11 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (docs/interface.md)."),
 ) -> None:
     """When each account last synced, whether it worked, what is stored and what was rejected."""
+    from sqlmodel import Session
+
+    from worker.cli.common import select_accounts
+    from worker.status import account_status
+
     engine = open_db()
     with Session(engine) as session:
         accounts = select_accounts(session, name)

@@ -117,4 +117,6 @@ def run_sync_quietly(
     engine: Engine, settings: Settings, account: Account, note: Callable[[str], None]
 ) -> SyncResult:
     """A full sync with the counts shown on the spinner."""
-    return run_sync(engine, settings, account, full=True, progress=lambda name, n: note(f"— {name}: {n}"))
+    return run_sync(
+        engine, settings, account, full=True, progress=lambda name, n, _share: note(f"— {name}: {n}")
+    )
