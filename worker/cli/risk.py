@@ -8,12 +8,11 @@ payload names its account); with one account it is the payload.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from metrics.money import fmt_major
-from worker.alerts import AlertResult, alert_accounts, missing_webhook
 from worker.cli.common import (
     EXIT_FAILED,
     add_history_warning,
@@ -26,10 +25,12 @@ from worker.cli.common import (
 )
 from worker.cli.tables import console, plural, show_lines
 from worker.cli.wording import show_warnings
-from worker.models import Account
-from worker.payloads import PayloadFn, named_payloads
-from worker.risk import at_risk, churned
-from worker.settings import get_settings
+
+if TYPE_CHECKING:
+    from worker.alerts import AlertResult
+    from worker.models import Account
+
+# The risk screen, the alerts and SQLModel are imported inside the commands (start-up time: README).
 
 
 def _echo_customers(
@@ -97,14 +98,18 @@ def _print_each(
     name: str | None,
     as_of: str | None,
     as_json: bool,
-    build: PayloadFn,
+    build: str,
     show: Callable[[Account, dict[str, Any]], None],
 ) -> None:
-    """Each account's payload: shown as soon as it is ready, or printed together as JSON at the end."""
+    """Each account's payload (`build`: the name of its function in worker/risk.py): shown as soon as it is
+    ready, or printed together as JSON at the end."""
+    from worker import risk
+    from worker.payloads import named_payloads
+
     moment = parse_as_of(as_of)
     engine = open_db()
     payloads = []
-    for account, payload in named_payloads(engine, load_accounts(engine, name), moment, build):
+    for account, payload in named_payloads(engine, load_accounts(engine, name), moment, getattr(risk, build)):
         add_history_warning(engine, account, moment, payload)
         payloads.append(payload)
         if not as_json:
@@ -119,7 +124,7 @@ def at_risk_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Paying customers showing a risk signal, largest MRR at risk first."""
-    _print_each(name, as_of, as_json, at_risk, _show_at_risk)
+    _print_each(name, as_of, as_json, "at_risk", _show_at_risk)
 
 
 def _report(result: AlertResult, dry_run: bool) -> None:
@@ -166,6 +171,9 @@ def alert_cmd(
     ),
 ) -> None:
     """Post the at-risk digest to Slack: new or changed signals and recoveries, never the same alert twice."""
+    from worker.alerts import alert_accounts, missing_webhook
+    from worker.settings import get_settings
+
     moment = parse_as_of(as_of)
     settings = get_settings()
     engine = open_db(settings)
@@ -193,7 +201,7 @@ def churned_cmd(
     as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
 ) -> None:
     """Churn post-mortem: the 5 largest churned accounts of 6 months and when their first signal appeared."""
-    _print_each(name, as_of, as_json, churned, _show_churned)
+    _print_each(name, as_of, as_json, "churned", _show_churned)
 
 
 def register(app: typer.Typer) -> None:
