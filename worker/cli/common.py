@@ -92,16 +92,13 @@ def history_warning(engine: Engine, account: Account, when: datetime) -> dict[st
 
     with engine.connect() as conn:
         first = first_counted_start(conn, account.id or 0)
-    if first is not None and moment_ts(when) >= first:
+    # nothing counted at all (no sync yet, or every line waits for a rate) is said by other warnings
+    if first is None or moment_ts(when) >= first:
         return None
-    when_day = when.date().isoformat()
-    if first is None:
-        message = f"{account.name}: no recurring revenue is stored yet, so every figure at {when_day} is zero"
-    else:
-        message = (
-            f"{account.name}: {when_day} is before the first invoiced subscription period "
-            f"({utc_day(first).isoformat()}): there is no revenue to measure yet, so the figures are zero"
-        )
+    message = (
+        f"{account.name}: {when.date().isoformat()} is before the first invoiced subscription period "
+        f"({utc_day(first).isoformat()}): there is no revenue to measure yet, so the figures are zero"
+    )
     return {"code": "before_first_invoice", "message": message}
 
 

@@ -24,6 +24,7 @@ from metrics.money import fmt_major
 
 MIN_WIDTH = 40  # below this nothing is readable; lay out as if there were 40 columns
 LONG_WORD = 30  # a free-text word longer than this may be folded; shorter ones must stay whole
+FREE_MIN = 24  # a free-text column narrower than this (and than its text) reads badly: lay out otherwise
 
 
 def width() -> int:
@@ -109,11 +110,27 @@ def fits(out: Console, table: Table, words: Iterable[str] = ()) -> bool:
     `words` (the free text's words of up to LONG_WORD characters) must come out whole, not folded.
     """
     probe = Console(width=out.width, file=io.StringIO(), highlight=False, color_system=None, markup=False)
+    if not _free_columns_wide_enough(probe, table):
+        return False
     probe.print(table)
     text = probe.file.getvalue()  # type: ignore[attr-defined]
     if "…" in text or any(len(line) > out.width for line in text.splitlines()):
         return False
     return all(word in text for word in words)
+
+
+def _free_columns_wide_enough(probe: Console, table: Table) -> bool:
+    """Each wrapping column gets FREE_MIN characters, or all its text needs, whichever is less (Rich is
+    pinned, so its column-width calculation can be asked directly)."""
+    widths = table._calculate_column_widths(probe, probe.options)  # noqa: SLF001
+    for column, width in zip(table.columns, widths, strict=True):
+        if column.no_wrap:
+            continue
+        cells = [str(column.header), *(str(cell) for cell in column.cells)]
+        natural = max((len(line) for cell in cells for line in cell.splitlines()), default=0)
+        if width < min(FREE_MIN, natural):
+            return False
+    return True
 
 
 def _words(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> set[str]:
