@@ -215,7 +215,7 @@ def test_cli_alert_posts_once_and_dry_run_prints(
     monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url)
     sent = cli.invoke(app, ["alert", "--as-of", "2026-11-01"])
     assert sent.exit_code == 0, sent.output
-    assert "4 alert(s) sent in 1 message(s), 0 pending" in sent.stdout
+    assert "4 alerts sent in 1 message, 0 pending" in sent.stdout
     assert customers_in(slack.delivered[0]) == AT_RISK
     slack.script(*[Answer(500, "internal_error")] * 3)
     with session_scope(engine) as session:  # a new signal for the steady customer, while Slack fails

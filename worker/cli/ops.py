@@ -75,7 +75,7 @@ def nightly(
         except Exception as exc:
             refuse(f"cannot queue the job ({type(exc).__name__}): is the broker at RETENTION_BROKER_URL up?")
         if as_json:
-            print_json({"tasks": tasks})
+            print_json({"accounts": tasks})  # the envelope of every multi-account command
         else:
             for task in tasks:
                 typer.echo(f"{task['account']}: queued as task {task['task_id']}")

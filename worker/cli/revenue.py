@@ -51,8 +51,8 @@ def mrr_cmd(
     """MRR per customer at an instant (docs/mrr.md)."""
     from worker.revenue import mrr_payload  # heavy: loaded only when used
 
+    when = parse_as_of(as_of)  # bad input is refused before the database is touched
     engine = open_db()
-    when = parse_as_of(as_of)
     accounts = load_accounts(engine, name)
     payloads = [mrr_payload(engine, a, when) for a in accounts]
     for a, p in zip(accounts, payloads, strict=True):
@@ -136,8 +136,8 @@ def explain_cmd(
     """Every line behind one customer's MRR, and the lines left out, with the reason for each."""
     from worker.revenue import accounts_with_customer, explain_payload  # heavy: loaded only when used
 
+    when = parse_as_of(as_of)  # bad input is refused before the database is touched
     engine = open_db()
-    when = parse_as_of(as_of)
     accounts = accounts_with_customer(engine, load_accounts(engine, None), customer_id)
     if not accounts:
         refuse(f"no customer {customer_id!r} in any connected account: check the id or run `retention sync`")
