@@ -203,15 +203,26 @@ def show_stacked(
         for col, cell in zip(columns[1:], row[1:], strict=True):
             value = _text(cell, False)
             if value:
-                show_lines(out, [f"  {col.header.ljust(label)}  {value}"])
+                _show_labelled(out, f"  {col.header.ljust(label)}  ", value)
 
 
-def show_lines(out: Console, lines: Iterable[str], indent: int = 0) -> None:
-    """Free text wrapped at spaces to the width, continuation lines indented two more than the first."""
+def _show_labelled(out: Console, prefix: str, value: str) -> None:
+    """`prefix` then the value, wrapped at spaces, continuation lines aligned under the value."""
+    parts = Text(value).wrap(out, max(MIN_WIDTH // 2, out.width - len(prefix)))
+    for n, part in enumerate(parts):
+        part.rstrip()
+        out.print(Text(prefix if n == 0 else " " * len(prefix)) + part)
+
+
+def show_lines(out: Console, lines: Iterable[str], indent: int = 0, hang: int | None = None) -> None:
+    """Free text wrapped at spaces to the width: the first line at `indent`, the others at `hang` (default
+    two more than `indent`)."""
+    hang = indent + 2 if hang is None else hang
     for line in lines:
-        parts = Text(line).wrap(out, max(MIN_WIDTH - 4, out.width - indent - 2))
+        parts = Text(line).wrap(out, max(MIN_WIDTH // 2, out.width - max(indent, hang)))
         for n, part in enumerate(parts):
-            out.print(Text(" " * (indent if n == 0 else indent + 2)) + part)
+            part.rstrip()
+            out.print(Text(" " * (indent if n == 0 else hang)) + part)
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:

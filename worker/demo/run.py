@@ -97,8 +97,8 @@ def run_demo(
     if not result.ok:
         raise DemoFailed(f"the sync failed: {result.error}")
     console.print(
-        f"  {result.requests} requests, stored "
-        + ", ".join(f"{n} {kind}" for kind, n in sorted(result.stored.items()))
+        f"  {result.requests:,} requests, stored "
+        + ", ".join(f"{kind.replace('_', ' ')} {n:,}" for kind, n in sorted(result.stored.items()))
     )
     with step(console, "Classifying lines and rebuilding MRR history"):
         rebuild_account(engine, account, today=as_of.date())
