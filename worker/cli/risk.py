@@ -46,11 +46,13 @@ def _echo_customers(
     (worker/cli/tables.py), so an id, an amount or a link is never cut.
     """
     out = console()
-    show_lines(out, [heading])
+    show_lines(out, heading.splitlines())
     show_warnings(out, warnings, verbose=False)
     for n, row in enumerate(rows, start=1):
-        show_lines(out, [f"{n}. {row['name']} ({row['customer_id']}): {line(row)}"])
-        show_lines(out, [f"{signal['code']}: {signal['detail']}" for signal in row["signals"]], indent=3)
+        show_lines(out, [f"{n}. {row['name']} ({row['customer_id']}): {line(row)}"], hang=3)
+        show_lines(
+            out, [f"{signal['code']}: {signal['detail']}" for signal in row["signals"]], indent=3, hang=5
+        )
         if link:
             show_lines(out, [row["dashboard_url"]], indent=3)
 
@@ -67,6 +69,11 @@ def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
         f"{account.name}: {plural(len(rows), 'account')} at risk, {at_risk} MRR at risk "
         f"as of {payload['as_of']}"
     )
+    if rows:  # the score is not a figure a founder knows: say what it is once, under the heading
+        heading += (
+            "\n(score: the MRR at risk weighted by how strongly its signals foretell churn, at most the MRR; "
+            "highest first)"
+        )
     _echo_customers(heading, rows, line, True, payload.get("warnings", []))
 
 
