@@ -14,6 +14,7 @@ import io
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import product
 
 from rich import box
 from rich.console import Console
@@ -78,17 +79,10 @@ def _text(cell: Cell, whole: bool) -> str:
     return "" if cell is None else cell
 
 
-def _table(
-    title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], whole: bool
-) -> Table:
-    table = Table(
-        title=title,
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-        show_edge=False,
-    )
+def _table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], whole: bool, gap: int = 2) -> Table:
+    """A borderless table, a rule under the headers, `gap` spaces between columns."""
+    # the box draws one space between columns; padding adds the rest
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, gap - 1, 0, 0))
     for col in columns:
         table.add_column(
             col.header,
@@ -163,31 +157,29 @@ def show_table(
     rows: Sequence[Sequence[Cell]],
     split: bool = True,
 ) -> None:
-    """The table in the first layout that fits (see the module docstring): whole, then split in two or three
-    tables that repeat the first column (unless `split` is False), each to the cent then in whole units; else
-    stacked."""
+    """The table in the first layout that fits (see the module docstring): one table, then two or three that
+    repeat the first column (unless `split` is False); each to the cent, then in whole units; each with two
+    spaces between columns, then one; else stacked."""
     if not rows:
         if title:
             show_lines(out, [title])
         out.print("  (none)")
         return
-    attempts = (False, True) if has_amounts(rows) else (False,)
-    for count in range(1, (min(3, len(columns) - 1) if split else 1) + 1):
-        for whole in attempts:
-            parts = [
-                (_pick(columns, part), [_pick(r, part) for r in rows]) for part in _parts(columns, count)
-            ]
-            tables = [(_table(None, cols, cells, whole), _words(cols, cells)) for cols, cells in parts]
-            if all(fits(out, t, words) for t, words in tables):
-                if title:
-                    show_lines(out, [title])
-                for n, (table, _) in enumerate(tables):
-                    if n:
-                        out.print()
-                    out.print(table)
-                if whole:
-                    out.print("  (amounts in whole units to fit the width; --json has the cents)")
-                return
+    counts = range(1, (min(3, len(columns) - 1) if split else 1) + 1)
+    wholes = (False, True) if has_amounts(rows) else (False,)
+    for count, whole, gap in product(counts, wholes, (2, 1)):
+        parts = [(_pick(columns, part), [_pick(r, part) for r in rows]) for part in _parts(columns, count)]
+        tables = [(_table(cols, cells, whole, gap), _words(cols, cells)) for cols, cells in parts]
+        if all(fits(out, t, words) for t, words in tables):
+            if title:
+                show_lines(out, [title])
+            for n, (table, _) in enumerate(tables):
+                if n:
+                    out.print()
+                out.print(table)
+            if whole:
+                out.print("  (amounts in whole units to fit the width; --json has the cents)")
+            return
     show_stacked(out, title, columns, rows)
 
 
