@@ -23,6 +23,7 @@ from worker.cli.common import (
     print_payloads,
     refuse,
 )
+from worker.cli.slack_text import message_lines
 from worker.cli.tables import console, plural, show_lines
 from worker.cli.wording import show_warnings
 
@@ -139,8 +140,15 @@ def _report(result: AlertResult, dry_run: bool) -> None:
     run says what was sent."""
     if dry_run:
         out = console()
+        if not result.payloads:  # nothing new: the result's text says so
+            show_lines(out, [result.text or f"{result.account}: nothing to post"])
+            return
         show_lines(out, [f"{result.account}: the digest this run would post (dry run, nothing sent):", ""])
-        show_lines(out, (result.text or "").splitlines(), indent=2)
+        for line in message_lines(result.payloads):
+            if line:
+                show_lines(out, [line], indent=2, hang=4)
+            else:
+                out.print()
         return
     if result.error:
         typer.echo(f"error: {result.error}", err=True)
