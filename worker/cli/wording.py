@@ -10,26 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from rich.console import Console
 
+from metrics.warnings import MEANINGS as KINDS
 from worker.cli.tables import show_lines
-
-# What each warning kind means, for someone who has not read docs/warnings.md.
-KINDS: dict[str, str] = {
-    "small_cohort": (
-        "fewer than 30 customers were paying at the window's start, so one customer can swing the ratio; "
-        "read it as a direction, not a result"
-    ),
-    "expansion_hides_logo_churn": (
-        "NRR is above 100% only because the customers who stayed pay more, while many customers left"
-    ),
-    "expansion_concentration": (
-        "more than half of the expansion comes from a single customer; without it NRR would be lower"
-    ),
-    "before_first_invoice": "the date comes before any subscription was billed: there is nothing to measure",
-    "missing_rate": (
-        "some revenue is in a currency with no exchange rate for its dates and is left out of the totals; "
-        "add rates with `retention rates import`"
-    ),
-}
 
 # The metrics table's column headings in words.
 LEGEND: Sequence[tuple[str, str]] = (

@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from metrics.money import fmt_major
+from metrics.warnings import MEANINGS
 from worker.report import charts
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -50,6 +51,7 @@ def _environment() -> Environment:
     )
     env.filters["pct"] = pct
     env.filters["money"] = money
+    env.filters["meaning"] = lambda code: MEANINGS.get(code, "")
     return env
 
 
