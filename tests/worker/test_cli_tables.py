@@ -80,3 +80,20 @@ def test_warnings_grouped_by_kind_with_a_count_and_their_meaning() -> None:
         and "    2025-02 (T12M): cohort of 5 customers" in full
     )
     assert warning_lines([], verbose=False) == []
+
+
+def test_a_long_table_is_laid_out_from_the_rows_that_decide_its_widths() -> None:
+    rows = [(f"cus_{n:07d}", "x", Amount(n / 100, "usd"), Amount(0, "usd"), "1%") for n in range(5000)]
+    rows[1234] = (
+        "cus_long",
+        "a much longer customer name here",
+        Amount(99999999.99, "usd"),
+        Amount(0, "usd"),
+        "-",
+    )
+    out = io.StringIO()
+    show_table(Console(file=out, width=80), None, COLUMNS, rows)
+    text = out.getvalue()
+    assert "$99,999,999.99" in text and "a much longer customer name here" in text
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
+    assert text.count("cus_") == 5000

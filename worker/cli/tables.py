@@ -1,11 +1,14 @@
 """How every command prints a table: readable at 80 columns, tidy at 120 and 200, figures and ids whole.
 
-A table is described once (columns, rows of cells) and laid out for the width at hand, in this order:
-1. the table with amounts to the cent;
-2. the table with amounts in whole units (a note under it says so; `--json` keeps the cents);
-3. stacked: one block per row, `header  value` per line, which fits any width.
+A table is described once (columns, rows of cells) and laid out for the width at hand: the first layout that
+fits of one table, then two or three narrower ones that repeat the first column; each with amounts to the
+cent, then in whole units (a note says so; `--json` keeps the cents); each with two spaces between columns,
+then one. Where none fits, rows are stacked: one block per row, `header  value` per line (fits any width).
 Figures and ids are never wrapped, folded or cut with an ellipsis; only free text (names, plans, reasons)
 wraps, at spaces. The width is the terminal's, else `COLUMNS`, else 80 (a pipe or a log).
+
+Whether a layout fits is tried on a few rows only: per column, the row with its longest text and the row with
+its longest word decide the column's width, so a 100,000-row table costs no more to lay out than ten rows.
 """
 
 from __future__ import annotations
@@ -135,6 +138,19 @@ def _words(columns: Sequence[Column], rows: Sequence[Sequence[Cell]]) -> set[str
     }
 
 
+def _probe_rows(rows: Sequence[Sequence[Cell]]) -> list[Sequence[Cell]]:
+    """The rows that decide the column widths: per column, the one with the longest text and the one with the
+    longest word (in table order)."""
+    if len(rows) <= 20:
+        return list(rows)
+    chosen: set[int] = set()
+    for col in range(len(rows[0])):
+        texts = [_text(row[col], False) for row in rows]
+        chosen.add(max(range(len(rows)), key=lambda n: len(texts[n])))
+        chosen.add(max(range(len(rows)), key=lambda n: max(map(len, texts[n].split()), default=0)))
+    return [rows[n] for n in sorted(chosen)]
+
+
 def has_amounts(rows: Iterable[Sequence[Cell]]) -> bool:
     return any(isinstance(cell, Amount) for row in rows for cell in row)
 
@@ -165,18 +181,18 @@ def show_table(
             show_lines(out, [title])
         out.print("  (none)")
         return
+    probe = _probe_rows(rows)
     counts = range(1, (min(3, len(columns) - 1) if split else 1) + 1)
     wholes = (False, True) if has_amounts(rows) else (False,)
     for count, whole, gap in product(counts, wholes, (2, 1)):
-        parts = [(_pick(columns, part), [_pick(r, part) for r in rows]) for part in _parts(columns, count)]
-        tables = [(_table(cols, cells, whole, gap), _words(cols, cells)) for cols, cells in parts]
-        if all(fits(out, t, words) for t, words in tables):
+        parts = [(_pick(columns, part), [_pick(r, part) for r in probe]) for part in _parts(columns, count)]
+        if all(fits(out, _table(cols, cells, whole, gap), _words(cols, cells)) for cols, cells in parts):
             if title:
                 show_lines(out, [title])
-            for n, (table, _) in enumerate(tables):
+            for n, part in enumerate(_parts(columns, count)):
                 if n:
                     out.print()
-                out.print(table)
+                out.print(_table(_pick(columns, part), [_pick(r, part) for r in rows], whole, gap))
             if whole:
                 out.print("  (amounts in whole units to fit the width; --json has the cents)")
             return
