@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from worker.cli.sync_progress import SyncProgress, time_left
@@ -45,3 +46,20 @@ def test_off_a_terminal_a_line_per_list_read_and_per_tenth_of_invoices() -> None
         "acme: invoices 300 stored (20%)",
         "acme: invoices 900 stored (done)",
     ]
+
+
+def test_on_a_terminal_a_bar_per_list_with_the_invoice_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 0.0, 0.0, 10.0, 20.0])
+    monkeypatch.setattr("worker.cli.sync_progress.time.monotonic", lambda: next(clock))
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=True, color_system=None)
+    with SyncProgress("acme", console) as show:
+        show("customers", 300, None)
+        show("customers", 300, 1.0)
+        show("invoices", 100, 0.1)
+        show("invoices", 500, 0.5)  # 10 s for half: about 10 s left
+        show("invoices", 1000, 1.0)
+    text = out.getvalue()
+    assert "acme: syncing from Stripe" in text
+    assert "customers" in text and "1,000" in text and "100%" in text
+    assert "50%" in text and "about 10 s left" in text

@@ -83,10 +83,11 @@ class SyncProgress:
         if task is None:
             label = list_name.replace("_", " ")
             task = self.tasks[list_name] = self.bars.add_task(label, total=None, **fields)
+        # drawn at once (a page is stored every few hundred milliseconds), not at the next timed refresh
         if share is None:
-            self.bars.update(task, **fields)
+            self.bars.update(task, refresh=True, **fields)
         else:
-            self.bars.update(task, total=1.0, completed=share, **fields)
+            self.bars.update(task, total=1.0, completed=share, refresh=True, **fields)
 
     def _plain_line(self, list_name: str, stored: int, share: float | None, left: str) -> None:
         if share is None:
