@@ -98,8 +98,12 @@ def demo(
 
 
 def report(
-    name: str | None = typer.Argument(None, help="Account (default: every connected account)."),
-    as_of: str | None = typer.Option(None, help="YYYY-MM-DD, 00:00 UTC that day (default: now)."),
+    name: str | None = typer.Argument(
+        None, metavar="[NAME]", help="Account (default: every connected account)."
+    ),
+    as_of: str | None = typer.Option(
+        None, metavar="DATE", help="YYYY-MM-DD, 00:00 UTC that day (default: now)."
+    ),
     out: Path = typer.Option(..., help="The HTML file to write (one self-contained file)."),
 ) -> None:
     """Write the HTML report: board summary, charts, cohorts, segments and at-risk accounts."""

@@ -89,8 +89,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def metrics(
-        name: str | None = typer.Argument(None, help="Account name (default: every connected account)."),
-        as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: today)."),
+        name: str | None = typer.Argument(
+            None, metavar="[NAME]", help="Account name (default: every connected account)."
+        ),
+        as_of: str | None = typer.Option(
+            None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: today)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the JSON payload (docs/interface.md)."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="List every warning, not one per kind."),
         bands: str | None = typer.Option(

@@ -54,9 +54,13 @@ def beat(
 
 
 def nightly(
-    name: str | None = typer.Argument(None, help="Account name; default: every connected account."),
+    name: str | None = typer.Argument(
+        None, metavar="[NAME]", help="Account name; default: every connected account."
+    ),
     enqueue: bool = typer.Option(False, "--enqueue", help="Queue one task per account for the workers"),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD (00:00 UTC); default now."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD (00:00 UTC); default now."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Run the nightly job: sync -> rebuild -> metrics -> at-risk -> Slack, for one account or all."""

@@ -44,7 +44,9 @@ def _print_mrr(account_name: str, p: dict[str, Any], verbose: bool) -> None:
 
 def mrr_cmd(
     name: str | None = NAME_ARG,
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
     json_out: bool = JSON_OPT,
     verbose: bool = VERBOSE_OPT,
 ) -> None:
@@ -129,7 +131,7 @@ def _print_explain(p: dict[str, Any], verbose: bool) -> None:
 
 def explain_cmd(
     customer_id: str = typer.Argument(..., help="Stripe customer id (cus_...)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC."),
+    as_of: str | None = typer.Option(None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC."),
     json_out: bool = JSON_OPT,
     verbose: bool = VERBOSE_OPT,
 ) -> None:

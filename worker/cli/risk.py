@@ -127,8 +127,12 @@ def _print_each(
 
 
 def at_risk_cmd(
-    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    name: str | None = typer.Argument(
+        None, metavar="[NAME]", help="Connected account (default: every account)."
+    ),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Paying customers showing a risk signal, largest MRR at risk first."""
@@ -178,8 +182,12 @@ def _as_json(result: AlertResult, dry_run: bool) -> dict[str, Any]:
 
 
 def alert_cmd(
-    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    name: str | None = typer.Argument(
+        None, metavar="[NAME]", help="Connected account (default: every account)."
+    ),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the Slack message instead of sending it."),
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON (with --dry-run: the Slack payloads that would be posted)."
@@ -211,9 +219,13 @@ def alert_cmd(
 
 
 def churned_cmd(
-    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
+    name: str | None = typer.Argument(
+        None, metavar="[NAME]", help="Connected account (default: every account)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
 ) -> None:
     """Churn post-mortem: the 5 largest churned accounts of 6 months and when their first signal appeared."""
     _print_each(name, as_of, as_json, "churned", _show_churned)
