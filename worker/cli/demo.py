@@ -98,9 +98,7 @@ def demo(
 
 
 def report(
-    name: str | None = typer.Argument(
-        None, metavar="[NAME]", help="Account (default: every connected account)."
-    ),
+    name: str | None = typer.Argument(None, help="Account (default: every connected account)."),
     as_of: str | None = typer.Option(
         None, metavar="DATE", help="YYYY-MM-DD, 00:00 UTC that day (default: now)."
     ),

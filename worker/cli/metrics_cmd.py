@@ -89,9 +89,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def metrics(
-        name: str | None = typer.Argument(
-            None, metavar="[NAME]", help="Account name (default: every connected account)."
-        ),
+        name: str | None = typer.Argument(None, help="Account name (default: every connected account)."),
         as_of: str | None = typer.Option(
             None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: today)."
         ),

@@ -54,9 +54,7 @@ def beat(
 
 
 def nightly(
-    name: str | None = typer.Argument(
-        None, metavar="[NAME]", help="Account name; default: every connected account."
-    ),
+    name: str | None = typer.Argument(None, help="Account name; default: every connected account."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Queue one task per account for the workers"),
     as_of: str | None = typer.Option(
         None, "--as-of", metavar="DATE", help="YYYY-MM-DD (00:00 UTC); default now."

@@ -127,9 +127,7 @@ def _print_each(
 
 
 def at_risk_cmd(
-    name: str | None = typer.Argument(
-        None, metavar="[NAME]", help="Connected account (default: every account)."
-    ),
+    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
     as_of: str | None = typer.Option(
         None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
     ),
@@ -182,9 +180,7 @@ def _as_json(result: AlertResult, dry_run: bool) -> dict[str, Any]:
 
 
 def alert_cmd(
-    name: str | None = typer.Argument(
-        None, metavar="[NAME]", help="Connected account (default: every account)."
-    ),
+    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
     as_of: str | None = typer.Option(
         None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
     ),
@@ -219,9 +215,7 @@ def alert_cmd(
 
 
 def churned_cmd(
-    name: str | None = typer.Argument(
-        None, metavar="[NAME]", help="Connected account (default: every account)."
-    ),
+    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     as_of: str | None = typer.Option(
         None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."

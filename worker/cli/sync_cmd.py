@@ -38,9 +38,7 @@ def _summary(out: Console, result: SyncResult) -> None:
 
 
 def sync(
-    name: str | None = typer.Argument(
-        None, metavar="[NAME]", help="Account name; every account when left out."
-    ),
+    name: str | None = typer.Argument(None, help="Account name; every account when left out."),
     full: bool = typer.Option(False, "--full", help="Re-read everything instead of changes since last time."),
 ) -> None:
     """Copy the account's Stripe data (full the first time, then only changes) and print a summary.
@@ -65,9 +63,7 @@ def sync(
 
 
 def status(
-    name: str | None = typer.Argument(
-        None, metavar="[NAME]", help="Account name; every account when left out."
-    ),
+    name: str | None = typer.Argument(None, help="Account name; every account when left out."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (docs/interface.md)."),
 ) -> None:
     """When each account last synced, whether it worked, what is stored and what was rejected."""
