@@ -271,7 +271,7 @@ def test_a_connection_terminated_inside_a_nightly_step_is_retried_and_the_night_
         blocker.rollback()
         out, _ = proc.communicate(timeout=120)
     assert killed and proc.returncode == 0, out
-    (run,) = json.loads(out)["runs"]
+    (run,) = json.loads(out)["accounts"]
     assert run["ok"] and list(run["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
     assert run["steps"]["sync"]["seconds"] >= 2  # the first try failed, the second came after the backoff
     clean = add_account(pg_engine, stripe.url, "clean")

@@ -10,11 +10,10 @@ told to wait for it (RETENTION_BROKER_WAIT or --wait-broker, for containers star
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import typer
 
-from worker.celery_app import app as celery_app
-from worker.celery_app import broker_unreachable, enqueue_accounts
 from worker.cli.common import (
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -24,10 +23,12 @@ from worker.cli.common import (
     print_json,
     refuse,
 )
-from worker.locks import uses_redis
 from worker.logging import configure_logging
-from worker.nightly import NightlyResult, run_here, runs_json
-from worker.settings import get_settings
+
+if TYPE_CHECKING:
+    from worker.nightly import NightlyResult
+
+# Celery and the nightly chain are imported inside the commands that use them (start-up time: README).
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 WAIT_BROKER = typer.Option(
@@ -53,6 +54,10 @@ def worker(
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
     _check_broker(wait_broker)
+    from worker.celery_app import app as celery_app
+    from worker.locks import uses_redis
+    from worker.settings import get_settings
+
     where = "Redis" if uses_redis(get_settings()) else "the database (RETENTION_BROKER_URL is not set)"
     log.info(f"account locks live in {where}")
     celery_app.worker_main(argv + list(ctx.args))
@@ -66,16 +71,24 @@ def beat(
     """Start the scheduler (one active at a time: start several, the others wait on a Redis lock)."""
     configure_logging(loglevel)
     _check_broker(wait_broker)
+    from worker.celery_app import app as celery_app
+
     celery_app.start(["beat", f"--loglevel={loglevel}", *ctx.args])
 
 
 def nightly(
     name: str | None = typer.Argument(None, help="Account name; default: every connected account."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Queue one task per account for the workers"),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD (00:00 UTC); default now."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD (00:00 UTC); default now."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Run the nightly job: sync -> rebuild -> metrics -> at-risk -> Slack, for one account or all."""
+    from worker.celery_app import enqueue_accounts
+    from worker.nightly import run_here, runs_json
+    from worker.settings import get_settings
+
     settings = get_settings()
     when = parse_as_of(as_of) if as_of else None
     engine = open_db(settings)
@@ -87,7 +100,7 @@ def nightly(
         except Exception as exc:
             refuse(f"cannot queue the job ({type(exc).__name__}): is the broker at RETENTION_BROKER_URL up?")
         if as_json:
-            print_json({"tasks": tasks})
+            print_json({"accounts": tasks})  # the envelope of every multi-account command
         else:
             for task in tasks:
                 typer.echo(f"{task['account']}: queued as task {task['task_id']}")
@@ -120,6 +133,9 @@ def describe(result: NightlyResult) -> str:
 
 def _check_broker(wait: float | None = None) -> None:
     """Exit 2 with one line when the broker does not answer within `wait` (default RETENTION_BROKER_WAIT)."""
+    from worker.celery_app import broker_unreachable
+    from worker.settings import get_settings
+
     settings = get_settings()
     seconds = settings.retention_broker_wait if wait is None else max(0.0, wait)
     problem = broker_unreachable(settings.retention_broker_url, seconds)
