@@ -61,6 +61,15 @@ def retention(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
+def the_error(stderr: str) -> str:
+    """The one error line of a command's stderr (progress lines may come before it; nothing after it)."""
+    lines = stderr.splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], stderr
+    assert "Traceback" not in stderr, stderr
+    return errors[0]
+
+
 def wait_for_holder(engine: Engine, account: Account, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while holder_of(get_settings(), engine, account) is None:
@@ -85,8 +94,7 @@ def test_two_syncs_of_one_account_one_is_refused_with_one_line(
     for command in (["sync", "acme"], ["rebuild", "acme"], ["nightly", "acme"]):
         second = retention(*command)
         assert second.returncode == 2, second
-        assert second.stderr.count("\n") == 1, second.stderr
-        line = second.stderr.strip()
+        line = the_error(second.stderr)
         assert line.startswith("error: account 'acme' is busy: a sync started "), line
         assert f"(pid {first.pid}) is still running" in line and " UTC on " in line
         assert second.stdout == ""
@@ -121,8 +129,7 @@ def test_a_database_failure_mid_sync_is_one_clean_line_recorded_and_the_next_run
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE stripe_invoice_away RENAME TO stripe_invoice"))
     assert failed.returncode == 1
-    assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr, failed.stderr
-    line = failed.stderr.strip()
+    line = the_error(failed.stderr)
     driver = "UndefinedTable" if engine.dialect.name == "postgresql" else "OperationalError"
     klass = "ProgrammingError" if engine.dialect.name == "postgresql" else "OperationalError"
     assert line == (
@@ -178,8 +185,7 @@ def test_a_connection_terminated_mid_step_is_one_line_and_the_next_run_is_exact(
         blocker.rollback()
     assert killed, "no sync connection waited on the table lock"
     assert proc.returncode == 1
-    assert err.count("\n") == 1, err
-    assert err.startswith("error: sync of account 'acme' failed: OperationalError (database: "), err
+    assert the_error(err).startswith("error: sync of account 'acme' failed: OperationalError (database: ")
     recorded = _status("acme")
     assert str(recorded["last_error"]).startswith(
         "sync of account 'acme' failed: OperationalError (database: "
