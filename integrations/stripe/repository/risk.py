@@ -9,9 +9,9 @@ values the signals use). None adds an ORDER BY the callers never relied on: they
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -88,25 +88,33 @@ def products(conn: Connection, account_id: int) -> list[ProductRow]:
 
 
 def subscriptions(
-    conn: Connection, account_id: int, statuses: Collection[str] | None = None
+    conn: Connection,
+    account_id: int,
+    statuses: Collection[str] | None = None,
+    customer_ids: Collection[str] | None = None,
 ) -> list[SubscriptionRow]:
-    """The account's subscriptions, ended ones included unless `statuses` narrows them."""
+    """The account's subscriptions, ended ones included unless `statuses` narrows them; `customer_ids`
+    keeps one batch of customers (the at-risk run reads per batch)."""
     s = table_of(models.StripeSubscription)
     query = select(*(s.c[name] for name in SubscriptionRow._fields)).where(s.c.account_id == account_id)
     if statuses is not None:
         query = query.where(s.c.status.in_(list(statuses)))
+    if customer_ids is not None:
+        query = query.where(s.c.customer_id.in_(list(customer_ids)))
     return [SubscriptionRow(*r) for r in conn.execute(query)]
 
 
-def _resolved_at(raw: dict[str, Any]) -> int | None:
-    transitions = raw.get("status_transitions") or {}
-    value = transitions.get("paid_at") or transitions.get("voided_at")
-    return int(value) if value else None
+# When an invoice stopped being owed: paid, voided or written off (Stripe's status_transitions), read in SQL
+# so the raw invoice (with its embedded lines) is never loaded for it.
+_TRANSITIONS = ("paid_at", "voided_at", "marked_uncollectible_at")
 
 
-def invoices(conn: Connection, account_id: int, statuses: Collection[str]) -> list[InvoiceRow]:
-    """The account's invoices in these statuses that belong to a customer."""
+def invoices(
+    conn: Connection, account_id: int, statuses: Collection[str], customer_ids: Collection[str] | None = None
+) -> list[InvoiceRow]:
+    """The account's invoices in these statuses that belong to a customer (of the batch, if given)."""
     v = table_of(models.StripeInvoice)
+    resolved = func.coalesce(*(v.c.raw[("status_transitions", key)].as_integer() for key in _TRANSITIONS))
     query = select(
         v.c.id,
         v.c.customer_id,
@@ -115,22 +123,32 @@ def invoices(conn: Connection, account_id: int, statuses: Collection[str]) -> li
         v.c.attempt_count,
         v.c.amount_due,
         v.c.currency,
-        v.c.raw,
+        resolved,
     ).where(v.c.account_id == account_id, v.c.status.in_(list(statuses)), v.c.customer_id.is_not(None))
-    return [InvoiceRow(*r[:-1], _resolved_at(r.raw or {})) for r in conn.execute(query)]
+    if customer_ids is not None:
+        query = query.where(v.c.customer_id.in_(list(customer_ids)))
+    return [InvoiceRow(*r[:-1], int(r[-1]) if r[-1] else None) for r in conn.execute(query)]
 
 
-def line_quantities(conn: Connection, account_id: int) -> list[LineQuantity]:
-    """Quantity and discount of every stored invoice line of the account."""
+def line_quantities(
+    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
+) -> list[LineQuantity]:
+    """Quantity and discount of the stored invoice lines of the account (of a batch of customers)."""
     n = table_of(models.StripeInvoiceLine)
     query = select(n.c.id, n.c.quantity, n.c.discount_total).where(n.c.account_id == account_id)
+    if customer_ids is not None:
+        query = query.where(n.c.customer_id.in_(list(customer_ids)))
     return [LineQuantity(*r) for r in conn.execute(query)]
 
 
-def meter_usage(conn: Connection, account_id: int) -> list[MeterUsageRow]:
-    """Every stored meter event summary of the account."""
+def meter_usage(
+    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
+) -> list[MeterUsageRow]:
+    """The stored meter event summaries of the account (of a batch of customers)."""
     m = table_of(MeterUsage)
     query = select(*(m.c[name] for name in MeterUsageRow._fields)).where(m.c.account_id == account_id)
+    if customer_ids is not None:
+        query = query.where(m.c.customer_id.in_(list(customer_ids)))
     return [MeterUsageRow(*r) for r in conn.execute(query)]
 
 
