@@ -25,7 +25,14 @@ from datetime import date, datetime
 from statistics import median
 from typing import Any
 
-from metrics.at_risk import RevenueLine, RiskAssessment
+from metrics.at_risk import (
+    DEFAULT_THRESHOLDS,
+    CustomerRecords,
+    RevenueLine,
+    RiskAssessment,
+    Thresholds,
+    evaluate,
+)
 from metrics.calendar import day_start, moment_ts, months_back, utc_day
 
 DAY = 86400
@@ -171,6 +178,29 @@ class Tally:
             list(zip(self.paying, self.flagged, strict=True)),
             sorted(self.churners, key=lambda c: (c.churned_on, c.customer_id)),
         )
+
+
+def backtest_of(
+    customers: Iterable[CustomerRecords],
+    as_of: datetime,
+    current: Sequence[bool] | None = None,
+    th: Thresholds = DEFAULT_THRESHOLDS,
+) -> BacktestResult:
+    """The backtest over these customers' records (streamed: one customer at a time is enough).
+
+    `current[k]`: whether the stored state describes point k (never, for points months back in practice).
+    """
+    points = backtest_points(as_of)
+    now = list(current) if current is not None else [False] * len(points)
+    tally = Tally(points, "")
+    for records in customers:
+        tally.currency = records.currency
+
+        def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> RiskAssessment | None:
+            return evaluate(records, t, mrr, now[k], th)
+
+        tally.add(records.customer_id, records.name, records.revenue, judge)
+    return tally.result(as_of)
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:

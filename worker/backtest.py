@@ -8,13 +8,14 @@ rule; metrics/backtest.py adds the outcomes up. The nightly run stores the resul
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from metrics.at_risk import RiskAssessment, Thresholds, evaluate
-from metrics.backtest import BacktestResult, Tally, backtest_points, span
+from metrics.at_risk import Thresholds
+from metrics.backtest import BacktestResult, backtest_of, backtest_points, span
 from metrics.calendar import moment_ts
 from metrics.money import json_amount
 from worker.models import Account
@@ -30,15 +31,9 @@ def compute_backtest(
     points = backtest_points(as_of)
     first, last = span(points)
     current = [is_current(engine, account, p) for p in points]
-    tally = Tally(points, account.reporting_currency)
     customers = customers_paying_between(engine, account, first, last)
-    for records in iter_records(engine, account, customers, moment_ts(as_of)):
-
-        def judge(k: int, t: int, mrr: int, records: Any = records) -> RiskAssessment | None:
-            return evaluate(records, t, mrr, current[k], th)
-
-        tally.add(records.customer_id, records.name, records.revenue, judge)
-    return tally.result(as_of)
+    records = iter_records(engine, account, customers, moment_ts(as_of))
+    return replace(backtest_of(records, as_of, current, th), currency=account.reporting_currency)
 
 
 def backtest_payload(result: BacktestResult) -> dict[str, Any]:
