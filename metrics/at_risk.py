@@ -127,6 +127,7 @@ class InvoiceState:
     amount_due: int
     currency: str
     resolved_at: int | None = None  # paid_at / voided_at / marked_uncollectible_at (status_transitions)
+    finalized_at: int | None = None  # payment is first attempted at (after) finalization
 
 
 @dataclass(frozen=True)
@@ -344,11 +345,16 @@ def _alive(sub: SubscriptionState, at: int) -> bool:
 def unpaid_failed(inv: InvoiceState, at: int, current: bool) -> bool:
     """Whether, at `at`, the invoice had a failed attempt and was still unpaid, not voided nor written off.
 
-    Open today: unpaid since it was created. Paid, voided or written off: unpaid until the dated transition,
-    and failed only if more than one attempt was made (a paid invoice's count includes the success); without
-    a date the past cannot be told, so it is not evidence.
+    A failed attempt can only come after the invoice was finalized (created, when Stripe sent no date): at
+    that very instant no payment has been tried yet. Open today with an attempt: failed ever since. Paid,
+    voided or written off: unpaid until the dated transition, and failed only if more than one attempt was
+    made (a paid invoice's count includes the success); without a date the past cannot be told.
     """
-    if inv.created > at or inv.amount_due <= 0 or inv.attempt_count <= 0:
+    if inv.amount_due <= 0 or inv.attempt_count <= 0:
+        return False
+    if current and inv.status == "open":
+        return inv.created <= at
+    if at <= (inv.finalized_at or inv.created):
         return False
     if inv.status == "open":
         return True

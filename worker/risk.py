@@ -136,6 +136,7 @@ def _invoices(rows: list[stored.InvoiceRow]) -> dict[str, list[InvoiceState]]:
                 inv.amount_due or 0,
                 inv.currency or "usd",
                 inv.resolved_at,
+                inv.finalized_at,
             )
         )
     return out

@@ -216,12 +216,14 @@ def test_history_uses_only_dated_evidence() -> None:
     assert first_signal_day(undated, date(2026, 10, 31)) is None
 
 
-def test_history_of_a_failed_payment_starts_when_the_invoice_was_created() -> None:
+def test_history_of_a_failed_payment_starts_once_the_invoice_could_be_attempted() -> None:
+    # created (and, without a date, finalized) at 00:00 on Oct 10: no payment was tried at that instant, so
+    # the first day at 00:00 with a failed attempt behind it is Oct 11
     created = moment_ts(datetime(2026, 10, 10, tzinfo=UTC))
     written_off = moment_ts(datetime(2026, 10, 25, tzinfo=UTC))
     invoice = InvoiceState("in_9", "uncollectible", created, 4, 50000, "usd", written_off)
     records = customer(invoices=(invoice,))
-    assert first_signal_day(records, date(2026, 10, 24)) == date(2026, 10, 10)
+    assert first_signal_day(records, date(2026, 10, 24)) == date(2026, 10, 11)
     # written off on the 25th: from then on it is no longer a payment being retried
     past = [assess(records, datetime(2026, 10, d, tzinfo=UTC), current=False) for d in (24, 25)]
     assert past[0] is not None and past[0].codes == ("payment_failed", "renewal_soon")

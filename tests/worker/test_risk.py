@@ -206,9 +206,10 @@ def test_an_earlier_as_of_than_the_last_sync_uses_dated_evidence_only(engine: En
     load(engine, account)
     with session_scope(engine) as session:
         session.add(SyncState(account_id=account.id or 0, last_sync_at=T(11, 20), last_sync_ok=True))
-    # `past_due` is how the subscription stood on Nov 20: it says nothing about Nov 1; the open invoice
-    # (created Nov 1, unpaid since) does
-    before = {a["customer_id"]: a for a in at_risk(engine, account, AS_OF)["accounts"]}
+    # `past_due` is how the subscription stood on Nov 20: it says nothing about Nov 2; the open invoice
+    # (created Nov 1, attempted and unpaid since) does
+    nov2 = datetime(2026, 11, 2, tzinfo=UTC)
+    before = {a["customer_id"]: a for a in at_risk(engine, account, nov2)["accounts"]}
     detail = before["cus_failed"]["signals"][0]["detail"]
     assert "in_failed_11" in detail and "past_due" not in detail
     on_sync_day = {

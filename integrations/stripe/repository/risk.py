@@ -53,7 +53,8 @@ class InvoiceRow(NamedTuple):
     attempt_count: int
     amount_due: int | None
     currency: str | None
-    resolved_at: int | None  # paid_at / voided_at from the stored status_transitions, when Stripe sent them
+    resolved_at: int | None  # paid_at / voided_at / marked_uncollectible_at (status_transitions), if sent
+    finalized_at: int | None  # status_transitions.finalized_at: payment is attempted from then on
 
 
 class LineQuantity(NamedTuple):
@@ -115,6 +116,7 @@ def invoices(
     """The account's invoices in these statuses that belong to a customer (of the batch, if given)."""
     v = table_of(models.StripeInvoice)
     resolved = func.coalesce(*(v.c.raw[("status_transitions", key)].as_integer() for key in _TRANSITIONS))
+    finalized = v.c.raw[("status_transitions", "finalized_at")].as_integer()
     query = select(
         v.c.id,
         v.c.customer_id,
@@ -124,10 +126,11 @@ def invoices(
         v.c.amount_due,
         v.c.currency,
         resolved,
+        finalized,
     ).where(v.c.account_id == account_id, v.c.status.in_(list(statuses)), v.c.customer_id.is_not(None))
     if customer_ids is not None:
         query = query.where(v.c.customer_id.in_(list(customer_ids)))
-    return [InvoiceRow(*r[:-1], int(r[-1]) if r[-1] else None) for r in conn.execute(query)]
+    return [InvoiceRow(*r[:-2], *(int(v) if v else None for v in r[-2:])) for r in conn.execute(query)]
 
 
 def line_quantities(
