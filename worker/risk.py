@@ -304,12 +304,14 @@ def paying(engine: Engine, account: Account, as_of: datetime) -> dict[str, int]:
 def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
     """Whether `as_of` is late enough for the stored state (status, cancel flags) to describe it.
 
-    Stored subscriptions say how things stood at the last sync; a date more than a day before it is judged
-    on dated evidence only (metrics/at_risk.py), so `--as-of` a year ago does not flag today's past_due.
+    Stored subscriptions say how things stood at the last sync (or now, for rows stored without one); a date
+    more than a day before it is judged on dated evidence only (metrics/at_risk.py), so `--as-of` a year ago
+    does not flag today's past_due.
     """
     with engine.connect() as conn:
         synced = last_sync_at(conn, account.id or 0)
-    return synced is None or moment_ts(as_of) >= synced - CURRENT_SLACK
+    described = synced if synced is not None else moment_ts(utc_now())  # never synced: stored as of now
+    return moment_ts(as_of) >= described - CURRENT_SLACK
 
 
 def evaluate_customers(
