@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from metrics.calendar import day_start, last_month_starts, month_start, utc_now
+from metrics.money import json_amount
+from worker.backtest import backtest_line, backtest_payload, compute_backtest
+from worker.backtest_store import stored_backtest
 from worker.metrics_run import as_of_day, compute_metrics
 from worker.models import Account
 from worker.mrr_queries import snapshots_until
@@ -51,6 +55,26 @@ def cohort_rows(engine: Engine, account: Account, until: date) -> list[tuple[str
     return [(customer, day, mrr) for customer, day, mrr in rows if day.day == 1]
 
 
+def report_backtest(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
+    """The backtest the report shows: the night's stored one for that day, else computed now (not stored).
+
+    Its JSON payload, the sentence, and churned MRR per month (major units) for the chart.
+    """
+    stored = stored_backtest(engine, account, as_of)
+    result = stored if stored is not None and stored.as_of == as_of.date() else None
+    result = result or compute_backtest(engine, account, as_of)
+    months = [
+        {
+            "month": m["month"],
+            "caught": json_amount(m["caught"], result.currency),
+            "missed": json_amount(m["missed"], result.currency),
+            "median_lead_days": median(m["leads"]) if m["leads"] else None,
+        }
+        for m in result.by_month()
+    ]
+    return {**backtest_payload(result), "line": backtest_line(result), "by_month": months}
+
+
 def load_report(
     engine: Engine, account: Account, as_of: datetime, trend_months: int = TREND_MONTHS
 ) -> ReportData:
@@ -65,6 +89,7 @@ def load_report(
         trend=trend(engine, account, as_of, trend_months),
         cohorts=grid.as_json(),
         generated_at=utc_now().strftime("%Y-%m-%d %H:%M UTC"),
+        backtest=report_backtest(engine, account, as_of),
     )
 
 
