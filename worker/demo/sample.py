@@ -439,7 +439,7 @@ class _Generator:
         if fate.shows("payment", m):
             return "uncollectible" if fate.ends is not None and fate.ends <= self.months else "open"
         last = m == self.months
-        if last and rng.random() < 0.05:
+        if last and rng.random() < 0.03:
             return "open"
         if last and rng.random() < 0.02:
             return "draft"
@@ -471,7 +471,7 @@ class _Generator:
                 return _Ending(
                     status, cancel_at_period_end=at_end, cancel_at=self.ts[fate.ends], canceled_at=asked
                 )
-        if status == "active" and self.rng.random() < 0.05:
+        if status == "active" and self.rng.random() < 0.03:
             canceled_at = self.end - self.rng.randint(1, 25) * DAY
             return _Ending(status, cancel_at_period_end=True, cancel_at=renews_at, canceled_at=canceled_at)
         return _Ending(status)
