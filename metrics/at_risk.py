@@ -173,7 +173,7 @@ class RiskAssessment:
 
 @dataclass(frozen=True)
 class TrackRecord:
-    """How often a signal was followed by churn or contraction in the account's backtest (METRICS 7.1)."""
+    """How often a signal was followed by churn or contraction in the account's backtest (docs/at-risk.md)."""
 
     flags: int
     hits: int

@@ -1,4 +1,4 @@
-"""The backtest of one connected account: stored history in, METRICS 7.1 figures out (docs/at-risk.md).
+"""The backtest of one connected account: stored history in, the figures of docs/at-risk.md out.
 
 One pass: the customers who paid somewhere in the span are read per batch (worker/risk.py iter_records),
 each customer's whole history once, and judged at the twelve points with `metrics.at_risk.evaluate`, the

@@ -25,7 +25,7 @@ MIN_CASES = 5  # a signal's track record is shown from this many past flags on
 
 
 class BacktestRun(SQLModel, table=True):
-    """The backtest of one account as of one day (METRICS 7.1), as computed by the nightly run."""
+    """The backtest of one account as of one day (docs/at-risk.md), as computed by the nightly run."""
 
     __tablename__ = "backtest_run"
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")

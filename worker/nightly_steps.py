@@ -85,7 +85,7 @@ def metrics_step(ctx: NightContext) -> dict[str, Any]:
 
 
 def backtest_step(ctx: NightContext) -> dict[str, Any]:
-    """How good the alerts have been (METRICS 7.1), stored per account and day so the history is kept and
+    """How good the alerts have been (docs/at-risk.md), stored per account and day so the history is kept and
     the alerts that follow carry each signal's track record."""
     result = compute_backtest(ctx.engine, ctx.account, ctx.as_of)
     save_backtest(ctx.engine, ctx.account, result)

@@ -1,5 +1,5 @@
 """The backtest over stored rows: it measures exactly what a replay of `retention at-risk --as-of` at its
-points measures (METRICS 7.1), it is stored per account and day, and the command prints it.
+points measures (docs/at-risk.md), it is stored per account and day, and the command prints it.
 
 The replay below is written independently of metrics/backtest.py: it asks `at_risk` at each of the twelve
 points, and takes MRR from the ledger's own snapshots day by day (the sample company's MRR only changes at
@@ -45,7 +45,7 @@ def daily_mrr(engine: Engine, account: Account, first: date, last: date) -> dict
 
 
 def replay(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
-    """METRICS 7.1 by hand over `retention at-risk --as-of` at each point."""
+    """The backtest definitions (docs/at-risk.md) by hand over `retention at-risk --as-of` at each point."""
     points = [months_back(as_of, k) for k in range(15, 3, -1)]
     days = [p.date() for p in points]
     mrr = daily_mrr(engine, account, days[0] - timedelta(days=130), days[-1] + timedelta(days=125))
