@@ -2,9 +2,9 @@
 
 Builds the sample company (worker/demo/sample.py) at scale, stores it as a sync does and rebuilds its ledger
 (benchmarks/rebuild_bench.py helpers), then times `worker.risk.at_risk` (one at-risk run as of the sample's
-"now") and `worker.backtest.compute_backtest` (twelve points, one pass over the history) on a scratch database.
-Prints both times, their ratio (the aim: the backtest at most 3x one at-risk run), the backtest's figures on
-the sample and the peak memory.
+"now") and `worker.backtest.compute_backtest` (twelve points, one pass over the history) on a scratch
+database. Prints both times, their ratio (the aim: the backtest at most 3x one at-risk run), the backtest's
+figures on the sample and the peak memory.
 
     .venv/bin/python benchmarks/backtest_bench.py [--customers N] [--months M] [--only sqlite|postgres]
 """

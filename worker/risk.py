@@ -304,14 +304,15 @@ def paying(engine: Engine, account: Account, as_of: datetime) -> dict[str, int]:
 def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
     """Whether `as_of` is late enough for the stored state (status, cancel flags) to describe it.
 
-    Stored subscriptions say how things stood at the last sync (or now, for rows stored without one); a date
-    more than a day before it is judged on dated evidence only (metrics/at_risk.py), so `--as-of` a year ago
-    does not flag today's past_due.
+    Stored subscriptions say how things stood at the last sync (for rows stored without one, at the newest
+    invoice); a date more than a day before it is judged on dated evidence only (metrics/at_risk.py), so
+    `--as-of` a year ago does not flag today's past_due.
     """
     with engine.connect() as conn:
-        synced = last_sync_at(conn, account.id or 0)
-    described = synced if synced is not None else moment_ts(utc_now())  # never synced: stored as of now
-    return moment_ts(as_of) >= described - CURRENT_SLACK
+        described = last_sync_at(conn, account.id or 0)
+        if described is None:  # rows stored without a sync: they describe the time of the newest invoice
+            described = stored.newest_invoice_created(conn, account.id or 0)
+    return described is None or moment_ts(as_of) >= described - CURRENT_SLACK
 
 
 def evaluate_customers(

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy.engine import Engine
 
+from integrations.stripe.models import SyncState
 from tests.support.slack_server import FakeSlack
 from tests.support.stripe_world import add_account
 from worker.alerts import run_alerts
@@ -93,6 +94,11 @@ def test_an_alert_night_names_the_right_accounts(engine: Engine, slack: FakeSlac
         account = with_webhook(engine, add_account(engine, fake.url), slack.url)
         synced = run_sync(engine, get_settings(), account, full=True)
         assert synced.ok
+        with session_scope(engine) as session:  # the sample's "now" is END: the sync describes that day
+            state = session.get(SyncState, account.id)
+            assert state is not None
+            state.last_sync_at = int(AS_OF.timestamp())
+            session.add(state)
         rebuild_account(engine, account, today=END)
         result = run_alerts(engine, get_settings(), account, AS_OF, pause=0)
         assert fake.writes == []

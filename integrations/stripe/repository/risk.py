@@ -133,6 +133,13 @@ def invoices(
     return [InvoiceRow(*r[:-2], *(int(v) if v else None for v in r[-2:])) for r in conn.execute(query)]
 
 
+def newest_invoice_created(conn: Connection, account_id: int) -> int | None:
+    """When the newest stored invoice was created: how late the stored state goes, where no sync says it."""
+    v = table_of(models.StripeInvoice)
+    found = conn.execute(select(func.max(v.c.created)).where(v.c.account_id == account_id)).scalar()
+    return None if found is None else int(found)
+
+
 def line_quantities(
     conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
 ) -> list[LineQuantity]:
