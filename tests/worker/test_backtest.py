@@ -18,12 +18,13 @@ from typer.testing import CliRunner
 
 from metrics.calendar import months_back
 from tests.support.risk_world import AS_OF as SMALL_AS_OF
-from tests.support.risk_world import load
+from tests.support.risk_world import SEATS, T, catalog, load
 from tests.support.sample_rows import store_world
-from tests.support.stripe_rows import make_account
+from tests.support.stripe_rows import make_account, store
 from worker.backtest import backtest, compute_backtest
 from worker.backtest_store import backtest_history, save_backtest, stored_backtest, track_records
 from worker.cli.main import app
+from worker.demo import builders as b
 from worker.demo.sample import build_sample_world
 from worker.models import Account
 from worker.mrr_queries import points_for, snapshot_rows
@@ -168,3 +169,30 @@ def test_the_command_prints_the_backtest_as_json_and_as_text(engine: Engine, mon
     assert len(payload["points"]) == 12 and payload["points"][0] == "2025-08-01"
     text = runner.invoke(app, ["backtest", account.name, "--as-of", "2026-11-01"])
     assert text.exit_code == 0 and "churned MRR was flagged 28+ days ahead" in text.output
+
+
+def test_thin_input_gives_no_signal_no_crash_and_says_there_are_no_churners(engine: Engine) -> None:
+    account = make_account(engine)
+    paid = b.line("il_p", "in_p", 5000, (T(10), T(11)), price_obj=SEATS, subscription="sub_p", quantity=1)
+    store(
+        engine,
+        account,
+        [
+            *catalog(),
+            b.customer("cus_none", "No invoices"),
+            b.customer("cus_empty", "Empty subscription"),
+            b.subscription("sub_empty", "cus_empty", [], created=T(10)),  # a subscription with no items
+            b.invoice("in_empty", "cus_empty", [], created=T(10)),  # an invoice with no lines
+            b.customer("cus_p", "Pays"),
+            b.subscription(
+                "sub_p", "cus_p", [b.subscription_item("si_p", "sub_p", SEATS, 1, (T(10), T(11)))]
+            ),
+            b.invoice("in_p", "cus_p", [paid], created=T(10), subscription="sub_p"),
+        ],
+    )
+    rebuild_account(engine, account, today=date(2026, 10, 15))
+    assert at_risk(engine, account, datetime(2026, 10, 15, tzinfo=UTC))["accounts"] == []
+    assert at_risk(engine, account, datetime(2025, 1, 1, tzinfo=UTC))["accounts"] == []  # before any invoice
+    payload = backtest(engine, account, datetime(2026, 10, 15, tzinfo=UTC))
+    assert payload["precision"] is None and payload["recall"] is None and payload["missed"] == []
+    assert [w["code"] for w in payload["warnings"]] == ["no_churners"]
