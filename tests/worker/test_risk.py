@@ -216,3 +216,9 @@ def test_an_earlier_as_of_than_the_last_sync_uses_dated_evidence_only(engine: En
         a["customer_id"]: a for a in at_risk(engine, account, datetime(2026, 11, 20, tzinfo=UTC))["accounts"]
     }
     assert "past_due" in on_sync_day["cus_failed"]["signals"][0]["detail"]
+
+
+def test_the_help_says_how_accounts_are_ranked() -> None:
+    text = " ".join(CliRunner().invoke(app, ["at-risk", "--help"], terminal_width=200).output.split())
+    assert "ranked by MRR at risk times the strength of the evidence" in text
+    assert "largest MRR at risk first" not in text
