@@ -29,7 +29,6 @@ from metrics.at_risk import (
     DEFAULT_THRESHOLDS,
     CustomerRecords,
     RevenueLine,
-    RiskAssessment,
     Thresholds,
     evaluate,
 )
@@ -116,12 +115,14 @@ class Tally:
     hits: int = 0
     by_signal: dict[str, list[int]] = field(default_factory=dict)  # code -> [flags, hits]
     churners: list[Churner] = field(default_factory=list)
+    point_flags: list[dict[str, list[str]]] = field(default_factory=list)  # per point: customer -> codes
 
     def __post_init__(self) -> None:
         self.instants = [moment_ts(p) for p in self.points]
         self.days = [p.date() for p in self.points]
         self.paying = [0] * len(self.points)
         self.flagged = [0] * len(self.points)
+        self.point_flags = [{} for _ in self.points]
         first, last = (
             utc_day(self.instants[0]).toordinal() + LEAD_MIN,
             utc_day(span(self.points)[1]).toordinal(),
@@ -133,9 +134,9 @@ class Tally:
         customer_id: str,
         name: str,
         revenue: Iterable[RevenueLine],
-        judge: Callable[[int, int, int], RiskAssessment | None],
+        judge: Callable[[int, int, int], Sequence[str] | None],
     ) -> None:
-        """One customer: `judge(k, instant, mrr)` is its assessment at point k (None: not flagged)."""
+        """One customer: `judge(k, instant, mrr)` is its signal codes at point k (None: not flagged)."""
         steps = MrrSteps(revenue)
         flagged_days: list[date] = []
         for k, t in enumerate(self.instants):
@@ -143,15 +144,16 @@ class Tally:
             if mrr <= 0:
                 continue
             self.paying[k] += 1
-            found = judge(k, t, mrr)
-            if found is None:
+            codes = judge(k, t, mrr)
+            if not codes:
                 continue
+            self.point_flags[k][customer_id] = list(codes)
             self.flagged[k] += 1
             flagged_days.append(self.days[k])
             hit = is_hit(steps, t, mrr)
             self.flags += 1
             self.hits += hit
-            for code in dict.fromkeys(found.codes):
+            for code in dict.fromkeys(codes):
                 counts = self.by_signal.setdefault(code, [0, 0])
                 counts[0] += 1
                 counts[1] += hit
@@ -196,8 +198,9 @@ def backtest_of(
     for records in customers:
         tally.currency = records.currency
 
-        def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> RiskAssessment | None:
-            return evaluate(records, t, mrr, now[k], th)
+        def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> Sequence[str] | None:
+            found = evaluate(records, t, mrr, now[k], th)
+            return found.codes if found is not None else None
 
         tally.add(records.customer_id, records.name, records.revenue, judge)
     return tally.result(as_of)

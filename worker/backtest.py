@@ -8,32 +8,64 @@ rule; metrics/backtest.py adds the outcomes up. The nightly run stores the resul
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from metrics.at_risk import Thresholds
-from metrics.backtest import BacktestResult, backtest_of, backtest_points, span
+from metrics.at_risk import CustomerRecords, Thresholds, evaluate
+from metrics.backtest import BacktestResult, Tally, backtest_points, span
 from metrics.calendar import moment_ts
 from metrics.money import json_amount
+from worker.backtest_store import save_points, stored_points
 from worker.models import Account
-from worker.risk import customers_paying_between, is_current, iter_records
+from worker.risk import customers_paying_between, is_current, iter_records, iter_revenue
 from worker.risk_settings import risk_thresholds
 
 
 def compute_backtest(
-    engine: Engine, account: Account, as_of: datetime, thresholds: Thresholds | None = None
+    engine: Engine,
+    account: Account,
+    as_of: datetime,
+    thresholds: Thresholds | None = None,
+    reuse: bool = False,
 ) -> BacktestResult:
-    """The account's backtest as of `as_of` (not stored: the nightly run stores it)."""
+    """The account's backtest as of `as_of` (the result is not stored: the nightly run stores it).
+
+    With `reuse` (the nightly run), points judged before under the same thresholds are read back and the
+    points judged now are kept; when every point is known, only the ledger's recurring lines are read (for the
+    outcomes), not the invoices, subscriptions and usage the signals need.
+    """
     th = thresholds or risk_thresholds()
     points = backtest_points(as_of)
+    days = [p.date() for p in points]
+    known = stored_points(engine, account, days, th) if reuse else {}
     first, last = span(points)
     current = [is_current(engine, account, p) for p in points]
     customers = customers_paying_between(engine, account, first, last)
-    records = iter_records(engine, account, customers, moment_ts(as_of))
-    return replace(backtest_of(records, as_of, current, th), currency=account.reporting_currency)
+    at = moment_ts(as_of)
+    stream = (
+        iter_revenue(engine, account, customers, at)
+        if len(known) == len(days)
+        else iter_records(engine, account, customers, at)
+    )
+    tally = Tally(points, account.reporting_currency)
+    for records in stream:
+
+        def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> Sequence[str] | None:
+            stored = known.get(days[k])
+            if stored is not None:
+                return stored.get(records.customer_id)
+            found = evaluate(records, t, mrr, current[k], th)
+            return found.codes if found is not None else None
+
+        tally.add(records.customer_id, records.name, records.revenue, judge)
+    if reuse:
+        save_points(
+            engine, account, {d: tally.point_flags[k] for k, d in enumerate(days) if d not in known}, th
+        )
+    return tally.result(as_of)
 
 
 def backtest_payload(result: BacktestResult) -> dict[str, Any]:

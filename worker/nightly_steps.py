@@ -87,7 +87,7 @@ def metrics_step(ctx: NightContext) -> dict[str, Any]:
 def backtest_step(ctx: NightContext) -> dict[str, Any]:
     """How good the alerts have been (docs/at-risk.md), stored per account and day so the history is kept and
     the alerts that follow carry each signal's track record."""
-    result = compute_backtest(ctx.engine, ctx.account, ctx.as_of)
+    result = compute_backtest(ctx.engine, ctx.account, ctx.as_of, reuse=True)
     save_backtest(ctx.engine, ctx.account, result)
     return {
         "as_of": result.as_of.isoformat(),

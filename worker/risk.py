@@ -274,6 +274,29 @@ def iter_records(
         yield from found
 
 
+def iter_revenue(
+    engine: Engine, account: Account, customers: Sequence[str], at: int, batch: int = BATCH
+) -> Iterator[CustomerRecords]:
+    """Name and counted recurring lines only (MRR over time), per batch: what the backtest's outcomes need
+    when every point's flags are already known."""
+    for n in range(0, len(customers), batch):
+        chunk = list(customers[n : n + batch])
+        with engine.connect() as conn:
+            names = {c.id: c.name or c.email or c.id for c in customer_names(conn, account.id or 0, chunk)}
+            lines = risk_lines(conn, account.id or 0, chunk)
+        revenue: dict[str, list[RevenueLine]] = defaultdict(list)
+        for line in lines:
+            if line.counted and line.monthly_reporting is not None:
+                revenue[line.customer_id].append(
+                    RevenueLine(line.period_start, line.mrr_end, line.monthly_reporting)
+                )
+        for cid in chunk:
+            mine = tuple(revenue.get(cid, ()))
+            yield CustomerRecords(
+                cid, names.get(cid, cid), mrr_of(mine, at), account.reporting_currency, revenue=mine
+            )
+
+
 def customer_display_names(engine: Engine, account: Account, customers: Sequence[str]) -> dict[str, str]:
     """Name (else email, else id) of a few customers, e.g. those an alert run reports as recovered."""
     if not customers:
