@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, ColumnElement, Table, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -110,13 +110,18 @@ def subscriptions(
 _TRANSITIONS = ("paid_at", "voided_at", "marked_uncollectible_at")
 
 
+def _transition(v: Table, key: str) -> ColumnElement[int]:
+    """status_transitions.<key> of the raw invoice, as a 64-bit integer (Unix seconds outgrow 32 bits)."""
+    return cast(v.c.raw[("status_transitions", key)].as_string(), BigInteger)
+
+
 def invoices(
     conn: Connection, account_id: int, statuses: Collection[str], customer_ids: Collection[str] | None = None
 ) -> list[InvoiceRow]:
     """The account's invoices in these statuses that belong to a customer (of the batch, if given)."""
     v = table_of(models.StripeInvoice)
-    resolved = func.coalesce(*(v.c.raw[("status_transitions", key)].as_integer() for key in _TRANSITIONS))
-    finalized = v.c.raw[("status_transitions", "finalized_at")].as_integer()
+    resolved = func.coalesce(*(_transition(v, key) for key in _TRANSITIONS))
+    finalized = _transition(v, "finalized_at")
     query = select(
         v.c.id,
         v.c.customer_id,
