@@ -1,8 +1,10 @@
 """At-risk accounts and the churn post-mortem for one connected account: stored rows in, payloads out.
 
 The signal rules live in metrics/at_risk.py; this module only loads what they need (ledger lines, stored
-Stripe subscriptions, invoices and meter summaries) into its plain records, once per call and grouped per
-customer, and shapes the `retention at-risk --json` / `retention churned --json` payloads (README). The
+Stripe subscriptions, invoices and meter summaries) into its plain records, a batch of customers at a time
+(each customer's whole history, so the same records can be judged at any instant), and shapes the
+`retention at-risk --json` / `retention churned --json` payloads (README). `evaluate_customers` judges any set
+of customers at an instant: the at-risk run, the alerts and the same-day watch call it. The
 rows come from the repositories (integrations/stripe/repository/risk.py for stored Stripe objects,
 worker/mrr_queries.py for the ledger), so nothing here builds SQL. No Stripe call happens here except in
 `refresh_meter_usage`, which the alert run calls before it looks for risk.
