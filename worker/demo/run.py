@@ -24,6 +24,7 @@ from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from metrics.calendar import day_start
 from worker.accounts import connect_account, disconnect_account
 from worker.alerts import run_alerts
 from worker.backtest import backtest_line, compute_backtest
@@ -108,7 +109,8 @@ def run_demo(
     with step(console, "Computing retention metrics"):
         metrics = compute_metrics(engine, account, as_of)
     with step(console, "Backtesting the at-risk alerts on the history (12 past dates)"):
-        tested = compute_backtest(engine, account, as_of)
+        # as of the sample's "now" (its month start): the history it generated ends there
+        tested = compute_backtest(engine, account, min(as_of, day_start(end)))
         save_backtest(engine, account, tested)
     with step(console, "Screening for at-risk accounts"):
         risks = at_risk(engine, account, as_of)

@@ -52,7 +52,7 @@ INTERVALS: dict[int, tuple[str, int, int]] = {
 }
 CHURN_PER_MONTH = {"starter": 0.035, "growth": 0.02, "scale": 0.012, "enterprise": 0.006}
 SUDDEN_SHARE = 0.15  # churners who show nothing but a cancellation scheduled days before
-PRECURSOR_LEADS = ([1, 2, 3, 4], [25, 35, 30, 10])  # months between the first sign and the end, and weights
+PRECURSOR_LEADS = ([1, 2, 3, 4], [10, 35, 35, 20])  # months between the first sign and the end, and weights
 SEASONAL_SHARE = 0.3  # metered customers whose usage dips every December
 FINALIZE_AFTER = 3600  # Stripe finalizes a renewal invoice about an hour after creating it
 ADDONS = [
@@ -560,8 +560,8 @@ class _Generator:
         end = self.ts[fate.ends] if fate.ends is not None else self.end
         if fate.kind == "payment":
             return end
-        if fate.kind == "early_cancel" and fate.ends is not None:
-            asked = self.ts[fate.ends - fate.lead] - self.rng.randint(1, 10) * DAY
+        if fate.kind == "early_cancel" and fate.ends is not None:  # any day 5 to 17 weeks ahead
+            asked = self.ts[fate.ends] - self.rng.randint(35, 120) * DAY
             return max(asked, self.ts[sub.start] + DAY)
         return end - self.rng.randint(2, 20) * DAY
 
@@ -626,7 +626,7 @@ class _Generator:
             addon = _Charge(ADDON_AMOUNT, period, self.prices[f"price_addon_{k:02d}"], item, 1)
             lines.append(self.sub_line(ctx, inv_id, len(lines), sub, n, addon))
         reason = "subscription_create" if n == 0 else "subscription_cycle"
-        attempts = 2 if state == "paid" and self.rng.random() < 0.03 else None  # failed once, then paid
+        attempts = 2 if state == "paid" and self.rng.random() < 0.015 else None  # failed once, then paid
         if state in ("open", "uncollectible"):
             attempts = self.rng.randint(1, 3) if state == "open" else self.rng.randint(3, 4)
         fate = sub.fate
@@ -647,14 +647,14 @@ class _Generator:
 
     def usage_units(self, ctx: _Customer, sub: _Sub, m: int) -> int:
         """Usage of month m-1: a noisy walk; a dip every December for seasonal customers; a churner whose
-        usage falls loses about a third more each month from its precursor on (billed from month m)."""
+        usage falls loses about 40% more each month from its precursor on (billed from month m)."""
         sub.usage *= self.rng.gauss(1.02, 0.06)
         value = sub.usage
         if ctx.seasonal and utc_day(self.ts[m - 1]).month == 12:
             value *= self.rng.uniform(0.6, 0.75)
         fate = sub.fate
         if fate.kind == "usage" and fate.ends is not None and fate.ends - fate.lead <= m <= fate.ends:
-            value *= 0.65 ** (m - (fate.ends - fate.lead) + 1)
+            value *= 0.6 ** (m - (fate.ends - fate.lead) + 1)
         units = max(int(value), 100)
         self.world.meter_summaries.setdefault(METER, []).append(
             {
@@ -858,7 +858,7 @@ class _Generator:
         finalized = created + FINALIZE_AFTER
         out["finalized_at"] = finalized
         if state == "paid":
-            out["paid_at"] = finalized + (self.rng.randint(2, 10) * DAY if attempts > 1 else 0)
+            out["paid_at"] = finalized + (self.rng.randint(1, 7) * DAY if attempts > 1 else 0)
         elif state == "void":
             out["voided_at"] = finalized + self.rng.randint(1, 10) * DAY
         elif state == "uncollectible":

@@ -56,13 +56,9 @@ def cohort_rows(engine: Engine, account: Account, until: date) -> list[tuple[str
 
 
 def report_backtest(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
-    """The backtest the report shows: the night's stored one for that day, else computed now (not stored).
-
-    Its JSON payload, the sentence, and churned MRR per month (major units) for the chart.
-    """
-    stored = stored_backtest(engine, account, as_of)
-    result = stored if stored is not None and stored.as_of == as_of.date() else None
-    result = result or compute_backtest(engine, account, as_of)
+    """The backtest the report shows: the newest stored one as of that day (the nightly run's), else one
+    computed now (not stored). Its JSON payload, the sentence, and churned MRR per month (major units)."""
+    result = stored_backtest(engine, account, as_of) or compute_backtest(engine, account, as_of)
     months = [
         {
             "month": m["month"],
