@@ -98,8 +98,14 @@ def backtest_payload(result: BacktestResult) -> dict[str, Any]:
 
 
 def backtest(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
-    """The payload of a freshly computed backtest (the command's builder)."""
+    """The payload of a freshly computed backtest (`retention backtest --json`)."""
     return backtest_payload(compute_backtest(engine, account, as_of))
+
+
+def backtest_text(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
+    """The payload with the currency and the sentence, for the command's text form."""
+    result = compute_backtest(engine, account, as_of)
+    return {**backtest_payload(result), "currency": result.currency, "line": backtest_line(result)}
 
 
 def _share(value: float | None) -> str:

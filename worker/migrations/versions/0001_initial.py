@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:40:16.214370
+Create Date: 2026-12-01 12:53:12.988579
 """
 from alembic import op
 import sqlalchemy as sa
