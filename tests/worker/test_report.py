@@ -245,7 +245,7 @@ def test_the_section_on_how_good_the_alerts_are() -> None:
     assert re.search(r'id="bt-noise">6%<', html) and re.search(r'id="bt-lead">61 days<', html)
     assert "3 of 4 churners" in html and "too few churners to judge" in html
     assert 'id="chart-backtest"' in html and '"barmode":"stack"' in html and "lead 61 d" in html
-    missed = re.search(r'id="bt-missed">.*?</table>', html, re.S)
+    missed = re.search(r'id="bt-missed"[^>]*>.*?</table>', html, re.S)
     assert missed and "Gone &lt;b&gt;Co&lt;/b&gt;" in missed.group(0) and "$1,200.00" in missed.group(0)
     assert "2026-09-01" in missed.group(0)
     # no backtest (an account never judged): no section
