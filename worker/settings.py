@@ -153,4 +153,7 @@ def validate_environment() -> Settings:
             f"bad configuration: RETENTION_HOME: cannot create or use {settings.retention_home} "
             f"({exc.strerror or type(exc).__name__})"
         ) from None
+    from worker.risk_settings import risk_thresholds  # RETENTION_RISK_*, checked where they are read
+
+    risk_thresholds()
     return settings

@@ -243,6 +243,7 @@ def test_a_report_into_a_folder_that_cannot_exist_is_one_line_and_exit_2(
         ("RETENTION_SIZE_BANDS", "big,small"),
         ("RETENTION_MAX_DELIVERIES", "0"),
         ("RETENTION_TIMEZONE", "Mars/Olympus"),
+        ("RETENTION_RISK_SEAT_DROP", "2"),
     ],
 )
 @pytest.mark.parametrize("command", [["worker"], ["beat"], ["status"], ["sync"], ["nightly"], ["mrr"]])
@@ -278,7 +279,7 @@ def test_a_connection_terminated_inside_a_nightly_step_is_retried_and_the_night_
         out, _ = proc.communicate(timeout=120)
     assert killed and proc.returncode == 0, out
     (run,) = json.loads(out)["accounts"]
-    assert run["ok"] and list(run["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
+    assert run["ok"] and list(run["steps"]) == ["sync", "rebuild", "metrics", "backtest", "alerts"]
     assert run["steps"]["sync"]["seconds"] >= 2  # the first try failed, the second came after the backoff
     clean = add_account(pg_engine, stripe.url, "clean")
     assert retention("sync", "clean").returncode == 0
