@@ -32,6 +32,7 @@ from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.calendar import month_starts_covering, utc_day, utc_now
 from worker.ledger import read, write
 from worker.ledger.build import BuildCounts, Builder, ledger_rows
+from worker.locks import exclusive
 from worker.models import Account
 from worker.mrr_queries import (
     ensure_snapshots,
@@ -75,11 +76,14 @@ def _changed_customers(conn: Connection, account_id: int, pending: changes.Pendi
     return sorted(found)
 
 
+@exclusive("rebuild")
 def rebuild_account(
     engine: Engine, account: Account, today: date | None = None, full: bool = False
 ) -> RebuildResult:
     """Recompute the ledger and snapshots of the customers that changed since the last build, or of every
-    customer (`full`, or when an incremental rebuild cannot be trusted: see the module docstring)."""
+    customer (`full`, or when an incremental rebuild cannot be trusted: see the module docstring).
+
+    Holds the account's lock (worker/locks.py), like a sync: two rebuilds racing on ledger_line collide."""
     today = today or utc_now().date()
     result = RebuildResult(account=account.name)
     account_id = account.id or 0

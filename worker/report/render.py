@@ -13,11 +13,11 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from metrics.money import exponent
+from metrics.money import fmt_major
+from metrics.warnings import MEANINGS
 from worker.report import charts
 
 TEMPLATES = Path(__file__).parent / "templates"
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
 
 
 @dataclass
@@ -30,6 +30,7 @@ class ReportData:
     trend: list[dict[str, Any]] = field(default_factory=list)  # [{"as_of", "nrr", "grr", "logo_retention"}]
     cohorts: dict[str, Any] = field(default_factory=dict)  # CohortGrid.as_json()
     generated_at: str = ""
+    backtest: dict[str, Any] = field(default_factory=dict)  # `retention backtest --json` + "line", "by_month"
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -38,14 +39,8 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 
 def money(value: float | None, currency: str) -> str:
-    """A major-unit amount with its currency: $1,500.00, ¥5,000, 1,500.00 CHF."""
-    if value is None:
-        return "—"
-    digits = exponent(currency)
-    sign = "-" if value < 0 else ""
-    text = f"{abs(value):,.{digits}f}"
-    symbol = SYMBOLS.get(currency.lower())
-    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+    """A major-unit amount with its currency, in the one money format (metrics/money.py)."""
+    return fmt_major(value, currency)
 
 
 def _environment() -> Environment:
@@ -57,6 +52,7 @@ def _environment() -> Environment:
     )
     env.filters["pct"] = pct
     env.filters["money"] = money
+    env.filters["meaning"] = lambda code: MEANINGS.get(code, "")
     return env
 
 
@@ -86,6 +82,12 @@ def render_report(data: ReportData, plotly_js: str | None = None) -> str:
         "movements_chart": charts.movements_chart(metrics.get("movements") or [], currency),
         "trend_chart": charts.trend_chart(data.trend) if data.trend else "",
         "cohort_chart": charts.cohort_heatmap(data.cohorts) if data.cohorts.get("cohorts") else "",
+        "backtest": data.backtest,
+        "backtest_chart": (
+            charts.backtest_chart(data.backtest["by_month"], currency)
+            if data.backtest.get("by_month")
+            else ""
+        ),
         "plotly_js": charts.plotly_js() if plotly_js is None else plotly_js,
     }
     return _environment().get_template("report.html.j2").render(**context)
