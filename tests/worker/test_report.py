@@ -268,3 +268,30 @@ def test_warnings_are_explained_in_words_where_no_tooltip_shows() -> None:
     meanings = html[html.index('id="warning-meanings"') : html.index('<section id="at-risk">')]
     assert "small cohort" in meanings and escape(MEANINGS["small_cohort"]) in meanings
     assert escape(MEANINGS["expansion_hides_logo_churn"]) in html  # the headline warning's meaning
+
+
+def test_long_lists_show_their_first_hundred_and_sum_up_the_rest() -> None:
+    account = risks()["accounts"][0]
+    many = [
+        {**account, "customer_id": f"cus_{n:03d}", "name": f"Risky {n:03d}", "mrr": 10.0} for n in range(150)
+    ]
+    churners = [
+        {"customer_id": f"cus_g{n:03d}", "name": f"Gone {n:03d}", "mrr": float(n), "churned_on": "2026-09-01"}
+        for n in range(1, 131)
+    ]
+    html = render_report(
+        data(
+            at_risk={"as_of": "2026-11-01", "accounts": many},
+            backtest={**backtest_data(), "missed": churners},
+        ),
+        plotly_js=STUB_JS,
+    )
+    assert "At-risk accounts (150)" in html and "Risky 099" in html and "Risky 100" not in html
+    rest = re.search(r'id="at-risk-rest">([^<]*)<', html)
+    assert rest and "And 50 more accounts ($500.00 MRR at risk)" in rest.group(1)
+    assert "Churners the alerts missed (130)" in html
+    missed = re.search(r'id="bt-missed"[^>]*>.*?</table>', html, re.S)
+    assert missed and "Gone 130" in missed.group(0) and "Gone 031" in missed.group(0)  # the largest hundred
+    assert "Gone 030" not in missed.group(0)
+    # the 30 smallest, 1 + 2 + ... + 30 = 465
+    assert re.search(r'id="bt-missed-rest">And 30 smaller ones \(\$465\.00 MRR 125 days before\)', html)

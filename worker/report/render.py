@@ -64,6 +64,21 @@ def naive_gap(window: dict[str, Any]) -> float | None:
     return round((naive - real) * 100, 1)
 
 
+REPORT_ROWS = 100  # rows of a long list the report shows: the file stays small at any size of account
+
+
+def _rows(name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first REPORT_ROWS items of a list (the at-risk accounts, ranked; the missed churners, largest
+    first), how many there are in all and the MRR of the rest, for a "and N more" line: the JSON commands
+    (`retention at-risk --json`, `retention backtest --json`) list them all."""
+    rest = items[REPORT_ROWS:]
+    return {
+        name: items[:REPORT_ROWS],
+        f"{name}_total": len(items),
+        f"{name}_rest_mrr": round(sum(i.get("mrr") or 0 for i in rest), 2),
+    }
+
+
 def render_report(data: ReportData, plotly_js: str | None = None) -> str:
     """The whole report as one HTML document (plotly.js inline unless given: tests pass a stub)."""
     metrics = data.metrics
@@ -77,12 +92,13 @@ def render_report(data: ReportData, plotly_js: str | None = None) -> str:
         "summary": metrics.get("summary") or {},
         "segments": metrics.get("segments") or {},
         "warnings": metrics.get("warnings") or [],
-        "risks": (data.at_risk or {}).get("accounts") or [],
+        **_rows("risks", (data.at_risk or {}).get("accounts") or []),
         "gap": naive_gap(metrics.get("t12m") or {}),
         "movements_chart": charts.movements_chart(metrics.get("movements") or [], currency),
         "trend_chart": charts.trend_chart(data.trend) if data.trend else "",
         "cohort_chart": charts.cohort_heatmap(data.cohorts) if data.cohorts.get("cohorts") else "",
         "backtest": data.backtest,
+        **_rows("missed", sorted(data.backtest.get("missed") or [], key=lambda c: -(c.get("mrr") or 0))),
         "backtest_chart": (
             charts.backtest_chart(data.backtest["by_month"], currency)
             if data.backtest.get("by_month")
