@@ -14,6 +14,8 @@ from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from integrations.rates import ECB_HISTORY_URL
+
 
 def _default_home() -> Path:
     return Path(user_data_dir("stripe-retention", appauthor=False))
@@ -33,6 +35,17 @@ class Settings(BaseSettings):
     retention_timezone: str = "UTC"
     stripe_api_key: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
+    retention_rates_url: str = ECB_HISTORY_URL  # empty: the nightly never downloads rates
+
+    @field_validator("retention_rates_url")
+    @classmethod
+    def _rates_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.lower().startswith(("http://", "https://", "file://")):
+            raise ValueError(
+                "use an http(s) or file URL of the ECB's reference-rate history, or leave it empty"
+            )
+        return value
 
     @field_validator("retention_nightly_at")
     @classmethod

@@ -75,6 +75,8 @@ def nightly(
     else:
         for result in results:
             typer.echo(describe(result))
+            for note in rates_notes(result):
+                typer.echo(f"{result.account}: warning: {note}", err=True)
     if any(not r.ok for r in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -88,6 +90,12 @@ def describe(result: NightlyResult) -> str:
         return f"{result.account}: done ({steps})"
     done = f" (done: {steps})" if steps else ""
     return f"{result.account}: failed at {result.failed_step}: {result.error}{done}"
+
+
+def rates_notes(result: NightlyResult) -> list[str]:
+    """The rates refresh's failure and stale-rates warning (the night carried on regardless)."""
+    rates = result.steps.get("rebuild", {}).get("detail", {}).get("rates") or {}
+    return [rates[key] for key in ("error", "warning") if rates.get(key)]
 
 
 def _check_broker() -> None:
