@@ -39,6 +39,7 @@ class RateSource(SQLModel, table=True):
     __tablename__ = "rate_source"
     name: str = Field(primary_key=True, max_length=20)  # "ecb"
     data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # the CSV, zipped
+    digest: str | None = Field(default=None, max_length=64)  # sha256 of data: the parsed copy's cache key
     first_day: date | None = None
     last_day: date | None = None
     fetched_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

@@ -9,7 +9,8 @@ Two sources, both pure data here (files and URLs are read in integrations/rates/
   the ECB from a currency's first imported date on (the dates they cover); before it the ECB's rate serves.
 
 The rate in force on a day is the latest published on or before it (weekends and holidays use the Friday's).
-A currency the ECB stopped publishing (e.g. CYP after the euro) has no rate after its last published day. A
+A currency the ECB stopped publishing (e.g. CYP after the euro, absent from the file's last 14 days) has no
+rate after its last published day. A
 line with no rate from either source is left out with a `missing_rate` warning, never counted 1:1.
 """
 
@@ -36,6 +37,8 @@ MAX_RATE = Decimal("1e8")
 # Where the ECB publishes both currencies, an imported rate more than this factor away from the ECB's rate of
 # that day is refused as implausible (a rate meant for another reporting currency, an inverted pair).
 PLAUSIBLE_FACTOR = Fraction(3, 2)
+# A currency missing from the file's last this many days is no longer published (a one-day gap is not that).
+DISCONTINUED_AFTER_DAYS = 14
 
 
 class RatesError(ValueError):
@@ -177,7 +180,8 @@ class EcbHistory:
         if not pairs:
             return None
         last = max(d for d, _ in pairs)
-        return _Series(pairs, until=None if last == self.last_day else last)
+        discontinued = (self.last_day - last).days > DISCONTINUED_AFTER_DAYS
+        return _Series(pairs, until=last if discontinued else None)
 
     def per_eur(self, currency: str, day: date) -> Fraction | None:
         """Units of `currency` for 1 EUR in force on `day`."""

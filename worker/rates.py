@@ -10,6 +10,7 @@ that a ledger built before it is stale and restated on the next rebuild.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ class EcbState:
     first_day: date | None
     last_day: date | None
     fetched_at: int | None
+    digest: str | None
     url: str | None
     attempted_at: int | None
     last_error: str | None
@@ -57,6 +59,7 @@ def _state(conn: Connection) -> EcbState | None:
             SRC.c.first_day,
             SRC.c.last_day,
             SRC.c.fetched_at,
+            SRC.c.digest,
             SRC.c.url,
             SRC.c.attempted_at,
             SRC.c.last_error,
@@ -72,7 +75,7 @@ def ecb_history(conn: Connection) -> tuple[EcbHistory, bool]:
     """
     state = _state(conn)
     if state is not None and state.fetched_at is not None:
-        key: tuple[Any, ...] = ("stored", state.fetched_at, state.last_day)
+        key: tuple[Any, ...] = ("stored", state.digest)
         if key not in _cache:
             data = conn.execute(select(SRC.c.data).where(SRC.c.name == ECB)).scalar_one()
             _remember(key, parse_ecb_csv(history_text(data)))
@@ -213,6 +216,7 @@ def _stored_text(conn: Connection) -> str:
 def _store(engine: Engine, history: EcbHistory, data: bytes, url: str, stamp: int) -> None:
     values = {
         "data": data,
+        "digest": hashlib.sha256(data).hexdigest(),
         "first_day": history.first_day,
         "last_day": history.last_day,
         "fetched_at": stamp,
@@ -234,12 +238,19 @@ def _record_attempt(engine: Engine, stamp: int, error: str | None) -> None:
 
 # -- the nightly's daily refresh -----------------------------------------------------------------------------
 def _claim_daily_try(engine: Engine, stamp: int) -> bool:
-    """True for the one caller (of all workers' nights) that tries the download in this 20-hour window."""
+    """True for the one caller (of all workers' nights) that tries the download in this 20-hour window.
+
+    RETURNING, not rowcount: the PostgreSQL driver does not report a row count for these statements.
+    """
     with engine.begin() as conn:
         inserted = conn.execute(
-            _dialect(engine).insert(SRC).values(name=ECB, attempted_at=stamp).on_conflict_do_nothing()
-        )
-        if inserted.rowcount == 1:
+            _dialect(engine)
+            .insert(SRC)
+            .values(name=ECB, attempted_at=stamp)
+            .on_conflict_do_nothing()
+            .returning(SRC.c.name)
+        ).first()
+        if inserted is not None:
             return True
         claimed = conn.execute(
             update(SRC)
@@ -248,8 +259,9 @@ def _claim_daily_try(engine: Engine, stamp: int) -> bool:
                 (SRC.c.attempted_at.is_(None)) | (SRC.c.attempted_at <= stamp - RETRY_AFTER),
             )
             .values(attempted_at=stamp)
-        )
-        return bool(claimed.rowcount == 1)
+            .returning(SRC.c.name)
+        ).first()
+        return claimed is not None
 
 
 def daily_refresh(engine: Engine, url: str, today: date, now: int | None = None) -> dict[str, Any]:

@@ -559,7 +559,7 @@ def ledger_is_stale(engine: Engine, account: Account) -> bool:
             return billing.has_lines(conn, account_id)
         last_sync = last_sync_at(conn, account_id)
         rates_at = rates_changed_at(conn, account.reporting_currency)  # an import or a download restates
-    if rates_at is not None and rates_at > build.built_at:
+    if rates_at is not None and rates_at >= build.built_at:  # the same second: rebuild once more, to be sure
         return True
     return last_sync is not None and (build.sync_at is None or last_sync > build.sync_at)
 

@@ -80,4 +80,8 @@ def zipped(text: str) -> bytes:
 def _where(url: str) -> str:
     """The URL without query or credentials, for a message."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number: the URL was refused for it already
+        port = ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"

@@ -12,12 +12,13 @@ import pytest
 from metrics.rates import EcbHistory, RatesError, RateTable, parse_ecb_csv, parse_rates_csv
 
 # A small history in the ECB's format (newest first, a trailing comma, N/A where not published): Friday
-# 2026-02-27 and Monday 2026-03-02, CYP (no longer published) only on the first day of the file.
+# 2026-02-27 and Monday 2026-03-02; CYP no longer published after 2026-02-13, ISK missing one day only.
 ECB_CSV = (
-    "Date,USD,GBP,CYP,JPY,\n"
-    "2026-03-02,1.1698,0.8739,N/A,182.5,\n"
-    "2026-02-27,1.1805,0.8763,N/A,183.2,\n"
-    "2026-02-20,1.2000,0.8800,0.5850,180,\n"
+    "Date,USD,GBP,CYP,JPY,ISK,\n"
+    "2026-03-02,1.1698,0.8739,N/A,182.5,N/A,\n"
+    "2026-02-27,1.1805,0.8763,N/A,183.2,140,\n"
+    "2026-02-20,1.2000,0.8800,N/A,180,141,\n"
+    "2026-02-13,1.2100,0.8900,0.5850,181,142,\n"
 )
 
 
@@ -90,7 +91,7 @@ def test_ecb_rates_cross_through_eur_exactly_and_carry_over_weekends() -> None:
     assert usd.rate_on("eur", date(2026, 2, 27)) == Fraction("1.1805")
     assert usd.rate_on("eur", date(2026, 3, 1)) == Fraction("1.1805")  # Sunday: Friday's rate
     assert usd.rate_on("eur", date(2026, 3, 2)) == Fraction("1.1698")
-    assert usd.rate_on("eur", date(2026, 2, 19)) is None  # before the history: no rate
+    assert usd.rate_on("eur", date(2026, 2, 12)) is None  # before the history: no rate
     # 1 GBP in USD = 1.1805 / 0.8763, kept as the exact fraction of the two published decimals
     assert usd.rate_on("gbp", date(2026, 2, 28)) == Fraction(11805, 8763)
     gbp = RateTable((), "gbp", _ecb())
@@ -103,10 +104,11 @@ def test_ecb_rates_cross_through_eur_exactly_and_carry_over_weekends() -> None:
 
 def test_a_currency_no_longer_published_has_no_rate_after_its_last_day() -> None:
     usd = _usd()
-    assert usd.rate_on("cyp", date(2026, 2, 20)) == Fraction("1.2") / Fraction("0.585")
-    assert usd.rate_on("cyp", date(2026, 2, 21)) is None  # never its last rate carried on for ever
-    assert _ecb().span("cyp") == (date(2026, 2, 20), date(2026, 2, 20))
-    assert _ecb().currencies() == ["cyp", "eur", "gbp", "jpy", "usd"]
+    assert usd.rate_on("cyp", date(2026, 2, 13)) == Fraction("1.21") / Fraction("0.585")
+    assert usd.rate_on("cyp", date(2026, 2, 14)) is None  # never its last rate carried on for ever
+    assert usd.rate_on("isk", date(2026, 3, 2)) == Fraction("1.1698") / 140  # a one-day gap carries over
+    assert _ecb().span("cyp") == (date(2026, 2, 13), date(2026, 2, 13))
+    assert _ecb().currencies() == ["cyp", "eur", "gbp", "isk", "jpy", "usd"]
 
 
 def test_imported_rates_override_the_ecb_from_their_first_day() -> None:
@@ -139,6 +141,6 @@ def test_a_broken_ecb_file_is_refused(text: str, fragment: str) -> None:
 
 def test_the_ecb_history_spans() -> None:
     history = _ecb()
-    assert (history.first_day, history.last_day) == (date(2026, 2, 20), date(2026, 3, 2))
-    assert history.span("eur") == (date(2026, 2, 20), date(2026, 3, 2))
+    assert (history.first_day, history.last_day) == (date(2026, 2, 13), date(2026, 3, 2))
+    assert history.span("eur") == (date(2026, 2, 13), date(2026, 3, 2))
     assert history.span("kes") is None

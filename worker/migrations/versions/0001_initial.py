@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:10:51.625291
+Create Date: 2026-12-01 12:13:01.352425
 """
 from alembic import op
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ def upgrade() -> None:
     op.create_table('rate_source',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('data', sa.LargeBinary(), nullable=True),
+    sa.Column('digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('first_day', sa.Date(), nullable=True),
     sa.Column('last_day', sa.Date(), nullable=True),
     sa.Column('fetched_at', sa.BigInteger(), nullable=True),
