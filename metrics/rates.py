@@ -273,10 +273,3 @@ class RateTable:
         if self.ecb is None or not self.reporting:
             return None
         return self.ecb.cross(currency, self.reporting, day)
-
-    def source_on(self, currency: str, day: date) -> str | None:
-        """Which source gives the rate on `day`: "imported", "ecb" or None."""
-        imported = self._imported.get(currency.lower())
-        if imported is not None and imported.on(day) is not None:
-            return "imported"
-        return "ecb" if self.rate_on(currency, day) is not None else None
