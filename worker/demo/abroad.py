@@ -39,19 +39,19 @@ def bill_abroad(world: StripeWorld) -> dict[str, str]:
     for customer_id, currency in chosen.items():
         world.collections["customer"].by_id[customer_id]["currency"] = currency
     for sub in world.collections["subscription"].by_id.values():
-        currency = chosen.get(sub["customer"])
-        if currency is not None:
-            sub["currency"] = currency
+        sub_currency = chosen.get(sub["customer"])
+        if sub_currency is not None:
+            sub["currency"] = sub_currency
             for item in sub["items"]["data"]:
-                item["price"] = prices.copy(item["price"]["id"], currency)
+                item["price"] = prices.copy(item["price"]["id"], sub_currency)
     invoice_currency: dict[str, str] = {}
     for inv in world.collections["invoice"].by_id.values():
-        currency = chosen.get(inv["customer"])
-        if currency is not None:
-            inv["currency"] = currency
-            invoice_currency[inv["id"]] = currency
+        inv_currency = chosen.get(inv["customer"])
+        if inv_currency is not None:
+            inv["currency"] = inv_currency
+            invoice_currency[inv["id"]] = inv_currency
             for line in [*inv["lines"]["data"], *world.invoice_lines.get(inv["id"], [])]:
-                _bill_line(line, currency, prices)
+                _bill_line(line, inv_currency, prices)
     for note in world.collections["credit_note"].by_id.values():
         if note.get("invoice") in invoice_currency:
             note["currency"] = invoice_currency[note["invoice"]]
