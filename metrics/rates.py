@@ -64,6 +64,7 @@ def parse_rates_csv(text: str, reporting: str, reference: RateTable | None = Non
     if header is None or tuple(h.strip().lower() for h in header) != HEADER:
         raise RatesError("line 1: the first line must be the header `date,currency,rate`")
     rates: list[Rate] = []
+    seen: dict[tuple[str, date], int] = {}
     for number, row in enumerate(reader, start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -71,6 +72,11 @@ def parse_rates_csv(text: str, reporting: str, reference: RateTable | None = Non
             raise RatesError(f"line {number}: expected 3 columns date,currency,rate, got {len(row)}")
         rate = _parse_row(number, row, reporting)
         _check_plausible(number, rate, reporting, reference)
+        first = seen.setdefault((rate.currency, rate.day), number)
+        if first != number:
+            raise RatesError(
+                f"line {number}: a second {rate.currency.upper()} rate for {rate.day} (line {first})"
+            )
         rates.append(rate)
     if not rates:
         raise RatesError("the file has no rates after the header")

@@ -62,6 +62,10 @@ def test_parse_and_lookup_the_rate_in_force() -> None:
         ),
         ("date,currency,rate\n2026-01-01,kes,0.000000001\n", "line 2: rate '0.000000001' is not a plausible"),
         ("date,currency,rate\n2026-01-01,eur\n", "line 2: expected 3 columns"),
+        (
+            "date,currency,rate\n2026-01-01,eur,1\n2026-01-01,EUR,1.1\n",
+            "line 3: a second EUR rate for 2026-01-01 (line 2)",
+        ),
     ],
 )
 def test_bad_csv_is_refused_with_the_line(text: str, fragment: str) -> None:
