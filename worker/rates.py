@@ -22,7 +22,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from integrations.rates.ecb import FetchError, bundled_history, fetch_history, history_text, zipped
+from integrations.rates.ecb import (
+    FetchError,
+    bundled_history,
+    fetch_history,
+    history_text,
+    public_url,
+    zipped,
+)
 from metrics.ledger import FxRate, RateSource
 from metrics.rates import EcbHistory, Rate, RatesError, RateTable, parse_ecb_csv, parse_rates_csv
 from metrics.tables import table_of
@@ -220,7 +227,7 @@ def _store(engine: Engine, history: EcbHistory, data: bytes, url: str, stamp: in
         "first_day": history.first_day,
         "last_day": history.last_day,
         "fetched_at": stamp,
-        "url": url[:1000],
+        "url": public_url(url)[:1000],  # never a mirror's token
         "attempted_at": stamp,
         "last_error": None,
     }

@@ -17,7 +17,15 @@ from urllib.parse import urlsplit
 from integrations.rates import ECB_HISTORY_URL
 from metrics.rates import RatesError
 
-__all__ = ["ECB_HISTORY_URL", "FetchError", "bundled_history", "fetch_history", "history_text", "zipped"]
+__all__ = [
+    "ECB_HISTORY_URL",
+    "FetchError",
+    "bundled_history",
+    "fetch_history",
+    "history_text",
+    "public_url",
+    "zipped",
+]
 
 BUNDLED_PACKAGE = "currency_converter"
 BUNDLED_FILE = "eurofxref-hist.zip"
@@ -43,12 +51,12 @@ def fetch_history(url: str, timeout: float = TIMEOUT) -> bytes:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
             data: bytes = response.read(MAX_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"{_where(url)} answered HTTP {exc.code}") from None
+        raise FetchError(f"{public_url(url)} answered HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise FetchError(f"cannot reach {_where(url)}: {reason}") from None
+        raise FetchError(f"cannot reach {public_url(url)}: {reason}") from None
     if len(data) > MAX_BYTES:
-        raise FetchError(f"{_where(url)} sent more than {MAX_BYTES // 1_000_000} MB: not a rate history")
+        raise FetchError(f"{public_url(url)} sent more than {MAX_BYTES // 1_000_000} MB: not a rate history")
     return data
 
 
@@ -77,8 +85,8 @@ def zipped(text: str) -> bytes:
     return buffer.getvalue()
 
 
-def _where(url: str) -> str:
-    """The URL without query or credentials, for a message."""
+def public_url(url: str) -> str:
+    """The URL without query or credentials (a mirror's token), for a message or a listing."""
     parts = urlsplit(url)
     try:
         port = f":{parts.port}" if parts.port else ""

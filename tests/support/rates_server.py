@@ -36,7 +36,7 @@ class RatesServer(LoopbackServer):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 with server._lock:
                     server.requests += 1
-                    data = server.files.get(self.path)
+                    data = server.files.get(self.path.split("?", 1)[0])
                 status, body = (200, data) if data is not None else (404, b"not found")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/zip" if status == 200 else "text/plain")

@@ -123,7 +123,9 @@ def test_rates_update_stores_a_newer_history_and_conversions_use_it(
     rebuild_account(engine, account, today=date(2026, 12, 1))
     assert _mrr(engine, account.id or 0, at(2026, 12, 1)) == {"cus_e": 11172}  # 2026-10-30: USD 1.1172
     url = server.publish("/eurofxref-hist.zip", history_with([day_row("2026-11-27", "1.2000", "0.8500")]))
-    result = update_rates(engine, url)  # stamped now: after the build, so the ledger is stale
+    result = update_rates(
+        engine, f"{url}?token=s3cret"
+    )  # stamped now: after the build, so the ledger is stale
     assert result.updated and result.last_day == date(2026, 11, 27)
     assert result.describe() == "ECB reference rates updated to 2026-11-27 (were to 2026-10-30)"
     assert ledger_is_stale(engine, account)
@@ -132,7 +134,7 @@ def test_rates_update_stores_a_newer_history_and_conversions_use_it(
     listing = rates_listing(engine)
     assert listing["ecb"] == {
         "origin": "downloaded",
-        "url": url,
+        "url": url,  # a mirror's token is never stored
         "first": "1999-01-04",
         "last": "2026-11-27",
         "last_error": None,
