@@ -163,14 +163,17 @@ class EcbHistory:
 
     def currencies(self) -> list[str]:
         """Every currency with at least one published rate, and EUR itself."""
-        return sorted({EUR} | {c for c in self._columns if self.series(c) is not None})
+        return sorted({EUR} | {c for c in self._columns if self.span(c) is not None})
 
     def span(self, currency: str) -> tuple[date, date] | None:
-        """First and last day the currency was published (EUR: the whole file)."""
+        """First and last day the currency was published (EUR: the whole file), without parsing its rates."""
         if currency == EUR:
             return self.first_day, self.last_day
-        series = self.series(currency)
-        return None if series is None else (series.days[0], series.days[-1])
+        values = self._columns.get(currency.lower())
+        if values is None:
+            return None
+        published = [i for i, v in enumerate(values) if _published(v)]
+        return (self.days[published[0]], self.days[published[-1]]) if published else None
 
     def series(self, currency: str) -> _Series | None:
         currency = currency.lower()
