@@ -10,24 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from metrics.currencies import ISO_CURRENCIES
-from worker.accounts import list_accounts
 from worker.cli.common import open_db, print_json, refuse
-from worker.rates import (
-    FetchError,
-    RatesError,
-    import_rates,
-    rates_listing,
-    reporting_currency_for_import,
-    update_rates,
-)
-from worker.rebuild import describe, rebuild_account
-from worker.settings import get_settings
-
-console = Console(soft_wrap=True)
+from worker.cli.tables import console, ident, plural, show_table
 
 
 def rates_import_cmd(
@@ -39,6 +24,11 @@ def rates_import_cmd(
     ),
 ) -> None:
     """Import exchange rates (1 unit of currency = rate units of the reporting currency, from that date)."""
+    from metrics.currencies import ISO_CURRENCIES
+    from worker.accounts import list_accounts
+    from worker.rates import RatesError, import_rates, reporting_currency_for_import
+    from worker.rebuild import describe, rebuild_account  # heavy: loaded only when used
+
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -57,14 +47,18 @@ def rates_import_cmd(
         count = import_rates(engine, text, reporting)
     except RatesError as exc:
         refuse(f"{file}: {exc}; nothing was imported")
-    console.print(f"imported {count} {'rate' if count == 1 else 'rates'} to {reporting.upper()}")
+    out = console()
+    out.print(f"imported {plural(count, 'rate')} to {reporting.upper()}")
     for a in accounts:  # every figure of an account reporting in this currency may have changed
         if a.reporting_currency.lower() == reporting:
-            console.print(describe(rebuild_account(engine, a)))
+            out.print(describe(rebuild_account(engine, a)))
 
 
 def rates_update_cmd() -> None:
     """Fetch the newest ECB reference rates (RETENTION_RATES_URL); stored if they parse and are newer."""
+    from worker.rates import FetchError, RatesError, update_rates
+    from worker.settings import get_settings
+
     url = get_settings().retention_rates_url
     if not url:
         refuse("RETENTION_RATES_URL is empty (downloads are off): set it to the ECB history URL or a mirror")
@@ -73,13 +67,16 @@ def rates_update_cmd() -> None:
         result = update_rates(engine, url)
     except (FetchError, RatesError) as exc:
         refuse(f"rates update: {exc}; the rates in force are kept")
-    console.print(result.describe())
+    out = console()
+    out.print(result.describe())
     if result.updated:
-        console.print("the next rebuild (or any figure asked for) restates what the changed rates touch")
+        out.print("the next rebuild (or any figure asked for) restates what the changed rates touch")
 
 
 def rates_list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Each currency's source (ECB or imported, for which reporting currency) and first/last date."""
+    from worker.rates import rates_listing
+
     listing = rates_listing(open_db())
     if json_out:
         print_json(listing)
@@ -88,16 +85,23 @@ def rates_list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JS
 
 
 def _print_listing(listing: dict[str, Any]) -> None:
+    out = console()
     ecb = listing["ecb"]
     origin = "downloaded" if ecb["origin"] == "downloaded" else "shipped with the installation"
-    console.print(f"ECB reference rates {ecb['first']} to {ecb['last']} ({origin})")
+    out.print(f"ECB reference rates {ecb['first']} to {ecb['last']} ({origin})")
     if ecb.get("last_error"):
-        console.print(f"[yellow]last update failed: {ecb['last_error']}[/yellow]")
-    table = Table("currency", "source", "first", "last", box=None)
-    for c in listing["currencies"]:
-        source = "ECB" if c["source"] == "ecb" else f"imported ({c['reporting_currency']})"
-        table.add_row(c["currency"], source, c["first"], c["last"])
-    console.print(table)
+        out.print(f"last update failed: {ecb['last_error']}", style="yellow")
+    rows = [
+        (
+            c["currency"],
+            "ECB" if c["source"] == "ecb" else f"imported ({c['reporting_currency']})",
+            c["first"],
+            c["last"],
+        )
+        for c in listing["currencies"]
+    ]
+    columns = (ident("currency"), ident("source"), ident("first"), ident("last"))
+    show_table(out, None, columns, rows)
 
 
 def register(app: typer.Typer) -> None:
