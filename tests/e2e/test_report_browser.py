@@ -2,8 +2,9 @@
 
 The report comes from the whole pipeline on the sample company, with the demo's own settings (300 customers,
 24 months to the first of this month, as of today: what `retention demo` shows), so what the browser shows is
-what a user gets. Three screenshots are kept as test artifacts (artifacts/); with RETENTION_UPDATE_SCREENSHOTS=1 they also replace the README's pictures
-(docs/): the desktop page, the page on a phone 390 px wide, and the page as printed on A4.
+what a user gets. Three screenshots are kept as test artifacts (artifacts/); with
+RETENTION_UPDATE_SCREENSHOTS=1 they also replace the README's pictures (docs/): the desktop page, the page on
+a phone 390 px wide, and the page as printed on A4.
 
 Headless Chromium will not make a window narrower than 500 px, so the phone view is the report in a 390 px
 wide frame; the printed view is the report with its print style sheet applied on screen (`#print`) at A4's
