@@ -10,8 +10,8 @@ Incremental by default: the sync notes which customers' objects changed (integra
 only those customers' ledger rows and snapshots are recomputed; the days every customer shares (a new today,
 a month start) are then computed in one streamed pass over the stored ledger. The whole account is recomputed
 (`full`) on request (`retention rebuild --full`), after a full sync, on the first build, and when the inputs
-besides Stripe objects changed (reporting currency, exchange rates, LEDGER_FORMAT). Both paths go through the
-customers a batch at a time (worker/ledger/read.py -> build.py -> write.py) in one transaction, so memory
+besides Stripe objects changed (reporting currency, its exchange rates, LEDGER_FORMAT). Both paths go through
+the customers a batch at a time (worker/ledger/read.py -> build.py -> write.py) in one transaction, so memory
 stays bounded and the ledger and its snapshots are never seen apart.
 tests/worker/test_incremental_rebuild.py checks that the two give identical tables.
 """
@@ -34,14 +34,8 @@ from worker.ledger import read, write
 from worker.ledger.build import BuildCounts, Builder, ledger_rows
 from worker.locks import exclusive
 from worker.models import Account
-from worker.mrr_queries import (
-    ensure_snapshots,
-    first_counted_start,
-    last_build,
-    load_rates,
-    rates_digest,
-    stored_snapshot_days,
-)
+from worker.mrr_queries import ensure_snapshots, first_counted_start, last_build, stored_snapshot_days
+from worker.rates import load_rates, rates_changed_at
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
@@ -58,8 +52,10 @@ class RebuildResult(BuildCounts):
 
 
 def _inputs(conn: Connection, account: Account) -> str:
-    """What the ledger depends on besides stored objects; another value means every row may differ."""
-    return f"v{LEDGER_FORMAT}:{account.reporting_currency.lower()}:{rates_digest(conn)}"
+    """What the ledger depends on besides stored objects; another value means every row may differ: the
+    build rules, the reporting currency, and when its rates last changed (an import or a download)."""
+    reporting = account.reporting_currency.lower()
+    return f"v{LEDGER_FORMAT}:{reporting}:{rates_changed_at(conn, reporting)}"
 
 
 def _wanted_days(conn: Connection, account_id: int, today: date) -> set[date]:
@@ -88,7 +84,7 @@ def rebuild_account(
     result = RebuildResult(account=account.name)
     account_id = account.id or 0
     with engine.begin() as conn:
-        rates = load_rates(conn)  # the conversion's inputs, read once for every batch
+        rates = load_rates(conn, account.reporting_currency)  # the conversion's inputs, read once
         inputs = _inputs(conn, account)
         pending = changes.pending(conn, account_id)
         built = last_build(conn, account_id)
@@ -158,13 +154,17 @@ def _batches(
 
 
 def ledger_is_stale(engine: Engine, account: Account) -> bool:
-    """True when stored lines exist but the ledger was never built, or a sync ran after the last build."""
+    """True when stored lines exist but the ledger was never built, or a sync ran or the rates changed (an
+    import, a download) after the last build."""
     account_id = account.id or 0
     with engine.connect() as conn:
         built = last_build(conn, account_id)
         if built is None:
             return billing.has_lines(conn, account_id)
         last_sync = last_sync_at(conn, account_id)
+        rates_at = rates_changed_at(conn, account.reporting_currency)  # an import or a download restates
+    if rates_at is not None and rates_at >= built.built_at:  # the same second: rebuild once more, to be sure
+        return True
     return last_sync is not None and (built.sync_at is None or last_sync > built.sync_at)
 
 

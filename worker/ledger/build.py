@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from fractions import Fraction
 from typing import NamedTuple
 
 from integrations.stripe.repository import billing
@@ -127,9 +127,9 @@ class Builder:
         self.reporting = account.reporting_currency.lower()
         self.rates = rates
         self.result = result
-        self._rate_cache: dict[tuple[str, int], Decimal | None] = {}
+        self._rate_cache: dict[tuple[str, int], Fraction | None] = {}
 
-    def rate(self, currency: str, period_start: int) -> Decimal | None:
+    def rate(self, currency: str, period_start: int) -> Fraction | None:
         """The rate in force on the period start's day (cached: lines share a few currencies and days)."""
         key = (currency, period_start)
         try:
