@@ -249,7 +249,7 @@ def run_alerts(
     result.pending = len(plan.rows)
     if dry_run:
         result.payloads = [m.payload() for m in messages]
-        result.text = "\n\n".join(m.text for m in messages) or (
+        result.text = "\n\n".join(m.readable for m in messages) or (
             f"{account.name}: nothing new to alert ({result.at_risk} at risk, "
             f"{fmt(result.mrr_at_risk, account.reporting_currency)} MRR at risk, all alerted before)"
         )
