@@ -1,7 +1,7 @@
 """Proving a key before we store it: one read-only call that says whose account it is.
 
 `GET /v1/account` names the account. A restricted key (`rk_...`) may be refused it (403 `permission_error`)
-and some Stripe-compatible servers have no such endpoint (404); a read of `GET /v1/customers?limit=1` then
+and some Stripe-compatible servers have no such endpoint (404, whatever the body); a read of `GET /v1/customers?limit=1` then
 proves the key instead, because the customer list is the first thing a sync needs anyway. Errors are matched
 on HTTP status and Stripe's `error.type`, never on message text, and our messages never quote Stripe's: an
 authentication error's message echoes part of the key.
@@ -49,13 +49,18 @@ class AccountInfo:
 
 
 def fetch_account_info(config: StripeConfig) -> AccountInfo:
-    """Prove the key with one read; the customer list stands in where the account itself cannot be read."""
+    """Prove the key with one read; the customer list stands in where the account itself cannot be read.
+
+    A 404 on `/v1/account` means the server has no such endpoint, whatever its body says: a proxy or a
+    Stripe-compatible server may answer HTML, plain text or JSON that is not a Stripe error, which the SDK
+    raises as an `APIError` rather than an `InvalidRequestError`. Only the status decides.
+    """
     client = make_client(config)
     try:
         body = _get(client, config, ACCOUNT_PATH)
     except stripe.PermissionError:
         return _via_customers(client, config)
-    except stripe.InvalidRequestError as exc:
+    except stripe.StripeError as exc:
         if exc.http_status == 404:
             return _via_customers(client, config)
         raise _failed(config, exc) from None
@@ -119,11 +124,9 @@ def _get(client: stripe.StripeClient, config: StripeConfig, path: str, **params:
             f"the key may not read {path}{where}: give the restricted key read access to "
             "customers, products, prices, subscriptions, invoices, credit notes and events",
         ) from None
-    except stripe.InvalidRequestError as exc:
-        if path == ACCOUNT_PATH:
-            raise
-        raise _failed(config, exc) from None
     except stripe.StripeError as exc:
+        if path == ACCOUNT_PATH and exc.http_status == 404:
+            raise  # the caller falls back to the customer list
         raise _failed(config, exc) from None
     data = response.data
     return data if isinstance(data, dict) else {}
