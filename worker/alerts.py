@@ -190,8 +190,8 @@ def missing_webhook(settings: Settings, account: Account) -> str | None:
     if slack_webhook(settings, account) is not None:
         return None
     return (
-        f"account {account.name!r} has no Slack webhook: set SLACK_WEBHOOK_URL or reconnect with "
-        "--slack-webhook-url (or use --dry-run)"
+        f"account {account.name!r} has no Slack webhook: set SLACK_WEBHOOK_URL, or give the account its own"
+        f" with `retention update {account.name} --slack-webhook` (or use --dry-run)"
     )
 
 
@@ -274,7 +274,7 @@ def _deliver(
         # Slack is optional: without a webhook the alerts wait, and the nightly run is not a failure
         result.skipped = (
             f"account {account.name}: no Slack webhook configured; set SLACK_WEBHOOK_URL or "
-            "reconnect with --slack-webhook-url (alerts stay pending)"
+            f"`retention update {account.name} --slack-webhook` (alerts stay pending)"
         )
         return
     for n, message in enumerate(messages):

@@ -30,7 +30,6 @@ class SlackMessage:
     customer_ids: tuple[str, ...]  # alerted and recovered customers this message carries
     readable: str = ""  # the fallback unescaped, for a terminal (a dry run); never sent
 
-
     def payload(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks}
 

@@ -73,11 +73,14 @@ def test_same_signals_are_not_alerted_twice(engine: Engine, slack: FakeSlack) ->
 
 
 def test_names_cannot_ping_the_channel_or_make_links(engine: Engine, slack: FakeSlack) -> None:
-    """A customer names itself at checkout: neither the blocks nor the fallback `text` may carry its `<...>`."""
+    """A customer names itself at checkout: neither the blocks nor the fallback `text` carry its `<...>`."""
     account = with_webhook(engine, slack.url)
     load(engine, account)
     with session_scope(engine) as session:
-        for customer_id, name in (("cus_seats", "<!channel>"), ("cus_failed", "<https://evil.example|click>")):
+        for customer_id, name in (
+            ("cus_seats", "<!channel>"),
+            ("cus_failed", "<https://evil.example|click>"),
+        ):
             customer = session.get(StripeCustomer, (account.id, customer_id))
             assert customer is not None
             customer.name = name

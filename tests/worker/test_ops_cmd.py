@@ -40,10 +40,11 @@ def slack() -> Iterator[FakeSlack]:
         yield server
 
 
-def connect(cli: CliRunner, name: str, api_base: str, *extra: str, key: str = KEY) -> None:
-    result = cli.invoke(
-        app, ["connect", name, "--api-base", api_base, "--rps", "0", *extra], env={"STRIPE_API_KEY": key}
-    )
+def connect(
+    cli: CliRunner, name: str, api_base: str, *extra: str, key: str = KEY, webhook: str | None = None
+) -> None:
+    env = {"STRIPE_API_KEY": key, **({"SLACK_WEBHOOK_URL": webhook} if webhook else {})}
+    result = cli.invoke(app, ["connect", name, "--api-base", api_base, "--rps", "0", *extra], env=env)
     assert result.exit_code == 0, result.output
 
 
@@ -51,7 +52,7 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(
     cli: CliRunner, sample_stripe: FakeStripe, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
-    connect(cli, "acme", sample_stripe.url, "--slack-webhook-url", slack.url)
+    connect(cli, "acme", sample_stripe.url, "--slack-webhook", webhook=slack.url)
     result = cli.invoke(app, ["nightly", "acme", "--as-of", "2026-11-01", "--json"])
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)["runs"][0]

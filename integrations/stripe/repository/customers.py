@@ -50,6 +50,14 @@ def has_customer(conn: Connection, account_id: int, customer_id: str) -> bool:
     return bool(conn.execute(query).scalar())
 
 
+def any_customer_id(conn: Connection, account_id: int) -> str | None:
+    """One stored customer's id (the lowest), or None when the account has none stored."""
+    c = table_of(models.StripeCustomer)
+    query = select(func.min(c.c.id)).where(c.c.account_id == account_id)
+    found = conn.execute(query).scalar()
+    return str(found) if found is not None else None
+
+
 def object_counts(conn: Connection, account_id: int) -> dict[str, int]:
     """Objects stored per kind, whatever their status (docs/interface.md `status`)."""
     found: dict[str, int] = {}

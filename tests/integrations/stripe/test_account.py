@@ -76,7 +76,9 @@ def test_server_without_account_endpoint_falls_back_to_customers(world: StripeWo
     ],
 )
 def test_any_404_on_the_account_endpoint_falls_back_to_customers(server: FakeStripe, body: str) -> None:
-    server.inject(Fault(status=404, path_prefix="/v1/account", body=body, headers={"Content-Type": "text/html"}))
+    server.inject(
+        Fault(status=404, path_prefix="/v1/account", body=body, headers={"Content-Type": "text/html"})
+    )
     info = fetch_account_info(StripeConfig(api_key=KEY, api_base=server.url))
     assert info.checked_with == "/v1/customers"
     assert [path for _, path in server.requests] == ["/v1/account", "/v1/customers?limit=1"]
