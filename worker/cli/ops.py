@@ -11,7 +11,7 @@ import typer
 
 from worker.celery_app import app as celery_app
 from worker.celery_app import broker_problem, enqueue_accounts
-from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_json, refuse
+from worker.cli.common import EXIT_FAILED, accounts_to_run, open_db, parse_as_of, print_json, refuse
 from worker.logging import configure_logging
 from worker.nightly import NightlyResult, run_here, runs_json
 from worker.settings import get_settings
@@ -56,7 +56,7 @@ def nightly(
     settings = get_settings()
     when = parse_as_of(as_of) if as_of else None
     engine = open_db(settings)
-    accounts = load_accounts(engine, name)
+    accounts = accounts_to_run(engine, name, "run")
     if enqueue:
         _check_broker()
         try:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from sqlmodel import Session
 
-from worker.cli.common import EXIT_FAILED, open_db, print_json, select_accounts
+from worker.cli.common import EXIT_FAILED, accounts_to_run, open_db, print_json, select_accounts
 from worker.settings import get_settings
 from worker.status import account_status
 from worker.syncing import SyncResult, run_sync
@@ -39,8 +39,7 @@ def sync(
     """Copy the account's Stripe data (full the first time, then only changes) and print a summary."""
     settings = get_settings()
     engine = open_db(settings)
-    with Session(engine) as session:
-        accounts = select_accounts(session, name)
+    accounts = accounts_to_run(engine, name, "sync")
     console = Console(stderr=True)
     failed = False
     for account in accounts:

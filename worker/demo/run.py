@@ -2,9 +2,13 @@
 
 A local Stripe-compatible server on 127.0.0.1 serves the sample company, the account is connected as
 `retention connect` does, synced through the real SDK, rebuilt, measured, screened for risk, and the Slack
-digest is prepared but never sent. It needs no network, no Redis and no PostgreSQL: the default embedded
-SQLite in RETENTION_HOME. Re-running replaces the demo account, because each run's local server listens on a
-new port.
+digest is prepared but never sent. It needs no network, no Redis and no PostgreSQL.
+
+The demo never touches the user's accounts: it keeps its own home, `RETENTION_HOME/demo`, with its own
+SQLite database and key file, whatever RETENTION_DATABASE_URL and RETENTION_SECRET_KEY say. (It used to
+connect a `demo` account beside the user's, pointing at a local server gone once the demo ended, so every
+later `retention sync` or `nightly` without NAME failed.) Re-running replaces the demo account there, because
+each run's local server listens on a new port.
 
 It lives here rather than in the command so that only `retention demo` (and the tests) import the sample
 generator and the local server; the command imports this module when it runs.
@@ -37,10 +41,33 @@ from worker.secrets import Secret
 from worker.settings import Settings
 from worker.syncing import SyncResult, run_sync
 
-__all__ = ["DEMO_ACCOUNT", "DEMO_KEY", "DemoFailed", "DemoOutcome", "default_end", "run_demo"]
+__all__ = [
+    "DEMO_ACCOUNT",
+    "DEMO_KEY",
+    "DemoFailed",
+    "DemoOutcome",
+    "default_end",
+    "demo_settings",
+    "run_demo",
+]
 
 DEMO_ACCOUNT = "demo"
 DEMO_KEY = "sk_test_demo_northwind"  # only the local sample server knows it
+DEMO_HOME = "demo"  # under RETENTION_HOME
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's own configuration: a home of its own under the user's, its SQLite database and key file
+    there, and no Stripe key or Slack webhook of the user's."""
+    return settings.model_copy(
+        update={
+            "retention_home": settings.home / DEMO_HOME,
+            "retention_database_url": None,
+            "retention_secret_key": None,
+            "stripe_api_key": None,
+            "slack_webhook_url": None,
+        }
+    )
 
 
 @contextmanager
