@@ -27,7 +27,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.client import NotFound, StripeReader
 from integrations.stripe.models import SyncState
-from integrations.stripe.pages import Page, balanced_ranges, complete_lines, iter_pages, list_params
+from integrations.stripe.pages import (
+    Page,
+    balanced_ranges,
+    complete,
+    iter_pages,
+    list_params,
+    needs_completing,
+)
 from integrations.stripe.records import (
     RecordError,
     parse_credit_note,
@@ -273,10 +280,8 @@ class Syncer:
         return seen
 
     def _store(self, name: str, objects: list[Any], rejected: list[Obj]) -> set[str]:
-        if name == "invoices":
-            for obj in objects:
-                if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                    complete_lines(self.reader, obj)
+        for obj in objects:
+            complete(self.reader, name, obj)  # an invoice's lines, a subscription's items past the embedded
         with self.engine.begin() as conn:
             ids, bad = store_page(conn, self.account_id, name, objects)
         rejected.extend(bad)
@@ -388,19 +393,13 @@ class _FullRun:
     def _fetch(self, name: str, seg: Obj) -> None:
         try:
             params = list_params(LISTS[seg["list"]], seg["gte"], seg["lt"])
-            for page in iter_pages(self.s.reader, f"/v1/{seg['list']}", params, seg["after"]):
-                if seg["list"] == "invoices":
-                    # invoices with more lines than embedded: their /lines calls go out side by side
-                    long = [
-                        o
-                        for o in page.objects
-                        if isinstance(o, dict)
-                        and isinstance(o.get("id"), str)
-                        and isinstance(o.get("lines"), dict)
-                        and o["lines"].get("has_more")
-                    ]
-                    for _ in self.lines.map(lambda o: complete_lines(self.s.reader, o), long):
-                        pass
+            list_name = seg["list"]
+            for page in iter_pages(self.s.reader, f"/v1/{list_name}", params, seg["after"]):
+                # invoices with more lines than embedded, subscriptions with more items: the calls for the
+                # rest go out side by side
+                long = [o for o in page.objects if needs_completing(list_name, o)]
+                for _ in self.lines.map(lambda o: complete(self.s.reader, list_name, o), long):
+                    pass
                 if not self._put(("page", name, page)):
                     return
             self._put(("done", name, None))

@@ -15,6 +15,7 @@ from integrations.stripe.models import (
     StripeInvoice,
     StripeInvoiceLine,
     StripeSubscription,
+    StripeSubscriptionItem,
     SyncState,
 )
 from integrations.stripe.sync import Syncer
@@ -78,6 +79,36 @@ def test_full_sync_stores_every_object_of_every_status(
     long_invoices = sum(1 for lines in world.invoice_lines.values() if len(lines) > server.embedded_lines)
     assert server.request_count("/v1/invoices/") == long_invoices  # one /lines call per invoice with has_more
     assert all("limit=100" in path for _, path in server.requests)
+
+
+def stored_items(engine: Engine, account_id: int, sub_id: str) -> list[str]:
+    items = table_of(StripeSubscriptionItem)
+    query = select(items.c.id).where(items.c.account_id == account_id, items.c.subscription_id == sub_id)
+    with engine.connect() as conn:
+        return sorted(conn.execute(query).scalars())
+
+
+def test_subscription_items_past_the_embedded_list_are_fetched(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
+    """A subscription embeds its first items (`items.has_more`); full and incremental syncs store them all."""
+    price = b.price("price_many", "prod_many", 100)
+    now = int(time.time())
+    many = [b.subscription_item(f"si_many_{n:02d}", "sub_many", price, quantity=n + 1) for n in range(23)]
+    world.add_all(
+        [b.product("prod_many", "Many"), price, b.subscription("sub_many", "cus_00001", many, created=10)]
+    )
+    account_id = new_account(engine, server)
+    syncer(engine, account_id, server).run()
+    assert stored_items(engine, account_id, "sub_many") == [i["id"] for i in many]
+    assert server.request_count("/v1/subscription_items?") == 1  # 23 items: 10 embedded, 13 in one page
+    # a new subscription with many items, found by the incremental sync's created filter
+    more = [b.subscription_item(f"si_more_{n:02d}", "sub_more", price) for n in range(12)]
+    world.add(b.subscription("sub_more", "cus_00002", more, created=now))
+    outcome = syncer(engine, account_id, server).run()
+    assert outcome.mode == "incremental"
+    assert stored_items(engine, account_id, "sub_more") == [i["id"] for i in more]
+    assert_everything_stored(engine, account_id, world)
 
 
 def test_a_second_sync_changes_nothing(engine: Engine, server: FakeStripe) -> None:
