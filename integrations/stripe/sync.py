@@ -46,7 +46,18 @@ from integrations.stripe.records import (
     parse_subscription,
 )
 from integrations.stripe.repository.sync_state import StoredSyncState, customer_created_times, sync_state
-from integrations.stripe.store import CHILD_TABLES, LIST_TABLES, prune_children, upsert
+from integrations.stripe.store import (
+    CHILD_TABLES,
+    LIST_TABLES,
+    TRACKED_LISTS,
+    last_listing,
+    mark_listed,
+    mark_unlisted_deleted,
+    prune_children,
+    stamp_deletions,
+    touch_listed,
+    upsert,
+)
 from metrics.tables import table_of
 
 Obj = dict[str, Any]
@@ -76,6 +87,7 @@ class SyncOutcome:
     stored: dict[str, int] = field(default_factory=dict)
     rejected: list[Obj] = field(default_factory=list)
     requests: int = 0
+    deleted: dict[str, int] = field(default_factory=dict)  # newly marked deleted: customers, subscriptions
 
 
 def _reject(exc: RecordError) -> Obj:
@@ -83,9 +95,12 @@ def _reject(exc: RecordError) -> Obj:
 
 
 def store_page(
-    conn: Connection, account_id: int, name: str, objects: list[Any]
+    conn: Connection, account_id: int, name: str, objects: list[Any], listed_at: int | None = None
 ) -> tuple[set[str], list[Obj]]:
-    """Parse and upsert one page of a list; returns the ids stored and the objects rejected."""
+    """Parse and upsert one page of a list; returns the ids stored and the objects rejected.
+
+    `listed_at` is the mark of the full sync whose list this page is (None for other reads): customers and
+    subscriptions remember it, so the sync can tell at its end which ones Stripe no longer lists."""
     rows: list[Obj] = []
     children: list[Obj] = []
     parents: list[str] = []
@@ -112,6 +127,16 @@ def store_page(
             continue
         rows.append(row)
         parents.append(row["id"])
+    if listed_at is not None and name in TRACKED_LISTS:
+        mark_listed(rows, listed_at)
+        # listed but unparsable: it exists in Stripe, so its stored copy must not be taken for deleted
+        stored = set(parents)
+        unparsed = [
+            o["id"]
+            for o in objects
+            if isinstance(o, dict) and isinstance(o.get("id"), str) and o["id"] not in stored
+        ]
+        touch_listed(conn, name, account_id, unparsed, listed_at)
     upsert(conn, LIST_TABLES[name], rows, account_id)
     if name == "subscriptions":
         prune_children(conn, account_id, parents, [c["id"] for c in children], name)
@@ -204,7 +229,17 @@ class Syncer:
         cp: Obj | None = (state.checkpoint or {}).get("full")
         resumed = cp is not None
         if cp is None:
-            cp = {"started": int(self.now()), "segments": {}, "rejected": [], "invoice_parts": None}
+            started = int(self.now())
+            with self.engine.connect() as conn:
+                # strictly after every earlier full sync's mark, even one started within the same second
+                listing = max(started, last_listing(conn, self.account_id) + 1)
+            cp = {
+                "started": started,
+                "listing": listing,
+                "segments": {},
+                "rejected": [],
+                "invoice_parts": None,
+            }
             for name in LISTS:
                 if name != "invoices":
                     cp["segments"][name] = {
@@ -217,11 +252,13 @@ class Syncer:
             with self.engine.begin() as conn:
                 self._save_state(conn, checkpoint={"full": cp})
         _FullRun(self, cp).run()
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # every list was read to its end: what it left out is gone
+            deleted = mark_unlisted_deleted(conn, self.account_id, cp["listing"], cp["started"])
+            stamp_deletions(conn, self.account_id, cp["started"])
             self._save_state(
                 conn, checkpoint={}, mode="full", events_cursor_created=cp["started"], rejected=cp["rejected"]
             )
-        return SyncOutcome(mode="full", note=note, resumed=resumed, rejected=cp["rejected"])
+        return SyncOutcome(mode="full", note=note, resumed=resumed, rejected=cp["rejected"], deleted=deleted)
 
     def invoice_parts(self, started: int) -> list[tuple[int | None, int | None]]:
         """Created ranges for the invoice history, of about equal size so the fetchers finish together.
@@ -249,6 +286,7 @@ class Syncer:
         kept = [r for r in self.state().rejected or [] if r.get("id") not in seen]
         merged = kept + [r for r in rejected if r not in kept]
         with self.engine.begin() as conn:
+            stamp_deletions(conn, self.account_id, started)
             self._save_state(conn, mode="incremental", events_cursor_created=started, rejected=merged)
         return SyncOutcome(mode="incremental", note="events since the last sync", rejected=merged)
 
@@ -350,7 +388,7 @@ class _FullRun:
                 seg = self.cp["segments"][name]
                 seg["after"] = page.last_id
                 seg["done"] = not page.has_more
-                ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects)
+                ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects, self.cp["listing"])
                 self.cp["rejected"].extend(bad)
                 stored.append((seg["list"], len(ids)))
             self.s._save_state(conn, checkpoint={"full": self.cp})

@@ -27,6 +27,9 @@ def _summary(result: SyncResult) -> str:
         f"{result.account}: {result.mode} sync done in {result.seconds:.1f}s, {result.requests} requests"
         f" ({result.note}); stored {stored or 'nothing new'}"
     )
+    gone = ", ".join(f"{n} {k}" for k, n in sorted(result.deleted.items()) if n)
+    if gone:
+        text += f"; no longer in Stripe, marked deleted: {gone}"
     if result.rejected:
         text += f"; {len(result.rejected)} objects rejected (see `retention status`)"
     return text
@@ -90,6 +93,9 @@ def status(
         if e["last_error"]:
             typer.echo(f"  error: {e['last_error']}")
         typer.echo("  " + ", ".join(f"{k} {n}" for k, n in e["counts"].items()))
+        gone = ", ".join(f"{n} {k}" for k, n in e["deleted"].items() if n)
+        if gone:
+            typer.echo(f"  deleted in Stripe (kept, left out of the figures): {gone}")
         for r in e["rejected"]:
             typer.echo(f"  rejected {r['object']} {r['id']}: {r['error']}")
         nightly = e["last_nightly"]
