@@ -384,6 +384,6 @@ def _refuse_duplicate(engine: Engine, name: str) -> None:
 
 def _duplicate(name: str) -> ConnectError:
     return ConnectError(
-        f"an account named {name!r} is already connected: pick another name, "
-        f"or `retention disconnect {name}` first"
+        f"an account named {name!r} is already connected: change its settings with `retention update {name}`,"
+        f" pick another name, or `retention disconnect {name}` first"
     )

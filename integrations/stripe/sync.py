@@ -253,7 +253,8 @@ class Syncer:
                 self._save_state(conn, checkpoint={"full": cp})
         _FullRun(self, cp).run()
         with self.engine.begin() as conn:  # every list was read to its end: what it left out is gone
-            deleted = mark_unlisted_deleted(conn, self.account_id, cp["listing"], cp["started"])
+            listing = cp.get("listing", cp["started"])  # a checkpoint written before marks existed
+            deleted = mark_unlisted_deleted(conn, self.account_id, listing, cp["started"])
             stamp_deletions(conn, self.account_id, cp["started"])
             self._save_state(
                 conn, checkpoint={}, mode="full", events_cursor_created=cp["started"], rejected=cp["rejected"]
@@ -388,7 +389,8 @@ class _FullRun:
                 seg = self.cp["segments"][name]
                 seg["after"] = page.last_id
                 seg["done"] = not page.has_more
-                ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects, self.cp["listing"])
+                listing = self.cp.get("listing", self.cp["started"])
+                ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects, listing)
                 self.cp["rejected"].extend(bad)
                 stored.append((seg["list"], len(ids)))
             self.s._save_state(conn, checkpoint={"full": self.cp})
