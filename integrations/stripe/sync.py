@@ -253,8 +253,8 @@ class Syncer:
                 self._save_state(conn, checkpoint={"full": cp})
         _FullRun(self, cp).run()
         with self.engine.begin() as conn:  # every list was read to its end: what it left out is gone
-            listing = cp.get("listing", cp["started"])  # a checkpoint written before marks existed
-            deleted = mark_unlisted_deleted(conn, self.account_id, listing, cp["started"])
+            mark = cp["listing"] if "listing" in cp else cp["started"]  # a checkpoint from before marks
+            deleted = mark_unlisted_deleted(conn, self.account_id, mark, cp["started"])
             stamp_deletions(conn, self.account_id, cp["started"])
             self._save_state(
                 conn, checkpoint={}, mode="full", events_cursor_created=cp["started"], rejected=cp["rejected"]

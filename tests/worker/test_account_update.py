@@ -202,7 +202,7 @@ def test_a_new_reporting_currency_restates_the_stored_history(cli: CliRunner) ->
 
 
 def test_a_lost_key_file_is_never_silently_replaced(
-    cli: CliRunner, server: FakeStripe, monkeypatch: pytest.MonkeyPatch
+    cli: CliRunner, server: FakeStripe, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RETENTION_SECRET_KEY")
     assert (
@@ -229,7 +229,7 @@ def test_a_lost_key_file_is_never_silently_replaced(
     rotated = run(cli, "update", "acme", "--rotate-key", "--slack-webhook", key=KEY, webhook=WEBHOOK_2)
     assert rotated.exit_code == 0, rotated.output
     assert key_file.exists() and (key_file.stat().st_mode & 0o777) == 0o600
-    acme = account(get_settings().database_url)
+    acme = account(db_url)
     assert stripe_config(get_settings(), acme).api_key == KEY
     assert slack_webhook(get_settings(), acme) == Secret(WEBHOOK_2)
     assert run(cli, "sync", "acme").exit_code == 0
