@@ -65,7 +65,7 @@ def test_the_demo_never_touches_the_users_accounts(
         assert "demo" not in synced.output
         nightly = cli.invoke(app, ["nightly", "--json"])
         assert nightly.exit_code == 0, nightly.output
-        assert [run["account"] for run in json.loads(nightly.stdout)["runs"]] == ["mine"]
+        assert [run["account"] for run in json.loads(nightly.stdout)["accounts"]] == ["mine"]
 
 
 def test_after_the_demo_on_a_fresh_install_the_jobs_have_nothing_to_do(

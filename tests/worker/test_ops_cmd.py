@@ -55,7 +55,7 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(
     connect(cli, "acme", sample_stripe.url, "--slack-webhook", webhook=slack.url)
     result = cli.invoke(app, ["nightly", "acme", "--as-of", "2026-11-01", "--json"])
     assert result.exit_code == 0, result.output
-    run = json.loads(result.stdout)["runs"][0]
+    run = json.loads(result.stdout)["accounts"][0]
     assert run["ok"] and run["account"] == "acme"
     assert list(run["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
     assert run["steps"]["sync"]["detail"]["stored"]["customers"] == 25
@@ -112,7 +112,7 @@ def test_enqueue_prints_one_task_per_account(
     connect(cli, "beta", sample_stripe.url)
     result = cli.invoke(app, ["nightly", "--enqueue", "--json"])
     assert result.exit_code == 0, result.output
-    tasks = json.loads(result.stdout)["tasks"]
+    tasks = json.loads(result.stdout)["accounts"]
     assert [t["account"] for t in tasks] == ["acme", "beta"]
     queued = [json.loads(raw)["headers"] for raw in redis.Redis.from_url(redis_url).lrange(QUEUE, 0, -1)]
     assert sorted(h["id"] for h in queued) == sorted(t["task_id"] for t in tasks)
@@ -135,7 +135,7 @@ def test_nightly_without_accounts_has_nothing_to_do_and_bad_input_is_refused(
 ) -> None:
     nothing = cli.invoke(app, ["nightly", "--json"])  # a fresh install's scheduled night is not a failure
     assert nothing.exit_code == 0 and "No account is connected yet" in nothing.stderr
-    assert json.loads(nothing.stdout)["runs"] == []
+    assert json.loads(nothing.stdout)["accounts"] == []
     connect(cli, "acme", sample_stripe.url)
     assert cli.invoke(app, ["nightly", "nobody"]).exit_code == 2
     bad = cli.invoke(app, ["nightly", "--as-of", "yesterday"])
