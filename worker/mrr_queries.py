@@ -13,7 +13,7 @@ never build statements over those tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -306,17 +306,42 @@ class RecurringLine(NamedTuple):
     net_amount: int
     monthly_amount: int
     currency: str
+    counted: bool
+    monthly_reporting: int | None  # what the line adds to MRR (reporting minor units) when counted
+    invoiced_at: int | None  # when its invoice was created: from then on the line is known
 
 
-def risk_lines(conn: Connection, account_id: int) -> list[RecurringLine]:
+def risk_lines(
+    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
+) -> list[RecurringLine]:
     """Recurring lines that are counted, or left out only for a missing exchange rate (the customer still pays
-    them, so a fall in them is still a signal)."""
+    them, so a fall in them is still a signal); of one batch of customers when `customer_ids` is given."""
     query = select(*(L.c[name] for name in RecurringLine._fields)).where(
         L.c.account_id == account_id,
         L.c.klass == RECURRING,
         or_(L.c.counted.is_(True), L.c.excluded_reason == "missing_rate"),
     )
+    if customer_ids is not None:
+        query = query.where(L.c.customer_id.in_(list(customer_ids)))
     return [RecurringLine(*r) for r in conn.execute(query)]
+
+
+def revenue_customers(conn: Connection, account_id: int, first: int, last: int) -> list[str]:
+    """Customers with a counted recurring line over [first, last]: everyone who may pay in that span
+    (the at-risk run and the backtest read them per batch), sorted."""
+    query = (
+        select(L.c.customer_id)
+        .where(
+            L.c.account_id == account_id,
+            L.c.klass == RECURRING,
+            L.c.counted.is_(True),
+            L.c.period_start <= last,
+            L.c.mrr_end > first,
+        )
+        .distinct()
+        .order_by(L.c.customer_id)
+    )
+    return [r[0] for r in conn.execute(query)]
 
 
 def snapshots_until(conn: Connection, account_id: int, until: date) -> list[tuple[str, date, int]]:

@@ -15,6 +15,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from worker.alerts import run_alerts
+from worker.backtest import compute_backtest
+from worker.backtest_store import save_backtest
+from worker.errors import SafeMessage
 from worker.metrics_run import compute_metrics
 from worker.models import Account
 from worker.rebuild import rebuild_account
@@ -22,7 +25,7 @@ from worker.settings import Settings
 from worker.syncing import run_sync
 
 
-class StepFailed(Exception):
+class StepFailed(SafeMessage):
     """A step that ran to its end but reports failure; the message is recorded as the step's error."""
 
 
@@ -34,7 +37,7 @@ class NightContext:
     settings: Settings
     account: Account
     as_of: datetime
-    redis_url: str | None = None  # the shared lock and Stripe rate budget of the workers; None: this machine
+    redis_url: str | None = None  # the Stripe rate budget shared by the workers; None: this process alone
 
 
 StepFn = Callable[[NightContext], dict[str, Any]]
@@ -82,6 +85,22 @@ def metrics_step(ctx: NightContext) -> dict[str, Any]:
     }
 
 
+def backtest_step(ctx: NightContext) -> dict[str, Any]:
+    """How good the alerts have been (docs/at-risk.md), stored per account and day so the history is kept and
+    the alerts that follow carry each signal's track record."""
+    result = compute_backtest(ctx.engine, ctx.account, ctx.as_of, reuse=True)
+    save_backtest(ctx.engine, ctx.account, result)
+    return {
+        "as_of": result.as_of.isoformat(),
+        "flags": result.flags,
+        "precision": result.precision,
+        "recall": result.recall,
+        "noise": result.noise,
+        "churners": len(result.churners),
+        "median_lead_days": result.median_lead_days,
+    }
+
+
 def alert_step(ctx: NightContext) -> dict[str, Any]:
     """At-risk accounts and their Slack digest (run_alerts computes the at-risk list and delivers it)."""
     result = run_alerts(ctx.engine, ctx.settings, ctx.account, ctx.as_of)
@@ -100,5 +119,6 @@ DEFAULT_STEPS: tuple[Step, ...] = (
     Step("sync", sync_step),
     Step("rebuild", rebuild_step),
     Step("metrics", metrics_step),
+    Step("backtest", backtest_step),
     Step("alerts", alert_step),
 )

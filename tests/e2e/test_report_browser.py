@@ -114,6 +114,13 @@ def test_the_report_renders_in_chromium(tmp_path: Path) -> None:
         assert 'class="main-svg"' in part, f"{div_id} was not drawn"
     assert re.search(r'class="[^"]*\bbars\b', chart_div(dom, "chart-movements"))  # the stacked bars
     assert re.search(r'class="[^"]*\bhm\b', chart_div(dom, "chart-cohorts"))  # the heatmap layer
+    # how good the alerts are: the backtest's figures as the demo printed them, its chart drawn
+    assert "How good are these alerts" in dom and outcome.backtest in dom
+    precision = re.search(r'id="bt-precision">([^<]+)<', dom)
+    assert precision is not None and precision.group(1).endswith("%")
+    assert 'class="main-svg"' in chart_div(dom, "chart-backtest")
+    assert re.search(r'class="[^"]*\bbars\b', chart_div(dom, "chart-backtest"))
+    assert "Churners the alerts missed" in dom
 
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
     phone, paper = phone_and_paper_screenshots(binary, report, artifacts)

@@ -24,7 +24,7 @@ from worker.settings import get_settings
 
 KEY = "sk_test_123"
 OTHER_KEY = "sk_test_456"
-NO_REDIS = "redis://127.0.0.1:1/14"  # nothing listens there: proves the in-process night needs no Redis
+NO_REDIS = "redis://127.0.0.1:1/14"  # nothing listens there
 
 
 @pytest.fixture
@@ -51,13 +51,13 @@ def connect(
 def test_nightly_runs_the_whole_night_in_process_without_redis(
     cli: CliRunner, sample_stripe: FakeStripe, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)  # not configured: the lock is in the database
     connect(cli, "acme", sample_stripe.url, "--slack-webhook", webhook=slack.url)
     result = cli.invoke(app, ["nightly", "acme", "--as-of", "2026-11-01", "--json"])
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)["accounts"][0]
     assert run["ok"] and run["account"] == "acme"
-    assert list(run["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
+    assert list(run["steps"]) == ["sync", "rebuild", "metrics", "backtest", "alerts"]
     assert run["steps"]["sync"]["detail"]["stored"]["customers"] == 25
     engine = ensure_schema(get_settings().database_url)
     with Session(engine) as session:
@@ -75,19 +75,19 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(
 def test_status_shows_the_last_nightly(
     cli: CliRunner, sample_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)
     connect(cli, "acme", sample_stripe.url)
     assert cli.invoke(app, ["nightly", "--as-of", "2026-11-01"]).exit_code == 0
     status = json.loads(cli.invoke(app, ["status", "acme", "--json"]).stdout)
     last = status["accounts"][0]["last_nightly"]
     assert last["ok"] is True and last["trigger"] == "manual"
-    assert list(last["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
+    assert list(last["steps"]) == ["sync", "rebuild", "metrics", "backtest", "alerts"]
 
 
 def test_a_failed_sync_exits_1_and_the_other_account_still_runs(
     cli: CliRunner, sample_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)
     connect(cli, "acme", sample_stripe.url)
     connect(cli, "beta", sample_stripe.url, key=OTHER_KEY)
     sample_stripe.api_keys.discard(KEY)  # acme's key is revoked after connect

@@ -20,7 +20,7 @@ from worker.secrets import (
     key_is_missing,
     mask,
 )
-from worker.settings import get_settings
+from worker.settings import ConfigError, get_settings
 
 KEY = "sk_live_51HxVerySecretValue4242"
 
@@ -103,7 +103,7 @@ def test_a_different_key_cannot_decrypt_and_says_what_to_check(monkeypatch: pyte
 
 def test_an_invalid_secret_key_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETENTION_SECRET_KEY", "not-a-fernet-key-but-secret")
-    with pytest.raises(SecretError) as caught:
+    with pytest.raises(ConfigError) as caught:  # checked with every setting, before any command works
         encrypt(get_settings(), Secret(KEY))
     assert "not-a-fernet-key-but-secret" not in str(caught.value)
 
