@@ -37,6 +37,7 @@ from metrics.tables import table_of
 from worker.locks import exclusive
 from worker.models import Account
 from worker.mrr_queries import bulk_insert, ensure_snapshots, load_rates, points_for, write_snapshots
+from worker.settings import Settings
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
@@ -513,10 +514,13 @@ def _ledger_rows(conn: Connection, builder: _Builder) -> list[Row]:
 
 # -- writing ----------------------------------------------------------------------------------------------
 @exclusive("rebuild")
-def rebuild_account(engine: Engine, account: Account, today: date | None = None) -> RebuildResult:
+def rebuild_account(
+    engine: Engine, account: Account, today: date | None = None, settings: Settings | None = None
+) -> RebuildResult:
     """Classify every stored line of the account into ledger_line and recompute its snapshots.
 
-    Holds the account's lock (worker/locks.py), like a sync: two rebuilds racing on ledger_line collide."""
+    Holds the account's lock (worker/locks.py), like a sync: two rebuilds racing on ledger_line collide.
+    `settings` says where that lock lives (default: the environment's); the demo passes its own."""
     today = today or utc_now().date()
     result = RebuildResult(account=account.name)
     account_id = account.id or 0

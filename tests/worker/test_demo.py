@@ -23,7 +23,7 @@ from worker.models import Account
 from worker.secrets import KEY_FILE
 from worker.settings import get_settings
 
-NO_REDIS = "redis://127.0.0.1:1/14"  # nothing listens there: the in-process nightly needs no Redis
+NO_REDIS = "redis://127.0.0.1:1/14"  # nothing listens there: the demo needs no Redis, even when one is set
 
 
 def accounts_in(url: str) -> list[str]:
@@ -45,13 +45,17 @@ def user_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 def test_the_demo_never_touches_the_users_accounts(
     cli: CliRunner, tmp_path: Path, user_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)  # the user's runs lock in the database
     world = build_sample_world(seed=3, customers=10, months=6, end=date(2026, 11, 1))
     with FakeStripe(world, api_keys=["sk_test_users_own"]) as users_stripe:
         env = {"STRIPE_API_KEY": "sk_test_users_own"}
         connected = cli.invoke(app, ["connect", "mine", "--api-base", users_stripe.url], env=env)
         assert connected.exit_code == 0, connected.output
-        demo = cli.invoke(app, ["demo", "--customers", "40", "--out", str(tmp_path / "demo.html")])
+        # a broker the demo must not use (its locks would share Redis keys with the user's accounts)
+        out = str(tmp_path / "demo.html")
+        demo = cli.invoke(
+            app, ["demo", "--customers", "40", "--out", out], env={"RETENTION_BROKER_URL": NO_REDIS}
+        )
         assert demo.exit_code == 0, demo.output
         assert accounts_in(user_db) == ["mine"]  # no `demo` account beside the user's
         # the demo's own home: its database and key file, apart from the user's
@@ -71,7 +75,7 @@ def test_the_demo_never_touches_the_users_accounts(
 def test_after_the_demo_on_a_fresh_install_the_jobs_have_nothing_to_do(
     cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)
     demo = cli.invoke(app, ["demo", "--customers", "20", "--out", str(tmp_path / "demo.html")])
     assert demo.exit_code == 0, demo.output
     assert accounts_in(get_settings().database_url) == []

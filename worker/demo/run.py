@@ -59,18 +59,27 @@ DEMO_KEY = "sk_test_demo_northwind"  # only the local sample server knows it
 DEMO_HOME = "demo"  # under RETENTION_HOME
 
 
+# The user's settings the demo does not take: its own home, database and key instead, no Stripe key or Slack
+# webhook, and no broker (its locks live in its own database; a Redis lock there would share keys with the
+# user's accounts, and the demo needs no service running).
+_NOT_FOR_THE_DEMO = (
+    "retention_home",
+    "retention_database_url",
+    "retention_secret_key",
+    "retention_broker_url",
+    "stripe_api_key",
+    "slack_webhook_url",
+)
+
+
 def demo_settings(settings: Settings) -> Settings:
-    """The demo's own configuration: a home of its own under the user's, its SQLite database and key file
-    there, and no Stripe key or Slack webhook of the user's."""
-    return settings.model_copy(
-        update={
-            "retention_home": settings.home / DEMO_HOME,
-            "retention_database_url": None,
-            "retention_secret_key": None,
-            "stripe_api_key": None,
-            "slack_webhook_url": None,
-        }
-    )
+    """The demo's own configuration: a home of its own under the user's, with its SQLite database and key
+    file, and the user's other settings (request budget, risk thresholds, ...) as they are."""
+    kept = {
+        name: getattr(settings, name) for name in settings.model_fields_set if name not in _NOT_FOR_THE_DEMO
+    }
+    own = {"retention_home": settings.home / DEMO_HOME}
+    return Settings.model_construct(_fields_set=set(kept) | set(own), **kept, **own)
 
 
 @contextmanager
@@ -132,7 +141,7 @@ def run_demo(
         + ", ".join(f"{kind.replace('_', ' ')} {n:,}" for kind, n in sorted(result.stored.items()))
     )
     with step(console, "Classifying lines and rebuilding MRR history"):
-        rebuild_account(engine, account, today=as_of.date())
+        rebuild_account(engine, account, today=as_of.date(), settings=settings)
     with step(console, "Computing retention metrics"):
         metrics = compute_metrics(engine, account, as_of)
     with step(console, "Backtesting the at-risk alerts on the history (12 past dates)"):
