@@ -36,6 +36,7 @@ from worker.locks import exclusive
 from worker.models import Account
 from worker.mrr_queries import ensure_snapshots, first_counted_start, last_build, stored_snapshot_days
 from worker.rates import load_rates, rates_changed_at
+from worker.settings import Settings
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
@@ -74,12 +75,17 @@ def _changed_customers(conn: Connection, account_id: int, pending: changes.Pendi
 
 @exclusive("rebuild")
 def rebuild_account(
-    engine: Engine, account: Account, today: date | None = None, full: bool = False
+    engine: Engine,
+    account: Account,
+    today: date | None = None,
+    settings: Settings | None = None,
+    full: bool = False,
 ) -> RebuildResult:
     """Recompute the ledger and snapshots of the customers that changed since the last build, or of every
     customer (`full`, or when an incremental rebuild cannot be trusted: see the module docstring).
 
-    Holds the account's lock (worker/locks.py), like a sync: two rebuilds racing on ledger_line collide."""
+    Holds the account's lock (worker/locks.py), like a sync: two rebuilds racing on ledger_line collide.
+    `settings` says where that lock lives (default: the environment's); the demo passes its own."""
     today = today or utc_now().date()
     result = RebuildResult(account=account.name)
     account_id = account.id or 0

@@ -38,6 +38,7 @@ class SyncResult:
     stored: dict[str, int] = field(default_factory=dict)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    deleted: dict[str, int] = field(default_factory=dict)  # newly marked deleted (no longer in Stripe)
 
 
 @exclusive("sync")
@@ -104,6 +105,7 @@ def _succeeded(account_name: str, outcome: SyncOutcome, requests: int) -> SyncRe
         requests=requests,
         stored=outcome.stored,
         rejected=outcome.rejected,
+        deleted=outcome.deleted,
     )
 
 

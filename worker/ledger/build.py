@@ -316,10 +316,11 @@ class _Exclusions(dict[str | None, str | None]):
 
 
 def _classified(
-    builder: Builder, lines: Iterable[billing.StoredLine], ended: dict[str, int]
+    builder: Builder, lines: Iterable[billing.StoredLine], ended: dict[str, int], gone: dict[str, int]
 ) -> list[LedgerRow]:
     """Every stored line as a ledger row; a line with no customer or currency is left out as a problem.
-    `ended` is when each ended subscription ended: its lines bring no MRR after that."""
+    `ended` is when each ended (or deleted) subscription ended, `gone` when each customer deleted in Stripe
+    was found so: their lines bring no MRR after that."""
     rows: list[LedgerRow] = []
     append, line, classes, exclusions = rows.append, builder.line, _Classes(), _Exclusions()
     for stored in lines:
@@ -335,17 +336,25 @@ def _classified(
         sub_end = ended.get(facts.subscription_id or "")
         if sub_end is not None:
             mrr_end = max(facts.start, min(mrr_end, sub_end))  # no MRR once canceled
+        if gone and facts.customer_id in gone:
+            mrr_end = max(facts.start, min(mrr_end, gone[facts.customer_id]))  # nor once deleted in Stripe
         append(line(facts, klass, reason, exclusions[facts.status], mrr_end))
     return rows
 
 
 # -- upcoming lines -------------------------------------------------------------------------------------
-def _subscription_states(stored: Iterable[billing.StoredSubscription]) -> dict[str, _Sub]:
+def _subscription_states(
+    stored: Iterable[billing.StoredSubscription], gone: dict[str, int]
+) -> dict[str, _Sub]:
     """What the rebuild needs of each subscription, by id; a canceled one without `ended_at` ended when it
-    was canceled."""
+    was canceled. One Stripe no longer lists, or whose customer was deleted, ended when we found that out
+    (unless it had ended before)."""
     subs = {}
     for s in stored:
         ended = s.ended_at if s.ended_at is not None else (s.canceled_at if s.status == "canceled" else None)
+        for removed in (s.deleted_at, gone.get(s.customer_id)):
+            if removed is not None:
+                ended = removed if ended is None else min(ended, removed)
         subs[s.id] = _Sub(
             s.customer_id, s.status, ended, s.cancel_at, (s.current_period_start, s.current_period_end)
         )
@@ -380,18 +389,32 @@ def _upcoming(
     return out
 
 
+def _current_period(sub: _Sub, items: list[billing.PricedItem]) -> tuple[int, int] | None:
+    """The subscription's current period (from its items, else its own), cut at a scheduled cancellation
+    and at its deletion in Stripe; None when there is none left to count."""
+    start = next((i.current_period_start for i in items if i.current_period_start), None) or sub.period[0]
+    end = next((i.current_period_end for i in items if i.current_period_end), None) or sub.period[1]
+    if start is None or end is None or end <= start:
+        return None
+    if sub.cancel_at is not None:
+        end = max(start, min(end, sub.cancel_at))
+    if sub.ended_at is not None:  # deleted in Stripe (or its customer was): nothing upcoming after that
+        if sub.ended_at <= start:
+            return None
+        end = min(end, sub.ended_at)
+    return start, end
+
+
 def _upcoming_for(
     builder: Builder, sub: _Sub, items: list[billing.PricedItem], rows: list[LedgerRow], mine: list[int]
 ) -> list[LedgerRow]:
     """The upcoming rows of one subscription; `mine` are the positions of its lines in `rows`."""
     out: list[LedgerRow] = []
     licensed = [i for i in items if i.usage_type != "metered"]
-    start = next((i.current_period_start for i in items if i.current_period_start), None) or sub.period[0]
-    end = next((i.current_period_end for i in items if i.current_period_end), None) or sub.period[1]
-    if start is None or end is None or end <= start:
+    period = _current_period(sub, items)
+    if period is None:
         return out
-    if sub.cancel_at is not None:
-        end = max(start, min(end, sub.cancel_at))
+    start, end = period
     lines = [rows[n] for n in mine]
     recurring = [r for r in lines if r.klass == RECURRING]
     covering = [
@@ -495,8 +518,8 @@ def _upcoming_row(
 
 def ledger_rows(builder: Builder, batch: Batch) -> list[LedgerRow]:
     """The ledger rows of a batch: every stored line, then the upcoming ones."""
-    subs = _subscription_states(batch.subscriptions)
+    subs = _subscription_states(batch.subscriptions, batch.gone)
     ended = {sub_id: sub.ended_at for sub_id, sub in subs.items() if sub.ended_at is not None}
-    rows = _classified(builder, batch.lines, ended)
+    rows = _classified(builder, batch.lines, ended, batch.gone)
     rows.extend(_upcoming(builder, subs, batch.items, rows))
     return rows

@@ -24,6 +24,7 @@ class Batch:
     lines: list[billing.StoredLine]
     subscriptions: list[billing.StoredSubscription]
     items: list[billing.PricedItem]
+    gone: dict[str, int]  # when each customer deleted in Stripe was found so (nothing of theirs counts after)
 
 
 @dataclass
@@ -57,9 +58,10 @@ def read_batch(conn: Connection, account_id: int, customers: list[str], common: 
     others = {s for s in named if s and s not in known}
     if others:
         subs += [s for s in billing.subscriptions_of(conn, account_id, [], others) if s.id not in known]
-    return Batch(lines, subs, billing.items_of(conn, account_id, customers))
+    items = billing.items_of(conn, account_id, customers)
+    return Batch(lines, subs, items, billing.deleted_customers_of(conn, account_id, customers))
 
 
 def read_orphans(conn: Connection, account_id: int, common: Shared) -> Batch:
     """The stored lines that name no customer (the build reports them as problems)."""
-    return Batch(list(billing.lines_of(conn, account_id, None, common.prices)), [], [])
+    return Batch(list(billing.lines_of(conn, account_id, None, common.prices)), [], [], {})
