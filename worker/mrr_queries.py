@@ -13,7 +13,7 @@ never build statements over those tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -52,14 +52,20 @@ def points_for(days: Sequence[date], instants: Sequence[int] | None = None) -> l
 
 
 def _entries(
-    conn: Connection, account_id: int, window: tuple[int, int] | None = None
+    conn: Connection,
+    account_id: int,
+    window: tuple[int, int] | None = None,
+    customers: Collection[str] | None = None,
 ) -> Iterator[tuple[str, list[EntryRow]]]:
     """Counted recurring and one-time lines, grouped by customer (streamed in customer order, bounded memory),
     as tuples in LedgerEntry's field order.
 
-    `window` (first, last instant) keeps only lines that can matter to points inside it.
+    `window` (first, last instant) keeps only lines that can matter to points inside it; `customers` keeps
+    only those customers' lines (the (account, customer) index makes that cost their lines only).
     """
     cond = [L.c.account_id == account_id, L.c.counted.is_(True), L.c.klass.in_((RECURRING, ONE_TIME))]
+    if customers is not None:
+        cond.append(L.c.customer_id.in_(list(customers)))
     if window is not None:
         first, last = window
         month0 = day_ts(month_start(utc_day(first)))
@@ -202,6 +208,40 @@ def mrr_at(conn: Connection, account_id: int, at: datetime) -> list[CustomerMrr]
     points = points_for([at.date()], [moment_ts(at)])
     out = [CustomerMrr(c, mrr, one, plan) for c, _, mrr, one, plan in snapshot_rows(conn, account_id, points)]
     return sorted((c for c in out if c.mrr > 0), key=lambda c: (-c.mrr, c.customer_id))
+
+
+def mrr_of(conn: Connection, account_id: int, customers: Collection[str], at: datetime) -> dict[str, int]:
+    """MRR(c, t) of these customers at an instant (those paying nothing left out), from their lines only."""
+    if not customers:
+        return {}
+    points = points_for([at.date()], [moment_ts(at)])
+    spread = SnapshotSpreader(points)
+    out: dict[str, int] = {}
+    for customer, entries in _entries(conn, account_id, (points[0].t, points[0].t), customers):
+        for _, mrr, _, _ in spread(entries):
+            if mrr > 0:
+                out[customer] = mrr
+    return out
+
+
+def top_fifth_floor(conn: Connection, account_id: int, at: date) -> int | None:
+    """The smallest MRR among the top fifth of paying customers (the ceil(n / 5) largest) on the newest
+    snapshot day at or before `at`, or None when no snapshot exists yet.
+
+    Read from the stored snapshots with two indexed queries, so a caller pays for it only when it needs it.
+    """
+    day = conn.execute(select(func.max(D.c.day)).where(D.c.account_id == account_id, D.c.day <= at)).scalar()
+    if day is None:
+        return None
+    paying = and_(S.c.account_id == account_id, S.c.day == day, S.c.mrr > 0)
+    n = int(conn.execute(select(func.count()).select_from(S).where(paying)).scalar() or 0)
+    if n == 0:
+        return None
+    rank = -(-n // 5)  # ceil(n / 5)
+    value = conn.execute(
+        select(S.c.mrr).where(paying).order_by(S.c.mrr.desc()).offset(rank - 1).limit(1)
+    ).scalar()
+    return None if value is None else int(value)
 
 
 def snapshot_series(

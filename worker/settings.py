@@ -7,6 +7,7 @@ environment sees the change.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,6 +32,10 @@ class Settings(BaseSettings):
     retention_stripe_rps: float = Field(default=20.0, ge=0)
     retention_nightly_at: str = "02:00"
     retention_timezone: str = "UTC"
+    retention_watch_every: int = Field(default=15, ge=0, le=1440)  # minutes between watch ticks; 0 = off
+    # MRR (major units of the reporting currency) from which an urgent alert goes out at once; None: the
+    # account's top fifth by MRR
+    retention_urgent_mrr: Decimal | None = Field(default=None, ge=0)
     stripe_api_key: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
 

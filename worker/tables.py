@@ -10,3 +10,4 @@ import metrics.runs  # noqa: F401
 import worker.alert_state  # noqa: F401
 import worker.models  # noqa: F401
 import worker.runlog  # noqa: F401
+import worker.watch_state  # noqa: F401

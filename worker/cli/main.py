@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from worker.cli import accounts, demo, metrics_cmd, ops, revenue, risk, sync_cmd
+from worker.cli import accounts, demo, metrics_cmd, ops, revenue, risk, sync_cmd, watch_cmd
 from worker.cli.common import EXIT_REFUSED
 from worker.secrets import SecretError
 from worker.settings import ConfigError
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (accounts, sync_cmd, revenue, metrics_cmd, risk, ops, demo):
+for module in (accounts, sync_cmd, revenue, metrics_cmd, risk, ops, watch_cmd, demo):
     module.register(app)
 
 

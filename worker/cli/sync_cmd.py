@@ -96,6 +96,13 @@ def status(
         nightly = e["last_nightly"]
         if nightly:
             typer.echo(f"  last nightly {nightly['started_at']} ok={nightly['ok']}")
+        tick = e["last_watch"]
+        if tick:
+            problem = f": {tick['error']}" if tick["error"] else ""
+            typer.echo(
+                f"  last watch tick {tick['at']} {tick['outcome']}{problem} ({tick['events']} events, "
+                f"{tick['alerts']} urgent alerts, {tick['pending']} pending)"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ tested on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
 
 from sqlalchemy import func, select
@@ -36,10 +37,15 @@ class CustomerName(NamedTuple):
     email: str | None
 
 
-def customer_names(conn: Connection, account_id: int) -> list[CustomerName]:
-    """Every stored customer of the account, deleted ones included (their history still shows a name)."""
+def customer_names(
+    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
+) -> list[CustomerName]:
+    """Every stored customer of the account (or those in `customer_ids`), deleted ones included (their
+    history still shows a name)."""
     c = table_of(models.StripeCustomer)
     query = select(c.c.id, c.c.name, c.c.email).where(c.c.account_id == account_id)
+    if customer_ids is not None:
+        query = query.where(c.c.id.in_(list(customer_ids)))
     return [CustomerName(r.id, r.name, r.email) for r in conn.execute(query)]
 
 

@@ -88,13 +88,19 @@ def products(conn: Connection, account_id: int) -> list[ProductRow]:
 
 
 def subscriptions(
-    conn: Connection, account_id: int, statuses: Collection[str] | None = None
+    conn: Connection,
+    account_id: int,
+    statuses: Collection[str] | None = None,
+    customer_ids: Collection[str] | None = None,
 ) -> list[SubscriptionRow]:
-    """The account's subscriptions, ended ones included unless `statuses` narrows them."""
+    """The account's subscriptions, ended ones included unless `statuses` narrows them (`customer_ids`: only
+    those customers', as the same-day watch reads them)."""
     s = table_of(models.StripeSubscription)
     query = select(*(s.c[name] for name in SubscriptionRow._fields)).where(s.c.account_id == account_id)
     if statuses is not None:
         query = query.where(s.c.status.in_(list(statuses)))
+    if customer_ids is not None:
+        query = query.where(s.c.customer_id.in_(list(customer_ids)))
     return [SubscriptionRow(*r) for r in conn.execute(query)]
 
 
@@ -104,8 +110,10 @@ def _resolved_at(raw: dict[str, Any]) -> int | None:
     return int(value) if value else None
 
 
-def invoices(conn: Connection, account_id: int, statuses: Collection[str]) -> list[InvoiceRow]:
-    """The account's invoices in these statuses that belong to a customer."""
+def invoices(
+    conn: Connection, account_id: int, statuses: Collection[str], customer_ids: Collection[str] | None = None
+) -> list[InvoiceRow]:
+    """The account's invoices in these statuses that belong to a customer (`customer_ids`: those only)."""
     v = table_of(models.StripeInvoice)
     query = select(
         v.c.id,
@@ -117,6 +125,8 @@ def invoices(conn: Connection, account_id: int, statuses: Collection[str]) -> li
         v.c.currency,
         v.c.raw,
     ).where(v.c.account_id == account_id, v.c.status.in_(list(statuses)), v.c.customer_id.is_not(None))
+    if customer_ids is not None:
+        query = query.where(v.c.customer_id.in_(list(customer_ids)))
     return [InvoiceRow(*r[:-1], _resolved_at(r.raw or {})) for r in conn.execute(query)]
 
 

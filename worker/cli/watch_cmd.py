@@ -1,0 +1,89 @@
+"""`retention watch [NAME] [--once]`: the same-day watch in the foreground (for a machine without Celery).
+
+With --once, one tick of each account and exit (1 when a tick failed, recorded on the account); without it,
+a tick of every account every RETENTION_WATCH_EVERY minutes until stopped (Ctrl-C or SIGTERM). The tick
+itself is worker/watch.py; this module parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from types import FrameType
+
+import typer
+
+from worker.cli.common import EXIT_FAILED, load_accounts, open_db, print_json, refuse
+from worker.settings import get_settings
+from worker.watch import TickResult, tick_accounts, watch_forever
+from worker.watch_state import ALERTED, APPLIED, FULL, QUIET, SKIPPED
+
+
+def describe(r: TickResult) -> str:
+    """One line per tick: what it found and did, what it cost."""
+    cost = f"{r.requests} request{'s' if r.requests != 1 else ''}, {r.seconds:.2f}s"
+    if r.outcome == SKIPPED:
+        return f"{r.account}: {r.note}"
+    if not r.ok:
+        return f"{r.account}: watch tick FAILED: {r.error} ({cost})"
+    if r.outcome == FULL:
+        return f"{r.account}: {r.note} ({cost})"
+    text = {
+        QUIET: "quiet, no new events",
+        APPLIED: f"{r.events} new events applied",
+        ALERTED: f"{r.events} new events",
+    }
+    line = f"{r.account}: {text.get(r.outcome, r.outcome)}; {r.customers} customers checked"
+    if r.alerts or r.recoveries:
+        line += f"; {r.alerts} urgent alerts and {r.recoveries} recoveries posted to Slack"
+    if r.pending:
+        line += f"; {r.pending} waiting for Slack"
+    if r.error:
+        line += f" (Slack: {r.error})"
+    elif r.note:
+        line += f" ({r.note})"
+    return f"{line} ({cost})"
+
+
+def watch(
+    name: str | None = typer.Argument(None, help="Account name; default: every connected account."),
+    once: bool = typer.Option(False, "--once", help="Run one tick of each account and exit."),
+    as_json: bool = typer.Option(False, "--json", help="With --once: print the ticks as JSON."),
+) -> None:
+    """The same-day watch: apply Stripe's events since the last sync and post urgent alerts at once."""
+    settings = get_settings()
+    engine = open_db(settings)
+    if once:
+        results = list(tick_accounts(engine, settings, load_accounts(engine, name)))
+        if as_json:
+            print_json({"ticks": [r.to_dict() for r in results]})
+        else:
+            for result in results:
+                typer.echo(describe(result))
+        if any(not r.ok for r in results):
+            raise typer.Exit(EXIT_FAILED)
+        return
+    if settings.retention_watch_every == 0:
+        refuse("RETENTION_WATCH_EVERY=0 turns the watch off: set a number of minutes, or use --once")
+    load_accounts(engine, name)  # refuses an unknown name before the first tick
+    stopped = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    typer.echo(f"watching every {settings.retention_watch_every} minutes; Ctrl-C to stop", err=True)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the watch between or during ticks
+        watch_forever(
+            engine,
+            settings,
+            lambda: load_accounts(engine, name),
+            lambda r: typer.echo(describe(r)),
+            stopped.wait,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Adds `watch` to the `retention` app."""
+    app.command()(watch)
