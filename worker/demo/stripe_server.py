@@ -110,19 +110,20 @@ class StripeWorld:
         event carries); `previous` holds the changed attributes' old values (`data.previous_attributes`)."""
         with self.lock:
             self._events += 1
+            data: Obj = {"object": json.loads(json.dumps(obj))}
+            if previous is not None:
+                data["previous_attributes"] = previous
             event = {
                 "id": f"evt_{self._events:06d}_{created}",
                 "object": "event",
                 "type": type_,
                 "created": created,
                 "api_version": "2026-10-28.endive",
-                "data": {"object": json.loads(json.dumps(obj))},
+                "data": data,
                 "livemode": False,
                 "pending_webhooks": 0,
                 "request": {"id": None, "idempotency_key": None},
             }
-            if previous is not None:
-                event["data"]["previous_attributes"] = previous
             self.collections["event"].put(event)
         return event
 
