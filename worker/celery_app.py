@@ -129,7 +129,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def watch_schedule(every_minutes: int) -> dict[str, Any]:
+def watch_schedule(every_minutes: float) -> dict[str, Any]:
     """The same-day watch's beat entry: a fan-out every RETENTION_WATCH_EVERY minutes (none when 0).
 
     A fan-out (and each account's tick it queues) not started within one interval expires unstarted: a
@@ -142,7 +142,7 @@ def watch_schedule(every_minutes: int) -> dict[str, Any]:
         "watch": {
             "task": TASK_WATCH_ALL,
             "schedule": every,
-            "kwargs": {"every": int(every.total_seconds())},
+            "kwargs": {"every": every.total_seconds()},
             "options": {"expires": every.total_seconds()},
         }
     }

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     retention_stripe_rps: float = Field(default=20.0, ge=0)
     retention_nightly_at: str = "02:00"
     retention_timezone: str = "UTC"
-    retention_watch_every: int = Field(default=15, ge=0, le=1440)  # minutes between watch ticks; 0 = off
+    # minutes between same-day watch ticks (fractions allowed); 0 = off
+    retention_watch_every: float = Field(default=15, ge=0, le=1440)
     # MRR (major units of the reporting currency) from which an urgent alert goes out at once; None: the
     # account's top fifth by MRR
     retention_urgent_mrr: Decimal | None = Field(default=None, ge=0)

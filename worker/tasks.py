@@ -63,7 +63,7 @@ def watch_account(self: Task, account_id: int, trigger: str = "schedule") -> dic
     soft_time_limit=FANOUT_TIME_LIMIT - 10,
     **RETRY_POLICY,
 )
-def watch_all(self: Task, every: int = 900, trigger: str = "schedule") -> list[str]:
+def watch_all(self: Task, every: float = 900, trigger: str = "schedule") -> list[str]:
     """The scheduled fan-out: a tick per connected account, each expiring unstarted after `every` seconds."""
     with log_context(task_id=self.request.id):
         return enqueue_watch(self.app, connected_account_ids(), every, trigger)

@@ -73,7 +73,7 @@ def watch(
         stopped.set()
 
     signal.signal(signal.SIGTERM, stop)
-    typer.echo(f"watching every {settings.retention_watch_every} minutes; Ctrl-C to stop", err=True)
+    typer.echo(f"watching every {settings.retention_watch_every:g} minutes; Ctrl-C to stop", err=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the watch between or during ticks
         watch_forever(
             engine,
