@@ -8,13 +8,24 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from metrics.calendar import utc_now
 from metrics.ledger import FxRate
 from metrics.rates import RatesError
 from metrics.tables import table_of
 from tests.support.rebuild_worlds import T, monthly_world
 from tests.support.stripe_rows import make_account, store
+from tests.support.watch_world import build_paying_world, connect_synced
 from worker.demo import builders as b
-from worker.mrr_queries import first_counted_start, has_lines, import_rates, risk_lines, snapshots_until
+from worker.demo.stripe_server import FakeStripe
+from worker.mrr_queries import (
+    first_counted_start,
+    has_lines,
+    import_rates,
+    mrr_of,
+    risk_lines,
+    snapshots_until,
+    top_fifth_floor,
+)
 from worker.rebuild import rebuild_account
 
 
@@ -82,3 +93,18 @@ def test_import_rates_upserts_and_a_bad_file_stores_nothing(engine: Engine) -> N
         ("eur", date(2026, 1, 1)): "1.08",
         ("gbp", date(2026, 2, 1)): "1.25",
     }
+
+
+def test_mrr_of_some_customers_and_the_top_fifth_floor(engine: Engine) -> None:
+    """Eleven customers paying $10 .. $110: the top fifth is the ceil(11 / 5) = 3 largest, so the floor is
+    the third largest, customer 8's $90 (worked by hand)."""
+    with FakeStripe(build_paying_world(customers=11)) as fake:
+        account = connect_synced(engine, fake.url, None)
+    with engine.connect() as conn:
+        assert top_fifth_floor(conn, account.id or 0, utc_now().date()) == 9000
+        assert top_fifth_floor(conn, account.id or 0, date(2000, 1, 1)) is None  # no snapshot that early
+        assert mrr_of(conn, account.id or 0, ["cus_00002", "cus_00010", "cus_nobody"], utc_now()) == {
+            "cus_00002": 3000,
+            "cus_00010": 11000,
+        }
+        assert mrr_of(conn, account.id or 0, [], utc_now()) == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 import pytest
 import redis
@@ -17,9 +18,12 @@ from worker.celery_app import (
     RETRY_POLICY,
     TASK_NIGHTLY_ACCOUNT,
     TASK_NIGHTLY_ALL,
+    TASK_WATCH_ACCOUNT,
+    TASK_WATCH_ALL,
     app,
     celery_config,
     enqueue_nightly,
+    enqueue_watch,
     make_celery,
     parse_nightly_at,
 )
@@ -28,6 +32,7 @@ from worker.demo.stripe_server import FakeStripe
 from worker.nightly import connected_account_ids, nightly_for_account_id
 from worker.runlog import runs_of
 from worker.settings import get_settings
+from worker.watch import watch_account_id
 
 
 def test_delivery_survives_a_lost_worker_and_redis_never_redelivers_a_running_task(
@@ -128,3 +133,35 @@ def test_the_account_task_records_its_task_id_and_trigger(
     with Session(engine) as session:
         runs = runs_of(session, acme.id)  # type: ignore[arg-type]
     assert [(r.task_id, r.trigger, r.ok) for r in runs] == [("task-7", "schedule", False)]
+
+
+def test_beat_ticks_the_watch_every_interval_and_each_tick_expires_within_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entry = celery_config(get_settings())["beat_schedule"]["watch"]  # default: every 15 minutes
+    assert (entry["task"], entry["schedule"]) == (TASK_WATCH_ALL, timedelta(minutes=15))
+    assert entry["options"]["expires"] == entry["kwargs"]["every"] == 900
+    monkeypatch.setenv("RETENTION_WATCH_EVERY", "0")
+    assert "watch" not in celery_config(get_settings())["beat_schedule"]  # 0 = off
+
+
+def test_watch_ticks_are_queued_one_per_account_and_expire(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
+    ids = enqueue_watch(make_celery(), [3, 5], expires=600)
+    client = redis.Redis.from_url(redis_url)
+    messages = [json.loads(raw) for raw in client.lrange(QUEUE, 0, -1)]
+    assert sorted(m["headers"]["id"] for m in messages) == sorted(ids)
+    assert {m["headers"]["task"] for m in messages} == {TASK_WATCH_ACCOUNT}
+    assert all(m["headers"]["expires"] for m in messages)  # an absolute time: not started by then, dropped
+    for task in (app.tasks[TASK_WATCH_ACCOUNT], app.tasks[TASK_WATCH_ALL]):
+        assert task.max_retries == RETRY_POLICY["max_retries"]
+
+
+def test_a_tick_for_a_disconnected_account_is_a_no_op(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
+    result = watch_account_id(999, "schedule", task_id="t-2")
+    assert result["outcome"] == "skipped" and result["error"] == "no such account"
