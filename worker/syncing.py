@@ -72,7 +72,10 @@ def run_sync(
     else:
         result = _succeeded(account.name, outcome, reader.requests)
     result.seconds = time.monotonic() - started
-    _record(engine, account.id, result)
+    if not (events_only and result.ok and result.mode == "incremental" and not any(result.stored.values())):
+        # a watch tick that stored nothing leaves the last sync as it was: the ledger built after it stays
+        # current, instead of every quiet tick sending the next command to rebuild it
+        _record(engine, account.id, result)
     return result
 
 

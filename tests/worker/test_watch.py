@@ -6,6 +6,7 @@ urgent floor (the top fifth) is $90: customers 8 and 9 are "large", the others a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from worker.alerts import run_alerts
 from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 from worker.locks import account_lock
 from worker.models import Account
+from worker.rebuild import ledger_is_stale
 from worker.settings import get_settings
 from worker.status import account_status
 from worker.syncing import run_sync
@@ -308,3 +310,18 @@ def test_an_alert_row_records_the_watch(engine: Engine, account: Account, world:
     with Session(engine) as session:
         row = session.get(AlertState, (account.id, "cus_00009", "cancel_scheduled"))
     assert row is not None and (row.via, row.status) == (WATCH, SENT) and row.mrr == 10000
+
+
+def test_a_quiet_tick_leaves_the_last_sync_and_the_ledger_current(
+    engine: Engine, account: Account, world: StripeWorld
+) -> None:
+    with Session(engine) as session:
+        before = account_status(engine, session, account)["last_sync_at"]
+    assert tick(engine, account).outcome == QUIET
+    assert not ledger_is_stale(engine, account)
+    with Session(engine) as session:
+        assert account_status(engine, session, account)["last_sync_at"] == before
+    time.sleep(1.1)  # sync times are whole seconds: a change in the same second as the build looks older
+    schedule_cancel(world, 3)
+    assert tick(engine, account).outcome == APPLIED
+    assert ledger_is_stale(engine, account)  # objects changed: the next figures rebuild first
