@@ -57,8 +57,6 @@ from worker.watch_state import WatchTick
 
 log = logging.getLogger(__name__)
 
-HAPPENED_SHOWN = 3  # the newest events named in an alert
-
 
 @dataclass
 class TickResult:
@@ -153,6 +151,8 @@ def _tick(
         )
         return result
     result.events, result.events_skipped = len(synced.events), synced.events_skipped
+    if synced.events:
+        result.outcome = watch_state.APPLIED
     _alert(engine, settings, account, synced, result, pause)
     return result
 
@@ -171,8 +171,6 @@ def _alert(
         waiting = pending_customers(session, account)
     customers = sorted(set(touched) | set(waiting))
     result.customers = len(customers)
-    if touched:
-        result.outcome = watch_state.APPLIED
     if not customers:
         return
     now = utc_now()
@@ -196,12 +194,12 @@ def _alert(
 
 
 def _touched(events: Sequence[EventRecord]) -> dict[str, tuple[Happened, ...]]:
-    """Customer -> the newest events about it (what happened and when), for the customers events named."""
+    """Customer -> the events about it, oldest first (what happened and when), for the customers named."""
     found: dict[str, list[Happened]] = defaultdict(list)
     for event in events:
         if event.customer_id is not None:
             found[event.customer_id].append(Happened(event.type, event.created))
-    return {cid: tuple(happened[-HAPPENED_SHOWN:]) for cid, happened in found.items()}
+    return {cid: tuple(happened) for cid, happened in found.items()}
 
 
 def _records(

@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from integrations.slack.urgent import Happened, UrgentAlert, UrgentRecovery, build_urgent
+from integrations.slack.urgent import SHOWN, Happened, UrgentAlert, UrgentRecovery, build_urgent
 from integrations.slack.webhook import post
 from metrics.at_risk import CustomerRecords, Signal
 from metrics.calendar import utc_now
@@ -45,6 +45,15 @@ from worker.risk import dashboard_url
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
+
+LIVE = ("active", "trialing", "past_due")
+# events after which cleared signals are not a recovery
+ENDINGS = (
+    "customer.subscription.deleted",
+    "customer.deleted",
+    "invoice.marked_uncollectible",
+    "invoice.voided",
+)
 
 
 @dataclass
@@ -122,7 +131,7 @@ def plan_urgent(
         plan.rows[cid] = row
         url = dashboard_url(account, cid)
         happened = _happened(row, item.happened)
-        row.detail = {"happened": [[h.type, h.created] for h in happened]}
+        row.detail = {"happened": [[h.type, h.created] for h in happened[-SHOWN:]]}
         if row.status == RECOVERED_PENDING:
             cleared = tuple(sorted(urgent_codes(row.fingerprint)))
             plan.recoveries.append(UrgentRecovery(cid, rec.name, url, cleared, happened))
@@ -155,24 +164,34 @@ def _judge(
         return _new_alert(session, account, item.records.customer_id, codes, item.records.mrr, now)
     if told is None or not ours:
         return None
-    return _follow_up(session, told, codes, said, now)
+    return _follow_up(session, told, item, said, now)
 
 
 def _follow_up(
-    session: Session, told: AlertState, codes: frozenset[str], said: frozenset[str], now: datetime
+    session: Session, told: AlertState, item: Judged, said: frozenset[str], now: datetime
 ) -> AlertState | None:
     """A watch alert with no new urgent signal: retried while pending and still true, closed unsaid when no
-    longer true, turned into a recovery once sent and all cleared."""
+    longer true, and once sent and all cleared, a recovery (or, for a customer who left, closed silently)."""
     if told.status == PENDING:
-        if codes == said:
+        if item.codes == said:
             return told  # Slack was down: this tick tries again
         told.status, told.updated_at = CLOSED, now  # never told, and no longer true as it stood
         session.add(told)
         return None
-    if told.status == SENT and not codes:
-        told.status, told.updated_at = RECOVERED_PENDING, now
-        return told
+    if told.status == SENT and not item.codes:
+        told.status, told.updated_at = (RECOVERED_PENDING if recovers(item) else CLOSED), now
+        session.add(told)
+        return told if told.status == RECOVERED_PENDING else None
     return None
+
+
+def recovers(item: Judged) -> bool:
+    """Whether urgent signals that cleared mean the customer recovered: it still pays on a live subscription,
+    and no event of this tick ended the matter otherwise (a subscription that ended is churn, an invoice
+    voided or written off is no payment: the digest and the post-mortem tell those)."""
+    live = any(s.status in LIVE and s.ended_at is None for s in item.records.subscriptions)
+    ended = any(h.type in ENDINGS for h in item.happened)
+    return live and item.records.mrr > 0 and not ended
 
 
 @dataclass

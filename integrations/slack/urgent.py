@@ -53,8 +53,11 @@ class UrgentRecovery:
 RECOVERY_WORDS = {"cancel_scheduled": "cancellation withdrawn", "payment_failed": "payment succeeded"}
 
 
+SHOWN = 3  # the newest events named in an entry
+
+
 def _when(happened: Sequence[Happened]) -> str:
-    return "; ".join(h.describe() for h in happened) or "at the last sync"
+    return "; ".join(h.describe() for h in happened[-SHOWN:]) or "at the last sync"
 
 
 def alert_section(item: UrgentAlert) -> tuple[str, str]:

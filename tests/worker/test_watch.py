@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from integrations.stripe.models import SyncState
 from metrics.tables import table_of
@@ -325,3 +325,26 @@ def test_a_quiet_tick_leaves_the_last_sync_and_the_ledger_current(
     schedule_cancel(world, 3)
     assert tick(engine, account).outcome == APPLIED
     assert ledger_is_stale(engine, account)  # objects changed: the next figures rebuild first
+
+
+def test_an_ended_subscription_or_a_written_off_invoice_is_no_recovery(
+    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+) -> None:
+    schedule_cancel(world, 9)
+    at = now()
+    world.change("invoice", "in_00008_1", "invoice.payment_failed", at, status="open", attempt_count=1)
+    assert tick(engine, account).alerts == 2
+    world.change(
+        "subscription",
+        "sub_00009",
+        "customer.subscription.deleted",
+        at + 1,
+        status="canceled",
+        ended_at=at,  # ended now: no longer alive
+    )
+    world.change("invoice", "in_00008_1", "invoice.marked_uncollectible", at + 1, status="uncollectible")
+    result = tick(engine, account)
+    assert (result.events, result.recoveries) == (2, 0) and len(slack.posts) == 1
+    with Session(engine) as session:
+        rows = session.exec(select(AlertState).where(AlertState.account_id == account.id)).all()
+    assert {(r.customer_id, r.status) for r in rows} == {("cus_00008", "closed"), ("cus_00009", "closed")}
