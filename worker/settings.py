@@ -48,6 +48,12 @@ class Settings(BaseSettings):
             raise ValueError("use HH:MM on a 24-hour clock, e.g. 02:00")
         return f"{int(match.group(1)):02d}:{match.group(2)}"
 
+    @field_validator("retention_urgent_mrr", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """`RETENTION_URGENT_MRR=` (as an env file leaves it) means the default: the top fifth by MRR."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("retention_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:

@@ -70,6 +70,8 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert s.slack_webhook_url is not None
     assert s.retention_watch_every == 0  # the watch is off
     assert s.retention_urgent_mrr == Decimal("5000.50")
+    monkeypatch.setenv("RETENTION_URGENT_MRR", "")  # as an env file leaves it: the default
+    assert get_settings().retention_urgent_mrr is None
 
 
 def test_secrets_in_settings_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
