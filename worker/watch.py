@@ -127,7 +127,12 @@ def run_tick(
                 note="skipped: another run of this account (a nightly or another tick) holds its lock",
             )
         else:
-            result = _tick(engine, settings, account, redis_url, pause)
+            try:
+                result = _tick(engine, settings, account, redis_url, pause)
+            except Exception as exc:  # a bug or a database failure: recorded and logged, the watch goes on
+                log.exception("watch tick failed")
+                error = f"{type(exc).__name__} (details in the log)"
+                result = TickResult(account.name, watch_state.FAILED, ok=False, error=error)
     result.seconds = time.monotonic() - started
     _record(engine, account, result, trigger)
     log.info("watch tick done", extra={"outcome": result.outcome, "events": result.events})

@@ -348,3 +348,16 @@ def test_an_ended_subscription_or_a_written_off_invoice_is_no_recovery(
     with Session(engine) as session:
         rows = session.exec(select(AlertState).where(AlertState.account_id == account.id)).all()
     assert {(r.customer_id, r.status) for r in rows} == {("cus_00008", "closed"), ("cus_00009", "closed")}
+
+
+def test_an_unexpected_failure_is_a_recorded_failed_tick(
+    engine: Engine, account: Account, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    monkeypatch.setattr("worker.watch.pending_customers", broken)
+    result = tick(engine, account)
+    assert (result.outcome, result.ok, result.error) == (FAILED, False, "RuntimeError (details in the log)")
+    with Session(engine) as session:
+        assert account_status(engine, session, account)["last_watch"]["error"] == result.error
