@@ -94,7 +94,7 @@ def test_watch_once_alerts_once_and_the_nightly_does_not_repeat_it(
 
     cancel(world, 9)
     out = watch_once(cli)
-    assert "1 urgent alerts" in out, out
+    assert "1 urgent alert posted" in out, out
     assert len(slack.delivered) == 1
     text = named(slack.delivered[0])
     assert "Nine &amp; &lt;Sons&gt;" in text and "`cus_00009`" in text and "*cancel_scheduled*" in text
@@ -143,10 +143,10 @@ def test_slack_down_then_up_delivers_exactly_once(
     connect_synced(db, stripe.url, slack.url)
     slack.script(*[Answer(503, "unavailable")] * 3)  # the first post and both retries fail
     cancel(world, 9)
-    out = cli.invoke(app, ["watch", "--once"]).stdout
-    assert "1 waiting for Slack" in out, out
+    down = cli.invoke(app, ["watch", "--once"])
+    assert down.exit_code == 1 and "1 waiting for Slack" in down.stdout, down.output
     assert slack.delivered == []
-    assert "1 urgent alerts" in watch_once(cli)
+    assert "1 urgent alert posted" in watch_once(cli)
     assert "quiet" in watch_once(cli)
     assert len(slack.delivered) == 1 and "`cus_00009`" in named(slack.delivered[0])
 

@@ -1,8 +1,9 @@
 """`retention watch [NAME] [--once]`: the same-day watch in the foreground (for a machine without Celery).
 
-With --once, one tick of each account and exit (1 when a tick failed, recorded on the account); without it,
-a tick of every account every RETENTION_WATCH_EVERY minutes until stopped (Ctrl-C or SIGTERM). The tick
-itself is worker/watch.py; this module parses arguments and prints.
+With --once, one tick of each account and exit (1 when a tick failed or Slack refused its alerts, which stay
+pending; both are recorded on the account); without it, a tick of every account every RETENTION_WATCH_EVERY
+minutes until stopped (Ctrl-C or SIGTERM). The tick itself is worker/watch.py; this module parses arguments
+and prints.
 """
 
 from __future__ import annotations
@@ -17,26 +18,28 @@ import typer
 from worker.cli.common import EXIT_FAILED, load_accounts, open_db, print_json, refuse
 from worker.settings import get_settings
 from worker.watch import TickResult, tick_accounts, watch_forever
-from worker.watch_state import ALERTED, APPLIED, FULL, QUIET, SKIPPED
+from worker.watch_state import FAILED, FULL, QUIET, SKIPPED
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 def describe(r: TickResult) -> str:
     """One line per tick: what it found and did, what it cost."""
-    cost = f"{r.requests} request{'s' if r.requests != 1 else ''}, {r.seconds:.2f}s"
+    cost = f"{_n(r.requests, 'request')}, {r.seconds:.2f}s"
     if r.outcome == SKIPPED:
         return f"{r.account}: {r.note}"
-    if not r.ok:
+    if not r.ok and r.outcome == FAILED:
         return f"{r.account}: watch tick FAILED: {r.error} ({cost})"
     if r.outcome == FULL:
         return f"{r.account}: {r.note} ({cost})"
-    text = {
-        QUIET: "quiet, no new events",
-        APPLIED: f"{r.events} new events applied",
-        ALERTED: f"{r.events} new events",
-    }
-    line = f"{r.account}: {text.get(r.outcome, r.outcome)}; {r.customers} customers checked"
+    found = "quiet, no new events" if r.outcome == QUIET else f"{_n(r.events, 'new event')} applied"
+    line = f"{r.account}: {found}; {_n(r.customers, 'customer')} checked"
     if r.alerts or r.recoveries:
-        line += f"; {r.alerts} urgent alerts and {r.recoveries} recoveries posted to Slack"
+        told = [_n(r.alerts, "urgent alert")] if r.alerts else []
+        told += [_n(r.recoveries, "recovery", "recoveries")] if r.recoveries else []
+        line += f"; {' and '.join(told)} posted to Slack"
     if r.pending:
         line += f"; {r.pending} waiting for Slack"
     if r.error:
@@ -61,7 +64,7 @@ def watch(
         else:
             for result in results:
                 typer.echo(describe(result))
-        if any(not r.ok for r in results):
+        if any(not r.ok or r.error for r in results):  # a failed tick, or Slack refused its alerts
             raise typer.Exit(EXIT_FAILED)
         return
     if settings.retention_watch_every == 0:
