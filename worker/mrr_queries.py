@@ -224,6 +224,11 @@ def mrr_of(conn: Connection, account_id: int, customers: Collection[str], at: da
     return out
 
 
+def has_snapshots(conn: Connection, account_id: int) -> bool:
+    """Whether any snapshot day is stored for the account (its ledger was built at least once)."""
+    return conn.execute(select(D.c.day).where(D.c.account_id == account_id).limit(1)).first() is not None
+
+
 def top_fifth_floor(conn: Connection, account_id: int, at: date) -> int | None:
     """The smallest MRR among the top fifth of paying customers (the ceil(n / 5) largest) on the newest
     snapshot day at or before `at`, or None when no snapshot exists yet.

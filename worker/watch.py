@@ -47,7 +47,7 @@ from worker.db import ensure_schema, session_scope
 from worker.locks import DEFAULT_TTL, account_lock
 from worker.logging import log_context
 from worker.models import Account
-from worker.mrr_queries import mrr_of, top_fifth_floor
+from worker.mrr_queries import has_snapshots, mrr_of, top_fifth_floor
 from worker.rebuild import ensure_ledger
 from worker.risk import INVOICE_STATUSES
 from worker.settings import Settings, get_settings
@@ -179,6 +179,7 @@ def _alert(
     if not customers:
         return
     now = utc_now()
+    _ledger_once(engine, account, now)
     judged = [
         Judged(records, _urgent_signals(records, now), touched.get(records.customer_id, ()))
         for records in _records(engine, account, customers, now)
@@ -257,16 +258,21 @@ def _records(
 
 def urgent_floor(engine: Engine, settings: Settings, account: Account, now: datetime) -> int | None:
     """The MRR (reporting minor units) from which an urgent signal is posted at once: RETENTION_URGENT_MRR,
-    else the smallest MRR of the account's top fifth (from the newest stored snapshot; an account whose
-    ledger was never built gets it built once). None: nobody pays, nothing is urgent."""
+    else the smallest MRR of the account's top fifth (from the newest stored snapshot). None: nobody pays,
+    nothing is urgent."""
     if settings.retention_urgent_mrr is not None:
         return to_minor(settings.retention_urgent_mrr, account.reporting_currency)
     with engine.connect() as conn:
-        floor = top_fifth_floor(conn, account.id or 0, now.date())
-    if floor is None and ensure_ledger(engine, account, now.date()) is not None:
-        with engine.connect() as conn:
-            floor = top_fifth_floor(conn, account.id or 0, now.date())
-    return floor
+        return top_fifth_floor(conn, account.id or 0, now.date())
+
+
+def _ledger_once(engine: Engine, account: Account, now: datetime) -> None:
+    """An account whose ledger was never built (synced but not yet through a night) gets it built once, so
+    its customers have an MRR to weigh; after that the tick reads the ledger the nights keep."""
+    with engine.connect() as conn:
+        built = has_snapshots(conn, account.id or 0)
+    if not built:
+        ensure_ledger(engine, account, now.date())
 
 
 def to_minor(amount: Decimal, currency: str) -> int:

@@ -58,8 +58,11 @@ def build_paying_world(customers: int = 10, names: dict[int, str] | None = None)
     return world
 
 
-def connect_synced(engine: Engine, api_base: str, slack_url: str | None, name: str = "acme") -> Account:
-    """A connected account with its own Slack webhook, fully synced and rebuilt, as after a nightly."""
+def connect_synced(
+    engine: Engine, api_base: str, slack_url: str | None, name: str = "acme", rebuild: bool = True
+) -> Account:
+    """A connected account with its own Slack webhook, fully synced and rebuilt (as after a nightly; only
+    synced without `rebuild`)."""
     account = add_account(engine, api_base, name=name)
     with session_scope(engine) as session:
         row = session.get(Account, account.id)
@@ -71,5 +74,6 @@ def connect_synced(engine: Engine, api_base: str, slack_url: str | None, name: s
         session.refresh(row)
         session.expunge(row)
     assert run_sync(engine, get_settings(), row, full=True).ok
-    rebuild_account(engine, row)
+    if rebuild:
+        rebuild_account(engine, row)
     return row

@@ -25,6 +25,7 @@ from worker.alerts import run_alerts
 from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 from worker.locks import account_lock
 from worker.models import Account
+from worker.mrr_queries import has_snapshots
 from worker.rebuild import ledger_is_stale
 from worker.settings import get_settings
 from worker.status import account_status
@@ -361,3 +362,32 @@ def test_an_unexpected_failure_is_a_recorded_failed_tick(
     assert (result.outcome, result.ok, result.error) == (FAILED, False, "RuntimeError (details in the log)")
     with Session(engine) as session:
         assert account_status(engine, session, account)["last_watch"]["error"] == result.error
+
+
+def test_an_account_synced_but_never_rebuilt_gets_its_ledger_once(
+    engine: Engine, stripe: FakeStripe, world: StripeWorld, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETENTION_URGENT_MRR", "90")
+    account = connect_synced(engine, stripe.url, slack.url, rebuild=False)  # no ledger yet
+    with engine.connect() as conn:
+        assert not has_snapshots(conn, account.id or 0)
+    schedule_cancel(world, 9)
+    assert tick(engine, account).alerts == 1  # customer 9's $100 weighed against the $90 floor
+    with engine.connect() as conn:
+        assert has_snapshots(conn, account.id or 0)
+
+
+def test_a_recovery_slack_missed_goes_with_the_next_tick_once(
+    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+) -> None:
+    schedule_cancel(world, 9)
+    assert tick(engine, account).alerts == 1
+    withdraw_cancel(world, 9)
+    slack.script(*[Answer(500, "down")] * 3)
+    missed = tick(engine, account)
+    assert (missed.recoveries, missed.pending) == (0, 1)
+    delivered = tick(engine, account)
+    assert (delivered.events, delivered.recoveries, delivered.pending) == (0, 1, 0)
+    assert "cancellation withdrawn" in texts(slack.delivered[-1]) and len(slack.delivered) == 2
+    assert tick(engine, account).recoveries == 0
+    assert run_alerts(engine, get_settings(), account, datetime.now(UTC), pause=0).messages == 0
