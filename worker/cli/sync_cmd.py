@@ -100,8 +100,8 @@ def status(
         if tick:
             problem = f": {tick['error']}" if tick["error"] else ""
             typer.echo(
-                f"  last watch tick {tick['at']} {tick['outcome']}{problem} ({tick['events']} events, "
-                f"{tick['alerts']} urgent alerts, {tick['pending']} pending)"
+                f"  last watch tick {tick['at']} {tick['outcome']}{problem} events={tick['events']} "
+                f"alerts={tick['alerts']} pending={tick['pending']}"
             )
 
 
