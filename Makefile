@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sync_bench.py
 	$(BIN)/python benchmarks/metrics_bench.py
 	$(BIN)/python benchmarks/rebuild_bench.py
+	$(BIN)/python benchmarks/start_bench.py
 	$(BIN)/python benchmarks/watch_bench.py
 
 clean:

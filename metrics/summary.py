@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from metrics.cohorts import Aggregates
-from metrics.money import exponent, fmt, json_amount
+from metrics.money import fmt, json_amount
 
 DEFAULT_SCENARIO = Decimal("0.2")  # "if churned and contracted MRR were 20% lower"
 
@@ -24,10 +24,7 @@ def pct(ratio: float) -> str:
 
 def whole(minor: int, currency: str) -> str:
     """Money in whole major units for a sentence: $18,000 rather than $18,000.00."""
-    scale = 10 ** exponent(currency)
-    units = (Decimal(minor) / scale).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    text = fmt(int(units) * scale, currency)
-    return text.replace(".00", "", 1) if scale > 1 else text
+    return fmt(minor, currency, whole=True)
 
 
 def lever_sentence(agg: Aggregates, currency: str) -> str:

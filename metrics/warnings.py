@@ -16,6 +16,27 @@ from metrics.money import fmt
 SMALL_COHORT = 30  # fewer customers than this: directional only
 LOGO_FLOOR = 0.9  # NRR above 1 with logo retention below this hides logo churn
 
+# What each kind of warning means, for a founder who has not read docs/warnings.md (the terminal shows it
+# beside a grouped kind, the report beside each warning).
+MEANINGS: dict[str, str] = {
+    "small_cohort": (
+        f"fewer than {SMALL_COHORT} customers were paying at the window's start, so one customer can swing "
+        "the ratio; "
+        "read it as a direction, not a result"
+    ),
+    "expansion_hides_logo_churn": (
+        "NRR is above 100% only because the customers who stayed pay more, while many customers left"
+    ),
+    "expansion_concentration": (
+        "more than half of the expansion comes from a single customer; without it NRR would be lower"
+    ),
+    "before_first_invoice": "the date comes before any subscription was billed: there is nothing to measure",
+    "missing_rate": (
+        "some revenue is in a currency with no exchange rate for its dates and is left out of the totals; "
+        "add rates with `retention rates import`"
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Warning:

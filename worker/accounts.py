@@ -15,8 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from integrations.stripe.account import AccountCheckError, fetch_account_info, most_used_invoice_currency
-from integrations.stripe.client import DEFAULT_API_BASE, StripeConfig
+from integrations.stripe.config import DEFAULT_API_BASE, StripeConfig
 from worker.db import session_scope
 from worker.models import Account
 from worker.secrets import Secret, decrypt, encrypt, mask
@@ -238,6 +237,9 @@ def connect_account(
     rps: float | None,
 ) -> Account:
     """Check everything, prove the key with one read, then store the account with its secrets encrypted."""
+    # the Stripe SDK is imported only here: listing or reading accounts never needs it (start-up time)
+    from integrations.stripe.account import AccountCheckError, fetch_account_info, most_used_invoice_currency
+
     api_base = check_api_base(api_base)
     currency = check_currency(reporting_currency) if reporting_currency is not None else None
     check_name(name)

@@ -6,8 +6,8 @@ are; a customer whose signals all cleared while still paying is reported once as
 written as `pending` before anything is posted and marked `sent` only for the messages Slack accepted, so an
 outage leaves them pending for the next run, and a crash between posting and marking repeats an alert rather
 than losing it. The outcome of the last delivery (and a revoked webhook) is kept in `alert_delivery` for
-`retention status`. A customer a same-day watch tick already told Slack about (worker/watch_alerts.py) with the
-urgent signals the digest finds is listed once under "Already alerted today" and taken over as sent.
+`retention status`. A customer a same-day watch tick already told Slack about (worker/watch_alerts.py), with
+the urgent signals the digest finds, is listed once under "Already alerted today" and taken over as sent.
 """
 
 from __future__ import annotations

@@ -7,18 +7,21 @@ URL is rewritten to the psycopg 3 driver. Every command that needs the schema ca
 from __future__ import annotations
 
 import fcntl
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -64,6 +67,8 @@ def get_engine(url: str) -> Engine:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config(str(Path(__file__).parent / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
@@ -89,6 +94,11 @@ def ensure_schema(url: str) -> Engine:
     engine = get_engine(url)
     if url in _upgraded:
         return engine
+    if at_head(engine):  # the common case: no Alembic import, no lock (start-up time: README)
+        _upgraded.add(url)
+        return engine
+    from alembic import command
+
     with _upgrade_lock:
         if url not in _upgraded:
             cfg = alembic_config(url)
@@ -99,6 +109,39 @@ def ensure_schema(url: str) -> Engine:
                 command.upgrade(cfg, "head")
             _upgraded.add(url)
     return engine
+
+
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.M)
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration's id, read from the version files' text (importing Alembic and the models to ask
+    it costs more than most commands' own work); None when the files do not name exactly one head."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        found = _REVISION.search(source)
+        if found:
+            revisions.add(found.group(1))
+        parents.update(_DOWN.findall(source))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database is already at the newest migration (then there is nothing to upgrade)."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            versions = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except Exception:  # no such table yet (a new database) or any other doubt: let Alembic decide
+        return False
+    return versions == [head]
 
 
 @contextmanager

@@ -90,8 +90,9 @@ def run_here(
 
 
 def runs_json(results: Iterable[NightlyResult]) -> dict[str, Any]:
-    """`retention nightly --json`: every account's run, the failed ones with the step that stopped them."""
-    return {"runs": [r.to_dict() for r in results]}
+    """`retention nightly --json`: every account's run under `accounts` (the envelope of every multi-account
+    command), the failed ones with the step that stopped them."""
+    return {"accounts": [r.to_dict() for r in results]}
 
 
 def _run_chain(context: NightContext, chain: list[Step], trigger: str, task_id: str | None) -> NightlyResult:

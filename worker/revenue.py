@@ -18,6 +18,8 @@ from metrics.calendar import moment_ts, month_starts_covering, utc_datetime, utc
 from metrics.classify import RECURRING
 from metrics.money import json_amount
 from metrics.movements import BUCKETS, movements
+from worker.left_out import carried_from
+from worker.left_out import left_out as why_left_out
 from worker.models import Account
 from worker.mrr_queries import (
     ensure_snapshots,
@@ -135,6 +137,7 @@ def _split_lines(
     t = moment_ts(as_of)
     month = (as_of.year, as_of.month)
     counted, left_out = [], []
+    carried = carried_from(lines)
     for ln in lines:
         entry = _line_entry(ln, cur)
         active = ln["period_start"] <= t < max(ln["mrr_end"], ln["period_start"] + 1)
@@ -142,7 +145,7 @@ def _split_lines(
         if _counted_at(ln, t):
             counted.append(entry)
         elif active or billed:
-            entry["left_out"] = ln["excluded_reason"] or ln["klass"]
+            entry["left_out"], entry["why"] = why_left_out(ln, t, carried)
             left_out.append(entry)
     return counted, left_out
 

@@ -62,7 +62,12 @@ def run_sync(
         outcome = syncer.run(full=full, events_only=events_only)
     except StripeReadError as exc:
         result = SyncResult(
-            account.name, ok=False, error=str(exc), requests=reader.requests, stored=dict(syncer.stored)
+            account.name,
+            ok=False,
+            mode=syncer.attempted,
+            error=str(exc),
+            requests=reader.requests,
+            stored=dict(syncer.stored),
         )
     except Exception as exc:
         # Anything else is a bug or a database failure: still recorded as a failed run, then raised.
@@ -103,5 +108,7 @@ def _record(engine: Engine, account_id: int, result: SyncResult) -> None:
         "last_error": result.error,
         "requests": result.requests,
     }
+    if result.mode is not None:  # a failed run is shown as the mode it tried, not the last run's
+        values["mode"] = result.mode
     with engine.begin() as conn:
         conn.execute(update(state).where(state.c.account_id == account_id).values(**values))

@@ -10,32 +10,29 @@ from __future__ import annotations
 
 import gc
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import stripe
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from integrations.stripe.config import DEFAULT_API_BASE, StripeConfig
 from integrations.stripe.ratelimit import Limiter, make_limiter
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_API_BASE",
+    "StripeConfig",
+    "StripeReadError",
+    "StripeReader",
+    "make_client",
+]
 
 # The API version every request asks for; stripe-python 16.1.0 pins the same (docs/stripe.md).
 API_VERSION = "2026-10-28.endive"
-DEFAULT_API_BASE = "https://api.stripe.com"
 
 Obj = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class StripeConfig:
-    """How to reach one connected account. The key is plaintext in memory only and never in a repr."""
-
-    api_key: str = field(repr=False)
-    api_base: str = DEFAULT_API_BASE
-    rps: float = 20.0  # request budget per second for the account; 0 = unlimited
-    redis_url: str | None = None  # share the budget across workers when set
-    account_label: str = ""  # our name for the account, for errors and logs
-    timeout: float = 30.0
 
 
 def parse_body(body: bytes | str) -> Any:

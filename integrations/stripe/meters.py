@@ -9,12 +9,13 @@ billed elsewhere. Optional: accounts without metered prices never call this. Sum
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, Float
 from sqlmodel import Field, SQLModel
 
-from integrations.stripe.client import StripeReader
+if TYPE_CHECKING:  # the SDK is needed only to read usage, not to declare the table (start-up time)
+    from integrations.stripe.client import StripeReader
 
 PAGE = 100
 

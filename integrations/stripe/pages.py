@@ -102,3 +102,34 @@ def balanced_ranges(starts: list[int], end: int, parts: int) -> list[tuple[int |
             bounds.append(t)
     edges: list[int | None] = [None, *bounds, None]
     return [(edges[n], edges[n + 1]) for n in range(len(edges) - 1)]
+
+
+def oldest_created(objects: list[Any], before: int | None) -> int | None:
+    """The oldest `created` among a page's objects and an earlier oldest (lists come newest first)."""
+    times = [o["created"] for o in objects if isinstance(o, dict) and isinstance(o.get("created"), int)]
+    if before is not None:
+        times.append(before)
+    return min(times, default=None)
+
+
+def range_share(segments: list[Obj], span: list[int | None] | None) -> float | None:
+    """The share of an invoice history read, from the created ranges it is split into (`balanced_ranges`):
+    each range holds about the same number of invoices, and within one the reading goes newest first, so
+    a range is (its end - the oldest invoice read so far) / (its end - its start) done. `span` is
+    [the oldest customer's creation, when the sync started]: the open ends of the first and last ranges.
+    None until the ranges exist."""
+    if not segments:
+        return None
+    lo_default, hi_default = span if span else (None, None)
+    total = 0.0
+    for seg in segments:
+        if seg["done"]:
+            total += 1.0
+            continue
+        lo = seg["gte"] if seg["gte"] is not None else lo_default
+        hi = seg["lt"] if seg["lt"] is not None else hi_default
+        oldest = seg.get("oldest")
+        if oldest is None or lo is None or hi is None or hi <= lo:
+            continue
+        total += min(1.0, max(0.0, (hi - oldest) / (hi - lo)))
+    return total / len(segments)

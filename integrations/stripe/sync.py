@@ -28,7 +28,15 @@ from sqlalchemy.engine import Connection, Engine
 from integrations.stripe.client import NotFound, StripeReader
 from integrations.stripe.events import EventBatch, EventRecord, changed_objects, read_events, seen_after
 from integrations.stripe.models import SyncState
-from integrations.stripe.pages import Page, balanced_ranges, complete_lines, iter_pages, list_params
+from integrations.stripe.pages import (
+    Page,
+    balanced_ranges,
+    complete_lines,
+    iter_pages,
+    list_params,
+    oldest_created,
+    range_share,
+)
 from integrations.stripe.records import (
     RecordError,
     parse_credit_note,
@@ -43,7 +51,8 @@ from integrations.stripe.store import CHILD_TABLES, LIST_TABLES, prune_children,
 from metrics.tables import table_of
 
 Obj = dict[str, Any]
-Progress = Callable[[str, int], None]  # (list name, objects stored so far in that list)
+# (list name, objects stored so far in that list, share of the list done: 0..1, None while unknown)
+Progress = Callable[[str, int, "float | None"], None]
 
 # list name -> extra query parameters (subscriptions leave out canceled ones unless status=all)
 LISTS: dict[str, Obj] = {
@@ -140,6 +149,8 @@ class Syncer:
         self.now = now
         self.workers = workers
         self.stored: dict[str, int] = {}
+        self.attempted: str | None = None  # the mode of the run under way (status shows a failed one as such)
+        self.history_start: int | None = None  # the oldest customer's creation: invoice history starts there
         self._state_table = table_of(SyncState)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -174,10 +185,10 @@ class Syncer:
             .values(**values)
         )
 
-    def _count(self, name: str, n: int) -> None:
+    def _count(self, name: str, n: int, share: float | None = None) -> None:
         self.stored[name] = self.stored.get(name, 0) + n
         if self.progress is not None:
-            self.progress(name, self.stored[name])
+            self.progress(name, self.stored[name], share)
 
     # -- choice --------------------------------------------------------------------------------------
     def run(self, full: bool = False, events_only: bool = False) -> SyncOutcome:
@@ -186,6 +197,9 @@ class Syncer:
         state = self.state()
         checkpoint = state.checkpoint or {}
         cursor = state.events_cursor_created
+        incremental = not (checkpoint.get("full") or full or cursor is None)
+        incremental = incremental and self.now() - (cursor or 0) <= EVENT_RETENTION - OVERLAP
+        self.attempted = "incremental" if incremental else "full"  # what a failure is recorded as
         if checkpoint.get("full"):
             outcome = self.full_sync("resuming an interrupted full sync from its checkpoint")
         elif full:
@@ -240,6 +254,7 @@ class Syncer:
         """
         with self.engine.connect() as conn:
             created = customer_created_times(conn, self.account_id)
+        self.history_start = created[0] if created else None  # where the first invoice range begins
         return balanced_ranges(created, started, INVOICE_PARTS)
 
     # -- incremental ---------------------------------------------------------------------------------
@@ -399,12 +414,22 @@ class _FullRun:
                 seg = self.cp["segments"][name]
                 seg["after"] = page.last_id
                 seg["done"] = not page.has_more
+                if seg["list"] == "invoices":  # how far back in its created range it got: the progress share
+                    seg["oldest"] = oldest_created(page.objects, seg.get("oldest"))
                 ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects)
                 self.cp["rejected"].extend(bad)
                 stored.append((seg["list"], len(ids)))
             self.s._save_state(conn, checkpoint={"full": self.cp})
         for list_name, n in stored:
-            self.s._count(list_name, n)
+            self.s._count(list_name, n, self._share(list_name))
+
+    def _share(self, list_name: str) -> float | None:
+        """How much of a list is read: invoices estimated from their created ranges (pages.range_share); the
+        other lists have no total to compare with, so only 1.0 once done, else unknown."""
+        segments = [seg for seg in self.cp["segments"].values() if seg["list"] == list_name]
+        if list_name == "invoices":
+            return range_share(segments, self.cp.get("invoice_span"))
+        return 1.0 if segments and all(seg["done"] for seg in segments) else None
 
     def _maybe_split(self, pool: ThreadPoolExecutor) -> None:
         """Once customers are stored, split the invoice history into created ranges and fetch them at once."""
@@ -412,6 +437,7 @@ class _FullRun:
             return
         parts = self.s.invoice_parts(self.cp["started"])
         self.cp["invoice_parts"] = len(parts)
+        self.cp["invoice_span"] = [self.s.history_start, self.cp["started"]]
         for n, (gte, lt) in enumerate(parts):
             self.cp["segments"][f"invoices:{n}"] = {
                 "list": "invoices",

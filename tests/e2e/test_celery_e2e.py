@@ -143,7 +143,7 @@ def connect(engine: Engine, name: str, stripe: FakeStripe, slack: FakeSlack | No
 def enqueue(*names: str) -> list[str]:
     result = CliRunner().invoke(app, ["nightly", *names, "--enqueue", "--as-of", AS_OF, "--json"])
     assert result.exit_code == 0, result.output
-    return [task["task_id"] for task in json.loads(result.stdout)["tasks"]]
+    return [task["task_id"] for task in json.loads(result.stdout)["accounts"]]
 
 
 def finished_runs(engine: Engine) -> list[NightlyRun]:

@@ -1,8 +1,13 @@
 """The report in a real browser: headless Chromium opens the file from disk, runs plotly, and we read the DOM.
 
-The report comes from the whole pipeline on the sample company (local Stripe server, sync, rebuild, metrics,
-at-risk), so what the browser shows is what a user gets. The screenshot is kept as a test artifact
-(artifacts/report.png) and as the README's picture (docs/report.png).
+The report comes from the whole pipeline on the sample company, with the demo's own settings (300 customers,
+24 months to the first of this month, as of today: what `retention demo` shows), so what the browser shows is
+what a user gets. Three screenshots are kept as test artifacts (artifacts/) and as the README's pictures
+(docs/): the desktop page, the page on a phone 390 px wide, and the page as printed on A4.
+
+Headless Chromium will not make a window narrower than 500 px, so the phone view is the report in a 390 px
+wide frame; the printed view is the report with its print style sheet applied on screen (`#print`) at A4's
+width, and a real print to PDF checks the paper size.
 """
 
 from __future__ import annotations
@@ -12,21 +17,24 @@ import re
 import shutil
 import subprocess
 import tempfile
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from metrics.calendar import day_start, utc_now
 from worker.cli.common import open_db
+from worker.cli.demo import DEMO_CUSTOMERS
 from worker.demo.run import run_demo
+from worker.demo.sample import default_end
 from worker.report.render import pct
 from worker.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-END = date(2026, 11, 1)
-AS_OF = datetime(2026, 11, 15, tzinfo=UTC)
+A4_WIDTH = 794  # CSS pixels: 210 mm at 96 px per inch
+A4_POINTS = (595, 842)  # PDF points: 210 x 297 mm
+PHONE = 390
 
 
 def chromium() -> str:
@@ -78,7 +86,10 @@ def test_the_report_renders_in_chromium(tmp_path: Path) -> None:
     binary = chromium()
     settings = get_settings()
     report = tmp_path / "report.html"
-    outcome = run_demo(open_db(settings), settings, Console(quiet=True), 150, END, AS_OF, report)
+    as_of = day_start(utc_now().date())
+    outcome = run_demo(
+        open_db(settings), settings, Console(quiet=True), DEMO_CUSTOMERS, default_end(), as_of, report
+    )
     t12m = outcome.metrics["t12m"]
     assert t12m["nrr"] is not None
     # the sample company's services push makes the naive figure visibly higher than the honest one
@@ -104,5 +115,48 @@ def test_the_report_renders_in_chromium(tmp_path: Path) -> None:
     assert re.search(r'class="[^"]*\bhm\b', chart_div(dom, "chart-cohorts"))  # the heatmap layer
 
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+    phone, paper = phone_and_paper_screenshots(binary, report, artifacts)
     (ROOT / "docs").mkdir(exist_ok=True)
-    shutil.copyfile(shot, ROOT / "docs" / "report.png")
+    for made in (shot, phone, paper):
+        shutil.copyfile(made, ROOT / "docs" / made.name)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's header (IHDR)."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def phone_and_paper_screenshots(binary: str, report: Path, artifacts: Path) -> tuple[Path, Path]:
+    """The report on a 390 px phone and printed on A4, as screenshots; the print to PDF is on A4 paper."""
+    frame = report.with_name("phone.html")
+    frame.write_text(
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><style>body{margin:0;background:#cbd2d9}'
+        f"iframe{{display:block;width:{PHONE}px;height:4200px;border:0;margin:0 auto;background:#fff}}"
+        f'</style></head><body><iframe src="{report.name}"></iframe></body></html>',
+        encoding="utf-8",
+    )
+    phone = artifacts / "report-phone.png"
+    paper = artifacts / "report-print.png"
+    run_chromium(binary, "--window-size=500,4200", f"--screenshot={phone}", frame.as_uri())
+    run_chromium(
+        binary, f"--window-size={A4_WIDTH},3800", f"--screenshot={paper}", report.as_uri() + "#print"
+    )
+    assert png_size(phone) == (500, 4200) and phone.stat().st_size > 50_000
+    assert png_size(paper) == (A4_WIDTH, 3800) and paper.stat().st_size > 50_000
+    pdf = report.with_name("report.pdf")
+    run_chromium(binary, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", report.as_uri())
+    boxes = set(re.findall(rb"/MediaBox \[0 0 ([0-9.]+) ([0-9.]+)\]", pdf.read_bytes()))
+    assert boxes, "chromium printed no page"
+    for width, height in boxes:
+        assert (round(float(width)), round(float(height))) == A4_POINTS, "the report prints on A4"
+    return phone, paper
+
+
+def test_the_report_reads_on_a_phone_and_prints_on_a4() -> None:
+    """The style sheet's promises, read from the template: a layout under 640 px and an A4 print sheet."""
+    template = (ROOT / "worker" / "report" / "templates" / "report.html.j2").read_text(encoding="utf-8")
+    assert "@media (max-width: 640px)" in template and 'name="viewport"' in template
+    assert "@page { size: A4;" in template and 'media="print"' in template
+    assert template.count("data-label=") >= 8  # table cells say what they are when stacked on a phone

@@ -5,6 +5,7 @@ The command list is read from the Typer app itself, so a new command is covered 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,18 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_every_command_is_in_the_readme(path: tuple[str, ...]) -> None:
     """docs/interface.md: every addition is documented in the README's command reference."""
     assert f"retention {' '.join(path)}" in README.read_text()
+
+
+def test_version(cli: CliRunner) -> None:
+    from worker.cli.main import version
+
+    result = cli.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"retention {version()}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", version())
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if p and not _subcommands_of(p)], ids=" ".join)
+def test_flags_show_as_flags(cli: CliRunner, path: tuple[str, ...]) -> None:
+    """`--json`, not `--json <bool>`: a flag takes no value, and the help must not suggest one."""
+    text = cli.invoke(app, [*path, "--help"], terminal_width=120).stdout
+    assert "<bool>" not in text and "BOOLEAN" not in text

@@ -54,7 +54,7 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(
     connect(cli, "acme", sample_stripe.url, "--slack-webhook-url", slack.url)
     result = cli.invoke(app, ["nightly", "acme", "--as-of", "2026-11-01", "--json"])
     assert result.exit_code == 0, result.output
-    run = json.loads(result.stdout)["runs"][0]
+    run = json.loads(result.stdout)["accounts"][0]
     assert run["ok"] and run["account"] == "acme"
     assert list(run["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
     assert run["steps"]["sync"]["detail"]["stored"]["customers"] == 25
@@ -111,7 +111,7 @@ def test_enqueue_prints_one_task_per_account(
     connect(cli, "beta", sample_stripe.url)
     result = cli.invoke(app, ["nightly", "--enqueue", "--json"])
     assert result.exit_code == 0, result.output
-    tasks = json.loads(result.stdout)["tasks"]
+    tasks = json.loads(result.stdout)["accounts"]
     assert [t["account"] for t in tasks] == ["acme", "beta"]
     queued = [json.loads(raw)["headers"] for raw in redis.Redis.from_url(redis_url).lrange(QUEUE, 0, -1)]
     assert sorted(h["id"] for h in queued) == sorted(t["task_id"] for t in tasks)

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from worker.report.cohort_grid import cohort_grid
 from worker.report.render import ReportData, money, naive_gap, pct, render_report
@@ -213,3 +214,13 @@ def test_the_callout_says_which_way_one_time_fees_move_nrr() -> None:
     understating = render_report(data(metrics=metrics), plotly_js=STUB_JS)
     assert "Counting one-time fees would understate NRR" in understating
     assert "-4.0 percentage points" in understating
+
+
+def test_warnings_are_explained_in_words_where_no_tooltip_shows() -> None:
+    """On a phone or on paper a chip's tooltip is out of reach: the meaning of each kind is written out."""
+    from metrics.warnings import MEANINGS
+
+    html = render_report(data(), plotly_js=STUB_JS)
+    meanings = html[html.index('id="warning-meanings"') : html.index('<section id="at-risk">')]
+    assert "small cohort" in meanings and escape(MEANINGS["small_cohort"]) in meanings
+    assert escape(MEANINGS["expansion_hides_logo_churn"]) in html  # the headline warning's meaning

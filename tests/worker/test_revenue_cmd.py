@@ -122,3 +122,10 @@ def test_rebuild_command(cli: CliRunner) -> None:
         and "acme: 6 lines (1 one_time, 5 recurring); left out: 1 void invoice" in result.stdout
     )
     assert cli.invoke(app, ["rebuild", "nope"]).exit_code == 2
+
+
+def test_a_future_as_of_is_refused_in_one_line(cli: CliRunner) -> None:
+    for command in (["mrr"], ["metrics"], ["at-risk"], ["nightly"], ["explain", "cus_x"]):
+        result = cli.invoke(app, [*command, "--as-of", "2999-01-01"])
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.count("\n") == 1 and "in the future" in result.stderr

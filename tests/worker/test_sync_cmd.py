@@ -32,7 +32,7 @@ def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> No
         add_account(env_engine(), fake.url, name="acme")
         result = cli.invoke(app, ["sync", "acme"])
         assert result.exit_code == 0, result.output
-        assert "full sync" in result.stdout and "1 objects rejected" in result.stdout
+        assert "full sync" in result.stdout and "1 object rejected" in result.stdout
         payload = status_json(cli, "acme")
         again = cli.invoke(app, ["sync"])  # NAME left out: every account (here the only one)
         assert again.exit_code == 0 and "incremental sync" in again.stdout
@@ -92,4 +92,32 @@ def test_status_text_lists_rejected_objects(cli: CliRunner) -> None:
         assert cli.invoke(app, ["sync", "acme"]).exit_code == 0
     result = cli.invoke(app, ["status", "acme"])
     assert result.exit_code == 0
-    assert "rejected product prod_bad: field 'active' should be a boolean" in result.stdout
+    assert "1 object rejected" in result.stdout
+    assert "product prod_bad: field 'active' should be a boolean" in result.stdout
+
+
+def test_a_failed_incremental_sync_is_shown_as_incremental(cli: CliRunner) -> None:
+    """status must not call the failed run by the mode of the last good one ("(full) FAILED")."""
+    world = build_world(customers=3, months=1)
+    with FakeStripe(world) as fake:
+        add_account(env_engine(), fake.url, name="acme")
+        assert cli.invoke(app, ["sync", "acme"]).exit_code == 0  # full, ok
+        fake.inject(*[Fault(status=500, headers={"Stripe-Should-Retry": "false"}) for _ in range(10)])
+        failed = cli.invoke(app, ["sync", "acme"])
+    assert failed.exit_code == 1 and "incremental sync FAILED" in failed.stdout
+    entry = status_json(cli, "acme")["accounts"][0]
+    assert (entry["mode"], entry["last_sync_ok"]) == ("incremental", False)
+    text = cli.invoke(app, ["status", "acme"]).stdout
+    assert "last incremental sync" in text and "FAILED" in text and "full" not in text
+
+
+def test_sync_off_a_terminal_prints_plain_progress_lines_and_a_summary(cli: CliRunner) -> None:
+    world = build_world(customers=12, months=3)
+    with FakeStripe(world) as fake:
+        add_account(env_engine(), fake.url, name="acme")
+        result = cli.invoke(app, ["sync", "acme"])
+    assert result.exit_code == 0, result.output
+    assert "acme: invoices" in result.stderr and "(done)" in result.stderr
+    assert "\x1b[" not in result.stderr  # no bar, no cursor movement in a log
+    invoices = world_totals(world)["invoices"]
+    assert f"invoices {invoices:,}" in result.stdout and "requests to Stripe" in result.stdout

@@ -6,18 +6,21 @@ STRIPE_API_KEY or a hidden prompt. Output shows keys masked and webhook URLs not
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from integrations.stripe.client import DEFAULT_API_BASE
-from worker.account_views import accounts_payload, shown_database_url
-from worker.accounts import ConnectError, connect_account, disconnect_account, list_accounts
+from integrations.stripe.config import DEFAULT_API_BASE
 from worker.cli.common import open_db, print_json, refuse
-from worker.secrets import Secret
-from worker.settings import ConfigError, Settings, get_settings
+from worker.cli.tables import Column, console, ident, show_table
+
+if TYPE_CHECKING:
+    from worker.secrets import Secret
+    from worker.settings import Settings
+
+# SQLModel, the Stripe SDK and cryptography are imported inside the commands that use them, so that
+# `retention --help` and `retention accounts` start fast (README: start-up time).
 
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
@@ -34,6 +37,9 @@ def connect(
     rps: float | None = typer.Option(None, help="Stripe requests per second for this account; 0 = no limit."),
 ) -> None:
     """Connect a Stripe account: reads the key from STRIPE_API_KEY (else a hidden prompt) and proves it."""
+    from worker.accounts import ConnectError, connect_account
+    from worker.secrets import Secret
+
     settings = _settings()
     key = _read_key(settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else None)
     engine = open_db(settings)
@@ -53,6 +59,9 @@ def connect(
 
 def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List connected accounts (keys masked)."""
+    from worker.account_views import accounts_payload
+    from worker.accounts import list_accounts
+
     rows = list_accounts(open_db(_settings()))
     if as_json:
         print_json(accounts_payload(rows))
@@ -60,23 +69,28 @@ def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
     if not rows:
         typer.echo("No account is connected yet: run `retention connect NAME`.")
         return
-    table = Table("account", "stripe", "currency", "key", "api base", "slack", "rps")
-    for column in table.columns[:4]:
-        column.no_wrap = True
-    for a in rows:
-        who = " ".join(x for x in (a.display_name, a.stripe_account) if x) or "-"
-        slack = "own" if a.slack_webhook_encrypted else "default"
-        rps = "default" if a.rps is None else f"{a.rps:g}"
-        cells = (a.name, who, a.reporting_currency.upper(), a.key_mask, a.api_base, slack, rps)
-        table.add_row(*(Text(cell) for cell in cells))  # Text: a name like "Acme [beta]" is not rich markup
-    console = Console()
-    if not console.is_terminal:  # piped: no width to fit, so do not squeeze ids and keys into 80 columns
-        console = Console(width=200)
-    console.print(table)
+    columns = [ident(h) for h in ("account", "stripe")] + [Column("name")]
+    columns += [ident(h) for h in ("currency", "key", "api base", "slack", "rps")]
+    table = [
+        (
+            a.name,
+            a.stripe_account or "-",
+            a.display_name or "",
+            a.reporting_currency.upper(),
+            a.key_mask,
+            a.api_base,
+            "own" if a.slack_webhook_encrypted else "default",
+            "default" if a.rps is None else f"{a.rps:g}",
+        )
+        for a in rows
+    ]
+    show_table(console(), None, columns, table, split=False)
 
 
 def disconnect(name: str = typer.Argument(..., help="The account to remove.")) -> None:
     """Remove an account, its stored key and ALL its data (synced objects, ledger, metrics, alerts)."""
+    from worker.accounts import ConnectError, disconnect_account
+
     engine = open_db(_settings())
     try:
         disconnect_account(engine, name)
@@ -88,12 +102,16 @@ def disconnect(name: str = typer.Argument(..., help="The account to remove.")) -
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Upgrade the database to the newest schema (other commands also do this on their own)."""
+    from worker.account_views import shown_database_url
+
     settings = _settings()
     open_db(settings)
     typer.echo(f"Database {shown_database_url(settings)} is at the newest schema.")
 
 
 def _settings() -> Settings:
+    from worker.settings import ConfigError, get_settings
+
     try:
         return get_settings()
     except ConfigError as exc:
@@ -101,6 +119,8 @@ def _settings() -> Settings:
 
 
 def _read_key(from_env: str | None) -> Secret:
+    from worker.secrets import Secret
+
     if from_env:
         return Secret(from_env.strip())
     try:

@@ -2,6 +2,10 @@
 
 Exit status (docs/interface.md): 0 done, 1 the run failed (recorded on the account), 2 refused (one clear
 line on stderr, nothing stored).
+
+Every command module imports this one, and `retention --help` imports every command module, so nothing heavy
+(SQLAlchemy, SQLModel, Alembic, Celery, the Stripe SDK) is imported at the top here: each function imports
+what it needs when it runs (README: start-up time).
 """
 
 from __future__ import annotations
@@ -9,17 +13,18 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date, datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from metrics.calendar import day_start, utc_now
-from worker.accounts import find_accounts
-from worker.db import ensure_schema
-from worker.models import Account
-from worker.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+    from worker.models import Account
+    from worker.settings import Settings
 
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
@@ -33,6 +38,9 @@ def refuse(message: str) -> NoReturn:
 
 def open_db(settings: Settings | None = None) -> Engine:
     """The database, migrated to the newest schema."""
+    from worker.db import ensure_schema
+    from worker.settings import get_settings
+
     settings = settings or get_settings()
     try:
         return ensure_schema(settings.database_url)
@@ -43,6 +51,8 @@ def open_db(settings: Settings | None = None) -> Engine:
 def select_accounts(session: Session, name: str | None) -> list[Account]:
     """The named account, or every connected account when NAME is left out (docs/interface.md); refuses
     when there is none, so a command never runs over nothing."""
+    from worker.accounts import find_accounts
+
     accounts = find_accounts(session, name)
     if not accounts and name is None:
         refuse("no account is connected yet: run `retention connect NAME` first")
@@ -53,19 +63,50 @@ def select_accounts(session: Session, name: str | None) -> list[Account]:
 
 def load_accounts(engine: Engine, name: str | None) -> list[Account]:
     """`select_accounts` in a session of its own; the rows stay readable after it closes."""
+    from sqlmodel import Session
+
     with Session(engine, expire_on_commit=False) as session:
         return select_accounts(session, name)
 
 
 def parse_as_of(value: str | None) -> datetime:
-    """`YYYY-MM-DD` means 00:00 UTC that day; nothing means now."""
+    """`YYYY-MM-DD` means 00:00 UTC that day; nothing means now. A day after today is refused: there are no
+    figures for it yet, and a run "as of" it would record zeros as if they were real."""
     if value is None:
         return utc_now()
     try:
         day = date.fromisoformat(value)
     except ValueError:
         refuse(f"--as-of {value!r} is not a date: use YYYY-MM-DD")
+    today = utc_now().date()
+    if day > today:
+        refuse(f"--as-of {value} is in the future (today is {today} UTC): give today or an earlier date")
     return day_start(day)
+
+
+def history_warning(engine: Engine, account: Account, when: datetime) -> dict[str, str] | None:
+    """A `before_first_invoice` warning when `when` comes before the account's first recurring revenue, so
+    $0.00 is explained instead of looking like a real figure."""
+    from metrics.calendar import moment_ts, utc_day
+    from worker.mrr_queries import first_counted_start
+
+    with engine.connect() as conn:
+        first = first_counted_start(conn, account.id or 0)
+    # nothing counted at all (no sync yet, or every line waits for a rate) is said by other warnings
+    if first is None or moment_ts(when) >= first:
+        return None
+    message = (
+        f"{account.name}: {when.date().isoformat()} is before the first invoiced subscription period "
+        f"({utc_day(first).isoformat()}): there is no revenue to measure yet, so the figures are zero"
+    )
+    return {"code": "before_first_invoice", "message": message}
+
+
+def add_history_warning(engine: Engine, account: Account, when: datetime, payload: dict[str, Any]) -> None:
+    """Adds the `before_first_invoice` warning to a payload's `warnings` when it applies."""
+    found = history_warning(engine, account, when)
+    if found:
+        payload["warnings"] = [found, *payload.get("warnings", [])]
 
 
 def print_json(payload: Any) -> None:

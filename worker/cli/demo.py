@@ -13,27 +13,28 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
-from sqlmodel import Session
 
 from metrics.calendar import day_start, utc_now
-from worker.accounts import ConnectError
-from worker.cli.common import EXIT_FAILED, open_db, parse_as_of, refuse, select_accounts
-from worker.report.loader import write_report
-from worker.report.render import money, pct
-from worker.settings import get_settings
+from metrics.money import fmt_major
+from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, refuse
+
+# The report (plotly, jinja2), the sample company and the local server are imported inside the commands that
+# use them, so other commands do not pay for them at start-up (README: start-up time).
 
 DEMO_CUSTOMERS = 300
 DIGEST_PREVIEW_LINES = 16
 
 
 def summary_panel(metrics: dict[str, Any], at_risk_payload: dict[str, Any]) -> Panel:
-    """The board summary as the terminal shows it."""
+    """The board summary as the terminal shows it (percentages written as the report writes them)."""
+    from worker.report.render import pct
+
     currency = metrics["currency"]
     t12m, monthly = metrics["t12m"], metrics["monthly"]
     table = Table.grid(padding=(0, 3))
     table.add_column(style="bold")
     table.add_column(justify="right")
-    table.add_row("MRR", money(metrics["mrr"], currency))
+    table.add_row("MRR", fmt_major(metrics["mrr"], currency))
     table.add_row("NRR (T12M, recurring only)", pct(t12m["nrr"]))
     table.add_row("NRR if one-time fees were counted", f"[dim]{pct(t12m['nrr_including_one_time'])}[/dim]")
     table.add_row("GRR (T12M)", pct(t12m["grr"]))
@@ -73,6 +74,9 @@ def demo(
     ),
 ) -> None:
     """The whole product on a built-in sample company: no network, no services, well under a minute."""
+    from worker.accounts import ConnectError
+    from worker.settings import get_settings
+
     console = Console()
     settings = get_settings()
     engine = open_db(settings)
@@ -95,14 +99,17 @@ def demo(
 
 def report(
     name: str | None = typer.Argument(None, help="Account (default: every connected account)."),
-    as_of: str | None = typer.Option(None, help="YYYY-MM-DD, 00:00 UTC that day (default: now)."),
+    as_of: str | None = typer.Option(
+        None, metavar="DATE", help="YYYY-MM-DD, 00:00 UTC that day (default: now)."
+    ),
     out: Path = typer.Option(..., help="The HTML file to write (one self-contained file)."),
 ) -> None:
     """Write the HTML report: board summary, charts, cohorts, segments and at-risk accounts."""
+    from worker.report.loader import write_report
+
     moment = parse_as_of(as_of)
     engine = open_db()
-    with Session(engine) as session:
-        accounts = select_accounts(session, name)
+    accounts = load_accounts(engine, name)
     for account in accounts:
         target = out if len(accounts) == 1 else out.with_name(f"{out.stem}-{account.name}{out.suffix}")
         write_report(engine, account, moment, target)

@@ -2,102 +2,86 @@
 
 The JSON is the payload of worker.metrics_run.compute_metrics, exactly as docs/interface.md shapes it (one
 account: the payload; several: `{"accounts": [payload, ...]}`, as the other revenue commands do). The terminal
-form is a table with every warning printed under the figure it belongs to, so a caveat is never separated
-from its number. Running the command stores the run like the nightly job does.
+form is a table (worker/cli/tables.py: it fits 80 columns) with the warnings grouped by kind under the
+figures they belong to, so a caveat is never separated from its number. Running the command stores the
+run like the nightly job does.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from metrics.summary import pct
-from worker.cli.common import load_accounts, open_db, parse_as_of, print_payloads, refuse
-from worker.metrics_run import metrics_of_accounts, size_bands
-from worker.models import Account
+from worker.cli.common import add_history_warning, load_accounts, open_db, parse_as_of, print_payloads, refuse
+from worker.cli.tables import Amount, Cell, Column, console, figure, show_lines, show_table
+from worker.cli.wording import LEGEND, show_warnings
+
+COLUMNS = (
+    Column(""),
+    figure("start"),
+    figure("expand"),
+    figure("contract"),
+    figure("churn"),
+    figure("end"),
+    figure("NRR"),
+    figure("GRR"),
+    figure("logos"),
+    figure("kept"),
+    figure("NRR+fees"),
+)
 
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else pct(value)
 
 
-def _money(value: float) -> str:
-    """Whole major units in the tables (the currency is in the title; --json has the cents)."""
-    return f"{value:,.0f}"
-
-
-def _row(table: Table, name: str, w: dict[str, Any]) -> None:
-    table.add_row(
+def _row(name: str, w: dict[str, Any], currency: str) -> list[Cell]:
+    return [
         name,
-        _money(w["start"]),
-        _money(w["expansion"]),
-        _money(w["contraction"]),
-        _money(w["churn"]),
-        _money(w["end"]),
+        *(Amount(w[k], currency) for k in ("start", "expansion", "contraction", "churn", "end")),
         _ratio(w["nrr"]),
         _ratio(w["grr"]),
         _ratio(w["logo_retention"]),
         f"{w['retained']}/{w['customers']}",
         _ratio(w["nrr_including_one_time"]),
-    )
+    ]
 
 
-def _table(title: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in (
-        "",
-        "start",
-        "expand",
-        "contract",
-        "churn",
-        "end",
-        "NRR",
-        "GRR",
-        "logos",
-        "kept",
-        "NRR+fees",
-    ):
-        table.add_column(column, justify="left" if not column else "right", no_wrap=True)
-    return table
-
-
-def render(account: Account, payload: dict[str, Any]) -> None:
-    """The terminal form: headline, summary, segments, each followed by its warnings.
-
-    Eleven columns do not fit 80 characters: output that is not a terminal (a pipe, a file, a log) gets 120.
-    """
-    console = Console(width=None if sys.stdout.isatty() else 120)
+def render(
+    account_name: str, payload: dict[str, Any], verbose: bool = False, out: Console | None = None
+) -> None:
+    """The terminal form: headline, what the columns mean, summary, segments, each followed by its warnings
+    grouped by kind (`verbose`: every warning)."""
+    out = out or console()
     currency = payload["currency"]
-    console.print(
-        f"[bold]{account.name}[/bold] as of {payload['as_of']}: MRR "
-        f"{_money(payload['mrr'])} {currency.upper()}"
+    cur = currency.upper()
+    mrr = Amount(payload["mrr"], currency).text(whole=False)
+    show_lines(out, [f"{account_name} as of {payload['as_of'][:10]}: MRR {mrr}"])
+    rows = [_row("T12M", payload["t12m"], currency), _row("monthly", payload["monthly"], currency)]
+    show_table(out, f"Retention of the customers paying at the window's start ({cur} a month)", COLUMNS, rows)
+    show_lines(
+        out,
+        [
+            f"Monthly NRR {_ratio(payload['monthly']['nrr'])} a month is "
+            f"{_ratio(payload['monthly']['nrr_annualized'])} annualized (compounded over 12 months).",
+            *(f"{key}: {meaning}." for key, meaning in LEGEND),
+        ],
     )
-    head = _table(f"Retention of the customers paying at the window's start ({currency.upper()} a month)")
-    _row(head, "T12M", payload["t12m"])
-    _row(head, "monthly", payload["monthly"])
-    console.print(head)
-    console.print(
-        f"Monthly NRR {_ratio(payload['monthly']['nrr'])} a month is "
-        f"{_ratio(payload['monthly']['nrr_annualized'])} annualized (compounded over 12 months)."
-    )
-    for w in payload["warnings"]:
-        console.print(f"[yellow]warning[/yellow] {w['code']}: {w['message']}", highlight=False)
-    console.print(payload["summary"]["sentence"])
-    console.print(payload["summary"]["scenario"]["sentence"])
+    show_warnings(out, payload["warnings"], verbose)
+    show_lines(out, [payload["summary"]["sentence"], payload["summary"]["scenario"]["sentence"]])
     for kind, title in (("plan", "plan at t0"), ("size", "size band at t0"), ("cohort", "signup month")):
-        table = _table(f"T12M by {title} ({currency.upper()} a month)")
-        notes = []
-        for name, w in payload["segments"][kind].items():
-            _row(table, name, w)
-            notes.extend(w["warnings"])
-        console.print(table)
-        for w in notes:
-            console.print(f"  [yellow]warning[/yellow] {w['code']}: {w['message']}", highlight=False)
+        segments = payload["segments"][kind]
+        out.print()
+        show_table(
+            out,
+            f"T12M by {title} ({cur} a month)",
+            COLUMNS,
+            [_row(name, w, currency) for name, w in segments.items()],
+        )
+        show_warnings(out, [w for seg in segments.values() for w in seg["warnings"]], verbose, indent=2)
 
 
 def register(app: typer.Typer) -> None:
@@ -106,8 +90,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def metrics(
         name: str | None = typer.Argument(None, help="Account name (default: every connected account)."),
-        as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: today)."),
+        as_of: str | None = typer.Option(
+            None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: today)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the JSON payload (docs/interface.md)."),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="List every warning, not one per kind."),
         bands: str | None = typer.Option(
             None,
             "--size-bands",
@@ -116,6 +103,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Cohort NRR, GRR and logo retention (trailing 12 months, last month), by segment, with warnings."""
+        from worker.metrics_run import metrics_of_accounts, size_bands  # heavy: loaded only when used
+
         when = parse_as_of(as_of)
         try:
             edges = size_bands(bands)
@@ -124,8 +113,10 @@ def register(app: typer.Typer) -> None:
         engine = open_db()
         accounts = load_accounts(engine, name)
         payloads = metrics_of_accounts(engine, accounts, when, edges)
+        for account, payload in zip(accounts, payloads, strict=True):
+            add_history_warning(engine, account, when, payload)
         if as_json:
             print_payloads(payloads)
             return
         for account, payload in zip(accounts, payloads, strict=True):
-            render(account, payload)
+            render(account.name, payload, verbose)

@@ -7,14 +7,17 @@ configured (the embedded SQLite by default), with no Redis: the per-account lock
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from worker.celery_app import app as celery_app
-from worker.celery_app import broker_problem, enqueue_accounts
 from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_json, refuse
 from worker.logging import configure_logging
-from worker.nightly import NightlyResult, run_here, runs_json
-from worker.settings import get_settings
+
+if TYPE_CHECKING:
+    from worker.nightly import NightlyResult
+
+# Celery and the nightly chain are imported inside the commands that use them (start-up time: README).
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -33,6 +36,8 @@ def worker(
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
     _check_broker()
+    from worker.celery_app import app as celery_app
+
     celery_app.worker_main(argv + list(ctx.args))
 
 
@@ -43,16 +48,24 @@ def beat(
     """Start the scheduler (one active at a time: start several, the others wait on a Redis lock)."""
     configure_logging(loglevel)
     _check_broker()
+    from worker.celery_app import app as celery_app
+
     celery_app.start(["beat", f"--loglevel={loglevel}", *ctx.args])
 
 
 def nightly(
     name: str | None = typer.Argument(None, help="Account name; default: every connected account."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Queue one task per account for the workers"),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD (00:00 UTC); default now."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD (00:00 UTC); default now."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Run the nightly job: sync -> rebuild -> metrics -> at-risk -> Slack, for one account or all."""
+    from worker.celery_app import enqueue_accounts
+    from worker.nightly import run_here, runs_json
+    from worker.settings import get_settings
+
     settings = get_settings()
     when = parse_as_of(as_of) if as_of else None
     engine = open_db(settings)
@@ -64,7 +77,7 @@ def nightly(
         except Exception as exc:
             refuse(f"cannot queue the job ({type(exc).__name__}): is the broker at RETENTION_BROKER_URL up?")
         if as_json:
-            print_json({"tasks": tasks})
+            print_json({"accounts": tasks})  # the envelope of every multi-account command
         else:
             for task in tasks:
                 typer.echo(f"{task['account']}: queued as task {task['task_id']}")
@@ -91,6 +104,9 @@ def describe(result: NightlyResult) -> str:
 
 
 def _check_broker() -> None:
+    from worker.celery_app import broker_problem
+    from worker.settings import get_settings
+
     problem = broker_problem(get_settings().retention_broker_url)
     if problem:
         refuse(problem)

@@ -11,90 +11,75 @@ payloads and prints them: as JSON, or as tables built from that same JSON so the
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from metrics.money import exponent, fmt
 from metrics.movements import BUCKETS
-from metrics.rates import RatesError
-from worker.accounts import list_accounts
 from worker.cli.common import (
+    add_history_warning,
     load_accounts,
     open_db,
     parse_as_of,
     print_payloads,
     refuse,
 )
-from worker.mrr_queries import import_rates
-from worker.rebuild import describe, rebuild_account
-from worker.revenue import accounts_with_customer, explain_payload, movements_payload, mrr_payload
-
-console = Console(soft_wrap=True)
+from worker.cli.tables import Amount, Column, console, figure, ident, plural, show_lines, show_table
+from worker.cli.wording import show_warnings
 
 NAME_ARG = typer.Argument(None, help="Account name (default: every account).")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="List every warning, not one per kind.")
 
 
-def _minor(major: float, currency: str) -> int:
-    """Back from a JSON figure to minor units for terminal tables (exact: at most 2 decimals)."""
-    return int((Decimal(str(major)) * (10 ** exponent(currency))).to_integral_value())
-
-
-def _money(major: float, currency: str) -> str:
-    return fmt(_minor(major, currency), currency)
-
-
-def _warn(warnings: list[dict[str, str]]) -> None:
-    for w in warnings:
-        console.print(f"[yellow]warning ({w['code']}):[/yellow] {w['message']}")
-
-
-def _print_mrr(account_name: str, p: dict[str, Any]) -> None:
-    cur = p["currency"]
-    table = Table(title=f"{account_name}: MRR {_money(p['mrr'], cur)} at {p['as_of'][:10]}")
-    for col in ("customer", "name", "plan", "MRR"):
-        table.add_column(col, justify="right" if col == "MRR" else "left")
-    for c in p["customers"]:
-        table.add_row(c["id"], c["name"] or "", c["plan"] or "", _money(c["mrr"], cur))
-    console.print(table)
-    _warn(p.get("warnings", []))
+def _print_mrr(account_name: str, p: dict[str, Any], verbose: bool) -> None:
+    out, cur = console(), p["currency"]
+    title = f"{account_name}: MRR {Amount(p['mrr'], cur).text(False)} at {p['as_of'][:10]}"
+    columns = (ident("customer"), Column("name"), Column("plan"), figure("MRR"))
+    rows = [(c["id"], c["name"] or "", c["plan"] or "", Amount(c["mrr"], cur)) for c in p["customers"]]
+    show_table(out, title, columns, rows, split=False)
+    show_warnings(out, p.get("warnings", []), verbose)
 
 
 def mrr_cmd(
     name: str | None = NAME_ARG,
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
     json_out: bool = JSON_OPT,
+    verbose: bool = VERBOSE_OPT,
 ) -> None:
     """MRR per customer at an instant (docs/mrr.md)."""
+    from worker.revenue import mrr_payload  # heavy: loaded only when used
+
+    when = parse_as_of(as_of)  # bad input is refused before the database is touched
     engine = open_db()
-    when = parse_as_of(as_of)
     accounts = load_accounts(engine, name)
     payloads = [mrr_payload(engine, a, when) for a in accounts]
+    for a, p in zip(accounts, payloads, strict=True):
+        add_history_warning(engine, a, when, p)
     if json_out:
         print_payloads(payloads)
         return
     for a, p in zip(accounts, payloads, strict=True):
-        _print_mrr(a.name, p)
+        _print_mrr(a.name, p, verbose)
 
 
-def _print_movements(account_name: str, p: dict[str, Any]) -> None:
-    cur = p["currency"]
-    table = Table(title=f"{account_name}: MRR movements ({cur.upper()})")
-    for col in ("month", *BUCKETS, "mrr"):
-        table.add_column(col, justify="left" if col == "month" else "right")
-    for m in p["months"]:
-        table.add_row(m["month"], *(_money(m[k], cur) for k in (*BUCKETS, "mrr")))
-    console.print(table)
-    _warn(p.get("warnings", []))
+def _print_movements(account_name: str, p: dict[str, Any], verbose: bool) -> None:
+    out, cur = console(), p["currency"]
+    columns = (ident("month"), *(figure(k) for k in (*BUCKETS, "mrr")))
+    rows = [(m["month"], *(Amount(m[k], cur) for k in (*BUCKETS, "mrr"))) for m in p["months"]]
+    show_table(out, f"{account_name}: MRR movements ({cur.upper()} a month)", columns, rows)
+    show_warnings(out, p.get("warnings", []), verbose)
 
 
-def movements_cmd(name: str | None = NAME_ARG, json_out: bool = JSON_OPT) -> None:
+def movements_cmd(
+    name: str | None = NAME_ARG, json_out: bool = JSON_OPT, verbose: bool = VERBOSE_OPT
+) -> None:
     """MRR movements month by month: new, expansion, contraction, churn, reactivation."""
+    from worker.revenue import movements_payload  # heavy: loaded only when used
+
     engine = open_db()
     accounts = load_accounts(engine, name)
     payloads = [movements_payload(engine, a) for a in accounts]
@@ -102,41 +87,59 @@ def movements_cmd(name: str | None = NAME_ARG, json_out: bool = JSON_OPT) -> Non
         print_payloads(payloads)
         return
     for a, p in zip(accounts, payloads, strict=True):
-        _print_movements(a.name, p)
+        _print_movements(a.name, p, verbose)
 
 
-def _print_explain(p: dict[str, Any]) -> None:
-    cur = p["currency"]
-    console.print(
-        f"{p['customer_id']} ({p['name'] or 'no name'}), account {p['account']}: MRR "
-        f"{_money(p['mrr'], cur)} at {p['as_of'][:10]}"
+def _print_explain(p: dict[str, Any], verbose: bool) -> None:
+    out, cur = console(), p["currency"]
+    show_lines(
+        out,
+        [
+            f"{p['customer_id']} ({p['name'] or 'no name'}), account {p['account']}: MRR "
+            f"{Amount(p['mrr'], cur).text(False)} at {p['as_of'][:10]}"
+        ],
     )
-    for title, rows in (("counted in MRR", p["lines"]), ("left out", p["left_out"])):
-        table = Table(title=title)
-        for col in ("line", "invoice", "class", "reason", "period", "monthly", "left out"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(
-                r["line_id"],
-                r["invoice_id"],
-                r["class"],
-                r["reason"],
-                f"{r['period_start']} .. {r['period_end']}",
-                _money(r["monthly_amount"], r["currency"]),
-                r.get("left_out", ""),
-            )
-        console.print(table)
-    _warn(p.get("warnings", []))
+    period = lambda r: f"{r['period_start']} .. {r['period_end']}"  # noqa: E731
+    counted = [
+        (r["line_id"], r["invoice_id"], r["reason"], period(r), Amount(r["monthly_amount"], r["currency"]))
+        for r in p["lines"]
+    ]
+    columns = (ident("line"), ident("invoice"), Column("why it counts"), ident("period"), figure("monthly"))
+    out.print()
+    show_table(out, f"Counted in MRR ({plural(len(counted), 'line')})", columns, counted, split=False)
+    left = [
+        (
+            r["line_id"],
+            r["invoice_id"],
+            r.get("why", r["left_out"]),
+            period(r),
+            Amount(r["net_amount"], r["currency"]),
+        )
+        for r in p["left_out"]
+    ]
+    columns = (
+        ident("line"),
+        ident("invoice"),
+        Column("why it is left out"),
+        ident("period"),
+        figure("amount"),
+    )
+    out.print()
+    show_table(out, f"Left out ({plural(len(left), 'line')})", columns, left, split=False)
+    show_warnings(out, p.get("warnings", []), verbose)
 
 
 def explain_cmd(
     customer_id: str = typer.Argument(..., help="Stripe customer id (cus_...)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC."),
+    as_of: str | None = typer.Option(None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC."),
     json_out: bool = JSON_OPT,
+    verbose: bool = VERBOSE_OPT,
 ) -> None:
     """Every line behind one customer's MRR, and the lines left out, with the reason for each."""
+    from worker.revenue import accounts_with_customer, explain_payload  # heavy: loaded only when used
+
+    when = parse_as_of(as_of)  # bad input is refused before the database is touched
     engine = open_db()
-    when = parse_as_of(as_of)
     accounts = accounts_with_customer(engine, load_accounts(engine, None), customer_id)
     if not accounts:
         refuse(f"no customer {customer_id!r} in any connected account: check the id or run `retention sync`")
@@ -145,21 +148,28 @@ def explain_cmd(
         print_payloads(payloads)
         return
     for p in payloads:
-        _print_explain(p)
+        _print_explain(p, verbose)
 
 
 def rebuild_cmd(name: str | None = NAME_ARG) -> None:
     """Recompute classification and snapshots from stored objects (no Stripe calls)."""
-    engine = open_db()
+    from worker.rebuild import describe, rebuild_account  # heavy: loaded only when used
+
+    out, engine = console(), open_db()
     for a in load_accounts(engine, name):
         result = rebuild_account(engine, a)
-        console.print(describe(result))
+        out.print(describe(result))
         for problem in result.problems:
-            console.print(f"[yellow]{problem}[/yellow]")
+            out.print(problem, style="yellow")
 
 
 def rates_import_cmd(file: Path = typer.Argument(..., help="CSV with columns date,currency,rate.")) -> None:
     """Import exchange rates (1 unit of currency = rate in reporting currency, from that date)."""
+    from metrics.rates import RatesError
+    from worker.accounts import list_accounts
+    from worker.mrr_queries import import_rates
+    from worker.rebuild import describe, rebuild_account
+
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -169,9 +179,10 @@ def rates_import_cmd(file: Path = typer.Argument(..., help="CSV with columns dat
         count = import_rates(engine, text)
     except RatesError as exc:
         refuse(f"{file}: {exc}; nothing was imported")
-    console.print(f"imported {count} rates")
+    out = console()
+    out.print(f"imported {plural(count, 'rate')}")
     for a in list_accounts(engine):  # every figure in a reporting currency may have changed
-        console.print(describe(rebuild_account(engine, a)))
+        out.print(describe(rebuild_account(engine, a)))
 
 
 def register(app: typer.Typer) -> None:

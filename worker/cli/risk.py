@@ -7,80 +7,118 @@ payload names its account); with one account it is the payload.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from worker.alerts import AlertResult, alert_accounts, missing_webhook
-from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_payloads, refuse
-from worker.models import Account
-from worker.payloads import PayloadFn, named_payloads
-from worker.risk import at_risk, churned
-from worker.settings import get_settings
+from metrics.money import fmt_major
+from worker.cli.common import (
+    EXIT_FAILED,
+    add_history_warning,
+    load_accounts,
+    open_db,
+    parse_as_of,
+    print_json,
+    print_payloads,
+    refuse,
+)
+from worker.cli.slack_text import message_lines
+from worker.cli.tables import console, plural, show_lines
+from worker.cli.wording import show_warnings
+
+if TYPE_CHECKING:
+    from worker.alerts import AlertResult
+    from worker.models import Account
+
+# The risk screen, the alerts and SQLModel are imported inside the commands (start-up time: README).
 
 
 def _echo_customers(
-    heading: str, rows: list[dict[str, Any]], line: Callable[[dict[str, Any]], str], link: bool
+    heading: str,
+    rows: list[dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+    link: bool,
+    warnings: list[dict[str, str]],
 ) -> None:
     """The heading, then per customer a numbered line with its signals indented below it.
 
-    Plain lines read well in a terminal, a log and an email alike.
+    Plain lines read well in a terminal, a log and an email alike; they wrap at spaces to the width
+    (worker/cli/tables.py), so an id, an amount or a link is never cut.
     """
-    typer.echo(heading)
+    out = console()
+    show_lines(out, heading.splitlines())
+    show_warnings(out, warnings, verbose=False)
     for n, row in enumerate(rows, start=1):
-        typer.echo(f"{n}. {row['name']} ({row['customer_id']}): {line(row)}")
-        for signal in row["signals"]:
-            typer.echo(f"   {signal['code']}: {signal['detail']}")
+        show_lines(out, [f"{n}. {row['name']} ({row['customer_id']}): {line(row)}"], hang=3)
+        show_lines(
+            out, [f"{signal['code']}: {signal['detail']}" for signal in row["signals"]], indent=3, hang=5
+        )
         if link:
-            typer.echo(f"   {row['dashboard_url']}")
+            show_lines(out, [row["dashboard_url"]], indent=3)
 
 
 def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
-    rows, cur = payload["accounts"], payload["currency"].upper()
+    rows, cur = payload["accounts"], payload["currency"]
 
     def line(row: dict[str, Any]) -> str:
         renewal = f", renews {row['renewal_date']}" if row["renewal_date"] else ""
-        return f"{row['mrr']:,.2f} {cur} MRR at risk, score {row['score']:,.2f}{renewal}"
+        return f"{fmt_major(row['mrr'], cur)} MRR at risk, score {row['score']:,.2f}{renewal}"
 
+    at_risk = fmt_major(payload["mrr_at_risk"], cur)
     heading = (
-        f"{account.name}: {len(rows)} account(s) at risk, {payload['mrr_at_risk']:,.2f} {cur} MRR at "
-        f"risk as of {payload['as_of']}"
+        f"{account.name}: {plural(len(rows), 'account')} at risk, {at_risk} MRR at risk "
+        f"as of {payload['as_of']}"
     )
-    _echo_customers(heading, rows, line, link=True)
+    if rows:  # the score is not a figure a founder knows: say what it is once, under the heading
+        heading += (
+            "\n(score: the MRR at risk weighted by how strongly its signals foretell churn, at most the MRR; "
+            "highest first)"
+        )
+    _echo_customers(heading, rows, line, True, payload.get("warnings", []))
 
 
 def _show_churned(account: Account, payload: dict[str, Any]) -> None:
-    rows, cur = payload["accounts"], payload["currency"].upper()
+    rows, cur = payload["accounts"], payload["currency"]
 
     def line(row: dict[str, Any]) -> str:
         first = (
-            f"first signal {row['first_signal_on']}, {row['days_before']} days before"
+            f"first signal {row['first_signal_on']}, {plural(row['days_before'], 'day')} before"
             if row["first_signal_on"]
             else "no signal before churning"
         )
-        return f"{row['mrr']:,.2f} {cur} MRR lost on {row['churned_on']}; {first}"
+        return f"{fmt_major(row['mrr'], cur)} MRR lost on {row['churned_on']}; {first}"
 
-    heading = (
-        f"{account.name}: the {len(rows)} largest churned account(s) of the last "
-        f"{payload['window_months']} months (as of {payload['as_of']})"
-    )
-    _echo_customers(heading, rows, line, link=False)
+    months, as_of = payload["window_months"], payload["as_of"]
+    if not rows:
+        heading = f"{account.name}: no account churned in the last {months} months (as of {as_of})"
+    elif len(rows) == 1:
+        heading = f"{account.name}: the one account that churned in the last {months} months (as of {as_of})"
+    else:
+        heading = (
+            f"{account.name}: the {len(rows)} largest churned accounts of the last {months} months "
+            f"(as of {as_of})"
+        )
+    _echo_customers(heading, rows, line, False, payload.get("warnings", []))
 
 
 def _print_each(
     name: str | None,
     as_of: str | None,
     as_json: bool,
-    build: PayloadFn,
+    build: str,
     show: Callable[[Account, dict[str, Any]], None],
 ) -> None:
-    """Each account's payload: shown as soon as it is ready, or printed together as JSON at the end."""
+    """Each account's payload (`build`: the name of its function in worker/risk.py): shown as soon as it is
+    ready, or printed together as JSON at the end."""
+    from worker import risk
+    from worker.payloads import named_payloads
+
     moment = parse_as_of(as_of)
     engine = open_db()
     payloads = []
-    for account, payload in named_payloads(engine, load_accounts(engine, name), moment, build):
+    for account, payload in named_payloads(engine, load_accounts(engine, name), moment, getattr(risk, build)):
+        add_history_warning(engine, account, moment, payload)
         payloads.append(payload)
         if not as_json:
             show(account, payload)
@@ -90,36 +128,71 @@ def _print_each(
 
 def at_risk_cmd(
     name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Paying customers showing a risk signal, largest MRR at risk first."""
-    _print_each(name, as_of, as_json, at_risk, _show_at_risk)
+    _print_each(name, as_of, as_json, "at_risk", _show_at_risk)
 
 
 def _report(result: AlertResult, dry_run: bool) -> None:
+    """A dry run shows the digest as a person reads it in Slack (plain text, wrapped to the width); a real
+    run says what was sent."""
     if dry_run:
-        typer.echo(result.text or "")
-        if result.payloads:
-            typer.echo("\nBlock Kit payload(s), not sent:")
-            typer.echo(json.dumps(result.payloads, indent=2))
+        out = console()
+        if not result.payloads:  # nothing new: the result's text says so
+            show_lines(out, [result.text or f"{result.account}: nothing to post"])
+            return
+        show_lines(out, [f"{result.account}: the digest this run would post (dry run, nothing sent):", ""])
+        for line in message_lines(result.payloads):
+            if line:
+                show_lines(out, [line], indent=2, hang=4)
+            else:
+                out.print()
         return
     if result.error:
         typer.echo(f"error: {result.error}", err=True)
     elif result.skipped:
         typer.echo(f"note: {result.skipped}", err=True)
     typer.echo(
-        f"{result.account}: {result.at_risk} at risk; {result.sent} alert(s) sent in "
-        f"{result.messages} message(s), {result.pending} pending"
+        f"{result.account}: {result.at_risk} at risk; {plural(result.sent, 'alert')} sent in "
+        f"{plural(result.messages, 'message')}, {result.pending} pending"
     )
+
+
+def _as_json(result: AlertResult, dry_run: bool) -> dict[str, Any]:
+    """One account's alert run for `--json`: what was sent, or with `--dry-run` the Slack payloads."""
+    entry: dict[str, Any] = {
+        "account": result.account,
+        "at_risk": result.at_risk,
+        "sent": result.sent,
+        "messages": result.messages,
+        "pending": result.pending,
+        "error": result.error,
+        "skipped": result.skipped,
+    }
+    if dry_run:
+        entry["text"] = result.text
+        entry["payloads"] = result.payloads
+    return entry
 
 
 def alert_cmd(
     name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the Slack message instead of sending it."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON (with --dry-run: the Slack payloads that would be posted)."
+    ),
 ) -> None:
     """Post the at-risk digest to Slack: new or changed signals and recoveries, never the same alert twice."""
+    from worker.alerts import alert_accounts, missing_webhook
+    from worker.settings import get_settings
+
     moment = parse_as_of(as_of)
     settings = get_settings()
     engine = open_db(settings)
@@ -128,10 +201,15 @@ def alert_cmd(
         missing = missing_webhook(settings, accounts[0])
         if missing:
             refuse(missing)
-    failed = False
+    failed, entries = False, []
     for result in alert_accounts(engine, settings, accounts, moment, dry_run=dry_run):
-        _report(result, dry_run)
+        if as_json:
+            entries.append(_as_json(result, dry_run))
+        else:
+            _report(result, dry_run)
         failed = failed or result.error is not None
+    if as_json:
+        print_json({"accounts": entries})
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -139,10 +217,12 @@ def alert_cmd(
 def churned_cmd(
     name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    as_of: str | None = typer.Option(None, "--as-of", help="YYYY-MM-DD, 00:00 UTC (default: now)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
 ) -> None:
     """Churn post-mortem: the 5 largest churned accounts of 6 months and when their first signal appeared."""
-    _print_each(name, as_of, as_json, churned, _show_churned)
+    _print_each(name, as_of, as_json, "churned", _show_churned)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,68 +6,57 @@ from worker/status.py; this module parses arguments and prints."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
-from sqlmodel import Session
 
-from worker.cli.common import EXIT_FAILED, open_db, print_json, select_accounts
-from worker.settings import get_settings
-from worker.status import account_status
-from worker.syncing import SyncResult, run_sync
+from worker.cli.common import EXIT_FAILED, load_accounts, open_db, print_json
+from worker.cli.sync_progress import SyncProgress
+from worker.cli.tables import console, plural, show_items, show_lines
+
+if TYPE_CHECKING:
+    from worker.syncing import SyncResult
 
 
-def _summary(result: SyncResult) -> str:
+def _summary(out: Console, result: SyncResult) -> None:
+    """What the run did, in a few lines that wrap between items (never inside a count)."""
     if not result.ok:
-        return f"{result.account}: sync FAILED after {result.requests} requests: {result.error}"
-    stored = ", ".join(f"{n} {k}" for k, n in sorted(result.stored.items()) if n)
-    text = (
-        f"{result.account}: {result.mode} sync done in {result.seconds:.1f}s, {result.requests} requests"
-        f" ({result.note}); stored {stored or 'nothing new'}"
-    )
+        mode = f"{result.mode} sync" if result.mode else "sync"
+        failure = f"{mode} FAILED after {plural(result.requests, 'request')}: {result.error}"
+        show_lines(out, [f"{result.account}: {failure}"])
+        return
+    show_lines(out, [f"{result.account}: {result.mode} sync done in {result.seconds:.1f} s ({result.note})"])
+    stored = [f"{k.replace('_', ' ')} {n:,}" for k, n in sorted(result.stored.items()) if n]
+    show_items(out, [f"stored {stored[0]}", *stored[1:]] if stored else ["nothing new to store"])
+    extra = [f"{plural(result.requests, 'request')} to Stripe"]
     if result.rejected:
-        text += f"; {len(result.rejected)} objects rejected (see `retention status`)"
-    return text
+        extra.append(
+            f"{plural(len(result.rejected), 'object')} rejected and skipped (see `retention status`)"
+        )
+    show_items(out, extra, sep="; ")
 
 
 def sync(
     name: str | None = typer.Argument(None, help="Account name; every account when left out."),
     full: bool = typer.Option(False, "--full", help="Re-read everything instead of changes since last time."),
 ) -> None:
-    """Copy the account's Stripe data (full the first time, then only changes) and print a summary."""
+    """Copy the account's Stripe data (full the first time, then only changes) and print a summary.
+
+    On a terminal a bar per list shows the counts, and for invoices the share read and the time left; off a
+    terminal a plain line per list read and per tenth of the invoices goes to stderr."""
+    from worker.settings import get_settings
+    from worker.syncing import run_sync
+
     settings = get_settings()
     engine = open_db(settings)
-    with Session(engine) as session:
-        accounts = select_accounts(session, name)
-    console = Console(stderr=True)
+    accounts = load_accounts(engine, name)
+    progress_out, out = console(stderr=True), console()
     failed = False
     for account in accounts:
-        if console.is_terminal:
-            with Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
-            ) as bar:
-                task = bar.add_task(f"{account.name}: starting", total=None)
-                seen: dict[str, int] = {}
-
-                def show(
-                    list_name: str,
-                    stored: int,
-                    bar: Progress = bar,
-                    task: Any = task,
-                    seen: dict[str, int] = seen,
-                    label: str = account.name,
-                ) -> None:
-                    seen[list_name] = stored
-                    bar.update(
-                        task, description=f"{label}: " + ", ".join(f"{n} {k}" for k, n in seen.items())
-                    )
-
-                result = run_sync(engine, settings, account, full=full, progress=show)
-        else:
-            result = run_sync(engine, settings, account, full=full)
-        typer.echo(_summary(result))
+        with SyncProgress(account.name, progress_out) as show:
+            result = run_sync(engine, settings, account, full=full, progress=show)
+        _summary(out, result)
         failed = failed or not result.ok
     if failed:
         raise typer.Exit(EXIT_FAILED)
@@ -78,6 +67,11 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (docs/interface.md)."),
 ) -> None:
     """When each account last synced, whether it worked, what is stored and what was rejected."""
+    from sqlmodel import Session
+
+    from worker.cli.common import select_accounts
+    from worker.status import account_status
+
     engine = open_db()
     with Session(engine) as session:
         accounts = select_accounts(session, name)
@@ -85,24 +79,48 @@ def status(
     if as_json:
         print_json({"accounts": entries})
         return
+    out = console()
     for e in entries:
-        ok = {True: "ok", False: "FAILED", None: "never synced"}[e["last_sync_ok"]]
-        typer.echo(f"{e['name']}: last sync {e['last_sync_at'] or '-'} ({e['mode'] or '-'}) {ok}")
-        if e["last_error"]:
-            typer.echo(f"  error: {e['last_error']}")
-        typer.echo("  " + ", ".join(f"{k} {n}" for k, n in e["counts"].items()))
-        for r in e["rejected"]:
-            typer.echo(f"  rejected {r['object']} {r['id']}: {r['error']}")
-        nightly = e["last_nightly"]
-        if nightly:
-            typer.echo(f"  last nightly {nightly['started_at']} ok={nightly['ok']}")
-        tick = e["last_watch"]
-        if tick:
-            problem = f": {tick['error']}" if tick["error"] else ""
-            typer.echo(
-                f"  last watch tick {tick['at']} {tick['outcome']}{problem} events={tick['events']} "
-                f"alerts={tick['alerts']} pending={tick['pending']}"
-            )
+        _show_status(out, e)
+
+
+def _show_status(out: Console, e: dict[str, Any]) -> None:
+    """One account's status as lines that wrap between items, never inside an id or a count."""
+    ok = {True: "ok", False: "FAILED", None: "never synced"}[e["last_sync_ok"]]
+    mode = f"{e['mode']} sync" if e["mode"] else "sync"
+    when = (e["last_sync_at"] or "-").replace("T", " ").replace("+00:00", " UTC")
+    head = (
+        f"{e['name']}: never synced"
+        if e["last_sync_at"] is None
+        else f"{e['name']}: last {mode} {when}: {ok}"
+    )
+    show_lines(out, [head])
+    if e["last_error"]:
+        show_lines(out, [f"error: {e['last_error']}"], indent=2)
+    show_items(out, [f"{k.replace('_', ' ')} {n:,}" for k, n in e["counts"].items()])
+    if e["rejected"]:
+        show_lines(
+            out, [f"{plural(len(e['rejected']), 'object')} rejected by the last sync (skipped):"], indent=2
+        )
+        show_lines(out, [f"{r['object']} {r['id']}: {r['error']}" for r in e["rejected"]], indent=4)
+    nightly = e["last_nightly"]
+    if nightly:
+        started = str(nightly["started_at"]).replace("T", " ").replace("+00:00", " UTC")
+        state = "ok" if nightly["ok"] else "FAILED"
+        show_lines(out, [f"last nightly run {started}: {state}"], indent=2)
+    tick = e["last_watch"]
+    if tick:
+        at = str(tick["at"])[:19].replace("T", " ") + " UTC"  # whole seconds
+        problem = f": {tick['error']}" if tick["error"] else ""
+        show_items(
+            out,
+            [
+                f"last watch tick {at}: {tick['outcome']}{problem}",
+                plural(tick["events"], "new event"),
+                plural(tick["alerts"], "urgent alert"),
+                f"{tick['pending']} waiting for Slack",
+            ],
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -12,21 +12,23 @@ import contextlib
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from worker.cli.common import EXIT_FAILED, load_accounts, open_db, print_json, refuse
-from worker.settings import get_settings
-from worker.watch import TickResult, tick_accounts, watch_forever
-from worker.watch_state import FAILED, FULL, QUIET, SKIPPED
+from worker.cli.tables import plural as _n
 
+if TYPE_CHECKING:
+    from worker.watch import TickResult
 
-def _n(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count} {word if count == 1 else plural or word + 's'}"
+# The tick (the sync, the Stripe SDK, Slack) is imported inside the command (start-up time: README).
 
 
 def describe(r: TickResult) -> str:
     """One line per tick: what it found and did, what it cost."""
+    from worker.watch_state import FAILED, FULL, QUIET, SKIPPED
+
     cost = f"{_n(r.requests, 'request')}, {r.seconds:.2f}s"
     if r.outcome == SKIPPED:
         return f"{r.account}: {r.note}"
@@ -55,6 +57,9 @@ def watch(
     as_json: bool = typer.Option(False, "--json", help="With --once: print the ticks as JSON."),
 ) -> None:
     """The same-day watch: apply Stripe's events since the last sync and post urgent alerts at once."""
+    from worker.settings import get_settings
+    from worker.watch import tick_accounts, watch_forever
+
     settings = get_settings()
     engine = open_db(settings)
     if once:

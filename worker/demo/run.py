@@ -97,8 +97,8 @@ def run_demo(
     if not result.ok:
         raise DemoFailed(f"the sync failed: {result.error}")
     console.print(
-        f"  {result.requests} requests, stored "
-        + ", ".join(f"{n} {kind}" for kind, n in sorted(result.stored.items()))
+        f"  {result.requests:,} requests, stored "
+        + ", ".join(f"{kind.replace('_', ' ')} {n:,}" for kind, n in sorted(result.stored.items()))
     )
     with step(console, "Classifying lines and rebuilding MRR history"):
         rebuild_account(engine, account, today=as_of.date())
@@ -117,4 +117,6 @@ def run_sync_quietly(
     engine: Engine, settings: Settings, account: Account, note: Callable[[str], None]
 ) -> SyncResult:
     """A full sync with the counts shown on the spinner."""
-    return run_sync(engine, settings, account, full=True, progress=lambda name, n: note(f"— {name}: {n}"))
+    return run_sync(
+        engine, settings, account, full=True, progress=lambda name, n, _share: note(f"— {name}: {n}")
+    )

@@ -13,11 +13,11 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from metrics.money import exponent
+from metrics.money import fmt_major
+from metrics.warnings import MEANINGS
 from worker.report import charts
 
 TEMPLATES = Path(__file__).parent / "templates"
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
 
 
 @dataclass
@@ -38,14 +38,8 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 
 def money(value: float | None, currency: str) -> str:
-    """A major-unit amount with its currency: $1,500.00, ¥5,000, 1,500.00 CHF."""
-    if value is None:
-        return "—"
-    digits = exponent(currency)
-    sign = "-" if value < 0 else ""
-    text = f"{abs(value):,.{digits}f}"
-    symbol = SYMBOLS.get(currency.lower())
-    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+    """A major-unit amount with its currency, in the one money format (metrics/money.py)."""
+    return fmt_major(value, currency)
 
 
 def _environment() -> Environment:
@@ -57,6 +51,7 @@ def _environment() -> Environment:
     )
     env.filters["pct"] = pct
     env.filters["money"] = money
+    env.filters["meaning"] = lambda code: MEANINGS.get(code, "")
     return env
 
 

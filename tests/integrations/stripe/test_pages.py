@@ -92,3 +92,22 @@ def test_balanced_ranges_cover_every_time_exactly_once(starts: list[int], parts:
     assert len(ranges) <= parts
     inside = [(gte, lt) for gte, lt in ranges if (gte is None or t >= gte) and (lt is None or t < lt)]
     assert len(inside) == 1
+
+
+def test_range_share_counts_each_created_range_as_an_equal_part() -> None:
+    from integrations.stripe.pages import oldest_created, range_share
+
+    def seg(gte: int | None, lt: int | None, oldest: int | None = None, done: bool = False) -> dict:  # type: ignore[type-arg]
+        return {"list": "invoices", "gte": gte, "lt": lt, "oldest": oldest, "done": done}
+
+    span: list[int | None] = [0, 400]
+    assert range_share([], span) is None
+    # two ranges [0, 200) and [200, 400): the first done, the second read back from 400 to 300 -> half of it
+    assert range_share([seg(None, 200, done=True), seg(200, None, oldest=300)], span) == 0.75
+    # a range not started yet counts nothing; an open first range starts at the oldest customer
+    assert range_share([seg(None, 200, oldest=100), seg(200, None)], span) == 0.25
+    assert (
+        range_share([seg(None, None, oldest=100)], [None, 400]) == 0.0
+    )  # no start known: nothing counted until done
+    assert oldest_created([{"created": 30}, {"created": 10}, "junk"], 20) == 10
+    assert oldest_created([], None) is None

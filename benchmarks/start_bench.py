@@ -1,0 +1,73 @@
+"""Benchmark: how fast `retention --help`, `retention accounts` and `retention status` start. Goal: <= 0.3 s.
+
+Each command runs as a fresh process (as a user types it) on a scratch RETENTION_HOME with one connected
+account whose database is already migrated, so the figure is the start-up and the read, not a first-run
+migration. Prints the median wall time and the median CPU time (user + system) of each; on a busy machine the
+CPU time is the steadier figure.
+
+    .venv/bin/python benchmarks/start_bench.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RETENTION = Path(sys.executable).with_name("retention")
+COMMANDS = (["--help"], ["accounts"], ["status"])
+GOAL = 0.3
+
+
+def _prepare(home: Path) -> dict[str, str]:
+    """A home with its database migrated and one account row (as after `retention connect`)."""
+    env = {**os.environ, "RETENTION_HOME": str(home), "COLUMNS": "80"}
+    script = (
+        "from worker.cli.common import open_db\n"
+        "from worker.db import session_scope\n"
+        "from worker.models import Account\n"
+        "engine = open_db()\n"
+        "with session_scope(engine) as s:\n"
+        "    s.add(Account(name='acme', stripe_account='acct_1', api_base='https://api.stripe.com',\n"
+        "                  reporting_currency='usd', key_encrypted='x', key_mask='sk_test_...abcd'))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=ROOT)
+    return env
+
+
+def _one(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of the command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run([str(RETENTION), *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory(prefix="start-bench-") as home:
+        env = _prepare(Path(home))
+        load = os.getloadavg()[0]
+        print(f"{runs} runs each, load average {load:.1f} on {os.cpu_count()} CPUs; goal <= {GOAL} s")
+        for args in COMMANDS:
+            _one(args, env)  # warm the file cache and the bytecode once
+            times = [_one(args, env) for _ in range(runs)]
+            wall = statistics.median(t[0] for t in times)
+            cpu = statistics.median(t[1] for t in times)
+            print(f"retention {' '.join(args):<10} median {wall:.2f} s wall, {cpu:.2f} s CPU")
+
+
+if __name__ == "__main__":
+    main()
