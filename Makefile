@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/metrics_bench.py
 	$(BIN)/python benchmarks/rebuild_bench.py
 	$(BIN)/python benchmarks/start_bench.py
+	$(BIN)/python benchmarks/backtest_bench.py
 	$(BIN)/python benchmarks/watch_bench.py
 
 clean:

@@ -1,15 +1,21 @@
-"""At-risk signals and the score that orders at-risk accounts (docs/at-risk.md).
+"""At-risk signals, point in time, and the score that ranks at-risk accounts (docs/at-risk.md).
 
-Pure functions over plain records: the worker loads stored Stripe rows and ledger lines into these
-dataclasses, so the same functions answer "who is at risk today" and, for the churn post-mortem, "when did
-this customer first look at risk" by being evaluated at earlier dates. Every rule therefore only uses evidence
-dated at or before `as_of`; state that Stripe only reports as of now (a `past_due` status, cancel flags
-without a `canceled_at`) is used only when `current=True`.
+Pure functions over plain records: the worker loads a customer's stored history (ledger lines, invoices,
+subscriptions, usage) into these dataclasses once, and `evaluate` then answers "was this customer at risk
+at instant t" for any t, using only what was true at t: an invoice counts as unpaid until the moment Stripe
+dated its payment, voiding or write-off (`status_transitions`), a cancellation counts from the moment it was
+asked for (`canceled_at`), seats are the quantities invoiced. So `retention at-risk --as-of D` replays D
+exactly, and the backtest (metrics/backtest.py) evaluates the same function at its points. State that Stripe
+only reports as of now (a `past_due` status, cancel flags without `canceled_at`) is used only when
+`current=True`.
 
-Score (documented in docs/at-risk.md): `score = MRR at risk (major units) x (1 - prod(1 - w_s))` over the
-account's signals, where w_s is the signal's weight (strength) in [0, 1). The product form treats signals as
-independent pieces of evidence: two signals weigh more than one, but the score never exceeds the MRR at
-risk, so a large account with a weak signal and a small account with a strong one are compared in money.
+One piece of evidence is one signal: a seat cut is `usage_decline`, never also `downgrade` (the downgrade test
+prices today's items at the seats of the peak). Every change must be material: the thresholds (`Thresholds`)
+are defaults the installation may change (RETENTION_RISK_* variables, README).
+
+Score: `MRR at risk (major units) x (1 - prod(1 - w_s))` over the account's signals, w_s being the signal's
+strength in [0, 1). Two signals weigh more than one, the score never exceeds the MRR at risk, and accounts are
+ranked by it: money times the strength of the evidence.
 """
 
 from __future__ import annotations
@@ -23,20 +29,31 @@ from metrics.calendar import day_start, moment_ts, utc_day
 from metrics.money import fmt, to_major
 
 DAY = 86400
-LOOKBACK_DAYS = 90
-USAGE_DROP = 0.25  # last full period at least 25% below the mean of the three before it
-DOWNGRADE_MIN_FALL = 0.01  # ignore falls under 1% (rounding of inclusive tax, cents)
-RENEWAL_DAYS = 30
-RENEWAL_DAYS_ANNUAL = 60
-# open/uncollectible invoices are failed payments from their creation; paid ones cannot be dated (see below)
-FAILED_STATUSES = ("open", "uncollectible")
-
+YEAR = 365 * DAY
+RENEWAL_WEIGHT = 0.2
 WEIGHTS = {
     "cancel_scheduled": 0.9,
     "payment_failed": 0.6,
     "past_due": 0.7,
-    "renewal_soon": 0.2,
+    "renewal_soon": RENEWAL_WEIGHT,
 }
+SIGNAL_CODES = ("usage_decline", "payment_failed", "cancel_scheduled", "downgrade", "renewal_soon")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a change is material. Defaults from the definitions (docs/at-risk.md), never tuned to a sample."""
+
+    usage_drop: float = 0.25  # last period at least this far below the mean of the three before
+    seasonal_drop: float = 0.15  # the same period a year earlier this far below its own three before
+    seat_drop: float = 0.10  # seats at t at least this far below their highest of the lookback
+    downgrade_drop: float = 0.10  # licensed MRR at t at least this far below its highest of the lookback
+    lookback_days: int = 90
+    renewal_days: int = 30
+    renewal_days_annual: int = 60
+
+
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,7 @@ class UsageSeries:
     key: str  # subscription item id (billed lines) or meter id (meter summaries)
     label: str  # product name for the detail text
     source: str  # "billed" | "meter"
-    periods: tuple[UsagePeriod, ...]
+    periods: tuple[UsagePeriod, ...]  # sorted by end
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,20 @@ class LicensedLine:
     currency: str
     discount: int = 0  # discount on the line, minor units
     interval: str | None = None  # month | year | week | day
+    known_at: int | None = None  # when the invoice carrying it was created (None: from its period start)
+
+    @property
+    def known(self) -> int:
+        return self.period_start if self.known_at is None else self.known_at
+
+
+@dataclass(frozen=True)
+class RevenueLine:
+    """A counted recurring ledger line as MRR sees it: [start, end) and its monthly amount (reporting)."""
+
+    start: int
+    end: int
+    monthly: int
 
 
 @dataclass(frozen=True)
@@ -95,12 +126,17 @@ class InvoiceState:
     attempt_count: int
     amount_due: int
     currency: str
-    resolved_at: int | None = None  # paid_at / voided_at from status_transitions when Stripe sent them
+    resolved_at: int | None = None  # paid_at / voided_at / marked_uncollectible_at (status_transitions)
+    finalized_at: int | None = None  # payment is first attempted at (after) finalization
 
 
 @dataclass(frozen=True)
 class CustomerRecords:
-    """Everything the signals look at for one customer; `mrr` is MRR at `as_of` in the reporting currency."""
+    """Everything the signals look at for one customer, over its whole stored history.
+
+    `mrr` is MRR at the as-of instant the records were loaded for; `revenue` lets MRR be taken at any other
+    instant (the backtest's points and outcomes).
+    """
 
     customer_id: str
     name: str
@@ -110,6 +146,7 @@ class CustomerRecords:
     invoices: tuple[InvoiceState, ...] = ()
     usage: tuple[UsageSeries, ...] = ()
     licensed: tuple[LicensedLine, ...] = ()
+    revenue: tuple[RevenueLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,15 +172,24 @@ class RiskAssessment:
 
 
 @dataclass(frozen=True)
-class AtRiskAccount:
-    """An assessment with the link to the customer in the Stripe dashboard.
+class TrackRecord:
+    """How often a signal was followed by churn or contraction in the account's backtest (docs/at-risk.md)."""
 
-    The risk result every reader shares (the CLI, its JSON, the Slack digest): a plain record, so the rules
-    and the worker need nothing from the integration that happens to show it.
+    flags: int
+    hits: int
+
+
+@dataclass(frozen=True)
+class AtRiskAccount:
+    """An assessment with the link to the customer in the Stripe dashboard and each signal's track record.
+
+    The risk result every reader shares (the CLI, its JSON, the Slack digest, the report): a plain record, so
+    the rules and the worker need nothing from the integration that happens to show it.
     """
 
     assessment: RiskAssessment
     dashboard_url: str
+    track: dict[str, TrackRecord] = field(default_factory=dict)  # signal code -> record (5+ past cases)
 
     @property
     def customer_id(self) -> str:
@@ -152,10 +198,7 @@ class AtRiskAccount:
 
 @dataclass(frozen=True)
 class RecoveredAccount:
-    """A customer reported at risk before who still pays and shows no signal any more.
-
-    Only the identity and the link: nothing is at risk, so there is no assessment to carry.
-    """
+    """A customer reported at risk before who still pays and shows no signal any more."""
 
     customer_id: str
     name: str
@@ -166,20 +209,50 @@ def _qty(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
-# -- usage_decline ---------------------------------------------------------------------------------
-def usage_drop(series: UsageSeries, at: int) -> Signal | None:
-    """The last full period (ended by `at`) at least 25% below the mean of the three periods before it.
+def mrr_at(revenue: Iterable[RevenueLine], at: int) -> int:
+    """MRR at an instant from counted recurring lines: start <= at < end, summed, never below 0."""
+    return max(0, sum(line.monthly for line in revenue if line.start <= at < line.end))
 
-    A series whose last period ended long ago (the item was removed) says nothing about today.
+
+# -- usage_decline: metered usage ------------------------------------------------------------------
+def _mean(periods: Sequence[UsagePeriod]) -> float:
+    return sum(p.quantity for p in periods) / len(periods)
+
+
+def _year_before(done: Sequence[UsagePeriod], last: UsagePeriod) -> int | None:
+    """Index in `done` of the period that started about a year before `last` (within half a period)."""
+    target, slack = last.start - YEAR, max((last.end - last.start) // 2, DAY)
+    for i, p in enumerate(done):
+        if abs(p.start - target) <= slack:
+            return i
+    return None
+
+
+def seasonal(done: Sequence[UsagePeriod], last: UsagePeriod, th: Thresholds) -> bool:
+    """Whether the same period a year earlier was itself a dip of `seasonal_drop` below the (up to three)
+    periods before it: a customer whose usage falls every December is not at risk every January."""
+    i = _year_before(done, last)
+    if i is None or i == 0:
+        return False
+    before = done[max(0, i - 3) : i]
+    mean = _mean(before)
+    return mean > 0 and done[i].quantity <= (1 - th.seasonal_drop) * mean
+
+
+def usage_drop(series: UsageSeries, at: int, th: Thresholds = DEFAULT_THRESHOLDS) -> Signal | None:
+    """The last full period (ended by `at`) `usage_drop` below the mean of the three periods before it.
+
+    A series whose last period ended long ago (the item was removed) says nothing about today; fewer than four
+    periods say nothing at all.
     """
-    done = sorted((p for p in series.periods if p.end <= at), key=lambda p: p.end)
+    done = [p for p in series.periods if p.end <= at]
     if len(done) < 4:
         return None
     last, before = done[-1], done[-4:-1]
     if at - last.end > 1.5 * max(last.end - last.start, DAY):
         return None
-    mean = sum(p.quantity for p in before) / 3
-    if mean <= 0 or last.quantity > (1 - USAGE_DROP) * mean:
+    mean = _mean(before)
+    if mean <= 0 or last.quantity > (1 - th.usage_drop) * mean or seasonal(done, last, th):
         return None
     drop = 1 - last.quantity / mean
     where = "billed usage" if series.source == "billed" else "metered usage"
@@ -190,37 +263,68 @@ def usage_drop(series: UsageSeries, at: int) -> Signal | None:
     return Signal("usage_decline", detail, min(0.8, 0.3 + 0.5 * drop))
 
 
+# -- usage_decline: seats ---------------------------------------------------------------------------
+def _known(licensed: Iterable[LicensedLine], at: int) -> list[LicensedLine]:
+    """Lines invoiced by `at` with a positive amount (a proration credit repeats the old quantity)."""
+    return [line for line in licensed if line.known <= at and line.monthly >= 0]
+
+
 def _covering(lines: Iterable[LicensedLine], at: int) -> dict[str, LicensedLine]:
     """Per item, the newest line whose service period covers `at`."""
     chosen: dict[str, LicensedLine] = {}
     for line in lines:
         if line.period_start <= at < line.period_end:
             held = chosen.get(line.item_key)
-            if held is None or line.period_start > held.period_start:
+            if held is None or (line.period_start, line.known) > (held.period_start, held.known):
                 chosen[line.item_key] = line
     return chosen
 
 
-def seat_drop(licensed: Sequence[LicensedLine], at: int) -> Signal | None:
-    """A licensed item's quantity fell over the last 90 days (items present at both dates)."""
-    now, then = _covering(licensed, at), _covering(licensed, at - LOOKBACK_DAYS * DAY)
+def _seat_peak(lines: Iterable[LicensedLine], key: str, price: str | None, since: int, at: int) -> int:
+    """The highest quantity of one item under one price over lines overlapping [since, at]."""
+    return max(
+        (
+            line.quantity or 0
+            for line in lines
+            if line.item_key == key
+            and line.price_id == price
+            and line.period_start <= at
+            and line.period_end > since
+        ),
+        default=0,
+    )
+
+
+def seat_drop(
+    licensed: Sequence[LicensedLine], at: int, th: Thresholds = DEFAULT_THRESHOLDS
+) -> Signal | None:
+    """A licensed item's seats at `at` at least `seat_drop` below their highest of the lookback days."""
+    lines = _known(licensed, at)
+    since = at - th.lookback_days * DAY
     falls: list[tuple[str, int, int]] = []
-    for key in sorted(now):
-        if key not in then or then[key].price_id != now[key].price_id:
-            continue  # a quantity under another price (per-seat -> flat plan) is a plan change, not seats
-        old_q, new_q = then[key].quantity, now[key].quantity
-        if old_q and new_q is not None and new_q < old_q:
-            falls.append((now[key].label, old_q, new_q))
+    for key, now in sorted(_covering(lines, at).items()):
+        if not now.quantity:
+            continue
+        peak = _seat_peak(lines, key, now.price_id, since, at)
+        if peak and now.quantity <= (1 - th.seat_drop) * peak:
+            falls.append((now.label, peak, now.quantity))
     if not falls:
         return None
-    parts = [f"{label}: seats {old} -> {new} over {LOOKBACK_DAYS} days" for label, old, new in falls]
+    parts = [
+        f"{label}: seats {old} -> {new} (highest of {th.lookback_days} days)" for label, old, new in falls
+    ]
     worst = max(1 - new / old for _, old, new in falls)
     return Signal("usage_decline", "; ".join(parts), min(0.8, 0.3 + 0.5 * worst))
 
 
-def usage_decline(usage: Sequence[UsageSeries], licensed: Sequence[LicensedLine], at: int) -> Signal | None:
-    found = [s for s in (usage_drop(series, at) for series in usage) if s is not None]
-    seats = seat_drop(licensed, at)
+def usage_decline(
+    usage: Sequence[UsageSeries],
+    licensed: Sequence[LicensedLine],
+    at: int,
+    th: Thresholds = DEFAULT_THRESHOLDS,
+) -> Signal | None:
+    found = [s for s in (usage_drop(series, at, th) for series in usage) if s is not None]
+    seats = seat_drop(licensed, at, th)
     if seats is not None:
         found.append(seats)
     if not found:
@@ -238,26 +342,32 @@ def _alive(sub: SubscriptionState, at: int) -> bool:
     )
 
 
+def unpaid_failed(inv: InvoiceState, at: int, current: bool) -> bool:
+    """Whether, at `at`, the invoice had a failed attempt and was still unpaid, not voided nor written off.
+
+    A failed attempt can only come after the invoice was finalized (created, when Stripe sent no date): at
+    that very instant no payment has been tried yet. Open today with an attempt: failed ever since. Paid,
+    voided or written off: unpaid until the dated transition, and failed only if more than one attempt was
+    made (a paid invoice's count includes the success); without a date the past cannot be told.
+    """
+    if inv.amount_due <= 0 or inv.attempt_count <= 0:
+        return False
+    if current and inv.status == "open":
+        return inv.created <= at
+    if at <= (inv.finalized_at or inv.created):
+        return False
+    if inv.status == "open":
+        return True
+    if current or inv.resolved_at is None or inv.resolved_at <= at:
+        return False
+    return inv.status != "paid" or inv.attempt_count > 1
+
+
 def payment_failed(
     subs: Sequence[SubscriptionState], invoices: Sequence[InvoiceState], at: int, current: bool
 ) -> Signal | None:
-    """An open invoice with a failed attempt, or (now only) a `past_due` subscription.
-
-    At an earlier date, an invoice that is open or uncollectible today was unpaid since it was created; a
-    paid invoice's `attempt_count` also counts the successful attempt, so it is evidence only where Stripe
-    dated the payment (status_transitions) and more than one attempt was made.
-    """
-    failed = []
-    for inv in invoices:
-        if inv.attempt_count <= 0 or inv.created > at:
-            continue
-        if current:
-            if inv.status == "open":
-                failed.append(inv)
-            continue
-        retried_later = inv.resolved_at is not None and inv.resolved_at > at and inv.attempt_count > 1
-        if inv.status in FAILED_STATUSES or retried_later:
-            failed.append(inv)
+    """An unpaid invoice with a failed attempt at `at`, or (now only) a `past_due` subscription."""
+    failed = [inv for inv in invoices if unpaid_failed(inv, at, current)]
     past_due = [s for s in subs if current and s.status == "past_due" and _alive(s, at)]
     if not failed and not past_due:
         return None
@@ -272,11 +382,15 @@ def payment_failed(
 
 
 # -- cancel_scheduled ------------------------------------------------------------------------------
-def cancel_scheduled(subs: Sequence[SubscriptionState], at: int, current: bool) -> Signal | None:
-    """`cancel_at_period_end` or `cancel_at` set on a subscription still running at `at`.
+def _scheduled_end(sub: SubscriptionState) -> int | None:
+    return sub.cancel_at or sub.ended_at or sub.current_period_end
 
-    Stripe's `canceled_at` is when the cancellation was requested, so a subscription that ended after it was
-    scheduled to end from `canceled_at` on; without `canceled_at` the flags are only known to hold now.
+
+def cancel_scheduled(subs: Sequence[SubscriptionState], at: int, current: bool) -> Signal | None:
+    """A cancellation asked for by `at` (`canceled_at`) on a subscription still running at `at`.
+
+    A subscription that ended after its `canceled_at` was scheduled to end from that moment; flags without
+    `canceled_at` are only known to hold now. A cancellation asked for after `at` is invisible at `at`.
     """
     parts = []
     for sub in subs:
@@ -285,17 +399,17 @@ def cancel_scheduled(subs: Sequence[SubscriptionState], at: int, current: bool) 
         ended_later = (
             sub.ended_at is not None and sub.canceled_at is not None and sub.canceled_at < sub.ended_at
         )
-        flagged = sub.cancel_at_period_end or sub.cancel_at is not None or ended_later
-        if not flagged:
+        if not (sub.cancel_at_period_end or sub.cancel_at is not None or ended_later):
             continue
-        if sub.canceled_at is not None:
-            if sub.canceled_at > at:
-                continue
-        elif not current:
+        if sub.canceled_at is not None and sub.canceled_at > at:
             continue
-        end = sub.cancel_at or sub.ended_at or sub.current_period_end
+        if sub.canceled_at is None and not current:
+            continue
+        end = _scheduled_end(sub)
+        if end is not None and end <= at:
+            continue
         when = f" on {utc_day(end)}" if end else ""
-        how = "at period end" if sub.cancel_at_period_end else "by cancel_at"
+        how = "by cancel_at" if sub.cancel_at and not sub.cancel_at_period_end else "at period end"
         parts.append(f"subscription {sub.id} cancels {how}{when}")
     if not parts:
         return None
@@ -304,45 +418,81 @@ def cancel_scheduled(subs: Sequence[SubscriptionState], at: int, current: bool) 
 
 # -- downgrade -------------------------------------------------------------------------------------
 def licensed_mrr(licensed: Sequence[LicensedLine], at: int) -> dict[str, int]:
-    """Licensed MRR per currency at `at` (newest covering line per item)."""
+    """Licensed MRR per currency at `at` (newest covering line per item, as invoiced by `at`)."""
     totals: dict[str, int] = defaultdict(int)
-    for line in _covering(licensed, at).values():
+    for line in _covering(_known(licensed, at), at).values():
         totals[line.currency] += line.monthly
     return dict(totals)
 
 
-def downgrade(licensed: Sequence[LicensedLine], at: int) -> Signal | None:
-    """Licensed (non-metered) MRR fell over the last 90 days; the detail says how (plan, seats, discount).
+def _peak(lines: Sequence[LicensedLine], since: int, at: int, currency: str) -> tuple[int, int]:
+    """(highest licensed MRR in `currency` over [since, at], the instant it held)."""
+    instants = sorted({since} | {line.period_start for line in lines if since < line.period_start <= at})
+    best, when = 0, since
+    for instant in instants:
+        total = sum(line.monthly for line in _covering(lines, instant).values() if line.currency == currency)
+        if total > best:
+            best, when = total, instant
+    return best, when
+
+
+def _at_peak_seats(now: dict[str, LicensedLine], then: dict[str, LicensedLine], currency: str) -> int:
+    """Today's licensed MRR priced at the seats of the peak: a fall left after this is not about seats."""
+    total = 0
+    for key, line in now.items():
+        if line.currency != currency:
+            continue
+        was = then.get(key)
+        if was is not None and was.price_id == line.price_id and was.quantity and line.quantity:
+            total += line.monthly * was.quantity // line.quantity
+        else:
+            total += line.monthly
+    return total
+
+
+def _reasons(now: dict[str, LicensedLine], then: dict[str, LicensedLine], currency: str) -> list[str]:
+    how = []
+    for key, was in sorted(then.items()):
+        if was.currency != currency:
+            continue
+        is_ = now.get(key)
+        if is_ is None:
+            how.append(f"{was.label} removed")
+            continue
+        if is_.price_id != was.price_id and is_.monthly < was.monthly:
+            how.append(f"cheaper plan {was.label} -> {is_.label}")
+        if is_.discount > was.discount:
+            how.append(f"new discount {fmt(is_.discount, currency)}")
+    return how
+
+
+def downgrade(
+    licensed: Sequence[LicensedLine], at: int, th: Thresholds = DEFAULT_THRESHOLDS
+) -> Signal | None:
+    """Licensed MRR at `at` at least `downgrade_drop` below its highest of the lookback days, for a reason
+    other than fewer seats (a cheaper plan, a lower price, a new discount, an item removed).
 
     Compared per currency in the line's own currency, so a moving exchange rate is never a downgrade.
     """
-    before = at - LOOKBACK_DAYS * DAY
-    now_items, then_items = _covering(licensed, at), _covering(licensed, before)
-    now, then = licensed_mrr(licensed, at), licensed_mrr(licensed, before)
+    lines = _known(licensed, at)
+    since = at - th.lookback_days * DAY
+    now_items = _covering(lines, at)
     parts, worst = [], 0.0
-    for currency in sorted(then):
-        old, new = then[currency], now.get(currency, 0)
-        if old <= 0 or new >= old * (1 - DOWNGRADE_MIN_FALL):
+    currencies = sorted(
+        {line.currency for line in lines if line.period_end > since and line.period_start <= at}
+    )
+    for currency in currencies:
+        peak, when = _peak(lines, since, at, currency)
+        then_items = _covering(lines, when)
+        new = _at_peak_seats(now_items, then_items, currency)
+        if peak <= 0 or new > (1 - th.downgrade_drop) * peak:
             continue
-        worst = max(worst, 1 - new / old)
-        how = []
-        for key, was in sorted(then_items.items()):
-            if was.currency != currency:
-                continue
-            is_ = now_items.get(key)
-            if is_ is None:
-                how.append(f"{was.label} removed")
-                continue
-            same_price = is_.price_id == was.price_id
-            if not same_price and is_.monthly < was.monthly:
-                how.append(f"cheaper plan {was.label} -> {is_.label}")
-            if same_price and was.quantity and is_.quantity is not None and is_.quantity < was.quantity:
-                how.append(f"fewer seats {was.quantity} -> {is_.quantity}")
-            if is_.discount > was.discount:
-                how.append(f"new discount {fmt(is_.discount, currency)}")
+        worst = max(worst, 1 - new / peak)
+        actual = sum(line.monthly for line in now_items.values() if line.currency == currency)
+        how = _reasons(now_items, then_items, currency)
         reason = f" ({'; '.join(how)})" if how else ""
         parts.append(
-            f"licensed MRR {fmt(old, currency)} -> {fmt(new, currency)} since {utc_day(before)}{reason}"
+            f"licensed MRR {fmt(peak, currency)} -> {fmt(actual, currency)} since {utc_day(when)}{reason}"
         )
     if not parts:
         return None
@@ -362,18 +512,23 @@ def renewal_date(
             if _alive(s, at) and s.current_period_end is not None and s.current_period_end > at
         ]
     if not ends:
-        ends += [(line.period_end, line.interval == "year") for line in _covering(licensed, at).values()]
+        ends += [
+            (line.period_end, line.interval == "year")
+            for line in _covering(_known(licensed, at), at).values()
+        ]
     if not ends:
         return None, False
     end, annual = min(ends)
     return utc_day(end), annual
 
 
-def renewal_soon(renewal: date | None, annual: bool, at: int) -> Signal | None:
+def renewal_soon(
+    renewal: date | None, annual: bool, at: int, th: Thresholds = DEFAULT_THRESHOLDS
+) -> Signal | None:
     if renewal is None:
         return None
     days = (renewal - utc_day(at)).days
-    window = RENEWAL_DAYS_ANNUAL if annual else RENEWAL_DAYS
+    window = th.renewal_days_annual if annual else th.renewal_days
     if not 0 <= days <= window:
         return None
     plan = "annual plan renews" if annual else "renews"
@@ -382,43 +537,60 @@ def renewal_soon(renewal: date | None, annual: bool, at: int) -> Signal | None:
 
 # -- the account -----------------------------------------------------------------------------------
 def score(mrr: int, currency: str, signals: Sequence[Signal]) -> float:
-    """MRR at risk (major units) x (1 - prod(1 - weight)): money first, then the strength of the evidence."""
+    """MRR at risk (major units) x (1 - prod(1 - weight)): money times the strength of the evidence."""
     keep = 1.0
     for signal in signals:
         keep *= 1 - signal.weight
     return round(float(to_major(mrr, currency)) * (1 - keep), 2)
 
 
-def assess(records: CustomerRecords, as_of: datetime, current: bool = True) -> RiskAssessment | None:
-    """The customer's signals at `as_of`, or None when not paying or no signal holds.
-
-    `renewal_soon` alone is not a risk: it is reported only together with another signal.
-    """
-    if records.mrr <= 0:
-        return None
-    at = moment_ts(as_of)
+def signals_at(
+    records: CustomerRecords, at: int, current: bool, th: Thresholds = DEFAULT_THRESHOLDS
+) -> tuple[list[Signal], date | None]:
+    """The customer's signals at instant `at` (renewal_soon only beside another) and its renewal date."""
     found = [
-        usage_decline(records.usage, records.licensed, at),
+        usage_decline(records.usage, records.licensed, at, th),
         payment_failed(records.subscriptions, records.invoices, at, current),
         cancel_scheduled(records.subscriptions, at, current),
-        downgrade(records.licensed, at),
+        downgrade(records.licensed, at, th),
     ]
     signals = [s for s in found if s is not None]
     renewal, annual = renewal_date(records.subscriptions, records.licensed, at, current)
+    if signals:
+        soon = renewal_soon(renewal, annual, at, th)
+        if soon is not None:
+            signals.append(soon)
+    return signals, renewal
+
+
+def evaluate(
+    records: CustomerRecords, at: int, mrr: int, current: bool, th: Thresholds = DEFAULT_THRESHOLDS
+) -> RiskAssessment | None:
+    """One customer at instant `at` with MRR `mrr` there: its assessment, or None (not paying, no signal).
+
+    The one function every reader of risk calls: `at-risk`, the alerts, the backtest's points, the watch.
+    """
+    if mrr <= 0:
+        return None
+    signals, renewal = signals_at(records, at, current, th)
     if not signals:
         return None
-    soon = renewal_soon(renewal, annual, at)
-    if soon is not None:
-        signals.append(soon)
     return RiskAssessment(
         records.customer_id,
         records.name,
-        records.mrr,
+        mrr,
         records.currency,
         tuple(signals),
         renewal,
-        score(records.mrr, records.currency, signals),
+        score(mrr, records.currency, signals),
     )
+
+
+def assess(
+    records: CustomerRecords, as_of: datetime, current: bool = True, th: Thresholds = DEFAULT_THRESHOLDS
+) -> RiskAssessment | None:
+    """`evaluate` at `as_of` with the MRR the records were loaded with."""
+    return evaluate(records, moment_ts(as_of), records.mrr, current, th)
 
 
 def rank(assessments: Iterable[RiskAssessment | None]) -> list[RiskAssessment]:
@@ -427,7 +599,9 @@ def rank(assessments: Iterable[RiskAssessment | None]) -> list[RiskAssessment]:
     return sorted(found, key=lambda a: (-a.score, -a.mrr, a.customer_id))
 
 
-def first_signal_day(records: CustomerRecords, end: date, lookback_days: int = 365) -> date | None:
+def first_signal_day(
+    records: CustomerRecords, end: date, lookback_days: int = 365, th: Thresholds = DEFAULT_THRESHOLDS
+) -> date | None:
     """Walking back day by day from `end`: the first day of the latest run of days with a signal.
 
     Historical evaluation (current=False): only dated evidence counts. `records.mrr` must be positive.
@@ -436,7 +610,7 @@ def first_signal_day(records: CustomerRecords, end: date, lookback_days: int = 3
     day = end
     for _ in range(lookback_days):
         moment = day_start(day)
-        if assess(records, moment, current=False) is None:
+        if assess(records, moment, current=False, th=th) is None:
             if first is not None:
                 break
         else:

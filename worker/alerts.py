@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from integrations.slack.digest import MAX_BLOCKS, SlackMessage, build_digest, with_already_alerted
 from integrations.slack.webhook import post
 from metrics.at_risk import AtRiskAccount, RecoveredAccount
-from metrics.calendar import utc_now
+from metrics.calendar import moment_ts, utc_now
 from metrics.money import fmt
 from worker.accounts import slack_webhook
 from worker.alert_state import (
@@ -40,14 +40,15 @@ from worker.alert_state import (
     AlertState,
     urgent_codes,
 )
+from worker.backtest_store import stored_track_records
 from worker.db import session_scope
 from worker.models import Account
 from worker.rebuild import ensure_ledger
 from worker.risk import (
-    assess_records,
+    customer_display_names,
+    customers_paying_between,
     dashboard_url,
-    is_current,
-    load_records,
+    evaluate_customers,
     paying,
     refresh_meter_usage,
     with_links,
@@ -165,10 +166,10 @@ def _recovered(row: AlertState, still_paying: bool, now: datetime) -> bool:
 
 def _plan(
     session: Session,
+    engine: Engine,
     account: Account,
     items: list[AtRiskAccount],
     still_paying: set[str],
-    names: dict[str, str],
     write: bool,
 ) -> _Plan:
     """Compare today's at-risk list with what was told before; with `write`, record the new state."""
@@ -190,10 +191,15 @@ def _plan(
         plan.alerts.append(item)
         plan.rows[item.customer_id] = row
     current = {i.customer_id for i in items}
-    for cid, row in open_rows.items():
-        if cid not in current and _recovered(row, cid in still_paying, now):
-            plan.recovered.append(RecoveredAccount(cid, names.get(cid, cid), dashboard_url(account, cid)))
-            plan.rows[cid] = row
+    recovered = [
+        (cid, row)
+        for cid, row in open_rows.items()
+        if cid not in current and _recovered(row, cid in still_paying, now)
+    ]
+    names = customer_display_names(engine, account, [cid for cid, _ in recovered])
+    for cid, row in recovered:
+        plan.recovered.append(RecoveredAccount(cid, names.get(cid, cid), dashboard_url(account, cid)))
+        plan.rows[cid] = row
     if not write:
         session.expunge_all()
     return plan
@@ -263,13 +269,12 @@ def run_alerts(
             refresh_meter_usage(engine, settings, account)
         except Exception as exc:  # meter usage is optional evidence: say so and go on with what is stored
             log.warning("account %s: meter usage not refreshed: %s", account.name, exc)
-    mrr = paying(engine, account, as_of)
-    records = load_records(engine, account, mrr)
-    names = {r.customer_id: r.name for r in records}
-    items = with_links(account, assess_records(records, as_of, is_current(engine, account, as_of)))
+    at = moment_ts(as_of)
+    ranked = evaluate_customers(engine, account, customers_paying_between(engine, account, at, at), as_of)
+    items = with_links(account, ranked, stored_track_records(engine, account, as_of))
     result.at_risk, result.mrr_at_risk = len(items), sum(i.assessment.mrr for i in items)
     with Session(engine, expire_on_commit=False) as session:
-        plan = _plan(session, account, items, set(mrr), names, write=not dry_run)
+        plan = _plan(session, engine, account, items, set(paying(engine, account, as_of)), write=not dry_run)
         if not dry_run:
             session.commit()
     messages = build_digest(

@@ -52,20 +52,14 @@ def points_for(days: Sequence[date], instants: Sequence[int] | None = None) -> l
 
 
 def _entries(
-    conn: Connection,
-    account_id: int,
-    window: tuple[int, int] | None = None,
-    customers: Collection[str] | None = None,
+    conn: Connection, account_id: int, window: tuple[int, int] | None = None
 ) -> Iterator[tuple[str, list[EntryRow]]]:
     """Counted recurring and one-time lines, grouped by customer (streamed in customer order, bounded memory),
     as tuples in LedgerEntry's field order.
 
-    `window` (first, last instant) keeps only lines that can matter to points inside it; `customers` keeps
-    only those customers' lines (the (account, customer) index makes that cost their lines only).
+    `window` (first, last instant) keeps only lines that can matter to points inside it.
     """
     cond = [L.c.account_id == account_id, L.c.counted.is_(True), L.c.klass.in_((RECURRING, ONE_TIME))]
-    if customers is not None:
-        cond.append(L.c.customer_id.in_(list(customers)))
     if window is not None:
         first, last = window
         month0 = day_ts(month_start(utc_day(first)))
@@ -210,20 +204,6 @@ def mrr_at(conn: Connection, account_id: int, at: datetime) -> list[CustomerMrr]
     return sorted((c for c in out if c.mrr > 0), key=lambda c: (-c.mrr, c.customer_id))
 
 
-def mrr_of(conn: Connection, account_id: int, customers: Collection[str], at: datetime) -> dict[str, int]:
-    """MRR(c, t) of these customers at an instant (those paying nothing left out), from their lines only."""
-    if not customers:
-        return {}
-    points = points_for([at.date()], [moment_ts(at)])
-    spread = SnapshotSpreader(points)
-    out: dict[str, int] = {}
-    for customer, entries in _entries(conn, account_id, (points[0].t, points[0].t), customers):
-        for _, mrr, _, _ in spread(entries):
-            if mrr > 0:
-                out[customer] = mrr
-    return out
-
-
 def has_snapshots(conn: Connection, account_id: int) -> bool:
     """Whether any snapshot day is stored for the account (its ledger was built at least once)."""
     return conn.execute(select(D.c.day).where(D.c.account_id == account_id).limit(1)).first() is not None
@@ -351,17 +331,42 @@ class RecurringLine(NamedTuple):
     net_amount: int
     monthly_amount: int
     currency: str
+    counted: bool
+    monthly_reporting: int | None  # what the line adds to MRR (reporting minor units) when counted
+    invoiced_at: int | None  # when its invoice was created: from then on the line is known
 
 
-def risk_lines(conn: Connection, account_id: int) -> list[RecurringLine]:
+def risk_lines(
+    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
+) -> list[RecurringLine]:
     """Recurring lines that are counted, or left out only for a missing exchange rate (the customer still pays
-    them, so a fall in them is still a signal)."""
+    them, so a fall in them is still a signal); of one batch of customers when `customer_ids` is given."""
     query = select(*(L.c[name] for name in RecurringLine._fields)).where(
         L.c.account_id == account_id,
         L.c.klass == RECURRING,
         or_(L.c.counted.is_(True), L.c.excluded_reason == "missing_rate"),
     )
+    if customer_ids is not None:
+        query = query.where(L.c.customer_id.in_(list(customer_ids)))
     return [RecurringLine(*r) for r in conn.execute(query)]
+
+
+def revenue_customers(conn: Connection, account_id: int, first: int, last: int) -> list[str]:
+    """Customers with a counted recurring line over [first, last]: everyone who may pay in that span
+    (the at-risk run and the backtest read them per batch), sorted."""
+    query = (
+        select(L.c.customer_id)
+        .where(
+            L.c.account_id == account_id,
+            L.c.klass == RECURRING,
+            L.c.counted.is_(True),
+            L.c.period_start <= last,
+            L.c.mrr_end > first,
+        )
+        .distinct()
+        .order_by(L.c.customer_id)
+    )
+    return [r[0] for r in conn.execute(query)]
 
 
 def snapshots_until(conn: Connection, account_id: int, until: date) -> list[tuple[str, date, int]]:

@@ -1,4 +1,4 @@
-"""The night of one account: sync -> rebuild snapshots -> metrics -> at-risk and Slack, as one locked chain.
+"""The night of one account: sync -> rebuild -> metrics -> backtest -> at-risk and Slack, as one locked chain.
 
 The steps run in order in one process under the account's lock, rather than as separate Celery tasks, so
 the lock spans the whole chain and a redelivered task simply reruns it: every step is idempotent (upserts by

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from worker.alerts import run_alerts
+from worker.backtest import compute_backtest
+from worker.backtest_store import save_backtest
 from worker.metrics_run import compute_metrics
 from worker.models import Account
 from worker.rebuild import rebuild_account
@@ -82,6 +84,22 @@ def metrics_step(ctx: NightContext) -> dict[str, Any]:
     }
 
 
+def backtest_step(ctx: NightContext) -> dict[str, Any]:
+    """How good the alerts have been (docs/at-risk.md), stored per account and day so the history is kept and
+    the alerts that follow carry each signal's track record."""
+    result = compute_backtest(ctx.engine, ctx.account, ctx.as_of, reuse=True)
+    save_backtest(ctx.engine, ctx.account, result)
+    return {
+        "as_of": result.as_of.isoformat(),
+        "flags": result.flags,
+        "precision": result.precision,
+        "recall": result.recall,
+        "noise": result.noise,
+        "churners": len(result.churners),
+        "median_lead_days": result.median_lead_days,
+    }
+
+
 def alert_step(ctx: NightContext) -> dict[str, Any]:
     """At-risk accounts and their Slack digest (run_alerts computes the at-risk list and delivers it)."""
     result = run_alerts(ctx.engine, ctx.settings, ctx.account, ctx.as_of)
@@ -100,5 +118,6 @@ DEFAULT_STEPS: tuple[Step, ...] = (
     Step("sync", sync_step),
     Step("rebuild", rebuild_step),
     Step("metrics", metrics_step),
+    Step("backtest", backtest_step),
     Step("alerts", alert_step),
 )

@@ -1,8 +1,10 @@
 """At-risk accounts and the churn post-mortem for one connected account: stored rows in, payloads out.
 
 The signal rules live in metrics/at_risk.py; this module only loads what they need (ledger lines, stored
-Stripe subscriptions, invoices and meter summaries) into its plain records, once per call and grouped per
-customer, and shapes the `retention at-risk --json` / `retention churned --json` payloads (README). The
+Stripe subscriptions, invoices and meter summaries) into its plain records, a batch of customers at a time
+(each customer's whole history, so the same records can be judged at any instant), and shapes the
+`retention at-risk --json` / `retention churned --json` payloads (README). `evaluate_customers` judges any set
+of customers at an instant: the at-risk run, the alerts and the same-day watch call it. The
 rows come from the repositories (integrations/stripe/repository/risk.py for stored Stripe objects,
 worker/mrr_queries.py for the ledger), so nothing here builds SQL. No Stripe call happens here except in
 `refresh_meter_usage`, which the alert run calls before it looks for risk.
@@ -11,6 +13,8 @@ worker/mrr_queries.py for the ledger), so nothing here builds SQL. No Stripe cal
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,25 +32,33 @@ from metrics.at_risk import (
     CustomerRecords,
     InvoiceState,
     LicensedLine,
+    RevenueLine,
     RiskAssessment,
     SubscriptionState,
+    Thresholds,
+    TrackRecord,
     UsagePeriod,
     UsageSeries,
     assess,
+    evaluate,
     first_signal_day,
     rank,
 )
+from metrics.at_risk import mrr_at as mrr_of
 from metrics.calendar import day_start, moment_ts, months_back, utc_datetime, utc_day, utc_now
 from metrics.money import json_amount
 from worker.accounts import stripe_config
+from worker.backtest_store import stored_track_records
 from worker.models import Account
-from worker.mrr_queries import mrr_at, risk_lines
+from worker.mrr_queries import RecurringLine, mrr_at, revenue_customers, risk_lines
+from worker.risk_settings import risk_thresholds
 from worker.settings import Settings
 
 DASHBOARD = "https://dashboard.stripe.com"
 CHURN_WINDOW_MONTHS = 6
 CHURNED_TOP = 5
 METER_PERIODS = 4  # the last full period and the three before it
+BATCH = 500  # customers read at once: bounded memory, few enough round trips
 CURRENT_SLACK = 86400  # `--as-of DATE` is 00:00 that day; a sync later that day still describes it
 INVOICE_STATUSES = ("open", "paid", "uncollectible", "void")  # drafts are not yet owed
 LIVE_STATUSES = ("active", "past_due", "unpaid", "trialing")  # subscriptions whose meters still bill
@@ -65,35 +77,45 @@ def dashboard_url(account: Account, customer_id: str) -> str:
     return f"{DASHBOARD}{'/test' if is_test_mode(account) else ''}/customers/{customer_id}"
 
 
-# -- loading ---------------------------------------------------------------------------------------
-def _names(conn: Connection, account_id: int) -> dict[str, str]:
-    return {c.id: c.name or c.email or c.id for c in customer_names(conn, account_id)}
+# -- loading, per batch of customers -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Catalog:
+    """Prices and product names: small, read once per run and shared by every batch."""
+
+    prices: dict[str, PriceRow]
+    products: dict[str, str]
+
+    def meter_label(self, meter: str) -> str:
+        for p in self.prices.values():
+            if p.meter_id == meter:
+                return self.products.get(p.product_id or "", meter)
+        return meter
 
 
-def _prices(conn: Connection, account_id: int) -> tuple[dict[str, PriceRow], dict[str, str]]:
-    prices = {p.id: p for p in stored.prices(conn, account_id)}
-    products = {p.id: p.name or p.id for p in stored.products(conn, account_id)}
-    return prices, products
+def read_catalog(engine: Engine, account: Account) -> Catalog:
+    with engine.connect() as conn:
+        prices = {p.id: p for p in stored.prices(conn, account.id or 0)}
+        products = {p.id: p.name or p.id for p in stored.products(conn, account.id or 0)}
+    return Catalog(prices, products)
 
 
 def _subscriptions(
-    conn: Connection, account_id: int, prices: dict[str, PriceRow], all_items: list[billing.PricedItem]
+    subs: list[SubscriptionRow], prices: dict[str, PriceRow], all_items: list[billing.PricedItem]
 ) -> dict[str, list[SubscriptionState]]:
     items: dict[str, list[billing.PricedItem]] = defaultdict(list)
     for item in all_items:
         items[item.subscription_id].append(item)
     out: dict[str, list[SubscriptionState]] = defaultdict(list)
-    for sub in stored.subscriptions(conn, account_id):
+    for sub in subs:
         mine = items.get(sub.id, [])
         intervals = {prices[i.price_id].interval for i in mine if i.price_id in prices}
         item_end = max((i.current_period_end or 0 for i in mine), default=0) or None
-        period_end = sub.current_period_end or item_end
         out[sub.customer_id].append(
             SubscriptionState(
                 sub.id,
                 sub.status,
                 sub.created,
-                period_end,
+                sub.current_period_end or item_end,
                 sub.cancel_at_period_end,
                 sub.cancel_at,
                 sub.canceled_at,
@@ -104,9 +126,9 @@ def _subscriptions(
     return out
 
 
-def _invoices(conn: Connection, account_id: int) -> dict[str, list[InvoiceState]]:
+def _invoices(rows: list[stored.InvoiceRow]) -> dict[str, list[InvoiceState]]:
     out: dict[str, list[InvoiceState]] = defaultdict(list)
-    for inv in stored.invoices(conn, account_id, INVOICE_STATUSES):
+    for inv in rows:
         out[inv.customer_id].append(
             InvoiceState(
                 inv.id,
@@ -116,44 +138,60 @@ def _invoices(conn: Connection, account_id: int) -> dict[str, list[InvoiceState]
                 inv.amount_due or 0,
                 inv.currency or "usd",
                 inv.resolved_at,
+                inv.finalized_at,
             )
         )
     return out
 
 
+@dataclass
+class _Lines:
+    """One batch's recurring ledger lines, sorted into what each signal reads."""
+
+    licensed: dict[str, list[LicensedLine]] = field(default_factory=lambda: defaultdict(list))
+    usage: dict[str, dict[str, list[UsagePeriod]]] = field(default_factory=lambda: defaultdict(dict))
+    labels: dict[tuple[str, str], str] = field(default_factory=dict)
+    billed_meters: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    revenue: dict[str, list[RevenueLine]] = field(default_factory=lambda: defaultdict(list))
+
+    def series(self, customer: str) -> list[UsageSeries]:
+        return [
+            UsageSeries(key, self.labels[(customer, key)], "billed", tuple(sorted(p, key=lambda u: u.end)))
+            for key, p in self.usage.get(customer, {}).items()
+        ]
+
+
 def _lines(
-    conn: Connection,
-    account_id: int,
-    prices: dict[str, PriceRow],
-    products: dict[str, str],
-    items: list[billing.PricedItem],
-) -> tuple[dict[str, list[LicensedLine]], dict[str, list[UsageSeries]], dict[str, set[str]]]:
-    """Recurring ledger lines: licensed ones with quantity and discount, metered ones as usage series
-    (and, per customer, the meters whose usage is already seen on billed lines)."""
-    quantities = {q.id: (q.quantity, q.discount_total) for q in stored.line_quantities(conn, account_id)}
-    item_qty = {i.id: i.quantity for i in items}
-    licensed: dict[str, list[LicensedLine]] = defaultdict(list)
-    usage: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
-    labels: dict[tuple[str, str], str] = {}
-    billed_meters: dict[str, set[str]] = defaultdict(set)
-    for line in risk_lines(conn, account_id):
-        label = products.get(line.product_id or "", line.product_id or line.price_id or "plan")
+    rows: list[RecurringLine],
+    quantities: dict[str, tuple[int | None, int]],
+    catalog: Catalog,
+    items: dict[str, int | None],
+) -> _Lines:
+    """Licensed lines with quantity and discount, metered ones as usage periods, counted ones as revenue."""
+    out = _Lines()
+    for line in rows:
+        if line.counted and line.monthly_reporting is not None:
+            out.revenue[line.customer_id].append(
+                RevenueLine(line.period_start, line.mrr_end, line.monthly_reporting)
+            )
+        label = catalog.products.get(line.product_id or "", line.product_id or line.price_id or "plan")
         upcoming = line.line_id.startswith("upcoming:")
         qty, discount = quantities.get(line.line_id, (None, 0))
         if upcoming:
-            qty = item_qty.get(line.subscription_item_id or "")
+            qty = items.get(line.subscription_item_id or "")
         key = line.subscription_item_id or line.price_id or line.line_id
         if line.usage_type == "metered":
             if not upcoming:  # carried-forward usage is not usage
                 used = float(qty if qty is not None else line.net_amount)
-                usage[(line.customer_id, key)].append(UsagePeriod(line.period_start, line.period_end, used))
-                labels[(line.customer_id, key)] = label
-                meter = prices[line.price_id].meter_id if line.price_id in prices else None
-                if meter:
-                    billed_meters[line.customer_id].add(meter)
+                period = UsagePeriod(line.period_start, line.period_end, used)
+                out.usage[line.customer_id].setdefault(key, []).append(period)
+                out.labels[(line.customer_id, key)] = label
+                price = catalog.prices.get(line.price_id or "")
+                if price is not None and price.meter_id:
+                    out.billed_meters[line.customer_id].add(price.meter_id)
             continue
-        price = prices.get(line.price_id or "")
-        licensed[line.customer_id].append(
+        price = catalog.prices.get(line.price_id or "")
+        out.licensed[line.customer_id].append(
             LicensedLine(
                 key,
                 label,
@@ -165,58 +203,121 @@ def _lines(
                 line.currency,
                 discount,
                 price.interval if price else None,
+                None if upcoming else line.invoiced_at,
             )
         )
-    series: dict[str, list[UsageSeries]] = defaultdict(list)
-    for (customer, key), periods in usage.items():
-        series[customer].append(UsageSeries(key, labels[(customer, key)], "billed", tuple(periods)))
-    return licensed, series, billed_meters
+    return out
 
 
-def _meter_usage(
-    conn: Connection, account_id: int, prices: dict[str, PriceRow], products: dict[str, str]
-) -> dict[str, list[UsageSeries]]:
-    labels = {p.meter_id: products.get(p.product_id or "", p.meter_id) for p in prices.values() if p.meter_id}
+def _meter_series(rows: list[MeterUsageRow], catalog: Catalog) -> dict[str, list[UsageSeries]]:
     grouped: dict[tuple[str, str], list[UsagePeriod]] = defaultdict(list)
-    for row in stored.meter_usage(conn, account_id):
+    for row in rows:
         grouped[(row.customer_id, row.meter_id)].append(
             UsagePeriod(row.start_time, row.end_time, row.aggregated_value)
         )
     out: dict[str, list[UsageSeries]] = defaultdict(list)
     for (customer, meter), periods in grouped.items():
-        out[customer].append(UsageSeries(meter, labels.get(meter) or meter, "meter", tuple(periods)))
+        ordered = tuple(sorted(periods, key=lambda u: u.end))
+        out[customer].append(UsageSeries(meter, catalog.meter_label(meter), "meter", ordered))
     return out
 
 
-def load_records(engine: Engine, account: Account, mrr: dict[str, int]) -> list[CustomerRecords]:
-    """The signal inputs of the customers in `mrr` (customer id -> MRR in reporting minor units).
+def _batch(
+    conn: Connection, account: Account, customers: list[str], catalog: Catalog, at: int
+) -> list[CustomerRecords]:
+    """The signal inputs of one batch of customers, their whole history, MRR taken at `at`.
 
     A meter whose usage also shows on billed lines is judged on the billed lines only (the same usage twice
     would only repeat the signal).
     """
     account_id = account.id or 0
-    with engine.connect() as conn:
-        names = _names(conn, account_id)
-        prices, products = _prices(conn, account_id)
-        items = billing.subscription_items(conn, account_id)  # read once: subscriptions and seats both use it
-        subs = _subscriptions(conn, account_id, prices, items)
-        invoices = _invoices(conn, account_id)
-        licensed, billed, billed_meters = _lines(conn, account_id, prices, products, items)
-        metered = _meter_usage(conn, account_id, prices, products)
-    return [
-        CustomerRecords(
-            cid,
-            names.get(cid, cid),
-            amount,
-            account.reporting_currency,
-            tuple(subs.get(cid, ())),
-            tuple(invoices.get(cid, ())),
-            tuple(billed.get(cid, []))
-            + tuple(s for s in metered.get(cid, []) if s.key not in billed_meters.get(cid, ())),
-            tuple(licensed.get(cid, ())),
+    names = {c.id: c.name or c.email or c.id for c in customer_names(conn, account_id, customers)}
+    sub_rows = stored.subscriptions(conn, account_id, customer_ids=customers)
+    items = billing.subscription_items(conn, account_id, subscription_ids=[s.id for s in sub_rows])
+    subs = _subscriptions(sub_rows, catalog.prices, items)
+    invoices = _invoices(stored.invoices(conn, account_id, INVOICE_STATUSES, customers))
+    quantities = {
+        q.id: (q.quantity, q.discount_total) for q in stored.line_quantities(conn, account_id, customers)
+    }
+    lines = _lines(
+        risk_lines(conn, account_id, customers), quantities, catalog, {i.id: i.quantity for i in items}
+    )
+    metered = _meter_series(stored.meter_usage(conn, account_id, customers), catalog)
+    out = []
+    for cid in customers:
+        revenue = tuple(lines.revenue.get(cid, ()))
+        usage = lines.series(cid) + [
+            s for s in metered.get(cid, []) if s.key not in lines.billed_meters.get(cid, ())
+        ]
+        out.append(
+            CustomerRecords(
+                cid,
+                names.get(cid, cid),
+                mrr_of(revenue, at),
+                account.reporting_currency,
+                tuple(subs.get(cid, ())),
+                tuple(invoices.get(cid, ())),
+                tuple(usage),
+                tuple(lines.licensed.get(cid, ())),
+                revenue,
+            )
         )
-        for cid, amount in mrr.items()
-    ]
+    return out
+
+
+def iter_records(
+    engine: Engine, account: Account, customers: Sequence[str], at: int, batch: int = BATCH
+) -> Iterator[CustomerRecords]:
+    """The records of these customers, read `batch` customers at a time (never the whole account at once)."""
+    catalog = read_catalog(engine, account)
+    for n in range(0, len(customers), batch):
+        with engine.connect() as conn:
+            found = _batch(conn, account, list(customers[n : n + batch]), catalog, at)
+        yield from found
+
+
+def iter_revenue(
+    engine: Engine, account: Account, customers: Sequence[str], at: int, batch: int = BATCH
+) -> Iterator[CustomerRecords]:
+    """Name and counted recurring lines only (MRR over time), per batch: what the backtest's outcomes need
+    when every point's flags are already known."""
+    for n in range(0, len(customers), batch):
+        chunk = list(customers[n : n + batch])
+        with engine.connect() as conn:
+            names = {c.id: c.name or c.email or c.id for c in customer_names(conn, account.id or 0, chunk)}
+            lines = risk_lines(conn, account.id or 0, chunk)
+        revenue: dict[str, list[RevenueLine]] = defaultdict(list)
+        for line in lines:
+            if line.counted and line.monthly_reporting is not None:
+                revenue[line.customer_id].append(
+                    RevenueLine(line.period_start, line.mrr_end, line.monthly_reporting)
+                )
+        for cid in chunk:
+            mine = tuple(revenue.get(cid, ()))
+            yield CustomerRecords(
+                cid, names.get(cid, cid), mrr_of(mine, at), account.reporting_currency, revenue=mine
+            )
+
+
+def customer_display_names(engine: Engine, account: Account, customers: Sequence[str]) -> dict[str, str]:
+    """Name (else email, else id) of a few customers, e.g. those an alert run reports as recovered."""
+    if not customers:
+        return {}
+    with engine.connect() as conn:
+        rows = customer_names(conn, account.id or 0, list(customers))
+    return {c.id: c.name or c.email or c.id for c in rows}
+
+
+def customers_paying_between(engine: Engine, account: Account, first: int, last: int) -> list[str]:
+    """Customers with a counted recurring line over [first, last] (a superset of those paying then)."""
+    with engine.connect() as conn:
+        return revenue_customers(conn, account.id or 0, first, last)
+
+
+def load_records(engine: Engine, account: Account, mrr: dict[str, int]) -> list[CustomerRecords]:
+    """The signal inputs of a few named customers (customer id -> MRR to judge them with)."""
+    found = {r.customer_id: r for r in iter_records(engine, account, sorted(mrr), moment_ts(utc_now()))}
+    return [replace(found[cid], mrr=amount) for cid, amount in mrr.items() if cid in found]
 
 
 # -- at risk ---------------------------------------------------------------------------------------
@@ -228,31 +329,62 @@ def paying(engine: Engine, account: Account, as_of: datetime) -> dict[str, int]:
 def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
     """Whether `as_of` is late enough for the stored state (status, cancel flags) to describe it.
 
-    Stored subscriptions say how things stood at the last sync; a date more than a day before it is judged
-    on dated evidence only (metrics/at_risk.py), so `--as-of` a year ago does not flag today's past_due.
+    Stored subscriptions say how things stood at the last sync (for rows stored without one, at the newest
+    invoice); a date more than a day before it is judged on dated evidence only (metrics/at_risk.py), so
+    `--as-of` a year ago does not flag today's past_due.
     """
     with engine.connect() as conn:
-        synced = last_sync_at(conn, account.id or 0)
-    return synced is None or moment_ts(as_of) >= synced - CURRENT_SLACK
+        described = last_sync_at(conn, account.id or 0)
+        if described is None:  # rows stored without a sync: they describe the time of the newest invoice
+            described = stored.newest_invoice_created(conn, account.id or 0)
+    return described is None or moment_ts(as_of) >= described - CURRENT_SLACK
 
 
-def assess_records(records: list[CustomerRecords], as_of: datetime, current: bool) -> list[RiskAssessment]:
-    return rank(assess(r, as_of, current) for r in records)
+def evaluate_customers(
+    engine: Engine,
+    account: Account,
+    customers: Sequence[str],
+    as_of: datetime,
+    thresholds: Thresholds | None = None,
+) -> list[RiskAssessment]:
+    """These customers' assessments at `as_of` (point in time), ranked: the one entry point for judging a
+    set of customers at an instant (the at-risk run passes every paying customer, the watch a few)."""
+    th = thresholds or risk_thresholds()
+    at, current = moment_ts(as_of), is_current(engine, account, as_of)
+    return rank(evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at))
 
 
 def assess_account(engine: Engine, account: Account, as_of: datetime) -> list[AtRiskAccount]:
-    """Every paying customer with a signal at `as_of`, highest score first, with its dashboard link."""
-    records = load_records(engine, account, paying(engine, account, as_of))
-    return with_links(account, assess_records(records, as_of, is_current(engine, account, as_of)))
+    """Every paying customer with a signal at `as_of`, ranked by score, with its link and track record."""
+    at = moment_ts(as_of)
+    ranked = evaluate_customers(engine, account, customers_paying_between(engine, account, at, at), as_of)
+    return with_links(account, ranked, stored_track_records(engine, account, as_of))
 
 
-def with_links(account: Account, ranked: list[RiskAssessment]) -> list[AtRiskAccount]:
-    """The assessments as the digest and the payloads show them: each with its Stripe dashboard link."""
-    return [AtRiskAccount(a, dashboard_url(account, a.customer_id)) for a in ranked]
+def with_links(
+    account: Account, ranked: list[RiskAssessment], track: dict[str, TrackRecord] | None = None
+) -> list[AtRiskAccount]:
+    """The assessments as the digest and the payloads show them: dashboard link and each signal's track
+    record (only signals with enough past cases are in `track`)."""
+    track = track or {}
+    return [
+        AtRiskAccount(a, dashboard_url(account, a.customer_id), {c: track[c] for c in a.codes if c in track})
+        for a in ranked
+    ]
 
 
-def _signals(assessment: RiskAssessment) -> list[dict[str, str]]:
-    return [{"code": s.code, "detail": s.detail} for s in assessment.signals]
+def _signals(assessment: RiskAssessment, track: dict[str, TrackRecord] | None = None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for s in assessment.signals:
+        record = (track or {}).get(s.code)
+        out.append(
+            {
+                "code": s.code,
+                "detail": s.detail,
+                "track_record": {"flags": record.flags, "hits": record.hits} if record else None,
+            }
+        )
+    return out
 
 
 def account_entry(item: AtRiskAccount) -> dict[str, Any]:
@@ -261,7 +393,7 @@ def account_entry(item: AtRiskAccount) -> dict[str, Any]:
         "customer_id": a.customer_id,
         "name": a.name,
         "mrr": json_amount(a.mrr, a.currency),
-        "signals": _signals(a),
+        "signals": _signals(a, item.track),
         "renewal_date": a.renewal_date.isoformat() if a.renewal_date else None,
         "dashboard_url": item.dashboard_url,
         "score": a.score,

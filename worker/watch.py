@@ -30,26 +30,19 @@ from sqlmodel import Session
 
 from integrations.slack.urgent import Happened
 from integrations.stripe.events import EventRecord
-from integrations.stripe.repository import risk as stored
-from integrations.stripe.repository.customers import customer_names
-from metrics.at_risk import (
-    CustomerRecords,
-    InvoiceState,
-    Signal,
-    SubscriptionState,
-    cancel_scheduled,
-    payment_failed,
-)
+from metrics.at_risk import CustomerRecords, Signal, evaluate
 from metrics.calendar import moment_ts, utc_now
 from metrics.money import exponent
 from worker import watch_state
+from worker.alert_state import URGENT
 from worker.db import ensure_schema, session_scope
 from worker.locks import DEFAULT_TTL, account_lock
 from worker.logging import log_context
 from worker.models import Account
-from worker.mrr_queries import has_snapshots, mrr_of, top_fifth_floor
+from worker.mrr_queries import has_snapshots, top_fifth_floor
 from worker.rebuild import ensure_ledger
-from worker.risk import INVOICE_STATUSES
+from worker.risk import iter_records
+from worker.risk_settings import risk_thresholds
 from worker.settings import Settings, get_settings
 from worker.syncing import SyncResult, run_sync
 from worker.watch_alerts import Judged, pending_customers, plan_urgent, post_plan
@@ -91,14 +84,11 @@ def _hold_lock(
 
 
 def _urgent_signals(records: CustomerRecords, at: datetime) -> tuple[Signal, ...]:
-    """The urgent signals (cancel_scheduled, payment_failed) that hold for the customer now, by the rules
-    the digest uses (evaluated with the stored state, which the tick has just refreshed)."""
-    when = moment_ts(at)
-    found = (
-        cancel_scheduled(records.subscriptions, when, current=True),
-        payment_failed(records.subscriptions, records.invoices, when, current=True),
-    )
-    return tuple(s for s in found if s is not None)
+    """The urgent signals (cancel_scheduled, payment_failed) that hold for the customer now: the digest's
+    own evaluation (metrics/at_risk.py `evaluate`, the installation's thresholds) on the stored state, which
+    the tick has just refreshed (so it describes now); none for a customer who pays nothing."""
+    found = evaluate(records, moment_ts(at), records.mrr, True, risk_thresholds())
+    return tuple(s for s in found.signals if s.code in URGENT) if found is not None else ()
 
 
 # -- the tick ------------------------------------------------------------------------------------------
@@ -211,49 +201,9 @@ def _touched(events: Sequence[EventRecord]) -> dict[str, tuple[Happened, ...]]:
 def _records(
     engine: Engine, account: Account, customers: Sequence[str], now: datetime
 ) -> list[CustomerRecords]:
-    """The urgent signals' inputs for these customers only: their subscriptions, invoices, name and MRR."""
-    account_id = account.id or 0
-    with engine.connect() as conn:
-        names = {c.id: c.name or c.email or c.id for c in customer_names(conn, account_id, customers)}
-        subs: dict[str, list[SubscriptionState]] = defaultdict(list)
-        for s in stored.subscriptions(conn, account_id, customer_ids=customers):
-            subs[s.customer_id].append(
-                SubscriptionState(
-                    s.id,
-                    s.status,
-                    s.created,
-                    s.current_period_end,
-                    s.cancel_at_period_end,
-                    s.cancel_at,
-                    s.canceled_at,
-                    s.ended_at,
-                )
-            )
-        invoices: dict[str, list[InvoiceState]] = defaultdict(list)
-        for v in stored.invoices(conn, account_id, INVOICE_STATUSES, customer_ids=customers):
-            invoices[v.customer_id].append(
-                InvoiceState(
-                    v.id,
-                    v.status or "",
-                    v.created or 0,
-                    v.attempt_count,
-                    v.amount_due or 0,
-                    v.currency or "usd",
-                    v.resolved_at,
-                )
-            )
-        mrr = mrr_of(conn, account_id, customers, now)
-    return [
-        CustomerRecords(
-            cid,
-            names.get(cid, cid),
-            mrr.get(cid, 0),
-            account.reporting_currency,
-            tuple(subs.get(cid, ())),
-            tuple(invoices.get(cid, ())),
-        )
-        for cid in customers
-    ]
+    """The signal inputs of these customers only (name, MRR now, subscriptions, invoices...), loaded as the
+    at-risk run loads them (worker/risk.py), so the watch and the digest judge the same records."""
+    return list(iter_records(engine, account, customers, moment_ts(now)))
 
 
 def urgent_floor(engine: Engine, settings: Settings, account: Account, now: datetime) -> int | None:

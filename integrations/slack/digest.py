@@ -19,6 +19,7 @@ from metrics.money import fmt
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
 MAX_HEADER = 150
+TOP = 10  # alerts shown in full; the rest are summed up (how many, how much MRR) with where to see them
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,16 @@ def _mrkdwn_section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, MAX_SECTION)}}
 
 
+def track_text(item: AtRiskAccount, code: str) -> str:
+    """A signal's track record from the account's backtest, once it has 5 past cases (else nothing)."""
+    record = item.track.get(code)
+    if record is None:
+        return ""
+    return (
+        f" ({record.hits} of {record.flags} accounts with this signal churned or contracted within 120 days)"
+    )
+
+
 def alert_section(item: AtRiskAccount) -> dict[str, Any]:
     a = item.assessment
     renewal = f" · renews {a.renewal_date}" if a.renewal_date else ""
@@ -54,7 +65,7 @@ def alert_section(item: AtRiskAccount) -> dict[str, Any]:
         f"*<{item.dashboard_url}|{escape(a.name)}>* `{a.customer_id}` · *{fmt(a.mrr, a.currency)}* "
         f"MRR at risk{renewal} · score {a.score:,.2f}"
     )
-    body = "\n".join(f"• *{s.code}*: {escape(s.detail)}" for s in a.signals)
+    body = "\n".join(f"• *{s.code}*: {escape(s.detail)}{track_text(item, s.code)}" for s in a.signals)
     return _mrkdwn_section(f"{head}\n{body}")
 
 
@@ -68,7 +79,7 @@ def recovered_section(item: RecoveredAccount) -> dict[str, Any]:
 def alert_text(item: AtRiskAccount) -> str:
     a = item.assessment
     renewal = f", renews {a.renewal_date}" if a.renewal_date else ""
-    signals = "; ".join(f"{s.code}: {s.detail}" for s in a.signals)
+    signals = "; ".join(f"{s.code}: {s.detail}{track_text(item, s.code)}" for s in a.signals)
     return (
         f"- {a.name} ({a.customer_id}) {fmt(a.mrr, a.currency)} MRR at risk{renewal}: {signals} "
         f"{item.dashboard_url}"
@@ -77,6 +88,16 @@ def alert_text(item: AtRiskAccount) -> str:
 
 def recovered_text(item: RecoveredAccount) -> str:
     return f"- recovered: {item.name} ({item.customer_id}) {item.dashboard_url}"
+
+
+def rest_text(account: str, currency: str, rest: Sequence[AtRiskAccount]) -> str:
+    """The alerts past the top ones, summed up, and where to see them all."""
+    mrr = sum(i.assessment.mrr for i in rest)
+    return (
+        f"… and {len(rest)} more new or changed account{'s' if len(rest) != 1 else ''} at risk "
+        f"({fmt(mrr, currency)} MRR at risk): see them all with `retention at-risk {account}` "
+        "or in the report"
+    )
 
 
 def build_digest(
@@ -91,12 +112,18 @@ def build_digest(
 ) -> list[SlackMessage]:
     """The messages to post: header and summary on each, then a section per new/changed or recovered account.
 
-    `total_at_risk` and `at_risk_count` cover every at-risk account (also those alerted earlier), so each
-    message states the whole exposure while listing only what is new.
+    `alerts` come ranked: the first TOP (10) are shown in full, the rest summed up in one section (and settled
+    with it: they were told, in sum). `total_at_risk` and `at_risk_count` cover every at-risk account (also
+    those alerted earlier), so each message states the whole exposure while listing only what is new.
     """
-    entries: list[tuple[str, dict[str, Any], str]] = [
-        (i.customer_id, alert_section(i), alert_text(i)) for i in alerts
-    ] + [(r.customer_id, recovered_section(r), recovered_text(r)) for r in recovered]
+    shown, rest = list(alerts[:TOP]), list(alerts[TOP:])
+    entries: list[tuple[tuple[str, ...], dict[str, Any], str]] = [
+        ((i.customer_id,), alert_section(i), alert_text(i)) for i in shown
+    ]
+    if rest:
+        line = rest_text(account, currency, rest)
+        entries.append((tuple(i.customer_id for i in rest), _mrkdwn_section(escape(line)), line))
+    entries += [((r.customer_id,), recovered_section(r), recovered_text(r)) for r in recovered]
     if not entries:
         return []
     per_message = max(1, max_blocks - 2)
@@ -115,7 +142,8 @@ def build_digest(
             _mrkdwn_section(escape(summary)),
         ] + [section for _, section, _ in chunk]
         text = "\n".join([f"{title}: {summary}"] + [line for _, _, line in chunk])
-        messages.append(SlackMessage(text, blocks, tuple(cid for cid, _, _ in chunk)))
+        carried = tuple(cid for ids, _, _ in chunk for cid in ids)
+        messages.append(SlackMessage(text, blocks, carried))
     return messages
 
 

@@ -201,7 +201,7 @@ def test_a_night_for_two_accounts_lands_metrics_and_alerts(
     task_ids = [str(r.task_id) for r in runs.values()]
     assert len(set(task_ids)) == 2  # one task per account
     assert all(
-        r.trigger == "schedule" and list(r.steps) == ["sync", "rebuild", "metrics", "alerts"]
+        r.trigger == "schedule" and list(r.steps) == ["sync", "rebuild", "metrics", "backtest", "alerts"]
         for r in runs.values()
     )
     for account, stripe in ((acme, stripes[0]), (beta, stripes[1])):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from metrics.at_risk import (
-    DAY,
     CustomerRecords,
     InvoiceState,
     LicensedLine,
@@ -106,13 +105,11 @@ def test_usage_decline_needs_three_earlier_periods_and_a_recent_last_period() ->
     assert codes(customer(usage=(usage([700, 700, 700, 100], first=2),))) == []
 
 
-def test_fewer_seats_over_90_days_is_a_usage_decline_and_a_downgrade() -> None:
+def test_fewer_seats_over_90_days_is_a_usage_decline_only() -> None:
+    # one piece of evidence, one signal: the seat cut (20% of 10) is not also a downgrade of the money
     found = assess(customer(licensed=tuple(seats([10] * 8 + [8] * 3))), AS_OF)
-    assert found is not None
-    detail = dict((s.code, s.detail) for s in found.signals)
-    assert detail["usage_decline"] == "Pro: seats 10 -> 8 over 90 days"
-    # 10 x $50 = $500 on 2026-08-03 (90 days before), 8 x $50 = $400 now
-    assert detail["downgrade"] == "licensed MRR $500.00 -> $400.00 since 2026-08-03 (fewer seats 10 -> 8)"
+    assert found is not None and found.codes == ("usage_decline", "renewal_soon")
+    assert found.signals[0].detail == "Pro: seats 10 -> 8 (highest of 90 days)"
 
 
 def test_seats_that_fell_more_than_90_days_ago_are_no_signal() -> None:
@@ -219,11 +216,21 @@ def test_history_uses_only_dated_evidence() -> None:
     assert first_signal_day(undated, date(2026, 10, 31)) is None
 
 
-def test_history_of_a_failed_payment_starts_when_the_invoice_was_created() -> None:
+def test_history_of_a_failed_payment_starts_once_the_invoice_could_be_attempted() -> None:
+    # created (and, without a date, finalized) at 00:00 on Oct 10: no payment was tried at that instant, so
+    # the first day at 00:00 with a failed attempt behind it is Oct 11
     created = moment_ts(datetime(2026, 10, 10, tzinfo=UTC))
-    records = customer(invoices=(InvoiceState("in_9", "uncollectible", created, 4, 50000, "usd"),))
-    assert first_signal_day(records, date(2026, 10, 31)) == date(2026, 10, 10)
-    assert created - DAY < moment_ts(datetime(2026, 10, 10, tzinfo=UTC))
+    written_off = moment_ts(datetime(2026, 10, 25, tzinfo=UTC))
+    invoice = InvoiceState("in_9", "uncollectible", created, 4, 50000, "usd", written_off)
+    records = customer(invoices=(invoice,))
+    assert first_signal_day(records, date(2026, 10, 24)) == date(2026, 10, 11)
+    # written off on the 25th: from then on it is no longer a payment being retried
+    past = [assess(records, datetime(2026, 10, d, tzinfo=UTC), current=False) for d in (24, 25)]
+    assert past[0] is not None and past[0].codes == ("payment_failed", "renewal_soon")
+    assert past[1] is None
+    # without the date of the write-off, the past cannot be told: no evidence
+    undated = customer(invoices=(InvoiceState("in_9", "uncollectible", created, 4, 50000, "usd"),))
+    assert first_signal_day(undated, date(2026, 10, 24)) is None
 
 
 def test_a_move_from_per_seat_to_a_flat_plan_is_judged_on_money_not_seats() -> None:

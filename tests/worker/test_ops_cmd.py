@@ -56,7 +56,7 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)["accounts"][0]
     assert run["ok"] and run["account"] == "acme"
-    assert list(run["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
+    assert list(run["steps"]) == ["sync", "rebuild", "metrics", "backtest", "alerts"]
     assert run["steps"]["sync"]["detail"]["stored"]["customers"] == 25
     engine = ensure_schema(get_settings().database_url)
     with Session(engine) as session:
@@ -80,7 +80,7 @@ def test_status_shows_the_last_nightly(
     status = json.loads(cli.invoke(app, ["status", "acme", "--json"]).stdout)
     last = status["accounts"][0]["last_nightly"]
     assert last["ok"] is True and last["trigger"] == "manual"
-    assert list(last["steps"]) == ["sync", "rebuild", "metrics", "alerts"]
+    assert list(last["steps"]) == ["sync", "rebuild", "metrics", "backtest", "alerts"]
 
 
 def test_a_failed_sync_exits_1_and_the_other_account_still_runs(

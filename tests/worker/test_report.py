@@ -216,6 +216,42 @@ def test_the_callout_says_which_way_one_time_fees_move_nrr() -> None:
     assert "-4.0 percentage points" in understating
 
 
+def backtest_data() -> dict[str, Any]:
+    return {
+        "as_of": "2026-11-01",
+        "points": ["2025-08-01", "2026-07-01"],
+        "precision": 0.8571,
+        "recall": 0.75,
+        "recall_count": {"caught": 3, "churners": 4},
+        "noise": 0.0625,
+        "median_lead_days": 61.0,
+        "by_signal": {"payment_failed": {"flags": 7, "hits": 6, "precision": 0.8571}},
+        "missed": [
+            {"customer_id": "cus_9", "name": "Gone <b>Co</b>", "mrr": 1200.0, "churned_on": "2026-09-01"}
+        ],
+        "warnings": [{"code": "too_few_churners", "message": "too few churners to judge: 4 in the span"}],
+        "line": "86% of 7 alerts were followed by churn or contraction within 120 days",
+        "by_month": [
+            {"month": "2026-03", "caught": 500.0, "missed": 0.0, "median_lead_days": 61},
+            {"month": "2026-09", "caught": 0.0, "missed": 1200.0, "median_lead_days": None},
+        ],
+    }
+
+
+def test_the_section_on_how_good_the_alerts_are() -> None:
+    html = render_report(data(backtest=backtest_data()), plotly_js=STUB_JS)
+    assert "How good are these alerts" in html
+    assert re.search(r'id="bt-precision">86%<', html) and re.search(r'id="bt-recall">75%<', html)
+    assert re.search(r'id="bt-noise">6%<', html) and re.search(r'id="bt-lead">61 days<', html)
+    assert "3 of 4 churners" in html and "too few churners to judge" in html
+    assert 'id="chart-backtest"' in html and '"barmode":"stack"' in html and "lead 61 d" in html
+    missed = re.search(r'id="bt-missed"[^>]*>.*?</table>', html, re.S)
+    assert missed and "Gone &lt;b&gt;Co&lt;/b&gt;" in missed.group(0) and "$1,200.00" in missed.group(0)
+    assert "2026-09-01" in missed.group(0)
+    # no backtest (an account never judged): no section
+    assert "How good are these alerts" not in render_report(data(), plotly_js=STUB_JS)
+
+
 def test_warnings_are_explained_in_words_where_no_tooltip_shows() -> None:
     """On a phone or on paper a chip's tooltip is out of reach: the meaning of each kind is written out."""
     from metrics.warnings import MEANINGS

@@ -35,12 +35,13 @@ def test_each_customer_is_flagged_for_its_own_evidence(engine: Engine) -> None:
     assert codes == {
         "cus_cancel": ["cancel_scheduled", "renewal_soon"],
         "cus_failed": ["payment_failed", "renewal_soon"],
-        "cus_seats": ["usage_decline", "downgrade", "renewal_soon"],
+        "cus_seats": ["usage_decline", "renewal_soon"],  # a seat cut is one piece of evidence: one signal
         "cus_usage": ["usage_decline", "renewal_soon"],
     }
     seats = {s["code"]: s["detail"] for s in found["cus_seats"]["signals"]}
-    assert seats["usage_decline"] == "Team: seats 10 -> 6 over 90 days"
-    assert seats["downgrade"] == "licensed MRR $500.00 -> $300.00 since 2026-08-03 (fewer seats 10 -> 6)"
+    assert seats["usage_decline"] == "Team: seats 10 -> 6 (highest of 90 days)"
+    # no backtest stored yet: no track record
+    assert all(s["track_record"] is None for a in found.values() for s in a["signals"])
     usage = found["cus_usage"]["signals"][0]["detail"]
     assert usage == (
         "API calls: billed usage 300 in the period to 2026-11-01 vs 700 average of the 3 "
@@ -52,12 +53,13 @@ def test_each_customer_is_flagged_for_its_own_evidence(engine: Engine) -> None:
     assert cancel["mrr"] == 250.0 and cancel["renewal_date"] == "2026-12-01"
     assert cancel["name"] == "Cancelling Inc"
     assert cancel["dashboard_url"] == "https://dashboard.stripe.com/test/customers/cus_cancel"
-    # MRR at risk x (1 - prod(1 - weight)): $400 x (1 - 0.3 x 0.8), $300 x (1 - 0.5 x 0.5 x 0.8),
-    # $250 x (1 - 0.1 x 0.8); usage: $100 seats + $3 usage carried forward, weight 0.3 + 0.5 x 4/7
+    # MRR at risk x (1 - prod(1 - weight)): $400 x (1 - 0.3 x 0.8), $250 x (1 - 0.1 x 0.8),
+    # $300 x (1 - 0.5 x 0.8) (seats 40% down: weight 0.3 + 0.5 x 0.4); usage: $100 seats + $3 usage carried
+    # forward, weight 0.3 + 0.5 x 4/7
     assert [(a["customer_id"], a["score"]) for a in payload["accounts"]] == [
         ("cus_failed", 304.0),
-        ("cus_seats", 240.0),
         ("cus_cancel", 230.0),
+        ("cus_seats", 180.0),
         ("cus_usage", 68.86),
     ]
     assert payload["mrr_at_risk"] == 400.0 + 300.0 + 250.0 + 103.0
@@ -162,7 +164,7 @@ def test_cli_at_risk_and_churned_json(cli: CliRunner) -> None:
     payload = json.loads(result.stdout)
     assert payload["as_of"] == "2026-11-01"
     ids = [a["customer_id"] for a in payload["accounts"]]
-    assert ids == ["cus_failed", "cus_seats", "cus_cancel", "cus_usage"]
+    assert ids == ["cus_failed", "cus_cancel", "cus_seats", "cus_usage"]
     assert set(payload["accounts"][0]) >= {
         "customer_id",
         "name",
@@ -204,12 +206,19 @@ def test_an_earlier_as_of_than_the_last_sync_uses_dated_evidence_only(engine: En
     load(engine, account)
     with session_scope(engine) as session:
         session.add(SyncState(account_id=account.id or 0, last_sync_at=T(11, 20), last_sync_ok=True))
-    # `past_due` is how the subscription stood on Nov 20: it says nothing about Nov 1; the open invoice
-    # (created Nov 1, unpaid since) does
-    before = {a["customer_id"]: a for a in at_risk(engine, account, AS_OF)["accounts"]}
+    # `past_due` is how the subscription stood on Nov 20: it says nothing about Nov 2; the open invoice
+    # (created Nov 1, attempted and unpaid since) does
+    nov2 = datetime(2026, 11, 2, tzinfo=UTC)
+    before = {a["customer_id"]: a for a in at_risk(engine, account, nov2)["accounts"]}
     detail = before["cus_failed"]["signals"][0]["detail"]
     assert "in_failed_11" in detail and "past_due" not in detail
     on_sync_day = {
         a["customer_id"]: a for a in at_risk(engine, account, datetime(2026, 11, 20, tzinfo=UTC))["accounts"]
     }
     assert "past_due" in on_sync_day["cus_failed"]["signals"][0]["detail"]
+
+
+def test_the_help_says_how_accounts_are_ranked() -> None:
+    text = " ".join(CliRunner().invoke(app, ["at-risk", "--help"], terminal_width=200).output.split())
+    assert "ranked by MRR at risk times the strength of the evidence" in text
+    assert "largest MRR at risk first" not in text

@@ -94,6 +94,7 @@ def demo(
         raise typer.Exit(EXIT_FAILED) from None
     console.print(Panel(preview(outcome.digest), title="Slack digest preview (not sent)", expand=False))
     console.print(summary_panel(outcome.metrics, outcome.at_risk))
+    console.print(f"How good the at-risk alerts have been (backtest): {outcome.backtest}")
     console.print(f"Report: [bold]{target}[/bold]  (open it in a browser; it works offline)")
 
 

@@ -1,4 +1,4 @@
-"""At-risk commands: `at-risk`, `alert`, `churned` (docs/interface.md, docs/at-risk.md).
+"""At-risk commands: `at-risk`, `backtest`, `alert`, `churned` (docs/interface.md, docs/at-risk.md).
 
 They read the ledger and stored Stripe rows; an account whose ledger is still empty is rebuilt first. Where
 no NAME is given and several accounts are connected, JSON output is `{"accounts": [payload, ...]}` (each
@@ -52,10 +52,24 @@ def _echo_customers(
     for n, row in enumerate(rows, start=1):
         show_lines(out, [f"{n}. {row['name']} ({row['customer_id']}): {line(row)}"], hang=3)
         show_lines(
-            out, [f"{signal['code']}: {signal['detail']}" for signal in row["signals"]], indent=3, hang=5
+            out,
+            [
+                f"{signal['code']}: {signal['detail']}{_track(signal.get('track_record'))}"
+                for signal in row["signals"]
+            ],
+            indent=3,
+            hang=5,
         )
         if link:
             show_lines(out, [row["dashboard_url"]], indent=3)
+
+
+def _track(record: dict[str, int] | None) -> str:
+    """A signal's track record in words, once the backtest has seen enough cases of it."""
+    if not record:
+        return ""
+    track = f"{record['hits']} of {record['flags']} accounts with this signal churned or contracted"
+    return f" [{track} within 120 days]"
 
 
 def _show_at_risk(account: Account, payload: dict[str, Any]) -> None:
@@ -109,15 +123,18 @@ def _print_each(
     build: str,
     show: Callable[[Account, dict[str, Any]], None],
 ) -> None:
-    """Each account's payload (`build`: the name of its function in worker/risk.py): shown as soon as it is
-    ready, or printed together as JSON at the end."""
-    from worker import risk
+    """Each account's payload (`build`: the name of its function in worker/risk.py, or `module.function` of
+    another worker module): shown as soon as it is ready, or printed together as JSON at the end."""
+    import importlib
+
     from worker.payloads import named_payloads
 
+    module, _, function = build.rpartition(".")
+    builder = getattr(importlib.import_module(f"worker.{module or 'risk'}"), function)
     moment = parse_as_of(as_of)
     engine = open_db()
     payloads = []
-    for account, payload in named_payloads(engine, load_accounts(engine, name), moment, getattr(risk, build)):
+    for account, payload in named_payloads(engine, load_accounts(engine, name), moment, builder):
         add_history_warning(engine, account, moment, payload)
         payloads.append(payload)
         if not as_json:
@@ -133,8 +150,41 @@ def at_risk_cmd(
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Paying customers showing a risk signal, largest MRR at risk first."""
+    """Paying customers showing a risk signal as of the date (what was known then), ranked by MRR at risk
+    times the strength of the evidence (the score)."""
     _print_each(name, as_of, as_json, "at_risk", _show_at_risk)
+
+
+def _show_backtest(account: Account, payload: dict[str, Any]) -> None:
+    cur = payload["currency"]
+    lines = [f"{account.name}: backtest as of {payload['as_of']} at {len(payload['points'])} past dates", ""]
+    lines += [payload["line"], ""]
+    lines += [
+        f"{code}: {f['hits']} of {f['flags']} alerts followed by churn or contraction within 120 days"
+        for code, f in payload["by_signal"].items()
+    ]
+    lines += [
+        f"missed: {row['name']} ({row['customer_id']}), {fmt_major(row['mrr'], cur)} MRR, "
+        f"churned {row['churned_on']}"
+        for row in payload["missed"]
+    ]
+    out = console()
+    show_lines(out, lines, hang=2)
+    show_warnings(out, payload["warnings"], verbose=False)
+
+
+def backtest_cmd(
+    name: str | None = typer.Argument(None, help="Connected account (default: every account)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="DATE", help="YYYY-MM-DD, 00:00 UTC (default: now)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """How good the at-risk alerts have been on the account's own history: precision, recall of churned
+    MRR caught 28+ days ahead, noise and lead time at 12 monthly dates 4 to 15 months back."""
+    _print_each(
+        name, as_of, as_json, "backtest.backtest" if as_json else "backtest.backtest_text", _show_backtest
+    )
 
 
 def _report(result: AlertResult, dry_run: bool) -> None:
@@ -228,5 +278,6 @@ def churned_cmd(
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the `retention` app."""
     app.command("at-risk")(at_risk_cmd)
+    app.command("backtest")(backtest_cmd)
     app.command("alert")(alert_cmd)
     app.command("churned")(churned_cmd)

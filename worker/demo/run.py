@@ -24,8 +24,11 @@ from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from metrics.calendar import day_start
 from worker.accounts import connect_account, disconnect_account
 from worker.alerts import run_alerts
+from worker.backtest import backtest_line, compute_backtest
+from worker.backtest_store import save_backtest
 from worker.demo.sample import build_sample_world, default_end
 from worker.demo.stripe_server import FakeStripe
 from worker.metrics_run import compute_metrics
@@ -68,6 +71,7 @@ class DemoOutcome:
     metrics: dict[str, Any]
     at_risk: dict[str, Any]
     digest: str | None
+    backtest: str  # the backtest's sentence: how good the alerts have been on the sample's history
     report: Path
     sync: SyncResult
 
@@ -104,13 +108,24 @@ def run_demo(
         rebuild_account(engine, account, today=as_of.date())
     with step(console, "Computing retention metrics"):
         metrics = compute_metrics(engine, account, as_of)
+    with step(console, "Backtesting the at-risk alerts on the history (12 past dates)"):
+        # as of the sample's "now" (its month start): the history it generated ends there
+        tested = compute_backtest(engine, account, min(as_of, day_start(end)))
+        save_backtest(engine, account, tested)
     with step(console, "Screening for at-risk accounts"):
         risks = at_risk(engine, account, as_of)
     with step(console, "Preparing the Slack digest (dry run, nothing is sent)"):
         alert = run_alerts(engine, settings, account, as_of, dry_run=True)
     with step(console, "Writing the HTML report"):
         write_report(engine, account, as_of, out)
-    return DemoOutcome(metrics=metrics, at_risk=risks, digest=alert.text, report=out, sync=result)
+    return DemoOutcome(
+        metrics=metrics,
+        at_risk=risks,
+        digest=alert.text,
+        backtest=backtest_line(tested),
+        report=out,
+        sync=result,
+    )
 
 
 def run_sync_quietly(

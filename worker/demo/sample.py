@@ -7,6 +7,14 @@ last month, so the naive "including one-time" NRR visibly differs from the real 
 failed payments, scheduled cancellations, declining usage, invoices of more than 10 lines, void and draft
 invoices, credit notes and events.
 
+Churn looks as it does in life, so the at-risk backtest has something to measure: most churners show a
+precursor 1-4 months before they leave (seats cut in steps, metered usage falling, renewals failing until they
+are written off, or an annual plan's cancellation asked for months ahead), a fifth leave suddenly (a
+cancellation scheduled days before). Healthy customers carry noise: a seat more or less, usage wobbling, a
+failed payment recovered after some days, now and then a real seat cut that leads nowhere, and some metered
+customers whose usage dips every December. Invoices carry `status_transitions` (finalized, paid, voided,
+written off) so every state can be dated.
+
 Why every period sits on calendar month boundaries: the sample's "now" is `end` (a month start), and every
 live subscription's current period then covers the whole current month, so figures as of any day of that
 month agree. Everything comes from one `random.Random(seed)` and counters, never the wall clock (except the
@@ -20,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from metrics.calendar import day_ts, month_start, months_back, utc_now
+from metrics.calendar import day_ts, month_start, months_back, utc_day, utc_now
 from worker.demo import builders
 from worker.demo.stripe_server import StripeWorld
 
@@ -43,6 +51,10 @@ INTERVALS: dict[int, tuple[str, int, int]] = {
     12: ("year", 1, 1020),
 }
 CHURN_PER_MONTH = {"starter": 0.035, "growth": 0.02, "scale": 0.012, "enterprise": 0.006}
+SUDDEN_SHARE = 0.15  # churners who show nothing but a cancellation scheduled days before
+PRECURSOR_LEADS = ([1, 2, 3, 4], [10, 35, 35, 20])  # months between the first sign and the end, and weights
+SEASONAL_SHARE = 0.3  # metered customers whose usage dips every December
+FINALIZE_AFTER = 3600  # Stripe finalizes a renewal invoice about an hour after creating it
 ADDONS = [
     "SSO",
     "Audit log",
@@ -154,6 +166,21 @@ def world_objects(world: StripeWorld) -> Obj:
     return out
 
 
+@dataclass(frozen=True)
+class _Fate:
+    """How a subscription will end: the month index it ends at (None: it lives on), the precursor shown
+    before (`sudden`, `seats`, `usage`, `payment`, `downgrade`, `early_cancel`) and how many months ahead it
+    shows."""
+
+    ends: int | None = None
+    kind: str = "none"
+    lead: int = 0
+
+    def shows(self, kind: str, m: int) -> bool:
+        """Whether month index m lies in the precursor's months [ends - lead, ends)."""
+        return self.kind == kind and self.ends is not None and self.ends - self.lead <= m < self.ends
+
+
 @dataclass
 class _Sub:
     """The state of one subscription while its history is simulated."""
@@ -168,6 +195,7 @@ class _Sub:
     usage: float = 0.0
     addon_items: list[str] = field(default_factory=list)
     last_usage: int | None = None
+    fate: _Fate = field(default_factory=_Fate)
 
 
 class _Generator:
@@ -329,7 +357,7 @@ class _Generator:
         m = start
         first_sub = True
         metered = n == 3 or (n >= 2 and interval == 1 and plan in ("growth", "scale") and rng.random() < 0.35)
-        ctx.declining = n == 3 or (metered and rng.random() < 0.12)
+        ctx.seasonal = metered and n != 3 and rng.random() < SEASONAL_SHARE
         while m <= self.months:
             sub = _Sub(
                 id=self.next_id("sub"),
@@ -344,6 +372,7 @@ class _Generator:
                 sub.usage = rng.uniform(2000, 40000)
             if n < 2:
                 sub.addon_items = [self.next_id("si") for _ in ADDONS]
+            sub.fate = self.fate(sub, declining=n == 3)
             ended = self.run_subscription(ctx, sub, trial_from if first_sub else None, setup=first_sub)
             first_sub = False
             if ended is None or rng.random() > 0.2:
@@ -373,7 +402,7 @@ class _Generator:
         m = sub.start
         ended: int | None = None
         while m <= self.months:
-            if m > sub.start and self.churns(ctx, sub, m):
+            if m == sub.fate.ends:
                 ended = m
                 break
             if m == period_start:
@@ -393,16 +422,24 @@ class _Generator:
     def renew(self, ctx: _Customer, sub: _Sub, m: int, invoices: int) -> str:
         """A period starts in month m: seats and plan may move, then it is invoiced; returns its state."""
         if m > sub.start:
-            self.renewal_changes(sub)
-        state = self.renewal_state(m)
+            if sub.fate.shows("seats", m) and PLANS[sub.plan][2]:
+                sub.seats = max(1, min(sub.seats - 1, round(sub.seats * self.rng.uniform(0.7, 0.85))))
+            elif sub.fate.shows("downgrade", m) and sub.plan in ("growth", "scale"):
+                self.plan_down(sub)  # a cheaper plan on the way out
+            else:
+                self.renewal_changes(sub)
+        state = self.renewal_state(m, sub.fate)
         self.renewal_invoice(ctx, sub, m, invoices, state)
         return state
 
-    def renewal_state(self, m: int) -> str:
-        """Only the last months hold unpaid invoices: those are the ones the at-risk screen must find."""
+    def renewal_state(self, m: int, fate: _Fate) -> str:
+        """Failing renewals of a churner in dunning (written off when it ends, open while it has not); else
+        only the last months hold unpaid invoices: those are the ones the at-risk screen must find today."""
         rng = self.rng
+        if fate.shows("payment", m):
+            return "uncollectible" if fate.ends is not None and fate.ends <= self.months else "open"
         last = m == self.months
-        if last and rng.random() < 0.05:
+        if last and rng.random() < 0.03:
             return "open"
         if last and rng.random() < 0.02:
             return "draft"
@@ -422,14 +459,19 @@ class _Generator:
     def ending(self, ctx: _Customer, sub: _Sub, ended: int | None, status: str, renews_at: int) -> _Ending:
         """How a subscription stands at the end: canceled (its last usage billed), set to cancel, or live."""
         if ended is not None:
-            ended_at = self.ts[ended]
-            ending = _Ending(
-                "canceled", canceled_at=ended_at - self.rng.randint(1, 20) * DAY, ended_at=ended_at
-            )
+            ending = _Ending("canceled", canceled_at=self.asked_to_cancel(sub), ended_at=self.ts[ended])
             if sub.metered_item is not None:
                 self.final_usage_invoice(ctx, sub, ended)
             return ending
-        if status == "active" and self.rng.random() < 0.05:
+        fate = sub.fate
+        if fate.ends is not None and fate.kind in ("sudden", "early_cancel") and status == "active":
+            asked = self.asked_to_cancel(sub)
+            if asked <= self.end:  # a churner of the months ahead whose cancellation is already asked for
+                at_end = self.ts[fate.ends] == renews_at
+                return _Ending(
+                    status, cancel_at_period_end=at_end, cancel_at=self.ts[fate.ends], canceled_at=asked
+                )
+        if status == "active" and self.rng.random() < 0.03:
             canceled_at = self.end - self.rng.randint(1, 25) * DAY
             return _Ending(status, cancel_at_period_end=True, cancel_at=renews_at, canceled_at=canceled_at)
         return _Ending(status)
@@ -465,27 +507,84 @@ class _Generator:
         elif ending.canceled_at is not None:
             self.changed_subs.append((ending.canceled_at, "customer.subscription.updated", sub_id))
 
-    def churns(self, ctx: _Customer, sub: _Sub, m: int) -> bool:
-        """Churn happens at a renewal; declining-usage accounts are kept so their decline is visible."""
-        if (m - sub.start) % sub.interval != 0 or ctx.declining:
-            return False
-        return self.rng.random() < CHURN_PER_MONTH[sub.plan] * sub.interval * (
-            0.8 if sub.interval == 12 else 1
+    # -- churn and what shows before it -------------------------------------------------------------------
+    def fate(self, sub: _Sub, declining: bool) -> _Fate:
+        """When the subscription will end (drawn at each renewal, up to 4 months past `end`), and its sign.
+
+        The `declining` sample account ends the month after `end`, its usage already falling: the at-risk
+        screen of today always has a usage decline to show.
+        """
+        rng = self.rng
+        if declining:
+            return _Fate(self.months + 1, "usage", 1)
+        rate = CHURN_PER_MONTH[sub.plan] * sub.interval * (0.8 if sub.interval == 12 else 1)
+        ends = next(
+            (
+                m
+                for m in range(sub.start + sub.interval, self.months + 5, sub.interval)
+                if rng.random() < rate
+            ),
+            None,
         )
+        if ends is None:
+            return _Fate()
+        lead = min(rng.choices(*PRECURSOR_LEADS)[0], ends - sub.start - 1)
+        kind = self.precursor(sub)
+        if kind == "payment":
+            # dunning: the first renewal fails a month before it shows at a month start, and Stripe retries
+            # for up to two months before the invoices are written off and the subscription canceled
+            lead = min(min(lead, 2) + 1, ends - sub.start - 1)
+        return _Fate(ends, "sudden" if lead < 1 else kind, max(lead, 0))
+
+    def precursor(self, sub: _Sub) -> str:
+        """What a churner shows first: on monthly plans its seats, usage, payments or plan; an annual or
+        quarterly customer asks to cancel ahead of the renewal; a fifth of churners show nothing early."""
+        rng = self.rng
+        if rng.random() < SUDDEN_SHARE:
+            return "sudden"
+        if sub.interval != 1:
+            return "early_cancel"
+        options = ["payment"]
+        if PLANS[sub.plan][2] and sub.seats >= 4:
+            options.append("seats")
+        if sub.plan in ("growth", "scale"):
+            options.append("downgrade")
+        if sub.metered_item is not None:
+            options.append("usage")
+        return rng.choice(options)
+
+    def asked_to_cancel(self, sub: _Sub) -> int:
+        """When the cancellation was asked for: months ahead (early_cancel), at the end itself (written off
+        for non-payment: nothing scheduled), else a few days before."""
+        fate = sub.fate
+        end = self.ts[fate.ends] if fate.ends is not None else self.end
+        if fate.kind == "payment":
+            return end
+        if fate.kind == "early_cancel" and fate.ends is not None:  # any day 5 to 17 weeks ahead
+            asked = self.ts[fate.ends] - self.rng.randint(35, 120) * DAY
+            return max(asked, self.ts[sub.start] + DAY)
+        return end - self.rng.randint(2, 20) * DAY
 
     def renewal_changes(self, sub: _Sub) -> None:
-        """Seats move at renewals; now and then a plan is downgraded."""
+        """Seats move at renewals (growth, a seat more or less, now and then a real cut that leads nowhere);
+        rarely a plan is downgraded."""
         rng = self.rng
         if PLANS[sub.plan][2]:
             scale = min(sub.interval, 4)
             r = rng.random()
-            if r < 0.06 * scale:
+            if r < 0.05 * scale:
                 sub.seats += rng.randint(1, 5)
             elif r < 0.09 * scale:
-                sub.seats = max(1, sub.seats - rng.randint(1, 3))
-        if sub.plan in ("growth", "scale") and rng.random() < 0.005 * sub.interval:
-            sub.plan = PLAN_ORDER[PLAN_ORDER.index(sub.plan) - 1]
-            sub.seats = 1 if sub.plan == "starter" else sub.seats
+                sub.seats += -1 if sub.seats > 10 and rng.random() < 0.5 else 1  # under 10%: noise
+            elif r < 0.0915 * scale:
+                sub.seats = max(1, round(sub.seats * rng.uniform(0.6, 0.85)))
+        if sub.plan in ("growth", "scale") and rng.random() < 0.0005 * sub.interval:
+            self.plan_down(sub)
+
+    @staticmethod
+    def plan_down(sub: _Sub) -> None:
+        sub.plan = PLAN_ORDER[PLAN_ORDER.index(sub.plan) - 1]
+        sub.seats = 1 if sub.plan == "starter" else sub.seats
 
     # -- invoices --------------------------------------------------------------------------------------------
     def trial_invoice(self, ctx: _Customer, sub: _Sub, trial_from: int) -> None:
@@ -527,10 +626,13 @@ class _Generator:
             addon = _Charge(ADDON_AMOUNT, period, self.prices[f"price_addon_{k:02d}"], item, 1)
             lines.append(self.sub_line(ctx, inv_id, len(lines), sub, n, addon))
         reason = "subscription_create" if n == 0 else "subscription_cycle"
-        attempts = 2 if state == "paid" and self.rng.random() < 0.03 else None  # failed once, then paid
-        if state == "open":
-            attempts = self.rng.randint(1, 3)
-        self.add_invoice(ctx, inv_id, lines, ts[m], sub.id, state, reason, attempts)
+        attempts = 2 if state == "paid" and self.rng.random() < 0.015 else None  # failed once, then paid
+        if state in ("open", "uncollectible"):
+            attempts = self.rng.randint(1, 3) if state == "open" else self.rng.randint(3, 4)
+        fate = sub.fate
+        inv = self.add_invoice(ctx, inv_id, lines, ts[m], sub.id, state, reason, attempts)
+        if fate.shows("payment", m) and state == "uncollectible" and fate.ends is not None:
+            inv["status_transitions"]["marked_uncollectible_at"] = self.ts[fate.ends]  # when it was canceled
 
     def setup_invoice(self, ctx: _Customer, plan: str) -> None:
         """Onboarding is invoiced when the contract is signed (the customer's creation), before go-live.
@@ -544,12 +646,16 @@ class _Generator:
         self.add_invoice(ctx, inv_id, [line], ctx.signed, None, "paid", "manual")
 
     def usage_units(self, ctx: _Customer, sub: _Sub, m: int) -> int:
-        """Usage of month m-1: a noisy walk; declining accounts lose half in the last billed month."""
+        """Usage of month m-1: a noisy walk; a dip every December for seasonal customers; a churner whose
+        usage falls loses about 40% more each month from its precursor on (billed from month m)."""
         sub.usage *= self.rng.gauss(1.02, 0.06)
-        units = int(sub.usage)
-        if ctx.declining and m == self.months:
-            units = int(sub.usage * 0.5)
-        units = max(units, 100)
+        value = sub.usage
+        if ctx.seasonal and utc_day(self.ts[m - 1]).month == 12:
+            value *= self.rng.uniform(0.6, 0.75)
+        fate = sub.fate
+        if fate.kind == "usage" and fate.ends is not None and fate.ends - fate.lead <= m <= fate.ends:
+            value *= 0.6 ** (m - (fate.ends - fate.lead) + 1)
+        units = max(int(value), 100)
         self.world.meter_summaries.setdefault(METER, []).append(
             {
                 "id": self.next_id("mtrusg"),
@@ -588,7 +694,10 @@ class _Generator:
             sub.seats += rng.randint(2, 10)
         else:
             sub.plan = PLAN_ORDER[PLAN_ORDER.index(sub.plan) + 1]
-            if sub.plan == "enterprise":
+            if sub.plan == "enterprise" and PLANS["scale"][1] * sub.seats >= PLANS["enterprise"][1]:
+                sub.plan = "scale"  # a large Scale team would pay less on Enterprise: it adds seats instead
+                sub.seats += rng.randint(2, 10)
+            elif sub.plan == "enterprise":
                 sub.seats = 1
             elif sub.plan == "growth":
                 sub.seats = max(3, sub.seats)
@@ -709,7 +818,7 @@ class _Generator:
         state: str,
         reason: str,
         attempts: int | None = None,
-    ) -> None:
+    ) -> Obj:
         """Stores an invoice whose totals agree with its lines (subtotal - discounts); maybe a credit note."""
         inv = builders.invoice(
             inv_id,
@@ -730,6 +839,7 @@ class _Generator:
         inv["amount_remaining"] = 0 if state == "paid" else total
         if state == "draft":
             inv["attempt_count"] = 0
+        inv["status_transitions"] = self.transitions(created, state, inv["attempt_count"])
         self.world.add(inv)
         if state == "paid" and total > 0 and self.rng.random() < 0.012:
             when = min(created + self.rng.randint(2, 20) * DAY, self.end)
@@ -737,6 +847,23 @@ class _Generator:
                 self.next_id("cn"), inv_id, ctx.cid, total * self.rng.randint(10, 50) // 100, created=when
             )
             self.world.add(note)
+        return inv
+
+    def transitions(self, created: int, state: str, attempts: int) -> Obj:
+        """When the invoice was finalized, paid (after some days when the first attempt failed), voided or
+        written off: what lets the at-risk signals date each state."""
+        out: Obj = {"finalized_at": None, "paid_at": None, "voided_at": None, "marked_uncollectible_at": None}
+        if state == "draft":
+            return out
+        finalized = created + FINALIZE_AFTER
+        out["finalized_at"] = finalized
+        if state == "paid":
+            out["paid_at"] = finalized + (self.rng.randint(1, 7) * DAY if attempts > 1 else 0)
+        elif state == "void":
+            out["voided_at"] = finalized + self.rng.randint(1, 10) * DAY
+        elif state == "uncollectible":
+            out["marked_uncollectible_at"] = finalized + self.rng.randint(20, 30) * DAY
+        return out
 
     def items(self, sub: _Sub, period: tuple[int, int], created: int, incl: bool) -> list[Obj]:
         """The subscription's items as they are now (or were when it ended)."""
@@ -795,7 +922,7 @@ class _Customer:
     vat: int
     discount: tuple[int, int | None]
     signed: int  # when the customer was created: the contract and its setup fee
-    declining: bool = False
+    seasonal: bool = False  # metered usage dips every December
 
 
 @dataclass

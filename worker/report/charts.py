@@ -96,3 +96,30 @@ def cohort_heatmap(grid: dict[str, Any]) -> str:
         yaxis={"autorange": "reversed"},
     )
     return _div(fig, "chart-cohorts", height=max(380, 18 * len(cohorts) + 120))
+
+
+def backtest_chart(by_month: Sequence[dict[str, Any]], currency: str) -> str:
+    """Churned MRR by month of churn: caught 28+ days ahead (with the caught churners' median lead time
+    over the bar) stacked on missed."""
+    months = [m["month"] for m in by_month]
+    leads = [
+        f"lead {m['median_lead_days']:.0f} d" if m["median_lead_days"] is not None else "" for m in by_month
+    ]
+    fig = go.Figure()
+    fig.add_bar(
+        x=months,
+        y=[m["caught"] for m in by_month],
+        name="Caught 28+ days ahead",
+        marker_color="#2e7d32",
+        text=leads,
+        textposition="outside",
+    )
+    fig.add_bar(x=months, y=[m["missed"] for m in by_month], name="Missed", marker_color="#c62828")
+    fig.update_layout(
+        barmode="stack",
+        title=f"Churned MRR by month, caught vs missed ({currency.upper()})",
+        xaxis={"type": "category"},
+        yaxis={"title": "churned MRR"},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return _div(fig, "chart-backtest")

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from metrics.calendar import day_start, last_month_starts, month_start, utc_now
+from metrics.money import json_amount
+from worker.backtest import backtest_line, backtest_payload, compute_backtest
+from worker.backtest_store import stored_backtest
 from worker.metrics_run import as_of_day, compute_metrics
 from worker.models import Account
 from worker.mrr_queries import snapshots_until
@@ -51,6 +55,22 @@ def cohort_rows(engine: Engine, account: Account, until: date) -> list[tuple[str
     return [(customer, day, mrr) for customer, day, mrr in rows if day.day == 1]
 
 
+def report_backtest(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
+    """The backtest the report shows: the newest stored one as of that day (the nightly run's), else one
+    computed now (not stored). Its JSON payload, the sentence, and churned MRR per month (major units)."""
+    result = stored_backtest(engine, account, as_of) or compute_backtest(engine, account, as_of)
+    months = [
+        {
+            "month": m["month"],
+            "caught": json_amount(m["caught"], result.currency),
+            "missed": json_amount(m["missed"], result.currency),
+            "median_lead_days": median(m["leads"]) if m["leads"] else None,
+        }
+        for m in result.by_month()
+    ]
+    return {**backtest_payload(result), "line": backtest_line(result), "by_month": months}
+
+
 def load_report(
     engine: Engine, account: Account, as_of: datetime, trend_months: int = TREND_MONTHS
 ) -> ReportData:
@@ -65,6 +85,7 @@ def load_report(
         trend=trend(engine, account, as_of, trend_months),
         cohorts=grid.as_json(),
         generated_at=utc_now().strftime("%Y-%m-%d %H:%M UTC"),
+        backtest=report_backtest(engine, account, as_of),
     )
 
 

@@ -30,6 +30,7 @@ class ReportData:
     trend: list[dict[str, Any]] = field(default_factory=list)  # [{"as_of", "nrr", "grr", "logo_retention"}]
     cohorts: dict[str, Any] = field(default_factory=dict)  # CohortGrid.as_json()
     generated_at: str = ""
+    backtest: dict[str, Any] = field(default_factory=dict)  # `retention backtest --json` + "line", "by_month"
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -81,6 +82,12 @@ def render_report(data: ReportData, plotly_js: str | None = None) -> str:
         "movements_chart": charts.movements_chart(metrics.get("movements") or [], currency),
         "trend_chart": charts.trend_chart(data.trend) if data.trend else "",
         "cohort_chart": charts.cohort_heatmap(data.cohorts) if data.cohorts.get("cohorts") else "",
+        "backtest": data.backtest,
+        "backtest_chart": (
+            charts.backtest_chart(data.backtest["by_month"], currency)
+            if data.backtest.get("by_month")
+            else ""
+        ),
         "plotly_js": charts.plotly_js() if plotly_js is None else plotly_js,
     }
     return _environment().get_template("report.html.j2").render(**context)

@@ -131,10 +131,14 @@ _ITEM_COLUMNS = PricedItem._fields[: PricedItem._fields.index("current_period_en
 
 
 def subscription_items(
-    conn: Connection, account_id: int, price_ids: Collection[str] | None = None
+    conn: Connection,
+    account_id: int,
+    price_ids: Collection[str] | None = None,
+    subscription_ids: Collection[str] | None = None,
 ) -> list[PricedItem]:
     """Every current subscription item of the account with its price, by subscription then item id; or only
-    the items on these prices (the at-risk signals ask for the metered ones)."""
+    the items on these prices (the at-risk signals ask for the metered ones), or of these subscriptions (one
+    batch of customers)."""
     it, pr = table_of(models.StripeSubscriptionItem), table_of(models.StripePrice)
     price_columns = PricedItem._fields[len(_ITEM_COLUMNS) :]
     query = (
@@ -145,6 +149,8 @@ def subscription_items(
     )
     if price_ids is not None:
         query = query.where(it.c.price_id.in_(list(price_ids)))
+    if subscription_ids is not None:
+        query = query.where(it.c.subscription_id.in_(list(subscription_ids)))
     return list(map(PricedItem._make, raw_rows(conn, query)))
 
 

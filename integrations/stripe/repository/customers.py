@@ -40,8 +40,8 @@ class CustomerName(NamedTuple):
 def customer_names(
     conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
 ) -> list[CustomerName]:
-    """Every stored customer of the account (or those in `customer_ids`), deleted ones included (their
-    history still shows a name)."""
+    """Every stored customer of the account (or of a batch), deleted ones included (their history still
+    shows a name)."""
     c = table_of(models.StripeCustomer)
     query = select(c.c.id, c.c.name, c.c.email).where(c.c.account_id == account_id)
     if customer_ids is not None:

@@ -9,9 +9,9 @@ values the signals use). None adds an ORDER BY the callers never relied on: they
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, ColumnElement, Table, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -53,7 +53,8 @@ class InvoiceRow(NamedTuple):
     attempt_count: int
     amount_due: int | None
     currency: str | None
-    resolved_at: int | None  # paid_at / voided_at from the stored status_transitions, when Stripe sent them
+    resolved_at: int | None  # paid_at / voided_at / marked_uncollectible_at (status_transitions), if sent
+    finalized_at: int | None  # status_transitions.finalized_at: payment is attempted from then on
 
 
 class LineQuantity(NamedTuple):
@@ -93,8 +94,8 @@ def subscriptions(
     statuses: Collection[str] | None = None,
     customer_ids: Collection[str] | None = None,
 ) -> list[SubscriptionRow]:
-    """The account's subscriptions, ended ones included unless `statuses` narrows them (`customer_ids`: only
-    those customers', as the same-day watch reads them)."""
+    """The account's subscriptions, ended ones included unless `statuses` narrows them; `customer_ids`
+    keeps one batch of customers (the at-risk run reads per batch)."""
     s = table_of(models.StripeSubscription)
     query = select(*(s.c[name] for name in SubscriptionRow._fields)).where(s.c.account_id == account_id)
     if statuses is not None:
@@ -104,17 +105,23 @@ def subscriptions(
     return [SubscriptionRow(*r) for r in conn.execute(query)]
 
 
-def _resolved_at(raw: dict[str, Any]) -> int | None:
-    transitions = raw.get("status_transitions") or {}
-    value = transitions.get("paid_at") or transitions.get("voided_at")
-    return int(value) if value else None
+# When an invoice stopped being owed: paid, voided or written off (Stripe's status_transitions), read in SQL
+# so the raw invoice (with its embedded lines) is never loaded for it.
+_TRANSITIONS = ("paid_at", "voided_at", "marked_uncollectible_at")
+
+
+def _transition(v: Table, key: str) -> ColumnElement[int]:
+    """status_transitions.<key> of the raw invoice, as a 64-bit integer (Unix seconds outgrow 32 bits)."""
+    return cast(v.c.raw[("status_transitions", key)].as_string(), BigInteger)
 
 
 def invoices(
     conn: Connection, account_id: int, statuses: Collection[str], customer_ids: Collection[str] | None = None
 ) -> list[InvoiceRow]:
-    """The account's invoices in these statuses that belong to a customer (`customer_ids`: those only)."""
+    """The account's invoices in these statuses that belong to a customer (of the batch, if given)."""
     v = table_of(models.StripeInvoice)
+    resolved = func.coalesce(*(_transition(v, key) for key in _TRANSITIONS))
+    finalized = _transition(v, "finalized_at")
     query = select(
         v.c.id,
         v.c.customer_id,
@@ -123,24 +130,40 @@ def invoices(
         v.c.attempt_count,
         v.c.amount_due,
         v.c.currency,
-        v.c.raw,
+        resolved,
+        finalized,
     ).where(v.c.account_id == account_id, v.c.status.in_(list(statuses)), v.c.customer_id.is_not(None))
     if customer_ids is not None:
         query = query.where(v.c.customer_id.in_(list(customer_ids)))
-    return [InvoiceRow(*r[:-1], _resolved_at(r.raw or {})) for r in conn.execute(query)]
+    return [InvoiceRow(*r[:-2], *(int(v) if v else None for v in r[-2:])) for r in conn.execute(query)]
 
 
-def line_quantities(conn: Connection, account_id: int) -> list[LineQuantity]:
-    """Quantity and discount of every stored invoice line of the account."""
+def newest_invoice_created(conn: Connection, account_id: int) -> int | None:
+    """When the newest stored invoice was created: how late the stored state goes, where no sync says it."""
+    v = table_of(models.StripeInvoice)
+    found = conn.execute(select(func.max(v.c.created)).where(v.c.account_id == account_id)).scalar()
+    return None if found is None else int(found)
+
+
+def line_quantities(
+    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
+) -> list[LineQuantity]:
+    """Quantity and discount of the stored invoice lines of the account (of a batch of customers)."""
     n = table_of(models.StripeInvoiceLine)
     query = select(n.c.id, n.c.quantity, n.c.discount_total).where(n.c.account_id == account_id)
+    if customer_ids is not None:
+        query = query.where(n.c.customer_id.in_(list(customer_ids)))
     return [LineQuantity(*r) for r in conn.execute(query)]
 
 
-def meter_usage(conn: Connection, account_id: int) -> list[MeterUsageRow]:
-    """Every stored meter event summary of the account."""
+def meter_usage(
+    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
+) -> list[MeterUsageRow]:
+    """The stored meter event summaries of the account (of a batch of customers)."""
     m = table_of(MeterUsage)
     query = select(*(m.c[name] for name in MeterUsageRow._fields)).where(m.c.account_id == account_id)
+    if customer_ids is not None:
+        query = query.where(m.c.customer_id.in_(list(customer_ids)))
     return [MeterUsageRow(*r) for r in conn.execute(query)]
 
 

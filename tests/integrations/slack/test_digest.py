@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from integrations.slack.digest import MAX_SECTION, build_digest, with_already_alerted
-from metrics.at_risk import AtRiskAccount, RecoveredAccount, RiskAssessment, Signal
+from metrics.at_risk import AtRiskAccount, RecoveredAccount, RiskAssessment, Signal, TrackRecord
 
 URL = "https://dashboard.stripe.com/test/customers/"
 
@@ -53,13 +53,42 @@ def test_nothing_new_means_no_message() -> None:
     assert build_digest("acme", date(2026, 11, 1), "usd", 150000, 3, [], []) == []
 
 
+def test_the_top_10_are_shown_in_full_and_the_rest_summed_up() -> None:
+    alerts = [item(n) for n in range(25)]
+    [message] = build_digest("acme", date(2026, 11, 1), "usd", 10**7, 25, alerts, [])
+    # header, summary, 10 accounts, one line for the other 15
+    assert len(message.blocks) == 13
+    shown = [b["text"]["text"] for b in message.blocks[2:12]]
+    assert all(f"`cus_{n}`" in text for n, text in enumerate(shown))
+    rest = message.blocks[12]["text"]["text"]
+    # 15 accounts of $500.10 .. $500.24: 15 x $500 + (10 + ... + 24) cents = $7,500 + $2.55
+    assert rest == (
+        "… and 15 more new or changed accounts at risk ($7,502.55 MRR at risk): see them all with "
+        "`retention at-risk acme` or in the report"
+    )
+    assert "cus_11" not in message.text.replace(rest, "")
+    # the summed-up ones were told (in sum): the message settles all 25
+    assert message.customer_ids == tuple(f"cus_{n}" for n in range(25))
+
+
 def test_a_long_digest_is_split_at_50_blocks() -> None:
-    messages = build_digest("acme", date(2026, 11, 1), "usd", 10**7, 120, [item(n) for n in range(120)], [])
-    assert [len(m.blocks) for m in messages] == [50, 50, 26]  # 48 + 48 + 24 accounts, header + summary each
-    assert all(len(m.blocks) <= 50 for m in messages)
+    recovered = [RecoveredAccount(f"cus_r{n}", f"R{n}", URL + f"cus_r{n}") for n in range(100)]
+    alerts = [item(n) for n in range(20)]
+    messages = build_digest("acme", date(2026, 11, 1), "usd", 10**7, 20, alerts, recovered)
+    # 10 alerts + 1 summing up + 100 recoveries = 111 sections: 48 + 48 + 15, header and summary on each
+    assert [len(m.blocks) for m in messages] == [50, 50, 17]
     carried = [cid for m in messages for cid in m.customer_ids]
-    assert carried == [f"cus_{n}" for n in range(120)]
+    assert carried == [f"cus_{n}" for n in range(20)] + [f"cus_r{n}" for n in range(100)]
     assert messages[2].blocks[0]["text"]["text"] == "At-risk accounts: acme (3/3)"
+
+
+def test_each_signal_carries_its_track_record_once_known() -> None:
+    known = AtRiskAccount(item(1).assessment, URL + "cus_1", {"cancel_scheduled": TrackRecord(9, 4)})
+    [message] = build_digest("acme", date(2026, 11, 1), "usd", 1, 1, [known, item(2)], [])
+    first, second = message.blocks[2]["text"]["text"], message.blocks[3]["text"]["text"]
+    assert "(4 of 9 accounts with this signal churned or contracted within 120 days)" in first
+    assert "churned or contracted" not in second
+    assert "4 of 9 accounts with this signal" in message.text
 
 
 def test_a_section_never_exceeds_3000_characters() -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:10:52.266536
+Create Date: 2026-12-01 12:58:42.848777
 """
 from alembic import op
 import sqlalchemy as sa
@@ -65,6 +65,23 @@ def upgrade() -> None:
     sa.Column('detail', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'customer_id', 'fingerprint')
+    )
+    op.create_table('backtest_point',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('thresholds', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('flags', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'day', 'thresholds')
+    )
+    op.create_table('backtest_run',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('as_of', sa.Date(), nullable=False),
+    sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('figures', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'as_of')
     )
     op.create_table('ledger_build',
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -376,6 +393,8 @@ def downgrade() -> None:
 
     op.drop_table('ledger_line')
     op.drop_table('ledger_build')
+    op.drop_table('backtest_run')
+    op.drop_table('backtest_point')
     op.drop_table('alert_state')
     op.drop_table('alert_delivery')
     op.drop_table('fx_rate')

@@ -127,8 +127,8 @@ def test_invoices_in_the_asked_statuses_with_their_resolution(engine: Engine) ->
         found = sorted(stored.invoices(conn, account.id or 0, ("open", "paid", "uncollectible", "void")))
         only_paid = stored.invoices(conn, account.id or 0, ("paid",))
     assert found == [
-        InvoiceRow("in_open", "cus_a", "open", PERIOD[0] + 5, 3, 14_000, "usd", None),
-        InvoiceRow("in_paid", "cus_a", "paid", PERIOD[0], 1, 14_000, "usd", PERIOD[0] + 60),
+        InvoiceRow("in_open", "cus_a", "open", PERIOD[0] + 5, 3, 14_000, "usd", None, None),
+        InvoiceRow("in_paid", "cus_a", "paid", PERIOD[0], 1, 14_000, "usd", PERIOD[0] + 60, None),
     ]
     assert [i.id for i in only_paid] == ["in_paid"]
 
@@ -169,3 +169,33 @@ def test_meter_usage_is_upserted_per_period_and_read_back(engine: Engine) -> Non
         rows = sorted(stored.meter_usage(conn, account.id or 0), key=lambda r: r.start_time)
         theirs = stored.meter_usage(conn, other.id or 0)
     assert rows == [earlier, again] and theirs == []
+
+
+def test_invoice_transitions_are_read_for_a_batch_of_customers(engine: Engine) -> None:
+    account = make_account(engine)
+    line = b.line("il_w", "in_written_off", 9_000, PERIOD)
+    written_off = b.invoice("in_written_off", "cus_b", [line], status="uncollectible", created=PERIOD[0])
+    written_off["status_transitions"] = {
+        "finalized_at": PERIOD[0] + 3600,
+        "paid_at": None,
+        "voided_at": None,
+        "marked_uncollectible_at": PERIOD[0] + 20 * 86400,
+    }
+    store(engine, account, [*_world(), b.customer("cus_b", "B"), written_off])
+    with engine.connect() as conn:
+        only_b = stored.invoices(
+            conn, account.id or 0, ("uncollectible", "open", "paid"), customer_ids=["cus_b"]
+        )
+    assert only_b == [
+        InvoiceRow(
+            "in_written_off",
+            "cus_b",
+            "uncollectible",
+            PERIOD[0],
+            1,
+            9_000,
+            "usd",
+            PERIOD[0] + 20 * 86400,
+            PERIOD[0] + 3600,
+        )
+    ]
