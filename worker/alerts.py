@@ -42,6 +42,7 @@ from worker.alert_state import (
 )
 from worker.backtest_store import stored_track_records
 from worker.db import session_scope
+from worker.errors import describe
 from worker.models import Account
 from worker.rebuild import ensure_ledger
 from worker.risk import (
@@ -268,7 +269,7 @@ def run_alerts(
         try:
             refresh_meter_usage(engine, settings, account)
         except Exception as exc:  # meter usage is optional evidence: say so and go on with what is stored
-            log.warning("account %s: meter usage not refreshed: %s", account.name, exc)
+            log.warning("account %s: meter usage not refreshed: %s", account.name, describe(exc))
     at = moment_ts(as_of)
     ranked = evaluate_customers(engine, account, customers_paying_between(engine, account, at, at), as_of)
     items = with_links(account, ranked, stored_track_records(engine, account, as_of))

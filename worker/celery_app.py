@@ -13,7 +13,8 @@ Configuration is read from the environment when the app is first configured (not
 
 from __future__ import annotations
 
-import os
+import math
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,10 +23,10 @@ import redis
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import setup_logging, worker_process_init
-from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy.exc import OperationalError as DatabaseError
+from kombu.utils.url import maybe_sanitize_url
 
 from worker.db import get_engine
+from worker.errors import SafeMessage, Transient
 from worker.logging import configure_logging
 from worker.models import Account
 from worker.settings import Settings, get_settings
@@ -35,13 +36,23 @@ TASK_NIGHTLY_ACCOUNT = "retention.nightly.account"
 TASK_WATCH_ALL = "retention.watch.all"
 TASK_WATCH_ACCOUNT = "retention.watch.account"
 QUEUE = "retention"
-DEFAULT_TIME_LIMIT = 3 * 3600  # seconds; RETENTION_NIGHTLY_TIME_LIMIT changes it (very large accounts)
 FANOUT_TIME_LIMIT = 120
+BUSY_RETRY_SECONDS = 60  # a task whose account another run holds tries again this much later
 
-# Retries, declared once for every task: only infrastructure blips (database or Redis unreachable) are retried
-# by Celery. A Stripe failure is not: the sync retries Stripe itself and records the outcome on the account.
+
+class TransientFailure(Transient):
+    """The night failed on a dropped connection even after its step retries: Celery retries it later."""
+
+
+class RunFailed(SafeMessage):
+    """The night failed for another reason: the task fails (the run log already says where and why)."""
+
+
+# Retries, declared once for every task: only infrastructure blips (database or Redis unreachable, after the
+# chain's own step retries) are retried by Celery; tasks.guarded turns them into TransientFailure. A Stripe
+# failure is not: the sync retries Stripe itself and records the outcome on the account.
 RETRY_POLICY: dict[str, Any] = {
-    "autoretry_for": (DatabaseError, redis.exceptions.ConnectionError, BrokerError),
+    "autoretry_for": (TransientFailure,),
     "retry_backoff": 30,
     "retry_backoff_max": 600,
     "retry_jitter": True,
@@ -49,18 +60,9 @@ RETRY_POLICY: dict[str, Any] = {
 }
 
 
-def nightly_time_limit() -> int:
-    """Hard time limit of one account's night, in seconds."""
-    raw = os.environ.get("RETENTION_NIGHTLY_TIME_LIMIT", "")
-    if not raw:
-        return DEFAULT_TIME_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"RETENTION_NIGHTLY_TIME_LIMIT={raw!r} is not a number of seconds") from None
-    if value < 2:
-        raise ValueError("RETENTION_NIGHTLY_TIME_LIMIT must be at least 2 seconds")
-    return value
+def busy_retries() -> int:
+    """Enough waits of BUSY_RETRY_SECONDS to outlast the longest run holding the account (its time limit)."""
+    return math.ceil(get_settings().retention_nightly_time_limit / BUSY_RETRY_SECONDS) + 2
 
 
 def soft_time_limit(hard: int) -> int:
@@ -85,7 +87,7 @@ def parse_nightly_at(value: str) -> tuple[int, int]:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    hard = nightly_time_limit()
+    hard = settings.retention_nightly_time_limit
     hour, minute = parse_nightly_at(settings.retention_nightly_at)
     vt = visibility_timeout(hard)
     broker = settings.retention_broker_url
@@ -176,17 +178,35 @@ def _json_logs(loglevel: int | str | None = None, **_: Any) -> None:
     configure_logging(loglevel or "INFO")
 
 
-def broker_problem(url: str) -> str | None:
-    """Why the worker and the scheduler cannot start on `url`, or None when they can.
+def safe_url(url: str) -> str:
+    """The URL without its password, for a message."""
+    return str(maybe_sanitize_url(url))
 
-    The locks and the scheduler's lease live in Redis, so another broker Celery would accept is refused.
+
+def broker_unreachable(url: str, wait: float = 0.0) -> str | None:
+    """Why the broker at `url` cannot be used, or None once it answers a PING.
+
+    Tries for `wait` seconds (at least once, each try a few seconds at most), so a worker started beside Redis
+    in a container can wait for it, while a worker pointed at nothing says so in seconds rather than retrying
+    silently for the better part of an hour.
     """
-    if url.startswith(("redis://", "rediss://")):
-        return None
-    return (
-        f"RETENTION_BROKER_URL must be a redis:// URL (the locks and the scheduler live in Redis), "
-        f"not {url.split('://', 1)[0]}://"
-    )
+    deadline = time.monotonic() + wait
+    while True:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+            return None
+        except redis.exceptions.RedisError as exc:
+            problem = type(exc).__name__
+        finally:
+            client.close()
+        if time.monotonic() >= deadline:
+            return (
+                f"cannot reach the broker at RETENTION_BROKER_URL={safe_url(url)} ({problem}): "
+                f"start Redis or "
+                f"fix the URL; RETENTION_BROKER_WAIT=SECONDS (or --wait-broker) waits for it at start"
+            )
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def enqueue_accounts(

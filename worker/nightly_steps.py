@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from worker.alerts import run_alerts
 from worker.backtest import compute_backtest
 from worker.backtest_store import save_backtest
+from worker.errors import SafeMessage
 from worker.metrics_run import compute_metrics
 from worker.models import Account
 from worker.rebuild import rebuild_account
@@ -24,7 +25,7 @@ from worker.settings import Settings
 from worker.syncing import run_sync
 
 
-class StepFailed(Exception):
+class StepFailed(SafeMessage):
     """A step that ran to its end but reports failure; the message is recorded as the step's error."""
 
 
@@ -36,7 +37,7 @@ class NightContext:
     settings: Settings
     account: Account
     as_of: datetime
-    redis_url: str | None = None  # the shared lock and Stripe rate budget of the workers; None: this machine
+    redis_url: str | None = None  # the Stripe rate budget shared by the workers; None: this process alone
 
 
 StepFn = Callable[[NightContext], dict[str, Any]]

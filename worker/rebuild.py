@@ -34,6 +34,7 @@ from metrics.mrr import EntryRow, convert, months_of_period, round_div
 from metrics.rates import RateTable
 from metrics.records import LineRecord
 from metrics.tables import table_of
+from worker.locks import exclusive
 from worker.models import Account
 from worker.mrr_queries import bulk_insert, ensure_snapshots, load_rates, points_for, write_snapshots
 
@@ -485,8 +486,11 @@ def _ledger_rows(conn: Connection, builder: _Builder) -> list[Row]:
 
 
 # -- writing ----------------------------------------------------------------------------------------------
+@exclusive("rebuild")
 def rebuild_account(engine: Engine, account: Account, today: date | None = None) -> RebuildResult:
-    """Classify every stored line of the account into ledger_line and recompute its snapshots."""
+    """Classify every stored line of the account into ledger_line and recompute its snapshots.
+
+    Holds the account's lock (worker/locks.py), like a sync: two rebuilds racing on ledger_line collide."""
     today = today or utc_now().date()
     result = RebuildResult(account=account.name)
     account_id = account.id or 0

@@ -118,3 +118,32 @@ def runs_of(session: Session, account_id: int) -> list[NightlyRun]:
             .order_by(col(NightlyRun.started_at), col(NightlyRun.id))
         )
     )
+
+
+def record_given_up(engine: Engine, account_id: int, trigger: str, task_id: str | None, error: str) -> None:
+    """A run that never started its steps (a task given up on), recorded as failed with the reason.
+
+    Earlier deliveries of the same task that never finished are closed (their processes died); other runs
+    are left alone, since this does not hold the account's lock.
+    """
+    now = utc_now()
+    with session_scope(engine) as session:
+        if task_id is not None:
+            for dead in session.exec(
+                select(NightlyRun).where(NightlyRun.task_id == task_id, col(NightlyRun.finished_at).is_(None))
+            ):
+                dead.finished_at, dead.ok = now, False
+                dead.error = dead.error or "interrupted: the worker process died before the run finished"
+                session.add(dead)
+        session.add(
+            NightlyRun(
+                account_id=account_id,
+                started_at=now,
+                finished_at=now,
+                ok=False,
+                trigger=trigger,
+                task_id=task_id,
+                steps={},
+                error=error,
+            )
+        )

@@ -6,6 +6,8 @@ environment sees the change.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from metrics.segments import SizeBands
 
 
 def _default_home() -> Path:
@@ -37,6 +43,12 @@ class Settings(BaseSettings):
     # MRR (major units of the reporting currency) from which an urgent alert goes out at once; None: the
     # account's top fifth by MRR
     retention_urgent_mrr: Decimal | None = Field(default=None, ge=0)
+    retention_nightly_time_limit: int = Field(default=3 * 3600, ge=2)  # seconds, one account's night
+    retention_lock_ttl: float = Field(default=60.0, gt=0)  # seconds a dead holder keeps a Redis lock
+    retention_broker_wait: float = Field(default=0.0, ge=0)  # seconds worker/beat wait for the broker
+    retention_max_deliveries: int = Field(default=3, ge=1)  # deliveries of one task before it is given up
+    retention_size_bands: str | None = None
+    retention_debug: bool = False
     stripe_api_key: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
 
@@ -62,6 +74,54 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("use an IANA time zone name, e.g. Europe/Berlin") from None
         return value.strip()
+
+    @field_validator("retention_database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError("not a database URL: use sqlite:///PATH or postgresql://USER@HOST/DB") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError("only sqlite:/// and postgresql:// databases are supported")
+        return value
+
+    @field_validator("retention_broker_url")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("use a redis:// URL (the locks and the scheduler live in Redis)")
+        return value
+
+    @field_validator("retention_secret_key")
+    @classmethod
+    def _fernet(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return value  # unset or empty: the key file in RETENTION_HOME (worker/secrets.py)
+        try:
+            ok = len(base64.urlsafe_b64decode(value.get_secret_value().encode())) == 32
+        except (binascii.Error, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError("not a Fernet key (32 url-safe base64-encoded bytes, 44 characters)")
+        return value
+
+    @field_validator("retention_size_bands")
+    @classmethod
+    def _bands(cls, value: str | None) -> str | None:
+        if value and value.strip():
+            try:
+                SizeBands.parse(value.strip())
+            except ValueError:
+                raise ValueError("use increasing amounts in major units, e.g. 100,1000,10000") from None
+        return value
+
+    @property
+    def broker_configured(self) -> bool:
+        """RETENTION_BROKER_URL was set (not the default): the account locks then live in Redis."""
+        return "retention_broker_url" in self.model_fields_set
 
     @property
     def nightly_hour_minute(self) -> tuple[int, int]:
@@ -93,3 +153,19 @@ def get_settings() -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"bad configuration: {problems}") from None
+
+
+def validate_environment() -> Settings:
+    """Every RETENTION_* setting checked before a command does any work (exit 2 naming the variable)."""
+    settings = get_settings()
+    try:
+        settings.home  # noqa: B018 - created (0700) here, or the error says where and why not
+    except OSError as exc:
+        raise ConfigError(
+            f"bad configuration: RETENTION_HOME: cannot create or use {settings.retention_home} "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
+    from worker.risk_settings import risk_thresholds  # RETENTION_RISK_*, checked where they are read
+
+    risk_thresholds()
+    return settings

@@ -5,6 +5,7 @@ returned with ok=False; the checkpoint stays, so the next run resumes where this
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,12 @@ from integrations.stripe.models import SyncState
 from integrations.stripe.sync import Progress, Syncer, SyncOutcome
 from metrics.tables import table_of
 from worker.accounts import stripe_config
+from worker.errors import describe, failure_line, mark
+from worker.locks import exclusive
 from worker.models import Account
 from worker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class SyncResult:
     events_skipped: int = 0
 
 
+@exclusive("sync")
 def run_sync(
     engine: Engine,
     settings: Settings,
@@ -50,7 +56,8 @@ def run_sync(
     """Sync the account (full or incremental, as SyncState says) and record the outcome.
 
     `events_only` is the same-day watch's sync: the events since the cursor only (integrations/stripe/sync.py
-    `Syncer.run`). A Stripe failure is returned as ok=False with its error, never raised.
+    `Syncer.run`). A Stripe failure is returned as ok=False with its error, never raised. Holds the account's
+    lock (worker/locks.py): AccountBusy when another sync, rebuild or night of it is running.
     """
     assert account.id is not None
     config = stripe_config(settings, account, redis_url=redis_url)
@@ -70,9 +77,11 @@ def run_sync(
             stored=dict(syncer.stored),
         )
     except Exception as exc:
-        # Anything else is a bug or a database failure: still recorded as a failed run, then raised.
-        error = f"{type(exc).__name__}: {str(exc)[:300]}"
-        _record(engine, account.id, SyncResult(account.name, ok=False, error=error, requests=reader.requests))
+        # Anything else is a bug or a database failure: still recorded as a failed run, then raised. The
+        # record names the class only: a database error's text is its SQL with the bound values.
+        mark(exc, account.name, "sync")
+        failed = SyncResult(account.name, ok=False, error=failure_line(exc), requests=reader.requests)
+        _record_if_possible(engine, account.id, failed)
         raise
     else:
         result = _succeeded(account.name, outcome, reader.requests)
@@ -82,6 +91,14 @@ def run_sync(
         # current, instead of every quiet tick sending the next command to rebuild it
         _record(engine, account.id, result)
     return result
+
+
+def _record_if_possible(engine: Engine, account_id: int, result: SyncResult) -> None:
+    """Records a failure unless the database itself is what failed (the command's line says so then)."""
+    try:
+        _record(engine, account_id, result)
+    except Exception as exc:
+        log.warning("could not record the failed sync", extra={"error": describe(exc)})
 
 
 def _succeeded(account_name: str, outcome: SyncOutcome, requests: int) -> SyncResult:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -36,7 +36,7 @@ from metrics.money import exponent
 from worker import watch_state
 from worker.alert_state import URGENT
 from worker.db import ensure_schema, session_scope
-from worker.locks import DEFAULT_TTL, account_lock
+from worker.locks import AccountBusy, account_lock
 from worker.logging import log_context
 from worker.models import Account
 from worker.mrr_queries import has_snapshots, top_fifth_floor
@@ -75,12 +75,21 @@ class TickResult:
 
 
 # -- the two seams -------------------------------------------------------------------------------------
+@contextmanager
 def _hold_lock(
-    settings: Settings, account: Account, redis_url: str | None, owner: str | None
-) -> AbstractContextManager[bool]:
-    """The account's run lock, shared with the nightly: yields False when another run holds it."""
-    assert account.id is not None
-    return account_lock(account.id, redis_url, settings.home / "locks", DEFAULT_TTL, owner)
+    settings: Settings, engine: Engine, account: Account, owner: str | None
+) -> Iterator[AccountBusy | None]:
+    """The account's one run lock (worker/locks.py), shared with sync, rebuild and the nightly: yields None
+    while this tick holds it, or the refusal naming who holds it (the tick is then skipped, not retried)."""
+    stack = ExitStack()
+    try:
+        stack.enter_context(account_lock(settings, engine, account, "watch tick", owner=owner))
+    except AccountBusy as refused:
+        busy: AccountBusy | None = refused
+    else:
+        busy = None
+    with stack:
+        yield busy
 
 
 def _urgent_signals(records: CustomerRecords, at: datetime) -> tuple[Signal, ...]:
@@ -107,14 +116,13 @@ def run_tick(
     started = time.monotonic()
     with (
         log_context(account=account.name, account_id=account.id, task_id=task_id),
-        _hold_lock(settings, account, redis_url, task_id) as held,
+        _hold_lock(settings, engine, account, task_id) as busy,
     ):
-        if not held:
-            log.warning("watch tick skipped: another run of this account holds its lock")
+        if busy is not None:
+            who = busy.holder.describe() if busy.holder else "another run"
+            log.warning("watch tick skipped: the account is busy", extra={"holder": who})
             result = TickResult(
-                account.name,
-                watch_state.SKIPPED,
-                note="skipped: another run of this account (a nightly or another tick) holds its lock",
+                account.name, watch_state.SKIPPED, note=f"skipped: {who} holds this account's lock"
             )
         else:
             try:
@@ -262,7 +270,7 @@ def _record(engine: Engine, account: Account, result: TickResult, trigger: str) 
 def tick_accounts(
     engine: Engine, settings: Settings, accounts: Sequence[Account], pause: float = 1.0
 ) -> Iterator[TickResult]:
-    """`retention watch --once`: one tick of each account in turn, in this process (file lock, no Redis)."""
+    """`retention watch --once`: one tick of each account in turn, in this process."""
     for account in accounts:
         yield run_tick(engine, settings, account, trigger="manual", pause=pause)
 

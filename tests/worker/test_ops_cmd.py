@@ -24,7 +24,7 @@ from worker.settings import get_settings
 
 KEY = "sk_test_123"
 OTHER_KEY = "sk_test_456"
-NO_REDIS = "redis://127.0.0.1:1/14"  # nothing listens there: proves the in-process night needs no Redis
+NO_REDIS = "redis://127.0.0.1:1/14"  # nothing listens there
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def connect(cli: CliRunner, name: str, api_base: str, *extra: str, key: str = KE
 def test_nightly_runs_the_whole_night_in_process_without_redis(
     cli: CliRunner, sample_stripe: FakeStripe, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)  # not configured: the lock is in the database
     connect(cli, "acme", sample_stripe.url, "--slack-webhook-url", slack.url)
     result = cli.invoke(app, ["nightly", "acme", "--as-of", "2026-11-01", "--json"])
     assert result.exit_code == 0, result.output
@@ -74,7 +74,7 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(
 def test_status_shows_the_last_nightly(
     cli: CliRunner, sample_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)
     connect(cli, "acme", sample_stripe.url)
     assert cli.invoke(app, ["nightly", "--as-of", "2026-11-01"]).exit_code == 0
     status = json.loads(cli.invoke(app, ["status", "acme", "--json"]).stdout)
@@ -86,7 +86,7 @@ def test_status_shows_the_last_nightly(
 def test_a_failed_sync_exits_1_and_the_other_account_still_runs(
     cli: CliRunner, sample_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETENTION_BROKER_URL", NO_REDIS)
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)
     connect(cli, "acme", sample_stripe.url)
     connect(cli, "beta", sample_stripe.url, key=OTHER_KEY)
     sample_stripe.api_keys.discard(KEY)  # acme's key is revoked after connect

@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from worker.secrets import KEY_FILE, Secret, SecretError, decrypt, encrypt, mask
-from worker.settings import get_settings
+from worker.settings import ConfigError, get_settings
 
 KEY = "sk_live_51HxVerySecretValue4242"
 
@@ -91,7 +91,7 @@ def test_a_different_key_cannot_decrypt_and_says_what_to_check(monkeypatch: pyte
 
 def test_an_invalid_secret_key_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETENTION_SECRET_KEY", "not-a-fernet-key-but-secret")
-    with pytest.raises(SecretError) as caught:
+    with pytest.raises(ConfigError) as caught:  # checked with every setting, before any command works
         encrypt(get_settings(), Secret(KEY))
     assert "not-a-fernet-key-but-secret" not in str(caught.value)
 

@@ -20,6 +20,12 @@ VARIABLES = (
     "RETENTION_TIMEZONE",
     "RETENTION_WATCH_EVERY",
     "RETENTION_URGENT_MRR",
+    "RETENTION_NIGHTLY_TIME_LIMIT",
+    "RETENTION_LOCK_TTL",
+    "RETENTION_BROKER_WAIT",
+    "RETENTION_MAX_DELIVERIES",
+    "RETENTION_SIZE_BANDS",
+    "RETENTION_DEBUG",
     "STRIPE_API_KEY",
     "SLACK_WEBHOOK_URL",
 )
@@ -47,7 +53,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         "RETENTION_HOME": str(tmp_path),
         "RETENTION_DATABASE_URL": "postgresql://alice@db/retention",
         "RETENTION_BROKER_URL": "redis://cache:6379/3",
-        "RETENTION_SECRET_KEY": "k" * 44,
+        "RETENTION_SECRET_KEY": "k" * 43 + "=",  # 32 bytes in url-safe base64: a Fernet key
         "RETENTION_STRIPE_RPS": "0",
         "RETENTION_NIGHTLY_AT": "3:30",
         "RETENTION_TIMEZONE": "Europe/Berlin",
@@ -62,7 +68,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert s.home == tmp_path
     assert s.database_url == "postgresql://alice@db/retention"
     assert s.retention_broker_url == "redis://cache:6379/3"
-    assert s.retention_secret_key is not None and s.retention_secret_key.get_secret_value() == "k" * 44
+    assert s.retention_secret_key is not None and s.retention_secret_key.get_secret_value() == "k" * 43 + "="
     assert s.retention_stripe_rps == 0.0  # 0 = unlimited
     assert (s.retention_nightly_at, s.nightly_hour_minute) == ("03:30", (3, 30))
     assert s.retention_timezone == "Europe/Berlin"

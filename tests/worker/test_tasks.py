@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
+from celery.exceptions import Retry
 from celery.schedules import crontab
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-import worker.tasks  # noqa: F401 - registers the tasks on the app
+import worker.tasks  # registers the tasks on the app
 from tests.support.nightly_helpers import add_account
 from worker.celery_app import (
+    BUSY_RETRY_SECONDS,
     QUEUE,
     RETRY_POLICY,
     TASK_NIGHTLY_ACCOUNT,
     TASK_NIGHTLY_ALL,
     TASK_WATCH_ACCOUNT,
     TASK_WATCH_ALL,
+    RunFailed,
+    TransientFailure,
     app,
     celery_config,
     enqueue_nightly,
@@ -28,10 +35,13 @@ from worker.celery_app import (
     parse_nightly_at,
 )
 from worker.db import ensure_schema
+from worker.deliveries import count_key
 from worker.demo.stripe_server import FakeStripe
+from worker.locks import AccountBusy
 from worker.nightly import connected_account_ids, nightly_for_account_id
 from worker.runlog import runs_of
 from worker.settings import get_settings
+from worker.tasks import guarded
 from worker.watch import watch_account_id
 
 
@@ -133,6 +143,71 @@ def test_the_account_task_records_its_task_id_and_trigger(
     with Session(engine) as session:
         runs = runs_of(session, acme.id)  # type: ignore[arg-type]
     assert [(r.task_id, r.trigger, r.ok) for r in runs] == [("task-7", "schedule", False)]
+
+
+def test_redeliveries_are_counted_and_capped_then_recorded_with_the_reason(
+    fake_stripe: FakeStripe, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same message delivered again and again (its worker killed each time) runs MAX times, then is given
+    up and recorded; a Celery retry of it (a new message, retries + 1) is counted apart."""
+    monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
+    monkeypatch.setenv("RETENTION_MAX_DELIVERIES", "2")
+    settings = get_settings()
+    engine = ensure_schema(settings.database_url)
+    acme = add_account(engine, settings, "acme", api_base=fake_stripe.url, key="sk_test_wrong")
+    task = app.tasks[TASK_NIGHTLY_ACCOUNT]
+    outcomes = [task.apply(kwargs={"account_id": acme.id}, task_id="t-oom").get() for _ in range(3)]
+    assert [o.get("failed_step") for o in outcomes[:2]] == ["sync", "sync"]  # ran (and failed on the key)
+    assert outcomes[2]["given_up"] and outcomes[2]["error"].startswith("given up after 2 deliveries")
+    with Session(engine) as session:
+        runs = runs_of(session, acme.id)  # type: ignore[arg-type]
+    assert [(r.task_id, r.ok) for r in runs] == [("t-oom", False)] * 3
+    assert runs[-1].error == outcomes[2]["error"] and runs[-1].steps == {}
+    retried = task.apply(kwargs={"account_id": acme.id}, task_id="t-oom", retries=1).get()
+    assert retried.get("failed_step") == "sync"
+    assert redis.Redis.from_url(redis_url).get(count_key("t-oom", 0)) == b"3"
+
+
+class RecordingTask:
+    """The one thing `guarded` asks of a Celery task: retry(exc=, countdown=, max_retries=)."""
+
+    def __init__(self) -> None:
+        self.retried: dict[str, Any] = {}
+
+    def retry(self, **kwargs: Any) -> Retry:
+        self.retried = kwargs
+        return Retry(exc=kwargs["exc"], when=kwargs["countdown"])
+
+
+def test_a_busy_account_makes_the_task_retry_later_for_as_long_as_a_night_may_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RETENTION_NIGHTLY_TIME_LIMIT", "3600")
+    task = RecordingTask()
+    busy = AccountBusy("acme", None, "nightly")
+    with pytest.raises(Retry), guarded(task):  # type: ignore[arg-type]
+        raise busy
+    assert task.retried["exc"] is busy and task.retried["countdown"] == BUSY_RETRY_SECONDS
+    assert task.retried["max_retries"] * BUSY_RETRY_SECONDS > 3600
+    assert pickle.loads(pickle.dumps(busy)).holder is None  # noqa: S301 - Celery pickles it, our own bytes
+
+
+def test_a_failure_leaves_the_task_as_one_data_free_message(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dropped database connection becomes TransientFailure (autoretried), anything else RunFailed: the text
+    Celery logs names the class, never the SQL or the values."""
+    monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
+    boom = OperationalError("SELECT * FROM account WHERE id = %(id)s", {"id": "cus_SECRET"}, OSError("gone"))
+    monkeypatch.setattr(worker.tasks, "nightly_for_account_id", lambda *a, **k: (_ for _ in ()).throw(boom))
+    result = app.tasks[TASK_NIGHTLY_ACCOUNT].apply(kwargs={"account_id": 1}, task_id="t-db")
+    # run eagerly, the autoretries run at once: after max_retries the task fails with the last one
+    assert result.state == "FAILURE" and isinstance(result.result, TransientFailure)
+    assert str(result.result) == "failed: OperationalError (database: OSError)"
+    monkeypatch.setattr(worker.tasks, "nightly_for_account_id", lambda *a, **k: {}["cus_SECRET"])
+    failed = app.tasks[TASK_NIGHTLY_ACCOUNT].apply(kwargs={"account_id": 1}, task_id="t-bug")
+    assert failed.state == "FAILURE" and isinstance(failed.result, RunFailed)
+    assert str(failed.result) == "failed: KeyError" and failed.result.__suppress_context__
 
 
 def test_beat_ticks_the_watch_every_interval_and_each_tick_expires_within_it(

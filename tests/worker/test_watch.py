@@ -6,6 +6,7 @@ urgent floor (the top fifth) is $90: customers 8 and 9 are "large", the others a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -226,11 +227,22 @@ def test_a_tick_while_the_nightly_holds_the_lock_is_skipped(
 ) -> None:
     schedule_cancel(world, 9)
     before = len(stripe.requests)
-    assert account.id is not None
-    with account_lock(account.id, None, get_settings().home / "locks") as held:
-        assert held
+    holding, release = threading.Event(), threading.Event()
+
+    def night() -> None:  # another thread: the lock is re-entrant within one thread's runs only
+        with account_lock(get_settings(), engine, account, "nightly"):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=night)
+    holder.start()
+    try:
+        assert holding.wait(30)
         result = tick(engine, account)
-    assert result.outcome == SKIPPED and "lock" in result.note
+    finally:
+        release.set()
+        holder.join(30)
+    assert result.outcome == SKIPPED and "a nightly started" in result.note and "lock" in result.note
     assert len(stripe.requests) == before and slack.posts == []
     with Session(engine) as session:
         assert account_status(engine, session, account)["last_watch"]["outcome"] == SKIPPED

@@ -1,17 +1,28 @@
 """Commands that run the service: worker, beat, nightly.
 
 `retention nightly` without --enqueue runs the whole night in this process, on whatever database is
-configured (the embedded SQLite by default), with no Redis: the per-account lock is then a file lock. With
---enqueue it only puts one task per account on the broker and prints the task ids; workers do the rest.
+configured (the embedded SQLite by default), under the same per-account lock as the workers (worker/locks.py).
+With --enqueue it only puts one task per account on the broker and prints the task ids; workers do the rest.
+`worker` and `beat` check the broker before starting: exit 2 within seconds when it does not answer, unless
+told to wait for it (RETENTION_BROKER_WAIT or --wait-broker, for containers started together).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import typer
 
-from worker.cli.common import EXIT_FAILED, load_accounts, open_db, parse_as_of, print_json, refuse
+from worker.cli.common import (
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    load_accounts,
+    open_db,
+    parse_as_of,
+    print_json,
+    refuse,
+)
 from worker.logging import configure_logging
 
 if TYPE_CHECKING:
@@ -20,6 +31,12 @@ if TYPE_CHECKING:
 # Celery and the nightly chain are imported inside the commands that use them (start-up time: README).
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+WAIT_BROKER = typer.Option(
+    None,
+    "--wait-broker",
+    help="Seconds to wait for the broker at start (default RETENTION_BROKER_WAIT, 0: exit 2 at once).",
+)
+log = logging.getLogger(__name__)
 
 
 def worker(
@@ -28,6 +45,7 @@ def worker(
         None, "--concurrency", "-c", help="Worker processes (default: the number of CPUs)."
     ),
     loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR."),
+    wait_broker: float | None = WAIT_BROKER,
 ) -> None:
     """Start a Celery worker (JSON logs). Other options are passed to `celery worker` as they are."""
     open_db().dispose()  # migrate first; then hold no connection a forked pool process could inherit
@@ -35,19 +53,24 @@ def worker(
     argv = ["worker", f"--loglevel={loglevel}"]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
-    _check_broker()
+    _check_broker(wait_broker)
     from worker.celery_app import app as celery_app
+    from worker.locks import uses_redis
+    from worker.settings import get_settings
 
+    where = "Redis" if uses_redis(get_settings()) else "the database (RETENTION_BROKER_URL is not set)"
+    log.info(f"account locks live in {where}")
     celery_app.worker_main(argv + list(ctx.args))
 
 
 def beat(
     ctx: typer.Context,
     loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR."),
+    wait_broker: float | None = WAIT_BROKER,
 ) -> None:
     """Start the scheduler (one active at a time: start several, the others wait on a Redis lock)."""
     configure_logging(loglevel)
-    _check_broker()
+    _check_broker(wait_broker)
     from worker.celery_app import app as celery_app
 
     celery_app.start(["beat", f"--loglevel={loglevel}", *ctx.args])
@@ -83,11 +106,16 @@ def nightly(
                 typer.echo(f"{task['account']}: queued as task {task['task_id']}")
         return
     results = run_here(engine, settings, accounts, when)
+    ran = [r for r in results if not r.skipped]
     if as_json:
         print_json(runs_json(results))
     else:
-        for result in results:
+        for result in ran:
             typer.echo(describe(result))
+    for busy in (r for r in results if r.skipped):  # another run holds it: refused, after the others ran
+        typer.echo(f"error: {busy.error}", err=True)
+    if len(ran) < len(results):
+        raise typer.Exit(EXIT_REFUSED)
     if any(not r.ok for r in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -95,7 +123,7 @@ def nightly(
 def describe(result: NightlyResult) -> str:
     """One line per account: what ran, how long, where it stopped."""
     if result.skipped:
-        return f"{result.account}: skipped, another nightly run of this account is in progress"
+        return f"{result.account}: skipped: {result.error}"
     steps = ", ".join(f"{name} {step['seconds']:.1f}s" for name, step in result.steps.items() if step["ok"])
     if result.ok:
         return f"{result.account}: done ({steps})"
@@ -103,11 +131,14 @@ def describe(result: NightlyResult) -> str:
     return f"{result.account}: failed at {result.failed_step}: {result.error}{done}"
 
 
-def _check_broker() -> None:
-    from worker.celery_app import broker_problem
+def _check_broker(wait: float | None = None) -> None:
+    """Exit 2 with one line when the broker does not answer within `wait` (default RETENTION_BROKER_WAIT)."""
+    from worker.celery_app import broker_unreachable
     from worker.settings import get_settings
 
-    problem = broker_problem(get_settings().retention_broker_url)
+    settings = get_settings()
+    seconds = settings.retention_broker_wait if wait is None else max(0.0, wait)
+    problem = broker_unreachable(settings.retention_broker_url, seconds)
     if problem:
         refuse(problem)
 
