@@ -10,17 +10,42 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import BigInteger, Column, Index, Numeric
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Numeric
 from sqlmodel import Field, SQLModel
 
 
 class FxRate(SQLModel, table=True):
-    """1 unit of `currency` = `rate` units of the reporting currency, from `day` on (docs/mrr.md)."""
+    """An imported rate: 1 `currency` = `rate` `reporting_currency` from `day` on (docs/rates.md).
+
+    Keyed by reporting currency: a rate imported for EUR-reporting accounts never converts a USD-reporting
+    one.
+    """
 
     __tablename__ = "fx_rate"
+    reporting_currency: str = Field(primary_key=True, max_length=3)
     currency: str = Field(primary_key=True, max_length=3)
     day: date = Field(primary_key=True)
     rate: str = Field(sa_column=Column(Numeric(24, 12), nullable=False))
+    imported_at: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False)
+    )  # restates ledgers built before
+
+
+class RateSource(SQLModel, table=True):
+    """A downloaded reference-rate history (`retention rates update`), stored in the database so that every
+    worker and the command line convert with the same rates; without a row the installation's bundled file
+    serves. `attempted_at` and `last_error` record the nightly's daily try, whatever its outcome."""
+
+    __tablename__ = "rate_source"
+    name: str = Field(primary_key=True, max_length=20)  # "ecb"
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # the CSV, zipped
+    digest: str | None = Field(default=None, max_length=64)  # sha256 of data: the parsed copy's cache key
+    first_day: date | None = None
+    last_day: date | None = None
+    fetched_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    url: str | None = Field(default=None, max_length=1000)
+    attempted_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    last_error: str | None = Field(default=None, max_length=500)
 
 
 class ClassifiedLine(SQLModel, table=True):

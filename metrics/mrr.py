@@ -92,7 +92,7 @@ def monthly_amount(record: LineRecord) -> int:
 
 
 def convert(
-    numerator: int, denominator: int, currency: str, reporting: str, rate: Decimal | None
+    numerator: int, denominator: int, currency: str, reporting: str, rate: Decimal | Fraction | None
 ) -> int | None:
     """An exact amount (numerator / denominator minor units of `currency`) in reporting minor units.
 
@@ -109,7 +109,9 @@ def convert(
     return round_div(numerator, denominator)
 
 
-def to_reporting(exact_monthly: Fraction, currency: str, reporting: str, rate: Decimal | None) -> int | None:
+def to_reporting(
+    exact_monthly: Fraction, currency: str, reporting: str, rate: Decimal | Fraction | None
+) -> int | None:
     """Minor units of the reporting currency, or None when no rate is known (never 1:1 by default)."""
     return convert(exact_monthly.numerator, exact_monthly.denominator, currency, reporting, rate)
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
-DEFINITIONS_VERSION = "metrics-2026.11"
+DEFINITIONS_VERSION = "metrics-2026.12"  # 2026.12: ECB exchange rates by default
 
 
 class MetricRun(SQLModel, table=True):

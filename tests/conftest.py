@@ -50,6 +50,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("RETENTION_SECRET_KEY", Fernet.generate_key().decode())
     for var in ("STRIPE_API_KEY", "SLACK_WEBHOOK_URL", "RETENTION_STRIPE_RPS"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RETENTION_RATES_URL", "")  # no night downloads ECB rates; rate tests serve their own
     yield
 
 

@@ -6,9 +6,9 @@ grows with lines + rows written, not lines x instants as a range join would. Row
 PostgreSQL and a plain executemany on SQLite. `mrr_at` (one instant) goes through the same code, so the figure
 of `retention mrr` and a stored snapshot can never disagree.
 
-It is also the ledger's repository: every other read or write of ledger_line, mrr_snapshot, mrr_snapshot_day
-and fx_rate outside the rebuild goes through a function here, returning plain rows, so commands and services
-never build statements over those tables.
+It is also the ledger's repository: every other read or write of ledger_line, mrr_snapshot and
+mrr_snapshot_day outside the rebuild goes through a function here, returning plain rows, so commands and
+services never build statements over those tables (exchange rates have theirs: worker/rates.py).
 """
 
 from __future__ import annotations
@@ -19,16 +19,14 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, func, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.models import StripeProduct
 from metrics.calendar import day_ts, moment_ts, month_start, next_month_start, utc_datetime, utc_day
 from metrics.classify import ONE_TIME, RECURRING
-from metrics.ledger import ClassifiedLine, FxRate, MrrSnapshot, SnapshotDay
+from metrics.ledger import ClassifiedLine, MrrSnapshot, SnapshotDay
 from metrics.money import fmt
 from metrics.mrr import EntryRow, Point, SnapshotSpreader
-from metrics.rates import Rate, RateTable, parse_rates_csv
 from metrics.tables import CHUNK, raw_rows, table_of
 from worker.models import Account
 
@@ -38,7 +36,6 @@ L = table_of(ClassifiedLine)
 P = table_of(StripeProduct)
 S = table_of(MrrSnapshot)
 D = table_of(SnapshotDay)
-R = table_of(FxRate)
 
 
 def points_for(days: Sequence[date], instants: Sequence[int] | None = None) -> list[Point]:
@@ -373,25 +370,3 @@ def snapshots_until(conn: Connection, account_id: int, until: date) -> list[tupl
     """Every stored snapshot up to `until` (inclusive): (customer, day, MRR)."""
     query = select(S.c.customer_id, S.c.day, S.c.mrr).where(S.c.account_id == account_id, S.c.day <= until)
     return [(customer, day, mrr) for customer, day, mrr in conn.execute(query)]
-
-
-def load_rates(conn: Connection) -> RateTable:
-    """Every stored exchange rate, for the rebuild to convert lines with (a few thousand rows at most)."""
-    return RateTable(
-        Rate(r.day, r.currency, r.rate) for r in conn.execute(select(R.c.day, R.c.currency, R.c.rate))
-    )
-
-
-def import_rates(engine: Engine, text: str) -> int:
-    """Upsert every rate of a CSV into the global FxRate table (RatesError on a bad file, nothing stored).
-
-    The whole file is parsed before anything is written, so a bad line leaves the table as it was.
-    """
-    rates = parse_rates_csv(text)
-    rows = [{"currency": r.currency, "day": r.day, "rate": r.rate} for r in rates]
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(R)
-    stmt = stmt.on_conflict_do_update(index_elements=["currency", "day"], set_={"rate": stmt.excluded.rate})
-    with engine.begin() as conn:
-        conn.execute(stmt, rows)
-    return len(rows)

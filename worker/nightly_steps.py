@@ -20,6 +20,7 @@ from worker.backtest_store import save_backtest
 from worker.errors import SafeMessage
 from worker.metrics_run import compute_metrics
 from worker.models import Account
+from worker.rates import daily_refresh
 from worker.rebuild import rebuild_account
 from worker.settings import Settings
 from worker.syncing import run_sync
@@ -63,13 +64,17 @@ def sync_step(ctx: NightContext) -> dict[str, Any]:
 
 
 def rebuild_step(ctx: NightContext) -> dict[str, Any]:
+    """Refreshes the ECB rates first (once a day for the installation; never fails the night: a failure or
+    rates more than 4 days old is a warning in `rates`), then rebuilds with them."""
+    rates = daily_refresh(ctx.engine, ctx.settings.retention_rates_url, ctx.as_of.date())
     result = rebuild_account(ctx.engine, ctx.account, today=ctx.as_of.date())
     return {
         "lines": result.lines,
         "upcoming": result.upcoming,
         "snapshot_days": result.snapshot_days,
-        "problems": result.problems[:20],
-    }  # named objects the rebuild left out
+        "problems": result.problems[:20],  # named objects the rebuild left out
+        "rates": rates,
+    }
 
 
 def metrics_step(ctx: NightContext) -> dict[str, Any]:

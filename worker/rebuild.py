@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, select
@@ -36,7 +36,8 @@ from metrics.records import LineRecord
 from metrics.tables import table_of
 from worker.locks import exclusive
 from worker.models import Account
-from worker.mrr_queries import bulk_insert, ensure_snapshots, load_rates, points_for, write_snapshots
+from worker.mrr_queries import bulk_insert, ensure_snapshots, points_for, write_snapshots
+from worker.rates import load_rates, rates_changed_at
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
@@ -135,9 +136,9 @@ class _Builder:
         self.reporting = account.reporting_currency.lower()
         self.rates = rates
         self.result = result
-        self._rate_cache: dict[tuple[str, int], Decimal | None] = {}
+        self._rate_cache: dict[tuple[str, int], Fraction | None] = {}
 
-    def rate(self, currency: str, period_start: int) -> Decimal | None:
+    def rate(self, currency: str, period_start: int) -> Fraction | None:
         """The rate in force on the period start's day (cached: lines share a few currencies and days)."""
         key = (currency, period_start)
         try:
@@ -495,7 +496,7 @@ def rebuild_account(engine: Engine, account: Account, today: date | None = None)
     result = RebuildResult(account=account.name)
     account_id = account.id or 0
     with engine.begin() as conn:
-        rows = _ledger_rows(conn, _Builder(account, load_rates(conn), result))
+        rows = _ledger_rows(conn, _Builder(account, load_rates(conn, account.reporting_currency), result))
         _write_ledger(conn, account_id, rows)
         starts = [r[PERIOD_START] for r in rows if r[KLASS] == RECURRING and r[COUNTED]]
         days = month_starts_covering(utc_day(min(starts)), today) if starts else []
@@ -552,14 +553,18 @@ def _record_build(conn: Connection, account_id: int) -> None:
 
 
 def ledger_is_stale(engine: Engine, account: Account) -> bool:
-    """True when stored lines exist but the ledger was never built, or a sync ran after the last build."""
+    """True when stored lines exist but the ledger was never built, or a sync ran or the rates changed (an
+    import, a download) after the last build."""
     lb = table_of(LedgerBuild)
     account_id = account.id or 0
     with engine.connect() as conn:
-        build = conn.execute(select(lb.c.sync_at).where(lb.c.account_id == account_id)).first()
+        build = conn.execute(select(lb.c.sync_at, lb.c.built_at).where(lb.c.account_id == account_id)).first()
         if build is None:
             return billing.has_lines(conn, account_id)
         last_sync = last_sync_at(conn, account_id)
+        rates_at = rates_changed_at(conn, account.reporting_currency)  # an import or a download restates
+    if rates_at is not None and rates_at >= build.built_at:  # the same second: rebuild once more, to be sure
+        return True
     return last_sync is not None and (build.sync_at is None or last_sync > build.sync_at)
 
 

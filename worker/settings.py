@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from integrations.rates import ECB_HISTORY_URL
 from metrics.segments import SizeBands
 
 
@@ -51,6 +52,17 @@ class Settings(BaseSettings):
     retention_debug: bool = False
     stripe_api_key: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
+    retention_rates_url: str = ECB_HISTORY_URL  # empty: the nightly never downloads rates
+
+    @field_validator("retention_rates_url")
+    @classmethod
+    def _rates_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.lower().startswith(("http://", "https://", "file://")):
+            raise ValueError(
+                "use an http(s) or file URL of the ECB's reference-rate history, or leave it empty"
+            )
+        return value
 
     @field_validator("retention_nightly_at")
     @classmethod

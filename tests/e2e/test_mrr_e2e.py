@@ -177,7 +177,7 @@ def company() -> list[Obj]:
         canceled_at=day_ts(date(2025, 11, 1)),
         ended_at=day_ts(date(2025, 11, 1)),
     )
-    # cus_5: 100.00 EUR a month from 2025-02; converted at 1.10 once rates are imported.
+    # cus_5: 100.00 EUR a month from 2025-02; at the ECB's rates, then at 1.10 once that rate is imported.
     for ym in months((2025, 2), (2026, 8)):
         c.billed("cus_5", "sub_5", "si_5", euro, ym, 1, 10000, currency="eur")
     c.subscription("sub_5", "cus_5", "si_5", euro, (2026, 8), 1, currency="eur")
@@ -214,8 +214,9 @@ def test_sync_then_mrr_at_two_dates(cli: CliRunner, tmp_path: Path) -> None:
     rates.write_text("date,currency,rate\n2025-01-01,EUR,1.10\n")
 
     before = _mrr(cli, "2025-09-15")
-    assert [w["code"] for w in before["warnings"]] == ["missing_rate"]  # EUR left out until a rate exists
-    assert "cus_5" not in {c["id"] for c in before["customers"]}
+    assert "warnings" not in before  # EUR converts at the ECB's rate with nothing imported
+    # the line of 2025-09-01 (a Monday) at that day's ECB rate, 1 EUR = 1.1715 USD
+    assert {c["id"]: c["mrr"] for c in before["customers"]}["cus_5"] == 117.15
 
     assert cli.invoke(app, ["rates", "import", str(rates)]).exit_code == 0
     sep = _mrr(cli, "2025-09-15")

@@ -77,22 +77,33 @@ def monthly_world() -> list[Obj]:
 
 
 def euro_world() -> list[Obj]:
-    """One customer paying 100.00 EUR a month from 2026-03-01, in an account reporting in USD: the figure
-    needs an EUR rate, which no test database has until one is imported."""
-    eur = b.price("price_eur", "prod_pro", 10000, currency="eur")
+    """One customer paying 100.00 EUR a month from 2026-03-01 (a Sunday), in an account reporting in USD:
+    converted at the ECB's rate of Friday 2026-02-27 (1 EUR = 1.1805 USD) unless a rate is imported."""
+    return priced_world("eur", (T(2026, 3), T(2026, 4)))
+
+
+def priced_world(
+    currency: str, period: tuple[int, int], amount: int = 10000, customer: str = "cus_e", n: int = 0
+) -> list[Obj]:
+    """One customer paying `amount` minor units of `currency` a month over `period`; `n` keeps the ids of
+    several such customers apart in one world."""
+    price = b.price(f"price_{currency}_{n}", "prod_pro", amount, currency=currency)
     line = b.line(
-        "il_e",
-        "in_e",
-        10000,
-        (T(2026, 3), T(2026, 4)),
-        price_obj=eur,
-        currency="eur",
-        subscription="sub_e",
-        subscription_item="si_e",
+        f"il_{currency}_{n}",
+        f"in_{currency}_{n}",
+        amount,
+        period,
+        price_obj=price,
+        currency=currency,
+        subscription=f"sub_{currency}_{n}",
+        subscription_item=f"si_{currency}_{n}",
     )
-    return [
-        b.product("prod_pro", "Pro"),
-        eur,
-        b.customer("cus_e", "Euro"),
-        b.invoice("in_e", "cus_e", [line], created=T(2026, 3), currency="eur", subscription="sub_e"),
-    ]
+    invoice = b.invoice(
+        f"in_{currency}_{n}",
+        customer,
+        [line],
+        created=period[0],
+        currency=currency,
+        subscription=f"sub_{currency}_{n}",
+    )
+    return [b.product("prod_pro", "Pro"), price, b.customer(customer, customer.title()), invoice]

@@ -42,6 +42,8 @@ def test_demo_runs_twice_and_the_report_command_rewrites_the_report(cli: CliRunn
     assert made.exit_code == 0, made.output
     text = out.read_text(encoding="utf-8")
     assert 'id="chart-movements"' in text and 'id="naive-vs-real"' in text
+    # a few sample customers pay in EUR and GBP: the report names where its rates come from
+    assert "Exchange rates: ECB reference rates to 2026-10-30; imported: none" in text
     assert os.path.getsize(out) > 3_000_000  # plotly.js inline: the file works offline
 
 

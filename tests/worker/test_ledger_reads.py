@@ -21,11 +21,11 @@ from worker.mrr_queries import (
     first_counted_start,
     has_lines,
     has_snapshots,
-    import_rates,
     risk_lines,
     snapshots_until,
     top_fifth_floor,
 )
+from worker.rates import import_rates
 from worker.rebuild import rebuild_account
 
 
@@ -83,15 +83,18 @@ def test_snapshots_until_a_day(engine: Engine) -> None:
 
 
 def test_import_rates_upserts_and_a_bad_file_stores_nothing(engine: Engine) -> None:
-    assert import_rates(engine, "date,currency,rate\n2026-01-01,EUR,1.10\n2026-02-01,gbp,1.25\n") == 2
-    assert import_rates(engine, "date,currency,rate\n2026-01-01,eur,1.08\n") == 1
+    assert import_rates(engine, "date,currency,rate\n2026-01-01,EUR,1.10\n2026-02-01,gbp,1.25\n", "usd") == 2
+    assert import_rates(engine, "date,currency,rate\n2026-01-01,eur,1.08\n", "usd") == 1
     with pytest.raises(RatesError):
-        import_rates(engine, "date,currency,rate\n2026-03-01,eur,1.2\nnot a date,eur,1\n")
+        import_rates(engine, "date,currency,rate\n2026-03-01,eur,1.2\nnot a date,eur,1\n", "usd")
     with engine.connect() as conn:
-        rates = {(r.currency, r.day): str(r.rate) for r in conn.execute(select(table_of(FxRate)))}
+        rates = {
+            (r.reporting_currency, r.currency, r.day): str(r.rate)
+            for r in conn.execute(select(table_of(FxRate)))
+        }
     assert {k: v.rstrip("0") for k, v in rates.items()} == {
-        ("eur", date(2026, 1, 1)): "1.08",
-        ("gbp", date(2026, 2, 1)): "1.25",
+        ("usd", "eur", date(2026, 1, 1)): "1.08",
+        ("usd", "gbp", date(2026, 2, 1)): "1.25",
     }
 
 

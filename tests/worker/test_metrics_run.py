@@ -196,7 +196,7 @@ def test_runs_are_stored_with_the_definitions_version(
     history = metric_history(engine, account)
     assert [(h["as_of"], h["definitions_version"]) for h in history] == [
         ("2026-05-01", "metrics-next"),
-        ("2026-06-01", "metrics-2026.11"),
+        ("2026-06-01", "metrics-2026.12"),
         ("2026-06-01", "metrics-next"),
     ]
     assert history[1]["t12m"]["nrr"] == 0.925 and history[1]["mrr"] == 27_500.0

@@ -12,10 +12,11 @@ from sqlmodel import Session
 from integrations.stripe.models import SyncState
 from metrics.ledger import ClassifiedLine, MrrSnapshot
 from metrics.tables import table_of
-from tests.support.rebuild_worlds import T, at, euro_world, monthly_world
+from tests.support.rebuild_worlds import T, at, monthly_world, priced_world
 from tests.support.stripe_rows import make_account, store
 from worker.demo import builders as b
-from worker.mrr_queries import ensure_snapshots, import_rates, missing_rate_warnings, mrr_at
+from worker.mrr_queries import ensure_snapshots, missing_rate_warnings, mrr_at
+from worker.rates import import_rates
 from worker.rebuild import ensure_ledger, ledger_is_stale, rebuild_account
 
 
@@ -289,18 +290,21 @@ def test_metered_carry_forward_stops_when_the_subscription_ends(engine: Engine) 
 
 def test_missing_rate_is_left_out_with_a_warning_then_converted(engine: Engine) -> None:
     account = make_account(engine)
-    store(engine, account, euro_world())
+    store(
+        engine, account, priced_world("kes", (T(2026, 3), T(2026, 4)), amount=1_000_000)
+    )  # the ECB has no KES
     result = rebuild_account(engine, account, today=date(2026, 3, 20))
     assert result.excluded == {"missing_rate": 1}
     assert _mrr(engine, account.id or 0, at(2026, 3, 10)) == {}
     with engine.connect() as conn:
         (warning,) = missing_rate_warnings(conn, account.id or 0, at=at(2026, 3, 10))
     assert warning["code"] == "missing_rate"
-    assert "EUR" in warning["message"] and "2026-03-01 to 2026-04-01" in warning["message"]
-    assert "€100.00 of MRR" in warning["message"]
-    import_rates(engine, "date,currency,rate\n2026-01-01,eur,1.08\n2026-03-15,eur,2\n")
+    assert "KES" in warning["message"] and "2026-03-01 to 2026-04-01" in warning["message"]
+    assert "10,000.00 KES of MRR" in warning["message"]
+    import_rates(engine, "date,currency,rate\n2026-01-01,kes,0.0075\n2026-03-15,kes,0.008\n", "usd")
     rebuild_account(engine, account, today=date(2026, 3, 20))
-    assert _mrr(engine, account.id or 0, at(2026, 3, 10)) == {"cus_e": 10800}  # rate on the period start
+    # 10,000.00 KES x 0.0075 (the rate on the period start, not the later one) = 75.00 USD
+    assert _mrr(engine, account.id or 0, at(2026, 3, 10)) == {"cus_e": 7500}
 
 
 def test_ledger_is_stale_after_a_newer_sync(engine: Engine) -> None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from metrics.ledger import FxRate
 from metrics.tables import table_of
-from tests.support.rebuild_worlds import euro_world, monthly_world
+from tests.support.rebuild_worlds import T, euro_world, monthly_world, priced_world
 from tests.support.stripe_rows import make_account, store
 from worker.cli.main import app
 from worker.db import ensure_schema
@@ -89,7 +89,7 @@ def test_explain_lists_counted_and_left_out_lines(cli: CliRunner) -> None:
 
 def test_rates_import_refuses_bad_csv_and_fixes_missing_rate(cli: CliRunner, tmp_path: Path) -> None:
     engine = _engine()
-    store(engine, make_account(engine), euro_world())
+    store(engine, make_account(engine), priced_world("kes", (T(2026, 3), T(2026, 4)), amount=1_000_000))
     before = _run(cli, "mrr", "--as-of", "2026-03-10", "--json")
     assert before["mrr"] == 0.0 and before["customers"] == []
     assert [w["code"] for w in before["warnings"]] == ["missing_rate"]
@@ -99,7 +99,7 @@ def test_rates_import_refuses_bad_csv_and_fixes_missing_rate(cli: CliRunner, tmp
     assert explain["left_out"][0]["left_out"] == "missing_rate" and explain["warnings"]
 
     bad = tmp_path / "bad.csv"
-    bad.write_text("date,currency,rate\n2026-01-01,eur,one\n")
+    bad.write_text("date,currency,rate\n2026-01-01,kes,one\n")
     result = cli.invoke(app, ["rates", "import", str(bad)])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "line 2" in result.stderr
@@ -107,10 +107,18 @@ def test_rates_import_refuses_bad_csv_and_fixes_missing_rate(cli: CliRunner, tmp
         assert list(conn.execute(select(table_of(FxRate)))) == []
 
     good = tmp_path / "rates.csv"
-    good.write_text("date,currency,rate\n2026-01-01,eur,1.25\n")
-    assert cli.invoke(app, ["rates", "import", str(good)]).exit_code == 0
+    good.write_text("date,currency,rate\n2026-01-01,kes,0.0125\n")
+    imported = cli.invoke(app, ["rates", "import", str(good)])
+    assert imported.exit_code == 0 and "imported 1 rate to USD" in imported.stdout
     after = _run(cli, "mrr", "--as-of", "2026-03-10", "--json")
-    assert after["mrr"] == 125.0 and "warnings" not in after
+    assert after["mrr"] == 125.0 and "warnings" not in after  # 10,000.00 KES x 0.0125
+
+
+def test_a_euro_line_is_converted_at_the_ecb_rate_without_an_import(cli: CliRunner) -> None:
+    engine = _engine()
+    store(engine, make_account(engine), euro_world())
+    payload = _run(cli, "mrr", "--as-of", "2026-03-10", "--json")
+    assert payload["mrr"] == 118.05 and "warnings" not in payload  # 100.00 EUR x 1.1805 (Friday 2026-02-27)
 
 
 def test_rebuild_command(cli: CliRunner) -> None:

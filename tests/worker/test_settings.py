@@ -26,6 +26,7 @@ VARIABLES = (
     "RETENTION_MAX_DELIVERIES",
     "RETENTION_SIZE_BANDS",
     "RETENTION_DEBUG",
+    "RETENTION_RATES_URL",
     "STRIPE_API_KEY",
     "SLACK_WEBHOOK_URL",
 )
@@ -46,6 +47,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.retention_secret_key is None and settings.stripe_api_key is None
     assert settings.slack_webhook_url is None
     assert (settings.retention_watch_every, settings.retention_urgent_mrr) == (15, None)
+    assert settings.retention_rates_url == "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip"
 
 
 def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -59,6 +61,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         "RETENTION_TIMEZONE": "Europe/Berlin",
         "RETENTION_WATCH_EVERY": "0",
         "RETENTION_URGENT_MRR": "5000.50",
+        "RETENTION_RATES_URL": "https://mirror.example/eurofxref-hist.zip",
         "STRIPE_API_KEY": "sk_test_fromenv",
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/x",
     }
@@ -72,6 +75,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert s.retention_stripe_rps == 0.0  # 0 = unlimited
     assert (s.retention_nightly_at, s.nightly_hour_minute) == ("03:30", (3, 30))
     assert s.retention_timezone == "Europe/Berlin"
+    assert s.retention_rates_url == "https://mirror.example/eurofxref-hist.zip"
     assert s.stripe_api_key is not None and s.stripe_api_key.get_secret_value() == "sk_test_fromenv"
     assert s.slack_webhook_url is not None
     assert s.retention_watch_every == 0  # the watch is off
@@ -106,6 +110,7 @@ def test_the_environment_is_read_when_asked_not_frozen(monkeypatch: pytest.Monke
         ("RETENTION_WATCH_EVERY", "often"),
         ("RETENTION_URGENT_MRR", "-1"),
         ("RETENTION_URGENT_MRR", "lots"),
+        ("RETENTION_RATES_URL", "www.ecb.europa.eu/rates.zip"),
     ],
 )
 def test_bad_values_are_one_clear_error_naming_the_variable(

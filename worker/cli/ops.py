@@ -110,8 +110,7 @@ def nightly(
     if as_json:
         print_json(runs_json(results))
     else:
-        for result in ran:
-            typer.echo(describe(result))
+        _print_runs(ran)
     for busy in (r for r in results if r.skipped):  # another run holds it: refused, after the others ran
         typer.echo(f"error: {busy.error}", err=True)
     if len(ran) < len(results):
@@ -129,6 +128,20 @@ def describe(result: NightlyResult) -> str:
         return f"{result.account}: done ({steps})"
     done = f" (done: {steps})" if steps else ""
     return f"{result.account}: failed at {result.failed_step}: {result.error}{done}"
+
+
+def _print_runs(results: list[NightlyResult]) -> None:
+    """One line per account's night, and on stderr what the rates refresh warned of."""
+    for result in results:
+        typer.echo(describe(result))
+        for note in rates_notes(result):
+            typer.echo(f"{result.account}: warning: {note}", err=True)
+
+
+def rates_notes(result: NightlyResult) -> list[str]:
+    """The rates refresh's failure and stale-rates warning (the night carried on regardless)."""
+    rates = result.steps.get("rebuild", {}).get("detail", {}).get("rates") or {}
+    return [rates[key] for key in ("error", "warning") if rates.get(key)]
 
 
 def _check_broker(wait: float | None = None) -> None:

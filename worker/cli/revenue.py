@@ -1,17 +1,16 @@
-"""Revenue commands: `mrr`, `movements`, `explain`, `rates import`, `rebuild` (docs/interface.md).
+"""Revenue commands: `mrr`, `movements`, `explain`, `rebuild` (docs/interface.md; `rates`: rates_cmd.py).
 
 They read the ledger (worker/rebuild.py fills it from stored Stripe objects, never calling Stripe). An account
 whose ledger is still empty is rebuilt first, so the figures right after a first sync are there. Where no NAME
 is given and several accounts are connected, JSON output is `{"accounts": [payload, ...]}`; with one account
 it is the payload.
 
-Each command parses its arguments, asks worker/revenue.py (or the ledger's repository for rates) for the
-payloads and prints them: as JSON, or as tables built from that same JSON so the two never disagree.
+Each command parses its arguments, asks worker/revenue.py for the payloads and prints them: as JSON, or as
+tables built from that same JSON so the two never disagree.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -163,34 +162,9 @@ def rebuild_cmd(name: str | None = NAME_ARG) -> None:
             out.print(problem, style="yellow")
 
 
-def rates_import_cmd(file: Path = typer.Argument(..., help="CSV with columns date,currency,rate.")) -> None:
-    """Import exchange rates (1 unit of currency = rate in reporting currency, from that date)."""
-    from metrics.rates import RatesError
-    from worker.accounts import list_accounts
-    from worker.mrr_queries import import_rates
-    from worker.rebuild import describe, rebuild_account
-
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        refuse(f"cannot read {file}: {type(exc).__name__}; give a UTF-8 CSV file with date,currency,rate")
-    engine = open_db()
-    try:
-        count = import_rates(engine, text)
-    except RatesError as exc:
-        refuse(f"{file}: {exc}; nothing was imported")
-    out = console()
-    out.print(f"imported {plural(count, 'rate')}")
-    for a in list_accounts(engine):  # every figure in a reporting currency may have changed
-        out.print(describe(rebuild_account(engine, a)))
-
-
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the `retention` app (in the order `--help` has always listed them)."""
-    rates_app = typer.Typer(help="Exchange rates to the reporting currency.", no_args_is_help=True)
-    app.add_typer(rates_app, name="rates")
     app.command("mrr")(mrr_cmd)
     app.command("movements")(movements_cmd)
     app.command("explain")(explain_cmd)
     app.command("rebuild")(rebuild_cmd)
-    rates_app.command("import")(rates_import_cmd)

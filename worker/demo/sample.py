@@ -30,6 +30,7 @@ from typing import Any
 
 from metrics.calendar import day_ts, month_start, months_back, utc_day, utc_now
 from worker.demo import builders
+from worker.demo.abroad import bill_abroad
 from worker.demo.stripe_server import StripeWorld
 
 Obj = dict[str, Any]
@@ -152,6 +153,7 @@ def build_sample_world(
     gen.catalog()
     for n in range(customers):
         gen.customer(n)
+    bill_abroad(gen.world)  # a few customers pay in EUR and GBP (worker/demo/abroad.py)
     gen.events()
     return gen.world
 

@@ -20,6 +20,7 @@ from worker.backtest_store import stored_backtest
 from worker.metrics_run import as_of_day, compute_metrics
 from worker.models import Account
 from worker.mrr_queries import snapshots_until
+from worker.rates import source_line
 from worker.report.cohort_grid import cohort_grid
 from worker.report.render import ReportData, render_report
 from worker.risk import at_risk
@@ -85,8 +86,15 @@ def load_report(
         trend=trend(engine, account, as_of, trend_months),
         cohorts=grid.as_json(),
         generated_at=utc_now().strftime("%Y-%m-%d %H:%M UTC"),
+        rates_source=rates_source(engine, account),
         backtest=report_backtest(engine, account, as_of),
     )
+
+
+def rates_source(engine: Engine, account: Account) -> str:
+    """Where the report's exchange rates come from (the ECB's, to which day; what was imported)."""
+    with engine.connect() as conn:
+        return source_line(conn, account.reporting_currency)
 
 
 def write_report(engine: Engine, account: Account, as_of: datetime, out: Path) -> Path:

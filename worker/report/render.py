@@ -30,6 +30,7 @@ class ReportData:
     trend: list[dict[str, Any]] = field(default_factory=list)  # [{"as_of", "nrr", "grr", "logo_retention"}]
     cohorts: dict[str, Any] = field(default_factory=dict)  # CohortGrid.as_json()
     generated_at: str = ""
+    rates_source: str = ""  # e.g. "ECB reference rates to 2026-10-30; imported: none" (worker/rates.py)
     backtest: dict[str, Any] = field(default_factory=dict)  # `retention backtest --json` + "line", "by_month"
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:58:42.848777
+Create Date: 2026-12-01 13:24:58.522801
 """
 from alembic import op
 import sqlalchemy as sa
@@ -36,10 +36,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_account_name'), ['name'], unique=True)
 
     op.create_table('fx_rate',
+    sa.Column('reporting_currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('rate', sa.Numeric(precision=24, scale=12), nullable=False),
-    sa.PrimaryKeyConstraint('currency', 'day')
+    sa.Column('imported_at', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('reporting_currency', 'currency', 'day')
+    )
+    op.create_table('rate_source',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=True),
+    sa.Column('digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('first_day', sa.Date(), nullable=True),
+    sa.Column('last_day', sa.Date(), nullable=True),
+    sa.Column('fetched_at', sa.BigInteger(), nullable=True),
+    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+    sa.Column('attempted_at', sa.BigInteger(), nullable=True),
+    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.PrimaryKeyConstraint('name')
     )
     op.create_table('alert_delivery',
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -397,6 +411,7 @@ def downgrade() -> None:
     op.drop_table('backtest_point')
     op.drop_table('alert_state')
     op.drop_table('alert_delivery')
+    op.drop_table('rate_source')
     op.drop_table('fx_rate')
     with op.batch_alter_table('account', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_name'))
