@@ -19,7 +19,7 @@ from integrations.stripe.config import DEFAULT_API_BASE, StripeConfig
 from metrics.currencies import ISO_CURRENCIES
 from worker.db import session_scope
 from worker.models import Account
-from worker.secrets import Secret, decrypt, encrypt, mask
+from worker.secrets import Secret, decrypt, encrypt, ensure_key, mask
 from worker.settings import Settings
 
 FALLBACK_CURRENCY = "usd"
@@ -73,6 +73,7 @@ def connect_account(
     if rps is not None and rps < 0:
         raise ConnectError(f"--rps {rps} is negative: give requests per second, or 0 for no limit")
     _refuse_duplicate(engine, name)
+    ensure_key(settings, count_accounts(engine))  # before Stripe: a lost key file refuses up front
 
     config = StripeConfig(api_key=api_key.reveal(), api_base=api_base, account_label=name, timeout=20.0)
     try:
@@ -99,6 +100,12 @@ def connect_account(
     except IntegrityError:  # another `connect` with the same name won the race since our check
         raise _duplicate(name) from None
     return account
+
+
+def count_accounts(engine: Engine) -> int:
+    """How many accounts are connected: each holds at least its Stripe key, encrypted."""
+    with session_scope(engine) as session:
+        return len(session.exec(select(Account.id)).all())
 
 
 def disconnect_account(engine: Engine, name: str) -> None:
@@ -128,6 +135,12 @@ def _tables_with_account_id(engine: Engine) -> list[str]:
         for t in reversed(ordered)
         if t != Account.__tablename__ and any(c["name"] == "account_id" for c in inspector.get_columns(t))
     ]
+
+
+def find_account(engine: Engine, name: str) -> bool:
+    """Whether an account of this name is connected."""
+    with session_scope(engine) as session:
+        return session.exec(select(Account.id).where(Account.name == name)).first() is not None
 
 
 def list_accounts(engine: Engine) -> list[Account]:
@@ -183,7 +196,10 @@ def check_key(api_key: Secret) -> None:
 def check_webhook(url: Secret) -> None:
     parts = urlsplit(url.reveal().strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConnectError("--slack-webhook-url is not an http(s) URL: paste Slack's incoming webhook URL")
+        raise ConnectError(
+            "the Slack webhook (SLACK_WEBHOOK_URL or the prompt) is not an http(s) URL: paste Slack's"
+            " incoming webhook URL"
+        )
 
 
 def _refuse_duplicate(engine: Engine, name: str) -> None:
@@ -194,6 +210,6 @@ def _refuse_duplicate(engine: Engine, name: str) -> None:
 
 def _duplicate(name: str) -> ConnectError:
     return ConnectError(
-        f"an account named {name!r} is already connected: pick another name, "
-        f"or `retention disconnect {name}` first"
+        f"an account named {name!r} is already connected: change its settings with `retention update {name}`,"
+        f" pick another name, or `retention disconnect {name}` first"
     )

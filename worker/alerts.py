@@ -233,8 +233,8 @@ def missing_webhook(settings: Settings, account: Account) -> str | None:
     if slack_webhook(settings, account) is not None:
         return None
     return (
-        f"account {account.name!r} has no Slack webhook: set SLACK_WEBHOOK_URL or reconnect with "
-        "--slack-webhook-url (or use --dry-run)"
+        f"account {account.name!r} has no Slack webhook: set SLACK_WEBHOOK_URL, or give the account its own"
+        f" with `retention update {account.name} --slack-webhook` (or use --dry-run)"
     )
 
 
@@ -292,7 +292,7 @@ def run_alerts(
     result.pending = len(plan.rows)
     if dry_run:
         result.payloads = [m.payload() for m in messages]
-        result.text = "\n\n".join(m.text for m in messages) or (
+        result.text = "\n\n".join(m.readable for m in messages) or (
             f"{account.name}: nothing new to alert ({result.at_risk} at risk, "
             f"{fmt(result.mrr_at_risk, account.reporting_currency)} MRR at risk, all alerted before)"
         )
@@ -317,7 +317,7 @@ def _deliver(
         # Slack is optional: without a webhook the alerts wait, and the nightly run is not a failure
         result.skipped = (
             f"account {account.name}: no Slack webhook configured; set SLACK_WEBHOOK_URL or "
-            "reconnect with --slack-webhook-url (alerts stay pending)"
+            f"`retention update {account.name} --slack-webhook` (alerts stay pending)"
         )
         return
     for n, message in enumerate(messages):

@@ -6,7 +6,9 @@ URL is rewritten to the psycopg 3 driver. Every command that needs the schema ca
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -54,11 +56,38 @@ def _json_serializer(value: object) -> str:
 JSON_CODECS = {"json_serializer": _json_serializer, "json_deserializer": orjson.loads}
 
 
+# The files SQLite keeps beside a database (write-ahead log, shared memory) and our migration lock.
+SQLITE_COMPANIONS = ("-wal", "-shm", ".migrate-lock")
+
+
+def private_sqlite_files(database: str | None) -> None:
+    """Make a file-backed SQLite database and its companions readable by their owner only (0600).
+
+    The database holds billing data. SQLite creates the -wal and -shm files with the database file's own
+    mode, so creating the database 0600 before SQLite opens it covers them; files left looser by an older
+    install are tightened here. In-memory databases and folders that do not exist are left to SQLite.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    for file in (path, *(Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS)):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            info = file.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.getuid():
+                file.chmod(0o600)
+
+
 @lru_cache(maxsize=16)
 def get_engine(url: str) -> Engine:
     """One engine per URL per process (engines hold the connection pool)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        private_sqlite_files(make_url(url).database)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **JSON_CODECS)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -151,7 +180,8 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:" or database.startswith("file:"):
         yield
         return
-    with open(f"{database}.migrate-lock", "a+b") as handle:
+    lock = f"{database}.migrate-lock"
+    with os.fdopen(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -335,7 +335,8 @@ def _from_label(label: str | None) -> Holder | None:
 
 _HOLDER_SQL = text(
     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-    "WHERE l.locktype = 'advisory' AND l.classid = :ns AND l.objid = :id AND l.objsubid = 2 AND l.granted"
+    "WHERE l.locktype = 'advisory' AND l.classid = :ns AND l.objid = :id AND l.objsubid = 2 AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
 

@@ -38,6 +38,7 @@ from worker.locks import exclusive
 from worker.models import Account
 from worker.mrr_queries import bulk_insert, ensure_snapshots, points_for, write_snapshots
 from worker.rates import load_rates, rates_changed_at
+from worker.settings import Settings
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
@@ -324,9 +325,12 @@ class _Exclusions(dict[str | None, str | None]):
         return found
 
 
-def _classified(builder: _Builder, lines: Iterable[billing.StoredLine], ended: dict[str, int]) -> list[Row]:
+def _classified(
+    builder: _Builder, lines: Iterable[billing.StoredLine], ended: dict[str, int], gone: dict[str, int]
+) -> list[Row]:
     """Every stored line as a ledger row; a line with no customer or currency is left out as a problem.
-    `ended` is when each ended subscription ended: its lines bring no MRR after that."""
+    `ended` is when each ended (or deleted) subscription ended, `gone` when each customer deleted in Stripe
+    was found so: their lines bring no MRR after that."""
     rows: list[Row] = []
     append, line, classes, exclusions = rows.append, builder.line, _Classes(), _Exclusions()
     for stored in lines:
@@ -342,17 +346,25 @@ def _classified(builder: _Builder, lines: Iterable[billing.StoredLine], ended: d
         sub_end = ended.get(facts.subscription_id or "")
         if sub_end is not None:
             mrr_end = max(facts.start, min(mrr_end, sub_end))  # no MRR once canceled
+        if gone and facts.customer_id in gone:
+            mrr_end = max(facts.start, min(mrr_end, gone[facts.customer_id]))  # nor once deleted in Stripe
         append(line(facts, klass, reason, exclusions[facts.status], mrr_end))
     return rows
 
 
 # -- building: upcoming lines -------------------------------------------------------------------------------
-def _subscription_states(stored: Iterable[billing.StoredSubscription]) -> dict[str, _Sub]:
+def _subscription_states(
+    stored: Iterable[billing.StoredSubscription], gone: dict[str, int]
+) -> dict[str, _Sub]:
     """What the rebuild needs of each subscription, by id; a canceled one without `ended_at` ended when it
-    was canceled."""
+    was canceled. One Stripe no longer lists, or whose customer was deleted, ended when we found that out
+    (unless it had ended before)."""
     subs = {}
     for s in stored:
         ended = s.ended_at if s.ended_at is not None else (s.canceled_at if s.status == "canceled" else None)
+        for removed in (s.deleted_at, gone.get(s.customer_id)):
+            if removed is not None:
+                ended = removed if ended is None else min(ended, removed)
         subs[s.id] = _Sub(
             s.customer_id, s.status, ended, s.cancel_at, (s.current_period_start, s.current_period_end)
         )
@@ -386,17 +398,31 @@ def _upcoming(
     return out
 
 
+def _current_period(sub: _Sub, items: list[billing.PricedItem]) -> tuple[int, int] | None:
+    """The subscription's current period (from its items, else its own), cut at a scheduled cancellation
+    and at its deletion in Stripe; None when there is none left to count."""
+    start = next((i.current_period_start for i in items if i.current_period_start), None) or sub.period[0]
+    end = next((i.current_period_end for i in items if i.current_period_end), None) or sub.period[1]
+    if start is None or end is None or end <= start:
+        return None
+    if sub.cancel_at is not None:
+        end = max(start, min(end, sub.cancel_at))
+    if sub.ended_at is not None:  # deleted in Stripe (or its customer was): nothing upcoming after that
+        if sub.ended_at <= start:
+            return None
+        end = min(end, sub.ended_at)
+    return start, end
+
+
 def _upcoming_for(
     builder: _Builder, sub: _Sub, items: list[billing.PricedItem], lines: list[Row]
 ) -> list[Row]:
     out: list[Row] = []
     licensed = [i for i in items if i.usage_type != "metered"]
-    start = next((i.current_period_start for i in items if i.current_period_start), None) or sub.period[0]
-    end = next((i.current_period_end for i in items if i.current_period_end), None) or sub.period[1]
-    if start is None or end is None or end <= start:
+    period = _current_period(sub, items)
+    if period is None:
         return out
-    if sub.cancel_at is not None:
-        end = max(start, min(end, sub.cancel_at))
+    start, end = period
     recurring = [r for r in lines if r[KLASS] == RECURRING]
     covering = [r for r in recurring if r[USAGE_TYPE] != "metered" and r[PERIOD_START] <= start < r[MRR_END]]
     # None -> "" / 0 so that sorting never compares None with a value
@@ -479,19 +505,23 @@ def _upcoming_row(
 def _ledger_rows(conn: Connection, builder: _Builder) -> list[Row]:
     """The account's ledger: every stored line, then the upcoming ones, as rows (reads, then builds)."""
     account_id = builder.account_id or 0
-    subs = _subscription_states(billing.subscriptions(conn, account_id))
+    gone = billing.deleted_customers(conn, account_id)
+    subs = _subscription_states(billing.subscriptions(conn, account_id), gone)
     ended = {sub_id: sub.ended_at for sub_id, sub in subs.items() if sub.ended_at is not None}
-    rows = _classified(builder, billing.stored_lines(conn, account_id), ended)
+    rows = _classified(builder, billing.stored_lines(conn, account_id), ended, gone)
     rows.extend(_upcoming(builder, subs, billing.subscription_items(conn, account_id), rows))
     return rows
 
 
 # -- writing ----------------------------------------------------------------------------------------------
 @exclusive("rebuild")
-def rebuild_account(engine: Engine, account: Account, today: date | None = None) -> RebuildResult:
+def rebuild_account(
+    engine: Engine, account: Account, today: date | None = None, settings: Settings | None = None
+) -> RebuildResult:
     """Classify every stored line of the account into ledger_line and recompute its snapshots.
 
-    Holds the account's lock (worker/locks.py), like a sync: two rebuilds racing on ledger_line collide."""
+    Holds the account's lock (worker/locks.py), like a sync: two rebuilds racing on ledger_line collide.
+    `settings` says where that lock lives (default: the environment's); the demo passes its own."""
     today = today or utc_now().date()
     result = RebuildResult(account=account.name)
     account_id = account.id or 0

@@ -1,14 +1,17 @@
 """Encryption at rest for Stripe keys and Slack webhook URLs (Fernet, from `cryptography`).
 
-The Fernet key comes from RETENTION_SECRET_KEY or from a key file created once with mode 0600 in
-RETENTION_HOME. Plaintext secrets live only in memory, wrapped in `Secret` so that a repr, a log line or a
-traceback shows a mask.
+The Fernet key comes from RETENTION_SECRET_KEY or from a key file created with mode 0600 in RETENTION_HOME.
+The key file is created only when the first secret is stored: reading never creates it, and a missing file
+while accounts hold encrypted secrets is refused (a new key would silently split the secrets between two
+keys). A key file other users may read is refused too. Plaintext secrets live only in memory, wrapped in
+`Secret` so that a repr, a log line or a traceback shows a mask.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -56,14 +59,72 @@ def mask(value: str) -> str:
     return f"{prefix}...{value[-4:]}" if len(value) > 8 else "..."
 
 
-def _load_key(settings: Settings) -> bytes:
+class MissingKeyError(SecretError):
+    """The key file is gone while stored secrets depend on it: a new key would make them garbage."""
+
+
+def key_path(settings: Settings) -> Path:
+    """Where the key file lives (used when RETENTION_SECRET_KEY is not set)."""
+    return Path(settings.home) / KEY_FILE
+
+
+def _given_key(settings: Settings) -> bytes | None:
     given = settings.retention_secret_key.get_secret_value().strip() if settings.retention_secret_key else ""
-    if given:  # an empty RETENTION_SECRET_KEY= line in an env file means "not set"
-        return given.encode()
-    path = Path(settings.home) / KEY_FILE
-    if not path.exists():
-        _create_key_file(path)
+    return given.encode() if given else None  # an empty RETENTION_SECRET_KEY= line means "not set"
+
+
+def _missing(path: Path) -> MissingKeyError:
+    return MissingKeyError(
+        f"the secret key file {path} is missing and the stored Stripe keys and webhook URLs were encrypted"
+        " with it: restore it from a backup (mode 0600) or set RETENTION_SECRET_KEY to its key; if it is lost"
+        " for good, re-enter each account's key with `retention update NAME --rotate-key`"
+    )
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The key file's key, refused when other users may read it (the key opens every stored secret)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SecretError(
+            f"the secret key file {path} may be read by other users (mode {mode:04o}): run `chmod 600 {path}`"
+            " and, if someone else could have read it, rotate the keys (`retention update NAME --rotate-key`)"
+        )
     return path.read_bytes().strip()
+
+
+def _load_key(settings: Settings) -> bytes:
+    """The Fernet key; never creates one (only `ensure_key` does, when nothing depends on an older key)."""
+    given = _given_key(settings)
+    if given is not None:
+        return given
+    path = key_path(settings)
+    if not path.exists():
+        raise _missing(path)
+    return _read_key_file(path)
+
+
+def ensure_key(settings: Settings, stored_secrets: int, replace_lost: bool = False) -> None:
+    """Make sure a key exists before a new secret is encrypted, creating the key file only when that is safe.
+
+    `stored_secrets` is how many accounts hold secrets encrypted with the current key. A missing key file
+    with stored secrets means the key was lost or moved: creating a new one silently would leave the
+    secrets under two keys, so it is refused unless the caller is re-entering a secret after the loss
+    (`replace_lost`, from `retention update NAME --rotate-key`).
+    """
+    if _given_key(settings) is not None:
+        return
+    path = key_path(settings)
+    if path.exists():
+        _read_key_file(path)  # refuses a loose key file now, before anything is written
+        return
+    if stored_secrets and not replace_lost:
+        raise _missing(path)
+    _create_key_file(path)
+
+
+def key_is_missing(settings: Settings) -> bool:
+    """Whether no key is configured and the key file is absent (the stored secrets cannot be opened)."""
+    return _given_key(settings) is None and not key_path(settings).exists()
 
 
 def _create_key_file(path: Path) -> None:
@@ -102,5 +163,6 @@ def decrypt(settings: Settings, token: str) -> Secret:
     except InvalidToken:
         raise SecretError(
             "a stored secret cannot be decrypted: RETENTION_SECRET_KEY (or the key file) differs from the one"
-            " used when the account was connected"
+            " used when it was stored; restore that key, or re-enter the account's key with"
+            " `retention update NAME --rotate-key`"
         ) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -143,12 +144,26 @@ class Settings(BaseSettings):
 
     @property
     def home(self) -> Path:
-        self.retention_home.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds the key file and the DB
+        """RETENTION_HOME, created (or tightened) to mode 0700: it holds the key file, database, reports."""
+        private_dir(self.retention_home)
         return self.retention_home
 
     @property
     def database_url(self) -> str:
         return self.retention_database_url or f"sqlite:///{self.home / 'retention.db'}"
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` with mode 0700, or take group and other access away from an existing one we own.
+
+    An older install (or `mkdir` with the usual umask) left the home 0755: billing data listable by every
+    local user. A folder someone else owns is left as it is (we may not change it); the files in it are
+    still created 0600.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        path.chmod(0o700)
 
 
 class ConfigError(ValueError):

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from integrations.stripe.repository.customers import object_counts
+from integrations.stripe.repository.customers import deleted_counts, object_counts
 from integrations.stripe.repository.sync_state import sync_state
 from metrics.calendar import utc_datetime
 from worker.alert_state import last_alert_status
@@ -31,6 +31,7 @@ def account_status(engine: Engine, session: Session, account: Account) -> dict[s
     with engine.connect() as conn:
         state = sync_state(conn, account.id)
         counts = object_counts(conn, account.id)
+        deleted = deleted_counts(conn, account.id)
     return {
         "name": account.name,
         "last_sync_at": _iso(state.last_sync_at) if state else None,
@@ -38,6 +39,7 @@ def account_status(engine: Engine, session: Session, account: Account) -> dict[s
         "last_error": state.last_error if state else None,
         "mode": state.mode if state else None,
         "counts": counts,
+        "deleted": deleted,
         "rejected": state.rejected if state else [],
         "last_nightly": last_nightly(session, account.id),
         "slack": last_alert_status(session, account.id),

@@ -41,6 +41,7 @@ class SyncResult:
     seconds: float = 0.0
     events: list[EventRecord] = field(default_factory=list)  # events applied by an incremental, oldest first
     events_skipped: int = 0
+    deleted: dict[str, int] = field(default_factory=dict)  # newly marked deleted (no longer in Stripe)
 
 
 @exclusive("sync")
@@ -114,6 +115,7 @@ def _succeeded(account_name: str, outcome: SyncOutcome, requests: int) -> SyncRe
         rejected=outcome.rejected,
         events=outcome.events,
         events_skipped=outcome.events_skipped,
+        deleted=outcome.deleted,
     )
 
 

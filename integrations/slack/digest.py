@@ -26,16 +26,22 @@ TOP = 10  # alerts shown in full; the rest are summed up (how many, how much MRR
 class SlackMessage:
     """One post to the webhook, with the customers it settles once Slack accepts it."""
 
-    text: str  # the plain-text fallback (notifications, clients without Block Kit)
+    text: str  # the fallback (notifications, clients without Block Kit): escaped like the blocks
     blocks: list[dict[str, Any]]
     customer_ids: tuple[str, ...]  # alerted and recovered customers this message carries
+    readable: str = ""  # the fallback unescaped, for a terminal (a dry run); never sent
 
     def payload(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks}
 
 
 def escape(text: str) -> str:
-    """Slack mrkdwn control characters (customer names are user data)."""
+    """Slack's control characters, in every text we send (blocks and the fallback `text` alike).
+
+    Customer names and signal details are user data: a customer who calls itself `<!channel>` at checkout
+    would ping the whole channel, and `<https://evil.example|click>` would become a link. Slack parses
+    `<...>` in a message's top-level `text` as well as in mrkdwn blocks, so both are escaped.
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -62,7 +68,7 @@ def alert_section(item: AtRiskAccount) -> dict[str, Any]:
     a = item.assessment
     renewal = f" · renews {a.renewal_date}" if a.renewal_date else ""
     head = (
-        f"*<{item.dashboard_url}|{escape(a.name)}>* `{a.customer_id}` · *{fmt(a.mrr, a.currency)}* "
+        f"*<{item.dashboard_url}|{escape(a.name)}>* `{escape(a.customer_id)}` · *{fmt(a.mrr, a.currency)}* "
         f"MRR at risk{renewal} · score {a.score:,.2f}"
     )
     body = "\n".join(f"• *{s.code}*: {escape(s.detail)}{track_text(item, s.code)}" for s in a.signals)
@@ -71,12 +77,13 @@ def alert_section(item: AtRiskAccount) -> dict[str, Any]:
 
 def recovered_section(item: RecoveredAccount) -> dict[str, Any]:
     return _mrkdwn_section(
-        f":white_check_mark: *<{item.dashboard_url}|{escape(item.name)}>* `{item.customer_id}` "
+        f":white_check_mark: *<{item.dashboard_url}|{escape(item.name)}>* `{escape(item.customer_id)}` "
         "recovered: no risk signal any more"
     )
 
 
 def alert_text(item: AtRiskAccount) -> str:
+    """The account's fallback line as a person reads it (unescaped: `build_digest` escapes what it sends)."""
     a = item.assessment
     renewal = f", renews {a.renewal_date}" if a.renewal_date else ""
     signals = "; ".join(f"{s.code}: {s.detail}{track_text(item, s.code)}" for s in a.signals)
@@ -87,6 +94,7 @@ def alert_text(item: AtRiskAccount) -> str:
 
 
 def recovered_text(item: RecoveredAccount) -> str:
+    """The recovered account's fallback line, unescaped like `alert_text`."""
     return f"- recovered: {item.name} ({item.customer_id}) {item.dashboard_url}"
 
 
@@ -141,17 +149,18 @@ def build_digest(
             {"type": "header", "text": {"type": "plain_text", "text": title}},
             _mrkdwn_section(escape(summary)),
         ] + [section for _, section, _ in chunk]
-        text = "\n".join([f"{title}: {summary}"] + [line for _, _, line in chunk])
+        readable = "\n".join([f"{title}: {summary}"] + [line for _, _, line in chunk])
         carried = tuple(cid for ids, _, _ in chunk for cid in ids)
-        messages.append(SlackMessage(text, blocks, carried))
+        messages.append(SlackMessage(escape(readable), blocks, carried, readable))
     return messages
 
 
 def already_alerted(items: Sequence[AtRiskAccount]) -> tuple[dict[str, Any], str]:
-    """One section (and its text) naming the accounts a same-day watch alert already told Slack about."""
+    """One section (and its readable text, unescaped like `alert_text`) naming the accounts a same-day watch
+    alert already told Slack about."""
     lines = [
         (
-            f"*<{i.dashboard_url}|{escape(i.assessment.name)}>* `{i.customer_id}` "
+            f"*<{i.dashboard_url}|{escape(i.assessment.name)}>* `{escape(i.customer_id)}` "
             f"{fmt(i.assessment.mrr, i.assessment.currency)}: {', '.join(i.assessment.codes)}",
             f"{i.assessment.name} ({i.customer_id}) {fmt(i.assessment.mrr, i.assessment.currency)}: "
             f"{', '.join(i.assessment.codes)}",
@@ -174,10 +183,12 @@ def with_already_alerted(
     section, text = already_alerted(already)
     if messages and len(messages[0].blocks) < max_blocks:
         first = messages[0]
+        readable = f"{first.readable}\n{text}"
         return [
-            SlackMessage(f"{first.text}\n{text}", [*first.blocks, section], first.customer_ids),
+            SlackMessage(escape(readable), [*first.blocks, section], first.customer_ids, readable),
             *messages[1:],
         ]
     title = _cut(f"At-risk accounts: {account}", MAX_HEADER)
     header = {"type": "header", "text": {"type": "plain_text", "text": title}}
-    return [*messages, SlackMessage(f"{title}: {text}", [header, section], ())]
+    readable = f"{title}: {text}"
+    return [*messages, SlackMessage(escape(readable), [header, section], (), readable)]

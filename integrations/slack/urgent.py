@@ -2,7 +2,8 @@
 failed, or its recovery, posted by a watch tick instead of waiting for the nightly digest.
 
 Each entry says who (name, id, dashboard link), the MRR at risk, what happened (the urgent signals with their
-figures) and when (the Stripe events that revealed it). Names are user data and are escaped. Like the digest,
+figures) and when (the Stripe events that revealed it). Names and details are user data: escaped in the blocks
+and in the fallback text alike (digest.py `escape`). Like the digest,
 each message knows the customers it settles, and a long list is split to Slack's 50-block limit.
 """
 
@@ -61,9 +62,9 @@ def _when(happened: Sequence[Happened]) -> str:
 
 
 def alert_section(item: UrgentAlert) -> tuple[str, str]:
-    """(mrkdwn section text, plain-text line) of one urgent alert."""
+    """(mrkdwn section text, readable plain-text line: escaped when sent) of one urgent alert."""
     head = (
-        f":rotating_light: *<{item.dashboard_url}|{escape(item.name)}>* `{item.customer_id}` · "
+        f":rotating_light: *<{item.dashboard_url}|{escape(item.name)}>* `{escape(item.customer_id)}` · "
         f"*{fmt(item.mrr, item.currency)}* MRR at risk"
     )
     body = "\n".join(f"• *{s.code}*: {escape(s.detail)}" for s in item.signals)
@@ -79,7 +80,7 @@ def alert_section(item: UrgentAlert) -> tuple[str, str]:
 def recovery_section(item: UrgentRecovery) -> tuple[str, str]:
     what = ", ".join(RECOVERY_WORDS.get(code, f"{code} cleared") for code in item.cleared)
     head = (
-        f":white_check_mark: *<{item.dashboard_url}|{escape(item.name)}>* `{item.customer_id}` "
+        f":white_check_mark: *<{item.dashboard_url}|{escape(item.name)}>* `{escape(item.customer_id)}` "
         f"recovered: {what} ({_when(item.happened)})"
     )
     text = (
@@ -109,5 +110,5 @@ def build_urgent(
         blocks = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
         blocks += [section(mrkdwn) for _, mrkdwn, _ in chunk]
         text = "\n".join([title] + [line for _, _, line in chunk])
-        messages.append(SlackMessage(text, blocks, tuple(cid for cid, _, _ in chunk)))
+        messages.append(SlackMessage(escape(text), blocks, tuple(cid for cid, _, _ in chunk), text))
     return messages

@@ -115,7 +115,7 @@ def post(
     if status in REVOKED:
         error = (
             f"the Slack webhook was refused (HTTP {status} {body}): it was revoked or its channel "
-            "removed; set a new one (`retention connect --slack-webhook-url` or SLACK_WEBHOOK_URL)"
+            "removed; set a new one (`retention update NAME --slack-webhook` or SLACK_WEBHOOK_URL)"
         )
         log.warning("slack webhook revoked: HTTP %s %s", status, body)
         return Delivery(False, status, error, revoked=True)

@@ -1,10 +1,10 @@
 """Proving a key before we store it: one read-only call that says whose account it is.
 
 `GET /v1/account` names the account. A restricted key (`rk_...`) may be refused it (403 `permission_error`)
-and some Stripe-compatible servers have no such endpoint (404); a read of `GET /v1/customers?limit=1` then
-proves the key instead, because the customer list is the first thing a sync needs anyway. Errors are matched
-on HTTP status and Stripe's `error.type`, never on message text, and our messages never quote Stripe's: an
-authentication error's message echoes part of the key.
+and some Stripe-compatible servers have no such endpoint (404, whatever the body); a read of
+`GET /v1/customers?limit=1` then proves the key instead, because the customer list is the first thing a sync
+needs anyway. Errors are matched on HTTP status and Stripe's `error.type`, never on message text, and our
+messages never quote Stripe's: an authentication error's message echoes part of the key.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ACCOUNT_PATH = "/v1/account"
 CUSTOMERS_PATH = "/v1/customers"
 INVOICES_PATH = "/v1/invoices"
 
-Problem = Literal["rejected", "unreachable", "forbidden", "failed"]
+Problem = Literal["rejected", "unreachable", "forbidden", "missing", "failed"]
 
 
 class AccountCheckError(Exception):
@@ -49,13 +49,18 @@ class AccountInfo:
 
 
 def fetch_account_info(config: StripeConfig) -> AccountInfo:
-    """Prove the key with one read; the customer list stands in where the account itself cannot be read."""
+    """Prove the key with one read; the customer list stands in where the account itself cannot be read.
+
+    A 404 on `/v1/account` means the server has no such endpoint, whatever its body says: a proxy or a
+    Stripe-compatible server may answer HTML, plain text or JSON that is not a Stripe error, which the SDK
+    raises as an `APIError` rather than an `InvalidRequestError`. Only the status decides.
+    """
     client = make_client(config)
     try:
         body = _get(client, config, ACCOUNT_PATH)
     except stripe.PermissionError:
         return _via_customers(client, config)
-    except stripe.InvalidRequestError as exc:
+    except stripe.StripeError as exc:
         if exc.http_status == 404:
             return _via_customers(client, config)
         raise _failed(config, exc) from None
@@ -66,6 +71,19 @@ def fetch_account_info(config: StripeConfig) -> AccountInfo:
         livemode=_livemode(config, body),
         checked_with=ACCOUNT_PATH,
     )
+
+
+def knows_customer(config: StripeConfig, customer_id: str) -> bool:
+    """Whether the key's account has this customer (a deleted one still answers): proves that a new key
+    opens the same account when neither key may read `/v1/account`."""
+    client = make_client(config)
+    try:
+        _get(client, config, f"{CUSTOMERS_PATH}/{customer_id}")
+    except AccountCheckError as exc:
+        if exc.problem == "missing":
+            return False
+        raise
+    return True
 
 
 def most_used_invoice_currency(config: StripeConfig) -> str | None:
@@ -119,11 +137,11 @@ def _get(client: stripe.StripeClient, config: StripeConfig, path: str, **params:
             f"the key may not read {path}{where}: give the restricted key read access to "
             "customers, products, prices, subscriptions, invoices, credit notes and events",
         ) from None
-    except stripe.InvalidRequestError as exc:
-        if path == ACCOUNT_PATH:
-            raise
-        raise _failed(config, exc) from None
     except stripe.StripeError as exc:
+        if path == ACCOUNT_PATH and exc.http_status == 404:
+            raise  # the caller falls back to the customer list
+        if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404 and path != CUSTOMERS_PATH:
+            raise AccountCheckError("missing", f"{path} does not exist{where}") from None
         raise _failed(config, exc) from None
     data = response.data
     return data if isinstance(data, dict) else {}

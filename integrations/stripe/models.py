@@ -28,7 +28,11 @@ class StripeCustomer(SQLModel, table=True):
     email: str | None = None
     currency: str | None = Field(default=None, max_length=3)
     created: int | None = _big()
-    deleted: bool = False
+    deleted: bool = (
+        False  # deleted in Stripe (seen so, or no longer listed by a full sync): kept, not counted
+    )
+    deleted_at: int | None = _big()  # when we learned it (Unix seconds)
+    listed_at: int | None = _big()  # the start of the last full sync whose list held it
     raw: dict[str, Any] = _raw()
 
 
@@ -75,6 +79,9 @@ class StripeSubscription(SQLModel, table=True):
     canceled_at: int | None = _big()
     ended_at: int | None = _big()
     trial_end: int | None = _big()
+    deleted: bool = False  # no longer listed by a full sync (status=all lists every one Stripe keeps)
+    deleted_at: int | None = _big()  # when a full sync found it gone (Unix seconds)
+    listed_at: int | None = _big()  # the start of the last full sync whose list held it
     raw: dict[str, Any] = _raw()
 
 

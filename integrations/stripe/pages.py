@@ -1,4 +1,5 @@
-"""Paging over Stripe lists: limit=100 pages, created-range partitions, and the rest of an invoice's lines.
+"""Paging over Stripe lists: limit=100 pages, created-range partitions, and the rest of an embedded list (an
+invoice's lines, a subscription's items).
 
 Lists are newest first and follow `starting_after`; a partition is a list restricted to a `created` range so
 several can be fetched at once within the rate budget (a long invoice history is split into ranges)."""
@@ -66,6 +67,42 @@ def complete_lines(reader: StripeReader, invoice: Obj) -> None:
     for page in iter_pages(reader, f"/v1/invoices/{invoice['id']}/lines", {"limit": PAGE}, after):
         found.extend(page.objects)
     invoice["lines"] = {**lines, "data": found, "has_more": False}
+
+
+def complete_items(reader: StripeReader, subscription: Obj) -> None:
+    """Fill `items.data` with every item: a subscription embeds only the first ones (`items.has_more`); the
+    rest come from `GET /v1/subscription_items?subscription=ID`, after the last embedded one."""
+    items = subscription.get("items")
+    if not isinstance(items, dict) or not items.get("has_more"):
+        return
+    embedded = items.get("data")
+    data: list[Any] = embedded if isinstance(embedded, list) else []
+    after = data[-1].get("id") if data and isinstance(data[-1], dict) else None
+    found = list(data)
+    params = {"limit": PAGE, "subscription": subscription["id"]}
+    for page in iter_pages(reader, "/v1/subscription_items", params, after):
+        found.extend(page.objects)
+    subscription["items"] = {**items, "data": found, "has_more": False}
+
+
+def complete(reader: StripeReader, list_name: str, obj: Any) -> None:
+    """The embedded list an object of this list may leave unfinished: an invoice's lines, a subscription's
+    items. Objects without a usable id are left for the parser to reject."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+        return
+    if list_name == "invoices":
+        complete_lines(reader, obj)
+    elif list_name == "subscriptions":
+        complete_items(reader, obj)
+
+
+def needs_completing(list_name: str, obj: Any) -> bool:
+    """Whether `complete` would fetch anything for this object (its embedded list says `has_more`)."""
+    key = {"invoices": "lines", "subscriptions": "items"}.get(list_name)
+    if key is None or not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+        return False
+    embedded = obj.get(key)
+    return isinstance(embedded, dict) and bool(embedded.get("has_more"))
 
 
 def split_range(start: int, end: int, parts: int) -> list[tuple[int | None, int | None]]:

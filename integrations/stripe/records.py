@@ -115,7 +115,8 @@ def parse_customer(obj: Any) -> Row:
         "email": r.str_("email"),
         "currency": _currency(r),
         "created": r.int_("created", True),
-        "deleted": False,
+        "deleted": False,  # Stripe returned it whole: it exists (again, if we had marked it gone)
+        "deleted_at": None,
         "raw": obj,
     }
 
@@ -211,6 +212,8 @@ def parse_subscription(obj: Any) -> tuple[Row, list[Row]]:
         "canceled_at": r.int_("canceled_at"),
         "ended_at": r.int_("ended_at"),
         "trial_end": r.int_("trial_end"),
+        "deleted": False,  # Stripe returned it: it exists (a full sync marks the ones it no longer lists)
+        "deleted_at": None,
         "raw": raw,
     }
     return row, items

@@ -15,7 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Table, delete, not_, tuple_
+from sqlalchemy import JSON, Table, delete, func, not_, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from integrations.stripe import models
@@ -103,6 +103,72 @@ def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> 
                     values[n] = _encode(values[n])
             append((*values, account_id))
         conn.exec_driver_sql(sql, params)
+
+
+# The lists whose objects a full sync marks deleted when Stripe no longer lists them (subscriptions are
+# listed with status=all, so every one Stripe keeps is there; a deleted customer is never listed).
+TRACKED_LISTS = ("customers", "subscriptions")
+
+
+def mark_listed(rows: list[Row], listing: int) -> None:
+    """Stamp rows a full sync's list held with that sync's mark (the mark-deleted step compares it)."""
+    for row in rows:
+        row["listed_at"] = listing
+
+
+def touch_listed(conn: Connection, list_name: str, account_id: int, ids: list[str], listing: int) -> None:
+    """Stamp stored rows whose listed copy could not be parsed (rejected) with the sync's mark: Stripe still
+    lists them, so they are not deleted; their stored values stay as they were."""
+    if not ids:
+        return
+    table = LIST_TABLES[list_name]
+    conn.execute(
+        update(table)
+        .where(table.c.account_id == account_id, table.c.id.in_(ids))
+        .values(listed_at=listing, deleted=False, deleted_at=None)
+    )
+
+
+def last_listing(conn: Connection, account_id: int) -> int:
+    """The newest full sync's mark on the account's rows (0 before any): a new full sync's mark must be
+    greater, so rows it does not list are told from the ones it does even within one second."""
+    found = 0
+    for name in TRACKED_LISTS:
+        table = LIST_TABLES[name]
+        query = select(func.max(table.c.listed_at)).where(table.c.account_id == account_id)
+        found = max(found, int(conn.execute(query).scalar() or 0))
+    return found
+
+
+def mark_unlisted_deleted(conn: Connection, account_id: int, listing: int, started: int) -> dict[str, int]:
+    """After a complete full sync (mark `listing`, started at `started`): customers and subscriptions it did
+    not list are gone from Stripe. They are kept (their history still counts) and marked deleted from
+    `started` on; the metrics leave them out from then. Returns how many of each were newly marked."""
+    marked: dict[str, int] = {}
+    for name in TRACKED_LISTS:
+        table = LIST_TABLES[name]
+        stmt = (
+            update(table)
+            .where(
+                table.c.account_id == account_id,
+                table.c.deleted.is_(False),
+                or_(table.c.listed_at.is_(None), table.c.listed_at < listing),
+            )
+            .values(deleted=True, deleted_at=started)
+        )
+        marked[name] = conn.execute(stmt).rowcount or 0
+    return marked
+
+
+def stamp_deletions(conn: Connection, account_id: int, now: int) -> None:
+    """Customers stored as deleted (Stripe's `deleted: true`, found through an event) without a time yet:
+    they are left out of the metrics from now on."""
+    table = LIST_TABLES["customers"]
+    conn.execute(
+        update(table)
+        .where(table.c.account_id == account_id, table.c.deleted.is_(True), table.c.deleted_at.is_(None))
+        .values(deleted_at=now)
+    )
 
 
 def prune_children(

@@ -31,9 +31,10 @@ from integrations.stripe.models import SyncState
 from integrations.stripe.pages import (
     Page,
     balanced_ranges,
-    complete_lines,
+    complete,
     iter_pages,
     list_params,
+    needs_completing,
     oldest_created,
     range_share,
 )
@@ -47,7 +48,18 @@ from integrations.stripe.records import (
     parse_subscription,
 )
 from integrations.stripe.repository.sync_state import StoredSyncState, customer_created_times, sync_state
-from integrations.stripe.store import CHILD_TABLES, LIST_TABLES, prune_children, upsert
+from integrations.stripe.store import (
+    CHILD_TABLES,
+    LIST_TABLES,
+    TRACKED_LISTS,
+    last_listing,
+    mark_listed,
+    mark_unlisted_deleted,
+    prune_children,
+    stamp_deletions,
+    touch_listed,
+    upsert,
+)
 from metrics.tables import table_of
 
 Obj = dict[str, Any]
@@ -80,6 +92,7 @@ class SyncOutcome:
     requests: int = 0
     events: list[EventRecord] = field(default_factory=list)  # events applied (incremental), oldest first
     events_skipped: int = 0  # events of the overlap an earlier sync or watch tick already applied
+    deleted: dict[str, int] = field(default_factory=dict)  # newly marked deleted: customers, subscriptions
 
 
 def _reject(exc: RecordError) -> Obj:
@@ -87,9 +100,12 @@ def _reject(exc: RecordError) -> Obj:
 
 
 def store_page(
-    conn: Connection, account_id: int, name: str, objects: list[Any]
+    conn: Connection, account_id: int, name: str, objects: list[Any], listed_at: int | None = None
 ) -> tuple[set[str], list[Obj]]:
-    """Parse and upsert one page of a list; returns the ids stored and the objects rejected."""
+    """Parse and upsert one page of a list; returns the ids stored and the objects rejected.
+
+    `listed_at` is the mark of the full sync whose list this page is (None for other reads): customers and
+    subscriptions remember it, so the sync can tell at its end which ones Stripe no longer lists."""
     rows: list[Obj] = []
     children: list[Obj] = []
     parents: list[str] = []
@@ -116,6 +132,16 @@ def store_page(
             continue
         rows.append(row)
         parents.append(row["id"])
+    if listed_at is not None and name in TRACKED_LISTS:
+        mark_listed(rows, listed_at)
+        # listed but unparsable: it exists in Stripe, so its stored copy must not be taken for deleted
+        stored = set(parents)
+        unparsed = [
+            o["id"]
+            for o in objects
+            if isinstance(o, dict) and isinstance(o.get("id"), str) and o["id"] not in stored
+        ]
+        touch_listed(conn, name, account_id, unparsed, listed_at)
     upsert(conn, LIST_TABLES[name], rows, account_id)
     if name == "subscriptions":
         prune_children(conn, account_id, parents, [c["id"] for c in children], name)
@@ -222,7 +248,17 @@ class Syncer:
         cp: Obj | None = (state.checkpoint or {}).get("full")
         resumed = cp is not None
         if cp is None:
-            cp = {"started": int(self.now()), "segments": {}, "rejected": [], "invoice_parts": None}
+            started = int(self.now())
+            with self.engine.connect() as conn:
+                # strictly after every earlier full sync's mark, even one started within the same second
+                listing = max(started, last_listing(conn, self.account_id) + 1)
+            cp = {
+                "started": started,
+                "listing": listing,
+                "segments": {},
+                "rejected": [],
+                "invoice_parts": None,
+            }
             for name in LISTS:
                 if name != "invoices":
                     cp["segments"][name] = {
@@ -235,7 +271,10 @@ class Syncer:
             with self.engine.begin() as conn:
                 self._save_state(conn, checkpoint={"full": cp})
         _FullRun(self, cp).run()
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # every list was read to its end: what it left out is gone
+            mark = cp["listing"] if "listing" in cp else cp["started"]  # a checkpoint from before marks
+            deleted = mark_unlisted_deleted(conn, self.account_id, mark, cp["started"])
+            stamp_deletions(conn, self.account_id, cp["started"])
             self._save_state(
                 conn,
                 checkpoint={},
@@ -244,7 +283,7 @@ class Syncer:
                 events_seen=[],
                 rejected=cp["rejected"],
             )
-        return SyncOutcome(mode="full", note=note, resumed=resumed, rejected=cp["rejected"])
+        return SyncOutcome(mode="full", note=note, resumed=resumed, rejected=cp["rejected"], deleted=deleted)
 
     def invoice_parts(self, started: int) -> list[tuple[int | None, int | None]]:
         """Created ranges for the invoice history, of about equal size so the fetchers finish together.
@@ -318,6 +357,8 @@ class Syncer:
         merged = kept + [r for r in rejected if r not in kept]
         newest = max(batch.seen, key=lambda pair: (pair[1], pair[0]), default=None)
         with self.engine.begin() as conn:
+            if seen:  # a customer stored as deleted is left out of the metrics from now on
+                stamp_deletions(conn, self.account_id, started)
             self._save_state(
                 conn,
                 mode="incremental",
@@ -342,10 +383,8 @@ class Syncer:
         return seen
 
     def _store(self, name: str, objects: list[Any], rejected: list[Obj]) -> set[str]:
-        if name == "invoices":
-            for obj in objects:
-                if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                    complete_lines(self.reader, obj)
+        for obj in objects:
+            complete(self.reader, name, obj)  # an invoice's lines, a subscription's items past the embedded
         with self.engine.begin() as conn:
             ids, bad = store_page(conn, self.account_id, name, objects)
         rejected.extend(bad)
@@ -416,7 +455,8 @@ class _FullRun:
                 seg["done"] = not page.has_more
                 if seg["list"] == "invoices":  # how far back in its created range it got: the progress share
                     seg["oldest"] = oldest_created(page.objects, seg.get("oldest"))
-                ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects)
+                listing = self.cp.get("listing", self.cp["started"])
+                ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects, listing)
                 self.cp["rejected"].extend(bad)
                 stored.append((seg["list"], len(ids)))
             self.s._save_state(conn, checkpoint={"full": self.cp})
@@ -468,19 +508,13 @@ class _FullRun:
     def _fetch(self, name: str, seg: Obj) -> None:
         try:
             params = list_params(LISTS[seg["list"]], seg["gte"], seg["lt"])
-            for page in iter_pages(self.s.reader, f"/v1/{seg['list']}", params, seg["after"]):
-                if seg["list"] == "invoices":
-                    # invoices with more lines than embedded: their /lines calls go out side by side
-                    long = [
-                        o
-                        for o in page.objects
-                        if isinstance(o, dict)
-                        and isinstance(o.get("id"), str)
-                        and isinstance(o.get("lines"), dict)
-                        and o["lines"].get("has_more")
-                    ]
-                    for _ in self.lines.map(lambda o: complete_lines(self.s.reader, o), long):
-                        pass
+            list_name = seg["list"]
+            for page in iter_pages(self.s.reader, f"/v1/{list_name}", params, seg["after"]):
+                # invoices with more lines than embedded, subscriptions with more items: the calls for the
+                # rest go out side by side
+                long = [o for o in page.objects if needs_completing(list_name, o)]
+                for _ in self.lines.map(lambda o: complete(self.s.reader, list_name, o), long):
+                    pass
                 if not self._put(("page", name, page)):
                     return
             self._put(("done", name, None))

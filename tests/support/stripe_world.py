@@ -139,12 +139,14 @@ def add_account(engine: Engine, api_base: str, name: str = "acme", rps: float = 
 
 
 def snapshot(engine: Engine, account_id: int) -> dict[str, list[tuple[Any, ...]]]:
-    """Every stored Stripe row of the account, sorted, JSON serialized: equal snapshots = equal data."""
+    """Every stored Stripe row of the account, sorted, JSON serialized: equal snapshots = equal data.
+
+    `listed_at` is left out: it is the sync's bookkeeping (which full sync last listed the row), not data."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     with engine.connect() as conn:
         for model in STRIPE_TABLES:
             table = table_of(model)
-            columns = [c for c in table.c if c.name != "account_id"]
+            columns = [c for c in table.c if c.name not in ("account_id", "listed_at")]
             rows = conn.execute(select(*columns).where(table.c.account_id == account_id)).all()
             out[table.name] = sorted(
                 tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v for v in row)

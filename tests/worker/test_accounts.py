@@ -65,8 +65,11 @@ def connect(
     *args: str,
     key: str | None = KEY,
     prompt: str | None = None,
+    webhook: str | None = None,
 ) -> Any:
     env = {"STRIPE_API_KEY": key} if key is not None else {}
+    if webhook is not None:
+        env["SLACK_WEBHOOK_URL"] = webhook
     return cli.invoke(app, ["connect", name, "--api-base", base, *args], env=env, input=prompt)
 
 
@@ -119,7 +122,15 @@ def test_there_is_no_key_option(cli: CliRunner, server: FakeStripe) -> None:
 
 def test_options_are_stored(cli: CliRunner, server: FakeStripe) -> None:
     result = connect(
-        cli, server.url, "acme", "--reporting-currency", "GBP", "--slack-webhook-url", WEBHOOK, "--rps", "5"
+        cli,
+        server.url,
+        "acme",
+        "--reporting-currency",
+        "GBP",
+        "--slack-webhook",
+        "--rps",
+        "5",
+        webhook=WEBHOOK,
     )
     assert result.exit_code == 0, result.output
     [account] = stored(get_settings().database_url)
@@ -128,6 +139,35 @@ def test_options_are_stored(cli: CliRunner, server: FakeStripe) -> None:
     assert slack_webhook(get_settings(), account) == Secret(WEBHOOK)
     assert stripe_config(get_settings(), account).rps == 5.0
     assert WEBHOOK not in result.output
+
+
+def test_the_webhook_can_be_typed_at_a_hidden_prompt(cli: CliRunner, server: FakeStripe) -> None:
+    result = connect(cli, server.url, "acme", "--slack-webhook", prompt=WEBHOOK + "\n")
+    assert result.exit_code == 0, result.output
+    assert WEBHOOK not in result.output
+    [account] = stored(get_settings().database_url)
+    assert slack_webhook(get_settings(), account) == Secret(WEBHOOK)
+
+
+def test_the_webhook_is_never_a_command_line_argument(cli: CliRunner, server: FakeStripe) -> None:
+    """A URL on the command line would show in `ps` and shell history: no option takes one."""
+    for args in (
+        ["--slack-webhook-url", WEBHOOK],
+        ["--slack-webhook", WEBHOOK],
+        [f"--slack-webhook={WEBHOOK}"],
+    ):
+        result = connect(cli, server.url, "acme", *args)
+        assert result.exit_code == 2, (args, result.output)
+    assert stored(get_settings().database_url) == []
+
+
+def test_without_a_terminal_a_webhook_must_come_from_the_environment(
+    cli: CliRunner, server: FakeStripe
+) -> None:
+    result = connect(cli, server.url, "acme", "--slack-webhook")  # no SLACK_WEBHOOK_URL, nothing to read
+    assert result.exit_code == 2
+    assert "SLACK_WEBHOOK_URL" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert stored(get_settings().database_url) == [] and server.requests == []
 
 
 def test_wrong_key_exits_2_with_one_line_and_stores_nothing(
@@ -197,13 +237,13 @@ def test_duplicate_name_exits_2_before_calling_stripe(
         (["--reporting-currency", "xyz"], "ISO 4217"),
         (["--rps", "-1"], "--rps"),
         (["--api-base", "ftp://example.com"], "--api-base"),
-        (["--slack-webhook-url", "not a url"], "--slack-webhook-url"),
+        (["--slack-webhook"], "Slack webhook"),
     ],
 )
 def test_bad_input_exits_2_without_calling_stripe(
     cli: CliRunner, server: FakeStripe, args: list[str], words: str
 ) -> None:
-    result = connect(cli, server.url, "acme", *args)
+    result = connect(cli, server.url, "acme", *args, webhook="not a url")
     assert result.exit_code == 2, result.output
     assert words in result.stderr
     assert server.requests == []
@@ -236,7 +276,7 @@ def test_plaintext_secrets_are_nowhere_in_file_logs_or_output(
     monkeypatch.setenv("STRIPE_LOG", "debug")  # stripe-python would print requests to stderr too
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="stripe")
-    outputs = [connect(cli, server.url, "acme", "--slack-webhook-url", WEBHOOK)]
+    outputs = [connect(cli, server.url, "acme", "--slack-webhook", webhook=WEBHOOK)]
     outputs.append(connect(cli, server.url, "acme"))  # a refused duplicate
     outputs.append(connect(cli, server.url, "other", key=KEY[:-1] + "X"))  # rejected, close to the real one
     outputs.append(cli.invoke(app, ["accounts"]))
@@ -407,13 +447,34 @@ def test_foreign_keys_cascade_on_both_databases(engine: Engine) -> None:
     assert _counts(engine, tables, gone) == {t.name: 0 for t in tables}
 
 
-def test_disconnect_command(cli: CliRunner, server: FakeStripe, db_url: str) -> None:
+def test_disconnect_without_a_terminal_refuses_unless_yes(
+    cli: CliRunner, server: FakeStripe, db_url: str
+) -> None:
     assert connect(cli, server.url).exit_code == 0
-    result = cli.invoke(app, ["disconnect", "acme"])
+    refused = cli.invoke(app, ["disconnect", "acme"])  # CliRunner's stdin is not a terminal
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert [a.name for a in stored(db_url)] == ["acme"]  # nothing deleted
+    result = cli.invoke(app, ["disconnect", "acme", "--yes"])
     assert result.exit_code == 0 and "acme" in result.stdout
     assert stored(db_url) == []
-    again = cli.invoke(app, ["disconnect", "acme"])
+    again = cli.invoke(app, ["disconnect", "acme", "--yes"])
     assert again.exit_code == 2 and "no account named 'acme'" in again.stderr
+
+
+def test_disconnect_asks_on_a_terminal(
+    cli: CliRunner, server: FakeStripe, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("worker.cli.accounts.on_terminal", lambda: True)
+    assert connect(cli, server.url).exit_code == 0
+    for answer in ("n\n", "\n", ""):  # no, the default (no), end of input
+        kept = cli.invoke(app, ["disconnect", "acme"], input=answer)
+        assert kept.exit_code == 2 and "nothing deleted" in kept.stderr, answer
+        assert "ALL its stored data" in kept.stdout
+        assert [a.name for a in stored(db_url)] == ["acme"]
+    gone = cli.invoke(app, ["disconnect", "acme"], input="y\n")
+    assert gone.exit_code == 0 and "Disconnected acme" in gone.stdout
+    assert stored(db_url) == []
 
 
 # -- slack webhook resolution, db upgrade --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from integrations.stripe.models import StripeInvoice, StripeSubscription
+from integrations.stripe.models import StripeCustomer, StripeInvoice, StripeSubscription
 from tests.support.risk_world import AS_OF, load
 from tests.support.slack_server import Answer, FakeSlack
 from tests.support.stripe_rows import make_account
@@ -70,6 +70,33 @@ def test_same_signals_are_not_alerted_twice(engine: Engine, slack: FakeSlack) ->
     second = run_alerts(engine, get_settings(), account, AS_OF, pause=0)
     assert second.sent == 0 and second.messages == 0 and second.at_risk == 4
     assert len(slack.posts) == 1
+
+
+def test_names_cannot_ping_the_channel_or_make_links(engine: Engine, slack: FakeSlack) -> None:
+    """A customer names itself at checkout: neither the blocks nor the fallback `text` carry its `<...>`."""
+    account = with_webhook(engine, slack.url)
+    load(engine, account)
+    with session_scope(engine) as session:
+        for customer_id, name in (
+            ("cus_seats", "<!channel>"),
+            ("cus_failed", "<https://evil.example|click>"),
+        ):
+            customer = session.get(StripeCustomer, (account.id, customer_id))
+            assert customer is not None
+            customer.name = name
+            session.add(customer)
+    rebuild_account(engine, account, today=AS_OF.date())
+    result = run_alerts(engine, get_settings(), account, AS_OF, pause=0)
+    assert result.error is None and result.sent == 4
+    [message] = slack.delivered
+    texts = [message["text"]] + [b["text"]["text"] for b in message["blocks"]]
+    for text in texts:
+        assert "<!channel>" not in text and "<https://evil.example" not in text
+    assert "&lt;!channel&gt;" in message["text"] and "&lt;https://evil.example|click&gt;" in message["text"]
+    sections = " ".join(texts[2:])
+    assert "&lt;!channel&gt;" in sections and "&lt;https://evil.example|click&gt;" in sections
+    # every `<` left in the payload opens one of our own dashboard links
+    assert all(text.count("<") == text.count("<https://dashboard.stripe.com/") for text in texts)
 
 
 def test_changed_signals_are_alerted_again_and_recovery_is_reported_once(

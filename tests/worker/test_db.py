@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from worker.db import normalize_url
+from worker.db import SQLITE_COMPANIONS, ensure_schema, normalize_url, private_sqlite_files
 
 
 def test_plain_postgresql_url_uses_psycopg3() -> None:
@@ -20,3 +25,44 @@ def test_migrations_create_exactly_the_models(engine: Engine) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
     assert set(inspect(engine).get_table_names()) >= {t.name for t in SQLModel.metadata.sorted_tables}
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_sqlite_database_and_its_wal_and_shm_are_private(tmp_path: Path) -> None:
+    """Billing data: readable by its owner only, also under a permissive umask."""
+    old = os.umask(0o022)
+    try:
+        database = tmp_path / "private.db"
+        engine = ensure_schema(f"sqlite:///{database}")
+        with engine.begin() as conn:  # a write, so the write-ahead log and shared memory files exist
+            conn.execute(text("CREATE TABLE IF NOT EXISTS probe (x INTEGER)"))
+            conn.execute(text("INSERT INTO probe VALUES (1)"))
+            files = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+            assert all(f.exists() for f in files)
+            assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+        assert _mode(Path(f"{database}.migrate-lock")) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_database_left_readable_is_tightened(tmp_path: Path) -> None:
+    database = tmp_path / "old.db"
+    sqlite3.connect(database).close()
+    companions = [Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS]
+    for path in [database, *companions]:
+        path.touch()
+        path.chmod(0o644)  # as an older version (or sqlite3 with the usual umask) left them
+    private_sqlite_files(str(database))
+    assert {p.name: _mode(p) for p in [database, *companions]} == {
+        p.name: 0o600 for p in [database, *companions]
+    }
+
+
+def test_memory_and_missing_folders_are_left_to_sqlite(tmp_path: Path) -> None:
+    private_sqlite_files(":memory:")
+    private_sqlite_files(None)
+    private_sqlite_files(str(tmp_path / "absent" / "x.db"))
+    assert not (tmp_path / "absent").exists()

@@ -5,19 +5,91 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
+from datetime import date
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from worker.cli.demo import preview
 from worker.cli.main import app
-from worker.db import get_engine
+from worker.db import ensure_schema
+from worker.demo.run import DEMO_HOME
+from worker.demo.sample import build_sample_world
+from worker.demo.stripe_server import FakeStripe
 from worker.models import Account
+from worker.secrets import KEY_FILE
 from worker.settings import get_settings
 
+NO_REDIS = "redis://127.0.0.1:1/14"  # nothing listens there: the demo needs no Redis, even when one is set
 
-def test_demo_runs_twice_and_the_report_command_rewrites_the_report(cli: CliRunner, tmp_path: Path) -> None:
+
+def accounts_in(url: str) -> list[str]:
+    with Session(ensure_schema(url)) as session:
+        return [a.name for a in session.exec(select(Account))]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def user_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The user's own database: the per-test SQLite file, or the run's PostgreSQL (emptied)."""
+    if request.param == "postgres":
+        request.getfixturevalue("pg_engine")
+        url: str = request.getfixturevalue("pg_database_url")
+        monkeypatch.setenv("RETENTION_DATABASE_URL", url)
+        return url
+    return get_settings().database_url
+
+
+def test_the_demo_never_touches_the_users_accounts(
+    cli: CliRunner, tmp_path: Path, user_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)  # the user's runs lock in the database
+    world = build_sample_world(seed=3, customers=10, months=6, end=date(2026, 11, 1))
+    with FakeStripe(world, api_keys=["sk_test_users_own"]) as users_stripe:
+        env = {"STRIPE_API_KEY": "sk_test_users_own"}
+        connected = cli.invoke(app, ["connect", "mine", "--api-base", users_stripe.url], env=env)
+        assert connected.exit_code == 0, connected.output
+        # a broker the demo must not use (its locks would share Redis keys with the user's accounts)
+        out = str(tmp_path / "demo.html")
+        demo = cli.invoke(
+            app, ["demo", "--customers", "40", "--out", out], env={"RETENTION_BROKER_URL": NO_REDIS}
+        )
+        assert demo.exit_code == 0, demo.output
+        assert accounts_in(user_db) == ["mine"]  # no `demo` account beside the user's
+        # the demo's own home: its database and key file, apart from the user's
+        demo_home = Path(get_settings().home) / DEMO_HOME
+        assert accounts_in(f"sqlite:///{demo_home / 'retention.db'}") == ["demo"]
+        assert (demo_home / KEY_FILE).exists() and stat.S_IMODE(demo_home.stat().st_mode) == 0o700
+        assert str(demo_home) in demo.output
+        # the jobs without NAME run over the user's accounts only, and succeed
+        synced = cli.invoke(app, ["sync"])
+        assert synced.exit_code == 0, synced.output
+        assert "demo" not in synced.output
+        nightly = cli.invoke(app, ["nightly", "--json"])
+        assert nightly.exit_code == 0, nightly.output
+        assert [run["account"] for run in json.loads(nightly.stdout)["accounts"]] == ["mine"]
+
+
+def test_after_the_demo_on_a_fresh_install_the_jobs_have_nothing_to_do(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)
+    demo = cli.invoke(app, ["demo", "--customers", "20", "--out", str(tmp_path / "demo.html")])
+    assert demo.exit_code == 0, demo.output
+    assert accounts_in(get_settings().database_url) == []
+    for job in (["sync"], ["nightly"]):
+        result = cli.invoke(app, job)
+        assert result.exit_code == 0, (job, result.output)
+        assert "No account is connected yet" in result.stderr
+    unknown = cli.invoke(app, ["sync", "demo"])  # a named account must exist
+    assert unknown.exit_code == 2 and "no account named 'demo'" in unknown.stderr
+
+
+def test_demo_runs_twice_and_the_report_command_rewrites_the_report(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = tmp_path / "first.html"
     result = cli.invoke(app, ["demo", "--customers", "40", "--out", str(first)])
     assert result.exit_code == 0, result.output
@@ -29,13 +101,15 @@ def test_demo_runs_twice_and_the_report_command_rewrites_the_report(cli: CliRunn
 
     again = cli.invoke(app, ["demo", "--customers", "40", "--out", str(tmp_path / "second.html")])
     assert again.exit_code == 0, again.output  # the demo account is replaced, not duplicated
-    with Session(get_engine(get_settings().database_url)) as session:
-        assert [a.name for a in session.exec(select(Account))] == ["demo"]
+    # the demo's data is explored by pointing RETENTION_HOME at its home, as the demo says
+    monkeypatch.setenv("RETENTION_HOME", str(Path(get_settings().home) / DEMO_HOME))
+    monkeypatch.delenv("RETENTION_DATABASE_URL")
+    assert accounts_in(get_settings().database_url) == ["demo"]
 
     status = cli.invoke(app, ["status", "demo", "--json"])
-    if status.exit_code == 0:  # engineer B's command: the synced counts are the sample's
-        counts = json.loads(status.output)["accounts"][0]["counts"]
-        assert counts["customers"] == 40
+    assert status.exit_code == 0, status.output
+    counts = json.loads(status.output)["accounts"][0]["counts"]
+    assert counts["customers"] == 40
 
     out = tmp_path / "by-command.html"
     made = cli.invoke(app, ["report", "demo", "--out", str(out)])

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import time
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from integrations.stripe.client import StripeConfig, StripeReader
 from integrations.stripe.models import SyncState
+from integrations.stripe.sync import Syncer
 from metrics.ledger import ClassifiedLine, MrrSnapshot
 from metrics.tables import table_of
 from tests.support.rebuild_worlds import T, at, monthly_world, priced_world
 from tests.support.stripe_rows import make_account, store
+from tests.support.stripe_world import KEY, add_account, build_world
 from worker.demo import builders as b
+from worker.demo.stripe_server import FakeStripe
 from worker.mrr_queries import ensure_snapshots, missing_rate_warnings, mrr_at
 from worker.rates import import_rates
 from worker.rebuild import ensure_ledger, ledger_is_stale, rebuild_account
@@ -321,3 +326,34 @@ def test_ledger_is_stale_after_a_newer_sync(engine: Engine) -> None:
     assert ledger_is_stale(engine, account)  # a sync ran after the build
     rebuild_account(engine, account, today=date(2026, 3, 21))
     assert not ledger_is_stale(engine, account)
+
+
+def test_what_stripe_no_longer_lists_leaves_the_figures_from_then_on(engine: Engine) -> None:
+    """A subscription no longer listed and a deleted customer (whose subscription Stripe still lists as
+    active here) stop counting once a full sync finds them gone; their past MRR stays."""
+    day = 86400
+    now = int(time.time())
+    world = build_world(customers=8, months=6, start=now - 5 * 30 * day - 5 * day)
+    with FakeStripe(world) as server:
+        account = add_account(engine, server.url)
+        reader = StripeReader(StripeConfig(api_key=KEY, api_base=server.url, rps=0))
+        Syncer(engine, account.id or 0, reader).run(full=True)
+        rebuild_account(engine, account)
+        past = datetime.fromtimestamp(now - 60 * day, UTC)
+        with engine.connect() as conn:
+            before_now = {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, datetime.now(UTC))}
+            before_past = {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, past)}
+        assert before_now["cus_00002"] > 0 and before_now["cus_00004"] > 0
+        world.remove("subscription", "sub_00002")
+        gone = world.get("customer", "cus_00004")
+        assert gone is not None
+        world.collections["customer"].put({**gone, "deleted": True})  # not listed any more
+        outcome = Syncer(engine, account.id or 0, reader).run(full=True)
+        assert outcome.deleted == {"customers": 1, "subscriptions": 1}
+    rebuild_account(engine, account)
+    with engine.connect() as conn:
+        after_now = {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, datetime.now(UTC))}
+        after_past = {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, past)}
+    expected = {c: m for c, m in before_now.items() if c not in ("cus_00002", "cus_00004")}
+    assert after_now == expected
+    assert after_past == before_past  # history is kept

@@ -83,6 +83,7 @@ def test_status_entry_before_any_sync(engine: Engine) -> None:
             "line_items": 0,
             "credit_notes": 0,
         },
+        "deleted": {"customers": 0, "subscriptions": 0},
         "rejected": [],
         "last_nightly": None,
         "slack": None,

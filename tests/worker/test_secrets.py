@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from worker.secrets import KEY_FILE, Secret, SecretError, decrypt, encrypt, mask
+from worker.secrets import (
+    KEY_FILE,
+    MissingKeyError,
+    Secret,
+    SecretError,
+    decrypt,
+    encrypt,
+    ensure_key,
+    key_is_missing,
+    mask,
+)
 from worker.settings import ConfigError, get_settings
 
 KEY = "sk_live_51HxVerySecretValue4242"
@@ -51,7 +61,8 @@ def test_key_file_is_created_once_with_mode_0600(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("RETENTION_SECRET_KEY")
     settings = get_settings()
     path = Path(settings.home) / KEY_FILE
-    assert not path.exists()
+    assert not path.exists() and key_is_missing(settings)
+    ensure_key(settings, stored_secrets=0)
     token = encrypt(settings, Secret(KEY))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     first = path.read_bytes()
@@ -70,6 +81,7 @@ def test_concurrent_first_use_agrees_on_one_key(monkeypatch: pytest.MonkeyPatch)
 
     def work() -> None:
         barrier.wait()
+        ensure_key(settings, stored_secrets=0)
         tokens.append(encrypt(settings, Secret(KEY)))
 
     threads = [threading.Thread(target=work) for _ in range(8)]
@@ -99,5 +111,46 @@ def test_an_invalid_secret_key_is_refused_without_echoing_it(monkeypatch: pytest
 def test_an_empty_secret_key_variable_means_the_key_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETENTION_SECRET_KEY", "")
     settings = get_settings()
+    ensure_key(settings, stored_secrets=0)
     assert decrypt(settings, encrypt(settings, Secret(KEY))).reveal() == KEY
     assert (Path(settings.home) / KEY_FILE).exists()
+
+
+def test_reading_never_creates_a_key_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RETENTION_SECRET_KEY")
+    settings = get_settings()
+    token = Fernet(Fernet.generate_key()).encrypt(KEY.encode()).decode()  # a secret stored under a lost key
+    for attempt in (lambda: decrypt(settings, token), lambda: encrypt(settings, Secret(KEY))):
+        with pytest.raises(MissingKeyError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert str(Path(settings.home) / KEY_FILE) in message and "restore it" in message
+        assert "--rotate-key" in message and "\n" not in message
+    assert not (Path(settings.home) / KEY_FILE).exists()
+
+
+def test_no_new_key_while_secrets_depend_on_the_lost_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RETENTION_SECRET_KEY")
+    settings = get_settings()
+    with pytest.raises(MissingKeyError):
+        ensure_key(settings, stored_secrets=2)
+    assert key_is_missing(settings)
+    ensure_key(settings, stored_secrets=2, replace_lost=True)  # `update --rotate-key` after the loss
+    assert not key_is_missing(settings)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_others_may_read_is_refused(monkeypatch: pytest.MonkeyPatch, mode: int) -> None:
+    monkeypatch.delenv("RETENTION_SECRET_KEY")
+    settings = get_settings()
+    ensure_key(settings, stored_secrets=0)
+    token = encrypt(settings, Secret(KEY))
+    path = Path(settings.home) / KEY_FILE
+    path.chmod(mode)
+    with pytest.raises(SecretError, match=f"mode {mode:04o}.*chmod 600") as caught:
+        decrypt(settings, token)
+    assert str(path) in str(caught.value)
+    with pytest.raises(SecretError):
+        ensure_key(settings, stored_secrets=1)  # nor is a new secret stored with it
+    path.chmod(0o600)
+    assert decrypt(settings, token).reveal() == KEY

@@ -128,3 +128,20 @@ def test_every_variable_is_documented_in_the_readme() -> None:
     assert set(VARIABLES) == {name.upper() for name in Settings.model_fields}
     for var in VARIABLES:
         assert f"`{var}`" in readme
+
+
+def test_the_home_is_created_private(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    home = tmp_path / "new" / "home"
+    monkeypatch.setenv("RETENTION_HOME", str(home))
+    assert get_settings().home == home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_an_existing_open_home_is_tightened(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An older install left the home 0755: billing data listable by every local user."""
+    home = tmp_path / "old-home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    monkeypatch.setenv("RETENTION_HOME", str(home))
+    assert get_settings().home == home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700

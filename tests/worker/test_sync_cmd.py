@@ -45,6 +45,7 @@ def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> No
         "last_error",
         "mode",
         "counts",
+        "deleted",
         "rejected",
         "last_nightly",
         "slack",
@@ -60,9 +61,31 @@ def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> No
     assert entry["rejected"] == [
         {"id": "cus_broken", "object": "customer", "error": "field 'created' should be an integer, got str"}
     ]
+    assert entry["deleted"] == {"customers": 0, "subscriptions": 0}
     assert entry["last_nightly"] is None
     assert entry["slack"] is None  # no alert was ever delivered
     assert status_json(cli)["accounts"][0]["mode"] == "incremental"
+
+
+def test_status_shows_what_stripe_no_longer_lists(cli: CliRunner) -> None:
+    world = build_world(customers=12, months=3)
+    with FakeStripe(world) as fake:
+        add_account(env_engine(), fake.url, name="acme")
+        assert cli.invoke(app, ["sync", "acme"]).exit_code == 0
+        world.delete_customer("cus_00003")
+        world.remove("subscription", "sub_00005")
+        world.remove("subscription", "sub_00006")
+        full = cli.invoke(app, ["sync", "acme", "--full"])
+        assert full.exit_code == 0, full.output
+        assert "marked deleted (no longer in Stripe): 1 customer, 2 subscriptions" in " ".join(
+            full.stdout.split()
+        )
+    entry = status_json(cli, "acme")["accounts"][0]
+    assert entry["deleted"] == {"customers": 1, "subscriptions": 2}
+    assert entry["counts"]["customers"] == 12 and entry["counts"]["subscriptions"] == 12  # kept
+    text = cli.invoke(app, ["status", "acme"])
+    shown = " ".join(text.stdout.split())
+    assert "deleted in Stripe (kept, not counted): 1 customer, 2 subscriptions" in shown
 
 
 def test_a_sync_that_keeps_failing_exits_1_and_is_recorded_as_failed(cli: CliRunner) -> None:

@@ -61,6 +61,24 @@ def select_accounts(session: Session, name: str | None) -> list[Account]:
     return accounts
 
 
+def accounts_to_run(engine: Engine, name: str | None, job: str) -> list[Account]:
+    """The accounts a job (`sync`, `nightly`) runs over. Without NAME and with no account connected there is
+    nothing to do, which is not a failure: a fresh install's scheduled nightly (or one right after
+    `retention demo`, which keeps its own home) exits 0 with a note instead of failing every night."""
+    from sqlmodel import Session
+
+    from worker.accounts import find_accounts
+
+    with Session(engine, expire_on_commit=False) as session:
+        accounts = find_accounts(session, name)
+    if not accounts and name is None:
+        typer.echo(f"No account is connected yet: nothing to {job} (`retention connect NAME`).", err=True)
+        return []
+    if not accounts:
+        refuse(f"no account named {name!r}: see `retention accounts`")
+    return accounts
+
+
 def load_accounts(engine: Engine, name: str | None) -> list[Account]:
     """`select_accounts` in a session of its own; the rows stay readable after it closes."""
     from sqlmodel import Session

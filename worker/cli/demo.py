@@ -75,19 +75,21 @@ def demo(
 ) -> None:
     """The whole product on a built-in sample company: no network, no services, well under a minute."""
     from worker.accounts import ConnectError
+    from worker.secrets import SecretError
     from worker.settings import get_settings
 
     console = Console()
-    settings = get_settings()
-    engine = open_db(settings)
+    user_settings = get_settings()
     as_of = day_start(utc_now().date())
-    target = out or settings.home / "reports" / "demo-report.html"
+    target = out or user_settings.home / "reports" / "demo-report.html"
     # imported here: keeps the sample generator and the local server out of every other command's start-up
-    from worker.demo.run import DemoFailed, default_end, run_demo
+    from worker.demo.run import DemoFailed, default_end, demo_settings, run_demo
 
+    settings = demo_settings(user_settings)  # its own home and database: the user's accounts are untouched
+    engine = open_db(settings)
     try:
         outcome = run_demo(engine, settings, console, customers, default_end(), as_of, target)
-    except ConnectError as exc:
+    except (ConnectError, SecretError) as exc:
         refuse(str(exc))
     except DemoFailed as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
@@ -96,6 +98,11 @@ def demo(
     console.print(summary_panel(outcome.metrics, outcome.at_risk))
     console.print(f"How good the at-risk alerts have been (backtest): {outcome.backtest}")
     console.print(f"Report: [bold]{target}[/bold]  (open it in a browser; it works offline)")
+    console.print(
+        f"[dim]The demo keeps its own data in {settings.home}, apart from your accounts; explore it with"
+        f" `RETENTION_HOME={settings.home} RETENTION_DATABASE_URL= retention metrics demo`.[/dim]",
+        soft_wrap=True,
+    )
 
 
 def report(

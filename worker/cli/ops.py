@@ -17,7 +17,7 @@ import typer
 from worker.cli.common import (
     EXIT_FAILED,
     EXIT_REFUSED,
-    load_accounts,
+    accounts_to_run,
     open_db,
     parse_as_of,
     print_json,
@@ -92,7 +92,7 @@ def nightly(
     settings = get_settings()
     when = parse_as_of(as_of) if as_of else None
     engine = open_db(settings)
-    accounts = load_accounts(engine, name)
+    accounts = accounts_to_run(engine, name, "run")
     if enqueue:
         _check_broker()
         try:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
-from worker.cli.common import EXIT_FAILED, load_accounts, open_db, print_json
+from worker.cli.common import EXIT_FAILED, accounts_to_run, open_db, print_json
 from worker.cli.sync_progress import SyncProgress
 from worker.cli.tables import console, plural, show_items, show_lines
 
@@ -30,6 +30,9 @@ def _summary(out: Console, result: SyncResult) -> None:
     stored = [f"{k.replace('_', ' ')} {n:,}" for k, n in sorted(result.stored.items()) if n]
     show_items(out, [f"stored {stored[0]}", *stored[1:]] if stored else ["nothing new to store"])
     extra = [f"{plural(result.requests, 'request')} to Stripe"]
+    gone = [plural(n, k.removesuffix("s")) for k, n in sorted(result.deleted.items()) if n]
+    if gone:  # a full sync found them no longer in Stripe
+        extra.append("marked deleted (no longer in Stripe): " + ", ".join(gone))
     if result.rejected:
         extra.append(
             f"{plural(len(result.rejected), 'object')} rejected and skipped (see `retention status`)"
@@ -50,7 +53,7 @@ def sync(
 
     settings = get_settings()
     engine = open_db(settings)
-    accounts = load_accounts(engine, name)
+    accounts = accounts_to_run(engine, name, "sync")
     progress_out, out = console(stderr=True), console()
     failed = False
     for account in accounts:
@@ -98,6 +101,9 @@ def _show_status(out: Console, e: dict[str, Any]) -> None:
     if e["last_error"]:
         show_lines(out, [f"error: {e['last_error']}"], indent=2)
     show_items(out, [f"{k.replace('_', ' ')} {n:,}" for k, n in e["counts"].items()])
+    gone = [plural(n, k.removesuffix("s")) for k, n in e["deleted"].items() if n]
+    if gone:  # each count kept whole on its line
+        show_items(out, ["deleted in Stripe (kept, not counted): " + ", ".join(gone)])
     if e["rejected"]:
         show_lines(
             out, [f"{plural(len(e['rejected']), 'object')} rejected by the last sync (skipped):"], indent=2

@@ -2,9 +2,13 @@
 
 A local Stripe-compatible server on 127.0.0.1 serves the sample company, the account is connected as
 `retention connect` does, synced through the real SDK, rebuilt, measured, screened for risk, and the Slack
-digest is prepared but never sent. It needs no network, no Redis and no PostgreSQL: the default embedded
-SQLite in RETENTION_HOME. Re-running replaces the demo account, because each run's local server listens on a
-new port.
+digest is prepared but never sent. It needs no network, no Redis and no PostgreSQL.
+
+The demo never touches the user's accounts: it keeps its own home, `RETENTION_HOME/demo`, with its own
+SQLite database and key file, whatever RETENTION_DATABASE_URL and RETENTION_SECRET_KEY say. (It used to
+connect a `demo` account beside the user's, pointing at a local server gone once the demo ended, so every
+later `retention sync` or `nightly` without NAME failed.) Re-running replaces the demo account there, because
+each run's local server listens on a new port.
 
 It lives here rather than in the command so that only `retention demo` (and the tests) import the sample
 generator and the local server; the command imports this module when it runs.
@@ -40,10 +44,42 @@ from worker.secrets import Secret
 from worker.settings import Settings
 from worker.syncing import SyncResult, run_sync
 
-__all__ = ["DEMO_ACCOUNT", "DEMO_KEY", "DemoFailed", "DemoOutcome", "default_end", "run_demo"]
+__all__ = [
+    "DEMO_ACCOUNT",
+    "DEMO_KEY",
+    "DemoFailed",
+    "DemoOutcome",
+    "default_end",
+    "demo_settings",
+    "run_demo",
+]
 
 DEMO_ACCOUNT = "demo"
 DEMO_KEY = "sk_test_demo_northwind"  # only the local sample server knows it
+DEMO_HOME = "demo"  # under RETENTION_HOME
+
+
+# The user's settings the demo does not take: its own home, database and key instead, no Stripe key or Slack
+# webhook, and no broker (its locks live in its own database; a Redis lock there would share keys with the
+# user's accounts, and the demo needs no service running).
+_NOT_FOR_THE_DEMO = (
+    "retention_home",
+    "retention_database_url",
+    "retention_secret_key",
+    "retention_broker_url",
+    "stripe_api_key",
+    "slack_webhook_url",
+)
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's own configuration: a home of its own under the user's, with its SQLite database and key
+    file, and the user's other settings (request budget, risk thresholds, ...) as they are."""
+    kept = {
+        name: getattr(settings, name) for name in settings.model_fields_set if name not in _NOT_FOR_THE_DEMO
+    }
+    own = {"retention_home": settings.home / DEMO_HOME}
+    return Settings.model_construct(_fields_set=set(kept) | set(own), **kept, **own)
 
 
 @contextmanager
@@ -105,7 +141,7 @@ def run_demo(
         + ", ".join(f"{kind.replace('_', ' ')} {n:,}" for kind, n in sorted(result.stored.items()))
     )
     with step(console, "Classifying lines and rebuilding MRR history"):
-        rebuild_account(engine, account, today=as_of.date())
+        rebuild_account(engine, account, today=as_of.date(), settings=settings)
     with step(console, "Computing retention metrics"):
         metrics = compute_metrics(engine, account, as_of)
     with step(console, "Backtesting the at-risk alerts on the history (12 past dates)"):

@@ -85,16 +85,22 @@ class StripeWorld:
         }
         self.collections: dict[str, Collection] = {t: Collection() for t in LISTS.values()}
         self.invoice_lines: dict[str, list[Obj]] = {}  # invoice id -> all lines
+        self.subscription_items: dict[str, list[Obj]] = {}  # subscription id -> all items
         self.meter_summaries: dict[str, list[Obj]] = {}  # meter id -> summaries
         self.lock = threading.RLock()
         self._events = 0
 
     def add(self, obj: Obj) -> Obj:
-        """Store an object by its `object` type; invoices keep all lines for /v1/invoices/{id}/lines."""
+        """Store an object by its `object` type; invoices keep all lines for /v1/invoices/{id}/lines and
+        subscriptions all items for /v1/subscription_items?subscription={id}."""
         kind = obj["object"]
         with self.lock:
             if kind == "invoice":
                 self.invoice_lines[obj["id"]] = obj.pop("_all_lines", None) or list(obj["lines"]["data"])
+            if kind == "subscription":
+                items = obj.get("items")
+                embedded = items.get("data") if isinstance(items, dict) else None
+                self.subscription_items[obj["id"]] = obj.pop("_all_items", None) or list(embedded or [])
             self.collections[kind].put(obj)
         return obj
 
@@ -136,13 +142,32 @@ class StripeWorld:
             obj.update(fields)
             return self.emit(type_, obj, created, previous)
 
-    def delete_customer(self, customer_id: str) -> None:
-        """Stripe keeps a deleted customer as `{"id", "object", "deleted": true}`: retrievable, not listed."""
+    def delete_customer(self, customer_id: str, at: int | None = None) -> None:
+        """Stripe keeps a deleted customer as `{"id", "object", "deleted": true}`: retrievable, not listed.
+
+        Deleting a customer cancels its subscriptions at once (at `at`, default now), as Stripe does; they
+        stay listed with `status=all`, canceled."""
+        ended = int(time.time()) if at is None else at
         with self.lock:
             old = self.collections["customer"].by_id.get(customer_id) or {}
             self.collections["customer"].put(
                 {"id": customer_id, "object": "customer", "deleted": True, "created": old.get("created", 0)}
             )
+            for sub in list(self.collections["subscription"].by_id.values()):
+                if sub.get("customer") == customer_id and sub.get("status") not in (
+                    "canceled",
+                    "incomplete_expired",
+                ):
+                    self.collections["subscription"].put(
+                        {**sub, "status": "canceled", "canceled_at": ended, "ended_at": ended}
+                    )
+
+    def remove(self, kind: str, obj_id: str) -> None:
+        """An object Stripe no longer lists nor retrieves (e.g. test data deleted from the dashboard)."""
+        with self.lock:
+            self.collections[kind].remove(obj_id)
+            if kind == "subscription":
+                self.subscription_items.pop(obj_id, None)
 
 
 Handler = Callable[[str, dict[str, list[str]]], tuple[int, Obj]]
@@ -160,6 +185,7 @@ class FakeStripe(LoopbackServer):
         has_account_endpoint: bool = True,
         embedded_lines: int = 10,
         cache_json: bool = False,
+        embedded_items: int = 10,
     ) -> None:
         self.world = world or StripeWorld()
         self.api_keys = set(api_keys)
@@ -167,6 +193,7 @@ class FakeStripe(LoopbackServer):
         self.latency = latency
         self.has_account_endpoint = has_account_endpoint
         self.embedded_lines = embedded_lines
+        self.embedded_items = embedded_items  # a subscription embeds its first items, as Stripe does
         # Benchmarks serve thousands of pages from one process: serialize each object once (an object is
         # re-serialized when it is replaced with world.add, not when it is mutated in place, hence opt-in).
         self.cache_json = cache_json
@@ -229,7 +256,10 @@ class FakeStripe(LoopbackServer):
     def route_nested(
         self, path: str, rest: list[str], query: dict[str, list[str]]
     ) -> tuple[int, Obj | bytes]:
-        """The lists that hang off one object: an invoice's lines and a meter's event summaries."""
+        """The lists that hang off one object: an invoice's lines, a subscription's items (a top-level list
+        that requires `subscription`, as Stripe's does) and a meter's event summaries."""
+        if rest == ["subscription_items"]:
+            return self.items_page(query)
         if len(rest) == 3 and rest[0] == "invoices" and rest[2] == "lines":
             lines = self.world.invoice_lines.get(rest[1])
             if lines is None:
@@ -241,6 +271,18 @@ class FakeStripe(LoopbackServer):
             chosen = [s for s in summaries if customer is None or s.get("customer") == customer]
             return 200, _page(chosen, query, f"/v1/billing/meters/{rest[2]}/event_summaries")
         return _unrecognized(path)
+
+    def items_page(self, query: dict[str, list[str]]) -> tuple[int, Obj]:
+        """`GET /v1/subscription_items?subscription=ID`: the subscription's items in their order, paged."""
+        sub_id = _one(query, "subscription")
+        if not sub_id:
+            return 400, _error(
+                "invalid_request_error", "parameter_missing", "Missing required param: subscription."
+            )
+        items = self.world.subscription_items.get(sub_id)
+        if items is None:
+            return _missing(f"No such subscription: '{sub_id}'")
+        return 200, _page(items, query, "/v1/subscription_items")
 
     def account_answer(self, key: str) -> tuple[int, Obj]:
         """`GET /v1/account`: absent on some test servers, refused to restricted keys, as Stripe may."""
@@ -255,7 +297,14 @@ class FakeStripe(LoopbackServer):
         return 200, self.world.account
 
     def render(self, obj: Obj) -> Obj:
-        """Invoices embed only their first lines, as Stripe does."""
+        """Invoices embed only their first lines and subscriptions their first items, as Stripe does."""
+        if obj.get("object") == "subscription" and obj.get("deleted") is not True:
+            items = self.world.subscription_items.get(obj["id"], [])
+            shown_sub = dict(obj)
+            shown_sub["items"] = embedded_list(
+                items[: self.embedded_items], len(items), f"/v1/subscription_items?subscription={obj['id']}"
+            )
+            return shown_sub
         if obj.get("object") != "invoice":
             return obj
         lines = self.world.invoice_lines.get(obj["id"], [])

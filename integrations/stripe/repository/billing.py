@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, and_, select
+from sqlalchemy import Table, and_, case, select
 from sqlalchemy.engine import Connection
 
 from integrations.stripe import models
@@ -90,7 +90,8 @@ def stored_lines(conn: Connection, account_id: int) -> Iterator[StoredLine]:
 
 
 class StoredSubscription(NamedTuple):
-    """A subscription's state: who pays, whether and when it ended or will end, its current period."""
+    """A subscription's state: who pays, whether and when it ended or will end, its current period, and
+    when a full sync found it gone from Stripe (None while Stripe lists it)."""
 
     id: str
     customer_id: str
@@ -100,13 +101,25 @@ class StoredSubscription(NamedTuple):
     cancel_at: int | None
     current_period_start: int | None
     current_period_end: int | None
+    deleted_at: int | None
 
 
 def subscriptions(conn: Connection, account_id: int) -> list[StoredSubscription]:
-    """Every stored subscription of the account, whatever its status."""
+    """Every stored subscription of the account, whatever its status, deleted ones included."""
     s = table_of(models.StripeSubscription)
-    query = select(*(s.c[name] for name in StoredSubscription._fields)).where(s.c.account_id == account_id)
+    columns = [s.c[name] for name in StoredSubscription._fields[:-1]]
+    deleted_at = case((s.c.deleted.is_(True), s.c.deleted_at), else_=None)
+    query = select(*columns, deleted_at).where(s.c.account_id == account_id)
     return list(map(StoredSubscription._make, raw_rows(conn, query)))
+
+
+def deleted_customers(conn: Connection, account_id: int) -> dict[str, int]:
+    """When each customer deleted in Stripe was found so, by customer id: nothing of theirs counts after."""
+    c = table_of(models.StripeCustomer)
+    query = select(c.c.id, c.c.deleted_at).where(
+        c.c.account_id == account_id, c.c.deleted.is_(True), c.c.deleted_at.is_not(None)
+    )
+    return {customer_id: int(at) for customer_id, at in conn.execute(query)}
 
 
 class PricedItem(NamedTuple):

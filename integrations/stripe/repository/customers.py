@@ -56,6 +56,33 @@ def has_customer(conn: Connection, account_id: int, customer_id: str) -> bool:
     return bool(conn.execute(query).scalar())
 
 
+# The kinds a full sync marks deleted when Stripe no longer lists them (`status` shows how many).
+DELETABLE: dict[str, type] = {"customers": models.StripeCustomer, "subscriptions": models.StripeSubscription}
+
+
+def deleted_counts(conn: Connection, account_id: int) -> dict[str, int]:
+    """Stored objects marked deleted in Stripe, per kind: kept (their history counts), left out of every
+    figure from their deletion on."""
+    found: dict[str, int] = {}
+    for name, model in DELETABLE.items():
+        table = table_of(model)
+        query = (
+            select(func.count())
+            .select_from(table)
+            .where(table.c.account_id == account_id, table.c.deleted.is_(True))
+        )
+        found[name] = int(conn.execute(query).scalar() or 0)
+    return found
+
+
+def any_customer_id(conn: Connection, account_id: int) -> str | None:
+    """One stored customer's id (the lowest), or None when the account has none stored."""
+    c = table_of(models.StripeCustomer)
+    query = select(func.min(c.c.id)).where(c.c.account_id == account_id)
+    found = conn.execute(query).scalar()
+    return str(found) if found is not None else None
+
+
 def object_counts(conn: Connection, account_id: int) -> dict[str, int]:
     """Objects stored per kind, whatever their status (docs/interface.md `status`)."""
     found: dict[str, int] = {}

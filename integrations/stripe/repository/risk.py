@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, ColumnElement, Table, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Table, case, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -95,11 +95,22 @@ def subscriptions(
     customer_ids: Collection[str] | None = None,
 ) -> list[SubscriptionRow]:
     """The account's subscriptions, ended ones included unless `statuses` narrows them; `customer_ids`
-    keeps one batch of customers (the at-risk run reads per batch)."""
+    keeps one batch of customers (the at-risk run reads per batch).
+
+    One Stripe no longer lists (marked deleted by a full sync) reads as canceled and ended when it was found
+    gone, so no signal is raised on it and its customer can count as churned."""
     s = table_of(models.StripeSubscription)
-    query = select(*(s.c[name] for name in SubscriptionRow._fields)).where(s.c.account_id == account_id)
+    gone = s.c.deleted.is_(True)
+    status = case((gone, "canceled"), else_=s.c.status)
+    ended_at = case((gone, func.coalesce(s.c.ended_at, s.c.deleted_at)), else_=s.c.ended_at)
+    columns = {
+        **{name: s.c[name] for name in SubscriptionRow._fields},
+        "status": status,
+        "ended_at": ended_at,
+    }
+    query = select(*columns.values()).where(s.c.account_id == account_id)
     if statuses is not None:
-        query = query.where(s.c.status.in_(list(statuses)))
+        query = query.where(status.in_(list(statuses)))
     if customer_ids is not None:
         query = query.where(s.c.customer_id.in_(list(customer_ids)))
     return [SubscriptionRow(*r) for r in conn.execute(query)]

@@ -43,9 +43,11 @@ def test_one_message_carries_total_and_each_account() -> None:
     assert "*$500.01* MRR at risk · renews 2026-12-01" in section
     assert "*cancel_scheduled*: subscription sub_1 cancels at period end on 2026-12-01" in section
     assert "recovered" in blocks[3]["text"]["text"] and "cus_9" in blocks[3]["text"]["text"]
-    # the plain-text fallback says the same things
-    assert "Customer <1> & Co (cus_1) $500.01 MRR at risk, renews 2026-12-01" in message.text
+    # the fallback text says the same things, escaped like the blocks (Slack parses `<...>` there too)
+    assert "Customer &lt;1&gt; &amp; Co (cus_1) $500.01 MRR at risk, renews 2026-12-01" in message.text
     assert "recovered: Nine (cus_9)" in message.text
+    # a terminal (dry run) reads it unescaped
+    assert "Customer <1> & Co (cus_1) $500.01 MRR at risk, renews 2026-12-01" in message.readable
     assert message.payload() == {"text": message.text, "blocks": blocks}
 
 
@@ -103,7 +105,10 @@ def test_accounts_alerted_today_are_listed_once_at_the_end_not_alerted_again() -
     assert message.customer_ids == ("cus_1",)  # the already alerted settle nothing
     last = message.blocks[-1]["text"]["text"]
     assert last.startswith("*Already alerted today*") and "`cus_2`" in last and "&lt;2&gt; &amp; Co" in last
-    assert message.text.endswith("Already alerted today: Customer <2> & Co (cus_2) $500.02: cancel_scheduled")
+    assert message.readable.endswith(
+        "Already alerted today: Customer <2> & Co (cus_2) $500.02: cancel_scheduled"
+    )
+    assert message.text.endswith("Customer &lt;2&gt; &amp; Co (cus_2) $500.02: cancel_scheduled")  # as sent
 
 
 def test_with_nothing_new_the_already_alerted_get_a_message_of_their_own() -> None:

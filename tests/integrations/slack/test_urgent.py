@@ -25,7 +25,10 @@ def test_an_alert_says_who_how_much_what_and_when() -> None:
     assert "*$5,000.00* MRR at risk" in text
     assert "• *cancel_scheduled*: subscription sub_1 cancels at period end on 2026-12-31" in text
     assert "customer.subscription.updated at 2026-12-01 12:40 UTC" in text
-    assert "A&B <Ltd> (cus_1) $5,000.00 MRR at risk" in message.text  # plain text for notifications
+    assert "A&B <Ltd> (cus_1) $5,000.00 MRR at risk" in message.readable
+    assert (
+        "A&amp;B &lt;Ltd&gt; (cus_1)" in message.text and "<Ltd>" not in message.text
+    )  # the fallback as sent
 
 
 def test_a_recovery_says_what_cleared() -> None:

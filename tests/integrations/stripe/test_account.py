@@ -66,6 +66,41 @@ def test_server_without_account_endpoint_falls_back_to_customers(world: StripeWo
     assert info.checked_with == "/v1/customers"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html><body><h1>404 Not Found</h1></body></html>",  # a proxy's page
+        "Not Found",  # plain text
+        '{"message": "no route /v1/account"}',  # JSON that is not a Stripe error
+        "",  # nothing at all
+    ],
+)
+def test_any_404_on_the_account_endpoint_falls_back_to_customers(server: FakeStripe, body: str) -> None:
+    server.inject(
+        Fault(status=404, path_prefix="/v1/account", body=body, headers={"Content-Type": "text/html"})
+    )
+    info = fetch_account_info(StripeConfig(api_key=KEY, api_base=server.url))
+    assert info.checked_with == "/v1/customers"
+    assert [path for _, path in server.requests] == ["/v1/account", "/v1/customers?limit=1"]
+
+
+def test_a_404_on_the_customer_list_is_still_a_failure(server: FakeStripe) -> None:
+    server.inject(
+        Fault(status=404, path_prefix="/v1/account", body="Not Found"),
+        Fault(status=404, path_prefix="/v1/customers", body="Not Found"),
+    )
+    with pytest.raises(AccountCheckError) as caught:
+        fetch_account_info(StripeConfig(api_key=KEY, api_base=server.url))
+    assert caught.value.problem == "failed" and "404" in str(caught.value)
+
+
+def test_a_non_stripe_500_on_the_account_endpoint_is_a_failure(server: FakeStripe) -> None:
+    server.inject(Fault(status=500, path_prefix="/v1/account", body="<html>oops</html>"))
+    with pytest.raises(AccountCheckError) as caught:
+        fetch_account_info(StripeConfig(api_key=KEY, api_base=server.url))
+    assert caught.value.problem == "failed" and "500" in str(caught.value)
+
+
 def test_wrong_key_is_rejected_without_echoing_it(server: FakeStripe) -> None:
     wrong = "sk_test_51WrongKeyNobodyHas0000"
     with pytest.raises(AccountCheckError) as caught:

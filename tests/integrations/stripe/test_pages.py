@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader
-from integrations.stripe.pages import balanced_ranges, complete_lines, iter_pages, list_params, split_range
+from integrations.stripe.pages import (
+    balanced_ranges,
+    complete_items,
+    complete_lines,
+    iter_pages,
+    list_params,
+    split_range,
+)
 from integrations.stripe.ratelimit import Unlimited
 from worker.demo import builders as b
 from worker.demo.stripe_server import FakeStripe, StripeWorld
@@ -71,6 +78,24 @@ def test_complete_lines_fetches_what_the_invoice_did_not_embed() -> None:
         complete_lines(r, invoice)
     assert [ln["id"] for ln in invoice["lines"]["data"]] == [ln["id"] for ln in lines]
     assert fake.requests[-1] == ("GET", "/v1/invoices/in_1/lines?limit=100&starting_after=il_09")
+
+
+def test_complete_items_fetches_what_the_subscription_did_not_embed() -> None:
+    price = b.price("price_1", "prod_1", 100)
+    items = [b.subscription_item(f"si_{n:03d}", "sub_1", price) for n in range(130)]
+    world = StripeWorld()
+    world.add(b.subscription("sub_1", "cus_1", items))
+    with FakeStripe(world, embedded_items=10) as fake:
+        r = reader(fake.url)
+        sub = r.get("/v1/subscriptions/sub_1")
+        assert len(sub["items"]["data"]) == 10 and sub["items"]["has_more"]
+        complete_items(r, sub)
+    assert [i["id"] for i in sub["items"]["data"]] == [i["id"] for i in items]
+    assert sub["items"]["has_more"] is False
+    assert [path for _, path in fake.requests[1:]] == [
+        "/v1/subscription_items?limit=100&subscription=sub_1&starting_after=si_009",
+        "/v1/subscription_items?limit=100&subscription=sub_1&starting_after=si_109",
+    ]
 
 
 def test_balanced_ranges_follow_the_billed_area() -> None:

@@ -15,11 +15,12 @@ from integrations.stripe.models import (
     StripeInvoice,
     StripeInvoiceLine,
     StripeSubscription,
+    StripeSubscriptionItem,
     SyncState,
 )
 from integrations.stripe.sync import Syncer
 from metrics.tables import table_of
-from tests.support.stripe_world import KEY, add_account, build_world, counts, snapshot, world_totals
+from tests.support.stripe_world import KEY, T0, add_account, build_world, counts, snapshot, world_totals
 from worker.demo import builders as b
 from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 
@@ -78,6 +79,92 @@ def test_full_sync_stores_every_object_of_every_status(
     long_invoices = sum(1 for lines in world.invoice_lines.values() if len(lines) > server.embedded_lines)
     assert server.request_count("/v1/invoices/") == long_invoices  # one /lines call per invoice with has_more
     assert all("limit=100" in path for _, path in server.requests)
+
+
+def stored_items(engine: Engine, account_id: int, sub_id: str) -> list[str]:
+    items = table_of(StripeSubscriptionItem)
+    query = select(items.c.id).where(items.c.account_id == account_id, items.c.subscription_id == sub_id)
+    with engine.connect() as conn:
+        return sorted(conn.execute(query).scalars())
+
+
+def test_subscription_items_past_the_embedded_list_are_fetched(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
+    """A subscription embeds its first items (`items.has_more`); full and incremental syncs store them all."""
+    price = b.price("price_many", "prod_many", 100)
+    now = int(time.time())
+    many = [b.subscription_item(f"si_many_{n:02d}", "sub_many", price, quantity=n + 1) for n in range(23)]
+    world.add_all(
+        [b.product("prod_many", "Many"), price, b.subscription("sub_many", "cus_00001", many, created=10)]
+    )
+    account_id = new_account(engine, server)
+    syncer(engine, account_id, server).run()
+    assert stored_items(engine, account_id, "sub_many") == [i["id"] for i in many]
+    assert server.request_count("/v1/subscription_items?") == 1  # 23 items: 10 embedded, 13 in one page
+    # a new subscription with many items, found by the incremental sync's created filter
+    more = [b.subscription_item(f"si_more_{n:02d}", "sub_more", price) for n in range(12)]
+    world.add(b.subscription("sub_more", "cus_00002", more, created=now))
+    outcome = syncer(engine, account_id, server).run()
+    assert outcome.mode == "incremental"
+    assert stored_items(engine, account_id, "sub_more") == [i["id"] for i in more]
+    assert_everything_stored(engine, account_id, world)
+
+
+def deletion_marks(engine: Engine, account_id: int, table: type, ids: list[str]) -> dict[str, tuple]:  # type: ignore[type-arg]
+    t = table_of(table)
+    query = select(t.c.id, t.c.deleted, t.c.deleted_at).where(t.c.account_id == account_id, t.c.id.in_(ids))
+    with engine.connect() as conn:
+        return {r.id: (r.deleted, r.deleted_at) for r in conn.execute(query)}
+
+
+def test_a_full_sync_marks_what_stripe_no_longer_lists_as_deleted(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
+    account_id = synced_account(engine, server)
+    before = counts(engine, account_id)
+    world.delete_customer("cus_00005")  # Stripe: retrievable as {"deleted": true}, never listed
+    world.remove("subscription", "sub_00008")  # gone from every list (e.g. test data removed)
+    incremental = syncer(engine, account_id, server).run()
+    assert incremental.mode == "incremental" and incremental.deleted == {}  # no event: it cannot know
+    started = int(time.time())
+    outcome = syncer(engine, account_id, server).run(full=True)
+    assert outcome.deleted == {"customers": 1, "subscriptions": 1}
+    customers = deletion_marks(engine, account_id, StripeCustomer, ["cus_00005", "cus_00006"])
+    subs = deletion_marks(engine, account_id, StripeSubscription, ["sub_00008", "sub_00009"])
+    assert customers["cus_00006"] == (False, None) and subs["sub_00009"] == (False, None)
+    for deleted, deleted_at in (customers["cus_00005"], subs["sub_00008"]):
+        assert deleted is True and started - 5 <= deleted_at <= started + 5
+    assert counts(engine, account_id) == before  # kept, not removed
+    with engine.connect() as conn:
+        name = conn.execute(
+            select(table_of(StripeCustomer).c.name).where(table_of(StripeCustomer).c.id == "cus_00005")
+        ).scalar()
+    assert name == "Customer 5"
+    again = syncer(engine, account_id, server).run(full=True)
+    assert again.deleted == {"customers": 0, "subscriptions": 0}  # marked once
+    # Stripe lists it again (a wrong guess is corrected by the next full sync)
+    world.add(b.subscription("sub_00008", "cus_00008", [], created=T0 + 8 * 3600))
+    syncer(engine, account_id, server).run(full=True)
+    assert deletion_marks(engine, account_id, StripeSubscription, ["sub_00008"]) == {
+        "sub_00008": (False, None)
+    }
+
+
+def test_an_interrupted_full_sync_marks_nothing_until_it_completes(
+    engine: Engine, server: FakeStripe, world: StripeWorld
+) -> None:
+    account_id = synced_account(engine, server)
+    world.delete_customer("cus_00005")
+    server.inject(
+        *[Fault(status=500, headers={"Stripe-Should-Retry": "false"}, path_prefix="/v1/invoices")] * 10
+    )
+    with pytest.raises(StripeReadError):
+        syncer(engine, account_id, server).run(full=True)
+    assert deletion_marks(engine, account_id, StripeCustomer, ["cus_00005"]) == {"cus_00005": (False, None)}
+    server.faults.clear()  # Stripe is back
+    resumed = syncer(engine, account_id, server).run()
+    assert resumed.resumed and resumed.deleted == {"customers": 1, "subscriptions": 0}
 
 
 def test_a_second_sync_changes_nothing(engine: Engine, server: FakeStripe) -> None:

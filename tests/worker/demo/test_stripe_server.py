@@ -50,6 +50,45 @@ def test_subscriptions_leave_out_canceled_unless_status_all() -> None:
     assert (default, everything) == (["sub_live"], ["sub_live", "sub_gone"])
 
 
+def test_a_subscription_embeds_its_first_items_and_lists_the_rest() -> None:
+    world = StripeWorld()
+    price = b.price("price_1", "prod_1", 100)
+    items = [b.subscription_item(f"si_{n:02d}", "sub_1", price) for n in range(25)]
+    world.add(b.subscription("sub_1", "cus_1", items))
+    with FakeStripe(world, embedded_items=10) as fake:
+        sub = get(fake, "/v1/subscriptions/sub_1").json()
+        listed = get(fake, "/v1/subscriptions", status="all").json()["data"][0]
+        rest = get(
+            fake, "/v1/subscription_items", subscription="sub_1", limit=10, starting_after="si_09"
+        ).json()
+        last = get(
+            fake, "/v1/subscription_items", subscription="sub_1", limit=10, starting_after="si_19"
+        ).json()
+        missing = get(fake, "/v1/subscription_items")
+        unknown = get(fake, "/v1/subscription_items", subscription="sub_none")
+    for shown in (sub["items"], listed["items"]):
+        assert [i["id"] for i in shown["data"]] == [f"si_{n:02d}" for n in range(10)]
+        assert shown["has_more"] is True and shown["total_count"] == 25
+        assert shown["url"] == "/v1/subscription_items?subscription=sub_1"
+    assert [i["id"] for i in rest["data"]] == [f"si_{n}" for n in range(10, 20)] and rest["has_more"]
+    assert [i["id"] for i in last["data"]] == [f"si_{n}" for n in range(20, 25)] and not last["has_more"]
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "parameter_missing"
+    assert unknown.status_code == 404
+
+
+def test_a_deleted_customers_subscriptions_are_canceled_and_still_listed() -> None:
+    world = StripeWorld()
+    price = b.price("price_1", "prod_1", 100)
+    world.add(b.customer("cus_1", created=1))
+    world.add(b.subscription("sub_1", "cus_1", [b.subscription_item("si_1", "sub_1", price)], created=2))
+    world.delete_customer("cus_1", at=500)
+    with FakeStripe(world) as fake:
+        everything = get(fake, "/v1/subscriptions", status="all").json()["data"]
+        default = get(fake, "/v1/subscriptions").json()["data"]
+    assert [(s["id"], s["status"], s["ended_at"]) for s in everything] == [("sub_1", "canceled", 500)]
+    assert default == []
+
+
 def test_faults_raw_bodies_and_writes_are_recorded() -> None:
     with FakeStripe(StripeWorld()) as fake:
         fake.inject(

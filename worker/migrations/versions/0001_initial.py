@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 13:24:58.522801
+Create Date: 2026-12-01 13:38:07.622091
 """
 from alembic import op
 import sqlalchemy as sa
@@ -202,6 +202,8 @@ def upgrade() -> None:
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=True),
     sa.Column('created', sa.BigInteger(), nullable=True),
     sa.Column('deleted', sa.Boolean(), nullable=False),
+    sa.Column('deleted_at', sa.BigInteger(), nullable=True),
+    sa.Column('listed_at', sa.BigInteger(), nullable=True),
     sa.Column('raw', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'id')
@@ -310,6 +312,9 @@ def upgrade() -> None:
     sa.Column('canceled_at', sa.BigInteger(), nullable=True),
     sa.Column('ended_at', sa.BigInteger(), nullable=True),
     sa.Column('trial_end', sa.BigInteger(), nullable=True),
+    sa.Column('deleted', sa.Boolean(), nullable=False),
+    sa.Column('deleted_at', sa.BigInteger(), nullable=True),
+    sa.Column('listed_at', sa.BigInteger(), nullable=True),
     sa.Column('raw', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'id')

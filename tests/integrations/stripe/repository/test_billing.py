@@ -85,6 +85,7 @@ def test_subscriptions_and_their_items_with_prices(engine: Engine) -> None:
         None,
         subs["sub_a"].current_period_start,
         subs["sub_a"].current_period_end,
+        None,  # listed by Stripe: not deleted
     )
     canceled = subs["sub_b"]
     assert (canceled.status, canceled.ended_at, canceled.canceled_at) == (
