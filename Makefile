@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rebuild_bench.py
 	$(BIN)/python benchmarks/start_bench.py
 	$(BIN)/python benchmarks/backtest_bench.py
+	$(BIN)/python benchmarks/watch_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,15 +6,26 @@ imports (worker.accounts imports worker.tables).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime
+from sqlalchemy import JSON, BigInteger, Column, DateTime
 from sqlmodel import Field, Session, SQLModel
 
 from metrics.calendar import utc_now
 
 PENDING, SENT, RECOVERED_PENDING, CLOSED = "pending", "sent", "recovered_pending", "closed"
+DIGEST, WATCH = "digest", "watch"  # who raised an alert: the nightly digest or a same-day watch tick
+URGENT = ("cancel_scheduled", "payment_failed")  # the signals a watch tick posts at once for a large account
+
+
+def urgent_codes(codes: str | Iterable[str]) -> frozenset[str]:
+    """The urgent signals among signal codes (or an alert's fingerprint: sorted codes joined by "+")."""
+    found = codes.split("+") if isinstance(codes, str) else codes
+    return frozenset(code for code in found if code in URGENT)
+
+
 OPEN_STATES = (PENDING, SENT, RECOVERED_PENDING)
 _TZ = DateTime(timezone=True)
 
@@ -27,11 +38,15 @@ class AlertState(SQLModel, table=True):
     customer_id: str = Field(primary_key=True, max_length=255)
     fingerprint: str = Field(primary_key=True, max_length=255)  # sorted signal codes joined by "+"
     status: str = Field(max_length=20)  # pending | sent | recovered_pending | closed
+    via: str = Field(default=DIGEST, max_length=20)  # digest | watch (an urgent same-day alert)
     # MRR at risk when last seen, reporting minor units
     mrr: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     first_seen: datetime = Field(default_factory=utc_now, sa_column=Column(_TZ, nullable=False))
     updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(_TZ, nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(_TZ, nullable=True))
+    # a watch alert's Stripe events ({"happened": [[type, created], ...]}), to say when it happened if Slack
+    # was down and the message goes out with a later tick
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class AlertDelivery(SQLModel, table=True):

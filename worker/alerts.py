@@ -6,7 +6,8 @@ are; a customer whose signals all cleared while still paying is reported once as
 written as `pending` before anything is posted and marked `sent` only for the messages Slack accepted, so an
 outage leaves them pending for the next run, and a crash between posting and marking repeats an alert rather
 than losing it. The outcome of the last delivery (and a revoked webhook) is kept in `alert_delivery` for
-`retention status`.
+`retention status`. A customer a same-day watch tick already told Slack about (worker/watch_alerts.py), with
+the urgent signals the digest finds, is listed once under "Already alerted today" and taken over as sent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from integrations.slack.digest import MAX_BLOCKS, SlackMessage, build_digest
+from integrations.slack.digest import MAX_BLOCKS, SlackMessage, build_digest, with_already_alerted
 from integrations.slack.webhook import post
 from metrics.at_risk import AtRiskAccount, RecoveredAccount
 from metrics.calendar import moment_ts, utc_now
@@ -29,12 +30,15 @@ from metrics.money import fmt
 from worker.accounts import slack_webhook
 from worker.alert_state import (
     CLOSED,
+    DIGEST,
     OPEN_STATES,
     PENDING,
     RECOVERED_PENDING,
     SENT,
+    WATCH,
     AlertDelivery,
     AlertState,
+    urgent_codes,
 )
 from worker.backtest_store import stored_track_records
 from worker.db import session_scope
@@ -82,6 +86,7 @@ class _Plan:
     alerts: list[AtRiskAccount] = field(default_factory=list)
     recovered: list[RecoveredAccount] = field(default_factory=list)
     rows: dict[str, AlertState] = field(default_factory=dict)  # customer -> the row its message will settle
+    already: list[AtRiskAccount] = field(default_factory=list)  # told today by a same-day watch alert
 
 
 def _open_rows(session: Session, account: Account) -> dict[str, AlertState]:
@@ -99,6 +104,7 @@ def _reopen(session: Session, account: Account, item: AtRiskAccount, now: dateti
     if row is None:
         row = AlertState(account_id=account.id or 0, customer_id=cid, fingerprint=fp, status=PENDING)
     row.status, row.mrr, row.updated_at, row.sent_at = PENDING, item.assessment.mrr, now, None
+    row.via = DIGEST
     return row
 
 
@@ -119,6 +125,30 @@ def _alert_row(
     if told is not None:
         told.status, told.updated_at = CLOSED, now
     return _reopen(session, account, item, now)
+
+
+def _told_today(told: AlertState | None, item: AtRiskAccount) -> bool:
+    """Whether a same-day watch alert already told Slack what this digest would say of the customer: sent,
+    and with exactly the urgent signals the digest finds (the other signals only add detail)."""
+    return (
+        told is not None
+        and told.via == WATCH
+        and told.status == SENT
+        and urgent_codes(told.fingerprint) == urgent_codes(item.assessment.codes)
+    )
+
+
+def _adopt(session: Session, account: Account, item: AtRiskAccount, told: AlertState, now: datetime) -> None:
+    """The digest takes over a watch alert as sent, under its own fingerprint: no later night repeats it."""
+    if told.fingerprint == fingerprint(item):
+        told.via, told.mrr, told.updated_at = DIGEST, item.assessment.mrr, now
+        session.add(told)
+        return
+    told.status, told.updated_at = CLOSED, now
+    session.add(told)
+    row = _reopen(session, account, item, now)
+    row.status, row.via, row.sent_at = SENT, DIGEST, told.sent_at
+    session.add(row)
 
 
 def _recovered(row: AlertState, still_paying: bool, now: datetime) -> bool:
@@ -148,7 +178,13 @@ def _plan(
     now = utc_now()
     plan = _Plan()
     for item in items:
-        row = _alert_row(session, account, item, open_rows.get(item.customer_id), now)
+        told = open_rows.get(item.customer_id)
+        if _told_today(told, item):
+            assert told is not None
+            _adopt(session, account, item, told, now)
+            plan.already.append(item)
+            continue
+        row = _alert_row(session, account, item, told, now)
         if row is None:
             continue
         if write:
@@ -252,6 +288,7 @@ def run_alerts(
         plan.recovered,
         max_blocks,
     )
+    messages = with_already_alerted(messages, account.name, plan.already, max_blocks)
     result.pending = len(plan.rows)
     if dry_run:
         result.payloads = [m.payload() for m in messages]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -33,6 +33,8 @@ from worker.settings import Settings, get_settings
 
 TASK_NIGHTLY_ALL = "retention.nightly.all"
 TASK_NIGHTLY_ACCOUNT = "retention.nightly.account"
+TASK_WATCH_ALL = "retention.watch.all"
+TASK_WATCH_ACCOUNT = "retention.watch.account"
 QUEUE = "retention"
 FANOUT_TIME_LIMIT = 120
 BUSY_RETRY_SECONDS = 60  # a task whose account another run holds tries again this much later
@@ -124,7 +126,27 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": crontab(hour=hour, minute=minute),
                 "kwargs": {"trigger": "schedule"},
             },
+            **watch_schedule(settings.retention_watch_every),
         },
+    }
+
+
+def watch_schedule(every_minutes: float) -> dict[str, Any]:
+    """The same-day watch's beat entry: a fan-out every RETENTION_WATCH_EVERY minutes (none when 0).
+
+    A fan-out (and each account's tick it queues) not started within one interval expires unstarted: a
+    backlog never turns into a burst of ticks, the next interval's tick reads the same events.
+    """
+    if every_minutes <= 0:
+        return {}
+    every = timedelta(minutes=every_minutes)
+    return {
+        "watch": {
+            "task": TASK_WATCH_ALL,
+            "schedule": every,
+            "kwargs": {"every": every.total_seconds()},
+            "options": {"expires": every.total_seconds()},
+        }
     }
 
 
@@ -215,3 +237,20 @@ def enqueue_nightly(
         )
         ids.append(sent.id)
     return ids
+
+
+def enqueue_watch(
+    celery: Celery, account_ids: list[int], expires: float, trigger: str = "schedule"
+) -> list[str]:
+    """One watch tick per account; each expires unstarted after `expires` seconds (one interval)."""
+    return [
+        celery.send_task(
+            TASK_WATCH_ACCOUNT,
+            kwargs={"account_id": account_id, "trigger": trigger},
+            queue=QUEUE,
+            expires=expires,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        ).id
+        for account_id in account_ids
+    ]

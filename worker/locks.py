@@ -1,4 +1,4 @@
-"""One run per account at a time: `sync`, `rebuild` and `nightly` (and later the watch tick) share one lock.
+"""One run per account at a time: `sync`, `rebuild`, `nightly` and the watch tick share one lock.
 
 Two runs of one account at once read Stripe twice and race on the same rows (seen: a PostgreSQL deadlock
 between two syncs, a unique violation between a command-line night and a worker's night). The lock is the same
@@ -393,11 +393,20 @@ class PgLock(HeldLock):
         return bool(count)
 
     def release(self) -> None:
-        # closing the server session releases the lock; invalidate so the pool never hands it out again
+        # Unlocked explicitly first: a closed session frees its locks only once the server has noticed the
+        # disconnect, and a run started right after (a sync, then the rebuild) found the account still busy.
+        # Then invalidated, so the pool never hands the connection out again.
         try:
-            self.conn.invalidate()
+            self.conn.execute(
+                text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": PG_NAMESPACE, "id": self.account.id}
+            )
+        except Exception:  # the connection is gone already: the server dropped the lock with it
+            log.debug("advisory unlock of account %s failed; closing the session frees it", self.account.id)
         finally:
-            self.conn.close()
+            try:
+                self.conn.invalidate()
+            finally:
+                self.conn.close()
 
 
 # --- SQLite: a file beside the database ----------------------------------------------------------------

@@ -223,6 +223,31 @@ def mrr_at(conn: Connection, account_id: int, at: datetime) -> list[CustomerMrr]
     return sorted((c for c in out if c.mrr > 0), key=lambda c: (-c.mrr, c.customer_id))
 
 
+def has_snapshots(conn: Connection, account_id: int) -> bool:
+    """Whether any snapshot day is stored for the account (its ledger was built at least once)."""
+    return conn.execute(select(D.c.day).where(D.c.account_id == account_id).limit(1)).first() is not None
+
+
+def top_fifth_floor(conn: Connection, account_id: int, at: date) -> int | None:
+    """The smallest MRR among the top fifth of paying customers (the ceil(n / 5) largest) on the newest
+    snapshot day at or before `at`, or None when no snapshot exists yet.
+
+    Read from the stored snapshots with two indexed queries, so a caller pays for it only when it needs it.
+    """
+    day = conn.execute(select(func.max(D.c.day)).where(D.c.account_id == account_id, D.c.day <= at)).scalar()
+    if day is None:
+        return None
+    paying = and_(S.c.account_id == account_id, S.c.day == day, S.c.mrr > 0)
+    n = int(conn.execute(select(func.count()).select_from(S).where(paying)).scalar() or 0)
+    if n == 0:
+        return None
+    rank = -(-n // 5)  # ceil(n / 5)
+    value = conn.execute(
+        select(S.c.mrr).where(paying).order_by(S.c.mrr.desc()).offset(rank - 1).limit(1)
+    ).scalar()
+    return None if value is None else int(value)
+
+
 def snapshot_series(
     conn: Connection, account_id: int, days: Sequence[date]
 ) -> list[tuple[date, dict[str, int]]]:

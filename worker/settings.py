@@ -10,6 +10,7 @@ import base64
 import binascii
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,6 +40,11 @@ class Settings(BaseSettings):
     retention_stripe_rps: float = Field(default=20.0, ge=0)
     retention_nightly_at: str = "02:00"
     retention_timezone: str = "UTC"
+    # minutes between same-day watch ticks (fractions allowed); 0 = off
+    retention_watch_every: float = Field(default=15, ge=0, le=1440)
+    # MRR (major units of the reporting currency) from which an urgent alert goes out at once; None: the
+    # account's top fifth by MRR
+    retention_urgent_mrr: Decimal | None = Field(default=None, ge=0)
     retention_nightly_time_limit: int = Field(default=3 * 3600, ge=2)  # seconds, one account's night
     retention_lock_ttl: float = Field(default=60.0, gt=0)  # seconds a dead holder keeps a Redis lock
     retention_broker_wait: float = Field(default=0.0, ge=0)  # seconds worker/beat wait for the broker
@@ -66,6 +72,12 @@ class Settings(BaseSettings):
         if match is None:
             raise ValueError("use HH:MM on a 24-hour clock, e.g. 02:00")
         return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+    @field_validator("retention_urgent_mrr", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """`RETENTION_URGENT_MRR=` (as an env file leaves it) means the default: the top fifth by MRR."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("retention_timezone")
     @classmethod

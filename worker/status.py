@@ -1,5 +1,5 @@
 """What `retention status` reports for one account: the last sync, what it stored, what it rejected, the last
-nightly run and the last Slack delivery.
+nightly run, the last Slack delivery and the last same-day watch tick.
 
 The entry is assembled here rather than in the command so that the alert run's tests and the command read the
 same shape (README, `retention status --json`).
@@ -18,6 +18,7 @@ from metrics.calendar import utc_datetime
 from worker.alert_state import last_alert_status
 from worker.models import Account
 from worker.runlog import last_nightly
+from worker.watch_state import last_tick
 
 
 def _iso(ts: int | None) -> str | None:
@@ -42,4 +43,5 @@ def account_status(engine: Engine, session: Session, account: Account) -> dict[s
         "rejected": state.rejected if state else [],
         "last_nightly": last_nightly(session, account.id),
         "slack": last_alert_status(session, account.id),
+        "last_watch": last_tick(session, account.id),
     }

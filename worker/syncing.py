@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from integrations.stripe.client import StripeReader, StripeReadError
+from integrations.stripe.events import EventRecord
 from integrations.stripe.models import SyncState
 from integrations.stripe.sync import Progress, Syncer, SyncOutcome
 from metrics.tables import table_of
@@ -38,6 +39,8 @@ class SyncResult:
     stored: dict[str, int] = field(default_factory=dict)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    events: list[EventRecord] = field(default_factory=list)  # events applied by an incremental, oldest first
+    events_skipped: int = 0
     deleted: dict[str, int] = field(default_factory=dict)  # newly marked deleted (no longer in Stripe)
 
 
@@ -49,11 +52,13 @@ def run_sync(
     full: bool = False,
     progress: Progress | None = None,
     redis_url: str | None = None,
+    events_only: bool = False,
 ) -> SyncResult:
     """Sync the account (full or incremental, as SyncState says) and record the outcome.
 
-    A Stripe failure is returned as ok=False with its error, never raised. Holds the account's lock
-    (worker/locks.py): AccountBusy when another sync, rebuild or night of it is running.
+    `events_only` is the same-day watch's sync: the events since the cursor only (integrations/stripe/sync.py
+    `Syncer.run`). A Stripe failure is returned as ok=False with its error, never raised. Holds the account's
+    lock (worker/locks.py): AccountBusy when another sync, rebuild or night of it is running.
     """
     assert account.id is not None
     config = stripe_config(settings, account, redis_url=redis_url)
@@ -62,7 +67,7 @@ def run_sync(
     syncer.state()  # the row exists before anything can fail, so the outcome is always recorded
     started = time.monotonic()
     try:
-        outcome = syncer.run(full=full)
+        outcome = syncer.run(full=full, events_only=events_only)
     except StripeReadError as exc:
         result = SyncResult(
             account.name,
@@ -82,7 +87,10 @@ def run_sync(
     else:
         result = _succeeded(account.name, outcome, reader.requests)
     result.seconds = time.monotonic() - started
-    _record(engine, account.id, result)
+    if not (events_only and result.ok and result.mode == "incremental" and not any(result.stored.values())):
+        # a watch tick that stored nothing leaves the last sync as it was: the ledger built after it stays
+        # current, instead of every quiet tick sending the next command to rebuild it
+        _record(engine, account.id, result)
     return result
 
 
@@ -105,6 +113,8 @@ def _succeeded(account_name: str, outcome: SyncOutcome, requests: int) -> SyncRe
         requests=requests,
         stored=outcome.stored,
         rejected=outcome.rejected,
+        events=outcome.events,
+        events_skipped=outcome.events_skipped,
         deleted=outcome.deleted,
     )
 

@@ -24,17 +24,21 @@ from worker.celery_app import (
     RETRY_POLICY,
     TASK_NIGHTLY_ACCOUNT,
     TASK_NIGHTLY_ALL,
+    TASK_WATCH_ACCOUNT,
+    TASK_WATCH_ALL,
     RunFailed,
     TransientFailure,
     app,
     busy_retries,
     enqueue_nightly,
+    enqueue_watch,
 )
 from worker.deliveries import over_cap
 from worker.locks import AccountBusy
 from worker.logging import log_context
 from worker.nightly import connected_account_ids, nightly_for_account_id
 from worker.settings import get_settings
+from worker.watch import watch_account_id
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,28 @@ def guarded(task: Task) -> Iterator[None]:
     except Exception as exc:
         wrap: Callable[[str], Exception] = TransientFailure if errors.transient(exc) else RunFailed
         raise wrap(errors.failure_line(exc)) from None
+
+
+@app.task(name=TASK_WATCH_ACCOUNT, bind=True, **RETRY_POLICY)
+def watch_account(self: Task, account_id: int, trigger: str = "schedule") -> dict[str, Any]:
+    """One same-day watch tick of one account (skipped when its nightly or another tick holds the lock)."""
+    # a tick that finds the account busy is skipped inside (not retried): the next interval's tick reads the
+    # same events; a redelivered tick is harmless (its events are applied once, its alerts sent once)
+    with log_context(task_id=self.request.id, account_id=account_id), guarded(self):
+        return watch_account_id(account_id, trigger, task_id=self.request.id)
+
+
+@app.task(
+    name=TASK_WATCH_ALL,
+    bind=True,
+    time_limit=FANOUT_TIME_LIMIT,
+    soft_time_limit=FANOUT_TIME_LIMIT - 10,
+    **RETRY_POLICY,
+)
+def watch_all(self: Task, every: float = 900, trigger: str = "schedule") -> list[str]:
+    """The scheduled fan-out: a tick per connected account, each expiring unstarted after `every` seconds."""
+    with log_context(task_id=self.request.id), guarded(self):
+        return enqueue_watch(self.app, connected_account_ids(), every, trigger)
 
 
 def _when(as_of: str | None) -> datetime | None:

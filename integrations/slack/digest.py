@@ -153,3 +153,42 @@ def build_digest(
         carried = tuple(cid for ids, _, _ in chunk for cid in ids)
         messages.append(SlackMessage(escape(readable), blocks, carried, readable))
     return messages
+
+
+def already_alerted(items: Sequence[AtRiskAccount]) -> tuple[dict[str, Any], str]:
+    """One section (and its readable text, unescaped like `alert_text`) naming the accounts a same-day watch
+    alert already told Slack about."""
+    lines = [
+        (
+            f"*<{i.dashboard_url}|{escape(i.assessment.name)}>* `{escape(i.customer_id)}` "
+            f"{fmt(i.assessment.mrr, i.assessment.currency)}: {', '.join(i.assessment.codes)}",
+            f"{i.assessment.name} ({i.customer_id}) {fmt(i.assessment.mrr, i.assessment.currency)}: "
+            f"{', '.join(i.assessment.codes)}",
+        )
+        for i in items
+    ]
+    head = "*Already alerted today* (same-day alerts, not repeated):"
+    section = _mrkdwn_section("\n".join([head] + [f"• {mrkdwn}" for mrkdwn, _ in lines]))
+    return section, "Already alerted today: " + "; ".join(text for _, text in lines)
+
+
+def with_already_alerted(
+    messages: list[SlackMessage], account: str, already: Sequence[AtRiskAccount], max_blocks: int = MAX_BLOCKS
+) -> list[SlackMessage]:
+    """The digest's messages with the accounts a same-day watch alert already told about since the last
+    digest: listed once, at the end of the first message (or in a message of their own), never repeated
+    as alerts. The section settles no customer: their alerts were delivered by the watch."""
+    if not already:
+        return messages
+    section, text = already_alerted(already)
+    if messages and len(messages[0].blocks) < max_blocks:
+        first = messages[0]
+        readable = f"{first.readable}\n{text}"
+        return [
+            SlackMessage(escape(readable), [*first.blocks, section], first.customer_ids, readable),
+            *messages[1:],
+        ]
+    title = _cut(f"At-risk accounts: {account}", MAX_HEADER)
+    header = {"type": "header", "text": {"type": "plain_text", "text": title}}
+    readable = f"{title}: {text}"
+    return [*messages, SlackMessage(escape(readable), [header, section], (), readable)]

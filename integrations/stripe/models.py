@@ -177,6 +177,9 @@ class SyncState(SQLModel, table=True):
     last_error: str | None = None
     rejected: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requests: int = 0
+    # [event id, created] of the events the last read returned that the next read's overlap returns again:
+    # skipped there, so the nightly and the watch, sharing this cursor, apply each event once
+    events_seen: list[list[Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class PendingChange(SQLModel, table=True):

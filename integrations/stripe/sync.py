@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe import changes
 from integrations.stripe.client import NotFound, StripeReader
+from integrations.stripe.events import EventBatch, EventRecord, changed_objects, read_events, seen_after
 from integrations.stripe.models import SyncState
 from integrations.stripe.pages import (
     Page,
@@ -42,7 +43,6 @@ from integrations.stripe.records import (
     RecordError,
     parse_credit_note,
     parse_customer,
-    parse_event,
     parse_invoice,
     parse_price,
     parse_product,
@@ -91,6 +91,8 @@ class SyncOutcome:
     stored: dict[str, int] = field(default_factory=dict)
     rejected: list[Obj] = field(default_factory=list)
     requests: int = 0
+    events: list[EventRecord] = field(default_factory=list)  # events applied (incremental), oldest first
+    events_skipped: int = 0  # events of the overlap an earlier sync or watch tick already applied
     deleted: dict[str, int] = field(default_factory=dict)  # newly marked deleted: customers, subscriptions
 
 
@@ -186,7 +188,12 @@ class Syncer:
             found = sync_state(conn, self.account_id)
             if found is None:
                 found = StoredSyncState(
-                    mode=None, events_cursor=None, events_cursor_created=None, checkpoint={}, rejected=[]
+                    mode=None,
+                    events_cursor=None,
+                    events_cursor_created=None,
+                    checkpoint={},
+                    rejected=[],
+                    events_seen=[],
                 )
                 conn.execute(
                     self._state_table.insert().values(
@@ -211,7 +218,9 @@ class Syncer:
             self.progress(name, self.stored[name], share)
 
     # -- choice --------------------------------------------------------------------------------------
-    def run(self, full: bool = False) -> SyncOutcome:
+    def run(self, full: bool = False, events_only: bool = False) -> SyncOutcome:
+        """Full or incremental, as the stored state requires; `events_only` (the same-day watch) reads only
+        the events when an incremental is possible, and takes the same full path when it is not."""
         state = self.state()
         checkpoint = state.checkpoint or {}
         cursor = state.events_cursor_created
@@ -226,8 +235,10 @@ class Syncer:
             outcome = self.full_sync("no events cursor yet: full sync")
         elif self.now() - cursor > EVENT_RETENTION - OVERLAP:
             outcome = self.full_sync("events cursor is older than Stripe keeps events (30 days): full sync")
+        elif events_only:
+            outcome = self.events_only(int(cursor), state)
         else:
-            outcome = self.incremental(int(cursor))
+            outcome = self.incremental(int(cursor), state)
         outcome.requests = self.reader.requests
         outcome.stored = dict(self.stored)
         return outcome
@@ -268,7 +279,12 @@ class Syncer:
             stamp_deletions(conn, self.account_id, cp["started"])
             changes.note_all(conn, self.account_id)  # again: a rebuild may have run while this was resumed
             self._save_state(
-                conn, checkpoint={}, mode="full", events_cursor_created=cp["started"], rejected=cp["rejected"]
+                conn,
+                checkpoint={},
+                mode="full",
+                events_cursor_created=cp["started"],
+                events_seen=[],
+                rejected=cp["rejected"],
             )
         return SyncOutcome(mode="full", note=note, resumed=resumed, rejected=cp["rejected"], deleted=deleted)
 
@@ -284,38 +300,77 @@ class Syncer:
         return balanced_ranges(created, started, INVOICE_PARTS)
 
     # -- incremental ---------------------------------------------------------------------------------
-    def incremental(self, cursor: int) -> SyncOutcome:
+    def incremental(self, cursor: int, state: StoredSyncState) -> SyncOutcome:
+        """Events since the cursor (each changed object re-read) plus every list filtered by `created`."""
         started = int(self.now())
         since = cursor - OVERLAP
         rejected: list[Obj] = []
-        changed = self._changed_since(since, rejected)
+        batch = self._events(since, state, rejected)
         seen: set[str] = set()
         for name, extra in LISTS.items():
             for page in iter_pages(self.reader, f"/v1/{name}", list_params(extra, gte=since)):
                 seen |= self._store(name, page.objects, rejected)
-        for name, ids in changed.items():
+        for name, ids in changed_objects(batch.events).items():
             seen |= self._refetch(name, sorted(ids - seen), rejected)
-        # objects rejected before and stored now are no longer listed; the newly rejected are added once
-        kept = [r for r in self.state().rejected or [] if r.get("id") not in seen]
-        merged = kept + [r for r in rejected if r not in kept]
-        with self.engine.begin() as conn:
-            stamp_deletions(conn, self.account_id, started)
-            self._save_state(conn, mode="incremental", events_cursor_created=started, rejected=merged)
-        return SyncOutcome(mode="incremental", note="events since the last sync", rejected=merged)
+        merged = self._finish(started, state, batch, rejected, seen)
+        return SyncOutcome(
+            mode="incremental",
+            note="events since the last sync",
+            rejected=merged,
+            events=batch.events,
+            events_skipped=batch.skipped,
+        )
 
-    def _changed_since(self, since: int, rejected: list[Obj]) -> dict[str, set[str]]:
-        """Ids of the objects that events since `since` say changed, by list name."""
-        changed: dict[str, set[str]] = {}
-        for page in iter_pages(self.reader, "/v1/events", list_params(gte=since)):
-            for event in page.objects:
-                try:
-                    found = parse_event(event)
-                except RecordError as exc:
-                    rejected.append(_reject(exc))
-                    continue
-                if found is not None and found[2] is not None:
-                    changed.setdefault(found[1], set()).add(found[2])
-        return changed
+    def events_only(self, cursor: int, state: StoredSyncState) -> SyncOutcome:
+        """The same-day watch: only the events since the cursor, each changed object re-read and stored by the
+        code the incremental uses, and the same cursor moved on. A quiet account costs one request.
+
+        Objects created without an event of their own do not exist in Stripe (every create emits one), so
+        the lists the nightly also reads by `created` add nothing here that the next nightly would miss.
+        """
+        started = int(self.now())
+        rejected: list[Obj] = []
+        batch = self._events(cursor - OVERLAP, state, rejected)
+        seen: set[str] = set()
+        for name, ids in changed_objects(batch.events).items():
+            seen |= self._refetch(name, sorted(ids), rejected)
+        merged = self._finish(started, state, batch, rejected, seen)
+        return SyncOutcome(
+            mode="incremental",
+            note="events since the last sync (watch)",
+            rejected=merged,
+            events=batch.events,
+            events_skipped=batch.skipped,
+        )
+
+    def _events(self, since: int, state: StoredSyncState, rejected: list[Obj]) -> EventBatch:
+        already = {str(pair[0]) for pair in state.events_seen or [] if pair}
+        batch = read_events(self.reader, since, already)
+        rejected.extend(batch.rejected)
+        return batch
+
+    def _finish(
+        self, started: int, state: StoredSyncState, batch: EventBatch, rejected: list[Obj], seen: set[str]
+    ) -> list[Obj]:
+        """Moves the cursor on (with the events the next read must skip) and records what was rejected.
+
+        Objects rejected before and stored now are no longer listed; the newly rejected are added once.
+        """
+        kept = [r for r in state.rejected or [] if r.get("id") not in seen]
+        merged = kept + [r for r in rejected if r not in kept]
+        newest = max(batch.seen, key=lambda pair: (pair[1], pair[0]), default=None)
+        with self.engine.begin() as conn:
+            if seen:  # a customer stored as deleted is left out of the metrics from now on
+                stamp_deletions(conn, self.account_id, started)
+            self._save_state(
+                conn,
+                mode="incremental",
+                events_cursor_created=started,
+                events_cursor=newest[0] if newest else state.events_cursor,
+                events_seen=seen_after(batch.seen, started - OVERLAP),
+                rejected=merged,
+            )
+        return merged
 
     def _refetch(self, name: str, ids: list[str], rejected: list[Obj]) -> set[str]:
         """Read each changed object again (an event's copy may be stale) and store it; the ids stored."""

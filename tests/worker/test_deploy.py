@@ -109,6 +109,7 @@ def test_env_example_lists_every_variable_and_holds_no_secret() -> None:
     assert set(values) >= KNOWN_VARIABLES - {"STRIPE_API_KEY"}  # the key is given to `connect` only
     assert values["RETENTION_SECRET_KEY"] == "" and values["SLACK_WEBHOOK_URL"] == ""
     assert values["RETENTION_NIGHTLY_AT"] == "02:00" and values["RETENTION_TIMEZONE"] == "UTC"
+    assert values["RETENTION_WATCH_EVERY"] == "15" and values["RETENTION_URGENT_MRR"] == ""
 
 
 def test_scaling_guide_quotes_only_real_commands() -> None:

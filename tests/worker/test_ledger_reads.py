@@ -8,14 +8,25 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from metrics.calendar import utc_now
 from metrics.ledger import FxRate
 from metrics.rates import RatesError
 from metrics.tables import table_of
 from tests.support.rebuild_worlds import T, monthly_world
 from tests.support.stripe_rows import make_account, store
+from tests.support.watch_world import build_paying_world, connect_synced
 from worker.demo import builders as b
 from worker.demo.sample import build_sample_world
-from worker.mrr_queries import cohort_sums, first_counted_start, has_lines, risk_lines, snapshots_until
+from worker.demo.stripe_server import FakeStripe
+from worker.mrr_queries import (
+    cohort_sums,
+    first_counted_start,
+    has_lines,
+    has_snapshots,
+    risk_lines,
+    snapshots_until,
+    top_fifth_floor,
+)
 from worker.rates import import_rates
 from worker.rebuild import rebuild_account
 from worker.report.cohort_grid import cohort_sums as python_sums
@@ -110,3 +121,14 @@ def test_cohort_sums_of_the_database_equal_those_summed_in_python(engine: Engine
     assert len(expected.sizes) >= 10  # a cohort per month of the sample, most of them
     assert {f: (n, mrr) for f, n, mrr in sizes} == expected.sizes
     assert {(f, d): mrr for f, d, mrr in kept} == expected.kept
+
+
+def test_the_top_fifth_floor(engine: Engine) -> None:
+    """Eleven customers paying $10 .. $110: the top fifth is the ceil(11 / 5) = 3 largest, so the floor is
+    the third largest, customer 8's $90 (worked by hand)."""
+    with FakeStripe(build_paying_world(customers=11)) as fake:
+        account = connect_synced(engine, fake.url, None)
+    with engine.connect() as conn:
+        assert has_snapshots(conn, account.id or 0)
+        assert top_fifth_floor(conn, account.id or 0, utc_now().date()) == 9000
+        assert top_fifth_floor(conn, account.id or 0, date(2000, 1, 1)) is None  # no snapshot that early

@@ -87,4 +87,5 @@ def test_status_entry_before_any_sync(engine: Engine) -> None:
         "rejected": [],
         "last_nightly": None,
         "slack": None,
+        "last_watch": None,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ VARIABLES = (
     "RETENTION_STRIPE_RPS",
     "RETENTION_NIGHTLY_AT",
     "RETENTION_TIMEZONE",
+    "RETENTION_WATCH_EVERY",
+    "RETENTION_URGENT_MRR",
     "RETENTION_NIGHTLY_TIME_LIMIT",
     "RETENTION_LOCK_TTL",
     "RETENTION_BROKER_WAIT",
@@ -43,6 +46,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.nightly_hour_minute == (2, 0)
     assert settings.retention_secret_key is None and settings.stripe_api_key is None
     assert settings.slack_webhook_url is None
+    assert (settings.retention_watch_every, settings.retention_urgent_mrr) == (15, None)
     assert settings.retention_rates_url == "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist.zip"
 
 
@@ -55,6 +59,8 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         "RETENTION_STRIPE_RPS": "0",
         "RETENTION_NIGHTLY_AT": "3:30",
         "RETENTION_TIMEZONE": "Europe/Berlin",
+        "RETENTION_WATCH_EVERY": "0",
+        "RETENTION_URGENT_MRR": "5000.50",
         "RETENTION_RATES_URL": "https://mirror.example/eurofxref-hist.zip",
         "STRIPE_API_KEY": "sk_test_fromenv",
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/x",
@@ -72,6 +78,10 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert s.retention_rates_url == "https://mirror.example/eurofxref-hist.zip"
     assert s.stripe_api_key is not None and s.stripe_api_key.get_secret_value() == "sk_test_fromenv"
     assert s.slack_webhook_url is not None
+    assert s.retention_watch_every == 0  # the watch is off
+    assert s.retention_urgent_mrr == Decimal("5000.50")
+    monkeypatch.setenv("RETENTION_URGENT_MRR", "")  # as an env file leaves it: the default
+    assert get_settings().retention_urgent_mrr is None
 
 
 def test_secrets_in_settings_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,6 +106,10 @@ def test_the_environment_is_read_when_asked_not_frozen(monkeypatch: pytest.Monke
         ("RETENTION_NIGHTLY_AT", "25:00"),
         ("RETENTION_NIGHTLY_AT", "2am"),
         ("RETENTION_TIMEZONE", "Mars/Olympus"),
+        ("RETENTION_WATCH_EVERY", "-5"),
+        ("RETENTION_WATCH_EVERY", "often"),
+        ("RETENTION_URGENT_MRR", "-1"),
+        ("RETENTION_URGENT_MRR", "lots"),
         ("RETENTION_RATES_URL", "www.ecb.europa.eu/rates.zip"),
     ],
 )

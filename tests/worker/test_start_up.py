@@ -45,6 +45,7 @@ def test_help_and_version_import_nothing_heavy() -> None:
     assert loaded(["--help"]) == []
     assert loaded(["--version"]) == []
     assert loaded(["sync", "--help"]) == []
+    assert loaded(["watch", "--help"]) == []
 
 
 @pytest.mark.parametrize("command", [["accounts"], ["status"]])

@@ -49,6 +49,7 @@ def test_sync_then_status_reports_counts_mode_and_rejected(cli: CliRunner) -> No
         "rejected",
         "last_nightly",
         "slack",
+        "last_watch",
     }
     assert (entry["name"], entry["last_sync_ok"], entry["last_error"], entry["mode"]) == (
         "acme",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,11 +23,14 @@ from worker.celery_app import (
     RETRY_POLICY,
     TASK_NIGHTLY_ACCOUNT,
     TASK_NIGHTLY_ALL,
+    TASK_WATCH_ACCOUNT,
+    TASK_WATCH_ALL,
     RunFailed,
     TransientFailure,
     app,
     celery_config,
     enqueue_nightly,
+    enqueue_watch,
     make_celery,
     parse_nightly_at,
 )
@@ -38,6 +42,7 @@ from worker.nightly import connected_account_ids, nightly_for_account_id
 from worker.runlog import runs_of
 from worker.settings import get_settings
 from worker.tasks import guarded
+from worker.watch import watch_account_id
 
 
 def test_delivery_survives_a_lost_worker_and_redis_never_redelivers_a_running_task(
@@ -203,3 +208,35 @@ def test_a_failure_leaves_the_task_as_one_data_free_message(
     failed = app.tasks[TASK_NIGHTLY_ACCOUNT].apply(kwargs={"account_id": 1}, task_id="t-bug")
     assert failed.state == "FAILURE" and isinstance(failed.result, RunFailed)
     assert str(failed.result) == "failed: KeyError" and failed.result.__suppress_context__
+
+
+def test_beat_ticks_the_watch_every_interval_and_each_tick_expires_within_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entry = celery_config(get_settings())["beat_schedule"]["watch"]  # default: every 15 minutes
+    assert (entry["task"], entry["schedule"]) == (TASK_WATCH_ALL, timedelta(minutes=15))
+    assert entry["options"]["expires"] == entry["kwargs"]["every"] == 900
+    monkeypatch.setenv("RETENTION_WATCH_EVERY", "0")
+    assert "watch" not in celery_config(get_settings())["beat_schedule"]  # 0 = off
+
+
+def test_watch_ticks_are_queued_one_per_account_and_expire(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
+    ids = enqueue_watch(make_celery(), [3, 5], expires=600)
+    client = redis.Redis.from_url(redis_url)
+    messages = [json.loads(raw) for raw in client.lrange(QUEUE, 0, -1)]
+    assert sorted(m["headers"]["id"] for m in messages) == sorted(ids)
+    assert {m["headers"]["task"] for m in messages} == {TASK_WATCH_ACCOUNT}
+    assert all(m["headers"]["expires"] for m in messages)  # an absolute time: not started by then, dropped
+    for task in (app.tasks[TASK_WATCH_ACCOUNT], app.tasks[TASK_WATCH_ALL]):
+        assert task.max_retries == RETRY_POLICY["max_retries"]
+
+
+def test_a_tick_for_a_disconnected_account_is_a_no_op(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
+    result = watch_account_id(999, "schedule", task_id="t-2")
+    assert result["outcome"] == "skipped" and result["error"] == "no such account"

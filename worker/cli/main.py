@@ -24,7 +24,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from worker.cli import accounts, demo, metrics_cmd, ops, rates_cmd, revenue, risk, sync_cmd
+from worker.cli import accounts, demo, metrics_cmd, ops, rates_cmd, revenue, risk, sync_cmd, watch_cmd
 from worker.cli.common import EXIT_FAILED, EXIT_REFUSED
 
 DEBUG_FLAG = "--debug"
@@ -71,7 +71,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (accounts, sync_cmd, rates_cmd, revenue, metrics_cmd, risk, ops, demo):
+for module in (accounts, sync_cmd, rates_cmd, revenue, metrics_cmd, risk, ops, watch_cmd, demo):
     module.register(app)
 
 

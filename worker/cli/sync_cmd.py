@@ -114,6 +114,19 @@ def _show_status(out: Console, e: dict[str, Any]) -> None:
         started = str(nightly["started_at"]).replace("T", " ").replace("+00:00", " UTC")
         state = "ok" if nightly["ok"] else "FAILED"
         show_lines(out, [f"last nightly run {started}: {state}"], indent=2)
+    tick = e["last_watch"]
+    if tick:
+        at = str(tick["at"])[:19].replace("T", " ") + " UTC"  # whole seconds
+        problem = f": {tick['error']}" if tick["error"] else ""
+        show_items(
+            out,
+            [
+                f"last watch tick {at}: {tick['outcome']}{problem}",
+                plural(tick["events"], "new event"),
+                plural(tick["alerts"], "urgent alert"),
+                f"{tick['pending']} waiting for Slack",
+            ],
+        )
 
 
 def register(app: typer.Typer) -> None:

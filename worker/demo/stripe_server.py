@@ -88,6 +88,7 @@ class StripeWorld:
         self.subscription_items: dict[str, list[Obj]] = {}  # subscription id -> all items
         self.meter_summaries: dict[str, list[Obj]] = {}  # meter id -> summaries
         self.lock = threading.RLock()
+        self._events = 0
 
     def add(self, obj: Obj) -> Obj:
         """Store an object by its `object` type; invoices keep all lines for /v1/invoices/{id}/lines and
@@ -109,6 +110,37 @@ class StripeWorld:
 
     def get(self, kind: str, obj_id: str) -> Obj | None:
         return self.collections[kind].by_id.get(obj_id)
+
+    def emit(self, type_: str, obj: Obj, created: int, previous: Obj | None = None) -> Obj:
+        """Record the event Stripe sends for a change to `obj` (a copy of it as it is now, the snapshot an
+        event carries); `previous` holds the changed attributes' old values (`data.previous_attributes`)."""
+        with self.lock:
+            self._events += 1
+            data: Obj = {"object": json.loads(json.dumps(obj))}
+            if previous is not None:
+                data["previous_attributes"] = previous
+            event = {
+                "id": f"evt_{self._events:06d}_{created}",
+                "object": "event",
+                "type": type_,
+                "created": created,
+                "api_version": "2026-10-28.endive",
+                "data": data,
+                "livemode": False,
+                "pending_webhooks": 0,
+                "request": {"id": None, "idempotency_key": None},
+            }
+            self.collections["event"].put(event)
+        return event
+
+    def change(self, kind: str, obj_id: str, type_: str, created: int, **fields: Any) -> Obj:
+        """Change a stored object as Stripe would and record its event (`customer.subscription.updated`,
+        `invoice.payment_failed`, ...) with the old values of the changed fields."""
+        with self.lock:
+            obj = self.collections[kind].by_id[obj_id]
+            previous = {name: obj.get(name) for name in fields}
+            obj.update(fields)
+            return self.emit(type_, obj, created, previous)
 
     def delete_customer(self, customer_id: str, at: int | None = None) -> None:
         """Stripe keeps a deleted customer as `{"id", "object", "deleted": true}`: retrievable, not listed.

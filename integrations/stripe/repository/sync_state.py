@@ -29,6 +29,7 @@ class StoredSyncState(NamedTuple):
     last_sync_at: int | None = None
     last_sync_ok: bool | None = None
     last_error: str | None = None
+    events_seen: list[list[Any]] | None = None  # events the next read skips (integrations/stripe/events.py)
 
 
 def sync_state(conn: Connection, account_id: int) -> StoredSyncState | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from integrations.slack.digest import MAX_SECTION, build_digest
+from integrations.slack.digest import MAX_SECTION, build_digest, with_already_alerted
 from metrics.at_risk import AtRiskAccount, RecoveredAccount, RiskAssessment, Signal, TrackRecord
 
 URL = "https://dashboard.stripe.com/test/customers/"
@@ -97,3 +97,21 @@ def test_a_section_never_exceeds_3000_characters() -> None:
     [message] = build_digest("acme", date(2026, 11, 1), "usd", 1, 1, [item(1, detail="x" * 5000)], [])
     text = message.blocks[2]["text"]["text"]
     assert len(text) == MAX_SECTION and text.endswith("…")
+
+
+def test_accounts_alerted_today_are_listed_once_at_the_end_not_alerted_again() -> None:
+    messages = build_digest("acme", date(2026, 11, 1), "usd", 150000, 2, [item(1)], [])
+    [message] = with_already_alerted(messages, "acme", [item(2)])
+    assert message.customer_ids == ("cus_1",)  # the already alerted settle nothing
+    last = message.blocks[-1]["text"]["text"]
+    assert last.startswith("*Already alerted today*") and "`cus_2`" in last and "&lt;2&gt; &amp; Co" in last
+    assert message.readable.endswith(
+        "Already alerted today: Customer <2> & Co (cus_2) $500.02: cancel_scheduled"
+    )
+    assert message.text.endswith("Customer &lt;2&gt; &amp; Co (cus_2) $500.02: cancel_scheduled")  # as sent
+
+
+def test_with_nothing_new_the_already_alerted_get_a_message_of_their_own() -> None:
+    [message] = with_already_alerted([], "acme", [item(2)])
+    assert message.blocks[0]["text"]["text"] == "At-risk accounts: acme" and message.customer_ids == ()
+    assert with_already_alerted([], "acme", []) == []

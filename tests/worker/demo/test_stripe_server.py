@@ -117,3 +117,23 @@ def test_keep_alive_requests_are_fast() -> None:
             session.get(f"{fake.url}/v1/customers", headers=AUTH, timeout=5)
             times.append(time.perf_counter() - start)
     assert min(times) < 0.03  # with the delayed ACK every single request takes >= 40 ms
+
+
+def test_a_change_records_its_event_with_the_old_values_and_events_are_listed_newest_first() -> None:
+    world = StripeWorld()
+    world.add(b.customer("cus_1", created=100))
+    world.add(b.subscription("sub_1", "cus_1", [], created=100))
+    world.change("subscription", "sub_1", "customer.subscription.updated", 200, cancel_at_period_end=True)
+    world.emit("customer.updated", world.get("customer", "cus_1") or {}, 300)
+    with FakeStripe(world) as fake:
+        events = get(fake, "/v1/events", **{"created[gte]": 150}).json()["data"]
+        typed = get(fake, "/v1/events", **{"types[]": "customer.updated"}).json()["data"]
+        sub = get(fake, "/v1/subscriptions/sub_1").json()
+    assert [e["type"] for e in events] == ["customer.updated", "customer.subscription.updated"]
+    changed = events[1]["data"]
+    assert changed["object"]["cancel_at_period_end"] is True and changed["previous_attributes"] == {
+        "cancel_at_period_end": False
+    }
+    assert [e["type"] for e in typed] == ["customer.updated"] and sub["cancel_at_period_end"] is True
+    world.change("subscription", "sub_1", "customer.subscription.updated", 400, cancel_at_period_end=False)
+    assert changed["object"]["cancel_at_period_end"] is True  # an event keeps its snapshot

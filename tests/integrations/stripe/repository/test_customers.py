@@ -38,6 +38,8 @@ def test_names_are_per_account_and_keep_a_missing_name_as_none(engine: Engine) -
     with engine.connect() as conn:
         found = sorted(customer_names(conn, acme.id or 0))
         theirs = customer_names(conn, other.id or 0)
+        asked = customer_names(conn, acme.id or 0, ["cus_email", "cus_missing"])
+    assert asked == [CustomerName("cus_email", None, "ops@email.test")]
     assert found == [
         CustomerName("cus_email", None, "ops@email.test"),
         CustomerName("cus_named", "Named Co", "billing@named.test"),

@@ -133,6 +133,18 @@ def test_invoices_in_the_asked_statuses_with_their_resolution(engine: Engine) ->
     assert [i.id for i in only_paid] == ["in_paid"]
 
 
+def test_subscriptions_and_invoices_of_some_customers_only(engine: Engine) -> None:
+    """The same-day watch reads only the customers its events touched."""
+    account = make_account(engine)
+    store(engine, account, _world())
+    with engine.connect() as conn:
+        subs = stored.subscriptions(conn, account.id or 0, customer_ids=["cus_b"])
+        invoices = stored.invoices(conn, account.id or 0, ("open", "paid"), customer_ids=["cus_b"])
+        theirs = stored.invoices(conn, account.id or 0, ("open", "paid"), customer_ids=["cus_a", "cus_x"])
+    assert [s.id for s in subs] == ["sub_gone"] and invoices == []
+    assert sorted(i.id for i in theirs) == ["in_open", "in_paid"]
+
+
 def test_line_quantities(engine: Engine) -> None:
     account = make_account(engine)
     store(engine, account, _world())
