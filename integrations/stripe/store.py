@@ -9,7 +9,7 @@ SQLAlchemy's per-row parameter processing cost more than parsing the objects did
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -160,15 +160,17 @@ def mark_unlisted_deleted(conn: Connection, account_id: int, listing: int, start
     return marked
 
 
-def stamp_deletions(conn: Connection, account_id: int, now: int) -> None:
+def stamp_deletions(
+    conn: Connection, account_id: int, now: int, when: Mapping[str, int] | None = None
+) -> None:
     """Customers stored as deleted (Stripe's `deleted: true`, found through an event) without a time yet:
-    they are left out of the metrics from now on."""
+    they are left out of the metrics from the time of their `customer.deleted` event (`when`), else from
+    `now`. The event's time, not the sync's, so every reader of the same events stores the same history."""
     table = LIST_TABLES["customers"]
-    conn.execute(
-        update(table)
-        .where(table.c.account_id == account_id, table.c.deleted.is_(True), table.c.deleted_at.is_(None))
-        .values(deleted_at=now)
-    )
+    unstamped = (table.c.account_id == account_id, table.c.deleted.is_(True), table.c.deleted_at.is_(None))
+    for customer_id, created in (when or {}).items():
+        conn.execute(update(table).where(*unstamped, table.c.id == customer_id).values(deleted_at=created))
+    conn.execute(update(table).where(*unstamped).values(deleted_at=now))
 
 
 def prune_children(

@@ -361,7 +361,12 @@ class Syncer:
         newest = max(batch.seen, key=lambda pair: (pair[1], pair[0]), default=None)
         with self.engine.begin() as conn:
             if seen:  # a customer stored as deleted is left out of the metrics from now on
-                stamp_deletions(conn, self.account_id, started)
+                deleted_at = {
+                    e.object_id: e.created
+                    for e in batch.events
+                    if e.type == "customer.deleted" and e.object_id is not None
+                }
+                stamp_deletions(conn, self.account_id, started, deleted_at)
             self._save_state(
                 conn,
                 mode="incremental",

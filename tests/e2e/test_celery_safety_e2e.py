@@ -102,7 +102,13 @@ def test_a_task_that_keeps_killing_its_worker_is_given_up_and_recorded(
             found = holder(pg_engine, acme)
             return found is not None and found.pid not in killed
 
+        def recorded() -> bool:  # the delivery has started its run record, so killing it leaves one behind
+            with Session(pg_engine) as session:
+                runs = session.exec(select(NightlyRun)).all()
+            return len(runs) == len(killed) + 1 and any(r.finished_at is None for r in runs)
+
         wait_for(new_holder, 60, "a delivery of the night to take the lock", workers)
+        wait_for(recorded, 60, "the delivery to record its run", workers)
         found = holder(pg_engine, acme)
         assert found is not None and found.owner == task_id
         os.kill(found.pid, signal.SIGKILL)
