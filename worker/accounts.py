@@ -17,10 +17,10 @@ from sqlmodel import Session, select
 
 from integrations.stripe.config import DEFAULT_API_BASE, StripeConfig
 from metrics.currencies import ISO_CURRENCIES
-from worker.db import session_scope
+from worker.db import ensure_schema, session_scope
 from worker.models import Account
 from worker.secrets import Secret, decrypt, encrypt, ensure_key, mask
-from worker.settings import Settings
+from worker.settings import Settings, get_settings
 
 FALLBACK_CURRENCY = "usd"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -213,3 +213,12 @@ def _duplicate(name: str) -> ConnectError:
         f"an account named {name!r} is already connected: change its settings with `retention update {name}`,"
         f" pick another name, or `retention disconnect {name}` first"
     )
+
+
+def queued_account(account_id: int) -> tuple[Settings, Engine, Account | None]:
+    """What a worker's task starts from: this process's settings, the shared database, and the account a
+    task was queued for (None when it was disconnected since, which is not an error)."""
+    settings = get_settings()
+    engine = ensure_schema(settings.database_url)
+    with Session(engine, expire_on_commit=False) as session:
+        return settings, engine, session.get(Account, account_id)

@@ -6,7 +6,7 @@ imports (worker.accounts imports worker.tables).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -75,3 +75,12 @@ def last_alert_status(session: Session, account_id: int) -> dict[str, Any] | Non
         "pending": row.pending,
         "last_sent_at": row.last_sent_at.isoformat() if row.last_sent_at else None,
     }
+
+
+def settle(session: Session, rows: Sequence[AlertState]) -> None:
+    """Slack accepted the message of these rows: a pending alert is now sent, a pending recovery closed."""
+    now = utc_now()
+    for row in rows:
+        row.status = SENT if row.status == PENDING else CLOSED
+        row.sent_at = row.updated_at = now
+        session.add(row)

@@ -38,6 +38,7 @@ from worker.alert_state import (
     WATCH,
     AlertDelivery,
     AlertState,
+    settle,
     urgent_codes,
 )
 from worker.backtest_store import stored_track_records
@@ -206,14 +207,6 @@ def _plan(
     return plan
 
 
-def _settle(session: Session, rows: list[AlertState]) -> None:
-    now = utc_now()
-    for row in rows:
-        row.status = SENT if row.status == PENDING else CLOSED
-        row.sent_at = row.updated_at = now
-        session.add(row)
-
-
 def _record(engine: Engine, account: Account, result: AlertResult) -> None:
     with session_scope(engine) as session:
         row = session.get(AlertDelivery, account.id) or AlertDelivery(account_id=account.id or 0)
@@ -330,7 +323,7 @@ def _deliver(
             return
         with session_scope(engine) as session:
             rows = [plan.rows[cid] for cid in message.customer_ids]
-            _settle(session, rows)
+            settle(session, rows)
         result.messages += 1
         result.sent += len(message.customer_ids)
         result.pending -= len(message.customer_ids)

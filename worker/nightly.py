@@ -28,6 +28,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from metrics.calendar import utc_now
 from worker import errors, runlog
+from worker.accounts import queued_account
 from worker.db import ensure_schema
 from worker.locks import AccountBusy, HeldLock, account_lock
 from worker.logging import log_context
@@ -185,10 +186,7 @@ def nightly_for_account_id(
     The account may have been disconnected since the task was queued; that is not an error. Raises
     AccountBusy when another run holds the account (the task retries later).
     """
-    settings = get_settings()
-    engine = ensure_schema(settings.database_url)
-    with Session(engine, expire_on_commit=False) as session:
-        account = session.get(Account, account_id)
+    settings, engine, account = queued_account(account_id)
     if account is None:
         log.warning(
             "nightly run skipped: the account is no longer connected",

@@ -34,8 +34,9 @@ from metrics.at_risk import CustomerRecords, Signal, evaluate
 from metrics.calendar import moment_ts, utc_now
 from metrics.money import exponent
 from worker import watch_state
+from worker.accounts import queued_account
 from worker.alert_state import URGENT
-from worker.db import ensure_schema, session_scope
+from worker.db import session_scope
 from worker.locks import AccountBusy, account_lock
 from worker.logging import log_context
 from worker.models import Account
@@ -43,7 +44,7 @@ from worker.mrr_queries import has_snapshots, top_fifth_floor
 from worker.rebuild import ensure_ledger
 from worker.risk import iter_records
 from worker.risk_settings import risk_thresholds
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 from worker.syncing import SyncResult, run_sync
 from worker.watch_alerts import Judged, pending_customers, plan_urgent, post_plan
 from worker.watch_state import WatchTick
@@ -298,10 +299,7 @@ def watch_account_id(account_id: int, trigger: str, task_id: str | None = None) 
 
     The account may have been disconnected since the tick was queued; that is not an error.
     """
-    settings = get_settings()
-    engine = ensure_schema(settings.database_url)
-    with Session(engine, expire_on_commit=False) as session:
-        account = session.get(Account, account_id)
+    settings, engine, account = queued_account(account_id)
     if account is None:
         log.warning(
             "watch tick skipped: the account is no longer connected", extra={"account_id": account_id}

@@ -37,6 +37,7 @@ from worker.alert_state import (
     SENT,
     WATCH,
     AlertState,
+    settle,
     urgent_codes,
 )
 from worker.db import session_scope
@@ -201,14 +202,6 @@ class Delivered:
     settled: set[str] = field(default_factory=set)  # customers whose message Slack accepted
     error: str | None = None
     skipped: str | None = None
-
-
-def settle(session: Session, rows: Sequence[AlertState]) -> None:
-    now = utc_now()
-    for row in rows:
-        row.status = SENT if row.status == PENDING else CLOSED
-        row.sent_at = row.updated_at = now
-        session.add(row)
 
 
 def post_plan(

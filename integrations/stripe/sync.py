@@ -312,14 +312,7 @@ class Syncer:
                 seen |= self._store(name, page.objects, rejected)
         for name, ids in changed_objects(batch.events).items():
             seen |= self._refetch(name, sorted(ids - seen), rejected)
-        merged = self._finish(started, state, batch, rejected, seen)
-        return SyncOutcome(
-            mode="incremental",
-            note="events since the last sync",
-            rejected=merged,
-            events=batch.events,
-            events_skipped=batch.skipped,
-        )
+        return self._finish(started, state, batch, rejected, seen, "events since the last sync")
 
     def events_only(self, cursor: int, state: StoredSyncState) -> SyncOutcome:
         """The same-day watch: only the events since the cursor, each changed object re-read and stored by the
@@ -334,14 +327,7 @@ class Syncer:
         seen: set[str] = set()
         for name, ids in changed_objects(batch.events).items():
             seen |= self._refetch(name, sorted(ids), rejected)
-        merged = self._finish(started, state, batch, rejected, seen)
-        return SyncOutcome(
-            mode="incremental",
-            note="events since the last sync (watch)",
-            rejected=merged,
-            events=batch.events,
-            events_skipped=batch.skipped,
-        )
+        return self._finish(started, state, batch, rejected, seen, "events since the last sync (watch)")
 
     def _events(self, since: int, state: StoredSyncState, rejected: list[Obj]) -> EventBatch:
         already = {str(pair[0]) for pair in state.events_seen or [] if pair}
@@ -350,8 +336,14 @@ class Syncer:
         return batch
 
     def _finish(
-        self, started: int, state: StoredSyncState, batch: EventBatch, rejected: list[Obj], seen: set[str]
-    ) -> list[Obj]:
+        self,
+        started: int,
+        state: StoredSyncState,
+        batch: EventBatch,
+        rejected: list[Obj],
+        seen: set[str],
+        note: str,
+    ) -> SyncOutcome:
         """Moves the cursor on (with the events the next read must skip) and records what was rejected.
 
         Objects rejected before and stored now are no longer listed; the newly rejected are added once.
@@ -375,7 +367,9 @@ class Syncer:
                 events_seen=seen_after(batch.seen, started - OVERLAP),
                 rejected=merged,
             )
-        return merged
+        return SyncOutcome(
+            mode="incremental", note=note, rejected=merged, events=batch.events, events_skipped=batch.skipped
+        )
 
     def _refetch(self, name: str, ids: list[str], rejected: list[Obj]) -> set[str]:
         """Read each changed object again (an event's copy may be stale) and store it; the ids stored."""
