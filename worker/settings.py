@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     @field_validator("retention_database_url")
     @classmethod
     def _database(cls, value: str | None) -> str | None:
-        if value is None:
+        if value is None or not value.strip():  # set but empty: the default, as for an unset variable
             return None
         try:
             backend = make_url(value).get_backend_name()

@@ -145,3 +145,10 @@ def test_an_existing_open_home_is_tightened(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("RETENTION_HOME", str(home))
     assert get_settings().home == home
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_an_empty_database_url_means_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`RETENTION_DATABASE_URL=` (as the demo's closing hint writes it) means the home's SQLite file."""
+    monkeypatch.setenv("RETENTION_HOME", str(tmp_path))
+    monkeypatch.setenv("RETENTION_DATABASE_URL", "")
+    assert get_settings().database_url == f"sqlite:///{tmp_path / 'retention.db'}"
