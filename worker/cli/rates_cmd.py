@@ -24,11 +24,15 @@ def rates_import_cmd(
     ),
 ) -> None:
     """Import exchange rates (1 unit of currency = rate units of the reporting currency, from that date)."""
-    from metrics.currencies import ISO_CURRENCIES
-    from worker.accounts import list_accounts
+    from worker.accounts import ConnectError, check_currency, list_accounts
     from worker.rates import RatesError, import_rates, reporting_currency_for_import
     from worker.rebuild import describe, rebuild_account  # heavy: loaded only when used
 
+    if reporting_currency is not None:  # bad input is refused before the database is touched
+        try:
+            check_currency(reporting_currency)
+        except ConnectError as exc:
+            refuse(str(exc))
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -41,8 +45,6 @@ def rates_import_cmd(
         )
     except RatesError as exc:
         refuse(str(exc))
-    if reporting not in ISO_CURRENCIES:
-        refuse(f"--reporting-currency {reporting_currency!r} is not an ISO 4217 currency code: use e.g. usd")
     try:
         count = import_rates(engine, text, reporting)
     except RatesError as exc:
