@@ -110,6 +110,9 @@ def rebuild_account(
         write.settle_days(conn, account_id, written, wanted)
         changes.clear(conn, account_id, pending.upto)
         write.record_build(conn, account_id, last_sync_at(conn, account_id), inputs)
+    if full:  # every row was rewritten: the next steps' plans need the tables' new statistics
+        with engine.begin() as conn:
+            write.refresh_statistics(conn)
     result.customers = len(customers)
     result.snapshot_days = len(wanted)
     return result

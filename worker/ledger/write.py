@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, text
 from sqlalchemy.engine import Connection
 
 from metrics.classify import ONE_TIME, RECURRING
@@ -129,3 +129,14 @@ def record_build(conn: Connection, account_id: int, sync_at: int | None, inputs:
     conn.execute(
         insert(B).values(account_id=account_id, built_at=int(time.time()), sync_at=sync_at, inputs=inputs)
     )
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """After a full rebuild on PostgreSQL: the planner's statistics of every table, fresh.
+
+    A database just filled by a full sync and rebuild has none until autovacuum gets to it, and without them
+    the planner takes a snapshot day for one row: the metrics then join two days of 100,000 customers row by
+    row (minutes; with statistics, a hash join in seconds). ANALYZE reads a sample of each table, so it costs
+    seconds at any size. SQLite plans without statistics, as it always has here."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE"))
