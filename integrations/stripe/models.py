@@ -65,6 +65,9 @@ class StripePrice(SQLModel, table=True):
 
 class StripeSubscription(SQLModel, table=True):
     __tablename__ = "stripe_subscription"
+    # a rebuild reads a batch of customers' subscriptions: without the account in the index, SQLite walks the
+    # account's whole primary key for each batch (quadratic in customers)
+    __table_args__ = (Index("ix_stripe_subscription_customer", "account_id", "customer_id"),)
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
     customer_id: str = Field(index=True, max_length=255)
@@ -101,6 +104,7 @@ class StripeSubscriptionItem(SQLModel, table=True):
 
 class StripeInvoice(SQLModel, table=True):
     __tablename__ = "stripe_invoice"
+    __table_args__ = (Index("ix_stripe_invoice_customer", "account_id", "customer_id"),)  # as subscriptions'
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
     customer_id: str | None = Field(default=None, index=True, max_length=255)
