@@ -42,11 +42,6 @@ CHILD_TABLES: dict[str, Table] = {
 _PARENT_COLUMN = {"subscriptions": "subscription_id", "invoices": "invoice_id"}
 
 
-def _encode(value: Any) -> str:
-    """Compact UTF-8 JSON text (what the JSON columns hold), with orjson: ~10x the stdlib encoder."""
-    return orjson.dumps(value).decode()
-
-
 @lru_cache(maxsize=256)
 def _statement(table: Table, columns: tuple[str, ...], keep: tuple[str, ...], placeholder: str) -> str:
     keys = [c.name for c in table.primary_key.columns]
@@ -64,45 +59,51 @@ def _json_columns(table: Table) -> frozenset[str]:
     return frozenset(c.name for c in table.c if isinstance(c.type, JSON))
 
 
-Plan = tuple[tuple[str, ...], Callable[[Row], Any], tuple[int, ...]]
+# For one shape of row: the columns written (plain ones first, then JSON ones) and a function turning a row
+# into its statement parameters, JSON values encoded to text here, once, rather than by SQLAlchemy per row.
+Plan = tuple[tuple[str, ...], Callable[[Row, int], tuple[Any, ...]]]
 
 
 @lru_cache(maxsize=256)
-def _row_plan(table: Table, keys: tuple[str, ...]) -> Plan:
-    """For rows with these keys (in this order): the columns written, a getter of their values as a tuple,
-    and the positions of JSON columns (encoded to text here, once, rather than by SQLAlchemy per row)."""
-    columns = tuple(k for k in keys if k not in (INSERT_ONLY, "account_id"))
-    getter = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+def _row_plan(table: Table, keys: frozenset[str]) -> Plan:
     json_cols = _json_columns(table)
-    return columns, getter, tuple(n for n, c in enumerate(columns) if c in json_cols)
+    plain = tuple(sorted(k for k in keys if k not in (INSERT_ONLY, "account_id") and k not in json_cols))
+    encoded = tuple(sorted(k for k in keys if k in json_cols))
+    get = itemgetter(*plain) if len(plain) > 1 else (lambda row: (row[plain[0]],))
+    dumps = orjson.dumps
+    if len(encoded) == 1 and len(plain) > 1:  # every Stripe table: one `raw` column
+        (name,) = encoded
+
+        def values(row: Row, account_id: int) -> tuple[Any, ...]:
+            return (*get(row), dumps(row[name]).decode(), account_id)
+
+    else:
+
+        def values(row: Row, account_id: int) -> tuple[Any, ...]:
+            return (*get(row), *(dumps(row[c]).decode() for c in encoded), account_id)
+
+    return (*plain, *encoded), values
 
 
 def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> None:
     """Insert or update rows by primary key; only the columns present in the rows are updated."""
     if not rows:
         return
-    # rows with the same keys share a statement; the parsers build each kind of row with its keys in one order
-    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Row]] = {}
-    for row in rows:
-        group = (tuple(row), tuple(row.get(INSERT_ONLY, ())))
-        by_id = groups.get(group)
-        if by_id is None:
-            by_id = groups[group] = {}
-        by_id[row["id"]] = row  # last one wins within a page
+    # Rows with the same keys share a statement. A parser builds every row of a kind with the same keys, so
+    # the common case is one group, told by comparing each row's keys with the first's (no per-row tuple).
+    first = rows[0].keys()
+    if INSERT_ONLY not in first and all(row.keys() == first for row in rows):
+        groups = {(frozenset(first), ()): rows}
+    else:
+        groups = {}
+        for row in rows:
+            groups.setdefault((frozenset(row), tuple(row.get(INSERT_ONLY, ()))), []).append(row)
     placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
-    for (keys, keep), by_id in groups.items():
-        columns, getter, json_at = _row_plan(table, keys)
+    for (keys, keep), group in groups.items():
+        columns, values = _row_plan(table, keys)
         sql = _statement(table, (*columns, "account_id"), keep, placeholder)
-        params: list[tuple[Any, ...]] = []
-        append = params.append
-        for row in by_id.values():
-            values = getter(row)
-            if json_at:
-                values = list(values)
-                for n in json_at:
-                    values[n] = _encode(values[n])
-            append((*values, account_id))
-        conn.exec_driver_sql(sql, params)
+        by_id = {row["id"]: row for row in group}  # the last copy of an id within a page wins
+        conn.exec_driver_sql(sql, [values(row, account_id) for row in by_id.values()])
 
 
 # The lists whose objects a full sync marks deleted when Stripe no longer lists them (subscriptions are
