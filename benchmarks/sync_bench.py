@@ -121,7 +121,10 @@ def processing_rate(invoice_pages: list[dict[str, Any]]) -> tuple[float, int]:
     """Our own work per invoice (parse + bulk upsert + commit), without any HTTP.
 
     Each page starts as the bytes of a response body (encoded before the clock starts: producing the body is
-    the server's work) and is parsed as StripeReader parses it, so the figure includes the JSON parse.
+    the server's work) and is parsed as StripeReader parses it, so the figure includes the JSON parse. Each
+    page is committed on its own (the writer batches pages only when it falls behind), and the clock stops
+    once SQLite has copied its write-ahead log into the database file (a checkpoint left for later would
+    flatter the figure).
     """
     engine, account_id = fresh_account("processing")
     bodies = [orjson.dumps(page["data"]) for page in invoice_pages]
@@ -132,6 +135,8 @@ def processing_rate(invoice_pages: list[dict[str, Any]]) -> tuple[float, int]:
         with engine.begin() as conn:
             ids, _ = store_page(conn, account_id, "invoices", objects)
         n += len(ids)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
     return n / (time.perf_counter() - start), n
 
 
@@ -221,7 +226,7 @@ def main() -> None:
     rate, n = processing_rate(invoice_pages)
     print(
         f"own processing (parse + upsert + commit, no HTTP): {rate:,.0f} invoices/s over {n} invoices "
-        f"(goal >= 10,000/s)"
+        f"(goal >= 15,000/s)"
     )
     del invoice_pages
     rate_figures(args.customers)

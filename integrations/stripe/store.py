@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Table, delete, func, not_, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from integrations.stripe import models
@@ -60,7 +61,7 @@ def _json_columns(table: Table) -> frozenset[str]:
 
 
 # For one shape of row: the columns written (plain ones first, then JSON ones) and a function turning a row
-# into its statement parameters, JSON values encoded to text here, once, rather than by SQLAlchemy per row.
+# into its SQLite statement parameters, JSON values encoded to text here, once, not by SQLAlchemy per row.
 Plan = tuple[tuple[str, ...], Callable[[Row, int], tuple[Any, ...]]]
 
 
@@ -69,7 +70,7 @@ def _row_plan(table: Table, keys: frozenset[str]) -> Plan:
     json_cols = _json_columns(table)
     plain = tuple(sorted(k for k in keys if k not in (INSERT_ONLY, "account_id") and k not in json_cols))
     encoded = tuple(sorted(k for k in keys if k in json_cols))
-    get = itemgetter(*plain) if len(plain) > 1 else (lambda row: (row[plain[0]],))
+    get = itemgetter(*plain) if len(plain) > 1 else (lambda row: tuple(row[c] for c in plain))
     dumps = orjson.dumps
     if len(encoded) == 1 and len(plain) > 1:  # every Stripe table: one `raw` column
         (name,) = encoded
@@ -98,12 +99,32 @@ def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> 
         groups = {}
         for row in rows:
             groups.setdefault((frozenset(row), tuple(row.get(INSERT_ONLY, ()))), []).append(row)
-    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
+    postgres = conn.dialect.name == "postgresql"
     for (keys, keep), group in groups.items():
         columns, values = _row_plan(table, keys)
-        sql = _statement(table, (*columns, "account_id"), keep, placeholder)
-        by_id = {row["id"]: row for row in group}  # the last copy of an id within a page wins
-        conn.exec_driver_sql(sql, [values(row, account_id) for row in by_id.values()])
+        unique = {row["id"]: row for row in group}.values()  # the last copy of an id within a page wins
+        if postgres:
+            document = orjson.dumps(list(unique)).decode()
+            conn.exec_driver_sql(_json_statement(table, columns, keep), (account_id, document))
+        else:
+            params = [values(row, account_id) for row in unique]
+            conn.exec_driver_sql(_statement(table, (*columns, "account_id"), keep, "?"), params)
+
+
+@lru_cache(maxsize=256)
+def _json_statement(table: Table, columns: tuple[str, ...], keep: tuple[str, ...]) -> str:
+    """PostgreSQL: `_statement` reading its rows from one JSON document (the page's row dicts, account_id
+    bound apart) instead of VALUES: a page is one statement of two parameters, prepared once per shape
+    whatever its row count, which the server takes apart in one pass (json_to_recordset). Keys of a row that
+    are not `columns` are ignored there; a JSON column comes out as the very text orjson wrote, as the
+    SQLite path stores it."""
+    dialect = postgresql.dialect()
+    names = ", ".join(f'"{c}"' for c in columns)
+    types = ", ".join(f'"{c}" {table.c[c].type.compile(dialect=dialect)}' for c in columns)
+    head, tail = _statement(table, (*columns, "account_id"), keep, "%s").split(" VALUES ", 1)
+    conflict = tail[tail.index(" ON CONFLICT") :]
+    # built from our own tables' and columns' names and types only; the values are bound parameters
+    return f"{head} SELECT {names}, %s FROM json_to_recordset(%s::json) AS page ({types}){conflict}"  # noqa: S608
 
 
 # The lists whose objects a full sync marks deleted when Stripe no longer lists them (subscriptions are
