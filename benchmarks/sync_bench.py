@@ -149,8 +149,10 @@ def processing_rate(invoice_pages: list[dict[str, Any]], engine: Any = None) -> 
 def fetch_only_rate(customers: int) -> tuple[float, int]:
     """The same sync with storing replaced by nothing: is the rate bound by fetching or by our writer?"""
     real = sync_module.store_page
-    sync_module.store_page = lambda conn, account_id, name, objects: (  # type: ignore[assignment]
-        ({o["id"] for o in objects}, []) if name == "invoices" else real(conn, account_id, name, objects)
+    sync_module.store_page = lambda conn, account_id, name, objects, listed_at=None: (  # type: ignore[assignment]
+        ({o["id"] for o in objects}, [])
+        if name == "invoices"
+        else real(conn, account_id, name, objects, listed_at)
     )
     try:
         with server_process(customers, latency=0.1) as url:
