@@ -5,7 +5,7 @@ Upserting by (account_id, Stripe id) makes a sync idempotent: a repeated or resu
 values. The statement is built once per table and column set. SQLite gets it with the driver's executemany
 (SQLAlchemy's per-row parameter processing cost more than parsing the objects did); PostgreSQL gets a page as
 one statement reading a JSON document of its rows, where executemany sent one statement per row and cost our
-side twice the CPU (benchmarks/sync_bench.py --postgres).
+side nearly twice the CPU (benchmarks/sync_bench.py --postgres).
 """
 
 from __future__ import annotations
