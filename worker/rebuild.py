@@ -107,12 +107,12 @@ def rebuild_account(
             written = set(stored_snapshot_days(conn, account_id))
         _rebuild_customers(conn, account, Builder(account, rates, result), customers, sorted(written), full)
         wanted = _wanted_days(conn, account_id, today)
-        write.settle_days(conn, account_id, written, wanted)
+        added_day = write.settle_days(conn, account_id, written, wanted)
         changes.clear(conn, account_id, pending.upto)
         write.record_build(conn, account_id, last_sync_at(conn, account_id), inputs)
-    if full:  # every row was rewritten: the next steps' plans need the tables' new statistics
+    if full or added_day:  # the next steps' plans need the tables' new statistics
         with engine.begin() as conn:
-            write.refresh_statistics(conn)
+            write.refresh_statistics(conn, everything=full)
     result.customers = len(customers)
     result.snapshot_days = len(wanted)
     return result

@@ -359,8 +359,10 @@ def test_what_stripe_no_longer_lists_leaves_the_figures_from_then_on(engine: Eng
     assert after_past == before_past  # history is kept
 
 
-def test_a_full_rebuild_on_postgresql_refreshes_the_planner_statistics(pg_engine: Engine) -> None:
-    """A first night's tables are new: without statistics the metrics' plans join row by row."""
+def test_rebuilds_on_postgresql_refresh_the_planner_statistics(pg_engine: Engine) -> None:
+    """A first night's tables are new, and a new day lies past the snapshots' histogram: without fresh
+    statistics the metrics' plans join two snapshot days row by row. A full rebuild analyzes every table; an
+    incremental one that adds a day, the snapshots; one that adds nothing, nothing."""
 
     def analyzed() -> dict[str, object]:
         with pg_engine.connect() as conn:
@@ -376,6 +378,11 @@ def test_a_full_rebuild_on_postgresql_refreshes_the_planner_statistics(pg_engine
     store(pg_engine, account, monthly_world())
     before = analyzed()
     rebuild_account(pg_engine, account, today=date(2026, 3, 20), full=True)
-    after = analyzed()
-    assert set(after) == {"ledger_line", "mrr_snapshot"}
-    assert all(after[t] is not None and after[t] != before.get(t) for t in after)
+    full = analyzed()
+    assert set(full) == {"ledger_line", "mrr_snapshot"}
+    assert all(full[t] is not None and full[t] != before.get(t) for t in full)
+    rebuild_account(pg_engine, account, today=date(2026, 3, 20))
+    assert analyzed() == full  # the same day again: nothing new to plan for
+    rebuild_account(pg_engine, account, today=date(2026, 3, 21))
+    next_day = analyzed()
+    assert next_day["mrr_snapshot"] != full["mrr_snapshot"] and next_day["ledger_line"] == full["ledger_line"]
