@@ -20,8 +20,9 @@ ranked by it: money times the strength of the evidence.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -617,3 +618,47 @@ def first_signal_day(
             first = day
         day -= timedelta(days=1)
     return first
+
+
+# -- how long a verdict holds ----------------------------------------------------------------------
+def _usage_turns(series: UsageSeries) -> Iterator[int]:
+    for p in series.periods:
+        yield p.end
+        yield math.floor(p.end + 1.5 * max(p.end - p.start, DAY)) + 1
+
+
+def _turning_points(records: CustomerRecords, th: Thresholds) -> Iterator[int]:
+    """Every instant at which one of the rules' comparisons with the instant `at` can turn, the records
+    unchanged. Each comparison above is of the form `x <= at`, `at < x` or `at > x`; this lists its x (or
+    x + 1 for `at <= x` and `at > x`), with the lookback's `since = at - lookback` moved onto `at`."""
+    lookback = th.lookback_days * DAY
+    for series in records.usage:  # a period ends (p.end <= at); the last one grows stale (at - end > 1.5 x)
+        yield from _usage_turns(series)
+    for line in records.licensed:  # known, covering at / at since, overlapping the lookback, a peak instant
+        yield line.known
+        for edge in (line.period_start, line.period_end):
+            yield edge
+            yield edge + lookback
+    for inv in records.invoices:  # created, first attempt possible after finalization, resolved
+        yield inv.created
+        yield (inv.finalized_at or inv.created) + 1
+        if inv.resolved_at is not None:
+            yield inv.resolved_at
+    for sub in records.subscriptions:  # alive, cancellation asked, scheduled end, current period
+        for moment in (sub.created, sub.ended_at, sub.canceled_at, sub.cancel_at, sub.current_period_end):
+            if moment is not None:
+                yield moment
+    for rev in records.revenue:  # MRR at `at` (whether the customer pays, its score)
+        yield rev.start
+        yield rev.end
+
+
+def next_change(records: CustomerRecords, at: int, th: Thresholds = DEFAULT_THRESHOLDS) -> int | None:
+    """The earliest instant after `at` at which `evaluate` may answer differently for these records (None:
+    never). Over [at, next_change) every signal code, weight, renewal date and MRR is the same as at `at`.
+
+    Two texts still move with the calendar day, not with the records: `renewal_soon` counts the days left and
+    `downgrade` may name `at` minus the lookback as the day of its peak; a caller that keeps the details of a
+    flagged customer must also stop at the next day start (worker/risk.py does).
+    """
+    return min((x for x in _turning_points(records, th) if x > at), default=None)

@@ -30,6 +30,7 @@ from integrations.stripe import changes
 from integrations.stripe.repository import billing
 from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.calendar import month_starts_covering, utc_day, utc_now
+from worker import risk_store
 from worker.ledger import read, write
 from worker.ledger.build import BuildCounts, Builder, ledger_rows
 from worker.locks import exclusive
@@ -109,6 +110,7 @@ def rebuild_account(
         wanted = _wanted_days(conn, account_id, today)
         write.settle_days(conn, account_id, written, wanted)
         changes.clear(conn, account_id, pending.upto)
+        risk_store.forget(conn, account_id, None if full else customers)  # their verdicts: judged again
         write.record_build(conn, account_id, last_sync_at(conn, account_id), inputs)
     result.customers = len(customers)
     result.snapshot_days = len(wanted)

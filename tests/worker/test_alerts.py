@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from integrations.stripe import changes
 from integrations.stripe.models import StripeCustomer, StripeInvoice, StripeSubscription
 from tests.support.risk_world import AS_OF, load
 from tests.support.slack_server import Answer, FakeSlack
@@ -26,6 +27,12 @@ from worker.settings import get_settings
 from worker.status import account_status
 
 AT_RISK = {"cus_failed", "cus_seats", "cus_cancel", "cus_usage"}
+
+
+def noted(engine: Engine, account_id: int, *customers: str) -> None:
+    """Note changed customers as a sync that stored the edited rows would (stored verdicts are judged again)."""
+    with engine.begin() as conn:
+        changes.note_page(conn, account_id, "customers", [{"id": c} for c in customers])
 
 
 @pytest.fixture
@@ -113,6 +120,7 @@ def test_changed_signals_are_alerted_again_and_recovery_is_reported_once(
         assert invoice and sub and cancel_invoice
         invoice.status, sub.status, cancel_invoice.status = "paid", "active", "open"
         session.add_all([invoice, sub, cancel_invoice])
+    noted(engine, account.id or 0, "cus_failed", "cus_cancel")
     rebuild_account(engine, account, today=AS_OF.date())
     result = run_alerts(engine, get_settings(), account, AS_OF, pause=0)
     assert result.sent == 2 and result.at_risk == 3
@@ -251,6 +259,7 @@ def test_cli_alert_posts_once_and_dry_run_prints(
         assert invoice is not None
         invoice.status = "open"
         session.add(invoice)
+    noted(engine, 1, "cus_steady")
     failed = cli.invoke(app, ["alert", "--as-of", "2026-11-01"])
     assert failed.exit_code == 1 and "HTTP 500" in failed.output and "1 pending" in failed.stdout
     assert slack.url not in failed.output
