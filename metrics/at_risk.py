@@ -627,7 +627,7 @@ def _usage_turns(series: UsageSeries) -> Iterator[int]:
         yield math.floor(p.end + 1.5 * max(p.end - p.start, DAY)) + 1
 
 
-def _turning_points(records: CustomerRecords, th: Thresholds) -> Iterator[int]:
+def _turning_points(records: CustomerRecords, th: Thresholds, money: bool) -> Iterator[int]:
     """Every instant at which one of the rules' comparisons with the instant `at` can turn, the records
     unchanged. Each comparison above is of the form `x <= at`, `at < x` or `at > x`; this lists its x (or
     x + 1 for `at <= x` and `at > x`), with the lookback's `since = at - lookback` moved onto `at`."""
@@ -639,6 +639,17 @@ def _turning_points(records: CustomerRecords, th: Thresholds) -> Iterator[int]:
         for edge in (line.period_start, line.period_end):
             yield edge
             yield edge + lookback
+    yield from _billing_turns(records)
+    for rev in records.revenue if money else ():  # MRR at `at` (whether the customer pays, its score)
+        yield rev.start
+        yield rev.end
+    ends = [s.current_period_end for s in records.subscriptions] + [x.period_end for x in records.licensed]
+    for end in ends:  # a renewal on that day enters renewal_soon's window, or has passed
+        if end is not None:
+            yield from _renewal_turns(utc_day(end), th)
+
+
+def _billing_turns(records: CustomerRecords) -> Iterator[int]:
     for inv in records.invoices:  # created, first attempt possible after finalization, resolved
         yield inv.created
         yield (inv.finalized_at or inv.created) + 1
@@ -648,17 +659,23 @@ def _turning_points(records: CustomerRecords, th: Thresholds) -> Iterator[int]:
         for moment in (sub.created, sub.ended_at, sub.canceled_at, sub.cancel_at, sub.current_period_end):
             if moment is not None:
                 yield moment
-    for rev in records.revenue:  # MRR at `at` (whether the customer pays, its score)
-        yield rev.start
-        yield rev.end
 
 
-def next_change(records: CustomerRecords, at: int, th: Thresholds = DEFAULT_THRESHOLDS) -> int | None:
+def _renewal_turns(renewal: date, th: Thresholds) -> Iterator[int]:
+    for window in (th.renewal_days, th.renewal_days_annual):
+        yield moment_ts(day_start(renewal - timedelta(days=window)))
+    yield moment_ts(day_start(renewal + timedelta(days=1)))
+
+
+def next_change(
+    records: CustomerRecords, at: int, th: Thresholds = DEFAULT_THRESHOLDS, money: bool = True
+) -> int | None:
     """The earliest instant after `at` at which `evaluate` may answer differently for these records (None:
     never). Over [at, next_change) every signal code, weight, renewal date and MRR is the same as at `at`.
 
-    Two texts still move with the calendar day, not with the records: `renewal_soon` counts the days left and
+    Two texts still move with the calendar day: `renewal_soon` counts the days left and
     `downgrade` may name `at` minus the lookback as the day of its peak; a caller that keeps the details of a
-    flagged customer must also stop at the next day start (worker/risk.py does).
+    flagged customer must also stop at the next day start (worker/risk.py does). Without `money`, the MRR's
+    changes are left out: the signals (`signals_at`) alone hold until then, as the backtest needs them.
     """
-    return min((x for x in _turning_points(records, th) if x > at), default=None)
+    return min((x for x in _turning_points(records, th, money) if x > at), default=None)

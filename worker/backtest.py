@@ -8,20 +8,32 @@ rule; metrics/backtest.py adds the outcomes up. The nightly run stores the resul
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from metrics.at_risk import CustomerRecords, Thresholds, evaluate
+from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, next_change, signals_at
 from metrics.backtest import BacktestResult, Tally, backtest_points, span
 from metrics.calendar import moment_ts
 from metrics.money import json_amount
-from worker.backtest_store import save_points, stored_points
 from worker.models import Account
-from worker.risk import customers_paying_between, is_current, iter_records, iter_revenue
+from worker.risk import (
+    BATCH,
+    customers_paying_between,
+    is_current,
+    iter_records,
+    iter_revenue,
+    read_catalog,
+    stale_customers,
+    verdict_basis,
+)
 from worker.risk_settings import risk_thresholds
+from worker.risk_store import FOREVER, Span, backtest_spans, save_backtest_spans
+
+HORIZON_DAYS = 7  # a customer judged again is judged 7 to 14 days ahead of each point (docs/scale.md)
 
 
 def compute_backtest(
@@ -33,39 +45,109 @@ def compute_backtest(
 ) -> BacktestResult:
     """The account's backtest as of `as_of` (the result is not stored: the nightly run stores it).
 
-    With `reuse` (the nightly run), points judged before under the same thresholds are read back and the
-    points judged now are kept; when every point is known, only the ledger's recurring lines are read (for the
-    outcomes), not the invoices, subscriptions and usage the signals need.
+    With `reuse` (the nightly run), each customer's signal codes over time are kept as spans
+    (worker/risk_store.py): a customer whose history did not change and whose spans cover tonight's points is
+    not read again, only its recurring lines (for the outcomes); the others are read and judged at the
+    points and a few days beyond, so the next nights find them covered. The figures are the same.
     """
     th = thresholds or risk_thresholds()
     points = backtest_points(as_of)
-    days = [p.date() for p in points]
-    known = stored_points(engine, account, days, th) if reuse else {}
     first, last = span(points)
     current = [is_current(engine, account, p) for p in points]
     customers = customers_paying_between(engine, account, first, last)
-    at = moment_ts(as_of)
-    stream = (
-        iter_revenue(engine, account, customers, at)
-        if len(known) == len(days)
-        else iter_records(engine, account, customers, at)
-    )
     tally = Tally(points, account.reporting_currency)
-    for records in stream:
+    if reuse and not any(current):
+        _tally_from_spans(engine, account, customers, tally, th)
+        return tally.result(as_of)
+    for records in iter_records(engine, account, customers, moment_ts(as_of)):
 
         def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> Sequence[str] | None:
-            stored = known.get(days[k])
-            if stored is not None:
-                return stored.get(records.customer_id)
             found = evaluate(records, t, mrr, current[k], th)
             return found.codes if found is not None else None
 
         tally.add(records.customer_id, records.name, records.revenue, judge)
-    if reuse:
-        save_points(
-            engine, account, {d: tally.point_flags[k] for k, d in enumerate(days) if d not in known}, th
-        )
     return tally.result(as_of)
+
+
+def _covering(spans: list[Span], t: int) -> Span | None:
+    return next((s for s in spans if s[0] <= t < s[1]), None)
+
+
+def _horizon(customer_id: str) -> int:
+    """7 to 14 days, by customer: those judged on the same night are not all due again on the same night."""
+    return (HORIZON_DAYS + zlib.crc32(customer_id.encode()) % (HORIZON_DAYS + 1)) * DAY
+
+
+def judge_spans(
+    records: CustomerRecords, instants: Sequence[int], th: Thresholds, horizon: int
+) -> list[Span]:
+    """The customer's signal codes from each instant to `horizon` after it (None: no signal), as spans over
+    which they cannot change (metrics.at_risk.next_change), judged on dated evidence only (current=False)."""
+    out: list[Span] = []
+    for start in instants:
+        t = start
+        while t < start + horizon:
+            signals, _ = signals_at(records, t, False, th)
+            until = next_change(records, t, th, money=False) or FOREVER
+            out.append((t, until, tuple(s.code for s in signals) or None))
+            t = until
+    return out
+
+
+def _merged(spans: list[Span], since: int) -> list[Span]:
+    """Spans ending after `since`, sorted, neighbours with the same codes joined (less to store)."""
+    out: list[Span] = []
+    for s in sorted(x for x in spans if x[1] > since):
+        if out and out[-1][1] == s[0] and out[-1][2] == s[2]:
+            out[-1] = (out[-1][0], s[1], s[2])
+        else:
+            out.append(s)
+    return out
+
+
+def _tally_from_spans(
+    engine: Engine, account: Account, customers: Sequence[str], tally: Tally, th: Thresholds
+) -> None:
+    """Adds every customer to `tally`, reading stored spans per batch and judging only what they miss."""
+    account_id = account.id or 0
+    catalog = read_catalog(engine, account)
+    basis = verdict_basis(account, catalog, th, False)
+    instants = tally.instants
+    with engine.connect() as conn:
+        stale = stale_customers(conn, account_id)
+    at = instants[-1]
+    for n in range(0, len(customers), BATCH):
+        chunk = customers[n : n + BATCH]
+        with engine.connect() as conn:
+            held = backtest_spans(conn, account_id, chunk) if stale is not None else {}
+        spans: dict[str, list[Span]] = {}
+        for cid in chunk:
+            found = held.get(cid)
+            if found is not None and found[0] == basis and cid not in (stale or ()):
+                spans[cid] = found[1]
+        covered = [c for c in chunk if c in spans and all(_covering(spans[c], t) for t in instants)]
+        judge = [c for c in chunk if c not in set(covered)]
+        fresh: dict[str, list[Span]] = {}
+        for records in iter_records(engine, account, judge, at, catalog=catalog):
+            cid = records.customer_id
+            missing = [t for t in instants if _covering(spans.get(cid, []), t) is None]
+            fresh[cid] = spans[cid] = _merged(
+                spans.get(cid, []) + judge_spans(records, missing, th, _horizon(cid)), instants[0]
+            )
+            _add(tally, records, spans[cid])
+        for records in iter_revenue(engine, account, covered, at):
+            _add(tally, records, spans[records.customer_id])
+        if fresh:
+            with engine.begin() as conn:
+                save_backtest_spans(conn, account_id, basis, fresh)
+
+
+def _add(tally: Tally, records: CustomerRecords, spans: list[Span]) -> None:
+    def judge(k: int, t: int, mrr: int) -> Sequence[str] | None:
+        found = _covering(spans, t)
+        return found[2] if found is not None else None
+
+    tally.add(records.customer_id, records.name, records.revenue, judge)
 
 
 def backtest_payload(result: BacktestResult) -> dict[str, Any]:

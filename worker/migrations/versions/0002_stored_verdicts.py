@@ -1,4 +1,4 @@
-"""stored verdicts: risk_verdict and backtest_verdict (worker/risk_store.py)
+"""stored verdicts: risk_verdict and backtest_verdict (worker/risk_store.py) replace backtest_point
 
 Revision ID: 0002
 Revises: 0001
@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.drop_table('backtest_point')  # per-date flags never forgotten when history changed: spans replace them
     op.create_table('backtest_verdict',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -39,3 +40,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('risk_verdict')
     op.drop_table('backtest_verdict')
+    op.create_table('backtest_point',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('thresholds', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('flags', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id', 'day', 'thresholds')
+    )
