@@ -30,7 +30,7 @@ AT_RISK = {"cus_failed", "cus_seats", "cus_cancel", "cus_usage"}
 
 
 def noted(engine: Engine, account_id: int, *customers: str) -> None:
-    """Note changed customers as a sync that stored the edited rows would (stored verdicts are judged again)."""
+    """Note changed customers as the sync storing the edited rows would: their verdicts are judged again."""
     with engine.begin() as conn:
         changes.note_page(conn, account_id, "customers", [{"id": c} for c in customers])
 
