@@ -3,7 +3,9 @@
 One pass: the customers who paid somewhere in the span are read per batch (worker/risk.py iter_records),
 each customer's whole history once, and judged at the twelve points with `metrics.at_risk.evaluate`, the
 function `retention at-risk --as-of` runs, with the same thresholds and the same "is the stored state current"
-rule; metrics/backtest.py adds the outcomes up. The nightly run stores the result (worker/backtest_store.py).
+rule; metrics/backtest.py adds the outcomes up. The nightly run stores the result (worker/backtest_store.py)
+and, with `reuse`, keeps each customer's codes over time so later nights read only what they miss
+(worker/risk_store.py; docs/at-risk.md, Stored verdicts).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from worker.risk import (
 from worker.risk_settings import risk_thresholds
 from worker.risk_store import FOREVER, Span, backtest_spans, save_backtest_spans
 
-HORIZON_DAYS = 7  # a customer judged again is judged 7 to 14 days ahead of each point (docs/scale.md)
+HORIZON_DAYS = 7  # a customer read again is judged 7 to 14 days past each point (docs/at-risk.md)
 
 
 def compute_backtest(

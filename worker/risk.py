@@ -395,7 +395,7 @@ def present_assessments(
     engine: Engine, account: Account, as_of: datetime, thresholds: Thresholds | None = None
 ) -> list[RiskAssessment]:
     """Every paying customer with a signal at `as_of`, ranked: what `evaluate_customers` gives over every
-    paying customer, reusing the stored verdicts that still hold (docs/scale.md).
+    paying customer, reusing the stored verdicts that still hold (docs/at-risk.md, Stored verdicts).
 
     Only when the stored state describes `as_of` (a replay of a past day is judged afresh and not stored):
     a customer is judged again when its history changed (forgotten by the rebuild, or noted by a sync not

@@ -5,7 +5,7 @@ kept per (account, customer) with the interval over which it cannot change while
 (`judged_at` .. `valid_until`, see `metrics.at_risk.next_change`) and the `basis` it was judged under (the
 thresholds, the reporting currency, the catalog, whether the stored state was current). A later run at an
 instant inside the interval, under the same basis, reads the verdict back instead of loading the customer's
-invoices, subscriptions, lines and usage again (docs/scale.md).
+invoices, subscriptions, lines and usage again (docs/at-risk.md, Stored verdicts).
 
 The rebuild forgets the verdicts of the customers whose ledger it recomputed (`forget`, in its transaction),
 a meter-usage refresh those whose usage changed; changes a sync noted but no rebuild read yet are excluded by
