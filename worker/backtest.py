@@ -10,6 +10,7 @@ and, with `reuse`, keeps each customer's codes over time so later nights read on
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,22 +19,30 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, next_change, signals_at
-from metrics.backtest import BacktestResult, Tally, backtest_points, span
+from metrics.backtest import BacktestResult, MrrSteps, Tally, backtest_points, span
 from metrics.calendar import moment_ts
 from metrics.money import json_amount
 from worker.models import Account
 from worker.risk import (
     BATCH,
     customers_paying_between,
-    is_current,
+    described_at,
+    describes,
     iter_records,
-    iter_revenue,
     read_catalog,
     stale_customers,
     verdict_basis,
 )
 from worker.risk_settings import risk_thresholds
-from worker.risk_store import FOREVER, Span, backtest_spans, save_backtest_spans
+from worker.risk_store import (
+    FOREVER,
+    Forgotten,
+    KeptCustomer,
+    Span,
+    epoch,
+    kept_customers,
+    save_kept_customers,
+)
 
 HORIZON_DAYS = 7  # a customer read again is judged 7 to 14 days past each point (docs/at-risk.md)
 
@@ -55,7 +64,8 @@ def compute_backtest(
     th = thresholds or risk_thresholds()
     points = backtest_points(as_of)
     first, last = span(points)
-    current = [is_current(engine, account, p) for p in points]
+    described = described_at(engine, account)
+    current = [describes(described, p) for p in points]
     customers = customers_paying_between(engine, account, first, last)
     tally = Tally(points, account.reporting_currency)
     if reuse and not any(current):
@@ -90,7 +100,7 @@ def judge_spans(
         t = start
         while t < start + horizon:
             signals, _ = signals_at(records, t, False, th)
-            until = next_change(records, t, th, money=False) or FOREVER
+            until = next_change(records, t, th, money=False, signals=bool(signals)) or FOREVER
             out.append((t, until, tuple(s.code for s in signals) or None))
             t = until
     return out
@@ -110,46 +120,43 @@ def _merged(spans: list[Span], since: int) -> list[Span]:
 def _tally_from_spans(
     engine: Engine, account: Account, customers: Sequence[str], tally: Tally, th: Thresholds
 ) -> None:
-    """Adds every customer to `tally`, reading stored spans per batch and judging only what they miss."""
+    """Adds every customer to `tally` from what was kept of it, reading and judging only what is missing."""
     account_id = account.id or 0
     catalog = read_catalog(engine, account)
     basis = verdict_basis(account, catalog, th, False)
     instants = tally.instants
     with engine.connect() as conn:
+        since = epoch(conn, account_id)  # read before anything it judges
         stale = stale_customers(conn, account_id)
-    at = instants[-1]
     for n in range(0, len(customers), BATCH):
         chunk = customers[n : n + BATCH]
         with engine.connect() as conn:
-            held = backtest_spans(conn, account_id, chunk) if stale is not None else {}
-        spans: dict[str, list[Span]] = {}
-        for cid in chunk:
-            found = held.get(cid)
-            if found is not None and found[0] == basis and cid not in (stale or ()):
-                spans[cid] = found[1]
-        covered = [c for c in chunk if c in spans and all(_covering(spans[c], t) for t in instants)]
-        judge = [c for c in chunk if c not in set(covered)]
-        fresh: dict[str, list[Span]] = {}
-        for records in iter_records(engine, account, judge, at, catalog=catalog):
+            held = kept_customers(conn, account_id, chunk) if stale is not None else {}
+        kept = {
+            cid: k for cid, k in held.items() if k.basis == basis and cid not in (stale or ())
+        }  # a changed history, another basis: judged afresh
+        judge = [c for c in chunk if c not in kept or not all(_covering(kept[c].spans, t) for t in instants)]
+        fresh: dict[str, KeptCustomer] = {}
+        for records in iter_records(engine, account, judge, instants[-1], catalog=catalog):
             cid = records.customer_id
-            missing = [t for t in instants if _covering(spans.get(cid, []), t) is None]
-            fresh[cid] = spans[cid] = _merged(
-                spans.get(cid, []) + judge_spans(records, missing, th, _horizon(cid)), instants[0]
-            )
-            _add(tally, records, spans[cid])
-        for records in iter_revenue(engine, account, covered, at):
-            _add(tally, records, spans[records.customer_id])
-        if fresh:
-            with engine.begin() as conn:
-                save_backtest_spans(conn, account_id, basis, fresh)
+            old = kept[cid].spans if cid in kept else []
+            missing = [t for t in instants if _covering(old, t) is None]
+            steps = MrrSteps(records.revenue)
+            spans = _merged(old + judge_spans(records, missing, th, _horizon(cid)), instants[0])
+            fresh[cid] = kept[cid] = KeptCustomer(basis, records.name, steps.instants, steps.values, spans)
+        for cid in chunk:
+            _add(tally, cid, kept[cid])
+        if fresh:  # kept unless a rebuild forgot verdicts meanwhile (then the next night judges them)
+            with contextlib.suppress(Forgotten), engine.begin() as conn:
+                save_kept_customers(conn, account_id, fresh, since)
 
 
-def _add(tally: Tally, records: CustomerRecords, spans: list[Span]) -> None:
+def _add(tally: Tally, customer_id: str, kept: KeptCustomer) -> None:
     def judge(k: int, t: int, mrr: int) -> Sequence[str] | None:
-        found = _covering(spans, t)
+        found = _covering(kept.spans, t)
         return found[2] if found is not None else None
 
-    tally.add(records.customer_id, records.name, records.revenue, judge)
+    tally.add_steps(customer_id, kept.name, MrrSteps.of(kept.instants, kept.values), judge)
 
 
 def backtest_payload(result: BacktestResult) -> dict[str, Any]:

@@ -12,6 +12,7 @@ worker/mrr_queries.py for the ledger), so nothing here builds SQL. No Stripe cal
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,7 +55,16 @@ from worker.backtest_store import stored_track_records
 from worker.models import Account
 from worker.mrr_queries import RecurringLine, mrr_at, revenue_customers, risk_lines
 from worker.risk_settings import risk_thresholds
-from worker.risk_store import FOREVER, StoredVerdict, basis_key, forget, save_verdicts, verdicts
+from worker.risk_store import (
+    FOREVER,
+    Forgotten,
+    StoredVerdict,
+    basis_key,
+    epoch,
+    forget,
+    save_verdicts,
+    verdicts,
+)
 from worker.settings import Settings
 
 DASHBOARD = "https://dashboard.stripe.com"
@@ -286,29 +296,6 @@ def iter_records(
         yield from found
 
 
-def iter_revenue(
-    engine: Engine, account: Account, customers: Sequence[str], at: int, batch: int = BATCH
-) -> Iterator[CustomerRecords]:
-    """Name and counted recurring lines only (MRR over time), per batch: what the backtest's outcomes need
-    when every point's flags are already known."""
-    for n in range(0, len(customers), batch):
-        chunk = list(customers[n : n + batch])
-        with engine.connect() as conn:
-            names = {c.id: c.name or c.email or c.id for c in customer_names(conn, account.id or 0, chunk)}
-            lines = risk_lines(conn, account.id or 0, chunk)
-        revenue: dict[str, list[RevenueLine]] = defaultdict(list)
-        for line in lines:
-            if line.counted and line.monthly_reporting is not None:
-                revenue[line.customer_id].append(
-                    RevenueLine(line.period_start, line.mrr_end, line.monthly_reporting)
-                )
-        for cid in chunk:
-            mine = tuple(revenue.get(cid, ()))
-            yield CustomerRecords(
-                cid, names.get(cid, cid), mrr_of(mine, at), account.reporting_currency, revenue=mine
-            )
-
-
 def customer_display_names(engine: Engine, account: Account, customers: Sequence[str]) -> dict[str, str]:
     """Name (else email, else id) of a few customers, e.g. those an alert run reports as recovered."""
     if not customers:
@@ -343,10 +330,21 @@ def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
     invoice); a date more than a day before it is judged on dated evidence only (metrics/at_risk.py), so
     `--as-of` a year ago does not flag today's past_due.
     """
+    return describes(described_at(engine, account), as_of)
+
+
+def described_at(engine: Engine, account: Account) -> int | None:
+    """The instant the stored state describes: the last sync, else (rows stored without one) the newest
+    invoice's creation; None when nothing is stored."""
     with engine.connect() as conn:
         described = last_sync_at(conn, account.id or 0)
-        if described is None:  # rows stored without a sync: they describe the time of the newest invoice
+        if described is None:
             described = stored.newest_invoice_created(conn, account.id or 0)
+    return described
+
+
+def describes(described: int | None, as_of: datetime) -> bool:
+    """`is_current` with the described instant read once (the backtest asks for twelve points)."""
     return described is None or moment_ts(as_of) >= described - CURRENT_SLACK
 
 
@@ -385,7 +383,7 @@ def stale_customers(conn: Connection, account_id: int) -> set[str] | None:
 def _valid_until(records: CustomerRecords, at: int, found: RiskAssessment | None, th: Thresholds) -> int:
     """Until when the verdict holds, records unchanged: the next turning point of a rule, and for a customer
     at risk also the next day start (the days left to a renewal, a peak's day, are in its details)."""
-    until = next_change(records, at, th) or FOREVER
+    until = next_change(records, at, th, signals=found is not None) or FOREVER
     if found is not None:
         until = min(until, moment_ts(day_start(utc_day(at) + timedelta(days=1))))
     return until
@@ -409,6 +407,7 @@ def present_assessments(
     catalog = read_catalog(engine, account)
     basis = verdict_basis(account, catalog, th, current)
     with engine.connect() as conn:
+        since = epoch(conn, account.id or 0)  # read before anything it judges
         stale = stale_customers(conn, account.id or 0)
         stored_verdicts = verdicts(conn, account.id or 0) if stale is not None else {}
     found: list[RiskAssessment | None] = []
@@ -426,16 +425,17 @@ def present_assessments(
         fresh.append((records.customer_id, StoredVerdict(basis, at, until, verdict)))
         found.append(verdict)
         if len(fresh) >= BATCH:
-            _save(engine, account, fresh)
+            _save(engine, account, fresh, since)
             fresh = []
-    _save(engine, account, fresh)
+    _save(engine, account, fresh, since)
     return rank(found)
 
 
-def _save(engine: Engine, account: Account, fresh: list[tuple[str, StoredVerdict]]) -> None:
+def _save(engine: Engine, account: Account, fresh: list[tuple[str, StoredVerdict]], since: int) -> None:
+    """Keeps the verdicts, unless a rebuild forgot verdicts meanwhile (then the next run judges them)."""
     if fresh:
-        with engine.begin() as conn:
-            save_verdicts(conn, account.id or 0, fresh)
+        with contextlib.suppress(Forgotten), engine.begin() as conn:
+            save_verdicts(conn, account.id or 0, fresh, since)
 
 
 def assess_account(engine: Engine, account: Account, as_of: datetime) -> list[AtRiskAccount]:

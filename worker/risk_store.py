@@ -47,18 +47,53 @@ class RiskVerdict(SQLModel, table=True):
 
 
 class BacktestVerdict(SQLModel, table=True):
-    """One customer's signal codes at past instants, as intervals: [[from, until, codes or null], ...].
-
-    The backtest's points move by a day each night; a point inside a stored interval is read back."""
+    """One customer as the backtest sees it: its signal codes at past instants, as intervals
+    ([[from, until, codes or null], ...]), and its name and MRR over time ([instants, values]) for the
+    outcomes. The backtest's points move by a day each night; a point inside a kept interval is read back."""
 
     __tablename__ = "backtest_verdict"
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     customer_id: str = Field(primary_key=True, max_length=255)
     basis: str = Field(max_length=64)
+    name: str
+    mrr: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     spans: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
-RV, BV = table_of(RiskVerdict), table_of(BacktestVerdict)
+class VerdictEpoch(SQLModel, table=True):
+    """How many times the account's verdicts were forgotten: a run that judged customers from rows read before
+    a `forget` stores nothing (its verdicts may rest on the history that was just replaced)."""
+
+    __tablename__ = "verdict_epoch"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    epoch: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+RV, BV, VE = table_of(RiskVerdict), table_of(BacktestVerdict), table_of(VerdictEpoch)
+
+
+class Forgotten(Exception):
+    """Verdicts were forgotten while they were judged: the transaction storing them is rolled back."""
+
+
+def epoch(conn: Connection, account_id: int, lock: bool = False) -> int:
+    """The account's forget count (0 before any); `lock` holds its row to the end of the transaction."""
+    query = select(VE.c.epoch).where(VE.c.account_id == account_id)
+    found = conn.execute(query.with_for_update() if lock else query).scalar()
+    return int(found or 0)
+
+
+def _store_if_unchanged(conn: Connection, account_id: int, since: int) -> None:
+    """Call after writing verdicts, in the same transaction: rolls it back when a forget came in between.
+
+    The write came first, so on SQLite this transaction already holds the write lock and reads the newest
+    epoch; on PostgreSQL the row lock waits for a forget in progress and reads what it committed (the row is
+    made first if missing: that insert too waits for a forget inserting it)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    made = dialect.insert(VE).values(account_id=account_id, epoch=0)
+    conn.execute(made.on_conflict_do_nothing(index_elements=["account_id"]))
+    if epoch(conn, account_id, lock=True) != since:
+        raise Forgotten
 
 
 def basis_key(*parts: object) -> str:
@@ -125,8 +160,11 @@ def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keep: list
         conn.execute(stmt, rows[n : n + WRITE_CHUNK])
 
 
-def save_verdicts(conn: Connection, account_id: int, found: Iterable[tuple[str, StoredVerdict]]) -> None:
-    """Store (or replace) these customers' present verdicts."""
+def save_verdicts(
+    conn: Connection, account_id: int, found: Iterable[tuple[str, StoredVerdict]], since: int
+) -> None:
+    """Store (or replace) these customers' present verdicts, judged from rows read at epoch `since`
+    (raises Forgotten, nothing stored, when verdicts were forgotten since)."""
     rows = [
         {
             "account_id": account_id,
@@ -139,43 +177,68 @@ def save_verdicts(conn: Connection, account_id: int, found: Iterable[tuple[str, 
         for cid, v in found
     ]
     _upsert(conn, RV, rows, ["basis", "judged_at", "valid_until", "assessment"])
+    _store_if_unchanged(conn, account_id, since)
 
 
 # -- backtest flags --------------------------------------------------------------------------------
 Span = tuple[int, int, tuple[str, ...] | None]  # [from, until): the codes (None: not flagged)
 
 
-def backtest_spans(
-    conn: Connection, account_id: int, customers: Collection[str] | None = None
-) -> dict[str, tuple[str, list[Span]]]:
-    """customer -> (basis, spans) of the stored backtest verdicts (of these customers, else all)."""
-    query = select(BV.c.customer_id, BV.c.basis, BV.c.spans).where(BV.c.account_id == account_id)
-    if customers is not None:
-        query = query.where(BV.c.customer_id.in_(list(customers)))
+@dataclass
+class KeptCustomer:
+    """What the backtest keeps of a customer (BacktestVerdict)."""
+
+    basis: str
+    name: str
+    instants: list[int]
+    values: list[int]
+    spans: list[Span]
+
+
+def kept_customers(conn: Connection, account_id: int, customers: Collection[str]) -> dict[str, KeptCustomer]:
+    """The backtest's kept customers among these."""
+    query = select(BV.c.customer_id, BV.c.basis, BV.c.name, BV.c.mrr, BV.c.spans).where(
+        BV.c.account_id == account_id, BV.c.customer_id.in_(list(customers))
+    )
     return {
-        cid: (basis, [(int(s[0]), int(s[1]), tuple(s[2]) if s[2] is not None else None) for s in spans])
-        for cid, basis, spans in conn.execute(query)
+        cid: KeptCustomer(
+            basis,
+            name,
+            [int(x) for x in mrr[0]],
+            [int(x) for x in mrr[1]],
+            [(int(s[0]), int(s[1]), tuple(s[2]) if s[2] is not None else None) for s in spans],
+        )
+        for cid, basis, name, mrr, spans in conn.execute(query)
     }
 
 
-def save_backtest_spans(
-    conn: Connection, account_id: int, basis: str, found: Mapping[str, list[Span]]
+def save_kept_customers(
+    conn: Connection, account_id: int, found: Mapping[str, KeptCustomer], since: int
 ) -> None:
+    """Store (or replace) these customers, judged from rows read at epoch `since` (see save_verdicts)."""
     rows = [
         {
             "account_id": account_id,
             "customer_id": cid,
-            "basis": basis,
-            "spans": [[a, b, list(c) if c is not None else None] for a, b, c in spans],
+            "basis": k.basis,
+            "name": k.name,
+            "mrr": [k.instants, k.values],
+            "spans": [[a, b, list(c) if c is not None else None] for a, b, c in k.spans],
         }
-        for cid, spans in found.items()
+        for cid, k in found.items()
     ]
-    _upsert(conn, BV, rows, ["basis", "spans"])
+    _upsert(conn, BV, rows, ["basis", "name", "mrr", "spans"])
+    _store_if_unchanged(conn, account_id, since)
 
 
 # -- forgetting ------------------------------------------------------------------------------------
 def forget(conn: Connection, account_id: int, customers: Collection[str] | None) -> None:
-    """Drop the stored verdicts of these customers (None: of every customer): their history changed."""
+    """Drop the stored verdicts of these customers (None: of every customer): their history changed.
+
+    The epoch moves first, so a run that read the old history and stores after this commits stores nothing."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    bump = dialect.insert(VE).values(account_id=account_id, epoch=1)
+    conn.execute(bump.on_conflict_do_update(index_elements=["account_id"], set_={"epoch": VE.c.epoch + 1}))
     for table in (RV, BV):
         query = delete(table).where(table.c.account_id == account_id)
         if customers is None:

@@ -25,6 +25,7 @@ from metrics.at_risk import (
     evaluate,
     mrr_at,
     next_change,
+    signals_at,
 )
 from metrics.calendar import utc_day
 
@@ -164,7 +165,7 @@ def test_no_verdict_changes_before_the_next_turning_point(seed: int) -> None:
         current = rng.random() < 0.5
         at = _instant(rng, 10)
         found = _judge(records, at, current, th)
-        until = next_change(records, at, th)
+        until = next_change(records, at, th, signals=found is not None)
         end = until if until is not None else at + 400 * DAY
         assert end > at
         flagged += found is not None
@@ -177,3 +178,22 @@ def test_no_verdict_changes_before_the_next_turning_point(seed: int) -> None:
         if until is not None:
             turned += _shape(_judge(records, until, current, th)) != _shape(found)
     assert flagged > 20 and turned > 20  # the cases covered flagged customers and verdicts that did turn
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_signal_changes_before_the_next_turning_point_without_money(seed: int) -> None:
+    """The backtest's spans: the signals alone (MRR left to the outcomes), on dated evidence only."""
+    rng = random.Random(seed)
+    th = Thresholds()
+    signalled = 0
+    for _ in range(400):
+        records = customer(rng)
+        at = _instant(rng, 10)
+        codes = [s.code for s in signals_at(records, at, False, th)[0]]
+        until = next_change(records, at, th, money=False, signals=bool(codes))
+        end = until if until is not None else at + 400 * DAY
+        signalled += bool(codes)
+        for probe in {at + 1, end - 1, *(rng.randrange(at, end) for _ in range(6))}:
+            if at <= probe < end:
+                assert [s.code for s in signals_at(records, probe, False, th)[0]] == codes, (seed, at, probe)
+    assert signalled > 20

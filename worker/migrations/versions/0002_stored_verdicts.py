@@ -1,4 +1,4 @@
-"""stored verdicts: risk_verdict and backtest_verdict (worker/risk_store.py) replace backtest_point
+"""stored verdicts: risk_verdict, backtest_verdict and verdict_epoch (worker/risk_store.py) replace backtest_point
 
 Revision ID: 0002
 Revises: 0001
@@ -21,9 +21,17 @@ def upgrade() -> None:
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('basis', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('mrr', sa.JSON(), nullable=False),
     sa.Column('spans', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'customer_id')
+    )
+    op.create_table('verdict_epoch',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('epoch', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id')
     )
     op.create_table('risk_verdict',
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -39,6 +47,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('risk_verdict')
+    op.drop_table('verdict_epoch')
     op.drop_table('backtest_verdict')
     op.create_table('backtest_point',
     sa.Column('account_id', sa.Integer(), nullable=False),
