@@ -1,7 +1,7 @@
 """stored verdicts: risk_verdict, backtest_verdict and verdict_epoch (worker/risk_store.py) replace backtest_point
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01 15:00:00
 """
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
