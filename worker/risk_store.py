@@ -83,17 +83,26 @@ def epoch(conn: Connection, account_id: int, lock: bool = False) -> int:
     return int(found or 0)
 
 
-def _store_if_unchanged(conn: Connection, account_id: int, since: int) -> None:
-    """Call after writing verdicts, in the same transaction: rolls it back when a forget came in between.
+def _store_if_unchanged(
+    conn: Connection, account_id: int, since: int, table: Any, rows: list[dict[str, Any]], keep: list[str]
+) -> None:
+    """Upsert verdict rows unless verdicts were forgotten since epoch `since` (raises Forgotten; the caller's
+    transaction then stores nothing).
 
-    The write came first, so on SQLite this transaction already holds the write lock and reads the newest
-    epoch; on PostgreSQL the row lock waits for a forget in progress and reads what it committed (the row is
-    made first if missing: that insert too waits for a forget inserting it)."""
+    The order avoids both a lost forget and a deadlock with a rebuild (which moves the epoch, then deletes
+    verdict rows): on PostgreSQL the epoch row is locked first (waiting for a forget in progress, then reading
+    what it committed; the row is made if missing, an insert that also waits for one inserting it); on SQLite
+    the rows are written first, which takes the database's write lock, so the epoch read after is the newest.
+    """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    if conn.dialect.name != "postgresql":
+        _upsert(conn, table, rows, keep)
     made = dialect.insert(VE).values(account_id=account_id, epoch=0)
     conn.execute(made.on_conflict_do_nothing(index_elements=["account_id"]))
     if epoch(conn, account_id, lock=True) != since:
         raise Forgotten
+    if conn.dialect.name == "postgresql":
+        _upsert(conn, table, rows, keep)
 
 
 def basis_key(*parts: object) -> str:
@@ -176,8 +185,9 @@ def save_verdicts(
         }
         for cid, v in found
     ]
-    _upsert(conn, RV, rows, ["basis", "judged_at", "valid_until", "assessment"])
-    _store_if_unchanged(conn, account_id, since)
+    _store_if_unchanged(
+        conn, account_id, since, RV, rows, ["basis", "judged_at", "valid_until", "assessment"]
+    )
 
 
 # -- backtest flags --------------------------------------------------------------------------------
@@ -227,8 +237,7 @@ def save_kept_customers(
         }
         for cid, k in found.items()
     ]
-    _upsert(conn, BV, rows, ["basis", "name", "mrr", "spans"])
-    _store_if_unchanged(conn, account_id, since)
+    _store_if_unchanged(conn, account_id, since, BV, rows, ["basis", "name", "mrr", "spans"])
 
 
 # -- forgetting ------------------------------------------------------------------------------------
