@@ -245,6 +245,8 @@ def forget(conn: Connection, account_id: int, customers: Collection[str] | None)
     """Drop the stored verdicts of these customers (None: of every customer): their history changed.
 
     The epoch moves first, so a run that read the old history and stores after this commits stores nothing."""
+    if customers is not None and not customers:
+        return  # nothing changed (a quiet night's rebuild): what is being judged meanwhile may be kept
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     bump = dialect.insert(VE).values(account_id=account_id, epoch=1)
     conn.execute(bump.on_conflict_do_update(index_elements=["account_id"], set_={"epoch": VE.c.epoch + 1}))
