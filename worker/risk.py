@@ -7,7 +7,9 @@ Stripe subscriptions, invoices and meter summaries) into its plain records, a ba
 of customers at an instant: the at-risk run, the alerts and the same-day watch call it. The
 rows come from the repositories (integrations/stripe/repository/risk.py for stored Stripe objects,
 worker/mrr_queries.py for the ledger), so nothing here builds SQL. No Stripe call happens here except in
-`refresh_meter_usage`, which the alert run calls before it looks for risk.
+`refresh_meter_usage`, which the alert run calls before it looks for risk. `present_assessments` (the at-risk
+list, the digest, the report) reads back the verdicts kept in worker/risk_store.py that still hold and judges
+only the other customers (docs/at-risk.md, Stored verdicts).
 """
 
 from __future__ import annotations
