@@ -46,6 +46,7 @@ from metrics.at_risk import (
 )
 from metrics.at_risk import mrr_at as mrr_of
 from metrics.calendar import day_start, moment_ts, months_back, utc_datetime, utc_day, utc_now
+from metrics.dbapi import reader_of
 from metrics.money import json_amount
 from worker.accounts import stripe_config
 from worker.backtest_store import stored_track_records
@@ -334,7 +335,7 @@ def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
     `--as-of` a year ago does not flag today's past_due.
     """
     with engine.connect() as conn:
-        described = last_sync_at(conn, account.id or 0)
+        described = last_sync_at(reader_of(conn), account.id or 0)
         if described is None:  # rows stored without a sync: they describe the time of the newest invoice
             described = stored.newest_invoice_created(conn, account.id or 0)
     return described is None or moment_ts(as_of) >= described - CURRENT_SLACK

@@ -14,17 +14,17 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from integrations.rates import ECB_HISTORY_URL
 from metrics.segments import SizeBands
+from worker.db_target import parse_database_url
 
 
 def _default_home() -> Path:
+    from platformdirs import user_data_dir  # only when RETENTION_HOME is unset (start-up time: README)
+
     return Path(user_data_dir("stripe-retention", appauthor=False))
 
 
@@ -93,9 +93,9 @@ class Settings(BaseSettings):
     def _database(cls, value: str | None) -> str | None:
         if value is None or not value.strip():  # set but empty: the default, as for an unset variable
             return None
-        try:
-            backend = make_url(value).get_backend_name()
-        except ArgumentError:
+        try:  # parsed without SQLAlchemy: `accounts` and `status` do not import it (README: start-up time)
+            backend = parse_database_url(value).backend
+        except ValueError:
             raise ValueError("not a database URL: use sqlite:///PATH or postgresql://USER@HOST/DB") from None
         if backend not in ("sqlite", "postgresql"):
             raise ValueError("only sqlite:/// and postgresql:// databases are supported")

@@ -70,15 +70,11 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (docs/interface.md)."),
 ) -> None:
     """When each account last synced, whether it worked, what is stored and what was rejected."""
-    from sqlmodel import Session
-
-    from worker.cli.common import select_accounts
+    from worker.cli.common import read_db, select_account_rows
     from worker.status import account_status
 
-    engine = open_db()
-    with Session(engine) as session:
-        accounts = select_accounts(session, name)
-        entries = [account_status(engine, session, a) for a in accounts]
+    with read_db() as db:  # no SQLAlchemy import when the schema is current (README: start-up time)
+        entries = [account_status(db, a.id, a.name) for a in select_account_rows(db, name)]
     if as_json:
         print_json({"accounts": entries})
         return
