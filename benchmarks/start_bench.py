@@ -5,6 +5,9 @@ account whose database is already migrated, so the figure is the start-up and th
 migration. Prints the median wall time and the median CPU time (user + system) of each; on a busy machine the
 CPU time is the steadier figure.
 
+With RETENTION_DATABASE_URL set (an empty PostgreSQL database, say) the commands read that database instead of
+the scratch home's SQLite file.
+
     .venv/bin/python benchmarks/start_bench.py [--runs N]
 """
 
@@ -67,6 +70,7 @@ def main() -> None:
             wall = statistics.median(t[0] for t in times)
             cpu = statistics.median(t[1] for t in times)
             print(f"retention {' '.join(args):<10} median {wall:.2f} s wall, {cpu:.2f} s CPU")
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Configuration from the environment (docs/interface.md documents every variable).
 
 Settings are read when asked for, never frozen as default arguments, so a test or a command that changes the
-environment sees the change.
+environment sees the change. They are a plain pydantic model filled from the environment by
+`Settings.from_environment` (names matched case-insensitively, values validated as pydantic-settings would):
+importing pydantic-settings cost more than reading the variables ourselves (README: start-up time).
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from integrations.rates import ECB_HISTORY_URL
 from metrics.segments import SizeBands
@@ -28,10 +29,11 @@ def _default_home() -> Path:
     return Path(user_data_dir("stripe-retention", appauthor=False))
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Every variable of the configuration table; names are the environment names without prefix tricks."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+    # defaults are validated too, as they were by pydantic-settings
+    model_config = ConfigDict(extra="ignore", validate_default=True)
 
     retention_home: Path = Field(default_factory=_default_home)
     retention_database_url: str | None = None
@@ -131,6 +133,13 @@ class Settings(BaseSettings):
                 raise ValueError("use increasing amounts in major units, e.g. 100,1000,10000") from None
         return value
 
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The variables set in the environment, any case (`retention_home` is RETENTION_HOME); the others
+        keep their defaults and stay out of `model_fields_set`."""
+        found = {key.lower(): value for key, value in os.environ.items() if key.lower() in cls.model_fields}
+        return cls.model_validate(found)
+
     @property
     def broker_configured(self) -> bool:
         """RETENTION_BROKER_URL was set (not the default): the account locks then live in Redis."""
@@ -173,7 +182,7 @@ class ConfigError(ValueError):
 def get_settings() -> Settings:
     """A fresh read of the environment; cheap enough to call per command."""
     try:
-        return Settings()
+        return Settings.from_environment()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"

@@ -32,6 +32,7 @@ HEAVY = (
     "psycopg",
     "cryptography",
     "platformdirs",
+    "pydantic_settings",
 )
 PROBE = """
 import json, sys

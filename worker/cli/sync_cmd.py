@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 
 from worker.cli.common import EXIT_FAILED, accounts_to_run, open_db, print_json
-from worker.cli.sync_progress import SyncProgress
 from worker.cli.tables import console, plural, show_items, show_lines
 
 if TYPE_CHECKING:
@@ -48,6 +47,7 @@ def sync(
 
     On a terminal a bar per list shows the counts, and for invoices the share read and the time left; off a
     terminal a plain line per list read and per tenth of the invoices goes to stderr."""
+    from worker.cli.sync_progress import SyncProgress  # rich's progress bars: only a sync draws them
     from worker.settings import get_settings
     from worker.syncing import run_sync
 
