@@ -35,9 +35,12 @@ test-fast: lint
 	$(BIN)/pytest -m "not slow"
 
 # Regenerate the initial migration from the models (allowed while the schema is unreleased).
+# A new migration after the newest one, from what the models add to it: make migration NAME=what_it_adds
 migration: $(STAMP)
-	rm -f worker/migrations/versions/0001_initial.py
-	RETENTION_DATABASE_URL=sqlite:///$$(mktemp -d)/m.db $(BIN)/alembic -c worker/alembic.ini revision --autogenerate --rev-id 0001 -m initial
+	@test -n "$(NAME)" || { echo "usage: make migration NAME=what_it_adds"; exit 2; }
+	db=sqlite:///$$(mktemp -d)/m.db; next=$$(printf %04d $$(( $$(ls worker/migrations/versions/*.py | wc -l) + 1 ))); \
+	RETENTION_DATABASE_URL=$$db $(BIN)/alembic -c worker/alembic.ini upgrade head && \
+	RETENTION_DATABASE_URL=$$db $(BIN)/alembic -c worker/alembic.ini revision --autogenerate --rev-id $$next -m $(NAME)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sync_bench.py

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from tests.support.pg import create_database, drop_database
 from tests.support.redis_db import REDIS_URL, ForeignDatabase, claim, reset
+from tests.support.slack_server import FakeSlack
 from worker.db import ensure_schema
 from worker.demo.stripe_server import FakeStripe, StripeWorld
 
@@ -124,6 +125,13 @@ def stripe_world() -> StripeWorld:
 @pytest.fixture
 def fake_stripe(stripe_world: StripeWorld) -> Iterator[FakeStripe]:
     with FakeStripe(stripe_world) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    """A Slack-compatible webhook server on 127.0.0.1 recording every post."""
+    with FakeSlack() as server:
         yield server
 
 

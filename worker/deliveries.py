@@ -42,22 +42,28 @@ def count_delivery(redis_url: str, task_id: str, retries: int) -> int:
     return int(count)
 
 
-def give_up_reason(deliveries: int) -> str:
+def give_up_reason(deliveries: int, job: str = "nightly") -> str:
+    """Why a task was given up, and how to run it by hand once the cause is found (`retention JOB NAME`)."""
     return (
         f"given up after {deliveries - 1} deliveries of this task: its worker process died each time before "
-        f"the night finished (killed, out of memory?); see the worker logs, raise the memory or "
-        f"RETENTION_MAX_DELIVERIES, then run `retention nightly NAME`"
+        f"the {job} run finished (killed, out of memory?); see the worker logs, raise the memory or "
+        f"RETENTION_MAX_DELIVERIES, then run `retention {job} NAME`"
     )
+
+
+def delivery_over_cap(settings: Settings, task_id: str, retries: int, job: str) -> str | None:
+    """The give-up reason when this delivery of the message is past RETENTION_MAX_DELIVERIES, else None."""
+    deliveries = count_delivery(settings.retention_broker_url, task_id, retries)
+    return give_up_reason(deliveries, job) if deliveries > settings.retention_max_deliveries else None
 
 
 def over_cap(
     settings: Settings, task_id: str, retries: int, account_id: int, trigger: str
 ) -> dict[str, Any] | None:
     """None when this delivery may run; else records the give-up on the account and returns the result."""
-    deliveries = count_delivery(settings.retention_broker_url, task_id, retries)
-    if deliveries <= settings.retention_max_deliveries:
+    reason = delivery_over_cap(settings, task_id, retries, "nightly")
+    if reason is None:
         return None
-    reason = give_up_reason(deliveries)
     engine = ensure_schema(settings.database_url)
     with suppress(IntegrityError):  # the account was disconnected meanwhile: nothing to record on
         runlog.record_given_up(engine, account_id, trigger, task_id, reason)

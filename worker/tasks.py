@@ -92,9 +92,11 @@ def guarded(task: Task) -> Iterator[None]:
 def watch_account(self: Task, account_id: int, trigger: str = "schedule") -> dict[str, Any]:
     """One same-day watch tick of one account (skipped when its nightly or another tick holds the lock)."""
     # a tick that finds the account busy is skipped inside (not retried): the next interval's tick reads the
-    # same events; a redelivered tick is harmless (its events are applied once, its alerts sent once)
-    with log_context(task_id=self.request.id, account_id=account_id), guarded(self):
-        return watch_account_id(account_id, trigger, task_id=self.request.id)
+    # same events; a redelivered tick is harmless (its events are applied once, its alerts sent once) up to
+    # the delivery cap
+    task_id, retries = self.request.id, self.request.retries or 0
+    with log_context(task_id=task_id, account_id=account_id), guarded(self):
+        return watch_account_id(account_id, trigger, task_id=task_id, retries=retries)
 
 
 @app.task(

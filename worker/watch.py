@@ -37,6 +37,7 @@ from worker import watch_state
 from worker.accounts import queued_account
 from worker.alert_state import URGENT
 from worker.db import session_scope
+from worker.deliveries import delivery_over_cap
 from worker.locks import AccountBusy, account_lock
 from worker.logging import log_context
 from worker.models import Account
@@ -294,10 +295,14 @@ def watch_forever(
             return
 
 
-def watch_account_id(account_id: int, trigger: str, task_id: str | None = None) -> dict[str, Any]:
+def watch_account_id(
+    account_id: int, trigger: str, task_id: str | None = None, retries: int = 0
+) -> dict[str, Any]:
     """What a worker runs for one queued tick: the shared database, the Redis lock and rate budget.
 
-    The account may have been disconnected since the tick was queued; that is not an error.
+    The account may have been disconnected since the tick was queued; that is not an error. A tick whose
+    worker died under it is delivered again, like a night (worker/deliveries.py): past
+    RETENTION_MAX_DELIVERIES it is recorded as a failed tick with the reason instead of being run again.
     """
     settings, engine, account = queued_account(account_id)
     if account is None:
@@ -310,8 +315,12 @@ def watch_account_id(account_id: int, trigger: str, task_id: str | None = None) 
             "outcome": watch_state.SKIPPED,
             "error": "no such account",
         }
-    broker = settings.retention_broker_url
-    redis_url = broker if broker.startswith("redis") else None
+    given_up = delivery_over_cap(settings, task_id, retries, "watch --once") if task_id else None
+    if given_up is not None:
+        log.error("watch task given up", extra={"account_id": account_id, "error": given_up})
+        result = TickResult(account.name, watch_state.FAILED, ok=False, error=given_up)
+        _record(engine, account, result, trigger)
+        return result.to_dict()
     return run_tick(
-        engine, settings, account, redis_url=redis_url, trigger=trigger, task_id=task_id
+        engine, settings, account, redis_url=settings.retention_broker_url, trigger=trigger, task_id=task_id
     ).to_dict()

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,25 +47,13 @@ def db() -> Engine:
 
 
 @pytest.fixture
-def world() -> StripeWorld:
+def stripe_world() -> StripeWorld:
     return build_paying_world(names={9: "Nine & <Sons>"})
 
 
-@pytest.fixture
-def stripe(world: StripeWorld) -> Iterator[FakeStripe]:
-    with FakeStripe(world) as server:
-        yield server
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
-
-
-def cancel(world: StripeWorld, k: int) -> None:
+def cancel(stripe_world: StripeWorld, k: int) -> None:
     at = now()
-    world.change(
+    stripe_world.change(
         "subscription",
         f"sub_{k:05d}",
         "customer.subscription.updated",
@@ -87,16 +74,18 @@ def named(payload: dict) -> str:
 
 
 def test_watch_once_alerts_once_and_the_nightly_does_not_repeat_it(
-    db: Engine, world: StripeWorld, stripe: FakeStripe, slack: FakeSlack, cli: CliRunner
+    db: Engine, stripe_world: StripeWorld, fake_stripe: FakeStripe, fake_slack: FakeSlack, cli: CliRunner
 ) -> None:
-    connect_synced(db, stripe.url, slack.url, rebuild=False)  # a full sync, as `retention sync` leaves it
-    assert "quiet" in watch_once(cli) and slack.posts == []  # a quiet tick posts nothing
+    connect_synced(
+        db, fake_stripe.url, fake_slack.url, rebuild=False
+    )  # a full sync, as `retention sync` leaves it
+    assert "quiet" in watch_once(cli) and fake_slack.posts == []  # a quiet tick posts nothing
 
-    cancel(world, 9)
+    cancel(stripe_world, 9)
     out = watch_once(cli)
     assert "1 urgent alert posted" in out, out
-    assert len(slack.delivered) == 1
-    text = named(slack.delivered[0])
+    assert len(fake_slack.delivered) == 1
+    text = named(fake_slack.delivered[0])
     assert "Nine &amp; &lt;Sons&gt;" in text and "`cus_00009`" in text and "*cancel_scheduled*" in text
     status = json.loads(cli.invoke(app, ["status", "--json"]).stdout)["accounts"][0]["last_watch"]
     assert (status["outcome"], status["events"], status["alerts"], status["requests"]) == ("alerted", 1, 1, 2)
@@ -109,17 +98,17 @@ def test_watch_once_alerts_once_and_the_nightly_does_not_repeat_it(
 
     nightly = cli.invoke(app, ["nightly"])
     assert nightly.exit_code == 0, nightly.output
-    assert len(slack.delivered) == 2
-    digest = named(slack.delivered[1])
+    assert len(fake_slack.delivered) == 2
+    digest = named(fake_slack.delivered[1])
     assert "Already alerted today" in digest and "*cancel_scheduled*" not in digest  # listed, not repeated
-    assert "quiet" in watch_once(cli) and len(slack.posts) == 2
+    assert "quiet" in watch_once(cli) and len(fake_slack.posts) == 2
 
 
 def test_a_tick_during_the_nightly_of_the_account_is_skipped(
-    db: Engine, world: StripeWorld, stripe: FakeStripe, slack: FakeSlack, cli: CliRunner
+    db: Engine, stripe_world: StripeWorld, fake_stripe: FakeStripe, fake_slack: FakeSlack, cli: CliRunner
 ) -> None:
-    account = connect_synced(db, stripe.url, slack.url)
-    cancel(world, 9)
+    account = connect_synced(db, fake_stripe.url, fake_slack.url)
+    cancel(stripe_world, 9)
     inside, release = threading.Event(), threading.Event()
 
     def hold(_: NightContext) -> dict[str, bool]:
@@ -140,27 +129,27 @@ def test_a_tick_during_the_nightly_of_the_account_is_skipped(
         night.join(60)
     # the nightly applied the event and alerted it in its digest; the tick after it has nothing to add
     assert "quiet" in watch_once(cli)
-    assert sum("`cus_00009`" in named(p) for p in slack.delivered) == 1
+    assert sum("`cus_00009`" in named(p) for p in fake_slack.delivered) == 1
 
 
 def test_slack_down_then_up_delivers_exactly_once(
-    db: Engine, world: StripeWorld, stripe: FakeStripe, slack: FakeSlack, cli: CliRunner
+    db: Engine, stripe_world: StripeWorld, fake_stripe: FakeStripe, fake_slack: FakeSlack, cli: CliRunner
 ) -> None:
-    connect_synced(db, stripe.url, slack.url)
-    slack.script(*[Answer(503, "unavailable")] * 3)  # the first post and both retries fail
-    cancel(world, 9)
+    connect_synced(db, fake_stripe.url, fake_slack.url)
+    fake_slack.script(*[Answer(503, "unavailable")] * 3)  # the first post and both retries fail
+    cancel(stripe_world, 9)
     down = cli.invoke(app, ["watch", "--once"])
     assert down.exit_code == 1 and "1 waiting for Slack" in down.stdout, down.output
-    assert slack.delivered == []
+    assert fake_slack.delivered == []
     assert "1 urgent alert posted" in watch_once(cli)
     assert "quiet" in watch_once(cli)
-    assert len(slack.delivered) == 1 and "`cus_00009`" in named(slack.delivered[0])
+    assert len(fake_slack.delivered) == 1 and "`cus_00009`" in named(fake_slack.delivered[0])
 
 
 def test_watch_without_once_ticks_until_stopped(
-    db: Engine, stripe: FakeStripe, slack: FakeSlack, tmp_path: Path
+    db: Engine, fake_stripe: FakeStripe, fake_slack: FakeSlack, tmp_path: Path
 ) -> None:
-    connect_synced(db, stripe.url, slack.url)
+    connect_synced(db, fake_stripe.url, fake_slack.url)
     env = {**os.environ, "RETENTION_WATCH_EVERY": "0.01"}
     log = tmp_path / "watch.log"
     with log.open("wb") as out:
@@ -186,9 +175,9 @@ def test_beat_drives_a_worker_tick_on_real_redis(
     pg_engine: Engine,
     pg_database_url: str,
     redis_url: str,
-    world: StripeWorld,
-    stripe: FakeStripe,
-    slack: FakeSlack,
+    stripe_world: StripeWorld,
+    fake_stripe: FakeStripe,
+    fake_slack: FakeSlack,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -199,8 +188,8 @@ def test_beat_drives_a_worker_tick_on_real_redis(
         "RETENTION_HOME": str(tmp_path / "worker-home"),
         "RETENTION_WATCH_EVERY": "0.1",  # every 6 s
     }
-    account = connect_synced(pg_engine, stripe.url, slack.url)
-    cancel(world, 9)
+    account = connect_synced(pg_engine, fake_stripe.url, fake_slack.url)
+    cancel(stripe_world, 9)
     workers = Workers(env, tmp_path)
     beat_log = tmp_path / "beat.log"
     try:
@@ -212,9 +201,9 @@ def test_beat_drives_a_worker_tick_on_real_redis(
         wait_for(
             lambda: _last_tick(pg_engine, account) == "alerted", 90, "a scheduled tick to alert", workers
         )
-        assert len(slack.delivered) == 1 and "`cus_00009`" in named(slack.delivered[0])
+        assert len(fake_slack.delivered) == 1 and "`cus_00009`" in named(fake_slack.delivered[0])
         wait_for(lambda: _last_tick(pg_engine, account) == "quiet", 60, "the next tick", workers)
-        assert len(slack.posts) == 1
+        assert len(fake_slack.posts) == 1
         definition = json.loads(
             redis.Redis.from_url(redis_url).hget("retention:redbeat:watch", "definition") or b"{}"
         )

@@ -95,6 +95,7 @@ def test_demo_runs_twice_and_the_report_command_rewrites_the_report(
     assert result.exit_code == 0, result.output
     assert "Board summary" in result.output and "NRR (T12M, recurring only)" in result.output
     assert "Slack digest preview" in result.output
+    assert "=====" in result.output  # the digest as `alert --dry-run` shows it: its header underlined
     html = first.read_text(encoding="utf-8")
     nrr = re.search(r'id="nrr" data-value="([0-9.]+|None)"', html)
     assert nrr is not None

@@ -29,14 +29,8 @@ NO_REDIS = "redis://127.0.0.1:1/14"  # nothing listens there
 
 @pytest.fixture
 def sample_stripe() -> Iterator[FakeStripe]:
-    world = build_sample_world(seed=11, customers=25, months=14, end=date(2026, 11, 1))
-    with FakeStripe(world, api_keys=(KEY, OTHER_KEY)) as server:
-        yield server
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
+    stripe_world = build_sample_world(seed=11, customers=25, months=14, end=date(2026, 11, 1))
+    with FakeStripe(stripe_world, api_keys=(KEY, OTHER_KEY)) as server:
         yield server
 
 
@@ -49,10 +43,10 @@ def connect(
 
 
 def test_nightly_runs_the_whole_night_in_process_without_redis(
-    cli: CliRunner, sample_stripe: FakeStripe, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+    cli: CliRunner, sample_stripe: FakeStripe, fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)  # not configured: the lock is in the database
-    connect(cli, "acme", sample_stripe.url, "--slack-webhook", webhook=slack.url)
+    connect(cli, "acme", sample_stripe.url, "--slack-webhook", webhook=fake_slack.url)
     result = cli.invoke(app, ["nightly", "acme", "--as-of", "2026-11-01", "--json"])
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)["accounts"][0]
@@ -68,7 +62,7 @@ def test_nightly_runs_the_whole_night_in_process_without_redis(
     assert [(n.ok, n.trigger) for n in nightly_runs] == [(True, "manual")]
     alerts = run["steps"]["alerts"]["detail"]
     assert alerts["at_risk"] > 0 and alerts["sent"] == alerts["at_risk"] and alerts["pending"] == 0
-    assert alerts["messages"] == len(slack.delivered) >= 1
+    assert alerts["messages"] == len(fake_slack.delivered) >= 1
     assert sample_stripe.writes == []  # we never write to Stripe
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 import worker.tasks  # registers the tasks on the app
+from metrics.dbapi import reader_of
 from tests.support.nightly_helpers import add_account
 from worker.celery_app import (
     BUSY_RETRY_SECONDS,
@@ -41,8 +42,10 @@ from worker.locks import AccountBusy
 from worker.nightly import connected_account_ids, nightly_for_account_id
 from worker.runlog import runs_of
 from worker.settings import get_settings
+from worker.status_reads import last_tick
 from worker.tasks import guarded
 from worker.watch import watch_account_id
+from worker.watch_state import FAILED
 
 
 def test_delivery_survives_a_lost_worker_and_redis_never_redelivers_a_running_task(
@@ -240,3 +243,26 @@ def test_a_tick_for_a_disconnected_account_is_a_no_op(
     monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
     result = watch_account_id(999, "schedule", task_id="t-2")
     assert result["outcome"] == "skipped" and result["error"] == "no such account"
+
+
+def test_a_watch_tick_redelivered_past_the_cap_is_recorded_as_failed_not_run(
+    fake_stripe: FakeStripe, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick whose worker keeps dying is capped like a night: the delivery past the cap reads nothing from
+    Stripe and leaves a failed tick with the reason for `retention status`."""
+    monkeypatch.setenv("RETENTION_BROKER_URL", redis_url)
+    monkeypatch.setenv("RETENTION_MAX_DELIVERIES", "2")
+    settings = get_settings()
+    engine = ensure_schema(settings.database_url)
+    acme = add_account(engine, settings, "acme", api_base=fake_stripe.url)
+    task = app.tasks[TASK_WATCH_ACCOUNT]
+    outcomes = [task.apply(kwargs={"account_id": acme.id}, task_id="w-oom").get() for _ in range(2)]
+    assert not any("given up" in (o["error"] or "") for o in outcomes)  # both ran
+    requests = len(fake_stripe.requests)
+    given_up = task.apply(kwargs={"account_id": acme.id}, task_id="w-oom").get()
+    assert given_up["outcome"] == FAILED and given_up["error"].startswith("given up after 2 deliveries")
+    assert "`retention watch --once NAME`" in given_up["error"]
+    assert len(fake_stripe.requests) == requests  # not run
+    with engine.connect() as conn:
+        tick = last_tick(reader_of(conn), acme.id or 0)
+    assert tick is not None and tick["outcome"] == FAILED and tick["error"] == given_up["error"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,34 +36,22 @@ from worker.watch_state import ALERTED, APPLIED, FAILED, FULL, QUIET, SKIPPED
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
-        yield server
-
-
-@pytest.fixture
-def world() -> StripeWorld:
+def stripe_world() -> StripeWorld:
     return build_paying_world(names={9: "Big & <Co>"})
 
 
 @pytest.fixture
-def stripe(world: StripeWorld) -> Iterator[FakeStripe]:
-    with FakeStripe(world) as server:
-        yield server
-
-
-@pytest.fixture
-def account(engine: Engine, stripe: FakeStripe, slack: FakeSlack) -> Account:
-    return connect_synced(engine, stripe.url, slack.url)
+def account(engine: Engine, fake_stripe: FakeStripe, fake_slack: FakeSlack) -> Account:
+    return connect_synced(engine, fake_stripe.url, fake_slack.url)
 
 
 def tick(engine: Engine, account: Account) -> TickResult:
     return run_tick(engine, get_settings(), account, pause=0)
 
 
-def schedule_cancel(world: StripeWorld, k: int, at: int | None = None) -> None:
+def schedule_cancel(stripe_world: StripeWorld, k: int, at: int | None = None) -> None:
     at = at or now()
-    world.change(
+    stripe_world.change(
         "subscription",
         f"sub_{k:05d}",
         "customer.subscription.updated",
@@ -74,8 +61,8 @@ def schedule_cancel(world: StripeWorld, k: int, at: int | None = None) -> None:
     )
 
 
-def withdraw_cancel(world: StripeWorld, k: int) -> None:
-    world.change(
+def withdraw_cancel(stripe_world: StripeWorld, k: int) -> None:
+    stripe_world.change(
         "subscription",
         f"sub_{k:05d}",
         "customer.subscription.updated",
@@ -90,26 +77,30 @@ def texts(payload: dict[str, Any]) -> str:
 
 
 def test_a_quiet_tick_costs_one_request_and_posts_nothing(
-    engine: Engine, account: Account, stripe: FakeStripe, slack: FakeSlack
+    engine: Engine, account: Account, fake_stripe: FakeStripe, fake_slack: FakeSlack
 ) -> None:
-    before = len(stripe.requests)
+    before = len(fake_stripe.requests)
     result = tick(engine, account)
     assert result.outcome == QUIET and result.ok
-    assert result.requests == 1 == len(stripe.requests) - before
-    assert stripe.requests[-1][1].startswith("/v1/events?")
-    assert slack.posts == []
+    assert result.requests == 1 == len(fake_stripe.requests) - before
+    assert fake_stripe.requests[-1][1].startswith("/v1/events?")
+    assert fake_slack.posts == []
 
 
 def test_a_large_cancellation_reaches_slack_in_one_tick_and_only_once(
-    engine: Engine, account: Account, world: StripeWorld, stripe: FakeStripe, slack: FakeSlack
+    engine: Engine,
+    account: Account,
+    stripe_world: StripeWorld,
+    fake_stripe: FakeStripe,
+    fake_slack: FakeSlack,
 ) -> None:
     at = now()
-    schedule_cancel(world, 9, at)
+    schedule_cancel(stripe_world, 9, at)
     result = tick(engine, account)
     assert (result.outcome, result.events, result.alerts, result.pending) == (ALERTED, 1, 1, 0)
     assert result.requests == 2  # the events, then the subscription re-read
-    assert len(slack.delivered) == 1
-    body = texts(slack.delivered[0])
+    assert len(fake_slack.delivered) == 1
+    body = texts(fake_slack.delivered[0])
     assert "Big &amp; &lt;Co&gt;" in body and "Big & <Co>" not in body  # escaped user data
     assert "`cus_00009`" in body and "$100.00" in body and "*cancel_scheduled*" in body
     assert "https://dashboard.stripe.com/test/customers/cus_00009" in body
@@ -118,39 +109,43 @@ def test_a_large_cancellation_reaches_slack_in_one_tick_and_only_once(
     # the next tick re-reads the overlap, skips the event it applied, posts nothing
     again = tick(engine, account)
     assert (again.outcome, again.events, again.events_skipped, again.requests) == (QUIET, 0, 1, 1)
-    assert len(slack.posts) == 1
+    assert len(fake_slack.posts) == 1
 
 
 def test_a_small_account_waits_for_the_digest(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
-    schedule_cancel(world, 1)  # $20 MRR, below the $90 floor
+    schedule_cancel(stripe_world, 1)  # $20 MRR, below the $90 floor
     result = tick(engine, account)
     assert (result.outcome, result.customers, result.alerts) == (APPLIED, 1, 0)
-    assert slack.posts == []
+    assert fake_slack.posts == []
 
 
 def test_urgent_mrr_setting_overrides_the_top_fifth(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    account: Account,
+    stripe_world: StripeWorld,
+    fake_slack: FakeSlack,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert urgent_floor(engine, get_settings(), account, datetime.now(UTC)) == 9 * 1000
     monkeypatch.setenv("RETENTION_URGENT_MRR", "20")
     assert urgent_floor(engine, get_settings(), account, datetime.now(UTC)) == 2000
-    schedule_cancel(world, 1)
+    schedule_cancel(stripe_world, 1)
     assert tick(engine, account).alerts == 1
-    assert "`cus_00001`" in texts(slack.delivered[0])
+    assert "`cus_00001`" in texts(fake_slack.delivered[0])
 
 
 def test_the_next_digest_lists_it_as_already_alerted_and_never_repeats_it(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
-    schedule_cancel(world, 9)
-    schedule_cancel(world, 1)  # small: left to the digest
+    schedule_cancel(stripe_world, 9)
+    schedule_cancel(stripe_world, 1)  # small: left to the digest
     assert tick(engine, account).alerts == 1
     assert run_sync(engine, get_settings(), account).ok  # the nightly's incremental: nothing doubled
     digest = run_alerts(engine, get_settings(), account, datetime.now(UTC), pause=0)
     assert digest.error is None
-    night = slack.delivered[1:]
+    night = fake_slack.delivered[1:]
     assert len(night) == 1
     sections = [b["text"]["text"] for b in night[0]["blocks"] if b["type"] == "section"]
     alerted = [s for s in sections if s.startswith("*<")]
@@ -159,75 +154,81 @@ def test_the_next_digest_lists_it_as_already_alerted_and_never_repeats_it(
     assert sections[-1].startswith("*Already alerted today*") and "`cus_00009`" in sections[-1]
     # the night after, nothing is new: nothing is posted, not even the "already alerted" line
     assert run_alerts(engine, get_settings(), account, datetime.now(UTC), pause=0).messages == 0
-    assert len(slack.posts) == 2
+    assert len(fake_slack.posts) == 2
 
 
 def test_slack_down_then_up_delivers_exactly_once(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
-    slack.script(Answer(500, "down"), Answer(500, "down"), Answer(500, "down"))
-    schedule_cancel(world, 8)
+    fake_slack.script(Answer(500, "down"), Answer(500, "down"), Answer(500, "down"))
+    schedule_cancel(stripe_world, 8)
     down = tick(engine, account)
     assert (down.alerts, down.pending) == (0, 1) and down.error and "500" in down.error
-    assert slack.delivered == []
+    assert fake_slack.delivered == []
     with engine.connect() as conn:
         shown = account_status(reader_of(conn), account.id or 0, account.name)["last_watch"]
     assert (shown["pending"], shown["ok"]) == (1, False) and "500" in shown["error"]
     up = tick(engine, account)  # a quiet tick delivers what is waiting
     assert (up.events, up.alerts, up.pending, up.error) == (0, 1, 0, None)
-    assert len(slack.delivered) == 1 and "`cus_00008`" in texts(slack.delivered[0])
-    assert "customer.subscription.updated at" in texts(slack.delivered[0])  # the stored events
+    assert len(fake_slack.delivered) == 1 and "`cus_00008`" in texts(fake_slack.delivered[0])
+    assert "customer.subscription.updated at" in texts(fake_slack.delivered[0])  # the stored events
     assert tick(engine, account).alerts == 0
     run_alerts(engine, get_settings(), account, datetime.now(UTC), pause=0)
-    assert sum("`cus_00008`" in texts(p) for p in slack.delivered) == 2  # the alert, then "already alerted"
-    assert "Already alerted today" in texts(slack.delivered[-1])
+    assert (
+        sum("`cus_00008`" in texts(p) for p in fake_slack.delivered) == 2
+    )  # the alert, then "already alerted"
+    assert "Already alerted today" in texts(fake_slack.delivered[-1])
 
 
 def test_slack_down_until_the_digest_the_digest_delivers_it_once(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
-    slack.script(*[Answer(503, "down")] * 3)
-    schedule_cancel(world, 9)
+    fake_slack.script(*[Answer(503, "down")] * 3)
+    schedule_cancel(stripe_world, 9)
     assert tick(engine, account).pending == 1
     digest = run_alerts(engine, get_settings(), account, datetime.now(UTC), pause=0)
-    assert digest.sent == 1 and len(slack.delivered) == 1
-    assert "*cancel_scheduled*" in texts(slack.delivered[0])
-    assert tick(engine, account).alerts == 0 and len(slack.posts) == 4
+    assert digest.sent == 1 and len(fake_slack.delivered) == 1
+    assert "*cancel_scheduled*" in texts(fake_slack.delivered[0])
+    assert tick(engine, account).alerts == 0 and len(fake_slack.posts) == 4
 
 
 def test_a_withdrawn_cancellation_is_reported_once(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
-    schedule_cancel(world, 9)
+    schedule_cancel(stripe_world, 9)
     assert tick(engine, account).alerts == 1
-    withdraw_cancel(world, 9)
+    withdraw_cancel(stripe_world, 9)
     result = tick(engine, account)
     assert result.recoveries == 1
-    assert "cancellation withdrawn" in texts(slack.delivered[1])
-    assert tick(engine, account).recoveries == 0 and len(slack.posts) == 2
+    assert "cancellation withdrawn" in texts(fake_slack.delivered[1])
+    assert tick(engine, account).recoveries == 0 and len(fake_slack.posts) == 2
 
 
 def test_a_failed_payment_alerts_and_its_recovery_is_reported(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
     at = now()
-    world.change(
+    stripe_world.change(
         "invoice", "in_00009_1", "invoice.payment_failed", at, status="open", attempt_count=1, paid=False
     )
-    world.change("subscription", "sub_00009", "customer.subscription.updated", at, status="past_due")
+    stripe_world.change("subscription", "sub_00009", "customer.subscription.updated", at, status="past_due")
     assert tick(engine, account).alerts == 1
-    assert "*payment_failed*" in texts(slack.delivered[0])
-    world.change("invoice", "in_00009_1", "invoice.paid", at + 1, status="paid", paid=True)
-    world.change("subscription", "sub_00009", "customer.subscription.updated", at + 1, status="active")
+    assert "*payment_failed*" in texts(fake_slack.delivered[0])
+    stripe_world.change("invoice", "in_00009_1", "invoice.paid", at + 1, status="paid", paid=True)
+    stripe_world.change("subscription", "sub_00009", "customer.subscription.updated", at + 1, status="active")
     assert tick(engine, account).recoveries == 1
-    assert "payment succeeded" in texts(slack.delivered[1])
+    assert "payment succeeded" in texts(fake_slack.delivered[1])
 
 
 def test_a_tick_while_the_nightly_holds_the_lock_is_skipped(
-    engine: Engine, account: Account, world: StripeWorld, stripe: FakeStripe, slack: FakeSlack
+    engine: Engine,
+    account: Account,
+    stripe_world: StripeWorld,
+    fake_stripe: FakeStripe,
+    fake_slack: FakeSlack,
 ) -> None:
-    schedule_cancel(world, 9)
-    before = len(stripe.requests)
+    schedule_cancel(stripe_world, 9)
+    before = len(fake_stripe.requests)
     holding, release = threading.Event(), threading.Event()
 
     def night() -> None:  # another thread: the lock is re-entrant within one thread's runs only
@@ -249,7 +250,7 @@ def test_a_tick_while_the_nightly_holds_the_lock_is_skipped(
         and " started " in result.note
         and "holds this account's lock" in result.note
     )
-    assert len(stripe.requests) == before and slack.posts == []
+    assert len(fake_stripe.requests) == before and fake_slack.posts == []
     with engine.connect() as conn:
         assert (
             account_status(reader_of(conn), account.id or 0, account.name)["last_watch"]["outcome"] == SKIPPED
@@ -258,10 +259,10 @@ def test_a_tick_while_the_nightly_holds_the_lock_is_skipped(
 
 
 def test_a_stale_cursor_takes_the_full_path_without_an_alert_storm(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
     for k in (8, 9):  # changes made while the cursor was stale (not in the last minutes' overlap)
-        schedule_cancel(world, k, now() - 3600)
+        schedule_cancel(stripe_world, k, now() - 3600)
     state = table_of(SyncState)
     with engine.begin() as conn:
         conn.execute(
@@ -273,23 +274,27 @@ def test_a_stale_cursor_takes_the_full_path_without_an_alert_storm(
     assert (
         result.outcome == FULL and "older than Stripe keeps" in result.note and "no same-day" in result.note
     )
-    assert slack.posts == []
+    assert fake_slack.posts == []
     assert tick(engine, account).outcome == QUIET  # the cursor is current again
 
 
 def test_unknown_deleted_and_unreadable_objects_do_not_stop_a_tick(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
     at = now()
-    world.emit("charge.succeeded", {"id": "ch_1", "object": "charge", "customer": "cus_00009"}, at)
+    stripe_world.emit("charge.succeeded", {"id": "ch_1", "object": "charge", "customer": "cus_00009"}, at)
     gone = {"id": "sub_gone", "object": "subscription", "customer": "cus_404", "status": "canceled"}
-    world.emit("customer.subscription.deleted", gone, at)  # not in Stripe any more: 404 on re-read
-    world.delete_customer("cus_00002")
-    world.emit("customer.deleted", {"id": "cus_00002", "object": "customer", "deleted": True}, at)
-    world.emit("customer.subscription.updated", {"object": "subscription", "customer": "cus_00003"}, at)
-    world.add({**world.get("subscription", "sub_00005"), "status": 42})  # unparsable once re-read
-    world.emit("customer.subscription.updated", {"id": "sub_00005", "object": "subscription"}, at)
-    schedule_cancel(world, 9, at)
+    stripe_world.emit("customer.subscription.deleted", gone, at)  # not in Stripe any more: 404 on re-read
+    stripe_world.delete_customer("cus_00002")
+    stripe_world.emit("customer.deleted", {"id": "cus_00002", "object": "customer", "deleted": True}, at)
+    stripe_world.emit(
+        "customer.subscription.updated", {"object": "subscription", "customer": "cus_00003"}, at
+    )
+    stripe_world.add(
+        {**stripe_world.get("subscription", "sub_00005"), "status": 42}
+    )  # unparsable once re-read
+    stripe_world.emit("customer.subscription.updated", {"id": "sub_00005", "object": "subscription"}, at)
+    schedule_cancel(stripe_world, 9, at)
     result = tick(engine, account)
     assert result.ok and result.alerts == 1
     with engine.connect() as conn:
@@ -299,22 +304,24 @@ def test_unknown_deleted_and_unreadable_objects_do_not_stop_a_tick(
     assert "sub_00005" in rejected and len(rejected) == 2  # the subscription, and the event without an id
 
 
-def test_a_failed_stripe_read_is_a_failed_tick(engine: Engine, account: Account, stripe: FakeStripe) -> None:
-    stripe.inject(Fault(status=400, path_prefix="/v1/events"))  # not retried: the tick fails at once
+def test_a_failed_stripe_read_is_a_failed_tick(
+    engine: Engine, account: Account, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.inject(Fault(status=400, path_prefix="/v1/events"))  # not retried: the tick fails at once
     result = tick(engine, account)
     assert result.outcome == FAILED and not result.ok and result.error
 
 
 def test_a_tick_and_the_nightly_apply_each_event_once(
-    engine: Engine, account: Account, world: StripeWorld
+    engine: Engine, account: Account, stripe_world: StripeWorld
 ) -> None:
-    schedule_cancel(world, 8)
+    schedule_cancel(stripe_world, 8)
     first = tick(engine, account)
-    schedule_cancel(world, 9)
+    schedule_cancel(stripe_world, 9)
     nightly = run_sync(engine, get_settings(), account)
     assert first.events == 1
     assert [e.customer_id for e in nightly.events] == ["cus_00009"] and nightly.events_skipped == 1
-    withdraw_cancel(world, 9)
+    withdraw_cancel(stripe_world, 9)
     last = tick(engine, account)
     assert (last.events, last.events_skipped) == (1, 2)
 
@@ -327,8 +334,8 @@ def test_to_minor_rounds_major_units() -> None:
     assert to_minor(Decimal("500"), "jpy") == 500
 
 
-def test_an_alert_row_records_the_watch(engine: Engine, account: Account, world: StripeWorld) -> None:
-    schedule_cancel(world, 9)
+def test_an_alert_row_records_the_watch(engine: Engine, account: Account, stripe_world: StripeWorld) -> None:
+    schedule_cancel(stripe_world, 9)
     tick(engine, account)
     with Session(engine) as session:
         row = session.get(AlertState, (account.id, "cus_00009", "cancel_scheduled"))
@@ -336,7 +343,7 @@ def test_an_alert_row_records_the_watch(engine: Engine, account: Account, world:
 
 
 def test_a_quiet_tick_leaves_the_last_sync_and_the_ledger_current(
-    engine: Engine, account: Account, world: StripeWorld
+    engine: Engine, account: Account, stripe_world: StripeWorld
 ) -> None:
     with engine.connect() as conn:
         before = account_status(reader_of(conn), account.id or 0, account.name)["last_sync_at"]
@@ -345,19 +352,19 @@ def test_a_quiet_tick_leaves_the_last_sync_and_the_ledger_current(
     with engine.connect() as conn:
         assert account_status(reader_of(conn), account.id or 0, account.name)["last_sync_at"] == before
     time.sleep(1.1)  # sync times are whole seconds: a change in the same second as the build looks older
-    schedule_cancel(world, 3)
+    schedule_cancel(stripe_world, 3)
     assert tick(engine, account).outcome == APPLIED
     assert ledger_is_stale(engine, account)  # objects changed: the next figures rebuild first
 
 
 def test_an_ended_subscription_or_a_written_off_invoice_is_no_recovery(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
-    schedule_cancel(world, 9)
+    schedule_cancel(stripe_world, 9)
     at = now()
-    world.change("invoice", "in_00008_1", "invoice.payment_failed", at, status="open", attempt_count=1)
+    stripe_world.change("invoice", "in_00008_1", "invoice.payment_failed", at, status="open", attempt_count=1)
     assert tick(engine, account).alerts == 2
-    world.change(
+    stripe_world.change(
         "subscription",
         "sub_00009",
         "customer.subscription.deleted",
@@ -365,16 +372,18 @@ def test_an_ended_subscription_or_a_written_off_invoice_is_no_recovery(
         status="canceled",
         ended_at=at,  # ended now: no longer alive
     )
-    world.change("invoice", "in_00008_1", "invoice.marked_uncollectible", at + 1, status="uncollectible")
+    stripe_world.change(
+        "invoice", "in_00008_1", "invoice.marked_uncollectible", at + 1, status="uncollectible"
+    )
     result = tick(engine, account)
-    assert (result.events, result.recoveries) == (2, 0) and len(slack.posts) == 1
+    assert (result.events, result.recoveries) == (2, 0) and len(fake_slack.posts) == 1
     with Session(engine) as session:
         rows = session.exec(select(AlertState).where(AlertState.account_id == account.id)).all()
     assert {(r.customer_id, r.status) for r in rows} == {("cus_00008", "closed"), ("cus_00009", "closed")}
 
 
 def test_an_unexpected_failure_is_a_recorded_failed_tick(
-    engine: Engine, account: Account, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, account: Account, stripe_world: StripeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("SELECT secret FROM somewhere")
@@ -390,29 +399,33 @@ def test_an_unexpected_failure_is_a_recorded_failed_tick(
 
 
 def test_an_account_synced_but_never_rebuilt_gets_its_ledger_once(
-    engine: Engine, stripe: FakeStripe, world: StripeWorld, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+    engine: Engine,
+    fake_stripe: FakeStripe,
+    stripe_world: StripeWorld,
+    fake_slack: FakeSlack,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RETENTION_URGENT_MRR", "90")
-    account = connect_synced(engine, stripe.url, slack.url, rebuild=False)  # no ledger yet
+    account = connect_synced(engine, fake_stripe.url, fake_slack.url, rebuild=False)  # no ledger yet
     with engine.connect() as conn:
         assert not has_snapshots(conn, account.id or 0)
-    schedule_cancel(world, 9)
+    schedule_cancel(stripe_world, 9)
     assert tick(engine, account).alerts == 1  # customer 9's $100 weighed against the $90 floor
     with engine.connect() as conn:
         assert has_snapshots(conn, account.id or 0)
 
 
 def test_a_recovery_slack_missed_goes_with_the_next_tick_once(
-    engine: Engine, account: Account, world: StripeWorld, slack: FakeSlack
+    engine: Engine, account: Account, stripe_world: StripeWorld, fake_slack: FakeSlack
 ) -> None:
-    schedule_cancel(world, 9)
+    schedule_cancel(stripe_world, 9)
     assert tick(engine, account).alerts == 1
-    withdraw_cancel(world, 9)
-    slack.script(*[Answer(500, "down")] * 3)
+    withdraw_cancel(stripe_world, 9)
+    fake_slack.script(*[Answer(500, "down")] * 3)
     missed = tick(engine, account)
     assert (missed.recoveries, missed.pending) == (0, 1)
     delivered = tick(engine, account)
     assert (delivered.events, delivered.recoveries, delivered.pending) == (0, 1, 0)
-    assert "cancellation withdrawn" in texts(slack.delivered[-1]) and len(slack.delivered) == 2
+    assert "cancellation withdrawn" in texts(fake_slack.delivered[-1]) and len(fake_slack.delivered) == 2
     assert tick(engine, account).recoveries == 0
     assert run_alerts(engine, get_settings(), account, datetime.now(UTC), pause=0).messages == 0

@@ -99,9 +99,12 @@ def demo(
     console.print(f"How good the at-risk alerts have been (backtest): {outcome.backtest}")
     console.print(f"Report: [bold]{target}[/bold]  (open it in a browser; it works offline)")
     console.print(
-        f"[dim]The demo keeps its own data in {settings.home}, apart from your accounts; explore it with"
-        f" `RETENTION_HOME={settings.home} RETENTION_DATABASE_URL= retention metrics demo`.[/dim]",
-        soft_wrap=True,
+        f"[dim]The demo keeps its own data in {settings.home}, apart from your accounts;"
+        " explore it with:[/dim]"
+    )
+    # the command on a line of its own, never wrapped, so it copies whole
+    console.print(
+        f"  RETENTION_HOME={settings.home} RETENTION_DATABASE_URL= retention metrics demo", soft_wrap=True
     )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from integrations.slack.as_read import message_lines
 from metrics.money import fmt_major
 from worker.cli.common import (
     EXIT_FAILED,
@@ -23,7 +24,6 @@ from worker.cli.common import (
     print_payloads,
     refuse,
 )
-from worker.cli.slack_text import message_lines
 from worker.cli.tables import console, plural, show_lines
 from worker.cli.wording import show_warnings
 

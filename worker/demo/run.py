@@ -28,6 +28,7 @@ from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from integrations.slack.as_read import message_lines
 from metrics.calendar import day_start
 from worker.accounts import connect_account, disconnect_account
 from worker.alerts import run_alerts
@@ -157,7 +158,7 @@ def run_demo(
     return DemoOutcome(
         metrics=metrics,
         at_risk=risks,
-        digest=alert.text,
+        digest="\n".join(message_lines(alert.payloads)) if alert.payloads else alert.text,
         backtest=backtest_line(tested),
         report=out,
         sync=result,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 13:57:07.641796
+Create Date: 2026-11-25 19:50:00.339686
 """
 from alembic import op
 import sqlalchemy as sa
@@ -36,24 +36,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_account_name'), ['name'], unique=True)
 
     op.create_table('fx_rate',
-    sa.Column('reporting_currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('rate', sa.Numeric(precision=24, scale=12), nullable=False),
-    sa.Column('imported_at', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('reporting_currency', 'currency', 'day')
-    )
-    op.create_table('rate_source',
-    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('data', sa.LargeBinary(), nullable=True),
-    sa.Column('digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-    sa.Column('first_day', sa.Date(), nullable=True),
-    sa.Column('last_day', sa.Date(), nullable=True),
-    sa.Column('fetched_at', sa.BigInteger(), nullable=True),
-    sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
-    sa.Column('attempted_at', sa.BigInteger(), nullable=True),
-    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-    sa.PrimaryKeyConstraint('name')
+    sa.PrimaryKeyConstraint('currency', 'day')
     )
     op.create_table('alert_delivery',
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -71,37 +57,17 @@ def upgrade() -> None:
     sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('fingerprint', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('via', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('mrr', sa.BigInteger(), nullable=False),
     sa.Column('first_seen', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('detail', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'customer_id', 'fingerprint')
-    )
-    op.create_table('backtest_point',
-    sa.Column('account_id', sa.Integer(), nullable=False),
-    sa.Column('day', sa.Date(), nullable=False),
-    sa.Column('thresholds', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('flags', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('account_id', 'day', 'thresholds')
-    )
-    op.create_table('backtest_run',
-    sa.Column('account_id', sa.Integer(), nullable=False),
-    sa.Column('as_of', sa.Date(), nullable=False),
-    sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('figures', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('account_id', 'as_of')
     )
     op.create_table('ledger_build',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('built_at', sa.BigInteger(), nullable=False),
     sa.Column('sync_at', sa.BigInteger(), nullable=True),
-    sa.Column('inputs', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id')
     )
@@ -183,14 +149,6 @@ def upgrade() -> None:
     with op.batch_alter_table('nightly_run', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_nightly_run_account_id'), ['account_id'], unique=False)
 
-    op.create_table('pending_change',
-    sa.Column('account_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
-    sa.Column('object_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-    sa.Column('noted_at', sa.BigInteger(), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('account_id', 'kind', 'object_id')
-    )
     op.create_table('stripe_credit_note',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -211,8 +169,6 @@ def upgrade() -> None:
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=True),
     sa.Column('created', sa.BigInteger(), nullable=True),
     sa.Column('deleted', sa.Boolean(), nullable=False),
-    sa.Column('deleted_at', sa.BigInteger(), nullable=True),
-    sa.Column('listed_at', sa.BigInteger(), nullable=True),
     sa.Column('raw', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'id')
@@ -321,9 +277,6 @@ def upgrade() -> None:
     sa.Column('canceled_at', sa.BigInteger(), nullable=True),
     sa.Column('ended_at', sa.BigInteger(), nullable=True),
     sa.Column('trial_end', sa.BigInteger(), nullable=True),
-    sa.Column('deleted', sa.Boolean(), nullable=False),
-    sa.Column('deleted_at', sa.BigInteger(), nullable=True),
-    sa.Column('listed_at', sa.BigInteger(), nullable=True),
     sa.Column('raw', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'id')
@@ -357,20 +310,6 @@ def upgrade() -> None:
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('rejected', sa.JSON(), nullable=False),
     sa.Column('requests', sa.Integer(), nullable=False),
-    sa.Column('events_seen', sa.JSON(), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('account_id')
-    )
-    op.create_table('watch_tick',
-    sa.Column('account_id', sa.Integer(), nullable=False),
-    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('ok', sa.Boolean(), nullable=False),
-    sa.Column('trigger', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('seconds', sa.Float(), nullable=False),
-    sa.Column('detail', sa.JSON(), nullable=False),
-    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id')
     )
@@ -379,7 +318,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    op.drop_table('watch_tick')
     op.drop_table('sync_state')
     with op.batch_alter_table('stripe_subscription_item', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_stripe_subscription_item_subscription_id'))
@@ -403,7 +341,6 @@ def downgrade() -> None:
     op.drop_table('stripe_invoice')
     op.drop_table('stripe_customer')
     op.drop_table('stripe_credit_note')
-    op.drop_table('pending_change')
     with op.batch_alter_table('nightly_run', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_nightly_run_account_id'))
 
@@ -422,11 +359,8 @@ def downgrade() -> None:
 
     op.drop_table('ledger_line')
     op.drop_table('ledger_build')
-    op.drop_table('backtest_run')
-    op.drop_table('backtest_point')
     op.drop_table('alert_state')
     op.drop_table('alert_delivery')
-    op.drop_table('rate_source')
     op.drop_table('fx_rate')
     with op.batch_alter_table('account', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_name'))

@@ -1,8 +1,8 @@
-"""`retention alert --dry-run` shows the digest as Slack shows it (worker/cli/slack_text.py)."""
+"""The dry run and the demo show the digest as Slack shows it (integrations/slack/as_read.py)."""
 
 from __future__ import annotations
 
-from worker.cli.slack_text import message_lines, plain
+from integrations.slack.as_read import message_lines, plain
 
 
 def test_markup_is_read_as_slack_shows_it() -> None:
