@@ -33,6 +33,7 @@ HEAVY = (
     "cryptography",
     "platformdirs",
     "pydantic_settings",
+    "rich._emoji_codes",  # rich's emoji table, loaded to measure a table's cells unless emoji is off
 )
 PROBE = """
 import json, sys
