@@ -2,9 +2,10 @@
 PostgreSQL.
 
 Upserting by (account_id, Stripe id) makes a sync idempotent: a repeated or resumed sync rewrites the same
-values. The statement is built once per table and column set and sent with the driver's executemany:
-SQLAlchemy's per-row parameter processing cost more than parsing the objects did
-(benchmarks/sync_bench.py).
+values. The statement is built once per table and column set. SQLite gets it with the driver's executemany
+(SQLAlchemy's per-row parameter processing cost more than parsing the objects did); PostgreSQL gets a page as
+one statement reading a JSON document of its rows, where executemany sent one statement per row and cost our
+side nearly twice the CPU (benchmarks/sync_bench.py --postgres).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Table, delete, func, not_, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from integrations.stripe import models
@@ -42,11 +44,6 @@ CHILD_TABLES: dict[str, Table] = {
 _PARENT_COLUMN = {"subscriptions": "subscription_id", "invoices": "invoice_id"}
 
 
-def _encode(value: Any) -> str:
-    """Compact UTF-8 JSON text (what the JSON columns hold), with orjson: ~10x the stdlib encoder."""
-    return orjson.dumps(value).decode()
-
-
 @lru_cache(maxsize=256)
 def _statement(table: Table, columns: tuple[str, ...], keep: tuple[str, ...], placeholder: str) -> str:
     keys = [c.name for c in table.primary_key.columns]
@@ -64,45 +61,71 @@ def _json_columns(table: Table) -> frozenset[str]:
     return frozenset(c.name for c in table.c if isinstance(c.type, JSON))
 
 
-Plan = tuple[tuple[str, ...], Callable[[Row], Any], tuple[int, ...]]
+# For one shape of row: the columns written (plain ones first, then JSON ones) and a function turning a row
+# into its SQLite statement parameters, JSON values encoded to text here, once, not by SQLAlchemy per row.
+Plan = tuple[tuple[str, ...], Callable[[Row, int], tuple[Any, ...]]]
 
 
 @lru_cache(maxsize=256)
-def _row_plan(table: Table, keys: tuple[str, ...]) -> Plan:
-    """For rows with these keys (in this order): the columns written, a getter of their values as a tuple,
-    and the positions of JSON columns (encoded to text here, once, rather than by SQLAlchemy per row)."""
-    columns = tuple(k for k in keys if k not in (INSERT_ONLY, "account_id"))
-    getter = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+def _row_plan(table: Table, keys: frozenset[str]) -> Plan:
     json_cols = _json_columns(table)
-    return columns, getter, tuple(n for n, c in enumerate(columns) if c in json_cols)
+    plain = tuple(sorted(k for k in keys if k not in (INSERT_ONLY, "account_id") and k not in json_cols))
+    encoded = tuple(sorted(k for k in keys if k in json_cols))
+    get = itemgetter(*plain) if len(plain) > 1 else (lambda row: tuple(row[c] for c in plain))
+    dumps = orjson.dumps
+    if len(encoded) == 1 and len(plain) > 1:  # every Stripe table: one `raw` column
+        (name,) = encoded
+
+        def values(row: Row, account_id: int) -> tuple[Any, ...]:
+            return (*get(row), dumps(row[name]).decode(), account_id)
+
+    else:
+
+        def values(row: Row, account_id: int) -> tuple[Any, ...]:
+            return (*get(row), *(dumps(row[c]).decode() for c in encoded), account_id)
+
+    return (*plain, *encoded), values
 
 
 def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> None:
     """Insert or update rows by primary key; only the columns present in the rows are updated."""
     if not rows:
         return
-    # rows with the same keys share a statement; the parsers build each kind of row with its keys in one order
-    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Row]] = {}
-    for row in rows:
-        group = (tuple(row), tuple(row.get(INSERT_ONLY, ())))
-        by_id = groups.get(group)
-        if by_id is None:
-            by_id = groups[group] = {}
-        by_id[row["id"]] = row  # last one wins within a page
-    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
-    for (keys, keep), by_id in groups.items():
-        columns, getter, json_at = _row_plan(table, keys)
-        sql = _statement(table, (*columns, "account_id"), keep, placeholder)
-        params: list[tuple[Any, ...]] = []
-        append = params.append
-        for row in by_id.values():
-            values = getter(row)
-            if json_at:
-                values = list(values)
-                for n in json_at:
-                    values[n] = _encode(values[n])
-            append((*values, account_id))
-        conn.exec_driver_sql(sql, params)
+    # Rows with the same keys share a statement. A parser builds every row of a kind with the same keys, so
+    # the common case is one group, told by comparing each row's keys with the first's (no per-row tuple).
+    first = rows[0].keys()
+    if INSERT_ONLY not in first and all(row.keys() == first for row in rows):
+        groups = {(frozenset(first), ()): rows}
+    else:
+        groups = {}
+        for row in rows:
+            groups.setdefault((frozenset(row), tuple(row.get(INSERT_ONLY, ()))), []).append(row)
+    postgres = conn.dialect.name == "postgresql"
+    for (keys, keep), group in groups.items():
+        columns, values = _row_plan(table, keys)
+        unique = {row["id"]: row for row in group}.values()  # the last copy of an id within a page wins
+        if postgres:
+            document = orjson.dumps(list(unique)).decode()
+            conn.exec_driver_sql(_json_statement(table, columns, keep), (account_id, document))
+        else:
+            params = [values(row, account_id) for row in unique]
+            conn.exec_driver_sql(_statement(table, (*columns, "account_id"), keep, "?"), params)
+
+
+@lru_cache(maxsize=256)
+def _json_statement(table: Table, columns: tuple[str, ...], keep: tuple[str, ...]) -> str:
+    """PostgreSQL: `_statement` reading its rows from one JSON document (the page's row dicts, account_id
+    bound apart) instead of VALUES: a page is one statement of two parameters, prepared once per shape
+    whatever its row count, which the server takes apart in one pass (json_to_recordset). Keys of a row that
+    are not `columns` are ignored there; a JSON column comes out as the very text orjson wrote, as the
+    SQLite path stores it."""
+    dialect = postgresql.dialect()
+    names = ", ".join(f'"{c}"' for c in columns)
+    types = ", ".join(f'"{c}" {table.c[c].type.compile(dialect=dialect)}' for c in columns)
+    head, tail = _statement(table, (*columns, "account_id"), keep, "%s").split(" VALUES ", 1)
+    conflict = tail[tail.index(" ON CONFLICT") :]
+    # built from our own tables' and columns' names and types only; the values are bound parameters
+    return f"{head} SELECT {names}, %s FROM json_to_recordset(%s::json) AS page ({types}){conflict}"  # noqa: S608
 
 
 # The lists whose objects a full sync marks deleted when Stripe no longer lists them (subscriptions are

@@ -101,17 +101,24 @@ def _reject(exc: RecordError) -> Obj:
     return {"id": exc.object_id, "object": exc.kind, "error": exc.reason}
 
 
-def store_page(
-    conn: Connection, account_id: int, name: str, objects: list[Any], listed_at: int | None = None
-) -> tuple[set[str], list[Obj]]:
-    """Parse and upsert one page of a list; returns the ids stored and the objects rejected.
-
-    `listed_at` is the mark of the full sync whose list this page is (None for other reads): customers and
-    subscriptions remember it, so the sync can tell at its end which ones Stripe no longer lists."""
+def _parse_page(name: str, objects: list[Any]) -> tuple[list[Obj], list[Obj], list[Obj]]:
+    """A page's rows, their children's rows (subscription items, invoice lines) and the objects rejected."""
     rows: list[Obj] = []
     children: list[Obj] = []
-    parents: list[str] = []
     rejected: list[Obj] = []
+    append, extend = rows.append, children.extend
+    if name == "invoices":
+        for obj in objects:
+            try:
+                row, lines, bad = parse_invoice(obj)
+            except RecordError as exc:
+                rejected.append(_reject(exc))
+                continue
+            append(row)
+            extend(lines)
+            if bad:
+                rejected.extend(_reject(b) for b in bad)
+        return rows, children, rejected
     parser: Callable[[Any], Obj] = {
         "customers": parse_customer,
         "products": parse_product,
@@ -122,18 +129,25 @@ def store_page(
         try:
             if name == "subscriptions":
                 row, items = parse_subscription(obj)
-                children.extend(items)
-            elif name == "invoices":
-                row, lines, bad = parse_invoice(obj)
-                children.extend(lines)
-                rejected.extend(_reject(b) for b in bad)
+                extend(items)
             else:
                 row = parser(obj)
         except RecordError as exc:
             rejected.append(_reject(exc))
             continue
-        rows.append(row)
-        parents.append(row["id"])
+        append(row)
+    return rows, children, rejected
+
+
+def store_page(
+    conn: Connection, account_id: int, name: str, objects: list[Any], listed_at: int | None = None
+) -> tuple[set[str], list[Obj]]:
+    """Parse and upsert one page of a list; returns the ids stored and the objects rejected.
+
+    `listed_at` is the mark of the full sync whose list this page is (None for other reads): customers and
+    subscriptions remember it, so the sync can tell at its end which ones Stripe no longer lists."""
+    rows, children, rejected = _parse_page(name, objects)
+    parents = [row["id"] for row in rows]
     if listed_at is not None and name in TRACKED_LISTS:
         mark_listed(rows, listed_at)
         # listed but unparsable: it exists in Stripe, so its stored copy must not be taken for deleted
@@ -149,10 +163,10 @@ def store_page(
         prune_children(conn, account_id, parents, [c["id"] for c in children], name)
     elif name == "invoices":
         # Lines change only while an invoice is a draft; finalized invoices keep theirs.
-        drafts = [r["id"] for r in rows if r["status"] == "draft"]
-        prune_children(
-            conn, account_id, drafts, [c["id"] for c in children if c["invoice_id"] in drafts], name
-        )
+        drafts = {r["id"] for r in rows if r["status"] == "draft"}
+        if drafts:
+            kept = [c["id"] for c in children if c["invoice_id"] in drafts]
+            prune_children(conn, account_id, sorted(drafts), kept, name)
     if name in CHILD_TABLES:
         upsert(conn, CHILD_TABLES[name], children, account_id)
     return set(parents), rejected

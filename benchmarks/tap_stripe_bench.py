@@ -1,0 +1,210 @@
+"""Our full sync against singer-io's tap-stripe 3.3.0 on the same account, both end to end, wall and CPU time.
+A script that prints figures, not a test.
+
+    python3 -m venv /tmp/tap-stripe && /tmp/tap-stripe/bin/pip install tap-stripe==3.3.0
+    .venv/bin/python benchmarks/tap_stripe_bench.py --tap-python /tmp/tap-stripe/bin/python [--customers 3000]
+
+The sample account (worker/demo/sample.py) is served by the local Stripe-compatible server in its own process,
+as in benchmarks/sync_bench.py. tap-stripe runs in its own virtualenv (it pins an old stripe SDK) through
+benchmarks/tap_stripe_run.py, which points the SDK at that server. Both read the same objects: customers,
+prices (the tap's `plans` stream) and products, subscriptions with their items, invoices with all their
+lines. Ours also parses and stores them in SQLite; the tap only extracts (its records go to a file, what a
+Singer target would then load), so the comparison leaves the tap's loading out, in its favour. The tap's
+`start_date` is the day before the account's oldest object: no empty date windows before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from sqlalchemy.engine import Engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sync_bench import KEY, fresh_account, server_process  # noqa: E402
+
+from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
+from integrations.stripe.repository.customers import object_counts  # noqa: E402
+from integrations.stripe.repository.sync_state import customer_created_times  # noqa: E402
+from integrations.stripe.sync import Syncer  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+# tap-stripe's streams for what our full sync reads (its `plans` stream reads the prices, see tap_stripe_run)
+STREAMS = (
+    "customers",
+    "plans",
+    "products",
+    "subscriptions",
+    "subscription_items",
+    "invoices",
+    "invoice_line_items",
+)
+# our stored kinds (retention status) beside the tap's streams
+OURS = {
+    "customers": "customers",
+    "plans": "prices",
+    "products": "products",
+    "subscriptions": "subscriptions",
+    "subscription_items": None,
+    "invoices": "invoices",
+    "invoice_line_items": "line_items",
+}
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def selected_catalog(tap_python: str, url: str, config: Path, out: Path) -> None:
+    """The tap's discovered catalog with our streams selected (every field of them: the tap's default)."""
+    found = subprocess.run(
+        [
+            tap_python,
+            str(HERE / "tap_stripe_run.py"),
+            "--api-base",
+            url,
+            "--config",
+            str(config),
+            "--discover",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    catalog = json.loads(found.stdout)
+    for stream in catalog["streams"]:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] in STREAMS
+    out.write_text(json.dumps(catalog))
+
+
+def run_tap(
+    tap_python: str, url: str, config: Path, catalog: Path, work: Path
+) -> tuple[float, float, Counter[str], str]:
+    """One sync of the tap (records to a file): wall and CPU seconds, records per stream, requests."""
+    records = work / "records.jsonl"
+    cpu = children_cpu()
+    start = time.perf_counter()
+    with records.open("wb") as out, (work / "tap.log").open("wb") as log:
+        subprocess.run(
+            [
+                tap_python,
+                str(HERE / "tap_stripe_run.py"),
+                "--api-base",
+                url,
+                "--config",
+                str(config),
+                "--catalog",
+                str(catalog),
+            ],
+            check=True,
+            stdout=out,
+            stderr=log,
+        )
+    wall = time.perf_counter() - start
+    cpu = children_cpu() - cpu
+    counts: Counter[str] = Counter()
+    with records.open("rb") as lines:
+        for line in lines:
+            message = json.loads(line)
+            if message.get("type") == "RECORD":
+                counts[message["stream"]] += 1
+    asked = [
+        line for line in (work / "tap.log").read_text().splitlines() if line.startswith("tap-stripe requests")
+    ]
+    return wall, cpu, counts, asked[-1].split(": ")[1] if asked else "?"
+
+
+def start_date(url: str, engine: Engine, account_id: int) -> str:
+    """The tap's start_date: the day before the account's oldest customer, product or price (the tap skips the
+    lines of invoices created exactly at its start), so no empty date windows come before it."""
+    with engine.connect() as conn:
+        oldest = customer_created_times(conn, account_id)[0]
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {KEY}"
+    for name in ("products", "prices"):
+        after = None
+        while True:
+            params = {"limit": 100, **({"starting_after": after} if after else {})}
+            body = session.get(f"{url}/v1/{name}", params=params, timeout=30).json()
+            oldest = min([oldest, *(o["created"] for o in body["data"])])
+            if not body["has_more"]:
+                break
+            after = body["data"][-1]["id"]
+    day = datetime.fromtimestamp(oldest - 86400, UTC).replace(hour=0, minute=0, second=0)
+    return day.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ours(url: str, label: str) -> tuple[float, float, int, Engine, int]:
+    """Our full sync into a fresh SQLite database, budget unlimited: wall and CPU seconds, requests."""
+    engine, account_id = fresh_account(label)
+    reader = StripeReader(StripeConfig(api_key=KEY, api_base=url, rps=0, account_label=label))
+    cpu, start = own_cpu(), time.perf_counter()
+    outcome = Syncer(engine, account_id, reader).run(full=True)
+    seconds, cpu = time.perf_counter() - start, own_cpu() - cpu
+    assert not outcome.rejected, outcome.rejected[:3]
+    return seconds, cpu, reader.requests, engine, account_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=3000)
+    parser.add_argument("--tap-python", required=True, help="the Python of a virtualenv holding tap-stripe")
+    args = parser.parse_args()
+    print(f"machine: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures scale with it)")
+    work = Path(tempfile.mkdtemp(prefix="tap-stripe-bench-"))
+    with server_process(args.customers) as url:
+        ours(url, "warm-up")  # the server renders each object once: both timed runs get its cached JSON
+        sync_s, sync_cpu, sync_requests, engine, account_id = ours(url, "ours")
+        config = work / "config.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "client_secret": KEY,
+                    "account_id": "acct_sample",
+                    "start_date": start_date(url, engine, account_id),
+                }
+            )
+        )
+        catalog = work / "catalog.json"
+        selected_catalog(args.tap_python, url, config, catalog)
+        tap_s, tap_cpu, tap_counts, tap_requests = run_tap(args.tap_python, url, config, catalog, work)
+    with engine.connect() as conn:
+        stored = object_counts(conn, account_id)
+    print(f"{args.customers} customers; tap-stripe start_date {json.loads(config.read_text())['start_date']}")
+    for stream in STREAMS:
+        kind = OURS[stream]
+        mine = stored.get(kind, "-") if kind else "-"
+        print(f"  {stream}: tap-stripe {tap_counts.get(stream, 0)} records, ours {mine}")
+    print(
+        f"our full sync (parse + store in SQLite): {sync_s:.2f}s wall, {sync_cpu:.2f}s CPU, "
+        f"{sync_requests} requests"
+    )
+    print(
+        f"tap-stripe 3.3.0 (extract only, records to a file): {tap_s:.2f}s wall, {tap_cpu:.2f}s CPU, "
+        f"{tap_requests} requests"
+    )
+    print(
+        f"ours: {tap_s / sync_s:.1f}x faster in wall time, {tap_cpu / sync_cpu:.1f}x in CPU time (goal >= 8x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
