@@ -51,6 +51,7 @@ from metrics.at_risk import (
 )
 from metrics.at_risk import mrr_at as mrr_of
 from metrics.calendar import day_start, moment_ts, months_back, utc_datetime, utc_day, utc_now
+from metrics.dbapi import reader_of
 from metrics.money import json_amount
 from worker.accounts import stripe_config
 from worker.backtest_store import stored_track_records
@@ -339,7 +340,7 @@ def described_at(engine: Engine, account: Account) -> int | None:
     """The instant the stored state describes: the last sync, else (rows stored without one) the newest
     invoice's creation; None when nothing is stored."""
     with engine.connect() as conn:
-        described = last_sync_at(conn, account.id or 0)
+        described = last_sync_at(reader_of(conn), account.id or 0)
         if described is None:
             described = stored.newest_invoice_created(conn, account.id or 0)
     return described
