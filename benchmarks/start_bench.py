@@ -5,7 +5,15 @@ account whose database is already migrated, so the figure is the start-up and th
 migration. Prints the median wall time and the median CPU time (user + system) of each; on a busy machine the
 CPU time is the steadier figure.
 
-    .venv/bin/python benchmarks/start_bench.py [--runs N]
+With RETENTION_DATABASE_URL set (an empty PostgreSQL database, say) the commands read that database instead of
+the scratch home's SQLite file.
+
+The commands run with the project's bytecode cached, as an installed package runs (pip compiles it at
+install): PYTHONDONTWRITEBYTECODE is dropped for them, so the warm-up run writes it (into the __pycache__
+folders git ignores). `--as-is` keeps the environment as it is: with PYTHONDONTWRITEBYTECODE=1 and no cached
+bytecode every start compiles the project's modules again.
+
+    .venv/bin/python benchmarks/start_bench.py [--runs N] [--as-is]
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ COMMANDS = (["--help"], ["accounts"], ["status"])
 GOAL = 0.3
 
 
-def _prepare(home: Path) -> dict[str, str]:
+def _prepare(home: Path, as_is: bool) -> dict[str, str]:
     """A home with its database migrated and one account row (as after `retention connect`)."""
     env = {**os.environ, "RETENTION_HOME": str(home), "COLUMNS": "80"}
+    if not as_is:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     script = (
         "from worker.cli.common import open_db\n"
         "from worker.db import session_scope\n"
@@ -56,17 +66,22 @@ def _one(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    runs = parser.parse_args().runs
+    parser.add_argument("--as-is", action="store_true", help="keep PYTHONDONTWRITEBYTECODE as it is set")
+    options = parser.parse_args()
+    runs = options.runs
     with tempfile.TemporaryDirectory(prefix="start-bench-") as home:
-        env = _prepare(Path(home))
+        env = _prepare(Path(home), options.as_is)
         load = os.getloadavg()[0]
+        cached = not env.get("PYTHONDONTWRITEBYTECODE")
         print(f"{runs} runs each, load average {load:.1f} on {os.cpu_count()} CPUs; goal <= {GOAL} s")
+        print("the project's bytecode", "cached" if cached else "as the environment leaves it (not written)")
         for args in COMMANDS:
             _one(args, env)  # warm the file cache and the bytecode once
             times = [_one(args, env) for _ in range(runs)]
             wall = statistics.median(t[0] for t in times)
             cpu = statistics.median(t[1] for t in times)
             print(f"retention {' '.join(args):<10} median {wall:.2f} s wall, {cpu:.2f} s CPU")
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

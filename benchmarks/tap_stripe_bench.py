@@ -35,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync_bench import KEY, fresh_account, server_process  # noqa: E402
 
 from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
-from integrations.stripe.repository.customers import object_counts  # noqa: E402
+from integrations.stripe.repository.counts import object_counts  # noqa: E402
 from integrations.stripe.repository.sync_state import customer_created_times  # noqa: E402
 from integrations.stripe.sync import Syncer  # noqa: E402
+from metrics.dbapi import reader_of  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # tap-stripe's streams for what our full sync reads (its `plans` stream reads the prices, see tap_stripe_run)
@@ -72,18 +73,15 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def tap_command(tap_python: str, url: str, config: Path, *args: str) -> list[str]:
+    """The tap, run by our wrapper that points it at the local server."""
+    return [tap_python, str(HERE / "tap_stripe_run.py"), "--api-base", url, "--config", str(config), *args]
+
+
 def selected_catalog(tap_python: str, url: str, config: Path, out: Path) -> None:
     """The tap's discovered catalog with our streams selected (every field of them: the tap's default)."""
     found = subprocess.run(
-        [
-            tap_python,
-            str(HERE / "tap_stripe_run.py"),
-            "--api-base",
-            url,
-            "--config",
-            str(config),
-            "--discover",
-        ],
+        tap_command(tap_python, url, config, "--discover"),
         check=True,
         capture_output=True,
     )
@@ -104,16 +102,7 @@ def run_tap(
     start = time.perf_counter()
     with records.open("wb") as out, (work / "tap.log").open("wb") as log:
         subprocess.run(
-            [
-                tap_python,
-                str(HERE / "tap_stripe_run.py"),
-                "--api-base",
-                url,
-                "--config",
-                str(config),
-                "--catalog",
-                str(catalog),
-            ],
+            tap_command(tap_python, url, config, "--catalog", str(catalog)),
             check=True,
             stdout=out,
             stderr=log,
@@ -187,7 +176,7 @@ def main() -> None:
         selected_catalog(args.tap_python, url, config, catalog)
         tap_s, tap_cpu, tap_counts, tap_requests = run_tap(args.tap_python, url, config, catalog, work)
     with engine.connect() as conn:
-        stored = object_counts(conn, account_id)
+        stored = object_counts(reader_of(conn), account_id)
     print(f"{args.customers} customers; tap-stripe start_date {json.loads(config.read_text())['start_date']}")
     for stream in STREAMS:
         kind = OURS[stream]

@@ -20,8 +20,9 @@ ranked by it: money times the strength of the evidence.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -617,3 +618,84 @@ def first_signal_day(
             first = day
         day -= timedelta(days=1)
     return first
+
+
+# -- how long a verdict holds ----------------------------------------------------------------------
+def _usage_turns(series: UsageSeries) -> Iterator[int]:
+    for p in series.periods:
+        yield p.end
+        yield math.floor(p.end + 1.5 * max(p.end - p.start, DAY)) + 1
+
+
+def _turning_points(records: CustomerRecords, th: Thresholds, money: bool, signals: bool) -> Iterator[int]:
+    """Every instant at which one of the rules' comparisons with the instant `at` can turn, the records
+    unchanged. Each comparison above is of the form `x <= at`, `at < x` or `at > x`; this lists its x (or
+    x + 1 for `at <= x` and `at > x`), with the lookback's `since = at - lookback` moved onto `at`. Evidence
+    that can never give a signal (a paid invoice with one attempt, a subscription never cancelled nor past
+    due) is left out; so are the renewal's dates without a signal (renewal_soon only goes beside one)."""
+    lookback = th.lookback_days * DAY
+    for series in records.usage:  # a period ends (p.end <= at); the last one grows stale (at - end > 1.5 x)
+        yield from _usage_turns(series)
+    for line in records.licensed:  # known, covering at / at since, overlapping the lookback, a peak instant
+        yield line.known
+        for edge in (line.period_start, line.period_end):
+            yield edge
+            yield edge + lookback
+    yield from _invoice_turns(records.invoices)
+    for sub in records.subscriptions:
+        if signals or _may_signal(sub):  # alive, cancellation asked, scheduled end, current period (renewal)
+            moments = (sub.created, sub.ended_at, sub.canceled_at, sub.cancel_at, sub.current_period_end)
+            yield from (m for m in moments if m is not None)
+    for rev in records.revenue if money else ():  # MRR at `at` (whether the customer pays, its score)
+        yield rev.start
+        yield rev.end
+    if signals:  # a renewal on that day enters renewal_soon's window, or has passed
+        ends = [s.current_period_end for s in records.subscriptions] + [
+            x.period_end for x in records.licensed
+        ]
+        for end in ends:
+            if end is not None:
+                yield from _renewal_turns(utc_day(end), th)
+
+
+def _may_signal(sub: SubscriptionState) -> bool:
+    """Whether the subscription can ever give payment_failed (past_due) or cancel_scheduled."""
+    ended_later = sub.ended_at is not None and sub.canceled_at is not None and sub.canceled_at < sub.ended_at
+    return sub.status == "past_due" or sub.cancel_at_period_end or sub.cancel_at is not None or ended_later
+
+
+def _invoice_turns(invoices: Iterable[InvoiceState]) -> Iterator[int]:
+    """Created, first attempt possible after finalization, resolved: of invoices that can count as failed."""
+    for inv in invoices:
+        if inv.amount_due <= 0 or inv.attempt_count <= 0 or (inv.status == "paid" and inv.attempt_count <= 1):
+            continue  # unpaid_failed is False at every instant
+        yield inv.created
+        yield (inv.finalized_at or inv.created) + 1
+        if inv.resolved_at is not None:
+            yield inv.resolved_at
+
+
+def _renewal_turns(renewal: date, th: Thresholds) -> Iterator[int]:
+    for window in (th.renewal_days, th.renewal_days_annual):
+        yield moment_ts(day_start(renewal - timedelta(days=window)))
+    yield moment_ts(day_start(renewal + timedelta(days=1)))
+
+
+def next_change(
+    records: CustomerRecords,
+    at: int,
+    th: Thresholds = DEFAULT_THRESHOLDS,
+    money: bool = True,
+    signals: bool = True,
+) -> int | None:
+    """The earliest instant after `at` at which `evaluate` may answer differently for these records (None:
+    never). Over [at, next_change) every signal code, weight, renewal date and MRR is the same as at `at`.
+
+    `signals`: whether the customer has a signal at `at` (False leaves the renewal's dates out: they matter
+    only beside a signal, and the first signal to appear does so at a date listed here). Two texts still move
+    with the calendar day: `renewal_soon` counts the days left and `downgrade` may name `at` minus the
+    lookback as the day of its peak; a caller that keeps the details of a flagged customer must also stop at
+    the next day start (worker/risk.py does). Without `money`, the MRR's changes are left out: the signals
+    (`signals_at`) alone hold until then, as the backtest needs them.
+    """
+    return min((x for x in _turning_points(records, th, money, signals) if x > at), default=None)

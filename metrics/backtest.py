@@ -70,6 +70,13 @@ class MrrSteps:
             running += delta[instant]
             self.values.append(max(0, running))
 
+    @classmethod
+    def of(cls, instants: Sequence[int], values: Sequence[int]) -> MrrSteps:
+        """Steps kept from an earlier night (`instants`, `values` as computed then)."""
+        steps = cls(())
+        steps.instants, steps.values = list(instants), list(values)
+        return steps
+
     def at(self, t: int) -> int:
         i = bisect_right(self.instants, t)
         return self.values[i - 1] if i else 0
@@ -137,7 +144,16 @@ class Tally:
         judge: Callable[[int, int, int], Sequence[str] | None],
     ) -> None:
         """One customer: `judge(k, instant, mrr)` is its signal codes at point k (None: not flagged)."""
-        steps = MrrSteps(revenue)
+        self.add_steps(customer_id, name, MrrSteps(revenue), judge)
+
+    def add_steps(
+        self,
+        customer_id: str,
+        name: str,
+        steps: MrrSteps,
+        judge: Callable[[int, int, int], Sequence[str] | None],
+    ) -> None:
+        """`add` with the customer's MRR over time already known."""
         flagged_days: list[date] = []
         for k, t in enumerate(self.instants):
             mrr = steps.at(t)

@@ -144,6 +144,8 @@ def find_account(engine: Engine, name: str) -> bool:
 
 
 def list_accounts(engine: Engine) -> list[Account]:
+    """Every connected account by name, loaded to work on (`retention accounts` lists them through
+    worker/account_views.py, without SQLAlchemy)."""
     with session_scope(engine) as session:
         return list(session.exec(select(Account).order_by(Account.name)))  # type: ignore[arg-type]
 

@@ -1,7 +1,8 @@
 """Tables of the alert run: what each customer was told (no spam) and how the last delivery went.
 
 Kept apart from worker/alerts.py so that worker/tables.py can import the schema without the alert run's
-imports (worker.accounts imports worker.tables).
+imports (worker.accounts imports worker.tables). `status` reads the last delivery through
+worker/status_reads.py (without SQLAlchemy).
 """
 
 from __future__ import annotations
@@ -60,21 +61,6 @@ class AlertDelivery(SQLModel, table=True):
     revoked: bool = False
     pending: int = 0
     last_sent_at: datetime | None = Field(default=None, sa_column=Column(_TZ))
-
-
-def last_alert_status(session: Session, account_id: int) -> dict[str, Any] | None:
-    """The last Slack delivery of the account as `retention status --json` may show it, or None."""
-    row = session.get(AlertDelivery, account_id)
-    if row is None:
-        return None
-    return {
-        "last_attempt_at": row.last_attempt_at.isoformat() if row.last_attempt_at else None,
-        "ok": row.last_ok,
-        "error": row.last_error,
-        "revoked": row.revoked,
-        "pending": row.pending,
-        "last_sent_at": row.last_sent_at.isoformat() if row.last_sent_at else None,
-    }
 
 
 def settle(session: Session, rows: Sequence[AlertState]) -> None:

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from integrations.slack.digest import MAX_BLOCKS, SlackMessage, build_digest, with_already_alerted
 from integrations.slack.webhook import post
 from metrics.at_risk import AtRiskAccount, RecoveredAccount
-from metrics.calendar import moment_ts, utc_now
+from metrics.calendar import utc_now
 from metrics.money import fmt
 from worker.accounts import slack_webhook
 from worker.alert_state import (
@@ -41,19 +41,16 @@ from worker.alert_state import (
     settle,
     urgent_codes,
 )
-from worker.backtest_store import stored_track_records
 from worker.db import session_scope
 from worker.errors import describe
 from worker.models import Account
 from worker.rebuild import ensure_ledger
 from worker.risk import (
+    assess_account,
     customer_display_names,
-    customers_paying_between,
     dashboard_url,
-    evaluate_customers,
     paying,
     refresh_meter_usage,
-    with_links,
 )
 from worker.settings import Settings
 
@@ -263,9 +260,7 @@ def run_alerts(
             refresh_meter_usage(engine, settings, account)
         except Exception as exc:  # meter usage is optional evidence: say so and go on with what is stored
             log.warning("account %s: meter usage not refreshed: %s", account.name, describe(exc))
-    at = moment_ts(as_of)
-    ranked = evaluate_customers(engine, account, customers_paying_between(engine, account, at, at), as_of)
-    items = with_links(account, ranked, stored_track_records(engine, account, as_of))
+    items = assess_account(engine, account, as_of)  # reuses the verdicts the night already stored
     result.at_risk, result.mrr_at_risk = len(items), sum(i.assessment.mrr for i in items)
     with Session(engine, expire_on_commit=False) as session:
         plan = _plan(session, engine, account, items, set(paying(engine, account, as_of)), write=not dry_run)

@@ -3,25 +3,48 @@
 One pass: the customers who paid somewhere in the span are read per batch (worker/risk.py iter_records),
 each customer's whole history once, and judged at the twelve points with `metrics.at_risk.evaluate`, the
 function `retention at-risk --as-of` runs, with the same thresholds and the same "is the stored state current"
-rule; metrics/backtest.py adds the outcomes up. The nightly run stores the result (worker/backtest_store.py).
+rule; metrics/backtest.py adds the outcomes up. The nightly run stores the result (worker/backtest_store.py)
+and, with `reuse`, keeps each customer's codes over time so later nights read only what they miss
+(worker/risk_store.py; docs/at-risk.md, Stored verdicts).
 """
 
 from __future__ import annotations
 
+import contextlib
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from metrics.at_risk import CustomerRecords, Thresholds, evaluate
-from metrics.backtest import BacktestResult, Tally, backtest_points, span
+from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, next_change, signals_at
+from metrics.backtest import BacktestResult, MrrSteps, Tally, backtest_points, span
 from metrics.calendar import moment_ts
 from metrics.money import json_amount
-from worker.backtest_store import save_points, stored_points
 from worker.models import Account
-from worker.risk import customers_paying_between, is_current, iter_records, iter_revenue
+from worker.risk import (
+    BATCH,
+    customers_paying_between,
+    described_at,
+    describes,
+    iter_records,
+    read_catalog,
+    stale_customers,
+    verdict_basis,
+)
 from worker.risk_settings import risk_thresholds
+from worker.risk_store import (
+    FOREVER,
+    Forgotten,
+    KeptCustomer,
+    Span,
+    epoch,
+    kept_customers,
+    save_kept_customers,
+)
+
+HORIZON_DAYS = 7  # a customer read again is judged 7 to 14 days past each point (docs/at-risk.md)
 
 
 def compute_backtest(
@@ -33,39 +56,107 @@ def compute_backtest(
 ) -> BacktestResult:
     """The account's backtest as of `as_of` (the result is not stored: the nightly run stores it).
 
-    With `reuse` (the nightly run), points judged before under the same thresholds are read back and the
-    points judged now are kept; when every point is known, only the ledger's recurring lines are read (for the
-    outcomes), not the invoices, subscriptions and usage the signals need.
+    With `reuse` (the nightly run), each customer's signal codes over time are kept as spans
+    (worker/risk_store.py): a customer whose history did not change and whose spans cover tonight's points is
+    not read again, only its recurring lines (for the outcomes); the others are read and judged at the
+    points and a few days beyond, so the next nights find them covered. The figures are the same.
     """
     th = thresholds or risk_thresholds()
     points = backtest_points(as_of)
-    days = [p.date() for p in points]
-    known = stored_points(engine, account, days, th) if reuse else {}
     first, last = span(points)
-    current = [is_current(engine, account, p) for p in points]
+    described = described_at(engine, account)
+    current = [describes(described, p) for p in points]
     customers = customers_paying_between(engine, account, first, last)
-    at = moment_ts(as_of)
-    stream = (
-        iter_revenue(engine, account, customers, at)
-        if len(known) == len(days)
-        else iter_records(engine, account, customers, at)
-    )
     tally = Tally(points, account.reporting_currency)
-    for records in stream:
+    if reuse and not any(current):
+        _tally_from_spans(engine, account, customers, tally, th)
+        return tally.result(as_of)
+    for records in iter_records(engine, account, customers, moment_ts(as_of)):
 
         def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> Sequence[str] | None:
-            stored = known.get(days[k])
-            if stored is not None:
-                return stored.get(records.customer_id)
             found = evaluate(records, t, mrr, current[k], th)
             return found.codes if found is not None else None
 
         tally.add(records.customer_id, records.name, records.revenue, judge)
-    if reuse:
-        save_points(
-            engine, account, {d: tally.point_flags[k] for k, d in enumerate(days) if d not in known}, th
-        )
     return tally.result(as_of)
+
+
+def _covering(spans: list[Span], t: int) -> Span | None:
+    return next((s for s in spans if s[0] <= t < s[1]), None)
+
+
+def _horizon(customer_id: str) -> int:
+    """7 to 14 days, by customer: those judged on the same night are not all due again on the same night."""
+    return (HORIZON_DAYS + zlib.crc32(customer_id.encode()) % (HORIZON_DAYS + 1)) * DAY
+
+
+def judge_spans(
+    records: CustomerRecords, instants: Sequence[int], th: Thresholds, horizon: int
+) -> list[Span]:
+    """The customer's signal codes from each instant to `horizon` after it (None: no signal), as spans over
+    which they cannot change (metrics.at_risk.next_change), judged on dated evidence only (current=False)."""
+    out: list[Span] = []
+    for start in instants:
+        t = start
+        while t < start + horizon:
+            signals, _ = signals_at(records, t, False, th)
+            until = next_change(records, t, th, money=False, signals=bool(signals)) or FOREVER
+            out.append((t, until, tuple(s.code for s in signals) or None))
+            t = until
+    return out
+
+
+def _merged(spans: list[Span], since: int) -> list[Span]:
+    """Spans ending after `since`, sorted, neighbours with the same codes joined (less to store)."""
+    out: list[Span] = []
+    for s in sorted(x for x in spans if x[1] > since):
+        if out and out[-1][1] == s[0] and out[-1][2] == s[2]:
+            out[-1] = (out[-1][0], s[1], s[2])
+        else:
+            out.append(s)
+    return out
+
+
+def _tally_from_spans(
+    engine: Engine, account: Account, customers: Sequence[str], tally: Tally, th: Thresholds
+) -> None:
+    """Adds every customer to `tally` from what was kept of it, reading and judging only what is missing."""
+    account_id = account.id or 0
+    catalog = read_catalog(engine, account)
+    basis = verdict_basis(account, catalog, th, False)
+    instants = tally.instants
+    with engine.connect() as conn:
+        since = epoch(conn, account_id)  # read before anything it judges
+        stale = stale_customers(conn, account_id)
+    for n in range(0, len(customers), BATCH):
+        chunk = customers[n : n + BATCH]
+        with engine.connect() as conn:
+            held = kept_customers(conn, account_id, chunk) if stale is not None else {}
+        kept = {
+            cid: k for cid, k in held.items() if k.basis == basis and cid not in (stale or ())
+        }  # a changed history, another basis: judged afresh
+        judge = [c for c in chunk if c not in kept or not all(_covering(kept[c].spans, t) for t in instants)]
+        fresh: dict[str, KeptCustomer] = {}
+        for records in iter_records(engine, account, judge, instants[-1], catalog=catalog):
+            cid = records.customer_id
+            old = kept[cid].spans if cid in kept else []
+            missing = [t for t in instants if _covering(old, t) is None]
+            steps = MrrSteps(records.revenue)
+            spans = _merged(old + judge_spans(records, missing, th, _horizon(cid)), instants[0])
+            fresh[cid] = kept[cid] = KeptCustomer(basis, records.name, steps.instants, steps.values, spans)
+        for cid in chunk:
+            _add(tally, cid, kept[cid])
+        if fresh:  # kept unless a rebuild forgot verdicts meanwhile (then the next night judges them)
+            with contextlib.suppress(Forgotten), engine.begin() as conn:
+                save_kept_customers(conn, account_id, fresh, since)
+
+
+def _add(tally: Tally, customer_id: str, kept: KeptCustomer) -> None:
+    def judge(k: int, t: int, mrr: int) -> Sequence[str] | None:
+        found = _covering(kept.spans, t)
+        return found[2] if found is not None else None
+
+    tally.add_steps(customer_id, kept.name, MrrSteps.of(kept.instants, kept.values), judge)
 
 
 def backtest_payload(result: BacktestResult) -> dict[str, Any]:

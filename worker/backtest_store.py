@@ -8,7 +8,6 @@ can read track records without an import cycle, and worker/tables.py can import 
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import date, datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ from sqlalchemy import JSON, Column, DateTime
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from metrics.at_risk import Thresholds, TrackRecord
+from metrics.at_risk import TrackRecord
 from metrics.backtest import BacktestResult, from_record, to_record
 from metrics.calendar import utc_now
 from worker.db import session_scope
@@ -35,60 +34,6 @@ class BacktestRun(SQLModel, table=True):
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     figures: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-
-
-class BacktestPoint(SQLModel, table=True):
-    """Who the at-risk screen flagged at one past date, with which signals, under one set of thresholds.
-
-    A past date's flags depend only on what was known then, so the nightly run keeps them: a point of
-    tonight's backtest is a point of the backtest a month ago (as-of minus k months moves by one a month), and
-    is read back rather than judged again.
-    """
-
-    __tablename__ = "backtest_point"
-    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
-    day: date = Field(primary_key=True)
-    thresholds: str = Field(
-        primary_key=True, max_length=200
-    )  # thresholds_key(): other thresholds, other flags
-    computed_at: datetime = Field(
-        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    flags: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # id -> codes
-
-
-def thresholds_key(th: Thresholds) -> str:
-    """The thresholds as a short stable text: stored flags are reused only under the same thresholds."""
-    return "/".join(f"{getattr(th, f.name)}" for f in fields(th))
-
-
-def stored_points(
-    engine: Engine, account: Account, days: list[date], th: Thresholds
-) -> dict[date, dict[str, list[str]]]:
-    """The stored flags of those days (customer -> signal codes), for the days stored under `th`."""
-    with Session(engine) as session:
-        rows = session.exec(
-            select(BacktestPoint).where(
-                BacktestPoint.account_id == account.id,
-                col(BacktestPoint.day).in_(days),
-                BacktestPoint.thresholds == thresholds_key(th),
-            )
-        )
-        return {r.day: {cid: list(codes) for cid, codes in r.flags.items()} for r in rows}
-
-
-def save_points(
-    engine: Engine, account: Account, flags: dict[date, dict[str, list[str]]], th: Thresholds
-) -> None:
-    """Store (or replace) the flags of these days under `th`."""
-    key = thresholds_key(th)
-    with session_scope(engine) as session:
-        for day, found in flags.items():
-            row = session.get(BacktestPoint, (account.id, day, key)) or BacktestPoint(
-                account_id=account.id or 0, day=day, thresholds=key
-            )
-            row.flags, row.computed_at = found, utc_now()
-            session.add(row)
 
 
 def save_backtest(engine: Engine, account: Account, result: BacktestResult) -> None:

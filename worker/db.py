@@ -6,10 +6,8 @@ URL is rewritten to the psycopg 3 driver. Every command that needs the schema ca
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +20,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
+from worker.db_target import MIGRATIONS, VERSION_QUERY, head_revision, is_head, private_sqlite_files
+
 if TYPE_CHECKING:
     from alembic.config import Config
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def normalize_url(url: str) -> str:
@@ -60,32 +58,6 @@ def _json_serializer(value: object) -> str:
 
 # For JSON columns; orjson.loads takes the str the drivers return.
 JSON_CODECS = {"json_serializer": _json_serializer, "json_deserializer": orjson.loads}
-
-
-# The files SQLite keeps beside a database (write-ahead log, shared memory) and our migration lock.
-SQLITE_COMPANIONS = ("-wal", "-shm", ".migrate-lock")
-
-
-def private_sqlite_files(database: str | None) -> None:
-    """Make a file-backed SQLite database and its companions readable by their owner only (0600).
-
-    The database holds billing data. SQLite creates the -wal and -shm files with the database file's own
-    mode, so creating the database 0600 before SQLite opens it covers them; files left looser by an older
-    install are tightened here. In-memory databases and folders that do not exist are left to SQLite.
-    """
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database)
-    if not path.parent.is_dir():
-        return
-    if not path.exists():
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    for file in (path, *(Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS)):
-        with contextlib.suppress(FileNotFoundError, PermissionError):
-            info = file.stat()
-            if info.st_mode & 0o077 and info.st_uid == os.getuid():
-                file.chmod(0o600)
 
 
 @lru_cache(maxsize=16)
@@ -146,37 +118,16 @@ def ensure_schema(url: str) -> Engine:
     return engine
 
 
-_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.M)
-_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.M)
-
-
-@lru_cache(maxsize=1)
-def head_revision() -> str | None:
-    """The newest migration's id, read from the version files' text (importing Alembic and the models to ask
-    it costs more than most commands' own work); None when the files do not name exactly one head."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        source = path.read_text(encoding="utf-8")
-        found = _REVISION.search(source)
-        if found:
-            revisions.add(found.group(1))
-        parents.update(_DOWN.findall(source))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
-
-
 def at_head(engine: Engine) -> bool:
     """Whether the database is already at the newest migration (then there is nothing to upgrade)."""
-    head = head_revision()
-    if head is None:
+    if head_revision() is None:
         return False
     try:
         with engine.connect() as conn:
-            versions = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+            versions = list(conn.execute(text(VERSION_QUERY)).scalars())
     except Exception:  # no such table yet (a new database) or any other doubt: let Alembic decide
         return False
-    return versions == [head]
+    return is_head(versions)
 
 
 @contextmanager

@@ -30,6 +30,8 @@ from integrations.stripe import changes
 from integrations.stripe.repository import billing
 from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.calendar import month_starts_covering, utc_day, utc_now
+from metrics.dbapi import reader_of
+from worker import risk_store
 from worker.ledger import read, write
 from worker.ledger.build import BuildCounts, Builder, ledger_rows
 from worker.locks import exclusive
@@ -109,7 +111,8 @@ def rebuild_account(
         wanted = _wanted_days(conn, account_id, today)
         added_day = write.settle_days(conn, account_id, written, wanted)
         changes.clear(conn, account_id, pending.upto)
-        write.record_build(conn, account_id, last_sync_at(conn, account_id), inputs)
+        risk_store.forget(conn, account_id, None if full else customers)  # their verdicts: judged again
+        write.record_build(conn, account_id, last_sync_at(reader_of(conn), account_id), inputs)
     if full or added_day:  # the next steps' plans need the tables' new statistics
         with engine.begin() as conn:
             write.refresh_statistics(conn, everything=full)
@@ -170,7 +173,7 @@ def ledger_is_stale(engine: Engine, account: Account) -> bool:
         built = last_build(conn, account_id)
         if built is None:
             return billing.has_lines(conn, account_id)
-        last_sync = last_sync_at(conn, account_id)
+        last_sync = last_sync_at(reader_of(conn), account_id)
         rates_at = rates_changed_at(conn, account.reporting_currency)  # an import or a download restates
     if rates_at is not None and rates_at >= built.built_at:  # the same second: rebuild once more, to be sure
         return True

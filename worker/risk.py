@@ -7,19 +7,23 @@ Stripe subscriptions, invoices and meter summaries) into its plain records, a ba
 of customers at an instant: the at-risk run, the alerts and the same-day watch call it. The
 rows come from the repositories (integrations/stripe/repository/risk.py for stored Stripe objects,
 worker/mrr_queries.py for the ledger), so nothing here builds SQL. No Stripe call happens here except in
-`refresh_meter_usage`, which the alert run calls before it looks for risk.
+`refresh_meter_usage`, which the alert run calls before it looks for risk. `present_assessments` (the at-risk
+list, the digest, the report) reads back the verdicts kept in worker/risk_store.py that still hold and judges
+only the other customers (docs/at-risk.md, Stored verdicts).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from integrations.stripe import changes
 from integrations.stripe.client import StripeReader
 from integrations.stripe.meters import fetch_meter_summaries
 from integrations.stripe.repository import billing
@@ -42,16 +46,28 @@ from metrics.at_risk import (
     assess,
     evaluate,
     first_signal_day,
+    next_change,
     rank,
 )
 from metrics.at_risk import mrr_at as mrr_of
 from metrics.calendar import day_start, moment_ts, months_back, utc_datetime, utc_day, utc_now
+from metrics.dbapi import reader_of
 from metrics.money import json_amount
 from worker.accounts import stripe_config
 from worker.backtest_store import stored_track_records
 from worker.models import Account
 from worker.mrr_queries import RecurringLine, mrr_at, revenue_customers, risk_lines
 from worker.risk_settings import risk_thresholds
+from worker.risk_store import (
+    FOREVER,
+    Forgotten,
+    StoredVerdict,
+    basis_key,
+    epoch,
+    forget,
+    save_verdicts,
+    verdicts,
+)
 from worker.settings import Settings
 
 DASHBOARD = "https://dashboard.stripe.com"
@@ -266,37 +282,21 @@ def _batch(
 
 
 def iter_records(
-    engine: Engine, account: Account, customers: Sequence[str], at: int, batch: int = BATCH
+    engine: Engine,
+    account: Account,
+    customers: Sequence[str],
+    at: int,
+    batch: int = BATCH,
+    catalog: Catalog | None = None,
 ) -> Iterator[CustomerRecords]:
     """The records of these customers, read `batch` customers at a time (never the whole account at once)."""
-    catalog = read_catalog(engine, account)
+    if not customers:
+        return
+    catalog = catalog or read_catalog(engine, account)
     for n in range(0, len(customers), batch):
         with engine.connect() as conn:
             found = _batch(conn, account, list(customers[n : n + batch]), catalog, at)
         yield from found
-
-
-def iter_revenue(
-    engine: Engine, account: Account, customers: Sequence[str], at: int, batch: int = BATCH
-) -> Iterator[CustomerRecords]:
-    """Name and counted recurring lines only (MRR over time), per batch: what the backtest's outcomes need
-    when every point's flags are already known."""
-    for n in range(0, len(customers), batch):
-        chunk = list(customers[n : n + batch])
-        with engine.connect() as conn:
-            names = {c.id: c.name or c.email or c.id for c in customer_names(conn, account.id or 0, chunk)}
-            lines = risk_lines(conn, account.id or 0, chunk)
-        revenue: dict[str, list[RevenueLine]] = defaultdict(list)
-        for line in lines:
-            if line.counted and line.monthly_reporting is not None:
-                revenue[line.customer_id].append(
-                    RevenueLine(line.period_start, line.mrr_end, line.monthly_reporting)
-                )
-        for cid in chunk:
-            mine = tuple(revenue.get(cid, ()))
-            yield CustomerRecords(
-                cid, names.get(cid, cid), mrr_of(mine, at), account.reporting_currency, revenue=mine
-            )
 
 
 def customer_display_names(engine: Engine, account: Account, customers: Sequence[str]) -> dict[str, str]:
@@ -333,10 +333,21 @@ def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
     invoice); a date more than a day before it is judged on dated evidence only (metrics/at_risk.py), so
     `--as-of` a year ago does not flag today's past_due.
     """
+    return describes(described_at(engine, account), as_of)
+
+
+def described_at(engine: Engine, account: Account) -> int | None:
+    """The instant the stored state describes: the last sync, else (rows stored without one) the newest
+    invoice's creation; None when nothing is stored."""
     with engine.connect() as conn:
-        described = last_sync_at(conn, account.id or 0)
-        if described is None:  # rows stored without a sync: they describe the time of the newest invoice
+        described = last_sync_at(reader_of(conn), account.id or 0)
+        if described is None:
             described = stored.newest_invoice_created(conn, account.id or 0)
+    return described
+
+
+def describes(described: int | None, as_of: datetime) -> bool:
+    """`is_current` with the described instant read once (the backtest asks for twelve points)."""
     return described is None or moment_ts(as_of) >= described - CURRENT_SLACK
 
 
@@ -354,10 +365,85 @@ def evaluate_customers(
     return rank(evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at))
 
 
+def verdict_basis(account: Account, catalog: Catalog, th: Thresholds, current: bool) -> str:
+    """What every stored verdict depends on besides the customer's own history (worker/risk_store.py): the
+    thresholds, the reporting currency, the catalog (labels and intervals in the details) and whether the
+    stored state describes the instant."""
+    prices = sorted(catalog.prices.values())
+    return basis_key(th, account.reporting_currency, prices, sorted(catalog.products.items()), current)
+
+
+def stale_customers(conn: Connection, account_id: int) -> set[str] | None:
+    """Customers whose stored objects a sync changed since the last rebuild (None: possibly every one).
+
+    The rebuild forgets the verdicts of the customers it recomputes; until it runs, these are judged again."""
+    found = changes.pending(conn, account_id)
+    if found.all:
+        return None
+    return found.customers | billing.customers_on(conn, account_id, found.prices, found.products)
+
+
+def _valid_until(records: CustomerRecords, at: int, found: RiskAssessment | None, th: Thresholds) -> int:
+    """Until when the verdict holds, records unchanged: the next turning point of a rule, and for a customer
+    at risk also the next day start (the days left to a renewal, a peak's day, are in its details)."""
+    until = next_change(records, at, th, signals=found is not None) or FOREVER
+    if found is not None:
+        until = min(until, moment_ts(day_start(utc_day(at) + timedelta(days=1))))
+    return until
+
+
+def present_assessments(
+    engine: Engine, account: Account, as_of: datetime, thresholds: Thresholds | None = None
+) -> list[RiskAssessment]:
+    """Every paying customer with a signal at `as_of`, ranked: what `evaluate_customers` gives over every
+    paying customer, reusing the stored verdicts that still hold (docs/at-risk.md, Stored verdicts).
+
+    Only when the stored state describes `as_of` (a replay of a past day is judged afresh and not stored):
+    a customer is judged again when its history changed (forgotten by the rebuild, or noted by a sync not
+    yet rebuilt), when a rule's turning point was passed since its verdict, or under another basis.
+    """
+    th = thresholds or risk_thresholds()
+    at, current = moment_ts(as_of), is_current(engine, account, as_of)
+    customers = customers_paying_between(engine, account, at, at)
+    if not current:
+        return rank(evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at))
+    catalog = read_catalog(engine, account)
+    basis = verdict_basis(account, catalog, th, current)
+    with engine.connect() as conn:
+        since = epoch(conn, account.id or 0)  # read before anything it judges
+        stale = stale_customers(conn, account.id or 0)
+        stored_verdicts = verdicts(conn, account.id or 0) if stale is not None else {}
+    found: list[RiskAssessment | None] = []
+    judge: list[str] = []
+    for cid in customers:
+        held = stored_verdicts.get(cid)
+        if held is not None and held.holds(basis, at) and cid not in (stale or ()):
+            found.append(held.assessment)
+        else:
+            judge.append(cid)
+    fresh: list[tuple[str, StoredVerdict]] = []
+    for records in iter_records(engine, account, judge, at, catalog=catalog):
+        verdict = evaluate(records, at, records.mrr, current, th)
+        until = _valid_until(records, at, verdict, th)
+        fresh.append((records.customer_id, StoredVerdict(basis, at, until, verdict)))
+        found.append(verdict)
+        if len(fresh) >= BATCH:
+            _save(engine, account, fresh, since)
+            fresh = []
+    _save(engine, account, fresh, since)
+    return rank(found)
+
+
+def _save(engine: Engine, account: Account, fresh: list[tuple[str, StoredVerdict]], since: int) -> None:
+    """Keeps the verdicts, unless a rebuild forgot verdicts meanwhile (then the next run judges them)."""
+    if fresh:
+        with contextlib.suppress(Forgotten), engine.begin() as conn:
+            save_verdicts(conn, account.id or 0, fresh, since)
+
+
 def assess_account(engine: Engine, account: Account, as_of: datetime) -> list[AtRiskAccount]:
     """Every paying customer with a signal at `as_of`, ranked by score, with its link and track record."""
-    at = moment_ts(as_of)
-    ranked = evaluate_customers(engine, account, customers_paying_between(engine, account, at, at), as_of)
+    ranked = present_assessments(engine, account, as_of)
     return with_links(account, ranked, stored_track_records(engine, account, as_of))
 
 
@@ -523,6 +609,10 @@ def refresh_meter_usage(engine: Engine, settings: Settings, account: Account) ->
             summaries = fetch_meter_summaries(reader, meter, customer, begin, end)
             total = sum(s.aggregated_value for s in summaries)
             rows.append(MeterUsageRow(customer, meter, begin, end, total))
+    account_id = account.id or 0
     with engine.begin() as conn:  # only once every period is read: a failed read stores nothing
-        stored.save_meter_usage(conn, account.id or 0, rows)
+        before = set(stored.meter_usage(conn, account_id, sorted({r.customer_id for r in rows})))
+        stored.save_meter_usage(conn, account_id, rows)
+        # usage is evidence: a customer whose summaries changed has its stored verdicts judged again
+        forget(conn, account_id, sorted({r.customer_id for r in rows if r not in before}))
     return len(rows)

@@ -1,7 +1,7 @@
 """A record of each nightly run per account, so `retention status` can show the last one and its steps.
 
 Steps are written as they finish, each in its own transaction, so a run that dies half-way still tells which
-step it reached.
+step it reached. `status` reads the last run through worker/status_reads.py (without SQLAlchemy).
 """
 
 from __future__ import annotations
@@ -30,26 +30,6 @@ class NightlyRun(SQLModel, table=True):
     task_id: str | None = Field(default=None, max_length=255)
     steps: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = None
-
-
-def last_nightly(session: Session, account_id: int) -> dict[str, Any] | None:
-    """The newest nightly run of the account as `status --json` shows it, or None if it never ran."""
-    run = session.exec(
-        select(NightlyRun)
-        .where(NightlyRun.account_id == account_id)
-        .order_by(col(NightlyRun.started_at).desc(), col(NightlyRun.id).desc())
-    ).first()
-    if run is None:
-        return None
-    return {
-        "started_at": run.started_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "ok": run.ok,
-        "trigger": run.trigger,
-        "task_id": run.task_id,
-        "steps": run.steps,
-        "error": run.error,
-    }
 
 
 def start_run(engine: Engine, account_id: int, trigger: str, task_id: str | None = None) -> int:

@@ -1,7 +1,9 @@
 """Configuration from the environment (docs/interface.md documents every variable).
 
 Settings are read when asked for, never frozen as default arguments, so a test or a command that changes the
-environment sees the change.
+environment sees the change. They are a plain pydantic model filled from the environment by
+`Settings.from_environment` (names matched case-insensitively, values validated as pydantic-settings would):
+importing pydantic-settings cost more than reading the variables ourselves (README: start-up time).
 """
 
 from __future__ import annotations
@@ -14,24 +16,24 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from platformdirs import user_data_dir
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from integrations.rates import ECB_HISTORY_URL
 from metrics.segments import SizeBands
+from worker.db_target import parse_database_url
 
 
 def _default_home() -> Path:
+    from platformdirs import user_data_dir  # only when RETENTION_HOME is unset (start-up time: README)
+
     return Path(user_data_dir("stripe-retention", appauthor=False))
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Every variable of the configuration table; names are the environment names without prefix tricks."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+    # defaults are validated too, as they were by pydantic-settings
+    model_config = ConfigDict(extra="ignore", validate_default=True)
 
     retention_home: Path = Field(default_factory=_default_home)
     retention_database_url: str | None = None
@@ -93,9 +95,9 @@ class Settings(BaseSettings):
     def _database(cls, value: str | None) -> str | None:
         if value is None or not value.strip():  # set but empty: the default, as for an unset variable
             return None
-        try:
-            backend = make_url(value).get_backend_name()
-        except ArgumentError:
+        try:  # parsed without SQLAlchemy: `accounts` and `status` do not import it (README: start-up time)
+            backend = parse_database_url(value).backend
+        except ValueError:
             raise ValueError("not a database URL: use sqlite:///PATH or postgresql://USER@HOST/DB") from None
         if backend not in ("sqlite", "postgresql"):
             raise ValueError("only sqlite:/// and postgresql:// databases are supported")
@@ -130,6 +132,13 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError("use increasing amounts in major units, e.g. 100,1000,10000") from None
         return value
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The variables set in the environment, any case (`retention_home` is RETENTION_HOME); the others
+        keep their defaults and stay out of `model_fields_set`."""
+        found = {key.lower(): value for key, value in os.environ.items() if key.lower() in cls.model_fields}
+        return cls.model_validate(found)
 
     @property
     def broker_configured(self) -> bool:
@@ -173,7 +182,7 @@ class ConfigError(ValueError):
 def get_settings() -> Settings:
     """A fresh read of the environment; cheap enough to call per command."""
     try:
-        return Settings()
+        return Settings.from_environment()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"

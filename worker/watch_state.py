@@ -2,7 +2,7 @@
 
 One row per account, overwritten by every tick (skipped ones included: a tick skipped because the nightly
 held the lock is worth seeing). Kept apart from worker/watch.py so worker/tables.py can import the schema
-without the tick's imports.
+without the tick's imports. `status` reads the last tick through worker/status_reads.py (without SQLAlchemy).
 """
 
 from __future__ import annotations
@@ -50,20 +50,3 @@ def record_tick(session: Session, row: WatchTick) -> None:
         session.delete(old)
         session.flush()
     session.add(row)
-
-
-def last_tick(session: Session, account_id: int) -> dict[str, Any] | None:
-    """The account's last tick as `retention status --json` shows it (`last_watch`), or None."""
-    row = session.get(WatchTick, account_id)
-    if row is None:
-        return None
-    return {
-        "at": row.at.isoformat(),
-        "outcome": row.outcome,
-        "ok": row.ok,
-        "trigger": row.trigger,
-        "seconds": round(row.seconds, 3),
-        "note": row.note,
-        "error": row.error,
-        **row.detail,
-    }

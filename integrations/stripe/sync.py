@@ -61,6 +61,7 @@ from integrations.stripe.store import (
     touch_listed,
     upsert,
 )
+from metrics.dbapi import reader_of
 from metrics.tables import table_of
 
 Obj = dict[str, Any]
@@ -199,7 +200,7 @@ class Syncer:
         """The account's sync bookkeeping, creating its row on the first sync (so every outcome has a row to
         be recorded on)."""
         with self.engine.begin() as conn:
-            found = sync_state(conn, self.account_id)
+            found = sync_state(reader_of(conn), self.account_id)
             if found is None:
                 found = StoredSyncState(
                     mode=None,
@@ -309,7 +310,7 @@ class Syncer:
         invoices created before t grow like the sum over customers of (t - created): ranges split that sum.
         """
         with self.engine.connect() as conn:
-            created = customer_created_times(conn, self.account_id)
+            created = customer_created_times(reader_of(conn), self.account_id)
         self.history_start = created[0] if created else None  # where the first invoice range begins
         return balanced_ranges(created, started, INVOICE_PARTS)
 

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from integrations.stripe.models import STRIPE_TABLES
-from integrations.stripe.repository.customers import object_counts
+from integrations.stripe.repository.counts import object_counts
+from metrics.dbapi import reader_of
 from metrics.tables import table_of
 from worker.db import session_scope
 from worker.demo import builders as b
@@ -119,7 +120,7 @@ def world_totals(world: StripeWorld) -> dict[str, int]:
 def counts(engine: Engine, account_id: int) -> dict[str, int]:
     """What the account has stored per kind, as `retention status` counts it (compared with world_totals)."""
     with engine.connect() as conn:
-        return object_counts(conn, account_id)
+        return object_counts(reader_of(conn), account_id)
 
 
 def add_account(engine: Engine, api_base: str, name: str = "acme", rps: float = 0) -> Account:

@@ -11,11 +11,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from integrations.stripe import changes
 from integrations.stripe.models import StripeCustomer, StripeInvoice, StripeSubscription
+from metrics.dbapi import reader_of
 from tests.support.risk_world import AS_OF, load
 from tests.support.slack_server import Answer, FakeSlack
 from tests.support.stripe_rows import make_account
-from worker.alert_state import AlertDelivery, AlertState, last_alert_status
+from worker.alert_state import AlertDelivery, AlertState
 from worker.alerts import run_alerts
 from worker.cli.main import app
 from worker.db import ensure_schema, session_scope
@@ -24,8 +26,15 @@ from worker.rebuild import rebuild_account
 from worker.secrets import Secret, encrypt
 from worker.settings import get_settings
 from worker.status import account_status
+from worker.status_reads import last_alert_status
 
 AT_RISK = {"cus_failed", "cus_seats", "cus_cancel", "cus_usage"}
+
+
+def noted(engine: Engine, account_id: int, *customers: str) -> None:
+    """Note changed customers as the sync storing the edited rows would: their verdicts are judged again."""
+    with engine.begin() as conn:
+        changes.note_page(conn, account_id, "customers", [{"id": c} for c in customers])
 
 
 @pytest.fixture
@@ -113,6 +122,7 @@ def test_changed_signals_are_alerted_again_and_recovery_is_reported_once(
         assert invoice and sub and cancel_invoice
         invoice.status, sub.status, cancel_invoice.status = "paid", "active", "open"
         session.add_all([invoice, sub, cancel_invoice])
+    noted(engine, account.id or 0, "cus_failed", "cus_cancel")
     rebuild_account(engine, account, today=AS_OF.date())
     result = run_alerts(engine, get_settings(), account, AS_OF, pause=0)
     assert result.sent == 2 and result.at_risk == 3
@@ -137,14 +147,14 @@ def test_slack_down_keeps_alerts_pending_until_the_next_run(engine: Engine, slac
     assert down.sent == 0 and down.pending == 4 and down.error is not None and not down.revoked
     assert "503" in down.error and slack.delivered == []
     assert states(engine) == dict.fromkeys(AT_RISK, "pending")
-    with Session(engine) as session:
-        status = last_alert_status(session, account.id or 0)
+    with engine.connect() as conn:
+        status = last_alert_status(reader_of(conn), account.id or 0)
     assert status is not None and status["ok"] is False and status["pending"] == 4
     back = run_alerts(engine, get_settings(), account, AS_OF, pause=0)
     assert back.error is None and back.sent == 4 and back.pending == 0
     assert customers_in(slack.delivered[0]) == AT_RISK
-    with Session(engine) as session:
-        status = last_alert_status(session, account.id or 0)
+    with engine.connect() as conn:
+        status = last_alert_status(reader_of(conn), account.id or 0)
     assert status is not None and status["ok"] is True and status["error"] is None
 
 
@@ -171,8 +181,10 @@ def test_a_revoked_webhook_is_recorded_on_the_account(engine: Engine, slack: Fak
         row = session.get(AlertDelivery, account.id)
     assert row is not None and row.revoked and row.last_ok is False
     assert row.last_error is not None and "no_service" in row.last_error and "revoked" in row.last_error
-    with Session(engine) as session:
-        shown = account_status(engine, session, account)["slack"]  # what `retention status --json` prints
+    with engine.connect() as conn:
+        shown = account_status(reader_of(conn), account.id or 0, account.name)[
+            "slack"
+        ]  # what `retention status --json` prints
     assert shown is not None and shown["revoked"] is True and shown["ok"] is False and shown["pending"] == 4
 
 
@@ -251,6 +263,7 @@ def test_cli_alert_posts_once_and_dry_run_prints(
         assert invoice is not None
         invoice.status = "open"
         session.add(invoice)
+    noted(engine, 1, "cus_steady")
     failed = cli.invoke(app, ["alert", "--as-of", "2026-11-01"])
     assert failed.exit_code == 1 and "HTTP 500" in failed.output and "1 pending" in failed.stdout
     assert slack.url not in failed.output

@@ -13,9 +13,11 @@ from datetime import UTC, date, datetime, timedelta
 from statistics import median
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
+import worker.backtest
 from metrics.at_risk import Thresholds
 from metrics.calendar import months_back
 from tests.support.risk_world import AS_OF as SMALL_AS_OF
@@ -23,22 +25,14 @@ from tests.support.risk_world import SEATS, T, catalog, load
 from tests.support.sample_rows import store_world
 from tests.support.stripe_rows import make_account, store
 from worker.backtest import backtest, compute_backtest
-from worker.backtest_store import (
-    backtest_history,
-    save_backtest,
-    save_points,
-    stored_backtest,
-    stored_points,
-    track_records,
-)
+from worker.backtest_store import backtest_history, save_backtest, stored_backtest, track_records
 from worker.cli.main import app
 from worker.demo import builders as b
 from worker.demo.sample import build_sample_world
 from worker.models import Account
 from worker.mrr_queries import points_for, snapshot_rows
 from worker.rebuild import rebuild_account
-from worker.risk import at_risk
-from worker.risk_settings import risk_thresholds
+from worker.risk import at_risk, iter_records
 
 END = date(2026, 11, 1)
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -207,27 +201,36 @@ def test_thin_input_gives_no_signal_no_crash_and_says_there_are_no_churners(engi
     assert [w["code"] for w in payload["warnings"]] == ["no_churners"]
 
 
-def test_the_nightly_keeps_the_points_it_judged_and_reads_them_back(engine: Engine) -> None:
+def test_the_nightly_keeps_each_customers_spans_and_reads_them_back(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     account = make_account(engine)
     store_world(engine, account, build_sample_world(seed=3, customers=200, months=20, end=END))
     rebuild_account(engine, account, today=END)
+    read: list[str] = []
+
+    def counted(engine: Engine, account: Account, customers: Any, *args: Any, **kw: Any) -> Any:
+        read.extend(customers)
+        return iter_records(engine, account, customers, *args, **kw)
+
+    monkeypatch.setattr(worker.backtest, "iter_records", counted)
     fresh = compute_backtest(engine, account, AS_OF)
-    assert compute_backtest(engine, account, AS_OF, reuse=True) == fresh  # judges all 12, keeps them
+    everyone = len(read)
+    read.clear()
+    assert compute_backtest(engine, account, AS_OF, reuse=True) == fresh  # judges every customer, keeps spans
+    assert len(read) == everyone
+    read.clear()
     assert compute_backtest(engine, account, AS_OF, reuse=True) == fresh  # every point read back
-    days = [date.fromisoformat(d) for d in backtest(engine, account, AS_OF)["points"]]
-    th = risk_thresholds()
-    kept = stored_points(engine, account, days, th)
-    assert set(kept) == set(days) and sum(len(f) for f in kept.values()) == fresh.flags
-    # a month later, 11 of the 12 dates are the same: read back (proved by emptying one), one judged anew
-    assert fresh.per_point[1][1] > 0
-    save_points(engine, account, {days[1]: {}}, th)
-    later = compute_backtest(engine, account, datetime(2026, 12, 1, tzinfo=UTC), reuse=True)
-    assert later.points[0] == days[1] and later.per_point[0][1] == 0
-    assert (
-        later.per_point[-1]
-        == compute_backtest(engine, account, datetime(2026, 12, 1, tzinfo=UTC)).per_point[-1]
-    )
-    # under other thresholds the kept flags are not used
+    assert read == []
+    # night after night the points move by a day: the same figures, most customers not read again
+    for night in range(1, 16):
+        as_of = AS_OF + timedelta(days=night)
+        read.clear()
+        assert compute_backtest(engine, account, as_of, reuse=True) == compute_backtest(
+            engine, account, as_of
+        )
+        assert len(read) - everyone < everyone / 3, night  # the second call reads everyone
+    # under other thresholds the kept spans are not used
     other = Thresholds(seat_drop=0.2)
     assert compute_backtest(engine, account, AS_OF, other, reuse=True) == compute_backtest(
         engine, account, AS_OF, other

@@ -11,7 +11,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from worker.db import SQLITE_COMPANIONS, ensure_schema, normalize_url, private_sqlite_files
+from worker.db import ensure_schema, normalize_url
+from worker.db_target import SQLITE_COMPANIONS, private_sqlite_files
 
 
 def test_plain_postgresql_url_uses_psycopg3() -> None:

@@ -100,6 +100,19 @@ def test_first_version_database_upgrades_to_the_current_schema(first_version_url
     assert deleted in (False, 0)
 
 
+def test_a_database_stamped_0001_with_the_newer_schema_upgrades(first_version_url: str) -> None:
+    """An earlier build of this version shipped 0002's schema inside 0001: its databases say 0001 but hold
+    every table 0002 adds. The upgrade takes them as they are."""
+    engine = get_engine(first_version_url)
+    _migrate(first_version_url, command.upgrade, "0002")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+
+    ensure_schema(first_version_url)
+
+    assert _schema_differences(engine) == []
+
+
 def test_the_upgrade_can_be_undone(first_version_url: str) -> None:
     engine = get_engine(first_version_url)
     _first_version_rows(engine)

@@ -2,12 +2,15 @@
 
 Two accounts sync the same local Stripe server night after night while random changes land in it (new
 customers, voided and paid invoices, seat changes, cancellations, deletions, a product renamed); one account
-is rebuilt incrementally (the default), the other from scratch (`full`). Every ledger row, snapshot, metric
-and at-risk flag of the two must be equal, on SQLite and PostgreSQL.
+is rebuilt incrementally (the default), the other from scratch (`full`). Every ledger row, snapshot, metric,
+at-risk flag, Slack digest and backtest figure of the two must be equal, on SQLite and PostgreSQL; the
+incremental account's stored at-risk verdicts and backtest spans, kept from night to night and read at
+later instants too, must equal a judgement from scratch.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -20,16 +23,21 @@ from sqlalchemy.engine import Engine
 
 from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader
 from integrations.stripe.sync import Syncer
+from metrics.at_risk import RiskAssessment
+from metrics.calendar import moment_ts
 from metrics.ledger import ClassifiedLine, MrrSnapshot, SnapshotDay
 from metrics.tables import table_of
 from tests.support.stripe_world import DAY, KEY, add_account, build_world
+from worker.alerts import run_alerts
+from worker.backtest import compute_backtest
 from worker.demo import builders as b
 from worker.demo.stripe_server import FakeStripe, StripeWorld
 from worker.ledger import read
 from worker.metrics_run import compute_metrics
 from worker.models import Account
 from worker.rebuild import rebuild_account
-from worker.risk import at_risk
+from worker.risk import at_risk, customers_paying_between, evaluate_customers, present_assessments
+from worker.settings import get_settings
 
 FAST = RetryPolicy(attempts=4, base=0.001, max_wait=0.01)
 NIGHTS = 4
@@ -88,6 +96,13 @@ class Changes:
         if inv is not None:
             self._event("invoice.voided", self.world.add({**inv, "status": "void"}))
 
+    def fail_payment(self) -> None:
+        """A paid invoice, maybe months old, is found unpaid after two attempts: a signal in the past too."""
+        inv = self._pick("invoice", lambda o: o["status"] == "paid")
+        if inv is not None:
+            failed = {**inv, "status": "open", "attempt_count": 2, "paid": False}
+            self._event("invoice.payment_failed", self.world.add(failed))
+
     def pay_draft(self) -> None:
         inv = self._pick("invoice", lambda o: o["status"] == "draft")
         if inv is not None:
@@ -140,7 +155,8 @@ class Changes:
             self.delete_customer,
             self.rename_product,
         ]
-        for action in [self.schedule_cancel, *self.rng.choices(actions, k=6)]:  # one at-risk signal at least
+        # one at-risk signal now and one in the backtest's past at least
+        for action in [self.schedule_cancel, self.fail_payment, *self.rng.choices(actions, k=6)]:
             action()
 
 
@@ -161,6 +177,18 @@ def _tables(engine: Engine, account_id: int) -> dict[str, list[tuple[Any, ...]]]
     return out
 
 
+def from_scratch(engine: Engine, account: Account, as_of: datetime) -> list[RiskAssessment]:
+    """Every paying customer judged at `as_of`, nothing stored read back."""
+    at = moment_ts(as_of)
+    return evaluate_customers(engine, account, customers_paying_between(engine, account, at, at), as_of)
+
+
+def _digest(engine: Engine, account: Account) -> tuple[int, int, str]:
+    """The Slack digest a night would post (dry run), the account's name left out."""
+    result = run_alerts(engine, get_settings(), account, datetime.now(UTC), dry_run=True, pause=0)
+    return result.at_risk, result.mrr_at_risk, json.dumps(result.payloads).replace(account.name, "ACCOUNT")
+
+
 def _metrics(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
     payload = compute_metrics(engine, account, as_of, store=False)
     payload.pop("account", None)
@@ -170,7 +198,7 @@ def _metrics(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any
 @pytest.fixture
 def world() -> StripeWorld:
     # months up to now, so that current periods, upcoming lines and the nights' changes overlap
-    return build_world(customers=24, months=5, start=int(time.time()) - 5 * 30 * DAY + 3 * DAY)
+    return build_world(customers=24, months=17, start=int(time.time()) - 17 * 30 * DAY + 3 * DAY)
 
 
 @pytest.fixture
@@ -195,7 +223,7 @@ def test_incremental_rebuilds_equal_rebuilds_from_scratch_night_after_night(
     changes = Changes(world, seed)
     # nights that cross a month start, so snapshot days are added and dropped
     first = (datetime.now(UTC).date().replace(day=1) + timedelta(days=32)).replace(day=1) - timedelta(days=2)
-    modes, flagged = [], 0
+    modes, flagged, backtest_flags = [], 0, 0
     for night in range(NIGHTS):
         if night:
             changes.night()
@@ -211,8 +239,17 @@ def test_incremental_rebuilds_equal_rebuilds_from_scratch_night_after_night(
         flags = at_risk(engine, incremental, now)
         assert flags == at_risk(engine, scratch, now), f"night {night}"
         flagged += len(flags["accounts"])
+        for later in (0, 1, 9):  # stored verdicts (kept since earlier nights) equal a judgement from scratch
+            when = now + timedelta(days=later, hours=night)
+            assert present_assessments(engine, incremental, when) == from_scratch(engine, incremental, when)
+        assert _digest(engine, incremental) == _digest(engine, scratch), f"night {night}"
+        backtest_as_of = now + timedelta(days=night)  # its points move by a day each night
+        kept = compute_backtest(engine, incremental, backtest_as_of, reuse=True)
+        assert kept == compute_backtest(engine, scratch, backtest_as_of), f"night {night}"
+        assert kept == compute_backtest(engine, incremental, backtest_as_of), f"night {night}"
+        backtest_flags += kept.flags
     assert modes == ["full"] + ["incremental"] * (NIGHTS - 1)  # the first night follows a full sync
-    assert flagged > 0  # the at-risk lists compared were not all empty
+    assert flagged > 0 and backtest_flags > 0  # the at-risk lists and backtests compared were not all empty
 
 
 def test_a_night_without_changes_recomputes_no_customer(engine: Engine, server: FakeStripe) -> None:

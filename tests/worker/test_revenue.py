@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from metrics.calendar import day_start
+from metrics.dbapi import reader_of
 from tests.support.rebuild_worlds import monthly_world
 from tests.support.stripe_rows import make_account, store
 from worker import revenue
@@ -66,8 +66,8 @@ def test_a_customer_is_known_from_the_ledger_or_from_the_stored_objects(engine: 
 
 def test_status_entry_before_any_sync(engine: Engine) -> None:
     account = make_account(engine)
-    with Session(engine) as session:
-        entry = account_status(engine, session, account)
+    with engine.connect() as conn:
+        entry = account_status(reader_of(conn), account.id or 0, account.name)
     assert entry == {
         "name": "acme",
         "last_sync_at": None,

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from integrations.stripe.models import SyncState
+from metrics.dbapi import reader_of
 from metrics.tables import table_of
 from tests.support.slack_server import Answer, FakeSlack
 from tests.support.watch_world import DAY, build_paying_world, connect_synced, now
@@ -164,8 +165,8 @@ def test_slack_down_then_up_delivers_exactly_once(
     down = tick(engine, account)
     assert (down.alerts, down.pending) == (0, 1) and down.error and "500" in down.error
     assert fake_slack.delivered == []
-    with Session(engine) as session:
-        shown = account_status(engine, session, account)["last_watch"]
+    with engine.connect() as conn:
+        shown = account_status(reader_of(conn), account.id or 0, account.name)["last_watch"]
     assert (shown["pending"], shown["ok"]) == (1, False) and "500" in shown["error"]
     up = tick(engine, account)  # a quiet tick delivers what is waiting
     assert (up.events, up.alerts, up.pending, up.error) == (0, 1, 0, None)
@@ -250,8 +251,10 @@ def test_a_tick_while_the_nightly_holds_the_lock_is_skipped(
         and "holds this account's lock" in result.note
     )
     assert len(fake_stripe.requests) == before and fake_slack.posts == []
-    with Session(engine) as session:
-        assert account_status(engine, session, account)["last_watch"]["outcome"] == SKIPPED
+    with engine.connect() as conn:
+        assert (
+            account_status(reader_of(conn), account.id or 0, account.name)["last_watch"]["outcome"] == SKIPPED
+        )
     assert tick(engine, account).alerts == 1  # the event was not lost
 
 
@@ -294,8 +297,10 @@ def test_unknown_deleted_and_unreadable_objects_do_not_stop_a_tick(
     schedule_cancel(stripe_world, 9, at)
     result = tick(engine, account)
     assert result.ok and result.alerts == 1
-    with Session(engine) as session:
-        rejected = {r["id"] for r in account_status(engine, session, account)["rejected"]}
+    with engine.connect() as conn:
+        rejected = {
+            r["id"] for r in account_status(reader_of(conn), account.id or 0, account.name)["rejected"]
+        }
     assert "sub_00005" in rejected and len(rejected) == 2  # the subscription, and the event without an id
 
 
@@ -340,12 +345,12 @@ def test_an_alert_row_records_the_watch(engine: Engine, account: Account, stripe
 def test_a_quiet_tick_leaves_the_last_sync_and_the_ledger_current(
     engine: Engine, account: Account, stripe_world: StripeWorld
 ) -> None:
-    with Session(engine) as session:
-        before = account_status(engine, session, account)["last_sync_at"]
+    with engine.connect() as conn:
+        before = account_status(reader_of(conn), account.id or 0, account.name)["last_sync_at"]
     assert tick(engine, account).outcome == QUIET
     assert not ledger_is_stale(engine, account)
-    with Session(engine) as session:
-        assert account_status(engine, session, account)["last_sync_at"] == before
+    with engine.connect() as conn:
+        assert account_status(reader_of(conn), account.id or 0, account.name)["last_sync_at"] == before
     time.sleep(1.1)  # sync times are whole seconds: a change in the same second as the build looks older
     schedule_cancel(stripe_world, 3)
     assert tick(engine, account).outcome == APPLIED
@@ -386,8 +391,11 @@ def test_an_unexpected_failure_is_a_recorded_failed_tick(
     monkeypatch.setattr("worker.watch.pending_customers", broken)
     result = tick(engine, account)
     assert (result.outcome, result.ok, result.error) == (FAILED, False, "RuntimeError (details in the log)")
-    with Session(engine) as session:
-        assert account_status(engine, session, account)["last_watch"]["error"] == result.error
+    with engine.connect() as conn:
+        assert (
+            account_status(reader_of(conn), account.id or 0, account.name)["last_watch"]["error"]
+            == result.error
+        )
 
 
 def test_an_account_synced_but_never_rebuilt_gets_its_ledger_once(

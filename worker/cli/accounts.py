@@ -14,7 +14,7 @@ import click
 import typer
 
 from integrations.stripe.config import DEFAULT_API_BASE
-from worker.cli.common import open_db, print_json, refuse
+from worker.cli.common import open_db, print_json, read_db, refuse
 from worker.cli.tables import Column, console, ident, show_table
 
 if TYPE_CHECKING:
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from worker.settings import Settings
 
 # SQLModel, the Stripe SDK and cryptography are imported inside the commands that use them, so that
-# `retention --help` and `retention accounts` start fast (README: start-up time).
+# `retention --help` and `retention accounts` start fast; `accounts` reads without SQLAlchemy at all
+# (README: start-up time).
 
 # End of input at a prompt (no terminal, or Ctrl-D): Typer's own Abort, and click's from older Typer releases.
 ABORTED = (typer.Abort, click.exceptions.Abort)
@@ -123,10 +124,10 @@ def update(
 
 def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List connected accounts (keys masked)."""
-    from worker.account_views import accounts_payload
-    from worker.accounts import list_accounts
+    from worker.account_views import account_rows, accounts_payload
 
-    rows = list_accounts(open_db(_settings()))
+    with read_db(_settings()) as db:
+        rows = account_rows(db)
     if as_json:
         print_json(accounts_payload(rows))
         return
@@ -143,7 +144,7 @@ def accounts(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
             a.reporting_currency.upper(),
             a.key_mask,
             a.api_base,
-            "own" if a.slack_webhook_encrypted else "default",
+            "own" if a.own_webhook else "default",
             "default" if a.rps is None else f"{a.rps:g}",
         )
         for a in rows

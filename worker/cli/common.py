@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
@@ -23,8 +25,12 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
+    from metrics.dbapi import Reader
+    from worker.account_views import AccountRow
     from worker.models import Account
     from worker.settings import Settings
+
+_A = TypeVar("_A")
 
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
@@ -48,12 +54,47 @@ def open_db(settings: Settings | None = None) -> Engine:
         refuse(f"cannot open the database ({type(exc).__name__}): check RETENTION_DATABASE_URL")
 
 
+@contextmanager
+def read_db(settings: Settings | None = None) -> Iterator[Reader]:
+    """The database for a command that only reads (`accounts`, `status`): a plain DB-API connection, without
+    importing SQLAlchemy when the schema is current (worker/fast_db.py), else the engine's after migrating;
+    refused like `open_db` when it cannot be opened."""
+    from worker.fast_db import open_reader
+    from worker.settings import get_settings
+
+    settings = settings or get_settings()
+    try:
+        reader = open_reader(settings.database_url)
+    except Exception as exc:  # a database that is down: say which, not a traceback
+        refuse(f"cannot open the database ({type(exc).__name__}): check RETENTION_DATABASE_URL")
+    if reader is None:  # a schema to migrate, a URL form only the engine handles
+        from metrics.dbapi import reader_of
+
+        with open_db(settings).connect() as conn:
+            yield reader_of(conn)
+        return
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
 def select_accounts(session: Session, name: str | None) -> list[Account]:
     """The named account, or every connected account when NAME is left out (docs/interface.md); refuses
     when there is none, so a command never runs over nothing."""
     from worker.accounts import find_accounts
 
-    accounts = find_accounts(session, name)
+    return _found(find_accounts(session, name), name)
+
+
+def select_account_rows(db: Reader, name: str | None) -> list[AccountRow]:
+    """`select_accounts` for a command that only reads (worker/account_views.py)."""
+    from worker.account_views import account_rows
+
+    return _found(account_rows(db, name), name)
+
+
+def _found(accounts: list[_A], name: str | None) -> list[_A]:
     if not accounts and name is None:
         refuse("no account is connected yet: run `retention connect NAME` first")
     if not accounts:

@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 
 from worker.cli.common import EXIT_FAILED, accounts_to_run, open_db, print_json
-from worker.cli.sync_progress import SyncProgress
 from worker.cli.tables import console, plural, show_items, show_lines
 
 if TYPE_CHECKING:
@@ -48,6 +47,7 @@ def sync(
 
     On a terminal a bar per list shows the counts, and for invoices the share read and the time left; off a
     terminal a plain line per list read and per tenth of the invoices goes to stderr."""
+    from worker.cli.sync_progress import SyncProgress  # rich's progress bars: only a sync draws them
     from worker.settings import get_settings
     from worker.syncing import run_sync
 
@@ -70,15 +70,11 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (docs/interface.md)."),
 ) -> None:
     """When each account last synced, whether it worked, what is stored and what was rejected."""
-    from sqlmodel import Session
-
-    from worker.cli.common import select_accounts
+    from worker.cli.common import read_db, select_account_rows
     from worker.status import account_status
 
-    engine = open_db()
-    with Session(engine) as session:
-        accounts = select_accounts(session, name)
-        entries = [account_status(engine, session, a) for a in accounts]
+    with read_db() as db:  # no SQLAlchemy import when the schema is current (README: start-up time)
+        entries = [account_status(db, a.id, a.name) for a in select_account_rows(db, name)]
     if as_json:
         print_json({"accounts": entries})
         return

@@ -54,8 +54,9 @@ def cohort_totals(engine: Engine, account: Account, last_month: date) -> CohortS
 
 def report_backtest(engine: Engine, account: Account, as_of: datetime) -> dict[str, Any]:
     """The backtest the report shows: the newest stored one as of that day (the nightly run's), else one
-    computed now (not stored). Its JSON payload, the sentence, and churned MRR per month (major units)."""
-    result = stored_backtest(engine, account, as_of) or compute_backtest(engine, account, as_of)
+    computed now from the customers' kept codes (the result itself not stored). Its JSON payload, the
+    sentence, and churned MRR per month (major units)."""
+    result = stored_backtest(engine, account, as_of) or compute_backtest(engine, account, as_of, reuse=True)
     months = [
         {
             "month": m["month"],

@@ -3,18 +3,15 @@ times that split the invoice history into ranges of equal work.
 
 The sync (integrations/stripe/sync.py), the rebuild's staleness check (worker/rebuild.py) and `status`
 (worker/status.py) read these; the sync still writes its row itself, in the transaction that stores the
-pages the row describes.
+pages the row describes. Plain DB-API queries (metrics/dbapi.py): `status` reads the row without importing
+SQLAlchemy (README: start-up time), every other caller through `reader_of(connection)`.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
-
-from integrations.stripe.models import StripeCustomer, SyncState
-from metrics.tables import table_of
+from metrics.dbapi import Reader
 
 
 class StoredSyncState(NamedTuple):
@@ -32,25 +29,38 @@ class StoredSyncState(NamedTuple):
     events_seen: list[list[Any]] | None = None  # events the next read skips (integrations/stripe/events.py)
 
 
-def sync_state(conn: Connection, account_id: int) -> StoredSyncState | None:
+_SYNC_STATE = f"SELECT {', '.join(StoredSyncState._fields)} FROM sync_state WHERE account_id = ?"  # noqa: S608
+
+
+def sync_state(db: Reader, account_id: int) -> StoredSyncState | None:
     """The account's sync bookkeeping, or None before its first sync created the row."""
-    st = table_of(SyncState)
-    query = select(*(st.c[name] for name in StoredSyncState._fields)).where(st.c.account_id == account_id)
-    row = conn.execute(query).first()
-    return None if row is None else StoredSyncState._make(row)
-
-
-def last_sync_at(conn: Connection, account_id: int) -> int | None:
-    """When the account's last sync ended (Unix seconds), whatever its outcome; None if it never ran."""
-    st = table_of(SyncState)
-    value: int | None = conn.execute(select(st.c.last_sync_at).where(st.c.account_id == account_id)).scalar()
-    return value
-
-
-def customer_created_times(conn: Connection, account_id: int) -> list[int]:
-    """When each stored, not deleted customer was created (Unix seconds), oldest first."""
-    c = table_of(StripeCustomer)
-    query = select(c.c.created).where(
-        c.c.account_id == account_id, c.c.deleted.is_(False), c.c.created.is_not(None)
+    row = db.row(_SYNC_STATE, account_id)
+    if row is None:
+        return None
+    mode, cursor, cursor_created, checkpoint, rejected, last_at, last_ok, error, seen = row
+    return StoredSyncState(
+        mode=mode,
+        events_cursor=cursor,
+        events_cursor_created=cursor_created,
+        checkpoint=db.json(checkpoint),
+        rejected=db.json(rejected),
+        last_sync_at=last_at,
+        last_sync_ok=db.flag(last_ok),
+        last_error=error,
+        events_seen=db.json(seen),
     )
-    return sorted(int(created) for (created,) in conn.execute(query))
+
+
+def last_sync_at(db: Reader, account_id: int) -> int | None:
+    """When the account's last sync ended (Unix seconds), whatever its outcome; None if it never ran."""
+    row = db.row("SELECT last_sync_at FROM sync_state WHERE account_id = ?", account_id)
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def customer_created_times(db: Reader, account_id: int) -> list[int]:
+    """When each stored, not deleted customer was created (Unix seconds), oldest first."""
+    rows = db.rows(
+        "SELECT created FROM stripe_customer WHERE account_id = ? AND NOT deleted AND created IS NOT NULL",
+        account_id,
+    )
+    return sorted(int(created) for (created,) in rows)

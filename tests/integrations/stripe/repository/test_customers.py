@@ -6,13 +6,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from integrations.stripe.models import SyncState
-from integrations.stripe.repository.customers import (
-    CustomerName,
-    customer_names,
-    has_customer,
-    object_counts,
-)
+from integrations.stripe.repository.counts import object_counts
+from integrations.stripe.repository.customers import CustomerName, customer_names, has_customer
 from integrations.stripe.repository.sync_state import sync_state
+from metrics.dbapi import reader_of
 from tests.support.stripe_rows import make_account, store
 from worker.demo import builders as b
 
@@ -60,8 +57,8 @@ def test_object_counts_cover_every_kind_in_order(engine: Engine) -> None:
     acme, other = make_account(engine, "acme"), make_account(engine, "other")
     store(engine, acme, _world())
     with engine.connect() as conn:
-        counts = object_counts(conn, acme.id or 0)
-        empty = object_counts(conn, other.id or 0)
+        counts = object_counts(reader_of(conn), acme.id or 0)
+        empty = object_counts(reader_of(conn), other.id or 0)
     assert counts == {
         "customers": 2,
         "products": 1,
@@ -77,7 +74,7 @@ def test_object_counts_cover_every_kind_in_order(engine: Engine) -> None:
 def test_the_last_sync_outcome_is_none_before_the_first_sync(engine: Engine) -> None:
     account = make_account(engine)
     with engine.connect() as conn:
-        assert sync_state(conn, account.id or 0) is None
+        assert sync_state(reader_of(conn), account.id or 0) is None
     rejected = [{"object": "customer", "id": "cus_x", "error": "created: not an integer"}]
     with Session(engine) as session:
         session.add(
@@ -92,7 +89,7 @@ def test_the_last_sync_outcome_is_none_before_the_first_sync(engine: Engine) -> 
         )
         session.commit()
     with engine.connect() as conn:
-        outcome = sync_state(conn, account.id or 0)
+        outcome = sync_state(reader_of(conn), account.id or 0)
     assert outcome is not None
     shown = (outcome.last_sync_at, outcome.last_sync_ok, outcome.last_error, outcome.mode, outcome.rejected)
     assert shown == (1_700_000_000, False, "StripeReadError: 500", "incremental", rejected)

@@ -7,6 +7,7 @@ from sqlmodel import Session
 
 from integrations.stripe.models import SyncState
 from integrations.stripe.repository import sync_state as repo
+from metrics.dbapi import reader_of
 from tests.support.stripe_rows import make_account, store
 from worker.demo import builders as b
 
@@ -15,8 +16,8 @@ def test_sync_state_is_none_before_the_first_sync_then_its_row(engine: Engine) -
     account = make_account(engine)
     aid = account.id or 0
     with engine.connect() as conn:
-        assert repo.sync_state(conn, aid) is None
-        assert repo.last_sync_at(conn, aid) is None
+        assert repo.sync_state(reader_of(conn), aid) is None
+        assert repo.last_sync_at(reader_of(conn), aid) is None
     with Session(engine) as s:
         s.add(
             SyncState(
@@ -30,7 +31,7 @@ def test_sync_state_is_none_before_the_first_sync_then_its_row(engine: Engine) -
         )
         s.commit()
     with engine.connect() as conn:
-        assert repo.sync_state(conn, aid) == repo.StoredSyncState(
+        assert repo.sync_state(reader_of(conn), aid) == repo.StoredSyncState(
             mode="incremental",
             events_cursor=None,
             events_cursor_created=1_700_000_000,
@@ -38,8 +39,8 @@ def test_sync_state_is_none_before_the_first_sync_then_its_row(engine: Engine) -
             rejected=[{"id": "cus_bad", "object": "customer", "error": "no created"}],
             last_sync_at=1_700_000_100,
         )
-        assert repo.last_sync_at(conn, aid) == 1_700_000_100
-        assert repo.sync_state(conn, aid + 1) is None
+        assert repo.last_sync_at(reader_of(conn), aid) == 1_700_000_100
+        assert repo.sync_state(reader_of(conn), aid + 1) is None
 
 
 def test_customer_created_times_are_sorted_and_leave_out_deleted_customers(engine: Engine) -> None:
@@ -57,4 +58,4 @@ def test_customer_created_times_are_sorted_and_leave_out_deleted_customers(engin
     store(engine, account, [b.customer("cus_gone", deleted=True)])  # deleted later: the row keeps `created`
     store(engine, other, [b.customer("cus_x", created=50)])
     with engine.connect() as conn:
-        assert repo.customer_created_times(conn, account.id or 0) == [100, 300]
+        assert repo.customer_created_times(reader_of(conn), account.id or 0) == [100, 300]

@@ -7,8 +7,8 @@ walked the whole account for each batch or page, quadratic in customers at 100,0
 - a full sync's pruning of each page's subscription items (and draft invoices' lines): the first night's sync
   on SQLite took 2,206 s, nearly all of it in those deletes.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 15:48:30.928608
 """
 from alembic import op
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

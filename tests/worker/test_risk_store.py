@@ -1,0 +1,92 @@
+"""Stored verdicts (worker/risk_store.py): read back while they hold, forgotten with the history they rest on,
+and never kept when a forget came while they were judged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+import worker.risk
+from metrics.at_risk import CustomerRecords
+from tests.support.risk_world import AS_OF, load
+from tests.support.stripe_rows import make_account
+from worker import risk_store
+from worker.models import Account
+from worker.risk import evaluate_customers, iter_records, present_assessments
+
+
+def _stored(engine: Engine, account: Account) -> dict[str, risk_store.StoredVerdict]:
+    with engine.connect() as conn:
+        return risk_store.verdicts(conn, account.id or 0)
+
+
+def _judged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Customers read for judging from now on (worker/risk.py reads them through iter_records)."""
+    read: list[str] = []
+
+    def counted(engine: Engine, account: Account, customers: Any, *args: Any, **kw: Any) -> Any:
+        read.extend(customers)
+        return iter_records(engine, account, customers, *args, **kw)
+
+    monkeypatch.setattr(worker.risk, "iter_records", counted)
+    return read
+
+
+def test_verdicts_are_read_back_while_they_hold_and_judged_again_once_forgotten(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = make_account(engine)
+    load(engine, account)
+    judged = _judged(monkeypatch)
+    first = present_assessments(engine, account, AS_OF)
+    assert first and len(judged) == len(_stored(engine, account))
+    judged.clear()
+    assert present_assessments(engine, account, AS_OF) == first
+    assert judged == []  # the same instant: every verdict read back
+    later = AS_OF + timedelta(days=3)
+    judged.clear()
+    assert present_assessments(engine, account, later) == evaluate_customers(
+        engine, account, sorted(_stored(engine, account)), later
+    )
+    flagged = {a.customer_id for a in first}
+    assert flagged <= set(judged)  # at risk: its texts follow the day, judged again
+    some = sorted(flagged)[0]
+    with engine.begin() as conn:
+        risk_store.forget(conn, account.id or 0, [some])
+    judged.clear()
+    present_assessments(engine, account, later)
+    assert judged == [some]
+
+
+def test_nothing_is_kept_when_verdicts_were_forgotten_while_they_were_judged(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = make_account(engine)
+    load(engine, account)
+
+    def forgetting(engine: Engine, account: Account, *args: Any, **kw: Any) -> Iterator[CustomerRecords]:
+        found = list(iter_records(engine, account, *args, **kw))
+        with engine.begin() as conn:  # a rebuild commits after the rows were read
+            risk_store.forget(conn, account.id or 0, None)
+        yield from found
+
+    monkeypatch.setattr(worker.risk, "iter_records", forgetting)
+    found = present_assessments(engine, account, AS_OF)
+    assert found and _stored(engine, account) == {}  # judged from what was read, but not kept
+    monkeypatch.undo()
+    assert present_assessments(engine, account, AS_OF) == found
+    assert len(_stored(engine, account)) > 0  # no forget this time: kept
+
+
+def test_a_replay_of_a_past_day_is_judged_afresh_and_not_kept(engine: Engine) -> None:
+    account = make_account(engine)
+    load(engine, account)
+    past = AS_OF - timedelta(days=200)
+    assert present_assessments(engine, account, past) == evaluate_customers(
+        engine, account, sorted(worker.risk.paying(engine, account, past)), past
+    )
+    assert _stored(engine, account) == {}

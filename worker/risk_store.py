@@ -1,0 +1,260 @@
+"""Stored verdicts: each customer's at-risk assessment and backtest flags, kept with how long they hold.
+
+A verdict is a pure function of a customer's stored history and the instant (metrics/at_risk.py), so it is
+kept per (account, customer) with the interval over which it cannot change while that history stays the same
+(`judged_at` .. `valid_until`, see `metrics.at_risk.next_change`) and the `basis` it was judged under (the
+thresholds, the reporting currency, the catalog, whether the stored state was current). A later run at an
+instant inside the interval, under the same basis, reads the verdict back instead of loading the customer's
+invoices, subscriptions, lines and usage again (docs/at-risk.md, Stored verdicts).
+
+The rebuild forgets the verdicts of the customers whose ledger it recomputed (`forget`, in its transaction),
+a meter-usage refresh those whose usage changed; changes a sync noted but no rebuild read yet are excluded by
+the reader (integrations/stripe/changes.py). This module only stores and reads: the judging is in
+worker/risk.py and worker/backtest.py. Kept free of those imports so the rebuild can call `forget` without
+a cycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlmodel import Field, SQLModel
+
+from metrics.at_risk import RiskAssessment, Signal
+from metrics.tables import table_of
+
+FOREVER = 2**62  # valid_until of a verdict no passage of time can change
+WRITE_CHUNK = 1000  # rows per upsert statement
+
+
+class RiskVerdict(SQLModel, table=True):
+    """One customer's present at-risk assessment (None: not at risk), valid over [judged_at, valid_until)."""
+
+    __tablename__ = "risk_verdict"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    customer_id: str = Field(primary_key=True, max_length=255)
+    basis: str = Field(max_length=64)  # basis_key(): thresholds, currency, catalog, current
+    judged_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+    valid_until: int = Field(sa_column=Column(BigInteger, nullable=False))
+    assessment: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class BacktestVerdict(SQLModel, table=True):
+    """One customer as the backtest sees it: its signal codes at past instants, as intervals
+    ([[from, until, codes or null], ...]), and its name and MRR over time ([instants, values]) for the
+    outcomes. The backtest's points move by a day each night; a point inside a kept interval is read back."""
+
+    __tablename__ = "backtest_verdict"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    customer_id: str = Field(primary_key=True, max_length=255)
+    basis: str = Field(max_length=64)
+    name: str
+    mrr: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    spans: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class VerdictEpoch(SQLModel, table=True):
+    """How many times the account's verdicts were forgotten: a run that judged customers from rows read before
+    a `forget` stores nothing (its verdicts may rest on the history that was just replaced)."""
+
+    __tablename__ = "verdict_epoch"
+    account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
+    epoch: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+RV, BV, VE = table_of(RiskVerdict), table_of(BacktestVerdict), table_of(VerdictEpoch)
+
+
+class Forgotten(Exception):
+    """Verdicts were forgotten while they were judged: the transaction storing them is rolled back."""
+
+
+def epoch(conn: Connection, account_id: int, lock: bool = False) -> int:
+    """The account's forget count (0 before any); `lock` holds its row to the end of the transaction."""
+    query = select(VE.c.epoch).where(VE.c.account_id == account_id)
+    found = conn.execute(query.with_for_update() if lock else query).scalar()
+    return int(found or 0)
+
+
+def _store_if_unchanged(
+    conn: Connection, account_id: int, since: int, table: Any, rows: list[dict[str, Any]], keep: list[str]
+) -> None:
+    """Upsert verdict rows unless verdicts were forgotten since epoch `since` (raises Forgotten; the caller's
+    transaction then stores nothing).
+
+    The order avoids both a lost forget and a deadlock with a rebuild (which moves the epoch, then deletes
+    verdict rows): on PostgreSQL the epoch row is locked first (waiting for a forget in progress, then reading
+    what it committed; the row is made if missing, an insert that also waits for one inserting it); on SQLite
+    the rows are written first, which takes the database's write lock, so the epoch read after is the newest.
+    """
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    if conn.dialect.name != "postgresql":
+        _upsert(conn, table, rows, keep)
+    made = dialect.insert(VE).values(account_id=account_id, epoch=0)
+    conn.execute(made.on_conflict_do_nothing(index_elements=["account_id"]))
+    if epoch(conn, account_id, lock=True) != since:
+        raise Forgotten
+    if conn.dialect.name == "postgresql":
+        _upsert(conn, table, rows, keep)
+
+
+def basis_key(*parts: object) -> str:
+    """A short stable digest of what every verdict depends on besides the customer's own history."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+# -- present assessments ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredVerdict:
+    basis: str
+    judged_at: int
+    valid_until: int
+    assessment: RiskAssessment | None
+
+    def holds(self, basis: str, at: int) -> bool:
+        return self.basis == basis and self.judged_at <= at < self.valid_until
+
+
+def to_json(a: RiskAssessment) -> dict[str, Any]:
+    return {
+        "customer_id": a.customer_id,
+        "name": a.name,
+        "mrr": a.mrr,
+        "currency": a.currency,
+        "signals": [[s.code, s.detail, s.weight] for s in a.signals],
+        "renewal_date": a.renewal_date.isoformat() if a.renewal_date else None,
+        "score": a.score,
+    }
+
+
+def from_json(d: Mapping[str, Any]) -> RiskAssessment:
+    return RiskAssessment(
+        d["customer_id"],
+        d["name"],
+        int(d["mrr"]),
+        d["currency"],
+        tuple(Signal(code, detail, float(weight)) for code, detail, weight in d["signals"]),
+        date.fromisoformat(d["renewal_date"]) if d["renewal_date"] else None,
+        float(d["score"]),
+    )
+
+
+def verdicts(conn: Connection, account_id: int) -> dict[str, StoredVerdict]:
+    """Every stored present verdict of the account (one small row per customer; most hold no assessment)."""
+    rows = conn.execute(
+        select(RV.c.customer_id, RV.c.basis, RV.c.judged_at, RV.c.valid_until, RV.c.assessment).where(
+            RV.c.account_id == account_id
+        )
+    )
+    return {
+        cid: StoredVerdict(basis, judged, until, from_json(a) if a else None)
+        for cid, basis, judged, until, a in rows
+    }
+
+
+def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keep: list[str]) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    for n in range(0, len(rows), WRITE_CHUNK):
+        stmt = dialect.insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "customer_id"], set_={c: stmt.excluded[c] for c in keep}
+        )
+        conn.execute(stmt, rows[n : n + WRITE_CHUNK])
+
+
+def save_verdicts(
+    conn: Connection, account_id: int, found: Iterable[tuple[str, StoredVerdict]], since: int
+) -> None:
+    """Store (or replace) these customers' present verdicts, judged from rows read at epoch `since`
+    (raises Forgotten, nothing stored, when verdicts were forgotten since)."""
+    rows = [
+        {
+            "account_id": account_id,
+            "customer_id": cid,
+            "basis": v.basis,
+            "judged_at": v.judged_at,
+            "valid_until": v.valid_until,
+            "assessment": to_json(v.assessment) if v.assessment is not None else None,
+        }
+        for cid, v in found
+    ]
+    _store_if_unchanged(
+        conn, account_id, since, RV, rows, ["basis", "judged_at", "valid_until", "assessment"]
+    )
+
+
+# -- backtest flags --------------------------------------------------------------------------------
+Span = tuple[int, int, tuple[str, ...] | None]  # [from, until): the codes (None: not flagged)
+
+
+@dataclass
+class KeptCustomer:
+    """What the backtest keeps of a customer (BacktestVerdict)."""
+
+    basis: str
+    name: str
+    instants: list[int]
+    values: list[int]
+    spans: list[Span]
+
+
+def kept_customers(conn: Connection, account_id: int, customers: Collection[str]) -> dict[str, KeptCustomer]:
+    """The backtest's kept customers among these."""
+    query = select(BV.c.customer_id, BV.c.basis, BV.c.name, BV.c.mrr, BV.c.spans).where(
+        BV.c.account_id == account_id, BV.c.customer_id.in_(list(customers))
+    )
+    return {
+        cid: KeptCustomer(
+            basis,
+            name,
+            [int(x) for x in mrr[0]],
+            [int(x) for x in mrr[1]],
+            [(int(s[0]), int(s[1]), tuple(s[2]) if s[2] is not None else None) for s in spans],
+        )
+        for cid, basis, name, mrr, spans in conn.execute(query)
+    }
+
+
+def save_kept_customers(
+    conn: Connection, account_id: int, found: Mapping[str, KeptCustomer], since: int
+) -> None:
+    """Store (or replace) these customers, judged from rows read at epoch `since` (see save_verdicts)."""
+    rows = [
+        {
+            "account_id": account_id,
+            "customer_id": cid,
+            "basis": k.basis,
+            "name": k.name,
+            "mrr": [k.instants, k.values],
+            "spans": [[a, b, list(c) if c is not None else None] for a, b, c in k.spans],
+        }
+        for cid, k in found.items()
+    ]
+    _store_if_unchanged(conn, account_id, since, BV, rows, ["basis", "name", "mrr", "spans"])
+
+
+# -- forgetting ------------------------------------------------------------------------------------
+def forget(conn: Connection, account_id: int, customers: Collection[str] | None) -> None:
+    """Drop the stored verdicts of these customers (None: of every customer): their history changed.
+
+    The epoch moves first, so a run that read the old history and stores after this commits stores nothing."""
+    if customers is not None and not customers:
+        return  # nothing changed (a quiet night's rebuild): what is being judged meanwhile may be kept
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    bump = dialect.insert(VE).values(account_id=account_id, epoch=1)
+    conn.execute(bump.on_conflict_do_update(index_elements=["account_id"], set_={"epoch": VE.c.epoch + 1}))
+    for table in (RV, BV):
+        query = delete(table).where(table.c.account_id == account_id)
+        if customers is None:
+            conn.execute(query)
+            continue
+        ids = list(customers)
+        for n in range(0, len(ids), WRITE_CHUNK):
+            conn.execute(query.where(table.c.customer_id.in_(ids[n : n + WRITE_CHUNK])))
