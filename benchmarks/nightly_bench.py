@@ -1,11 +1,13 @@
 """Nightly benchmark: what each step of a night costs, in time and peak memory, on a generated account.
 
 The sample company (worker/demo/sample.py) is served by the local Stripe-compatible server in its own process
-(worker/demo/stripe_server.py), as Stripe would be. Three nights run against it on SQLite and on PostgreSQL (a
-database of its own, dropped afterwards):
+(worker/demo/stripe_server.py), as Stripe would be. The world is generated once per size, packed (each object
+held as the JSON it is served as), and saved to a file that every database's server loads (in a temporary
+directory, or in --worlds DIR to keep them for the next run). Three nights run against it on SQLite and on
+PostgreSQL (a database of its own, dropped afterwards):
 
-- first: a full sync, then rebuild, metrics, at-risk, backtest (when the code has one), Slack digest (dry run,
-  nothing posted) and the HTML report;
+- first: a full sync, then rebuild, metrics, at-risk, backtest (reusing and storing what it judged, as the
+  nightly does), Slack digest (dry run, nothing posted) and the HTML report;
 - unchanged: nothing changed in Stripe (an incremental sync, then the same steps a day later);
 - 1% changed: 1% of the customers changed through the events Stripe would send (a customer edited, a seat
   change, a cancellation scheduled or an invoice voided, in turn), a day later again.
@@ -16,17 +18,17 @@ and size: seconds and peak MB per step and night.
 
     .venv/bin/python benchmarks/nightly_bench.py [--customers 1500,6000] [--months 36]
                                                  [--only sqlite|postgres] [--steps sync,rebuild,...]
+                                                 [--worlds DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import multiprocessing
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -49,6 +51,8 @@ from benchmarks.scratch import make_account, scratch_database  # noqa: E402
 from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
 from integrations.stripe.sync import Syncer  # noqa: E402
 from worker.alerts import run_alerts  # noqa: E402
+from worker.backtest import compute_backtest  # noqa: E402
+from worker.backtest_store import save_backtest  # noqa: E402
 from worker.db import get_engine  # noqa: E402
 from worker.demo import builders as b  # noqa: E402
 from worker.demo.sample import build_sample_world  # noqa: E402
@@ -73,7 +77,7 @@ def change_customers(world: StripeWorld, fraction: float, seed: int = 1) -> int:
     customers = sorted(c for c, o in world.collections["customer"].by_id.items() if not o.get("deleted"))
     chosen = set(rng.sample(customers, max(1, int(len(customers) * fraction))))
     subs: dict[str, list[dict[str, Any]]] = {}
-    for s in world.collections["subscription"].by_id.values():
+    for s in world.collections["subscription"].by_id.values():  # a packed world decodes each in turn
         if s["customer"] in chosen:
             subs.setdefault(s["customer"], []).append(s)
     invoices: dict[str, dict[str, Any]] = {}
@@ -84,16 +88,18 @@ def change_customers(world: StripeWorld, fraction: float, seed: int = 1) -> int:
                 invoices[inv["customer"]] = inv
     for n, customer in enumerate(sorted(chosen)):
         kind = n % 4
-        sub = (subs.get(customer) or [None])[0]
-        inv = invoices.get(customer)
+        sub = subs[customer][0] if customer in subs else None
+        paid = invoices.get(customer)
         if kind == 1 and sub is not None:
-            items = [{**i, "quantity": (i.get("quantity") or 1) + 1} for i in sub["items"]["data"]]
-            obj = world.add({**sub, "items": {**sub["items"], "data": items}})
+            items = [
+                {**i, "quantity": (i.get("quantity") or 1) + 1} for i in world.subscription_items[sub["id"]]
+            ]
+            obj = world.add({**sub, "items": {**sub["items"], "data": items[:10]}, "_all_items": items})
             event = "customer.subscription.updated"
         elif kind == 2 and sub is not None:
             obj, event = world.add({**sub, "cancel_at_period_end": True}), "customer.subscription.updated"
-        elif kind == 3 and inv is not None:
-            obj = world.add({**inv, "status": "void", "_all_lines": world.invoice_lines[inv["id"]]})
+        elif kind == 3 and paid is not None:
+            obj = world.add({**paid, "status": "void", "_all_lines": world.invoice_lines[paid["id"]]})
             event = "invoice.voided"
         else:
             customer_obj = world.collections["customer"].by_id[customer]
@@ -102,19 +108,45 @@ def change_customers(world: StripeWorld, fraction: float, seed: int = 1) -> int:
     return len(chosen)
 
 
-def _serve(conn: Connection, customers: int, months: int) -> None:
-    world = build_sample_world(customers=customers, months=months)
-    with FakeStripe(world, cache_json=True) as fake:
+def _generate(customers: int, months: int, path: Path) -> None:
+    build_sample_world(customers=customers, months=months, packed=True).save(str(path))
+
+
+def saved_world(worlds: Path, customers: int, months: int) -> Path:
+    """The sample account's file for this size (and this month: the sample ends at the current month),
+    generated in a process of its own the first time it is asked for."""
+    path = worlds / f"sample-{customers}x{months}-{date.today():%Y-%m}.world"
+    if not path.exists():
+        started = time.perf_counter()
+        proc = multiprocessing.get_context("fork").Process(
+            target=_generate, args=(customers, months, path.with_suffix(".part"))
+        )
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise SystemExit(f"generating {customers:,} customers failed (exit {proc.exitcode})")
+        path.with_suffix(".part").rename(path)
+        print(
+            f"world of {customers:,} customers generated in {time.perf_counter() - started:.0f} s "
+            f"({path.stat().st_size / 1e6:,.0f} MB)",
+            flush=True,
+        )
+    return path
+
+
+def _serve(conn: Connection, path: Path) -> None:
+    world = StripeWorld.load(str(path))
+    with FakeStripe(world) as fake:
         conn.send(fake.url)
         while (message := conn.recv()) != "stop":
             conn.send(change_customers(world, message))
 
 
 @contextmanager
-def server_process(customers: int, months: int) -> Iterator[Connection]:
-    """The sample account served from its own process; first message: its URL; send a fraction to change."""
+def server_process(path: Path) -> Iterator[Connection]:
+    """The saved account served from its own process; first message: its URL; send a fraction to change."""
     ours, theirs = multiprocessing.get_context("fork").Pipe()
-    proc = multiprocessing.get_context("fork").Process(target=_serve, args=(theirs, customers, months))
+    proc = multiprocessing.get_context("fork").Process(target=_serve, args=(theirs, path))
     proc.start()
     try:
         yield ours
@@ -146,11 +178,10 @@ def at_risk_step(engine: Engine, account: Account, as_of: datetime, _: str) -> s
 
 
 def backtest_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
-    module = importlib.import_module("worker.backtest")
-    result = module.compute_backtest(engine, account, as_of)
-    with contextlib.suppress(ImportError):  # stored by the nightly run where the code stores it
-        importlib.import_module("worker.backtest_store").save_backtest(engine, account, result)
-    return "done"
+    """As the nightly runs it (worker/nightly_steps.py): what was judged before is reused, the result kept."""
+    result = compute_backtest(engine, account, as_of, reuse=True)
+    save_backtest(engine, account, result)
+    return f"{result.flags} flags"
 
 
 def digest_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
@@ -162,10 +193,6 @@ def report_step(engine: Engine, account: Account, as_of: datetime, _: str) -> st
     out = Path(tempfile.mkdtemp(prefix="nightly-report-")) / "report.html"
     write_report(engine, account, as_of, out)
     return f"{out.stat().st_size / 1e6:.2f} MB"
-
-
-def has_backtest() -> bool:
-    return importlib.util.find_spec("worker.backtest") is not None
 
 
 STEPS: dict[str, Step] = {
@@ -207,14 +234,14 @@ def in_child(
 
 # -- the nights -----------------------------------------------------------------------------------------
 def nights(
-    kind: str, customers: int, months: int, only: list[str] | None = None
+    kind: str, customers: int, world: Path, only: list[str] | None = None
 ) -> dict[str, dict[str, tuple[float, float, str]]]:
     """Every step of every night for one database and size: step -> night -> (seconds, peak MB, note)."""
-    steps = [s for s in STEPS if (s != "backtest" or has_backtest()) and (only is None or s in only)]
+    steps = [s for s in STEPS if only is None or s in only]
     table: dict[str, dict[str, tuple[float, float, str]]] = {s: {} for s in steps}
     started = time.perf_counter()
     with (
-        server_process(customers, months) as server,
+        server_process(world) as server,
         scratch_database(kind, "rt_nightly_bench") as (engine, url),
     ):
         api_base = server.recv()
@@ -258,13 +285,21 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--steps", help=f"comma-separated steps to run (default all: {','.join(STEPS)})")
+    parser.add_argument("--worlds", type=Path, help="keep the generated accounts here (default: a temp dir)")
     args = parser.parse_args()
     steps = args.steps.split(",") if args.steps else None
+    worlds = args.worlds or Path(tempfile.mkdtemp(prefix="nightly-worlds-"))
+    worlds.mkdir(parents=True, exist_ok=True)
     print(f"machine: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; today {date.today()}")
-    for customers in (int(c) for c in args.customers.split(",")):
-        for kind in ("sqlite", "postgres"):
-            if args.only in (None, kind):
-                print_table(kind, customers, args.months, nights(kind, customers, args.months, steps))
+    try:
+        for customers in (int(c) for c in args.customers.split(",")):
+            world = saved_world(worlds, customers, args.months)
+            for kind in ("sqlite", "postgres"):
+                if args.only in (None, kind):
+                    print_table(kind, customers, args.months, nights(kind, customers, world, steps))
+    finally:
+        if args.worlds is None:
+            shutil.rmtree(worlds, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,8 @@ KEY = "sk_test_123"
 
 
 def _serve(conn: Connection, customers: int, latency: float) -> None:
-    world = build_sample_world(customers=customers)
-    with FakeStripe(world, latency=latency, cache_json=True) as fake:
+    world = build_sample_world(customers=customers, packed=True)  # held as the JSON it serves
+    with FakeStripe(world, latency=latency) as fake:
         conn.send(fake.url)
         conn.recv()
 

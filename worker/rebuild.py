@@ -109,10 +109,13 @@ def rebuild_account(
             written = set(stored_snapshot_days(conn, account_id))
         _rebuild_customers(conn, account, Builder(account, rates, result), customers, sorted(written), full)
         wanted = _wanted_days(conn, account_id, today)
-        write.settle_days(conn, account_id, written, wanted)
+        added_day = write.settle_days(conn, account_id, written, wanted)
         changes.clear(conn, account_id, pending.upto)
         risk_store.forget(conn, account_id, None if full else customers)  # their verdicts: judged again
         write.record_build(conn, account_id, last_sync_at(reader_of(conn), account_id), inputs)
+    if full or added_day:  # the next steps' plans need the tables' new statistics
+        with engine.begin() as conn:
+            write.refresh_statistics(conn, everything=full)
     result.customers = len(customers)
     result.snapshot_days = len(wanted)
     return result

@@ -65,6 +65,9 @@ class StripePrice(SQLModel, table=True):
 
 class StripeSubscription(SQLModel, table=True):
     __tablename__ = "stripe_subscription"
+    # a rebuild reads a batch of customers' subscriptions: without the account in the index, SQLite walks the
+    # account's whole primary key for each batch (quadratic in customers)
+    __table_args__ = (Index("ix_stripe_subscription_customer", "account_id", "customer_id"),)
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
     customer_id: str = Field(index=True, max_length=255)
@@ -89,6 +92,9 @@ class StripeSubscriptionItem(SQLModel, table=True):
     """Current items of a subscription (from `items.data`): the plan in force now, for drafts and signals."""
 
     __tablename__ = "stripe_subscription_item"
+    # a full sync prunes each page's subscriptions' items: with the subscription index alone, SQLite walked
+    # every item of the account for each page (quadratic in subscriptions)
+    __table_args__ = (Index("ix_stripe_subscription_item_parent", "account_id", "subscription_id"),)
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
     subscription_id: str = Field(index=True, max_length=255)
@@ -101,6 +107,7 @@ class StripeSubscriptionItem(SQLModel, table=True):
 
 class StripeInvoice(SQLModel, table=True):
     __tablename__ = "stripe_invoice"
+    __table_args__ = (Index("ix_stripe_invoice_customer", "account_id", "customer_id"),)  # as subscriptions'
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
     customer_id: str | None = Field(default=None, index=True, max_length=255)
@@ -124,7 +131,10 @@ class StripeInvoiceLine(SQLModel, table=True):
     """One invoice line in a shape-neutral form: current (`parent`, `pricing`) and older (`type`, `price`)."""
 
     __tablename__ = "stripe_invoice_line"
-    __table_args__ = (Index("ix_stripe_invoice_line_customer", "account_id", "customer_id"),)
+    __table_args__ = (
+        Index("ix_stripe_invoice_line_customer", "account_id", "customer_id"),
+        Index("ix_stripe_invoice_line_parent", "account_id", "invoice_id"),  # as subscription items'
+    )
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
     invoice_id: str = Field(index=True, max_length=255)

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -357,3 +357,32 @@ def test_what_stripe_no_longer_lists_leaves_the_figures_from_then_on(engine: Eng
     expected = {c: m for c, m in before_now.items() if c not in ("cus_00002", "cus_00004")}
     assert after_now == expected
     assert after_past == before_past  # history is kept
+
+
+def test_rebuilds_on_postgresql_refresh_the_planner_statistics(pg_engine: Engine) -> None:
+    """A first night's tables are new, and a new day lies past the snapshots' histogram: without fresh
+    statistics the metrics' plans join two snapshot days row by row. A full rebuild analyzes every table; an
+    incremental one that adds a day, the snapshots; one that adds nothing, nothing."""
+
+    def analyzed() -> dict[str, object]:
+        with pg_engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT relname, last_analyze FROM pg_stat_user_tables "
+                    "WHERE relname IN ('ledger_line', 'mrr_snapshot')"
+                )
+            )
+            return {name: at_ for name, at_ in rows}
+
+    account = make_account(pg_engine)
+    store(pg_engine, account, monthly_world())
+    before = analyzed()
+    rebuild_account(pg_engine, account, today=date(2026, 3, 20), full=True)
+    full = analyzed()
+    assert set(full) == {"ledger_line", "mrr_snapshot"}
+    assert all(full[t] is not None and full[t] != before.get(t) for t in full)
+    rebuild_account(pg_engine, account, today=date(2026, 3, 20))
+    assert analyzed() == full  # the same day again: nothing new to plan for
+    rebuild_account(pg_engine, account, today=date(2026, 3, 21))
+    next_day = analyzed()
+    assert next_day["mrr_snapshot"] != full["mrr_snapshot"] and next_day["ledger_line"] == full["ledger_line"]

@@ -3,9 +3,11 @@ reference rates (docs/rates.md) and its report names that source.
 
 Applied to the generated world as a last pass, so the rest of the sample need not know: the chosen customers'
 invoices, lines, credit notes and subscriptions take the currency, and the prices they use get a copy in it
-(`price_growth_1m_eur`) at the same figures (a 25.00 seat is 25.00 EUR). EU-addressed customers with a number
-divisible by 3 pay in EUR (their VAT is unchanged); every 29th US customer (from the 5th) moves to the UK and
-pays in GBP. Which customers depends on their number and address only, not on the generator's random draws.
+(`price_growth_1m_eur`) at the same figures (a 25.00 seat is 25.00 EUR). It reads only the objects still held
+as dicts: all of them, or, when the sample packs as it goes, the last customer's. EU-addressed customers with
+a number divisible by 3 pay in EUR (their VAT is unchanged); every 29th US customer (from the 5th) moves to
+the UK and pays in GBP. Which customers depends on their number and address only, not on the generator's
+random draws.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ EU = frozenset({"DE", "FR", "NL", "IE", "ES"})
 def abroad_currencies(world: StripeWorld) -> dict[str, str]:
     """customer id -> the currency they are billed in, for the customers not billed in USD."""
     chosen: dict[str, str] = {}
-    for cid, customer in world.collections["customer"].by_id.items():
+    for cid, customer in world.collections["customer"].live.items():
         number = int(cid.rsplit("_", 1)[1])
         country = (customer.get("address") or {}).get("country")
         if country in EU and number % 3 == 0:
@@ -37,22 +39,22 @@ def bill_abroad(world: StripeWorld) -> dict[str, str]:
     chosen = abroad_currencies(world)
     prices = _PriceCopies(world)
     for customer_id, currency in chosen.items():
-        world.collections["customer"].by_id[customer_id]["currency"] = currency
-    for sub in world.collections["subscription"].by_id.values():
+        world.collections["customer"].live[customer_id]["currency"] = currency
+    for sub in world.collections["subscription"].live.values():
         sub_currency = chosen.get(sub["customer"])
         if sub_currency is not None:
             sub["currency"] = sub_currency
             for item in sub["items"]["data"]:
                 item["price"] = prices.copy(item["price"]["id"], sub_currency)
     invoice_currency: dict[str, str] = {}
-    for inv in world.collections["invoice"].by_id.values():
+    for inv in world.collections["invoice"].live.values():
         inv_currency = chosen.get(inv["customer"])
         if inv_currency is not None:
             inv["currency"] = inv_currency
             invoice_currency[inv["id"]] = inv_currency
             for line in [*inv["lines"]["data"], *world.invoice_lines.get(inv["id"], [])]:
                 _bill_line(line, inv_currency, prices)
-    for note in world.collections["credit_note"].by_id.values():
+    for note in world.collections["credit_note"].live.values():
         if note.get("invoice") in invoice_currency:
             note["currency"] = invoice_currency[note["invoice"]]
     return chosen

@@ -34,6 +34,7 @@ from worker.demo.abroad import bill_abroad
 from worker.demo.stripe_server import StripeWorld
 
 Obj = dict[str, Any]
+Found = tuple[int, str, Obj]
 DAY = 86400
 EVENT_WINDOW_DAYS = 30  # Stripe keeps events 30 days
 
@@ -139,12 +140,15 @@ def default_end() -> date:
 
 
 def build_sample_world(
-    seed: int = 7, customers: int = 300, months: int = 24, end: date | None = None
+    seed: int = 7, customers: int = 300, months: int = 24, end: date | None = None, packed: bool = False
 ) -> StripeWorld:
     """The sample company's Stripe account: `customers` customers over the `months` months before `end`.
 
     `end` is taken as a month start (a later day is moved back to the 1st); it is the sample's "now":
     nothing is created after it, and the current period of every live subscription starts on or before it.
+
+    With `packed`, each customer's objects are packed (StripeWorld.pack) as soon as they are made, so a large
+    account never exists as dicts; the objects served are the same.
     """
     if customers < 0 or months < 1:
         raise ValueError("customers must be >= 0 and months >= 1")
@@ -153,8 +157,12 @@ def build_sample_world(
     gen.catalog()
     for n in range(customers):
         gen.customer(n)
-    bill_abroad(gen.world)  # a few customers pay in EUR and GBP (worker/demo/abroad.py)
+        if packed:
+            gen.settle(pack=True)
+    gen.settle(pack=False)
     gen.events()
+    if packed:
+        gen.world.pack()
     return gen.world
 
 
@@ -213,6 +221,9 @@ class _Generator:
         self.prices: dict[str, Obj] = {}
         self.counters: dict[str, int] = {}
         self.changed_subs: list[tuple[int, str, str]] = []  # (when, event type, subscription id) for events
+        # (when, event type, object) of the changes events() makes events of: customers, invoices, credit
+        # notes, subscriptions (found by settle(), in this order, as the objects are made)
+        self.found: tuple[list[Found], list[Found], list[Found], list[Found]] = ([], [], [], [])
 
     # -- ids -------------------------------------------------------------------------------------------------
     def next_id(self, prefix: str) -> str:
@@ -883,39 +894,51 @@ class _Generator:
         return out
 
     # -- events ----------------------------------------------------------------------------------------------
-    def events(self) -> None:
-        """Events for the changes of the last 30 days, as Stripe keeps them, oldest first in id order."""
+    def settle(self, pack: bool) -> None:
+        """The objects made since the last call (still dicts) are finished: a few customers billed abroad
+        (worker/demo/abroad.py), the changes within the event window noted, and with `pack` the objects
+        packed."""
+        bill_abroad(self.world)  # a few customers pay in EUR and GBP
+        self.note_changes()
+        if pack:
+            self.world.pack()
+
+    def note_changes(self) -> None:
+        """(when, event type, object) for the objects made since the last call: customers, invoices and
+        credit notes created in the window, and the subscriptions' changes within it."""
         since = self.end - EVENT_WINDOW_DAYS * DAY
-        subs = self.world.collections["subscription"].by_id
-        found = self.object_events(since) + [
+        collections = self.world.collections
+        customers, invoices, notes, subscriptions = self.found
+        customers.extend(
+            (cust["created"], "customer.created", cust)
+            for cust in collections["customer"].live.values()
+            if since <= cust["created"] <= self.end
+        )
+        for inv in collections["invoice"].live.values():
+            if since <= inv["created"] <= self.end:
+                invoices.append((inv["created"], "invoice.created", inv))
+                follow = INVOICE_FOLLOW_UP.get(inv["status"])
+                if follow:
+                    invoices.append((inv["created"], follow, inv))
+        notes.extend(
+            (note["created"], "credit_note.created", note)
+            for note in collections["credit_note"].live.values()
+            if since <= note["created"] <= self.end
+        )
+        subs = collections["subscription"].live
+        subscriptions.extend(
             (when, kind, subs[sub_id])
             for when, kind, sub_id in self.changed_subs
             if since <= when <= self.end
-        ]
+        )
+        self.changed_subs.clear()
+
+    def events(self) -> None:
+        """Events for the changes of the last 30 days, as Stripe keeps them, oldest first in id order."""
+        found = [change for changes in self.found for change in changes]
         # a stable sort: changes at the same second keep the order they were found in
         for when, kind, obj in sorted(found, key=lambda f: f[0]):
             self.world.add(builders.event(self.next_id("evt"), kind, obj, when))
-
-    def object_events(self, since: int) -> list[tuple[int, str, Obj]]:
-        """(when, event type, object) for customers, invoices and credit notes created in the window."""
-        collections = self.world.collections
-        found = [
-            (cust["created"], "customer.created", cust)
-            for cust in collections["customer"].by_id.values()
-            if since <= cust["created"] <= self.end
-        ]
-        for inv in collections["invoice"].by_id.values():
-            if since <= inv["created"] <= self.end:
-                found.append((inv["created"], "invoice.created", inv))
-                follow = INVOICE_FOLLOW_UP.get(inv["status"])
-                if follow:
-                    found.append((inv["created"], follow, inv))
-        found.extend(
-            (note["created"], "credit_note.created", note)
-            for note in collections["credit_note"].by_id.values()
-            if since <= note["created"] <= self.end
-        )
-        return found
 
 
 @dataclass

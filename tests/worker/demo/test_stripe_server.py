@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from datetime import date
+from pathlib import Path
 
 import requests
 
 from worker.demo import builders as b
+from worker.demo.sample import build_sample_world
 from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 
 AUTH = {"Authorization": "Bearer sk_test_123"}
@@ -137,3 +140,62 @@ def test_a_change_records_its_event_with_the_old_values_and_events_are_listed_ne
     assert [e["type"] for e in typed] == ["customer.updated"] and sub["cancel_at_period_end"] is True
     world.change("subscription", "sub_1", "customer.subscription.updated", 400, cancel_at_period_end=False)
     assert changed["object"]["cancel_at_period_end"] is True  # an event keeps its snapshot
+
+
+def every_page(fake: FakeStripe, path: str, **params: object) -> list[dict[str, object]]:
+    """Every page of a list, 7 objects at a time, as the client pages it."""
+    pages: list[dict[str, object]] = []
+    after: str | None = None
+    while True:
+        extra = {"starting_after": after} if after else {}
+        page = get(fake, path, limit=7, **params, **extra).json()
+        pages.append(page)
+        if not page["has_more"]:
+            return pages
+        after = page["data"][-1]["id"]
+
+
+def test_a_packed_sample_serves_what_the_same_sample_as_dicts_serves(tmp_path: Path) -> None:
+    """Every list (whole, by status, by created range, by customer), object, lines, items: the same JSON."""
+    plain = build_sample_world(seed=3, customers=40, months=14, end=date(2026, 6, 1))
+    packed = build_sample_world(seed=3, customers=40, months=14, end=date(2026, 6, 1), packed=True)
+    packed.save(str(tmp_path / "sample.world"))
+    loaded = StripeWorld.load(str(tmp_path / "sample.world"))
+    assert packed.collections["invoice"].packed and not plain.collections["invoice"].packed
+    ranged = {"created[gte]": 1_740_000_000, "created[lt]": 1_760_000_000}
+    queries: list[tuple[str, dict[str, object]]] = [
+        (f"/v1/{name}", extra)
+        for name in ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "events")
+        for extra in ({}, {"status": "all"}, ranged)
+    ]
+    queries += [("/v1/invoices", {"customer": "cus_0000002"}), ("/v1/events", {"types[]": "invoice.paid"})]
+    long_invoice = next(i for i, lines in plain.invoice_lines.items() if len(lines) > 10)
+    with FakeStripe(plain) as a, FakeStripe(packed) as b_, FakeStripe(loaded) as c:
+        for path, params in queries:
+            expected = every_page(a, path, **params)
+            assert every_page(b_, path, **params) == expected == every_page(c, path, **params), path
+        for path in (
+            "/v1/customers/cus_0000001",
+            "/v1/subscriptions/sub_0000001",
+            f"/v1/invoices/{long_invoice}",
+            f"/v1/invoices/{long_invoice}/lines?limit=100",
+            "/v1/subscription_items?subscription=sub_0000001&limit=100",
+        ):
+            assert get(a, path).json() == get(b_, path).json() == get(c, path).json(), path
+        shown = get(b_, f"/v1/invoices/{long_invoice}").json()["lines"]
+    assert (len(shown["data"]), shown["has_more"]) == (10, True)
+
+
+def test_a_packed_object_changed_or_added_is_served_as_changed() -> None:
+    world = StripeWorld()
+    world.add_all(b.customer(f"cus_{n}", created=100 + n) for n in range(3))
+    world.pack()
+    world.change("customer", "cus_1", "customer.updated", 200, email="new@example.com")
+    world.add(b.customer("cus_9", created=50))
+    world.delete_customer("cus_0")
+    with FakeStripe(world) as fake:
+        listed = get(fake, "/v1/customers").json()["data"]
+        event = get(fake, "/v1/events").json()["data"][0]
+    assert [c["id"] for c in listed] == ["cus_2", "cus_1", "cus_9"]
+    assert listed[1]["email"] == "new@example.com" == event["data"]["object"]["email"]
+    assert world.collections["customer"].by_id["cus_1"]["email"] == "new@example.com"

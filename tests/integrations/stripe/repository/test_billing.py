@@ -3,10 +3,16 @@ that the invoice and price fields join onto the right line, and that one account
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from integrations.stripe import records
-from integrations.stripe.models import StripeInvoiceLine
+from integrations.stripe.models import (
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripeSubscription,
+    StripeSubscriptionItem,
+)
 from integrations.stripe.repository import billing
 from integrations.stripe.store import upsert
 from metrics.tables import table_of
@@ -117,3 +123,31 @@ def test_product_names_and_whether_any_line_is_stored(engine: Engine) -> None:
         assert billing.product_names(conn, empty.id or 0) == {}
         assert billing.has_lines(conn, account.id or 0)
         assert not billing.has_lines(conn, empty.id or 0)
+
+
+def test_a_batch_of_customers_is_read_through_the_account_and_customer_index(sqlite_engine: Engine) -> None:
+    """SQLite, given the customer (or parent) index alone, walked every invoice, subscription or item of the
+    account for each batch of a rebuild or page of a sync (quadratic in customers): it must search the
+    (account, customer) and (account, parent) indexes."""
+    searched = {}
+    with sqlite_engine.connect() as conn:
+        for model, column in (
+            (StripeInvoice, "customer_id"),
+            (StripeSubscription, "customer_id"),
+            (StripeSubscriptionItem, "subscription_id"),
+            (StripeInvoiceLine, "invoice_id"),
+        ):
+            t = table_of(model)
+            query = select(t.c.id).where(t.c.account_id == 1, t.c[column].in_(["a", "b"]))
+            sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            searched[t.name] = " ".join(row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert searched == {
+        "stripe_invoice": "SEARCH stripe_invoice USING INDEX ix_stripe_invoice_customer "
+        "(account_id=? AND customer_id=?)",
+        "stripe_subscription": "SEARCH stripe_subscription USING INDEX ix_stripe_subscription_customer "
+        "(account_id=? AND customer_id=?)",
+        "stripe_subscription_item": "SEARCH stripe_subscription_item USING INDEX "
+        "ix_stripe_subscription_item_parent (account_id=? AND subscription_id=?)",
+        "stripe_invoice_line": "SEARCH stripe_invoice_line USING INDEX ix_stripe_invoice_line_parent "
+        "(account_id=? AND invoice_id=?)",
+    }
