@@ -49,9 +49,10 @@ def stripe() -> Iterator[FakeStripe]:
 
 @pytest.fixture
 def slow_stripe() -> Iterator[FakeStripe]:
-    """1 s a request (87 requests, a few at once): a sync still running while others meet it; a test sets the
-    latency to 0 to let it finish."""
-    with FakeStripe(build_world(customers=60, months=6), latency=1.0) as server:
+    """3 s a request (87 requests, a few at once: over a minute): a sync still running while others meet it,
+    even when a loaded machine takes seconds to start each of them; a test sets the latency to 0 to let it
+    finish (a request already waiting ends within 3 s)."""
+    with FakeStripe(build_world(customers=60, months=6), latency=3.0) as server:
         yield server
 
 
