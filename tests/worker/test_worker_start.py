@@ -1,6 +1,7 @@
 """`retention worker` and `retention beat` refuse to start on a bad setting or an unreachable broker: exit 2
-and one line within 10 seconds, instead of a traceback, Celery's default AMQP broker, or 45 minutes of silent
-retries. Real processes, as an operator (or a container supervisor) starts them."""
+and one line at once (about a second; PROMPT allows for a loaded machine's start-up), instead of a traceback,
+Celery's default AMQP broker, or 45 minutes of silent retries. Real processes, as an operator (or a container
+supervisor) starts them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 RETENTION = str(Path(sys.executable).parent / "retention")
+PROMPT = 30  # seconds: far from Celery's minutes of retries, and loose enough for a busy CI machine
 NOTHING_THERE = "redis://:hunter2@127.0.0.1:1/0"  # nothing listens on port 1; a password that must not show
 
 
@@ -35,15 +37,15 @@ def start(command: str, *args: str, **env: str) -> tuple[subprocess.CompletedPro
 )
 def test_a_bad_setting_is_one_line_and_exit_2(command: str, variable: str, value: str) -> None:
     done, seconds = start(command, **{variable: value})
-    assert done.returncode == 2 and seconds < 10
+    assert done.returncode == 2 and seconds < PROMPT
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: bad configuration: " + variable)
 
 
 @pytest.mark.parametrize("command", ["worker", "beat"])
-def test_an_unreachable_broker_is_one_line_and_exit_2_within_10_seconds(command: str) -> None:
+def test_an_unreachable_broker_is_one_line_and_exit_2_at_once(command: str) -> None:
     done, seconds = start(command, RETENTION_BROKER_URL=NOTHING_THERE)
-    assert done.returncode == 2 and seconds < 10, done.stderr
+    assert done.returncode == 2 and seconds < PROMPT, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(
         "error: cannot reach the broker at RETENTION_BROKER_URL=redis://:**@127.0.0.1:1/0"
@@ -54,9 +56,9 @@ def test_an_unreachable_broker_is_one_line_and_exit_2_within_10_seconds(command:
 def test_the_worker_may_wait_for_the_broker_at_start() -> None:
     """For containers started together: it tries for the given seconds, then gives up the same way."""
     done, seconds = start("worker", "--wait-broker", "3", RETENTION_BROKER_URL=NOTHING_THERE)
-    assert done.returncode == 2 and 3 <= seconds < 15, (seconds, done.stderr)
+    assert done.returncode == 2 and 3 <= seconds < 3 + PROMPT, (seconds, done.stderr)
     done, seconds = start("beat", RETENTION_BROKER_URL=NOTHING_THERE, RETENTION_BROKER_WAIT="3")
-    assert done.returncode == 2 and 3 <= seconds < 15, (seconds, done.stderr)
+    assert done.returncode == 2 and 3 <= seconds < 3 + PROMPT, (seconds, done.stderr)
 
 
 def test_a_reachable_broker_lets_the_worker_start(redis_url: str, tmp_path: Path) -> None:

@@ -64,4 +64,4 @@ def test_redis_budget_is_shared_by_two_workers(redis_url: str) -> None:
     start = time.monotonic()
     for _ in range(5):
         other.acquire()  # another account has its own budget: not delayed by the first one's debt
-    assert time.monotonic() - start < 0.2
+    assert time.monotonic() - start < 0.4  # its 5 slots need 0.1 s; a loaded machine may add some
