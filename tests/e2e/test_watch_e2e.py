@@ -25,7 +25,7 @@ from metrics.calendar import utc_now
 from tests.e2e.test_celery_e2e import Workers, wait_for
 from tests.support.redis_db import reset
 from tests.support.slack_server import Answer, FakeSlack
-from tests.support.watch_world import build_paying_world, connect_synced, now
+from tests.support.watch_world import build_paying_world, connect_synced, schedule_cancel
 from worker.cli.main import app
 from worker.db import ensure_schema
 from worker.demo.stripe_server import FakeStripe, StripeWorld
@@ -51,18 +51,6 @@ def stripe_world() -> StripeWorld:
     return build_paying_world(names={9: "Nine & <Sons>"})
 
 
-def cancel(stripe_world: StripeWorld, k: int) -> None:
-    at = now()
-    stripe_world.change(
-        "subscription",
-        f"sub_{k:05d}",
-        "customer.subscription.updated",
-        at,
-        cancel_at_period_end=True,
-        canceled_at=at,
-    )
-
-
 def watch_once(cli: CliRunner) -> str:
     result = cli.invoke(app, ["watch", "--once"])
     assert result.exit_code == 0, result.output
@@ -81,7 +69,7 @@ def test_watch_once_alerts_once_and_the_nightly_does_not_repeat_it(
     )  # a full sync, as `retention sync` leaves it
     assert "quiet" in watch_once(cli) and fake_slack.posts == []  # a quiet tick posts nothing
 
-    cancel(stripe_world, 9)
+    schedule_cancel(stripe_world, 9)
     out = watch_once(cli)
     assert "1 urgent alert posted" in out, out
     assert len(fake_slack.delivered) == 1
@@ -108,7 +96,7 @@ def test_a_tick_during_the_nightly_of_the_account_is_skipped(
     db: Engine, stripe_world: StripeWorld, fake_stripe: FakeStripe, fake_slack: FakeSlack, cli: CliRunner
 ) -> None:
     account = connect_synced(db, fake_stripe.url, fake_slack.url)
-    cancel(stripe_world, 9)
+    schedule_cancel(stripe_world, 9)
     inside, release = threading.Event(), threading.Event()
 
     def hold(_: NightContext) -> dict[str, bool]:
@@ -137,7 +125,7 @@ def test_slack_down_then_up_delivers_exactly_once(
 ) -> None:
     connect_synced(db, fake_stripe.url, fake_slack.url)
     fake_slack.script(*[Answer(503, "unavailable")] * 3)  # the first post and both retries fail
-    cancel(stripe_world, 9)
+    schedule_cancel(stripe_world, 9)
     down = cli.invoke(app, ["watch", "--once"])
     assert down.exit_code == 1 and "1 waiting for Slack" in down.stdout, down.output
     assert fake_slack.delivered == []
@@ -189,7 +177,7 @@ def test_beat_drives_a_worker_tick_on_real_redis(
         "RETENTION_WATCH_EVERY": "0.1",  # every 6 s
     }
     account = connect_synced(pg_engine, fake_stripe.url, fake_slack.url)
-    cancel(stripe_world, 9)
+    schedule_cancel(stripe_world, 9)
     workers = Workers(env, tmp_path)
     beat_log = tmp_path / "beat.log"
     try:

@@ -29,6 +29,31 @@ def now() -> int:
     return int(time.time())
 
 
+def schedule_cancel(stripe_world: StripeWorld, k: int, at: int | None = None) -> None:
+    """Customer k asks to cancel at period end (at `at`, default now), with the event Stripe sends."""
+    at = at or now()
+    stripe_world.change(
+        "subscription",
+        f"sub_{k:05d}",
+        "customer.subscription.updated",
+        at,
+        cancel_at_period_end=True,
+        canceled_at=at,
+    )
+
+
+def withdraw_cancel(stripe_world: StripeWorld, k: int) -> None:
+    """Customer k takes the cancellation back."""
+    stripe_world.change(
+        "subscription",
+        f"sub_{k:05d}",
+        "customer.subscription.updated",
+        now(),
+        cancel_at_period_end=False,
+        canceled_at=None,
+    )
+
+
 def build_paying_world(customers: int = 10, names: dict[int, str] | None = None) -> StripeWorld:
     """Every customer on one monthly plan, the current period started 10 days ago and paid, the one before
     paid too; nothing scheduled to cancel, nothing failed, and no events yet."""

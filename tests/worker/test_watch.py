@@ -20,7 +20,14 @@ from integrations.stripe.models import SyncState
 from metrics.dbapi import reader_of
 from metrics.tables import table_of
 from tests.support.slack_server import Answer, FakeSlack
-from tests.support.watch_world import DAY, build_paying_world, connect_synced, now
+from tests.support.watch_world import (
+    DAY,
+    build_paying_world,
+    connect_synced,
+    now,
+    schedule_cancel,
+    withdraw_cancel,
+)
 from worker.alert_state import SENT, WATCH, AlertState
 from worker.alerts import run_alerts
 from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
@@ -47,29 +54,6 @@ def account(engine: Engine, fake_stripe: FakeStripe, fake_slack: FakeSlack) -> A
 
 def tick(engine: Engine, account: Account) -> TickResult:
     return run_tick(engine, get_settings(), account, pause=0)
-
-
-def schedule_cancel(stripe_world: StripeWorld, k: int, at: int | None = None) -> None:
-    at = at or now()
-    stripe_world.change(
-        "subscription",
-        f"sub_{k:05d}",
-        "customer.subscription.updated",
-        at,
-        cancel_at_period_end=True,
-        canceled_at=at,
-    )
-
-
-def withdraw_cancel(stripe_world: StripeWorld, k: int) -> None:
-    stripe_world.change(
-        "subscription",
-        f"sub_{k:05d}",
-        "customer.subscription.updated",
-        now(),
-        cancel_at_period_end=False,
-        canceled_at=None,
-    )
 
 
 def texts(payload: dict[str, Any]) -> str:
