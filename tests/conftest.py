@@ -23,6 +23,7 @@ from tests.support.redis_db import REDIS_URL, ForeignDatabase, claim, reset
 from tests.support.slack_server import FakeSlack
 from worker.db import ensure_schema
 from worker.demo.stripe_server import FakeStripe, StripeWorld
+from worker.settings import get_settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -92,6 +93,18 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_engine")
     return request.getfixturevalue("pg_engine")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The database the commands use in this test (RETENTION_DATABASE_URL): the per-test SQLite file, or the
+    run's PostgreSQL, migrated and emptied."""
+    if request.param == "postgres":
+        request.getfixturevalue("pg_engine")  # migrated and truncated
+        url: str = request.getfixturevalue("pg_database_url")
+        monkeypatch.setenv("RETENTION_DATABASE_URL", url)
+        return url
+    return get_settings().database_url
 
 
 @pytest.fixture(scope="session")

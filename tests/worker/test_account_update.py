@@ -32,16 +32,6 @@ WEBHOOK = "https://hooks.slack.com/services/T000/B000/AcmeWebhookSecretPath"
 WEBHOOK_2 = "https://hooks.slack.com/services/T000/B000/SecondWebhookPath"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "postgres":
-        request.getfixturevalue("pg_engine")  # migrated and truncated
-        url: str = request.getfixturevalue("pg_database_url")
-        monkeypatch.setenv("RETENTION_DATABASE_URL", url)
-        return url
-    return get_settings().database_url
-
-
 @pytest.fixture
 def server() -> Iterator[FakeStripe]:
     world = StripeWorld(builders.account("acct_1Acme", "Acme Inc.", default_currency="eur"))

@@ -36,17 +36,6 @@ RESTRICTED = "rk_test_51HxAcmeRestrictedPlain5432"
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/AcmeWebhookSecretPath"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The database the CLI uses in this test: the per-test SQLite file, or the run's PostgreSQL (emptied)."""
-    if request.param == "postgres":
-        request.getfixturevalue("pg_engine")  # migrated and truncated
-        url: str = request.getfixturevalue("pg_database_url")
-        monkeypatch.setenv("RETENTION_DATABASE_URL", url)
-        return url
-    return get_settings().database_url
-
-
 @pytest.fixture
 def world() -> StripeWorld:
     return StripeWorld(builders.account("acct_1Acme", "Acme Inc.", default_currency="eur"))

@@ -31,19 +31,8 @@ def accounts_in(url: str) -> list[str]:
         return [a.name for a in session.exec(select(Account))]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def user_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The user's own database: the per-test SQLite file, or the run's PostgreSQL (emptied)."""
-    if request.param == "postgres":
-        request.getfixturevalue("pg_engine")
-        url: str = request.getfixturevalue("pg_database_url")
-        monkeypatch.setenv("RETENTION_DATABASE_URL", url)
-        return url
-    return get_settings().database_url
-
-
 def test_the_demo_never_touches_the_users_accounts(
-    cli: CliRunner, tmp_path: Path, user_db: str, monkeypatch: pytest.MonkeyPatch
+    cli: CliRunner, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)  # the user's runs lock in the database
     world = build_sample_world(seed=3, customers=10, months=6, end=date(2026, 11, 1))
@@ -57,7 +46,7 @@ def test_the_demo_never_touches_the_users_accounts(
             app, ["demo", "--customers", "40", "--out", out], env={"RETENTION_BROKER_URL": NO_REDIS}
         )
         assert demo.exit_code == 0, demo.output
-        assert accounts_in(user_db) == ["mine"]  # no `demo` account beside the user's
+        assert accounts_in(db_url) == ["mine"]  # no `demo` account beside the user's
         # the demo's own home: its database and key file, apart from the user's
         demo_home = Path(get_settings().home) / DEMO_HOME
         assert accounts_in(f"sqlite:///{demo_home / 'retention.db'}") == ["demo"]

@@ -30,15 +30,12 @@ RETENTION = str(Path(sys.executable).parent / "retention")
 SQL_WORDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "%(", "cus_0", "in_0", "sk_test")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Engine:
+@pytest.fixture
+def engine(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
     """This process and the commands it starts share one database; RETENTION_BROKER_URL is unset (the lock
     is then the database's)."""
     monkeypatch.delenv("RETENTION_BROKER_URL", raising=False)
-    if request.param == "postgres":
-        request.getfixturevalue("pg_engine")
-        monkeypatch.setenv("RETENTION_DATABASE_URL", request.getfixturevalue("pg_database_url"))
-    return ensure_schema(get_settings().database_url)
+    return ensure_schema(db_url)
 
 
 @pytest.fixture
