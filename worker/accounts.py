@@ -147,7 +147,7 @@ def list_accounts(engine: Engine) -> list[Account]:
     """Every connected account by name, loaded to work on (`retention accounts` lists them through
     worker/account_views.py, without SQLAlchemy)."""
     with session_scope(engine) as session:
-        return list(session.exec(select(Account).order_by(Account.name)))  # type: ignore[arg-type]
+        return find_accounts(session, None)
 
 
 def find_accounts(session: Session, name: str | None) -> list[Account]:
