@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
 from integrations.slack.digest import MAX_BLOCKS, SlackMessage, build_digest, with_already_alerted
 from integrations.slack.webhook import post
@@ -31,15 +30,16 @@ from worker.accounts import slack_webhook
 from worker.alert_state import (
     CLOSED,
     DIGEST,
-    OPEN_STATES,
     PENDING,
     RECOVERED_PENDING,
     SENT,
     WATCH,
     AlertDelivery,
-    AlertState,
-    settle,
+    AlertRow,
+    open_alert_rows,
+    settle_rows,
     urgent_codes,
+    write_rows,
 )
 from worker.db import session_scope
 from worker.errors import describe
@@ -49,7 +49,7 @@ from worker.risk import (
     assess_account,
     customer_display_names,
     dashboard_url,
-    paying,
+    paying_among,
     refresh_meter_usage,
 )
 from worker.settings import Settings
@@ -83,32 +83,20 @@ class _Plan:
 
     alerts: list[AtRiskAccount] = field(default_factory=list)
     recovered: list[RecoveredAccount] = field(default_factory=list)
-    rows: dict[str, AlertState] = field(default_factory=dict)  # customer -> the row its message will settle
+    rows: dict[str, AlertRow] = field(default_factory=dict)  # customer -> the row its message will settle
     already: list[AtRiskAccount] = field(default_factory=list)  # told today by a same-day watch alert
+    reopened: list[AlertRow] = field(default_factory=list)  # rows of new or changed alerts, to be written
 
 
-def _open_rows(session: Session, account: Account) -> dict[str, AlertState]:
-    """Per customer, the alert that is not closed yet: what Slack was (or is about to be) told."""
-    query = select(AlertState).where(
-        AlertState.account_id == account.id, col(AlertState.status).in_(OPEN_STATES)
-    )
-    return {r.customer_id: r for r in session.exec(query)}
-
-
-def _reopen(session: Session, account: Account, item: AtRiskAccount, now: datetime) -> AlertState:
-    """The pending row of a new or changed alert; signals alerted once and closed since are told again."""
-    cid, fp = item.customer_id, fingerprint(item)
-    row = session.get(AlertState, (account.id, cid, fp))
-    if row is None:
-        row = AlertState(account_id=account.id or 0, customer_id=cid, fingerprint=fp, status=PENDING)
-    row.status, row.mrr, row.updated_at, row.sent_at = PENDING, item.assessment.mrr, now, None
-    row.via = DIGEST
+def _reopen(plan: _Plan, item: AtRiskAccount, now: datetime) -> AlertRow:
+    """The pending row of a new or changed alert; signals alerted once and closed since are told again (the
+    row is written as an upsert: an earlier row with these signals is reused, `alert_state.write_rows`)."""
+    row = AlertRow(item.customer_id, fingerprint(item), PENDING, DIGEST, item.assessment.mrr, now, None)
+    plan.reopened.append(row)
     return row
 
 
-def _alert_row(
-    session: Session, account: Account, item: AtRiskAccount, told: AlertState | None, now: datetime
-) -> AlertState | None:
+def _alert_row(plan: _Plan, item: AtRiskAccount, told: AlertRow | None, now: datetime) -> AlertRow | None:
     """The row a message about `item` settles, or None when Slack already has exactly this alert.
 
     `told` is the customer's open alert. With the same signals it is repeated only while still pending (a
@@ -122,10 +110,10 @@ def _alert_row(
         return told if told.status == PENDING else None
     if told is not None:
         told.status, told.updated_at = CLOSED, now
-    return _reopen(session, account, item, now)
+    return _reopen(plan, item, now)
 
 
-def _told_today(told: AlertState | None, item: AtRiskAccount) -> bool:
+def _told_today(told: AlertRow | None, item: AtRiskAccount) -> bool:
     """Whether a same-day watch alert already told Slack what this digest would say of the customer: sent,
     and with exactly the urgent signals the digest finds (the other signals only add detail)."""
     return (
@@ -136,20 +124,17 @@ def _told_today(told: AlertState | None, item: AtRiskAccount) -> bool:
     )
 
 
-def _adopt(session: Session, account: Account, item: AtRiskAccount, told: AlertState, now: datetime) -> None:
+def _adopt(plan: _Plan, item: AtRiskAccount, told: AlertRow, now: datetime) -> None:
     """The digest takes over a watch alert as sent, under its own fingerprint: no later night repeats it."""
     if told.fingerprint == fingerprint(item):
         told.via, told.mrr, told.updated_at = DIGEST, item.assessment.mrr, now
-        session.add(told)
         return
     told.status, told.updated_at = CLOSED, now
-    session.add(told)
-    row = _reopen(session, account, item, now)
+    row = _reopen(plan, item, now)
     row.status, row.via, row.sent_at = SENT, DIGEST, told.sent_at
-    session.add(row)
 
 
-def _recovered(row: AlertState, still_paying: bool, now: datetime) -> bool:
+def _recovered(row: AlertRow, still_paying: bool, now: datetime) -> bool:
     """Whether an open alert of a customer no longer at risk becomes (or stays) a recovery to report.
 
     Only a sent alert has a recovery worth telling, and only while the customer pays: an alert never sent
@@ -164,43 +149,45 @@ def _recovered(row: AlertState, still_paying: bool, now: datetime) -> bool:
 
 
 def _plan(
-    session: Session,
     engine: Engine,
     account: Account,
     items: list[AtRiskAccount],
-    still_paying: set[str],
+    still_paying: Callable[[Collection[str]], set[str]],
     write: bool,
 ) -> _Plan:
-    """Compare today's at-risk list with what was told before; with `write`, record the new state."""
-    open_rows = _open_rows(session, account)
+    """Compare today's at-risk list with what was told before; with `write`, record the new state.
+
+    Set-based: the open rows are read in one query and every change is written in two statements
+    (`alert_state.write_rows`); each open row is touched (its MRR or status and its last update), so all of
+    them are written back. `still_paying` is asked only about the customers no longer at risk.
+    """
+    with engine.connect() as conn:
+        open_rows = open_alert_rows(conn, account.id or 0)
     now = utc_now()
     plan = _Plan()
     for item in items:
         told = open_rows.get(item.customer_id)
         if _told_today(told, item):
             assert told is not None
-            _adopt(session, account, item, told, now)
+            _adopt(plan, item, told, now)
             plan.already.append(item)
             continue
-        row = _alert_row(session, account, item, told, now)
+        row = _alert_row(plan, item, told, now)
         if row is None:
             continue
-        if write:
-            session.add(row)
         plan.alerts.append(item)
         plan.rows[item.customer_id] = row
     current = {i.customer_id for i in items}
-    recovered = [
-        (cid, row)
-        for cid, row in open_rows.items()
-        if cid not in current and _recovered(row, cid in still_paying, now)
-    ]
+    gone = [cid for cid in open_rows if cid not in current]
+    paying_now = still_paying(gone) if gone else set()
+    recovered = [(cid, open_rows[cid]) for cid in gone if _recovered(open_rows[cid], cid in paying_now, now)]
     names = customer_display_names(engine, account, [cid for cid, _ in recovered])
     for cid, row in recovered:
         plan.recovered.append(RecoveredAccount(cid, names.get(cid, cid), dashboard_url(account, cid)))
         plan.rows[cid] = row
-    if not write:
-        session.expunge_all()
+    if write:
+        with engine.begin() as conn:
+            write_rows(conn, account.id or 0, list(open_rows.values()), plan.reopened)
     return plan
 
 
@@ -262,10 +249,7 @@ def run_alerts(
             log.warning("account %s: meter usage not refreshed: %s", account.name, describe(exc))
     items = assess_account(engine, account, as_of)  # reuses the verdicts the night already stored
     result.at_risk, result.mrr_at_risk = len(items), sum(i.assessment.mrr for i in items)
-    with Session(engine, expire_on_commit=False) as session:
-        plan = _plan(session, engine, account, items, set(paying(engine, account, as_of)), write=not dry_run)
-        if not dry_run:
-            session.commit()
+    plan = _plan(engine, account, items, lambda gone: paying_among(engine, account, as_of, gone), not dry_run)
     messages = build_digest(
         account.name,
         as_of.date(),
@@ -316,9 +300,8 @@ def _deliver(
             result.error = f"account {account.name}: {delivery.error}"
             result.revoked = delivery.revoked
             return
-        with session_scope(engine) as session:
-            rows = [plan.rows[cid] for cid in message.customer_ids]
-            settle(session, rows)
+        with engine.begin() as conn:
+            settle_rows(conn, account.id or 0, [plan.rows[cid] for cid in message.customer_ids])
         result.messages += 1
         result.sent += len(message.customer_ids)
         result.pending -= len(message.customer_ids)

@@ -127,6 +127,7 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iter
         conn.exec_driver_sql(insert_sql, [tuple(r) for r in rows])
 
 
+CUSTOMER_CHUNK = 500  # customer ids bound in one IN list (well below SQLite's parameter limit)
 SNAPSHOT_COLUMNS = ("account_id", "customer_id", "day", "mrr", "one_time", "plan")
 
 
@@ -221,6 +222,31 @@ def mrr_at(conn: Connection, account_id: int, at: datetime) -> list[CustomerMrr]
     points = points_for([at.date()], [moment_ts(at)])
     out = [CustomerMrr(c, mrr, one, plan) for c, _, mrr, one, plan in snapshot_rows(conn, account_id, points)]
     return sorted((c for c in out if c.mrr > 0), key=lambda c: (-c.mrr, c.customer_id))
+
+
+def paying_customers(conn: Connection, account_id: int, at: datetime, customers: Collection[str]) -> set[str]:
+    """Those of these customers whose MRR at `at` is above 0: `mrr_at`'s rule (counted recurring lines with
+    period_start <= t < mrr_end, summed) summed by the database, for a few customers (the alert run asks
+    about those no longer at risk) without spreading every customer's lines."""
+    t = moment_ts(at)
+    ids = sorted(set(customers))
+    found: set[str] = set()
+    for n in range(0, len(ids), CUSTOMER_CHUNK):
+        query = (
+            select(L.c.customer_id)
+            .where(
+                L.c.account_id == account_id,
+                L.c.klass == RECURRING,
+                L.c.counted.is_(True),
+                L.c.period_start <= t,
+                L.c.mrr_end > t,
+                L.c.customer_id.in_(ids[n : n + CUSTOMER_CHUNK]),
+            )
+            .group_by(L.c.customer_id)
+            .having(func.sum(func.coalesce(L.c.monthly_reporting, 0)) > 0)
+        )
+        found.update(r[0] for r in conn.execute(query))
+    return found
 
 
 def has_snapshots(conn: Connection, account_id: int) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,7 +56,7 @@ from metrics.money import json_amount
 from worker.accounts import stripe_config
 from worker.backtest_store import stored_track_records
 from worker.models import Account
-from worker.mrr_queries import RecurringLine, mrr_at, revenue_customers, risk_lines
+from worker.mrr_queries import RecurringLine, mrr_at, paying_customers, revenue_customers, risk_lines
 from worker.risk_settings import risk_thresholds
 from worker.risk_store import (
     FOREVER,
@@ -324,6 +324,12 @@ def load_records(engine: Engine, account: Account, mrr: dict[str, int]) -> list[
 def paying(engine: Engine, account: Account, as_of: datetime) -> dict[str, int]:
     with engine.connect() as conn:
         return {c.customer_id: c.mrr for c in mrr_at(conn, account.id or 0, as_of)}
+
+
+def paying_among(engine: Engine, account: Account, as_of: datetime, customers: Collection[str]) -> set[str]:
+    """Those of these customers who pay at `as_of` (MRR above 0), as `paying` would say, asked of a few."""
+    with engine.connect() as conn:
+        return paying_customers(conn, account.id or 0, as_of, customers)
 
 
 def is_current(engine: Engine, account: Account, as_of: datetime) -> bool:
