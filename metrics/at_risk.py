@@ -627,7 +627,9 @@ def _usage_turns(series: UsageSeries) -> Iterator[int]:
         yield math.floor(p.end + 1.5 * max(p.end - p.start, DAY)) + 1
 
 
-def _turning_points(records: CustomerRecords, th: Thresholds, money: bool, signals: bool) -> Iterator[int]:
+def _turning_points(
+    records: CustomerRecords, th: Thresholds, money: bool, signals: bool, renewals: bool = True
+) -> Iterator[int]:
     """Every instant at which one of the rules' comparisons with the instant `at` can turn, the records
     unchanged. Each comparison above is of the form `x <= at`, `at < x` or `at > x`; this lists its x (or
     x + 1 for `at <= x` and `at > x`), with the lookback's `since = at - lookback` moved onto `at`. Evidence
@@ -649,7 +651,7 @@ def _turning_points(records: CustomerRecords, th: Thresholds, money: bool, signa
     for rev in records.revenue if money else ():  # MRR at `at` (whether the customer pays, its score)
         yield rev.start
         yield rev.end
-    if signals:  # a renewal on that day enters renewal_soon's window, or has passed
+    if signals and renewals:  # a renewal on that day enters renewal_soon's window, or has passed
         ends = [s.current_period_end for s in records.subscriptions] + [
             x.period_end for x in records.licensed
         ]
@@ -687,6 +689,7 @@ def next_change(
     th: Thresholds = DEFAULT_THRESHOLDS,
     money: bool = True,
     signals: bool = True,
+    before: int | None = None,
 ) -> int | None:
     """The earliest instant after `at` at which `evaluate` may answer differently for these records (None:
     never). Over [at, next_change) every signal code, weight, renewal date and MRR is the same as at `at`.
@@ -697,5 +700,14 @@ def next_change(
     lookback as the day of its peak; a caller that keeps the details of a flagged customer must also stop at
     the next day start (worker/risk.py does). Without `money`, the MRR's changes are left out: the signals
     (`signals_at`) alone hold until then, as the backtest needs them.
+
+    `before`: only an instant before it is asked for (None when there is none), as by a caller that stops at
+    the next day start anyway. The renewal's dates are all day starts, so when `before` is no later than the
+    next day start after `at` they cannot be before it and are not computed (they are most of the work for a
+    customer at risk with a long history).
     """
-    return min((x for x in _turning_points(records, th, money, signals) if x > at), default=None)
+    if before is None:
+        return min((x for x in _turning_points(records, th, money, signals) if x > at), default=None)
+    renewals = before > moment_ts(day_start(utc_day(at) + timedelta(days=1)))
+    points = _turning_points(records, th, money, signals, renewals)
+    return min((x for x in points if at < x < before), default=None)

@@ -376,7 +376,7 @@ class RecurringLine(NamedTuple):
     net_amount: int
     monthly_amount: int
     currency: str
-    counted: bool
+    counted: bool  # as the driver gives it: 0 / 1 on SQLite
     monthly_reporting: int | None  # what the line adds to MRR (reporting minor units) when counted
     invoiced_at: int | None  # when its invoice was created: from then on the line is known
 
@@ -393,7 +393,7 @@ def risk_lines(
     )
     if customer_ids is not None:
         query = query.where(L.c.customer_id.in_(list(customer_ids)))
-    return [RecurringLine(*r) for r in conn.execute(query)]
+    return list(map(RecurringLine._make, raw_rows(conn, query)))
 
 
 def cohort_sums(
@@ -448,7 +448,7 @@ def revenue_customers(conn: Connection, account_id: int, first: int, last: int) 
         .distinct()
         .order_by(L.c.customer_id)
     )
-    return [r[0] for r in conn.execute(query)]
+    return [r[0] for r in raw_rows(conn, query)]
 
 
 def snapshots_until(conn: Connection, account_id: int, until: date) -> list[tuple[str, date, int]]:

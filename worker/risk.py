@@ -392,10 +392,10 @@ def stale_customers(conn: Connection, account_id: int) -> set[str] | None:
 def _valid_until(records: CustomerRecords, at: int, found: RiskAssessment | None, th: Thresholds) -> int:
     """Until when the verdict holds, records unchanged: the next turning point of a rule, and for a customer
     at risk also the next day start (the days left to a renewal, a peak's day, are in its details)."""
-    until = next_change(records, at, th, signals=found is not None) or FOREVER
-    if found is not None:
-        until = min(until, moment_ts(day_start(utc_day(at) + timedelta(days=1))))
-    return until
+    if found is None:
+        return next_change(records, at, th, signals=False) or FOREVER
+    day_end = moment_ts(day_start(utc_day(at) + timedelta(days=1)))
+    return next_change(records, at, th, signals=True, before=day_end) or day_end
 
 
 def present_assessments(

@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, Column, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
 from metrics.at_risk import RiskAssessment, Signal
-from metrics.tables import table_of
+from metrics.tables import raw_rows, table_of
 
 FOREVER = 2**62  # valid_until of a verdict no passage of time can change
 WRITE_CHUNK = 1000  # rows per upsert statement
@@ -148,15 +149,15 @@ def from_json(d: Mapping[str, Any]) -> RiskAssessment:
 
 def verdicts(conn: Connection, account_id: int) -> dict[str, StoredVerdict]:
     """Every stored present verdict of the account (one small row per customer; most hold no assessment)."""
-    rows = conn.execute(
-        select(RV.c.customer_id, RV.c.basis, RV.c.judged_at, RV.c.valid_until, RV.c.assessment).where(
-            RV.c.account_id == account_id
-        )
+    query = select(RV.c.customer_id, RV.c.basis, RV.c.judged_at, RV.c.valid_until, RV.c.assessment).where(
+        RV.c.account_id == account_id
     )
-    return {
-        cid: StoredVerdict(basis, judged, until, from_json(a) if a else None)
-        for cid, basis, judged, until, a in rows
-    }
+    out = {}
+    for cid, basis, judged, until, a in raw_rows(conn, query):  # no SQLAlchemy Row for each customer
+        if isinstance(a, (str, bytes)):  # SQLite keeps the JSON text; psycopg decodes it itself
+            a = orjson.loads(a)
+        out[cid] = StoredVerdict(basis, judged, until, from_json(a) if a else None)
+    return out
 
 
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keep: list[str]) -> None:

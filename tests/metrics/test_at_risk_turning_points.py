@@ -197,3 +197,25 @@ def test_no_signal_changes_before_the_next_turning_point_without_money(seed: int
             if at <= probe < end:
                 assert [s.code for s in signals_at(records, probe, False, th)[0]] == codes, (seed, at, probe)
     assert signalled > 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_bound_asks_only_for_the_turning_points_before_it(seed: int) -> None:
+    """`before` (the stored verdict's next day start, or any other bound): the first turning point before it,
+    the same as the unbounded answer where that is before the bound, else None."""
+    rng = random.Random(seed)
+    th = Thresholds(lookback_days=rng.choice([90, 30]))
+    cut = kept = 0
+    for _ in range(400):
+        records = customer(rng)
+        at = _instant(rng, 10)
+        signals = rng.random() < 0.7
+        money = rng.random() < 0.7
+        full = next_change(records, at, th, money=money, signals=signals)
+        day_end = (at // DAY + 1) * DAY
+        for before in (day_end, at + rng.randrange(1, 3 * DAY), day_end + rng.choice([DAY, 40 * DAY])):
+            bounded = next_change(records, at, th, money=money, signals=signals, before=before)
+            assert bounded == (full if full is not None and full < before else None), (seed, at, before)
+            kept += bounded is not None
+            cut += bounded is None and full is not None
+    assert kept > 50 and cut > 50

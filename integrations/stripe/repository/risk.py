@@ -4,6 +4,9 @@ worker/risk.py turns these rows into the records metrics/at_risk.py judges; the 
 signal code never builds SQL over `stripe_*` tables, and so that each read is tested on both databases. Every
 function reads one table of one account and returns plain rows (raw JSON is read here and reduced to the
 values the signals use). None adds an ORDER BY the callers never relied on: they group the rows per customer.
+The reads of a batch's many rows (invoices, line quantities) come straight from the driver
+(metrics.tables.raw_rows, customer ids inlined as quoted literals), as billing.py reads: no SQLAlchemy Row
+per row, which cost more than the judging done with them.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, ColumnElement, Table, case, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Table, and_, case, cast, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from integrations.stripe import models
 from integrations.stripe.meters import MeterUsage
-from metrics.tables import table_of
+from metrics.tables import raw_rows, table_of
 
 
 class PriceRow(NamedTuple):
@@ -129,10 +132,21 @@ def _transition(v: Table, key: str) -> ColumnElement[int]:
 def invoices(
     conn: Connection, account_id: int, statuses: Collection[str], customer_ids: Collection[str] | None = None
 ) -> list[InvoiceRow]:
-    """The account's invoices in these statuses that belong to a customer (of the batch, if given)."""
+    """The account's invoices in these statuses that belong to a customer (of the batch, if given).
+
+    The transitions (`resolved_at`, `finalized_at`) are read from the raw JSON, the costly part of the query,
+    only for an invoice that may ever count as a failed payment: an amount due, an attempt made, and not paid
+    at its first attempt. For every other one (most of them: paid at once) they are None: metrics/at_risk.py
+    `unpaid_failed` is False at every instant for it whatever its dates, and `next_change` skips it.
+    """
     v = table_of(models.StripeInvoice)
-    resolved = func.coalesce(*(_transition(v, key) for key in _TRANSITIONS))
-    finalized = _transition(v, "finalized_at")
+    may_fail = and_(
+        v.c.amount_due > 0, v.c.attempt_count > 0, or_(v.c.status != "paid", v.c.attempt_count > 1)
+    )
+    ended = func.coalesce(*(_transition(v, key) for key in _TRANSITIONS))
+    # 0 reads as no date; the case leaves both None where they cannot matter
+    resolved = case((may_fail, func.nullif(ended, 0)), else_=None)
+    finalized = case((may_fail, func.nullif(_transition(v, "finalized_at"), 0)), else_=None)
     query = select(
         v.c.id,
         v.c.customer_id,
@@ -146,7 +160,7 @@ def invoices(
     ).where(v.c.account_id == account_id, v.c.status.in_(list(statuses)), v.c.customer_id.is_not(None))
     if customer_ids is not None:
         query = query.where(v.c.customer_id.in_(list(customer_ids)))
-    return [InvoiceRow(*r[:-2], *(int(v) if v else None for v in r[-2:])) for r in conn.execute(query)]
+    return list(map(InvoiceRow._make, raw_rows(conn, query)))
 
 
 def newest_invoice_created(conn: Connection, account_id: int) -> int | None:
@@ -164,7 +178,7 @@ def line_quantities(
     query = select(n.c.id, n.c.quantity, n.c.discount_total).where(n.c.account_id == account_id)
     if customer_ids is not None:
         query = query.where(n.c.customer_id.in_(list(customer_ids)))
-    return [LineQuantity(*r) for r in conn.execute(query)]
+    return list(map(LineQuantity._make, raw_rows(conn, query)))
 
 
 def meter_usage(

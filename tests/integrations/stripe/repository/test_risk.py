@@ -126,11 +126,50 @@ def test_invoices_in_the_asked_statuses_with_their_resolution(engine: Engine) ->
     with engine.connect() as conn:
         found = sorted(stored.invoices(conn, account.id or 0, ("open", "paid", "uncollectible", "void")))
         only_paid = stored.invoices(conn, account.id or 0, ("paid",))
+    # paid at its first attempt: it can never count as failed, so its dates are not read
     assert found == [
         InvoiceRow("in_open", "cus_a", "open", PERIOD[0] + 5, 3, 14_000, "usd", None, None),
-        InvoiceRow("in_paid", "cus_a", "paid", PERIOD[0], 1, 14_000, "usd", PERIOD[0] + 60, None),
+        InvoiceRow("in_paid", "cus_a", "paid", PERIOD[0], 1, 14_000, "usd", None, None),
     ]
     assert [i.id for i in only_paid] == ["in_paid"]
+
+
+def test_invoice_dates_are_read_where_a_payment_may_have_failed(engine: Engine) -> None:
+    """Paid after a failed attempt, written off, voided: the dates that end the failure are read."""
+    account = make_account(engine)
+    moments = {
+        "finalized_at": PERIOD[0] + 10,
+        "paid_at": None,
+        "voided_at": None,
+        "marked_uncollectible_at": None,
+    }
+    retried = b.invoice(
+        "in_retried", "cus_a", [b.line("il_r", "in_retried", 5_000, PERIOD)], created=PERIOD[0]
+    )
+    retried["attempt_count"] = 2
+    retried["status_transitions"] = {**moments, "paid_at": PERIOD[0] + 99}
+    voided = b.invoice(
+        "in_voided", "cus_a", [b.line("il_v", "in_voided", 5_000, PERIOD)], status="void", created=PERIOD[0]
+    )
+    voided["attempt_count"] = 1
+    voided["status_transitions"] = {**moments, "voided_at": PERIOD[0] + 77}
+    free = b.invoice(
+        "in_free", "cus_a", [b.line("il_f", "in_free", 0, PERIOD)], status="void", created=PERIOD[0]
+    )
+    free["attempt_count"], free["amount_due"] = 1, 0
+    free["status_transitions"] = {**moments, "voided_at": PERIOD[0] + 55}
+    store(engine, account, [*_world(), retried, voided, free])
+    with engine.connect() as conn:
+        found = {i.id: i for i in stored.invoices(conn, account.id or 0, ("paid", "void"))}
+    assert (found["in_retried"].resolved_at, found["in_retried"].finalized_at) == (
+        PERIOD[0] + 99,
+        PERIOD[0] + 10,
+    )
+    assert (found["in_voided"].resolved_at, found["in_voided"].finalized_at) == (
+        PERIOD[0] + 77,
+        PERIOD[0] + 10,
+    )
+    assert (found["in_free"].resolved_at, found["in_free"].finalized_at) == (None, None)  # nothing was owed
 
 
 def test_subscriptions_and_invoices_of_some_customers_only(engine: Engine) -> None:
