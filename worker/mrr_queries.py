@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.models import StripeProduct
@@ -48,25 +48,49 @@ def points_for(days: Sequence[date], instants: Sequence[int] | None = None) -> l
     return sorted(pts, key=lambda p: p.t)
 
 
+FEW_INSTANTS = 8  # up to this many points, the lines are picked per instant rather than over their window
+
+
+def _month_of(t: int) -> tuple[int, int]:
+    """[start, end) of the UTC calendar month of instant `t`, in Unix seconds."""
+    day = utc_day(t)
+    return day_ts(month_start(day)), day_ts(next_month_start(day))
+
+
+def _lines_for(instants: Sequence[int]) -> ColumnElement[bool]:
+    """Only the lines that can matter to these instants: recurring lines covering one of them, one-time lines
+    invoiced in one of their months, as SnapshotSpreader reads them (it ignores every other line).
+
+    For a few instants far apart (the metrics windows' new days a month and a year back) this reads a small
+    part of what their window holds: every line over eleven months."""
+    if len(instants) > FEW_INSTANTS:
+        first, last = min(instants), max(instants)
+        return or_(
+            and_(L.c.klass == RECURRING, L.c.period_start <= last, L.c.mrr_end > first),
+            and_(
+                L.c.klass == ONE_TIME,
+                L.c.invoiced_at >= _month_of(first)[0],
+                L.c.invoiced_at < _month_of(last)[1],
+            ),
+        )
+    covering = [and_(L.c.period_start <= t, L.c.mrr_end > t) for t in sorted(set(instants))]
+    months = [
+        and_(L.c.invoiced_at >= a, L.c.invoiced_at < b) for a, b in sorted({_month_of(t) for t in instants})
+    ]
+    return or_(and_(L.c.klass == RECURRING, or_(*covering)), and_(L.c.klass == ONE_TIME, or_(*months)))
+
+
 def _entries(
-    conn: Connection, account_id: int, window: tuple[int, int] | None = None
+    conn: Connection, account_id: int, instants: Sequence[int] | None = None
 ) -> Iterator[tuple[str, list[EntryRow]]]:
     """Counted recurring and one-time lines, grouped by customer (streamed in customer order, bounded memory),
     as tuples in LedgerEntry's field order.
 
-    `window` (first, last instant) keeps only lines that can matter to points inside it.
+    `instants` keeps only lines that can matter to points at them (`_lines_for`).
     """
     cond = [L.c.account_id == account_id, L.c.counted.is_(True), L.c.klass.in_((RECURRING, ONE_TIME))]
-    if window is not None:
-        first, last = window
-        month0 = day_ts(month_start(utc_day(first)))
-        month1 = day_ts(next_month_start(utc_day(last)))
-        cond.append(
-            or_(
-                and_(L.c.klass == RECURRING, L.c.period_start <= last, L.c.mrr_end > first),
-                and_(L.c.klass == ONE_TIME, L.c.invoiced_at >= month0, L.c.invoiced_at < month1),
-            )
-        )
+    if instants is not None:
+        cond.append(_lines_for(instants))
     query = (
         select(
             L.c.customer_id,
@@ -104,7 +128,7 @@ def snapshot_rows(
     if not points:
         return
     spread = SnapshotSpreader(points)
-    for customer, entries in _entries(conn, account_id, (points[0].t, points[-1].t)):
+    for customer, entries in _entries(conn, account_id, [p.t for p in points]):
         for i, mrr, one_time, plan in spread(entries):
             yield customer, points[i].day, mrr, one_time, plan
 
@@ -166,7 +190,7 @@ def fill_snapshot_days(conn: Connection, account_id: int, days: Sequence[date]) 
         return
     conn.execute(delete(S).where(S.c.account_id == account_id, S.c.day.in_(list(days))))
     points = points_for(days)
-    write_snapshots(conn, account_id, points, _entries(conn, account_id, (points[0].t, points[-1].t)))
+    write_snapshots(conn, account_id, points, _entries(conn, account_id, [p.t for p in points]))
 
 
 def delete_snapshot_days(conn: Connection, account_id: int, days: Sequence[date]) -> None:

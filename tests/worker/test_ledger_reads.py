@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from metrics.calendar import utc_now
-from metrics.ledger import FxRate
+from metrics.ledger import FxRate, MrrSnapshot
+from metrics.mrr import SnapshotSpreader
 from metrics.rates import RatesError
 from metrics.tables import table_of
 from tests.support.rebuild_worlds import T, monthly_world
 from tests.support.stripe_rows import make_account, store
 from tests.support.watch_world import build_paying_world, connect_synced
+from worker import mrr_queries
 from worker.demo import builders as b
 from worker.demo.sample import build_sample_world
 from worker.demo.stripe_server import FakeStripe
 from worker.mrr_queries import (
+    FEW_INSTANTS,
     cohort_sums,
     first_counted_start,
     has_lines,
     has_snapshots,
+    points_for,
     risk_lines,
     snapshots_until,
     top_fifth_floor,
@@ -30,6 +34,8 @@ from worker.mrr_queries import (
 from worker.rates import import_rates
 from worker.rebuild import rebuild_account
 from worker.report.cohort_grid import cohort_sums as python_sums
+
+S = table_of(MrrSnapshot)
 
 
 def _euro_customer() -> list[dict]:
@@ -132,3 +138,47 @@ def test_the_top_fifth_floor(engine: Engine) -> None:
         assert has_snapshots(conn, account.id or 0)
         assert top_fifth_floor(conn, account.id or 0, utc_now().date()) == 9000
         assert top_fifth_floor(conn, account.id or 0, date(2000, 1, 1)) is None  # no snapshot that early
+
+
+def test_a_few_far_days_read_only_their_lines_and_give_the_rows_of_every_line(engine: Engine) -> None:
+    """The metrics windows' new days (a month and a year back) are filled from the lines that cover them
+    only; the rows are those SnapshotSpreader gives over every counted line, and those of a fill of many days
+    (which reads every line of their window)."""
+    world = build_sample_world(seed=5, customers=80, months=18, end=date(2026, 6, 1))
+    objs = [
+        o
+        for kind in ("customer", "product", "price", "subscription")
+        for o in world.collections[kind].by_id.values()
+    ]
+    invoices = world.collections["invoice"].by_id
+    objs += [{**o, "lines": {**o["lines"], "data": world.invoice_lines[i]}} for i, o in invoices.items()]
+    account = make_account(engine)
+    store(engine, account, objs)
+    rebuild_account(engine, account, date(2026, 6, 10))
+    account_id = account.id or 0
+    few = [date(2025, 2, 17), date(2025, 8, 3), date(2026, 1, 28)]
+    many = few + [date(2025, 3, 1) + timedelta(days=20 * n) for n in range(FEW_INSTANTS)]
+    points = points_for(few)
+    spread = SnapshotSpreader(points)
+    with engine.connect() as conn:
+        every_line = {
+            (customer, points[i].day, mrr, one_time, plan)
+            for customer, entries in mrr_queries._entries(conn, account_id)  # no filter: every counted line
+            for i, mrr, one_time, plan in spread(entries)
+        }
+    read: dict[int, set[tuple[object, ...]]] = {}
+    for days in (few, many):
+        with engine.begin() as conn:
+            mrr_queries.delete_snapshot_days(conn, account_id, many)
+            mrr_queries.fill_snapshot_days(conn, account_id, days)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(S.c.customer_id, S.c.day, S.c.mrr, S.c.one_time, S.c.plan).where(
+                    S.c.account_id == account_id, S.c.day.in_(few)
+                )
+            )
+            read[len(days)] = {tuple(r) for r in rows}
+    assert len(every_line) > 60
+    assert any(one_time and not mrr for _, _, mrr, one_time, _ in every_line)  # one-time only rows too
+    assert {day for _, day, *_ in every_line} == set(few)
+    assert read[len(few)] == every_line == read[len(many)]
