@@ -53,9 +53,8 @@ def as_of_day(as_of: datetime) -> date:
 def missing_rate_warnings(conn: Connection, account: Account, days: list[date]) -> list[Warning]:
     """Engineer C's `missing_rate` warnings at each day the figures read, each message once."""
     seen: dict[str, Warning] = {}
-    for day in days:
-        at = day_start(day)
-        for w in mrr_queries.missing_rate_warnings(conn, account.id or 0, at):
+    for found in mrr_queries.missing_rate_warnings_at(conn, account.id or 0, [day_start(d) for d in days]):
+        for w in found:
             seen.setdefault(w["message"], Warning(w["code"], w["message"]))
     return list(seen.values())
 

@@ -335,20 +335,49 @@ def missing_rate_warnings(
         .group_by(L.c.currency)
         .order_by(L.c.currency)
     )
+    return [
+        _missing_rate(currency, first, last, amount, count, at)
+        for currency, first, last, amount, count in rows
+    ]
+
+
+def _missing_rate(
+    currency: str, first: int, last: int, amount: int, count: int, at: datetime | None
+) -> dict[str, str]:
+    span = f"{_iso(first)} to {_iso(last)}"
+    scope = f"at {at.date().isoformat()}" if at is not None else "over the history"
+    return {
+        "code": "missing_rate",
+        "message": (
+            f"no {currency.upper()} exchange rate for {span}: "
+            f"{fmt(int(amount), currency)} of MRR {scope} "
+            f"({count} lines) left out; add the rate with `retention rates import FILE.csv`"
+        ),
+    }
+
+
+def missing_rate_warnings_at(
+    conn: Connection, account_id: int, moments: Sequence[datetime]
+) -> list[list[dict[str, str]]]:
+    """`missing_rate_warnings` at each of these instants, from one read of the lines left out for a missing
+    rate that cover one of them (the metrics run asks at three days: one pass over the ledger, not three)."""
+    instants = [moment_ts(m) for m in moments]
+    if not instants:
+        return []
+    covering = or_(*(and_(L.c.period_start <= t, L.c.mrr_end > t) for t in sorted(set(instants))))
+    query = select(L.c.currency, L.c.period_start, L.c.period_end, L.c.monthly_amount, L.c.mrr_end).where(
+        L.c.account_id == account_id, L.c.excluded_reason == "missing_rate", L.c.klass == RECURRING, covering
+    )
+    rows = list(raw_rows(conn, query))
     out = []
-    for currency, first, last, amount, count in rows:
-        span = f"{_iso(first)} to {_iso(last)}"
-        scope = f"at {at.date().isoformat()}" if at is not None else "over the history"
-        out.append(
-            {
-                "code": "missing_rate",
-                "message": (
-                    f"no {currency.upper()} exchange rate for {span}: "
-                    f"{fmt(int(amount), currency)} of MRR {scope} "
-                    f"({count} lines) left out; add the rate with `retention rates import FILE.csv`"
-                ),
-            }
-        )
+    for at, t in zip(moments, instants, strict=True):
+        # per currency: first start, last end, MRR left out, lines, as the one-instant query groups them
+        groups: dict[str, list[int]] = {}
+        for currency, start, end, amount, mrr_end in rows:
+            if start <= t < mrr_end:
+                g = groups.setdefault(currency, [start, end, 0, 0])
+                g[0], g[1], g[2], g[3] = min(g[0], start), max(g[1], end), g[2] + amount, g[3] + 1
+        out.append([_missing_rate(c, g[0], g[1], g[2], g[3], at) for c, g in sorted(groups.items())])
     return out
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
 from metrics.calendar import utc_now
-from metrics.ledger import FxRate, MrrSnapshot
+from metrics.ledger import ClassifiedLine, FxRate, MrrSnapshot
 from metrics.mrr import SnapshotSpreader
 from metrics.rates import RatesError
 from metrics.tables import table_of
@@ -26,6 +26,8 @@ from worker.mrr_queries import (
     first_counted_start,
     has_lines,
     has_snapshots,
+    missing_rate_warnings,
+    missing_rate_warnings_at,
     points_for,
     risk_lines,
     snapshots_until,
@@ -36,6 +38,10 @@ from worker.rebuild import rebuild_account
 from worker.report.cohort_grid import cohort_sums as python_sums
 
 S = table_of(MrrSnapshot)
+
+
+def at_utc(year: int, month: int, day: int) -> datetime:
+    return datetime(year, month, day, tzinfo=UTC)
 
 
 def _euro_customer() -> list[dict]:
@@ -182,3 +188,44 @@ def test_a_few_far_days_read_only_their_lines_and_give_the_rows_of_every_line(en
     assert any(one_time and not mrr for _, _, mrr, one_time, _ in every_line)  # one-time only rows too
     assert {day for _, day, *_ in every_line} == set(few)
     assert read[len(few)] == every_line == read[len(many)]
+
+
+def test_missing_rate_warnings_at_several_instants_are_those_asked_one_at_a_time(engine: Engine) -> None:
+    """The metrics run reads the lines left out for a missing rate once for its three days."""
+    account = make_account(engine)
+    lines = [  # (line, currency, start, end, monthly): two currencies, lines covering some instants only
+        ("il_1", "eur", T(2026, 1), T(2026, 2), 12_000),
+        ("il_2", "eur", T(2026, 1, 15), T(2026, 3), 5_000),
+        ("il_3", "gbp", T(2026, 2), T(2026, 4), 7_000),
+        ("il_4", "eur", T(2026, 3), T(2026, 4), 900),
+        ("il_5", "gbp", T(2025, 6), T(2025, 7), 100),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(table_of(ClassifiedLine)),
+            [
+                {
+                    "account_id": account.id,
+                    "line_id": line,
+                    "invoice_id": f"in_{line}",
+                    "customer_id": f"cus_{n % 2}",
+                    "klass": "recurring",
+                    "reason": "r",
+                    "counted": False,
+                    "excluded_reason": "missing_rate",
+                    "period_start": start,
+                    "period_end": end,
+                    "mrr_end": end,
+                    "currency": currency,
+                    "net_amount": monthly,
+                    "monthly_amount": monthly,
+                }
+                for n, (line, currency, start, end, monthly) in enumerate(lines)
+            ],
+        )
+    moments = [at_utc(2026, 1, 20), at_utc(2026, 2, 1), at_utc(2026, 3, 10), at_utc(2024, 1, 1)]
+    with engine.connect() as conn:
+        together = missing_rate_warnings_at(conn, account.id or 0, moments)
+        apart = [missing_rate_warnings(conn, account.id or 0, at) for at in moments]
+    assert together == apart
+    assert [len(found) for found in together] == [1, 2, 2, 0]
