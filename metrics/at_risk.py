@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from metrics.calendar import day_start, moment_ts, utc_day
@@ -532,8 +532,33 @@ def renewal_soon(
     window = th.renewal_days_annual if annual else th.renewal_days
     if not 0 <= days <= window:
         return None
-    plan = "annual plan renews" if annual else "renews"
-    return Signal("renewal_soon", f"{plan} on {renewal} (in {days} days)", WEIGHTS["renewal_soon"])
+    return Signal("renewal_soon", renewal_detail(renewal, annual, at), WEIGHTS["renewal_soon"])
+
+
+RENEWS, RENEWS_ANNUAL = "renews on ", "annual plan renews on "
+
+
+def renewal_detail(renewal: date, annual: bool, at: int) -> str:
+    """renewal_soon's text at `at`: the days left to the renewal follow the calendar day."""
+    return f"{RENEWS_ANNUAL if annual else RENEWS}{renewal} (in {(renewal - utc_day(at)).days} days)"
+
+
+def redated(assessment: RiskAssessment, at: int) -> RiskAssessment:
+    """An assessment judged earlier as `evaluate` gives it at a later `at` before its `next_change` (the
+    signals, weights, renewal date, MRR and score still the same), when none of its signals is a downgrade:
+    then only renewal_soon's days left follow the calendar day, and they are counted again here. (A downgrade
+    may name the lookback's first day as its peak's, which moves each day: such a verdict is not kept past
+    its day, worker/risk.py.)"""
+    renewal = assessment.renewal_date
+    if renewal is None or "renewal_soon" not in assessment.codes:
+        return assessment
+    signals = tuple(
+        replace(s, detail=renewal_detail(renewal, s.detail.startswith(RENEWS_ANNUAL), at))
+        if s.code == "renewal_soon"
+        else s
+        for s in assessment.signals
+    )
+    return replace(assessment, signals=signals)
 
 
 # -- the account -----------------------------------------------------------------------------------

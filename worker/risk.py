@@ -48,6 +48,7 @@ from metrics.at_risk import (
     first_signal_day,
     next_change,
     rank,
+    redated,
 )
 from metrics.at_risk import mrr_at as mrr_of
 from metrics.calendar import day_start, moment_ts, months_back, utc_datetime, utc_day, utc_now
@@ -389,13 +390,39 @@ def stale_customers(conn: Connection, account_id: int) -> set[str] | None:
     return found.customers | billing.customers_on(conn, account_id, found.prices, found.products)
 
 
-def _valid_until(records: CustomerRecords, at: int, found: RiskAssessment | None, th: Thresholds) -> int:
-    """Until when the verdict holds, records unchanged: the next turning point of a rule, and for a customer
-    at risk also the next day start (the days left to a renewal, a peak's day, are in its details)."""
+def kept_verdict(
+    records: CustomerRecords, at: int, found: RiskAssessment | None, th: Thresholds, basis: str
+) -> StoredVerdict:
+    """The verdict as stored: until when it holds, records unchanged, and the basis it is read back under.
+
+    Until the next turning point of a rule (metrics.at_risk.next_change). A customer at risk with a downgrade
+    is kept to the next day start at most: the downgrade may name the lookback's first day as its peak's,
+    which moves each day. Any other customer at risk is kept to its turning point under `redating(basis)`:
+    read back, its renewal_soon days left are counted again for the day (metrics.at_risk.redated), the only
+    text of its signals that follows the calendar day.
+    """
     if found is None:
-        return next_change(records, at, th, signals=False) or FOREVER
-    day_end = moment_ts(day_start(utc_day(at) + timedelta(days=1)))
-    return next_change(records, at, th, signals=True, before=day_end) or day_end
+        return StoredVerdict(basis, at, next_change(records, at, th, signals=False) or FOREVER, found)
+    if "downgrade" in found.codes:
+        day_end = moment_ts(day_start(utc_day(at) + timedelta(days=1)))
+        return StoredVerdict(basis, at, next_change(records, at, th, before=day_end) or day_end, found)
+    return StoredVerdict(redating(basis), at, next_change(records, at, th) or FOREVER, found)
+
+
+def read_back(held: StoredVerdict, basis: str, at: int) -> tuple[bool, RiskAssessment | None]:
+    """Whether a stored verdict holds at `at` under `basis`, and the assessment it gives there: as judged, or
+    `redated` for one kept past its day (`kept_verdict`)."""
+    if held.holds(basis, at):
+        return True, held.assessment
+    if held.assessment is not None and held.holds(redating(basis), at):
+        return True, redated(held.assessment, at)
+    return False, None
+
+
+def redating(basis: str) -> str:
+    """The basis of a verdict kept past its day, read back `redated`: distinct from the basis itself, so a
+    version of this code that does not redate judges such a verdict afresh instead of showing stale days."""
+    return basis_key(basis, "redated")
 
 
 def present_assessments(
@@ -423,15 +450,18 @@ def present_assessments(
     judge: list[str] = []
     for cid in customers:
         held = stored_verdicts.get(cid)
-        if held is not None and held.holds(basis, at) and cid not in (stale or ()):
-            found.append(held.assessment)
-        else:
+        if held is None or cid in (stale or ()):
             judge.append(cid)
+        else:
+            holds, assessment = read_back(held, basis, at)
+            if holds:
+                found.append(assessment)
+            else:
+                judge.append(cid)
     fresh: list[tuple[str, StoredVerdict]] = []
     for records in iter_records(engine, account, judge, at, catalog=catalog):
         verdict = evaluate(records, at, records.mrr, current, th)
-        until = _valid_until(records, at, verdict, th)
-        fresh.append((records.customer_id, StoredVerdict(basis, at, until, verdict)))
+        fresh.append((records.customer_id, kept_verdict(records, at, verdict, th, basis)))
         found.append(verdict)
         if len(fresh) >= BATCH:
             _save(engine, account, fresh, since)

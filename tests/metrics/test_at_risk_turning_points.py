@@ -25,6 +25,7 @@ from metrics.at_risk import (
     evaluate,
     mrr_at,
     next_change,
+    redated,
     signals_at,
 )
 from metrics.calendar import utc_day
@@ -219,3 +220,27 @@ def test_a_bound_asks_only_for_the_turning_points_before_it(seed: int) -> None:
             kept += bounded is not None
             cut += bounded is None and full is not None
     assert kept > 50 and cut > 50
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_verdict_without_a_downgrade_redated_is_the_verdict_of_a_later_day(seed: int) -> None:
+    """A stored verdict kept past its day (worker/risk.py): before the next turning point, `redated` gives
+    exactly what judging again gives, texts included, on any later day."""
+    rng = random.Random(seed)
+    th = Thresholds(lookback_days=rng.choice([90, 30]))
+    redone = 0
+    for _ in range(800):
+        records = customer(rng)
+        current = rng.random() < 0.5
+        at = _instant(rng, 10)
+        found = _judge(records, at, current, th)
+        if found is None or "downgrade" in found.codes:
+            continue
+        until = next_change(records, at, th, signals=True)
+        end = until if until is not None else at + 400 * DAY
+        probes = {at, end - 1, at + DAY, at + 3 * DAY, *(rng.randrange(at, end) for _ in range(6))}
+        for probe in sorted(p for p in probes if p < end):
+            later = _judge(records, probe, current, th)
+            assert redated(found, probe) == later, (seed, at, probe)
+            redone += later is not None and later.signals != found.signals  # a text did move
+    assert redone > 10

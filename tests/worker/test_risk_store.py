@@ -3,6 +3,7 @@ and never kept when a forget came while they were judged."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -11,12 +12,14 @@ import pytest
 from sqlalchemy.engine import Engine
 
 import worker.risk
-from metrics.at_risk import CustomerRecords
+from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, mrr_at
+from metrics.calendar import utc_day
+from tests.metrics.test_at_risk_turning_points import BASE, customer
 from tests.support.risk_world import AS_OF, load
 from tests.support.stripe_rows import make_account
 from worker import risk_store
 from worker.models import Account
-from worker.risk import evaluate_customers, iter_records, present_assessments
+from worker.risk import evaluate_customers, iter_records, kept_verdict, present_assessments, read_back
 
 
 def _stored(engine: Engine, account: Account) -> dict[str, risk_store.StoredVerdict]:
@@ -53,7 +56,15 @@ def test_verdicts_are_read_back_while_they_hold_and_judged_again_once_forgotten(
         engine, account, sorted(_stored(engine, account)), later
     )
     flagged = {a.customer_id for a in first}
-    assert flagged <= set(judged)  # at risk: its texts follow the day, judged again
+    assert flagged <= set(judged)  # a turning point came (a renewal window's first day): judged again
+    # a week on, before the next turning point: every verdict read back, the days to a renewal counted again
+    week = later + timedelta(days=7)
+    judged.clear()
+    on_week = present_assessments(engine, account, week)
+    assert judged == [] and {a.customer_id for a in on_week} == flagged
+    assert on_week == evaluate_customers(engine, account, sorted(_stored(engine, account)), week)
+    renewals = {s.detail for a in on_week for s in a.signals if s.code == "renewal_soon"}
+    assert renewals and renewals.isdisjoint(s.detail for a in first for s in a.signals)
     some = sorted(flagged)[0]
     with engine.begin() as conn:
         risk_store.forget(conn, account.id or 0, [some])
@@ -90,3 +101,27 @@ def test_a_replay_of_a_past_day_is_judged_afresh_and_not_kept(engine: Engine) ->
         engine, account, sorted(worker.risk.paying(engine, account, past)), past
     )
     assert _stored(engine, account) == {}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_kept_verdict_read_back_on_a_later_day_is_the_verdict_judged_then(seed: int) -> None:
+    """Random customers (those of tests/metrics/test_at_risk_turning_points.py), downgrades among them: a
+    verdict as stored (`kept_verdict`) and read back at any later instant it holds equals judging again there,
+    texts included; customers at risk are kept past their day except with a downgrade."""
+    rng = random.Random(seed)
+    th = Thresholds(lookback_days=rng.choice([90, 30]))
+    past_the_day = {"downgrade": 0, "other": 0}
+    for _ in range(600):
+        records = customer(rng)
+        current = rng.random() < 0.5
+        at = BASE + rng.randrange(300) * DAY + rng.choice([0, 0, 6, 12]) * 3600
+        found = evaluate(records, at, mrr_at(records.revenue, at), current, th)
+        held = kept_verdict(records, at, found, th, "basis")
+        for later in (at, at + 3600, at + DAY, at + 3 * DAY, at + 20 * DAY, held.valid_until - 1):
+            holds, assessment = read_back(held, "basis", later)
+            if not holds:
+                continue
+            assert assessment == evaluate(records, later, mrr_at(records.revenue, later), current, th)
+            if found is not None and utc_day(later) != utc_day(at):
+                past_the_day["downgrade" if "downgrade" in found.codes else "other"] += 1
+    assert past_the_day["downgrade"] == 0 and past_the_day["other"] > 20
