@@ -653,13 +653,14 @@ def _usage_turns(series: UsageSeries) -> Iterator[int]:
 
 
 def _turning_points(
-    records: CustomerRecords, th: Thresholds, money: bool, signals: bool, renewals: bool = True
+    records: CustomerRecords, th: Thresholds, money: bool, signals: bool, after: int, renewals: bool = True
 ) -> Iterator[int]:
     """Every instant at which one of the rules' comparisons with the instant `at` can turn, the records
     unchanged. Each comparison above is of the form `x <= at`, `at < x` or `at > x`; this lists its x (or
     x + 1 for `at <= x` and `at > x`), with the lookback's `since = at - lookback` moved onto `at`. Evidence
     that can never give a signal (a paid invoice with one attempt, a subscription never cancelled nor past
-    due) is left out; so are the renewal's dates without a signal (renewal_soon only goes beside one)."""
+    due) is left out; so are the renewal's dates without a signal (renewal_soon only goes beside one), and
+    those of a period that ended a day or more before `after` (all of its dates are past then: most lines)."""
     lookback = th.lookback_days * DAY
     for series in records.usage:  # a period ends (p.end <= at); the last one grows stale (at - end > 1.5 x)
         yield from _usage_turns(series)
@@ -681,7 +682,7 @@ def _turning_points(
             x.period_end for x in records.licensed
         ]
         for end in ends:
-            if end is not None:
+            if end is not None and end + DAY > after:  # its latest date is the day start after its end
                 yield from _renewal_turns(utc_day(end), th)
 
 
@@ -732,7 +733,7 @@ def next_change(
     customer at risk with a long history).
     """
     if before is None:
-        return min((x for x in _turning_points(records, th, money, signals) if x > at), default=None)
+        return min((x for x in _turning_points(records, th, money, signals, at) if x > at), default=None)
     renewals = before > moment_ts(day_start(utc_day(at) + timedelta(days=1)))
-    points = _turning_points(records, th, money, signals, renewals)
+    points = _turning_points(records, th, money, signals, at, renewals)
     return min((x for x in points if at < x < before), default=None)

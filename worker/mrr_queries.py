@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.models import StripeProduct
@@ -166,7 +166,8 @@ def _write(conn: Connection, rows: list[SnapshotRow]) -> None:
 def ensure_snapshots(engine: Engine, account: Account, days: list[date]) -> None:
     """MrrSnapshot rows for exactly these days, computed from the ledger where the day is not done yet.
 
-    One pass over the account's counted lines in customer order for all missing days at once.
+    One pass over the account's counted lines in customer order for all missing days at once. On PostgreSQL
+    the snapshots' statistics are refreshed when a day was added (`analyze_snapshots`).
     """
     wanted = sorted(set(days))
     if not wanted:
@@ -174,7 +175,21 @@ def ensure_snapshots(engine: Engine, account: Account, days: list[date]) -> None
     account_id = account.id or 0
     with engine.begin() as conn:
         done = set(stored_snapshot_days(conn, account_id))
-        fill_snapshot_days(conn, account_id, [d for d in wanted if d not in done])
+        missing = [d for d in wanted if d not in done]
+        fill_snapshot_days(conn, account_id, missing)
+        if missing:
+            analyze_snapshots(conn)
+
+
+def analyze_snapshots(conn: Connection) -> None:
+    """PostgreSQL's planner statistics of mrr_snapshot, fresh (nothing on SQLite, which plans without them).
+
+    A day added on demand (the metrics windows' starts a month and a year back, each night a new one) is in
+    no statistics yet: the planner takes it for one row and joins the window's two days of every customer
+    row by row. At 20,000 customers the unchanged night's metrics took 64 s instead of 4. ANALYZE samples
+    the table: about a second at any size (worker/ledger/write.py does the same after a rebuild)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"ANALYZE {S.name}"))
 
 
 def stored_snapshot_days(conn: Connection, account_id: int) -> list[date]:

@@ -22,6 +22,7 @@ from metrics.at_risk import (
     Thresholds,
     UsagePeriod,
     UsageSeries,
+    _turning_points,
     evaluate,
     mrr_at,
     next_change,
@@ -244,3 +245,17 @@ def test_a_verdict_without_a_downgrade_redated_is_the_verdict_of_a_later_day(see
             assert redated(found, probe) == later, (seed, at, probe)
             redone += later is not None and later.signals != found.signals  # a text did move
     assert redone > 10
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_renewal_dates_left_out_are_all_past(seed: int) -> None:
+    """`next_change` skips the renewal dates of the periods that ended a day or more before the instant: the
+    answer is the first of every turning point after it, none of them skipped."""
+    rng = random.Random(seed)
+    th = Thresholds(lookback_days=rng.choice([90, 30]))
+    for _ in range(400):
+        records = customer(rng)
+        at = _instant(rng, 10)
+        money, signals = rng.random() < 0.5, rng.random() < 0.8
+        every = _turning_points(records, th, money, signals, after=-(2**62))
+        assert next_change(records, at, th, money, signals) == min((x for x in every if x > at), default=None)
