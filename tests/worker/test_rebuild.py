@@ -19,6 +19,7 @@ from tests.support.rebuild_worlds import T, at, monthly_world, priced_world
 from tests.support.stripe_rows import make_account, store
 from tests.support.stripe_world import KEY, add_account, build_world
 from worker.demo import builders as b
+from worker.demo.sample import build_sample_world
 from worker.demo.stripe_server import FakeStripe
 from worker.mrr_queries import ensure_snapshots, missing_rate_warnings, mrr_at
 from worker.rates import import_rates
@@ -90,6 +91,33 @@ def test_ensure_snapshots_only_fills_missing_days(engine: Engine) -> None:
         snapshots = table_of(MrrSnapshot)
         rows = list(conn.execute(select(snapshots).where(snapshots.c.day == date(2026, 1, 20))))
     assert sorted((r.customer_id, r.mrr) for r in rows) == [("cus_a", 10000), ("cus_b", 10000)]
+
+
+def test_a_day_added_on_demand_is_in_the_planners_statistics(pg_engine: Engine) -> None:
+    """PostgreSQL: after the rebuild's ANALYZE every stored day is a common value; a day added later by
+    ensure_snapshots (a metrics window's start) must be too, or the planner takes it for one row and joins a
+    window's two days row by row."""
+    world = build_sample_world(seed=4, customers=60, months=8, end=date(2026, 6, 1))
+    objs = [
+        o
+        for kind in ("customer", "product", "price", "subscription")
+        for o in world.collections[kind].by_id.values()
+    ]
+    invoices = world.collections["invoice"].by_id
+    objs += [{**o, "lines": {**o["lines"], "data": world.invoice_lines[i]}} for i, o in invoices.items()]
+    account = make_account(pg_engine)
+    store(pg_engine, account, objs)
+    rebuild_account(pg_engine, account, today=date(2026, 6, 10), full=True)
+    added = date(2026, 4, 17)
+    ensure_snapshots(pg_engine, account, [added])
+    snapshots = table_of(MrrSnapshot)
+    query = select(snapshots).where(snapshots.c.account_id == account.id, snapshots.c.day == added)
+    with pg_engine.connect() as conn:
+        rows = len(conn.execute(query).all())
+        sql = str(query.compile(pg_engine, compile_kwargs={"literal_binds": True}))
+        plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one()
+    assert rows > 20
+    assert plan[0]["Plan"]["Plan Rows"] > rows // 2  # not the single row of a day missing from the statistics
 
 
 def _mrr(engine: Engine, account_id: int, when: datetime) -> dict[str, int]:
