@@ -21,7 +21,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from statistics import median
 from typing import Any
 
@@ -32,7 +32,7 @@ from metrics.at_risk import (
     Thresholds,
     evaluate,
 )
-from metrics.calendar import day_start, moment_ts, months_back, utc_day
+from metrics.calendar import day_start, day_ts, moment_ts, months_back, utc_day
 
 DAY = 86400
 FIRST_K, LAST_K = 4, 15
@@ -102,6 +102,61 @@ def is_hit(steps: MrrSteps, t: int, mrr: int) -> bool:
 
 
 @dataclass(frozen=True)
+class Contribution:
+    """What one customer adds to a backtest: bit k of `paying` set when its MRR is > 0 at point k; its flags
+    as (k, codes, hit); its churns in the span as (instant, MRR 125 days before, k of the oldest flagged point
+    28 to 150 days before the churn, or None: missed). Kept by index rather than by date, it holds while the
+    points move, until `holds_until`."""
+
+    paying: int
+    flags: tuple[tuple[int, tuple[str, ...], bool], ...]
+    churns: tuple[tuple[int, int, int | None], ...]
+
+
+def _day_reaching(bound: int, months: int) -> date:
+    """The first as-of day whose point `months` back starts at or after the instant `bound`."""
+    target = utc_day(bound) if bound % DAY == 0 else utc_day(bound) + timedelta(days=1)
+    day = months_back(target, -months)
+    while months_back(day, months) < target:
+        day += timedelta(days=1)
+    while months_back(day - timedelta(days=1), months) >= target:
+        day -= timedelta(days=1)
+    return day
+
+
+def holds_until(as_of: date, steps: MrrSteps, span_edges: Iterable[int]) -> date:
+    """The first as-of day after `as_of` on which a customer's contribution may differ from the one at
+    `as_of`, its history and signal spans (edges: `span_edges`) unchanged.
+
+    Each part of a contribution compares a point t with an instant of the customer: MRR at t changes where the
+    MRR steps to another value (an instant where it stays the same changes nothing, proven in
+    docs/at-risk.md), the codes at t where a span starts or ends, a hit where a step enters (t + 120 days) or
+    leaves (t) the hit window, a churn where it enters (the newest point + 120 days reaches its day) or leaves
+    (the oldest point + 28 days passes it) the span, a lead where a point enters (150 days before) or leaves
+    (27 days before) a churn's lead range. Every such instant, for every point, is a boundary; the points move
+    forward with the as-of day (never back), so the contribution holds until the first day on which some
+    point reaches its next boundary (`tests/metrics/test_backtest_contribution.py` checks it day by day).
+    """
+    values = steps.values
+    changes = [s for i, s in enumerate(steps.instants) if values[i] != (values[i - 1] if i else 0)]
+    bounds = set(span_edges) | set(changes) | {s - HIT_DAYS * DAY for s in changes}
+    for instant in steps.churns(0, 2**62):
+        start = day_ts(utc_day(instant))
+        bounds |= {start - HIT_DAYS * DAY, start - LEAD_MAX * DAY, start - (LEAD_MIN - 1) * DAY}
+    ordered = sorted(b for b in bounds if b < _FAR)  # an open span's end (FOREVER) is no boundary
+    points = backtest_points(day_start(as_of))
+    found = date.max
+    for k, point in enumerate(points):
+        i = bisect_right(ordered, moment_ts(point))
+        if i < len(ordered):
+            found = min(found, _day_reaching(ordered[i], LAST_K - k))
+    return found
+
+
+_FAR = day_ts(date(9000, 1, 1))
+
+
+@dataclass(frozen=True)
 class Churner:
     customer_id: str
     name: str
@@ -122,14 +177,12 @@ class Tally:
     hits: int = 0
     by_signal: dict[str, list[int]] = field(default_factory=dict)  # code -> [flags, hits]
     churners: list[Churner] = field(default_factory=list)
-    point_flags: list[dict[str, list[str]]] = field(default_factory=list)  # per point: customer -> codes
 
     def __post_init__(self) -> None:
         self.instants = [moment_ts(p) for p in self.points]
         self.days = [p.date() for p in self.points]
         self.paying = [0] * len(self.points)
         self.flagged = [0] * len(self.points)
-        self.point_flags = [{} for _ in self.points]
         first, last = (
             utc_day(self.instants[0]).toordinal() + LEAD_MIN,
             utc_day(span(self.points)[1]).toordinal(),
@@ -154,36 +207,50 @@ class Tally:
         judge: Callable[[int, int, int], Sequence[str] | None],
     ) -> None:
         """`add` with the customer's MRR over time already known."""
-        flagged_days: list[date] = []
+        self.add_contribution(customer_id, name, self.contribution(steps, judge))
+
+    def contribution(
+        self, steps: MrrSteps, judge: Callable[[int, int, int], Sequence[str] | None]
+    ) -> Contribution:
+        """What the customer adds at these points: paying, flags and their outcomes, churns in the span."""
+        paying = 0
+        flags: list[tuple[int, tuple[str, ...], bool]] = []
         for k, t in enumerate(self.instants):
             mrr = steps.at(t)
             if mrr <= 0:
                 continue
-            self.paying[k] += 1
+            paying |= 1 << k
             codes = judge(k, t, mrr)
-            if not codes:
+            if codes:
+                flags.append((k, tuple(codes), is_hit(steps, t, mrr)))
+        first, last = self.churn_days
+        churns: list[tuple[int, int, int | None]] = []
+        for instant in steps.churns(self.instants[0], span(self.points)[1] + DAY):
+            day = utc_day(instant)
+            if not first <= day.toordinal() <= last:
                 continue
-            self.point_flags[k][customer_id] = list(codes)
+            # the longest lead is the oldest flagged point in range: kept as its index (days move nightly)
+            leads = [k for k, _, _ in flags if LEAD_MIN <= (day - self.days[k]).days <= LEAD_MAX]
+            churns.append((instant, steps.at(instant - RECALL_MRR_DAYS * DAY), min(leads) if leads else None))
+        return Contribution(paying, tuple(flags), tuple(churns))
+
+    def add_contribution(self, customer_id: str, name: str, found: Contribution) -> None:
+        """Adds one customer's contribution (computed now, or kept from a night it still holds for)."""
+        for k in range(len(self.instants)):
+            if found.paying >> k & 1:
+                self.paying[k] += 1
+        for k, codes, hit in found.flags:
             self.flagged[k] += 1
-            flagged_days.append(self.days[k])
-            hit = is_hit(steps, t, mrr)
             self.flags += 1
             self.hits += hit
             for code in dict.fromkeys(codes):
                 counts = self.by_signal.setdefault(code, [0, 0])
                 counts[0] += 1
                 counts[1] += hit
-        self._churns(customer_id, name, steps, flagged_days)
-
-    def _churns(self, customer_id: str, name: str, steps: MrrSteps, flagged_days: list[date]) -> None:
-        first, last = self.churn_days
-        for instant in steps.churns(self.instants[0], span(self.points)[1] + DAY):
+        for instant, weight, oldest in found.churns:
             day = utc_day(instant)
-            if not first <= day.toordinal() <= last:
-                continue
-            leads = [(day - f).days for f in flagged_days if LEAD_MIN <= (day - f).days <= LEAD_MAX]
-            weight = steps.at(instant - RECALL_MRR_DAYS * DAY)
-            self.churners.append(Churner(customer_id, name, weight, day, max(leads) if leads else None))
+            lead = (day - self.days[oldest]).days if oldest is not None else None
+            self.churners.append(Churner(customer_id, name, weight, day, lead))
 
     def result(self, as_of: datetime) -> BacktestResult:
         return BacktestResult(
