@@ -92,7 +92,6 @@ def rebuild_account(
     result = RebuildResult(account=account.name)
     account_id = account.id or 0
     with engine.begin() as conn:
-        rates = load_rates(conn, account.reporting_currency)  # the conversion's inputs, read once
         inputs = _inputs(conn, account)
         pending = changes.pending(conn, account_id)
         built = last_build(conn, account_id)
@@ -107,7 +106,9 @@ def rebuild_account(
         else:
             customers = _changed_customers(conn, account_id, pending)
             written = set(stored_snapshot_days(conn, account_id))
-        _rebuild_customers(conn, account, Builder(account, rates, result), customers, sorted(written), full)
+        if full or customers:  # a quiet night converts nothing: the rates (a parsed ECB history) are not read
+            builder = Builder(account, load_rates(conn, account.reporting_currency), result)
+            _rebuild_customers(conn, account, builder, customers, sorted(written), full)
         wanted = _wanted_days(conn, account_id, today)
         added_day = write.settle_days(conn, account_id, written, wanted)
         changes.clear(conn, account_id, pending.upto)
