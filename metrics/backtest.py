@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from statistics import median
@@ -124,33 +124,60 @@ def _day_reaching(bound: int, months: int) -> date:
     return day
 
 
-def holds_until(as_of: date, steps: MrrSteps, span_edges: Iterable[int]) -> date:
+def holds_until(as_of: date, steps: MrrSteps, span_edges: Iterable[int], flagged: Collection[int]) -> date:
     """The first as-of day after `as_of` on which a customer's contribution may differ from the one at
-    `as_of`, its history and signal spans (edges: `span_edges`) unchanged.
+    `as_of` (its points `flagged`), its history and signal spans (edges: `span_edges`) unchanged.
 
-    Each part of a contribution compares a point t with an instant of the customer: MRR at t changes where the
-    MRR steps to another value (an instant where it stays the same changes nothing, proven in
-    docs/at-risk.md), the codes at t where a span starts or ends, a hit where a step enters (t + 120 days) or
-    leaves (t) the hit window, a churn where it enters (the newest point + 120 days reaches its day) or leaves
-    (the oldest point + 28 days passes it) the span, a lead where a point enters (150 days before) or leaves
-    (27 days before) a churn's lead range. Every such instant, for every point, is a boundary; the points move
-    forward with the as-of day (never back), so the contribution holds until the first day on which some
-    point reaches its next boundary (`tests/metrics/test_backtest_contribution.py` checks it day by day).
+    Each part of a contribution compares a point t with instants of the customer's, and each such instant is a
+    boundary for that point: whether it pays (where the MRR starts or stops), its codes (a span's edges), and,
+    for a flagged point only, its hit (the MRR at t, and the steps entering (t + 120 days) or leaving (t) the
+    hit window; a step to the same value changes nothing, see docs/at-risk.md) and whether it is in a churn's
+    lead range (150 and 27 days before the churn's day); for the newest point, a churn entering the span (120
+    days before its day) and for the oldest, one leaving it (27 days before). Points move forward with the
+    as-of day (never back), so the contribution holds until the first day on which some point reaches its next
+    boundary (`tests/metrics/test_backtest_contribution.py` checks it day by day). Bounding a point by what
+    it can change keeps the interval long: a point not flagged ignores the monthly ups and downs of usage.
     """
     values = steps.values
-    changes = [s for i, s in enumerate(steps.instants) if values[i] != (values[i - 1] if i else 0)]
-    bounds = set(span_edges) | set(changes) | {s - HIT_DAYS * DAY for s in changes}
-    for instant in steps.churns(0, 2**62):
-        start = day_ts(utc_day(instant))
-        bounds |= {start - HIT_DAYS * DAY, start - LEAD_MAX * DAY, start - (LEAD_MIN - 1) * DAY}
-    ordered = sorted(b for b in bounds if b < _FAR)  # an open span's end (FOREVER) is no boundary
+    changes, starts_stops = [], []
+    for i, instant in enumerate(steps.instants):
+        before = values[i - 1] if i else 0
+        if values[i] != before:
+            changes.append(instant)
+            if (values[i] > 0) != (before > 0):
+                starts_stops.append(instant)
+    churns = [day_ts(utc_day(c)) for c in steps.churns(0, 2**62)]
+    every = _bounds([*span_edges, *starts_stops])
+    when_flagged = _bounds(
+        [*changes, *(s - HIT_DAYS * DAY for s in changes)]
+        + [c - n * DAY for c in churns for n in (LEAD_MAX, LEAD_MIN - 1)]
+    )
     points = backtest_points(day_start(as_of))
+    newest, oldest = len(points) - 1, 0
     found = date.max
     for k, point in enumerate(points):
-        i = bisect_right(ordered, moment_ts(point))
-        if i < len(ordered):
-            found = min(found, _day_reaching(ordered[i], LAST_K - k))
+        t = moment_ts(point)
+        ahead = [_next(every, t)]
+        if k in flagged:
+            ahead.append(_next(when_flagged, t))
+        if k == newest:
+            ahead.append(_next(_bounds([c - HIT_DAYS * DAY for c in churns]), t))
+        if k == oldest:
+            ahead.append(_next(_bounds([c - (LEAD_MIN - 1) * DAY for c in churns]), t))
+        bound = min(ahead)
+        if bound < _FAR:
+            found = min(found, _day_reaching(bound, LAST_K - k))
     return found
+
+
+def _bounds(instants: Iterable[int]) -> list[int]:
+    return sorted(b for b in set(instants) if b < _FAR)  # an open span's end (FOREVER) is no boundary
+
+
+def _next(bounds: list[int], t: int) -> int:
+    """The first boundary after t (_FAR: none)."""
+    i = bisect_right(bounds, t)
+    return bounds[i] if i < len(bounds) else _FAR
 
 
 _FAR = day_ts(date(9000, 1, 1))

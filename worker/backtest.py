@@ -175,7 +175,8 @@ def _add(tally: Tally, customer_id: str, kept: KeptCustomer, today: date) -> Non
     steps = MrrSteps.of(kept.instants, kept.values)
     found = tally.contribution(steps, judge)
     tally.add_contribution(customer_id, kept.name, found)
-    until = holds_until(today, steps, [edge for s in kept.spans for edge in s[:2]])
+    edges = [edge for s in kept.spans for edge in s[:2]]
+    until = holds_until(today, steps, edges, {k for k, _, _ in found.flags})
     kept.held = Held(today.toordinal(), until.toordinal(), found)
 
 

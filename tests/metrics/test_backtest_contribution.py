@@ -57,6 +57,10 @@ def _spans(rng: random.Random) -> list[Span]:
     return out
 
 
+def _flagged(c: Contribution) -> set[int]:
+    return {k for k, _, _ in c.flags}
+
+
 def _contribution(day: date, steps: MrrSteps, spans: Sequence[Span]) -> Contribution:
     tally = Tally(backtest_points(day_start(day)), "usd")
 
@@ -75,12 +79,13 @@ def test_a_contribution_holds_until_the_day_it_names(seed: int) -> None:
     spans = _spans(rng)
     edges = [edge for s in spans for edge in s[:2]]
     day = date(2025, 1, 1) + timedelta(days=rng.randrange(400))
-    kept, until = _contribution(day, steps, spans), holds_until(day, steps, edges)
+    kept = _contribution(day, steps, spans)
+    until = holds_until(day, steps, edges, _flagged(kept))
     for n in range(1, 366):
         later = day + timedelta(days=n)
         fresh = _contribution(later, steps, spans)
         if later >= until:
-            kept, until = fresh, holds_until(later, steps, edges)
+            kept, until = fresh, holds_until(later, steps, edges, _flagged(fresh))
             assert until > later
         assert fresh == kept, f"kept until {until}, differs on {later}"
 
@@ -98,7 +103,6 @@ def test_a_kept_contribution_gives_the_tally_of_a_fresh_one() -> None:
             edges = [edge for s in spans for edge in s[:2]]
             now = _contribution(later, steps, spans)
             fresh.add_contribution(f"cus_{n}", "name", now)
-            reused.add_contribution(
-                f"cus_{n}", "name", old if later < holds_until(day, steps, edges) else now
-            )
+            held = later < holds_until(day, steps, edges, _flagged(old))
+            reused.add_contribution(f"cus_{n}", "name", old if held else now)
         assert reused.result(day_start(later)) == fresh.result(day_start(later))
