@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from statistics import median
 from typing import Any
 
@@ -115,7 +116,14 @@ class Contribution:
 
 def _day_reaching(bound: int, months: int) -> date:
     """The first as-of day whose point `months` back starts at or after the instant `bound`."""
-    target = utc_day(bound) if bound % DAY == 0 else utc_day(bound) + timedelta(days=1)
+    return _day_reaching_day(
+        utc_day(bound) if bound % DAY == 0 else utc_day(bound) + timedelta(days=1), months
+    )
+
+
+@lru_cache(maxsize=65536)
+def _day_reaching_day(target: date, months: int) -> date:
+    """The first as-of day whose point `months` back is on or after `target` (customers share most days)."""
     day = months_back(target, -months)
     while months_back(day, months) < target:
         day += timedelta(days=1)
