@@ -35,7 +35,8 @@ COHORTS = "cohorts"  # the cohort grid's sums up to one month (key: the month)
 
 
 class DerivedFigure(SQLModel, table=True):
-    """One derived figure of an account, as JSON, with the epoch of the history it was computed from."""
+    """One derived figure of an account, a JSON object or array (SQLite would read a bare number back as a
+    number, not as JSON text), with the epoch of the history it was computed from."""
 
     __tablename__ = "derived_figure"
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
