@@ -22,7 +22,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
 from metrics.cohorts import Aggregates, Window
-from metrics.ledger import ClassifiedLine, MrrSnapshot, paid_recurring
+from metrics.ledger import ClassifiedLine, MrrSnapshot
 from metrics.tables import table_of
 
 SNAP = table_of(MrrSnapshot)
@@ -101,11 +101,17 @@ def _signup_month(s0: Any) -> ColumnElement[Any]:
     each member.) tests/metrics/test_cohort_sql.py computes the old two-month expression on generated
     accounts and compares the groups.
 
-    One lookup per cohort member in the partial index of those lines (metrics/ledger.py
-    ix_ledger_line_first_paid), whose first entry under (account, customer) is the minimum."""
+    Read from the ledger's customer index alone (metrics/ledger.py): under (account, customer, klass,
+    counted) its entries come in period order, so the minimum is the first that pays."""
     first_line = (
         select(func.min(LINE.c.period_start))
-        .where(LINE.c.account_id == s0.c.account_id, LINE.c.customer_id == s0.c.customer_id, paid_recurring())
+        .where(
+            LINE.c.account_id == s0.c.account_id,
+            LINE.c.customer_id == s0.c.customer_id,
+            LINE.c.klass == "recurring",
+            LINE.c.counted.is_(True),
+            LINE.c.monthly_reporting > 0,
+        )
         .scalar_subquery()
     )
     return month_of_epoch(first_line)

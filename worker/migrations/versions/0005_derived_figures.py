@@ -1,15 +1,16 @@
 """derived figures: the report's figures kept per ledger generation, the generation beside each metric run,
-and the first paid line per customer in a partial index
+and the ledger's customer index widened so a customer's first paid line is read from it
 
 - derived_figure (worker/derived_store.py): the trend's T12M ratios and the cohort grid's sums, each with the
   verdict epoch it was computed at, so an unchanged night reads them back instead of computing them again;
 - metric_run.epoch and .basis: the report takes the nightly run's payload while both are current;
-- ix_ledger_line_first_paid: the signup month of each cohort member (metrics/cohort_sql.py) in one index lookup
-  rather than a read of each of its lines. Built once here, over the whole ledger (seconds at 100,000 customers).
+- ix_ledger_line_customer gains (klass, counted, period_start, monthly_reporting): the signup month of each
+  cohort member (metrics/cohort_sql.py) comes from the index alone instead of a read of each of its lines. The
+  index is built again once here, over the whole ledger (seconds at 100,000 customers).
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-01 17:54:35.314163
+Create Date: 2026-12-01 18:11:47.025874
 """
 from alembic import op
 import sqlalchemy as sa
@@ -34,7 +35,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('account_id', 'kind', 'key')
     )
     with op.batch_alter_table('ledger_line', schema=None) as batch_op:
-        batch_op.create_index('ix_ledger_line_first_paid', ['account_id', 'customer_id', 'period_start'], unique=False, sqlite_where=sa.text("klass = 'recurring' AND counted IS 1 AND monthly_reporting > 0"), postgresql_where=sa.text("klass = 'recurring' AND counted IS true AND monthly_reporting > 0"))
+        batch_op.drop_index(batch_op.f('ix_ledger_line_customer'))
+        batch_op.create_index('ix_ledger_line_customer', ['account_id', 'customer_id', 'klass', 'counted', 'period_start', 'monthly_reporting'], unique=False)
 
     with op.batch_alter_table('metric_run', schema=None) as batch_op:
         batch_op.add_column(sa.Column('epoch', sa.BigInteger(), nullable=True))
@@ -50,7 +52,8 @@ def downgrade() -> None:
         batch_op.drop_column('epoch')
 
     with op.batch_alter_table('ledger_line', schema=None) as batch_op:
-        batch_op.drop_index('ix_ledger_line_first_paid', sqlite_where=sa.text("klass = 'recurring' AND counted IS 1 AND monthly_reporting > 0"), postgresql_where=sa.text("klass = 'recurring' AND counted IS true AND monthly_reporting > 0"))
+        batch_op.drop_index('ix_ledger_line_customer')
+        batch_op.create_index(batch_op.f('ix_ledger_line_customer'), ['account_id', 'customer_id'], unique=False)
 
     op.drop_table('derived_figure')
     # ### end Alembic commands ###
