@@ -6,7 +6,7 @@ month as it was. Each figure is kept per (account, kind, key) with the ledger's 
 at: the account's verdict epoch (worker/risk_store.py VerdictEpoch), which every rebuild that recomputed any
 customer moves in its own transaction (a full rebuild, also the one a change of rates or reporting currency
 forces, forgets everything; an incremental one forgets the customers it recomputed), and a meter refresh
-too. Nothing else writes the ledger or the snapshots of a day already stored (docs/report.md, Derived
+too. Nothing else writes the ledger or the snapshots of a day already stored (docs/at-risk.md, Derived
 figures), so a figure stored at the current epoch is what computing it again would give; one stored at
 another epoch is never read, and goes at the next store.
 

@@ -3,7 +3,7 @@
 The trend recomputes the trailing-12-month figures at each month start (the T12M window only, never stored as
 a metric run); the cohort grid sums the month-start MRR snapshots the rebuild keeps, in the database.
 
-What the report derives from the ledger is reused while the ledger stays the same (docs/report.md, Derived
+What the report derives from the ledger is reused while the ledger stays the same (docs/at-risk.md, Derived
 figures): the metrics payload is the nightly run's when that run is current (worker/metrics_run.py
 current_metrics), the trend's last point is that payload's T12M ratios, and the trend's month starts and the
 cohort grid's sums are stored per epoch (worker/derived_store.py). A night on which no customer changed
