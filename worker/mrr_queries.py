@@ -370,13 +370,20 @@ def risk_lines(
     return [RecurringLine(*r) for r in conn.execute(query)]
 
 
+def cohort_months(conn: Connection, account_id: int, last_month: date) -> list[date]:
+    """The stored month-start snapshot days up to `last_month`, oldest first: what cohort_sums reads."""
+    return [d for d in stored_snapshot_days(conn, account_id) if d.day == 1 and d <= last_month]
+
+
 def cohort_sums(
-    conn: Connection, account_id: int, last_month: date
+    conn: Connection, account_id: int, last_month: date, months: Sequence[date] | None = None
 ) -> tuple[list[tuple[date, int, int]], list[tuple[date, date, int]]]:
     """The report's cohort grid summed by the database (never a row per customer and month in Python):
     (cohort, customers, their MRR in the cohort's month) per cohort, and (cohort, month start, MRR) per cohort
-    and month start up to `last_month`. A customer's cohort is its first month start with MRR > 0."""
-    months = [d for d in stored_snapshot_days(conn, account_id) if d.day == 1 and d <= last_month]
+    and month start up to `last_month`. A customer's cohort is its first month start with MRR > 0.
+
+    `months`: the month starts to read, when the caller has read cohort_months already."""
+    months = list(months) if months is not None else cohort_months(conn, account_id, last_month)
     if not months:
         return [], []
     day_type = S.c.day.type
