@@ -3,8 +3,8 @@
 A night adds the customers whose contribution still holds from one row each, without reading their spans and MRR
 steps: the rows stay as they are and are filled in as the customers fall due.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 17:54:19.300036
 """
 from alembic import op
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
