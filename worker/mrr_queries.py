@@ -414,6 +414,22 @@ def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
+def customers_converted_since(conn: Connection, account_id: int, reporting: str, since: int) -> set[str]:
+    """Customers with a ledger line in another currency than `reporting` whose period starts at or after
+    `since`: the lines a change of the exchange rates from that day on converts differently."""
+    query = (
+        select(L.c.customer_id)
+        .where(
+            L.c.account_id == account_id,
+            func.lower(L.c.currency) != reporting.lower(),
+            L.c.period_start >= since,
+            L.c.customer_id.is_not(None),
+        )
+        .distinct()
+    )
+    return {r[0] for r in conn.execute(query)}
+
+
 def revenue_customers(conn: Connection, account_id: int, first: int, last: int) -> list[str]:
     """Customers with a counted recurring line over [first, last]: everyone who may pay in that span
     (the at-risk run and the backtest read them per batch), sorted."""
