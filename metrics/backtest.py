@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from statistics import median
 from typing import Any
 
@@ -32,7 +33,7 @@ from metrics.at_risk import (
     Thresholds,
     evaluate,
 )
-from metrics.calendar import day_start, moment_ts, months_back, utc_day
+from metrics.calendar import day_start, day_ts, moment_ts, months_back, utc_day
 
 DAY = 86400
 FIRST_K, LAST_K = 4, 15
@@ -102,6 +103,95 @@ def is_hit(steps: MrrSteps, t: int, mrr: int) -> bool:
 
 
 @dataclass(frozen=True)
+class Contribution:
+    """What one customer adds to a backtest: bit k of `paying` set when its MRR is > 0 at point k; its flags
+    as (k, codes, hit); its churns in the span as (instant, MRR 125 days before, k of the oldest flagged point
+    28 to 150 days before the churn, or None: missed). Kept by index rather than by date, it holds while the
+    points move, until `holds_until`."""
+
+    paying: int
+    flags: tuple[tuple[int, tuple[str, ...], bool], ...]
+    churns: tuple[tuple[int, int, int | None], ...]
+
+
+def _day_reaching(bound: int, months: int) -> date:
+    """The first as-of day whose point `months` back starts at or after the instant `bound`."""
+    return _day_reaching_day(
+        utc_day(bound) if bound % DAY == 0 else utc_day(bound) + timedelta(days=1), months
+    )
+
+
+@lru_cache(maxsize=65536)
+def _day_reaching_day(target: date, months: int) -> date:
+    """The first as-of day whose point `months` back is on or after `target` (customers share most days)."""
+    day = months_back(target, -months)
+    while months_back(day, months) < target:
+        day += timedelta(days=1)
+    while months_back(day - timedelta(days=1), months) >= target:
+        day -= timedelta(days=1)
+    return day
+
+
+def holds_until(as_of: date, steps: MrrSteps, span_edges: Iterable[int], flagged: Collection[int]) -> date:
+    """The first as-of day after `as_of` on which a customer's contribution may differ from the one at
+    `as_of` (its points `flagged`), its history and signal spans (edges: `span_edges`) unchanged.
+
+    Each part of a contribution compares a point t with instants of the customer's, and each such instant is a
+    boundary for that point: whether it pays (where the MRR starts or stops), its codes (a span's edges), and,
+    for a flagged point only, its hit (the MRR at t, and the steps entering (t + 120 days) or leaving (t) the
+    hit window; a step to the same value changes nothing, see docs/at-risk.md) and whether it is in a churn's
+    lead range (150 and 27 days before the churn's day); for the newest point, a churn entering the span (120
+    days before its day) and for the oldest, one leaving it (27 days before). Points move forward with the
+    as-of day (never back), so the contribution holds until the first day on which some point reaches its next
+    boundary (`tests/metrics/test_backtest_contribution.py` checks it day by day). Bounding a point by what
+    it can change keeps the interval long: a point not flagged ignores the monthly ups and downs of usage.
+    """
+    values = steps.values
+    changes, starts_stops = [], []
+    for i, instant in enumerate(steps.instants):
+        before = values[i - 1] if i else 0
+        if values[i] != before:
+            changes.append(instant)
+            if (values[i] > 0) != (before > 0):
+                starts_stops.append(instant)
+    churns = [day_ts(utc_day(c)) for c in steps.churns(0, 2**62)]
+    every = _bounds([*span_edges, *starts_stops])
+    when_flagged = _bounds(
+        [*changes, *(s - HIT_DAYS * DAY for s in changes)]
+        + [c - n * DAY for c in churns for n in (LEAD_MAX, LEAD_MIN - 1)]
+    )
+    points = backtest_points(day_start(as_of))
+    newest, oldest = len(points) - 1, 0
+    found = date.max
+    for k, point in enumerate(points):
+        t = moment_ts(point)
+        ahead = [_next(every, t)]
+        if k in flagged:
+            ahead.append(_next(when_flagged, t))
+        if k == newest:
+            ahead.append(_next(_bounds([c - HIT_DAYS * DAY for c in churns]), t))
+        if k == oldest:
+            ahead.append(_next(_bounds([c - (LEAD_MIN - 1) * DAY for c in churns]), t))
+        bound = min(ahead)
+        if bound < _FAR:
+            found = min(found, _day_reaching(bound, LAST_K - k))
+    return found
+
+
+def _bounds(instants: Iterable[int]) -> list[int]:
+    return sorted(b for b in set(instants) if b < _FAR)  # an open span's end (FOREVER) is no boundary
+
+
+def _next(bounds: list[int], t: int) -> int:
+    """The first boundary after t (_FAR: none)."""
+    i = bisect_right(bounds, t)
+    return bounds[i] if i < len(bounds) else _FAR
+
+
+_FAR = day_ts(date(9000, 1, 1))
+
+
+@dataclass(frozen=True)
 class Churner:
     customer_id: str
     name: str
@@ -122,14 +212,12 @@ class Tally:
     hits: int = 0
     by_signal: dict[str, list[int]] = field(default_factory=dict)  # code -> [flags, hits]
     churners: list[Churner] = field(default_factory=list)
-    point_flags: list[dict[str, list[str]]] = field(default_factory=list)  # per point: customer -> codes
 
     def __post_init__(self) -> None:
         self.instants = [moment_ts(p) for p in self.points]
         self.days = [p.date() for p in self.points]
         self.paying = [0] * len(self.points)
         self.flagged = [0] * len(self.points)
-        self.point_flags = [{} for _ in self.points]
         first, last = (
             utc_day(self.instants[0]).toordinal() + LEAD_MIN,
             utc_day(span(self.points)[1]).toordinal(),
@@ -154,36 +242,50 @@ class Tally:
         judge: Callable[[int, int, int], Sequence[str] | None],
     ) -> None:
         """`add` with the customer's MRR over time already known."""
-        flagged_days: list[date] = []
+        self.add_contribution(customer_id, name, self.contribution(steps, judge))
+
+    def contribution(
+        self, steps: MrrSteps, judge: Callable[[int, int, int], Sequence[str] | None]
+    ) -> Contribution:
+        """What the customer adds at these points: paying, flags and their outcomes, churns in the span."""
+        paying = 0
+        flags: list[tuple[int, tuple[str, ...], bool]] = []
         for k, t in enumerate(self.instants):
             mrr = steps.at(t)
             if mrr <= 0:
                 continue
-            self.paying[k] += 1
+            paying |= 1 << k
             codes = judge(k, t, mrr)
-            if not codes:
+            if codes:
+                flags.append((k, tuple(codes), is_hit(steps, t, mrr)))
+        first, last = self.churn_days
+        churns: list[tuple[int, int, int | None]] = []
+        for instant in steps.churns(self.instants[0], span(self.points)[1] + DAY):
+            day = utc_day(instant)
+            if not first <= day.toordinal() <= last:
                 continue
-            self.point_flags[k][customer_id] = list(codes)
+            # the longest lead is the oldest flagged point in range: kept as its index (days move nightly)
+            leads = [k for k, _, _ in flags if LEAD_MIN <= (day - self.days[k]).days <= LEAD_MAX]
+            churns.append((instant, steps.at(instant - RECALL_MRR_DAYS * DAY), min(leads) if leads else None))
+        return Contribution(paying, tuple(flags), tuple(churns))
+
+    def add_contribution(self, customer_id: str, name: str, found: Contribution) -> None:
+        """Adds one customer's contribution (computed now, or kept from a night it still holds for)."""
+        for k in range(len(self.instants)):
+            if found.paying >> k & 1:
+                self.paying[k] += 1
+        for k, codes, hit in found.flags:
             self.flagged[k] += 1
-            flagged_days.append(self.days[k])
-            hit = is_hit(steps, t, mrr)
             self.flags += 1
             self.hits += hit
             for code in dict.fromkeys(codes):
                 counts = self.by_signal.setdefault(code, [0, 0])
                 counts[0] += 1
                 counts[1] += hit
-        self._churns(customer_id, name, steps, flagged_days)
-
-    def _churns(self, customer_id: str, name: str, steps: MrrSteps, flagged_days: list[date]) -> None:
-        first, last = self.churn_days
-        for instant in steps.churns(self.instants[0], span(self.points)[1] + DAY):
+        for instant, weight, oldest in found.churns:
             day = utc_day(instant)
-            if not first <= day.toordinal() <= last:
-                continue
-            leads = [(day - f).days for f in flagged_days if LEAD_MIN <= (day - f).days <= LEAD_MAX]
-            weight = steps.at(instant - RECALL_MRR_DAYS * DAY)
-            self.churners.append(Churner(customer_id, name, weight, day, max(leads) if leads else None))
+            lead = (day - self.days[oldest]).days if oldest is not None else None
+            self.churners.append(Churner(customer_id, name, weight, day, lead))
 
     def result(self, as_of: datetime) -> BacktestResult:
         return BacktestResult(

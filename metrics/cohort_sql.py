@@ -85,16 +85,24 @@ class GroupKey:
     cohort: str | None  # signup month `YYYY-MM`
 
 
-def _first_paid_months(s0: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """`YYYY-MM` of the customer's earliest snapshot with MRR > 0, and of its earliest counted recurring line
-    with a positive monthly amount (the ledger sees a mid-month start that month-start snapshots see a month
-    later). Index lookups per cohort member: (account_id, customer_id) leads both tables' indexes."""
-    x = SNAP.alias("first_snap")
-    first_snap = (
-        select(func.min(x.c.day))
-        .where(x.c.account_id == s0.c.account_id, x.c.customer_id == s0.c.customer_id, x.c.mrr > 0)
-        .scalar_subquery()
-    )
+def _signup_month(s0: Any) -> ColumnElement[Any]:
+    """`YYYY-MM` (UTC) of the customer's earliest counted recurring line with a positive monthly amount: the
+    signup month, the earlier of that line's month and the month of the first snapshot with MRR > 0.
+
+    The snapshot's month never needs reading, because it is never the earlier one for a cohort member.
+    Snapshots are only written from the ledger (worker/mrr_queries.py, worker/ledger/write.py, in the
+    rebuild's transaction), and a customer's snapshot MRR at day d is the sum of `monthly_reporting` (NULL
+    as 0) over its counted recurring lines with period_start <= t < mrr_end, t = 00:00 UTC of d
+    (metrics/mrr.py SnapshotSpreader). A sum above 0 needs a term above 0: a counted recurring line with
+    monthly_reporting > 0 and period_start <= t. So that line is one this subquery reads, the minimum it
+    returns is <= t, and its UTC month is <= d's month, for the first paying snapshot as for every other.
+    A cohort member pays at t0, so the minimum is never NULL either: it is the signup month. (Reading the
+    first snapshot too cost about half of the window's query: a correlated MIN over every snapshot row of
+    each member.) tests/metrics/test_cohort_sql.py computes the old two-month expression on generated
+    accounts and compares the groups.
+
+    Read from the ledger's customer index alone (metrics/ledger.py): under (account, customer, klass,
+    counted) its entries come in period order, so the minimum is the first that pays."""
     first_line = (
         select(func.min(LINE.c.period_start))
         .where(
@@ -106,17 +114,16 @@ def _first_paid_months(s0: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]
         )
         .scalar_subquery()
     )
-    return month_of_day(first_snap), month_of_epoch(first_line)
+    return month_of_epoch(first_line)
 
 
 def _members(account_id: int, window: Window) -> Any:
-    """One row per cohort member: plan and MRR at t0, MRR and one-time at t1, first-paid months.
+    """One row per cohort member: plan and MRR at t0, MRR and one-time at t1, signup month.
 
     OFFSET 0 keeps PostgreSQL from inlining this into the aggregate, which would repeat the per-customer
-    subqueries in every expression that uses them."""
+    subquery in each expression that uses the signup month (the select list and the GROUP BY)."""
     s0 = SNAP.alias("s0")
     s1 = SNAP.alias("s1")
-    snap_month, line_month = _first_paid_months(s0)
     return (
         select(
             s0.c.plan.label("plan"),
@@ -124,8 +131,7 @@ def _members(account_id: int, window: Window) -> Any:
             s0.c.one_time.label("one0"),
             func.coalesce(s1.c.mrr, 0).label("m1"),
             func.coalesce(s1.c.one_time, 0).label("one1"),
-            snap_month.label("snap_month"),
-            line_month.label("line_month"),
+            _signup_month(s0).label("signup"),
         )
         .select_from(
             s0.outerjoin(
@@ -151,12 +157,7 @@ def window_groups(
     m0, m1 = c.c.m0, c.c.m1
     up = case((m1 > m0, m1 - m0), else_=0)
     band = case(*[(m0 >= edge, len(band_edges) - i) for i, edge in enumerate(reversed(band_edges))], else_=0)
-    signup = case(
-        (c.c.line_month.is_(None), c.c.snap_month),
-        (c.c.snap_month.is_(None), c.c.line_month),
-        (c.c.line_month < c.c.snap_month, c.c.line_month),
-        else_=c.c.snap_month,
-    )
+    signup = c.c.signup
     stmt = select(
         c.c.plan,
         band.label("band"),

@@ -52,7 +52,21 @@ class ClassifiedLine(SQLModel, table=True):
     """One invoice line with its class, the reason for it and its monthly amount (docs/mrr.md)."""
 
     __tablename__ = "ledger_line"
-    __table_args__ = (Index("ix_ledger_line_customer", "account_id", "customer_id"),)
+    # By customer (a rebuild's batches, explain, the at-risk reads); the further columns let the signup month
+    # of each cohort member (metrics/cohort_sql.py: its first counted recurring line paying > 0) be read from
+    # the index alone, in period order, instead of from each of its lines (that read 7x faster on SQLite at
+    # 20,000 customers, 3x on PostgreSQL at 6,000), with no second index for the rebuild to keep up.
+    __table_args__ = (
+        Index(
+            "ix_ledger_line_customer",
+            "account_id",
+            "customer_id",
+            "klass",
+            "counted",
+            "period_start",
+            "monthly_reporting",
+        ),
+    )
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     line_id: str = Field(primary_key=True, max_length=255)
     invoice_id: str = Field(max_length=255)

@@ -17,12 +17,13 @@ line with no rate from either source is left out with a `missing_rate` warning, 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
@@ -192,6 +193,30 @@ class EcbHistory:
         discontinued = (self.last_day - last).days > DISCONTINUED_AFTER_DAYS
         return _Series(pairs, until=last if discontinued else None)
 
+    def digest_until(self, day: date) -> str:
+        """A digest of every value published up to `day`: two histories with the same digest up to a day
+        convert every day up to it alike, discontinued currencies aside (see `changed_after`)."""
+        n = bisect_right(self.days, day)
+        h = hashlib.sha256(repr(self.days[:n]).encode())
+        for currency in sorted(self._columns):
+            h.update(f"|{currency}:".encode() + "\x00".join(self._columns[currency][:n]).encode())
+        return h.hexdigest()[:32]
+
+    def changed_after(self, earlier_last_day: date) -> date:
+        """The first day whose rates may differ between this history and the earlier one it extends (the
+        same values up to `earlier_last_day`, its last day: `digest_until` tells): the day after that last
+        day, or earlier for a currency whose discontinuation (no rate for DISCONTINUED_AFTER_DAYS) the new
+        days decide one way or the other: from the day after its last rate."""
+        first = earlier_last_day + timedelta(days=1)
+        for values in self._columns.values():
+            published = [self.days[i] for i, v in enumerate(values) if _published(v)]
+            before = [d for d in published if d <= earlier_last_day]
+            was = _discontinued(before, earlier_last_day)
+            now = _discontinued(published, self.last_day)
+            if was != now:
+                first = min([first] + [d + timedelta(days=1) for d in (was, now) if d is not None])
+        return first
+
     def per_eur(self, currency: str, day: date) -> Fraction | None:
         """Units of `currency` for 1 EUR in force on `day`."""
         if currency == EUR:
@@ -206,6 +231,13 @@ class EcbHistory:
         if of_currency is None or of_reporting is None:
             return None
         return of_reporting / of_currency
+
+
+def _discontinued(published: list[date], last_day: date) -> date | None:
+    """The last rate's day of a currency no longer published by `last_day` (None: still published)."""
+    if published and (last_day - published[-1]).days > DISCONTINUED_AFTER_DAYS:
+        return published[-1]
+    return None
 
 
 def _published(value: str) -> bool:

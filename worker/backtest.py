@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, next_change, signals_at
-from metrics.backtest import BacktestResult, MrrSteps, Tally, backtest_points, span
+from metrics.backtest import BacktestResult, MrrSteps, Tally, backtest_points, holds_until, span
 from metrics.calendar import moment_ts
 from metrics.money import json_amount
 from worker.models import Account
@@ -37,9 +37,11 @@ from worker.risk_settings import risk_thresholds
 from worker.risk_store import (
     FOREVER,
     Forgotten,
+    Held,
     KeptCustomer,
     Span,
     epoch,
+    held_contributions,
     kept_customers,
     save_kept_customers,
 )
@@ -69,7 +71,7 @@ def compute_backtest(
     customers = customers_paying_between(engine, account, first, last)
     tally = Tally(points, account.reporting_currency)
     if reuse and not any(current):
-        _tally_from_spans(engine, account, customers, tally, th)
+        _tally_from_spans(engine, account, customers, tally, th, as_of.date())
         return tally.result(as_of)
     for records in iter_records(engine, account, customers, moment_ts(as_of)):
 
@@ -118,45 +120,64 @@ def _merged(spans: list[Span], since: int) -> list[Span]:
 
 
 def _tally_from_spans(
-    engine: Engine, account: Account, customers: Sequence[str], tally: Tally, th: Thresholds
+    engine: Engine, account: Account, customers: Sequence[str], tally: Tally, th: Thresholds, today: date
 ) -> None:
-    """Adds every customer to `tally` from what was kept of it, reading and judging only what is missing."""
+    """Adds every customer to `tally` from what was kept of it, reading and judging only what is missing.
+
+    A customer whose kept contribution holds tonight (metrics.backtest.holds_until) is added from that one
+    row; the others (due) from their kept spans and MRR steps, judged where the spans miss tonight's points,
+    and kept again with their new contribution."""
     account_id = account.id or 0
     catalog = read_catalog(engine, account)
     basis = verdict_basis(account, catalog, th, False)
     instants = tally.instants
+    listed = set(customers)
+    added: set[str] = set()
     with engine.connect() as conn:
         since = epoch(conn, account_id)  # read before anything it judges
         stale = stale_customers(conn, account_id)
-    for n in range(0, len(customers), BATCH):
-        chunk = customers[n : n + BATCH]
+        if stale is not None:
+            for cid, name, held in held_contributions(conn, account_id, basis, today.toordinal()):
+                if cid in listed and cid not in stale:
+                    tally.add_contribution(cid, name, held)
+                    added.add(cid)
+    due = [c for c in customers if c not in added]
+    del listed, added
+    for n in range(0, len(due), BATCH):
+        chunk = due[n : n + BATCH]
         with engine.connect() as conn:
-            held = kept_customers(conn, account_id, chunk) if stale is not None else {}
+            found = kept_customers(conn, account_id, chunk) if stale is not None else {}
         kept = {
-            cid: k for cid, k in held.items() if k.basis == basis and cid not in (stale or ())
+            cid: k for cid, k in found.items() if k.basis == basis and cid not in (stale or ())
         }  # a changed history, another basis: judged afresh
         judge = [c for c in chunk if c not in kept or not all(_covering(kept[c].spans, t) for t in instants)]
-        fresh: dict[str, KeptCustomer] = {}
         for records in iter_records(engine, account, judge, instants[-1], catalog=catalog):
             cid = records.customer_id
             old = kept[cid].spans if cid in kept else []
             missing = [t for t in instants if _covering(old, t) is None]
             steps = MrrSteps(records.revenue)
             spans = _merged(old + judge_spans(records, missing, th, _horizon(cid)), instants[0])
-            fresh[cid] = kept[cid] = KeptCustomer(basis, records.name, steps.instants, steps.values, spans)
+            kept[cid] = KeptCustomer(basis, records.name, steps.instants, steps.values, spans)
         for cid in chunk:
-            _add(tally, cid, kept[cid])
-        if fresh:  # kept unless a rebuild forgot verdicts meanwhile (then the next night judges them)
+            _add(tally, cid, kept[cid], today)
+        if kept:  # kept unless a rebuild forgot verdicts meanwhile (then the next night judges them)
             with contextlib.suppress(Forgotten), engine.begin() as conn:
-                save_kept_customers(conn, account_id, fresh, since)
+                save_kept_customers(conn, account_id, kept, since)
 
 
-def _add(tally: Tally, customer_id: str, kept: KeptCustomer) -> None:
+def _add(tally: Tally, customer_id: str, kept: KeptCustomer, today: date) -> None:
+    """Adds the customer from its kept spans and MRR steps, and notes its contribution in `kept.held`."""
+
     def judge(k: int, t: int, mrr: int) -> Sequence[str] | None:
         found = _covering(kept.spans, t)
         return found[2] if found is not None else None
 
-    tally.add_steps(customer_id, kept.name, MrrSteps.of(kept.instants, kept.values), judge)
+    steps = MrrSteps.of(kept.instants, kept.values)
+    found = tally.contribution(steps, judge)
+    tally.add_contribution(customer_id, kept.name, found)
+    edges = [edge for s in kept.spans for edge in s[:2]]
+    until = holds_until(today, steps, edges, {k for k, _, _ in found.flags})
+    kept.held = Held(today.toordinal(), until.toordinal(), found)
 
 
 def backtest_payload(result: BacktestResult) -> dict[str, Any]:

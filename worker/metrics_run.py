@@ -4,6 +4,11 @@ The database does the per-customer work (metrics/cohort_sql.py); this module pic
 snapshots they read exist, assembles the payload of `retention metrics --json` and stores it as a MetricRun
 tagged with the definitions' version. A rerun for the same day and version replaces that run (the nightly job
 may run twice); a run under another version is kept, so a definition change never rewrites history silently.
+
+A stored run also records the ledger's generation it was computed at (the account's verdict epoch, see
+worker/derived_store.py) and its basis (reporting currency, size bands): `current_metrics` hands it back
+while both are still current, so the report, minutes after the nightly metrics step, does not compute the
+same payload again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import and_, delete, func, insert, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
@@ -24,8 +29,10 @@ from metrics.payload import MetricsInputs, metrics_payload, ratio
 from metrics.runs import DEFINITIONS_VERSION, MetricRun
 from metrics.segments import DEFAULT_SIZE_BANDS, SizeBands
 from metrics.summary import board_summary
+from metrics.tables import table_of
 from metrics.warnings import Warning
-from worker import mrr_queries
+from worker import mrr_queries, risk_store
+from worker.derived_store import holds_epoch
 from worker.models import Account
 from worker.rebuild import ensure_ledger, ensure_snapshots
 
@@ -67,8 +74,10 @@ def compute_metrics(
     currency = account.reporting_currency.lower()
     t1 = as_of_day(as_of)
     t12m, monthly = windows_for(t1)
-    ensure_snapshots(engine, account, sorted({t12m.t0, monthly.t0, t1}))
     account_id = account.id or 0
+    with engine.connect() as conn:
+        since = risk_store.epoch(conn, account_id)  # before anything is read: the generation stored with it
+    ensure_snapshots(engine, account, sorted({t12m.t0, monthly.t0, t1}))
     edges = bands.minor_edges(currency)
     with engine.connect() as conn:
         groups12 = window_groups(conn, account_id, t12m, edges)
@@ -90,7 +99,54 @@ def compute_metrics(
         )
     payload = metrics_payload(inputs)
     if store:
-        store_run(engine, account, t1, payload)
+        store_run(engine, account, t1, payload, since=since, basis=run_basis(currency, bands))
+    return payload
+
+
+def run_basis(currency: str, bands: SizeBands) -> str:
+    """What a payload depends on besides the ledger, the day and the definitions: the reporting currency
+    (amounts' formatting, band edges in minor units) and the size bands (`--size-bands`, the environment)."""
+    return risk_store.basis_key(currency, tuple(str(edge) for edge in bands.edges))
+
+
+def current_metrics(
+    engine: Engine, account: Account, as_of: datetime, bands: SizeBands | None = None
+) -> dict[str, Any] | None:
+    """The stored payload of `as_of`'s day when computing it now would give the same, else None.
+
+    That is a run under the current definitions and basis, computed at the account's current epoch (no
+    rebuild changed a customer since: the epoch is compared in the same statement), whose movements start
+    where they would start now: the first month comes from the earliest stored snapshot day, which a day
+    filled later for another reader (the trend's windows) can move earlier while the ledger stays the same.
+    """
+    bands = bands or size_bands()
+    currency = account.reporting_currency.lower()
+    t1 = as_of_day(as_of)
+    account_id = account.id or 0
+    runs = table_of(MetricRun)
+    now = func.coalesce(
+        select(risk_store.VE.c.epoch).where(risk_store.VE.c.account_id == account_id).scalar_subquery(), 0
+    )
+    query = (
+        select(runs.c.payload)
+        .where(
+            runs.c.account_id == account_id,
+            runs.c.as_of == t1,
+            runs.c.definitions_version == DEFINITIONS_VERSION,
+            runs.c.basis == run_basis(currency, bands),
+            runs.c.epoch == now,
+        )
+        .order_by(runs.c.computed_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        payload: dict[str, Any] | None = conn.execute(query).scalar()
+        if payload is None:
+            return None
+        first = first_snapshot_day(conn, account_id)
+    months = [f"{m:%Y-%m}" for m in (month_starts_between(first, t1) if first else [])]
+    if [m.get("month") for m in payload.get("movements") or []] != months:
+        return None
     return payload
 
 
@@ -119,26 +175,41 @@ def metrics_of_accounts(
     return payloads
 
 
-def store_run(engine: Engine, account: Account, as_of: date, payload: dict[str, Any]) -> None:
-    """Replace the run of the same day under the same definitions; keep runs under other versions."""
-    with Session(engine) as session:
-        session.execute(
-            delete(MetricRun).where(
-                col(MetricRun.account_id) == account.id,
-                col(MetricRun.as_of) == as_of,
-                col(MetricRun.definitions_version) == DEFINITIONS_VERSION,
-            )
-        )
-        session.add(
-            MetricRun(
+def store_run(
+    engine: Engine,
+    account: Account,
+    as_of: date,
+    payload: dict[str, Any],
+    since: int | None = None,
+    basis: str | None = None,
+) -> None:
+    """Replace the run of the same day under the same definitions; keep runs under other versions.
+
+    `since` is the epoch read before the payload's rows were: recorded with the run unless it moved
+    meanwhile (a rebuild committed while the payload was computed: then the run is kept without one, and no
+    reader takes it for current). The run is written first, then the epoch read (worker/derived_store.py
+    holds_epoch: on SQLite the write holds the database's lock, on PostgreSQL the epoch row is locked)."""
+    runs = table_of(MetricRun)
+    same = and_(
+        runs.c.account_id == (account.id or 0),
+        runs.c.as_of == as_of,
+        runs.c.definitions_version == DEFINITIONS_VERSION,
+    )
+    with engine.begin() as conn:
+        conn.execute(delete(runs).where(same))
+        conn.execute(
+            insert(runs).values(
                 account_id=account.id or 0,
                 as_of=as_of,
                 computed_at=utc_now(),
                 definitions_version=DEFINITIONS_VERSION,
                 payload=payload,
+                epoch=since,
+                basis=basis,
             )
         )
-        session.commit()
+        if since is not None and not holds_epoch(conn, account.id or 0, since):
+            conn.execute(update(runs).where(same).values(epoch=None))
 
 
 def metric_history(engine: Engine, account: Account) -> list[dict[str, Any]]:

@@ -464,13 +464,20 @@ def risk_lines(
     return list(map(RecurringLine._make, raw_rows(conn, query)))
 
 
+def cohort_months(conn: Connection, account_id: int, last_month: date) -> list[date]:
+    """The stored month-start snapshot days up to `last_month`, oldest first: what cohort_sums reads."""
+    return [d for d in stored_snapshot_days(conn, account_id) if d.day == 1 and d <= last_month]
+
+
 def cohort_sums(
-    conn: Connection, account_id: int, last_month: date
+    conn: Connection, account_id: int, last_month: date, months: Sequence[date] | None = None
 ) -> tuple[list[tuple[date, int, int]], list[tuple[date, date, int]]]:
     """The report's cohort grid summed by the database (never a row per customer and month in Python):
     (cohort, customers, their MRR in the cohort's month) per cohort, and (cohort, month start, MRR) per cohort
-    and month start up to `last_month`. A customer's cohort is its first month start with MRR > 0."""
-    months = [d for d in stored_snapshot_days(conn, account_id) if d.day == 1 and d <= last_month]
+    and month start up to `last_month`. A customer's cohort is its first month start with MRR > 0.
+
+    `months`: the month starts to read, when the caller has read cohort_months already."""
+    months = list(months) if months is not None else cohort_months(conn, account_id, last_month)
     if not months:
         return [], []
     day_type = S.c.day.type
@@ -499,6 +506,22 @@ def cohort_sums(
 
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def customers_converted_since(conn: Connection, account_id: int, reporting: str, since: int) -> set[str]:
+    """Customers with a ledger line in another currency than `reporting` whose period starts at or after
+    `since`: the lines a change of the exchange rates from that day on converts differently."""
+    query = (
+        select(L.c.customer_id)
+        .where(
+            L.c.account_id == account_id,
+            func.lower(L.c.currency) != reporting.lower(),
+            L.c.period_start >= since,
+            L.c.customer_id.is_not(None),
+        )
+        .distinct()
+    )
+    return {r[0] for r in conn.execute(query)}
 
 
 def revenue_customers(conn: Connection, account_id: int, first: int, last: int) -> list[str]:

@@ -159,6 +159,20 @@ def _day(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
+def imports_changed_at(conn: Connection, reporting: str) -> int | None:
+    """When rates were last imported for this reporting currency (None: never)."""
+    found = conn.execute(
+        select(func.max(R.c.imported_at)).where(R.c.reporting_currency == reporting.lower())
+    ).scalar()
+    return None if found is None else int(found)
+
+
+def ecb_key(conn: Connection) -> str:
+    """Which ECB history is in force: the stored download's digest, or the bundled copy's mark."""
+    state = _state(conn)
+    return state.digest if state is not None and state.fetched_at is not None and state.digest else "bundled"
+
+
 def rates_changed_at(conn: Connection, reporting: str) -> int | None:
     """When the rates this reporting currency converts with last changed (an import or a download)."""
     imported = conn.execute(

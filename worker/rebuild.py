@@ -29,15 +29,21 @@ from sqlalchemy.engine import Connection, Engine
 from integrations.stripe import changes
 from integrations.stripe.repository import billing
 from integrations.stripe.repository.sync_state import last_sync_at
-from metrics.calendar import month_starts_covering, utc_day, utc_now
+from metrics.calendar import day_ts, month_starts_covering, utc_day, utc_now
 from metrics.dbapi import reader_of
 from worker import risk_store
 from worker.ledger import read, write
 from worker.ledger.build import BuildCounts, Builder, ledger_rows
 from worker.locks import exclusive
 from worker.models import Account
-from worker.mrr_queries import ensure_snapshots, first_counted_start, last_build, stored_snapshot_days
-from worker.rates import load_rates, rates_changed_at
+from worker.mrr_queries import (
+    customers_converted_since,
+    ensure_snapshots,
+    first_counted_start,
+    last_build,
+    stored_snapshot_days,
+)
+from worker.rates import ecb_history, ecb_key, imports_changed_at, load_rates, rates_changed_at
 from worker.settings import Settings
 
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
@@ -55,10 +61,61 @@ class RebuildResult(BuildCounts):
 
 
 def _inputs(conn: Connection, account: Account) -> str:
-    """What the ledger depends on besides stored objects; another value means every row may differ: the
-    build rules, the reporting currency, and when its rates last changed (an import or a download)."""
+    """What the ledger depends on besides stored objects and the ECB's history; another value means every row
+    may differ: the build rules, the reporting currency, and when its rates were last imported."""
     reporting = account.reporting_currency.lower()
-    return f"v{LEDGER_FORMAT}:{reporting}:{rates_changed_at(conn, reporting)}"
+    return f"v{LEDGER_FORMAT}:{reporting}:{imports_changed_at(conn, reporting)}"
+
+
+@dataclass(frozen=True)
+class EcbMark:
+    """The ECB history a ledger was converted with: which one (ecb_key), its last day, and the digest of its
+    values up to that day. Kept after the inputs in the build record: `<inputs>|ecb=<key>@<day>#<digest>`."""
+
+    key: str
+    last_day: date
+    digest: str
+
+    def text(self) -> str:
+        return f"ecb={self.key}@{self.last_day.isoformat()}#{self.digest}"
+
+    @classmethod
+    def parse(cls, text: str) -> EcbMark | None:
+        try:
+            key, rest = text.removeprefix("ecb=").split("@", 1)
+            day, digest = rest.split("#", 1)
+            return cls(key, date.fromisoformat(day), digest)
+        except ValueError:
+            return None
+
+
+def _recorded(inputs: str) -> tuple[str, EcbMark | None]:
+    """A build record's inputs and ECB mark (None for a record written before marks were kept)."""
+    base, _, mark = inputs.partition("|")
+    return base, EcbMark.parse(mark) if mark else None
+
+
+def _ecb_changes(conn: Connection, built: EcbMark | None) -> tuple[EcbMark, date | None]:
+    """The ECB history in force (its mark) and, when it changed since the build, the first day whose rates
+    may differ (date.min: any day, so every customer).
+
+    The nightly downloads the ECB's file every working day, and a new file restating the whole ledger would
+    make every night a full rebuild. A file that only adds days changes the conversions from the day after the
+    build's last day on (and, for a currency it turns discontinued or back, from the day after its last rate):
+    only the customers with lines in another currency starting then are rebuilt. A file that changed an older
+    day (the ECB corrected one), or a build without a mark, restates everything."""
+    key = ecb_key(conn)
+    if built is not None and built.key == key:
+        return built, None
+    history, _ = ecb_history(conn)
+    mark = EcbMark(key, history.last_day, history.digest_until(history.last_day))
+    if (
+        built is None
+        or history.last_day < built.last_day
+        or history.digest_until(built.last_day) != built.digest
+    ):
+        return mark, date.min
+    return mark, history.changed_after(built.last_day)
 
 
 def _wanted_days(conn: Connection, account_id: int, today: date) -> set[date]:
@@ -92,11 +149,12 @@ def rebuild_account(
     result = RebuildResult(account=account.name)
     account_id = account.id or 0
     with engine.begin() as conn:
-        rates = load_rates(conn, account.reporting_currency)  # the conversion's inputs, read once
         inputs = _inputs(conn, account)
         pending = changes.pending(conn, account_id)
         built = last_build(conn, account_id)
-        full = full or built is None or pending.all or built.inputs != inputs
+        recorded, built_ecb = _recorded(built.inputs or "") if built is not None else ("", None)
+        ecb, rates_from = _ecb_changes(conn, built_ecb)
+        full = full or built is None or pending.all or recorded != inputs or rates_from == date.min
         result.mode = "full" if full else "incremental"
         if full:
             write.clear_account(conn, account_id)
@@ -106,13 +164,21 @@ def rebuild_account(
             written.add(today)
         else:
             customers = _changed_customers(conn, account_id, pending)
+            if rates_from is not None:  # new ECB days: the customers converted on them
+                since = day_ts(rates_from)
+                converted = customers_converted_since(conn, account_id, account.reporting_currency, since)
+                customers = sorted(set(customers) | converted)
             written = set(stored_snapshot_days(conn, account_id))
-        _rebuild_customers(conn, account, Builder(account, rates, result), customers, sorted(written), full)
+        if full or customers:  # a quiet night converts nothing: the rates (a parsed ECB history) are not read
+            builder = Builder(account, load_rates(conn, account.reporting_currency), result)
+            _rebuild_customers(conn, account, builder, customers, sorted(written), full)
         wanted = _wanted_days(conn, account_id, today)
         added_day = write.settle_days(conn, account_id, written, wanted)
         changes.clear(conn, account_id, pending.upto)
         risk_store.forget(conn, account_id, None if full else customers)  # their verdicts: judged again
-        write.record_build(conn, account_id, last_sync_at(reader_of(conn), account_id), inputs)
+        write.record_build(
+            conn, account_id, last_sync_at(reader_of(conn), account_id), f"{inputs}|{ecb.text()}"
+        )
     if full or added_day:  # the next steps' plans need the tables' new statistics
         with engine.begin() as conn:
             write.refresh_statistics(conn, everything=full)

@@ -17,7 +17,7 @@ a cycle.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
 from metrics.at_risk import RiskAssessment, Signal
+from metrics.backtest import Contribution
 from metrics.tables import raw_rows, table_of
 
 FOREVER = 2**62  # valid_until of a verdict no passage of time can change
@@ -59,6 +60,12 @@ class BacktestVerdict(SQLModel, table=True):
     name: str
     mrr: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     spans: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # its contribution to the backtest (metrics.backtest.Contribution), the same on the as-of days
+    # [held_from, held_until) (day ordinals): bit k of `paying` for point k, flags and churns when it has any
+    held_from: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    held_until: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    paying: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    outcomes: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class VerdictEpoch(SQLModel, table=True):
@@ -196,6 +203,15 @@ Span = tuple[int, int, tuple[str, ...] | None]  # [from, until): the codes (None
 
 
 @dataclass
+class Held:
+    """A kept contribution and the as-of days [since, until) (ordinals) it holds for."""
+
+    since: int
+    until: int
+    contribution: Contribution
+
+
+@dataclass
 class KeptCustomer:
     """What the backtest keeps of a customer (BacktestVerdict)."""
 
@@ -204,6 +220,39 @@ class KeptCustomer:
     instants: list[int]
     values: list[int]
     spans: list[Span]
+    held: Held | None = None
+
+
+def _outcomes(c: Contribution) -> dict[str, Any] | None:
+    if not c.flags and not c.churns:
+        return None
+    return {
+        "flags": [[k, list(codes), hit] for k, codes, hit in c.flags],
+        "churns": [list(x) for x in c.churns],
+    }
+
+
+def _contribution(paying: int, outcomes: Mapping[str, Any] | None) -> Contribution:
+    if outcomes is None:
+        return Contribution(paying, (), ())
+    flags = tuple((int(k), tuple(codes), bool(hit)) for k, codes, hit in outcomes["flags"])
+    churns = tuple((int(t), int(w), None if k is None else int(k)) for t, w, k in outcomes["churns"])
+    return Contribution(paying, flags, churns)
+
+
+def held_contributions(
+    conn: Connection, account_id: int, basis: str, day: int
+) -> Iterator[tuple[str, str, Contribution]]:
+    """(customer, name, contribution) of every kept customer whose contribution holds on the as-of day
+    `day` (an ordinal) under `basis`: the backtest adds them without reading anything else of them."""
+    query = select(BV.c.customer_id, BV.c.name, BV.c.paying, BV.c.outcomes).where(
+        BV.c.account_id == account_id,
+        BV.c.basis == basis,
+        BV.c.held_from <= day,
+        BV.c.held_until > day,
+    )
+    for cid, name, paying, outcomes in conn.execute(query):
+        yield cid, name, _contribution(int(paying), outcomes)
 
 
 def kept_customers(conn: Connection, account_id: int, customers: Collection[str]) -> dict[str, KeptCustomer]:
@@ -235,10 +284,15 @@ def save_kept_customers(
             "name": k.name,
             "mrr": [k.instants, k.values],
             "spans": [[a, b, list(c) if c is not None else None] for a, b, c in k.spans],
+            "held_from": k.held.since if k.held else None,
+            "held_until": k.held.until if k.held else None,
+            "paying": k.held.contribution.paying if k.held else None,
+            "outcomes": _outcomes(k.held.contribution) if k.held else None,
         }
         for cid, k in found.items()
     ]
-    _store_if_unchanged(conn, account_id, since, BV, rows, ["basis", "name", "mrr", "spans"])
+    keep = ["basis", "name", "mrr", "spans", "held_from", "held_until", "paying", "outcomes"]
+    _store_if_unchanged(conn, account_id, since, BV, rows, keep)
 
 
 # -- forgetting ------------------------------------------------------------------------------------

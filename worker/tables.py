@@ -9,6 +9,7 @@ import metrics.ledger  # noqa: F401
 import metrics.runs  # noqa: F401
 import worker.alert_state  # noqa: F401
 import worker.backtest_store  # noqa: F401
+import worker.derived_store  # noqa: F401
 import worker.models  # noqa: F401
 import worker.risk_store  # noqa: F401
 import worker.runlog  # noqa: F401

@@ -3,7 +3,7 @@ source gives the rate in force on a day."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -146,3 +146,29 @@ def test_the_ecb_history_spans() -> None:
     assert (history.first_day, history.last_day) == (date(2026, 2, 13), date(2026, 3, 2))
     assert history.span("eur") == (date(2026, 2, 13), date(2026, 3, 2))
     assert history.span("kes") is None
+
+
+@pytest.mark.parametrize("cut", ["2022-03-08", "2022-03-25", "2026-01-09", "2026-01-20", "2026-06-15"])
+def test_a_longer_history_converts_every_day_before_changed_after_alike(cut: str) -> None:
+    """An ECB file that only adds days to an earlier one: every cross rate before `changed_after` is the
+    earlier file's (RUB stopped on 2022-03-01 and BGN on 2025-12-31: the cuts put the added days across the 14
+    days that turn them discontinued). A later rebuild restates only the lines converted from that day on."""
+    from integrations.rates.ecb import bundled_history, history_text
+
+    header, *days = history_text(bundled_history()).splitlines()
+    full = parse_ecb_csv("\n".join([header, *days]))
+    earlier = parse_ecb_csv("\n".join([header, *(d for d in days if d[:10] <= cut)]))
+    assert full.digest_until(earlier.last_day) == earlier.digest_until(earlier.last_day)
+    assert full.digest_until(earlier.last_day) != full.digest_until(full.last_day)
+    since = full.changed_after(earlier.last_day)
+    assert since <= earlier.last_day + timedelta(days=1)
+    differs = []
+    for currency in ("usd", "gbp", "rub", "bgn", "jpy", "eur"):
+        day = earlier.last_day - timedelta(days=40)
+        while day <= earlier.last_day + timedelta(days=40):
+            same = earlier.cross(currency, "usd", day) == full.cross(currency, "usd", day)
+            assert same or day >= since, (currency, day)
+            differs += [] if same else [day]
+            day += timedelta(days=1)
+    # the day named is not merely early: the first change is on it, or after the weekend that follows it
+    assert differs and min(differs) - since <= timedelta(days=2)

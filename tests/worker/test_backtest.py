@@ -33,6 +33,7 @@ from worker.models import Account
 from worker.mrr_queries import points_for, snapshot_rows
 from worker.rebuild import rebuild_account
 from worker.risk import at_risk, iter_records
+from worker.risk_store import kept_customers
 
 END = date(2026, 11, 1)
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -214,6 +215,13 @@ def test_the_nightly_keeps_each_customers_spans_and_reads_them_back(
         return iter_records(engine, account, customers, *args, **kw)
 
     monkeypatch.setattr(worker.backtest, "iter_records", counted)
+    spans_read: list[str] = []
+
+    def kept(conn: Any, account_id: int, customers: Any) -> Any:
+        spans_read.extend(customers)
+        return kept_customers(conn, account_id, customers)
+
+    monkeypatch.setattr(worker.backtest, "kept_customers", kept)
     fresh = compute_backtest(engine, account, AS_OF)
     everyone = len(read)
     read.clear()
@@ -223,13 +231,19 @@ def test_the_nightly_keeps_each_customers_spans_and_reads_them_back(
     assert compute_backtest(engine, account, AS_OF, reuse=True) == fresh  # every point read back
     assert read == []
     # night after night the points move by a day: the same figures, most customers not read again
+    due = []
     for night in range(1, 16):
         as_of = AS_OF + timedelta(days=night)
         read.clear()
+        spans_read.clear()
         assert compute_backtest(engine, account, as_of, reuse=True) == compute_backtest(
             engine, account, as_of
         )
         assert len(read) - everyone < everyone / 3, night  # the second call reads everyone
+        due.append(len(spans_read))
+    # and the others are added from their kept contributions, without reading their spans and MRR steps:
+    # a customer falls due when a point reaches one of its boundaries, about once a month
+    assert sum(due) < everyone and max(due) < everyone / 5, due
     # under other thresholds the kept spans are not used
     other = Thresholds(seat_drop=0.2)
     assert compute_backtest(engine, account, AS_OF, other, reuse=True) == compute_backtest(

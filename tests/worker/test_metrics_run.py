@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner
 
+from metrics.calendar import day_ts, next_month_start
 from metrics.ledger import ClassifiedLine, MrrSnapshot, SnapshotDay
 from metrics.runs import MetricRun
 from metrics.tables import table_of
@@ -51,6 +52,33 @@ def make_account(engine: Engine, name: str = "acme") -> Account:
         return account
 
 
+def _lines_of(account: Account, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A counted recurring line over the month from each snapshot's day, paying its MRR, on its plan."""
+    lines = []
+    for r in rows:
+        start = day_ts(r["day"])
+        end = day_ts(next_month_start(r["day"]))
+        lines.append(
+            {
+                "account_id": account.id,
+                "line_id": f"il_{r['customer_id']}_{r['day']:%Y%m}",
+                "invoice_id": "in_1",
+                "customer_id": r["customer_id"],
+                "klass": "recurring",
+                "reason": "r",
+                "period_start": start,
+                "period_end": end,
+                "mrr_end": end,
+                "currency": "usd",
+                "net_amount": r["mrr"],
+                "monthly_amount": r["mrr"],
+                "monthly_reporting": r["mrr"],
+                "product_id": r["plan"],
+            }
+        )
+    return lines
+
+
 def seed(engine: Engine, account: Account) -> None:
     """40 customers on Pro at $500 a month a year ago: 4 churn, 36 stay, one of them doubles.
 
@@ -82,6 +110,8 @@ def seed(engine: Engine, account: Account) -> None:
             insert(table_of(MrrSnapshot)),
             [{"account_id": account.id, "one_time": 0, **r} for r in rows],
         )
+        # the ledger lines those snapshots come from (the signup month is read from them): a month each
+        conn.execute(insert(table_of(ClassifiedLine)), _lines_of(account, rows))
         # the days are computed: ensure_snapshots must keep these rows
         conn.execute(
             insert(table_of(SnapshotDay)),

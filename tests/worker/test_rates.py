@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from datetime import date, datetime
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from integrations.rates.ecb import history_text, zipped
 from tests.support.rates_server import RatesServer, day_row, history_with
 from tests.support.rebuild_worlds import T, at, priced_world
 from tests.support.stripe_rows import make_account, store
@@ -196,3 +198,51 @@ def test_the_nightly_refresh_tries_once_a_day_never_raises_and_warns_of_stale_ra
     assert later["tried"] and "cannot reach" in later["error"]
     assert later["warning"].startswith("the newest ECB exchange rate is 5 days old (2026-11-27)")
     assert "cannot reach" in rates_listing(engine)["ecb"]["last_error"]
+
+
+def _ledger(engine: Engine, account_id: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The account's ledger amounts and snapshots, to compare two builds."""
+    lines = text(
+        "SELECT line_id, customer_id, monthly_reporting, amount_reporting, counted, excluded_reason "
+        "FROM ledger_line WHERE account_id = :a ORDER BY line_id"
+    )
+    snaps = text(
+        "SELECT customer_id, day, mrr, one_time, plan FROM mrr_snapshot WHERE account_id = :a "
+        "ORDER BY customer_id, day"
+    )
+    with engine.connect() as conn:
+        return (
+            [tuple(r) for r in conn.execute(lines, {"a": account_id})],
+            [tuple(r) for r in conn.execute(snaps, {"a": account_id})],
+        )
+
+
+def test_a_download_of_new_days_rebuilds_only_the_customers_converted_on_them(
+    engine: Engine, server: RatesServer
+) -> None:
+    """The nightly downloads the ECB's file every working day: the new days restate the lines converted on
+    them, not the whole ledger; the result is the full rebuild's. A file that corrects an older day (or a
+    currency turned discontinued) restates from there."""
+    account = make_account(engine)
+    store(engine, account, priced_world("eur", (T(2026, 3, 2), T(2026, 4, 2)), customer="cus_old"))
+    store(engine, account, priced_world("eur", (T(2026, 11, 30), T(2026, 12, 30)), customer="cus_new", n=1))
+    store(engine, account, priced_world("usd", (T(2026, 11, 30), T(2026, 12, 30)), customer="cus_usd", n=2))
+    assert rebuild_account(engine, account, today=date(2026, 12, 1)).mode == "full"
+    url = server.publish("/h.zip", history_with([day_row("2026-11-27", "1.2000", "0.8500")]))
+    assert update_rates(engine, url, now=NOW).updated
+    result = rebuild_account(engine, account, today=date(2026, 12, 1))
+    assert (result.mode, result.customers) == ("incremental", 1)  # cus_new: its period starts after 10-30
+    assert _mrr(engine, account.id or 0, at(2026, 12, 1)) == {"cus_new": 12000, "cus_usd": 10000}
+    incremental = _ledger(engine, account.id or 0)
+    assert rebuild_account(engine, account, today=date(2026, 12, 1), full=True).mode == "full"
+    assert _ledger(engine, account.id or 0) == incremental
+    # nothing new: nothing rebuilt
+    assert rebuild_account(engine, account, today=date(2026, 12, 1)).customers == 0
+    # the ECB corrects 2026-03-02 (USD 1.1698 -> 1.3000) and adds a day: everything is restated
+    header, *days = history_text(server.files["/h.zip"]).splitlines()
+    days = [d.replace(d.split(",")[1], "1.3000", 1) if d.startswith("2026-03-02") else d for d in days]
+    server.publish("/h.zip", zipped("\n".join([header, day_row("2026-11-30", "1.2100", "0.8500"), *days])))
+    assert update_rates(engine, url, now=NOW + 100).updated
+    result = rebuild_account(engine, account, today=date(2026, 12, 1))
+    assert result.mode == "full"
+    assert _mrr(engine, account.id or 0, at(2026, 3, 10))["cus_old"] == 13000
