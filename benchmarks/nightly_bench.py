@@ -41,6 +41,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,8 +49,6 @@ os.environ.setdefault("RETENTION_HOME", tempfile.mkdtemp(prefix="nightly-bench-"
 os.environ.setdefault("RETENTION_SECRET_KEY", Fernet.generate_key().decode())
 
 from benchmarks.scratch import make_account, scratch_database  # noqa: E402
-from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
-from integrations.stripe.sync import Syncer  # noqa: E402
 from worker.alerts import run_alerts  # noqa: E402
 from worker.backtest import compute_backtest  # noqa: E402
 from worker.backtest_store import save_backtest  # noqa: E402
@@ -62,7 +61,9 @@ from worker.models import Account  # noqa: E402
 from worker.rebuild import rebuild_account  # noqa: E402
 from worker.report.loader import write_report  # noqa: E402
 from worker.risk import at_risk  # noqa: E402
+from worker.secrets import Secret, encrypt  # noqa: E402
 from worker.settings import get_settings  # noqa: E402
+from worker.syncing import run_sync  # noqa: E402
 
 KEY = "sk_test_123"
 NIGHTS = ("first", "unchanged", "1% changed")
@@ -157,9 +158,24 @@ def server_process(path: Path) -> Iterator[Connection]:
 
 # -- the steps, each in its own process -------------------------------------------------------------------
 def sync_step(engine: Engine, account: Account, as_of: datetime, api_base: str) -> str:
-    reader = StripeReader(StripeConfig(api_key=KEY, api_base=api_base, rps=0))
-    outcome = Syncer(engine, account.id or 0, reader).run()
-    return f"{outcome.mode}, {outcome.requests} requests"
+    """As the nightly syncs (worker/syncing.py run_sync: the outcome recorded, so the next steps read the
+    last sync's time instead of asking the invoices for their newest)."""
+    result = run_sync(engine, get_settings(), account)
+    assert result.ok, result.error
+    return f"{result.mode}, {result.requests} requests"
+
+
+def connected(engine: Engine, account: Account, api_base: str) -> Account:
+    """The bench's account pointed at the local server with its (encrypted) key, unthrottled."""
+    with Session(engine, expire_on_commit=False) as session:
+        stored = session.get(Account, account.id)
+        assert stored is not None
+        stored.api_base, stored.rps = api_base, 0
+        stored.key_encrypted = encrypt(get_settings(), Secret(KEY))
+        session.add(stored)
+        session.commit()
+        session.refresh(stored)
+    return stored
 
 
 def rebuild_step(engine: Engine, account: Account, as_of: datetime, _: str) -> str:
@@ -246,7 +262,7 @@ def nights(
     ):
         api_base = server.recv()
         print(f"{kind} {customers:,}: server up in {time.perf_counter() - started:.0f} s", flush=True)
-        account = make_account(engine)
+        account = connected(engine, make_account(engine), api_base)
         engine.dispose()
         first_day = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
         for n, night in enumerate(NIGHTS):
