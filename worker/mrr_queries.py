@@ -274,11 +274,7 @@ def paying_customers(conn: Connection, account_id: int, at: datetime, customers:
         query = (
             select(L.c.customer_id)
             .where(
-                L.c.account_id == account_id,
-                L.c.klass == RECURRING,
-                L.c.counted.is_(True),
-                L.c.period_start <= t,
-                L.c.mrr_end > t,
+                *_counted_recurring(account_id, t, t),
                 L.c.customer_id.in_(ids[n : n + CUSTOMER_CHUNK]),
             )
             .group_by(L.c.customer_id)
@@ -524,18 +520,24 @@ def customers_converted_since(conn: Connection, account_id: int, reporting: str,
     return {r[0] for r in conn.execute(query)}
 
 
+def _counted_recurring(account_id: int, first: int, last: int) -> list[ColumnElement[bool]]:
+    """The account's counted recurring lines in force somewhere over [first, last] (a line counts over
+    [period_start, mrr_end))."""
+    return [
+        L.c.account_id == account_id,
+        L.c.klass == RECURRING,
+        L.c.counted.is_(True),
+        L.c.period_start <= last,
+        L.c.mrr_end > first,
+    ]
+
+
 def revenue_customers(conn: Connection, account_id: int, first: int, last: int) -> list[str]:
     """Customers with a counted recurring line over [first, last]: everyone who may pay in that span
     (the at-risk run and the backtest read them per batch), sorted."""
     query = (
         select(L.c.customer_id)
-        .where(
-            L.c.account_id == account_id,
-            L.c.klass == RECURRING,
-            L.c.counted.is_(True),
-            L.c.period_start <= last,
-            L.c.mrr_end > first,
-        )
+        .where(*_counted_recurring(account_id, first, last))
         .distinct()
         .order_by(L.c.customer_id)
     )

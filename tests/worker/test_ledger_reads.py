@@ -19,7 +19,8 @@ from tests.support.watch_world import build_paying_world, connect_synced
 from worker import mrr_queries
 from worker.demo import builders as b
 from worker.demo.sample import build_sample_world
-from worker.demo.stripe_server import FakeStripe
+from worker.demo.stripe_server import FakeStripe, StripeWorld
+from worker.models import Account
 from worker.mrr_queries import (
     FEW_INSTANTS,
     cohort_sums,
@@ -113,8 +114,8 @@ def test_import_rates_upserts_and_a_bad_file_stores_nothing(engine: Engine) -> N
     }
 
 
-def test_cohort_sums_of_the_database_equal_those_summed_in_python(engine: Engine) -> None:
-    world = build_sample_world(seed=3, customers=80, months=14, end=date(2026, 6, 1))
+def stored_and_built(engine: Engine, world: StripeWorld, today: date) -> Account:
+    """The sample world's objects stored (invoices with all their lines), the ledger built as of `today`."""
     objs = [
         o
         for kind in ("customer", "product", "price", "subscription")
@@ -124,7 +125,13 @@ def test_cohort_sums_of_the_database_equal_those_summed_in_python(engine: Engine
     objs += [{**o, "lines": {**o["lines"], "data": world.invoice_lines[i]}} for i, o in invoices.items()]
     account = make_account(engine)
     store(engine, account, objs)
-    rebuild_account(engine, account, date(2026, 6, 10))
+    rebuild_account(engine, account, today)
+    return account
+
+
+def test_cohort_sums_of_the_database_equal_those_summed_in_python(engine: Engine) -> None:
+    world = build_sample_world(seed=3, customers=80, months=14, end=date(2026, 6, 1))
+    account = stored_and_built(engine, world, date(2026, 6, 10))
     last_month = date(2026, 5, 1)  # the June snapshots are left out
     with engine.connect() as conn:
         sizes, kept = cohort_sums(conn, account.id or 0, last_month)
@@ -151,16 +158,7 @@ def test_a_few_far_days_read_only_their_lines_and_give_the_rows_of_every_line(en
     only; the rows are those SnapshotSpreader gives over every counted line, and those of a fill of many days
     (which reads every line of their window)."""
     world = build_sample_world(seed=5, customers=80, months=18, end=date(2026, 6, 1))
-    objs = [
-        o
-        for kind in ("customer", "product", "price", "subscription")
-        for o in world.collections[kind].by_id.values()
-    ]
-    invoices = world.collections["invoice"].by_id
-    objs += [{**o, "lines": {**o["lines"], "data": world.invoice_lines[i]}} for i, o in invoices.items()]
-    account = make_account(engine)
-    store(engine, account, objs)
-    rebuild_account(engine, account, date(2026, 6, 10))
+    account = stored_and_built(engine, world, date(2026, 6, 10))
     account_id = account.id or 0
     few = [date(2025, 2, 17), date(2025, 8, 3), date(2026, 1, 28)]
     many = few + [date(2025, 3, 1) + timedelta(days=20 * n) for n in range(FEW_INSTANTS)]
