@@ -232,17 +232,7 @@ class Tally:
         judge: Callable[[int, int, int], Sequence[str] | None],
     ) -> None:
         """One customer: `judge(k, instant, mrr)` is its signal codes at point k (None: not flagged)."""
-        self.add_steps(customer_id, name, MrrSteps(revenue), judge)
-
-    def add_steps(
-        self,
-        customer_id: str,
-        name: str,
-        steps: MrrSteps,
-        judge: Callable[[int, int, int], Sequence[str] | None],
-    ) -> None:
-        """`add` with the customer's MRR over time already known."""
-        self.add_contribution(customer_id, name, self.contribution(steps, judge))
+        self.add_contribution(customer_id, name, self.contribution(MrrSteps(revenue), judge))
 
     def contribution(
         self, steps: MrrSteps, judge: Callable[[int, int, int], Sequence[str] | None]

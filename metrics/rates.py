@@ -189,9 +189,7 @@ class EcbHistory:
         pairs = [(d, Fraction(Decimal(v))) for d, v in zip(self.days, values, strict=True) if _published(v)]
         if not pairs:
             return None
-        last = max(d for d, _ in pairs)
-        discontinued = (self.last_day - last).days > DISCONTINUED_AFTER_DAYS
-        return _Series(pairs, until=last if discontinued else None)
+        return _Series(pairs, until=_discontinued([d for d, _ in pairs], self.last_day))
 
     def digest_until(self, day: date) -> str:
         """A digest of every value published up to `day`: two histories with the same digest up to a day
@@ -234,7 +232,8 @@ class EcbHistory:
 
 
 def _discontinued(published: list[date], last_day: date) -> date | None:
-    """The last rate's day of a currency no longer published by `last_day` (None: still published)."""
+    """The last rate's day of a currency no longer published by `last_day` (None: still published);
+    `published`: its days with a rate, oldest first."""
     if published and (last_day - published[-1]).days > DISCONTINUED_AFTER_DAYS:
         return published[-1]
     return None

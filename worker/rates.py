@@ -175,12 +175,9 @@ def ecb_key(conn: Connection) -> str:
 
 def rates_changed_at(conn: Connection, reporting: str) -> int | None:
     """When the rates this reporting currency converts with last changed (an import or a download)."""
-    imported = conn.execute(
-        select(func.max(R.c.imported_at)).where(R.c.reporting_currency == reporting.lower())
-    ).scalar()
     state = _state(conn)
     fetched = state.fetched_at if state is not None else None
-    stamps = [int(s) for s in (imported, fetched) if s is not None]
+    stamps = [int(s) for s in (imports_changed_at(conn, reporting), fetched) if s is not None]
     return max(stamps) if stamps else None
 
 

@@ -161,10 +161,14 @@ def verdicts(conn: Connection, account_id: int) -> dict[str, StoredVerdict]:
     )
     out = {}
     for cid, basis, judged, until, a in raw_rows(conn, query):  # no SQLAlchemy Row for each customer
-        if isinstance(a, (str, bytes)):  # SQLite keeps the JSON text; psycopg decodes it itself
-            a = orjson.loads(a)
+        a = _json(a)
         out[cid] = StoredVerdict(basis, judged, until, from_json(a) if a else None)
     return out
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value as read by raw_rows: SQLite keeps the JSON text, psycopg decodes it itself."""
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keep: list[str]) -> None:
@@ -251,8 +255,8 @@ def held_contributions(
         BV.c.held_from <= day,
         BV.c.held_until > day,
     )
-    for cid, name, paying, outcomes in conn.execute(query):
-        yield cid, name, _contribution(int(paying), outcomes)
+    for cid, name, paying, outcomes in raw_rows(conn, query, stream=True):  # a row per paying customer
+        yield cid, name, _contribution(int(paying), _json(outcomes))
 
 
 def kept_customers(conn: Connection, account_id: int, customers: Collection[str]) -> dict[str, KeptCustomer]:
