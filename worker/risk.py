@@ -252,7 +252,7 @@ def _batch(
     sub_rows = stored.subscriptions(conn, account_id, customer_ids=customers)
     items = billing.subscription_items(conn, account_id, subscription_ids=[s.id for s in sub_rows])
     subs = _subscriptions(sub_rows, catalog.prices, items)
-    invoices = _invoices(stored.invoices(conn, account_id, INVOICE_STATUSES, customers))
+    invoices = _invoices(stored.failable_invoices(conn, account_id, INVOICE_STATUSES, customers))
     quantities = {
         q.id: (q.quantity, q.discount_total) for q in stored.line_quantities(conn, account_id, customers)
     }

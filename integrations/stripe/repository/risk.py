@@ -129,24 +129,22 @@ def _transition(v: Table, key: str) -> ColumnElement[int]:
     return cast(v.c.raw[("status_transitions", key)].as_string(), BigInteger)
 
 
-def invoices(
+def failable_invoices(
     conn: Connection, account_id: int, statuses: Collection[str], customer_ids: Collection[str] | None = None
 ) -> list[InvoiceRow]:
-    """The account's invoices in these statuses that belong to a customer (of the batch, if given).
+    """The account's invoices in these statuses, of a customer (of the batch, if given), that may ever count
+    as a failed payment: an amount due, an attempt made, and not paid at its first attempt.
 
-    The transitions (`resolved_at`, `finalized_at`) are read from the raw JSON, the costly part of the query,
-    only for an invoice that may ever count as a failed payment: an amount due, an attempt made, and not paid
-    at its first attempt. For every other one (most of them: paid at once) they are None: metrics/at_risk.py
-    `unpaid_failed` is False at every instant for it whatever its dates, and `next_change` skips it.
+    Every other invoice (most of them: paid at once) is left out in SQL: metrics/at_risk.py `unpaid_failed`
+    is False at every instant for it whatever its dates, and `next_change` skips it, so the signals are the
+    same without it, and a customer's three years of paid invoices are never read into Python to be ignored.
+    The transitions (`resolved_at`, `finalized_at`) are read from the raw JSON; 0 reads as no date.
     """
     v = table_of(models.StripeInvoice)
     may_fail = and_(
         v.c.amount_due > 0, v.c.attempt_count > 0, or_(v.c.status != "paid", v.c.attempt_count > 1)
     )
     ended = func.coalesce(*(_transition(v, key) for key in _TRANSITIONS))
-    # 0 reads as no date; the case leaves both None where they cannot matter
-    resolved = case((may_fail, func.nullif(ended, 0)), else_=None)
-    finalized = case((may_fail, func.nullif(_transition(v, "finalized_at"), 0)), else_=None)
     query = select(
         v.c.id,
         v.c.customer_id,
@@ -155,9 +153,14 @@ def invoices(
         v.c.attempt_count,
         v.c.amount_due,
         v.c.currency,
-        resolved,
-        finalized,
-    ).where(v.c.account_id == account_id, v.c.status.in_(list(statuses)), v.c.customer_id.is_not(None))
+        func.nullif(ended, 0),
+        func.nullif(_transition(v, "finalized_at"), 0),
+    ).where(
+        v.c.account_id == account_id,
+        v.c.status.in_(list(statuses)),
+        v.c.customer_id.is_not(None),
+        may_fail,
+    )
     if customer_ids is not None:
         query = query.where(v.c.customer_id.in_(list(customer_ids)))
     return list(map(InvoiceRow._make, raw_rows(conn, query)))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 
 from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader, StripeReadError
@@ -273,6 +275,62 @@ def test_incremental_picks_up_changes_through_events(
     assert names == {"cus_new": "Newcomer", "cus_quiet": quiet["name"]}
     assert tuple(deleted) == (True, "Customer 9")  # marked deleted, not removed, name kept
     assert (status, cape) == ("void", True)
+
+
+class _Overlapping(FakeStripe):
+    """The local server, each read of one object held a moment: how many were in flight at once."""
+
+    def __init__(self, world: StripeWorld) -> None:
+        super().__init__(world)
+        self.in_flight = self.peak = 0
+        self._count_lock = threading.Lock()
+
+    def route(self, path: str, query: dict[str, list[str]], key: str) -> tuple[int, Any]:
+        if not path.startswith("/v1/invoices/in_"):
+            return super().route(path, query, key)
+        with self._count_lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            time.sleep(0.02)
+            return super().route(path, query, key)
+        finally:
+            with self._count_lock:
+                self.in_flight -= 1
+
+
+def test_changed_objects_are_read_again_several_at_once_and_stored_a_page_at_a_time(
+    engine: Engine, world: StripeWorld
+) -> None:
+    """A night after many changes: each changed invoice is read once, several reads in flight, and they are
+    stored in a transaction per page of objects rather than one each."""
+    with _Overlapping(world) as server:
+        account_id = synced_account(engine, server)
+        now = int(time.time())
+        paid = sorted(i for i, inv in world.collections["invoice"].by_id.items() if inv["status"] == "paid")
+        changed = paid[:130]
+        for n, invoice_id in enumerate(changed):
+            invoice = world.get("invoice", invoice_id)
+            assert invoice is not None
+            voided = world.add({**invoice, "status": "void"})
+            world.add(b.event(f"evt_void_{n}", "invoice.voided", voided, now))
+        commits: list[object] = []
+        count = commits.append  # one bound method, to remove what was listened with
+        event.listen(engine, "commit", count)
+        before = len(server.requests)
+        try:
+            outcome = syncer(engine, account_id, server, workers=4).run()
+        finally:
+            event.remove(engine, "commit", count)
+    assert outcome.mode == "incremental"
+    reads = [path for _, path in server.requests[before:] if path.startswith("/v1/invoices/in_")]
+    assert sorted(p for p in reads if "/lines" not in p) == [f"/v1/invoices/{i}" for i in changed]
+    assert server.peak >= 2
+    assert len(commits) <= 10  # 130 objects: two pages, the events' and the lists' few
+    with engine.connect() as conn:
+        inv = table_of(StripeInvoice)
+        statuses = set(conn.execute(select(inv.c.status).where(inv.c.id.in_(changed))).scalars())
+    assert statuses == {"void"}
 
 
 def test_a_stale_events_cursor_falls_back_to_full_and_says_so(

@@ -120,18 +120,24 @@ def test_subscription_items_all_or_by_price(engine: Engine) -> None:
     assert calls[0].usage_type == "metered"
 
 
-def test_invoices_in_the_asked_statuses_with_their_resolution(engine: Engine) -> None:
+def test_failable_invoices_in_the_asked_statuses(engine: Engine) -> None:
+    """Paid at its first attempt, an invoice can never count as failed: it is not read at all."""
     account = make_account(engine)
-    store(engine, account, _world())
+    retried = b.invoice(
+        "in_retried", "cus_a", [b.line("il_r", "in_retried", 5_000, PERIOD)], created=PERIOD[0]
+    )
+    retried["attempt_count"] = 2
+    store(engine, account, [*_world(), retried])
     with engine.connect() as conn:
-        found = sorted(stored.invoices(conn, account.id or 0, ("open", "paid", "uncollectible", "void")))
-        only_paid = stored.invoices(conn, account.id or 0, ("paid",))
-    # paid at its first attempt: it can never count as failed, so its dates are not read
+        found = sorted(
+            stored.failable_invoices(conn, account.id or 0, ("open", "paid", "uncollectible", "void"))
+        )
+        only_paid = stored.failable_invoices(conn, account.id or 0, ("paid",))
     assert found == [
         InvoiceRow("in_open", "cus_a", "open", PERIOD[0] + 5, 3, 14_000, "usd", None, None),
-        InvoiceRow("in_paid", "cus_a", "paid", PERIOD[0], 1, 14_000, "usd", None, None),
+        InvoiceRow("in_retried", "cus_a", "paid", PERIOD[0], 2, 5_000, "usd", None, None),
     ]
-    assert [i.id for i in only_paid] == ["in_paid"]
+    assert [i.id for i in only_paid] == ["in_retried"]
 
 
 def test_invoice_dates_are_read_where_a_payment_may_have_failed(engine: Engine) -> None:
@@ -160,7 +166,7 @@ def test_invoice_dates_are_read_where_a_payment_may_have_failed(engine: Engine) 
     free["status_transitions"] = {**moments, "voided_at": PERIOD[0] + 55}
     store(engine, account, [*_world(), retried, voided, free])
     with engine.connect() as conn:
-        found = {i.id: i for i in stored.invoices(conn, account.id or 0, ("paid", "void"))}
+        found = {i.id: i for i in stored.failable_invoices(conn, account.id or 0, ("paid", "void"))}
     assert (found["in_retried"].resolved_at, found["in_retried"].finalized_at) == (
         PERIOD[0] + 99,
         PERIOD[0] + 10,
@@ -169,7 +175,7 @@ def test_invoice_dates_are_read_where_a_payment_may_have_failed(engine: Engine) 
         PERIOD[0] + 77,
         PERIOD[0] + 10,
     )
-    assert (found["in_free"].resolved_at, found["in_free"].finalized_at) == (None, None)  # nothing was owed
+    assert "in_free" not in found  # nothing was owed
 
 
 def test_subscriptions_and_invoices_of_some_customers_only(engine: Engine) -> None:
@@ -178,10 +184,12 @@ def test_subscriptions_and_invoices_of_some_customers_only(engine: Engine) -> No
     store(engine, account, _world())
     with engine.connect() as conn:
         subs = stored.subscriptions(conn, account.id or 0, customer_ids=["cus_b"])
-        invoices = stored.invoices(conn, account.id or 0, ("open", "paid"), customer_ids=["cus_b"])
-        theirs = stored.invoices(conn, account.id or 0, ("open", "paid"), customer_ids=["cus_a", "cus_x"])
+        invoices = stored.failable_invoices(conn, account.id or 0, ("open", "paid"), customer_ids=["cus_b"])
+        theirs = stored.failable_invoices(
+            conn, account.id or 0, ("open", "paid"), customer_ids=["cus_a", "cus_x"]
+        )
     assert [s.id for s in subs] == ["sub_gone"] and invoices == []
-    assert sorted(i.id for i in theirs) == ["in_open", "in_paid"]
+    assert sorted(i.id for i in theirs) == ["in_open"]
 
 
 def test_line_quantities(engine: Engine) -> None:
@@ -222,7 +230,7 @@ def test_invoice_transitions_are_read_for_a_batch_of_customers(engine: Engine) -
     }
     store(engine, account, [*_world(), b.customer("cus_b", "B"), written_off])
     with engine.connect() as conn:
-        only_b = stored.invoices(
+        only_b = stored.failable_invoices(
             conn, account.id or 0, ("uncollectible", "open", "paid"), customer_ids=["cus_b"]
         )
     assert only_b == [
