@@ -180,7 +180,6 @@ class _Lines:
 
 def _lines(
     rows: list[RecurringLine],
-    quantities: dict[str, tuple[int | None, int]],
     catalog: Catalog,
     items: dict[str, int | None],
 ) -> _Lines:
@@ -193,7 +192,7 @@ def _lines(
             )
         label = catalog.products.get(line.product_id or "", line.product_id or line.price_id or "plan")
         upcoming = line.line_id.startswith("upcoming:")
-        qty, discount = quantities.get(line.line_id, (None, 0))
+        qty, discount = line.quantity, line.discount_total
         if upcoming:
             qty = items.get(line.subscription_item_id or "")
         key = line.subscription_item_id or line.price_id or line.line_id
@@ -253,12 +252,7 @@ def _batch(
     items = billing.subscription_items(conn, account_id, subscription_ids=[s.id for s in sub_rows])
     subs = _subscriptions(sub_rows, catalog.prices, items)
     invoices = _invoices(stored.failable_invoices(conn, account_id, INVOICE_STATUSES, customers))
-    quantities = {
-        q.id: (q.quantity, q.discount_total) for q in stored.line_quantities(conn, account_id, customers)
-    }
-    lines = _lines(
-        risk_lines(conn, account_id, customers), quantities, catalog, {i.id: i.quantity for i in items}
-    )
+    lines = _lines(risk_lines(conn, account_id, customers), catalog, {i.id: i.quantity for i in items})
     metered = _meter_series(stored.meter_usage(conn, account_id, customers), catalog)
     out = []
     for cid in customers:

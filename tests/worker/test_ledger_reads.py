@@ -64,14 +64,42 @@ def test_has_lines_and_the_first_counted_start(engine: Engine) -> None:
         assert first_counted_start(conn, empty.id or 0) is None
 
 
+def _seats_customer() -> list[dict]:
+    """Seven seats less a 600 discount: the invoice line's quantity and discounts the signals read."""
+    seat = b.price("price_seat", "prod_pro", 1_000)
+    line = b.line(
+        "il_seats",
+        "in_seats",
+        6_400,
+        (T(2026, 2), T(2026, 3)),
+        price_obj=seat,
+        quantity=7,
+        discounts=[600],
+        subscription="sub_seats",
+        subscription_item="si_seats",
+    )
+    invoice = b.invoice("in_seats", "cus_seats", [line], created=T(2026, 2), subscription="sub_seats")
+    item = b.subscription_item("si_seats", "sub_seats", seat, period=(T(2026, 2), T(2026, 3)))
+    return [
+        seat,
+        b.customer("cus_seats", "Seats Ltd"),
+        invoice,
+        b.subscription("sub_seats", "cus_seats", [item]),
+    ]
+
+
 def test_risk_lines_keep_counted_recurring_lines_and_those_only_missing_a_rate(engine: Engine) -> None:
     account = make_account(engine)
-    store(engine, account, monthly_world() + _euro_customer())
+    store(engine, account, monthly_world() + _euro_customer() + _seats_customer())
     rebuild_account(engine, account, date(2026, 3, 20))
     with engine.connect() as conn:
         lines = {ln.line_id: ln for ln in risk_lines(conn, account.id or 0)}
     # the void duplicate and the one-time setup fee are left out; the EUR line waits for its rate
-    assert set(lines) == {"il_a0", "il_a1", "il_a2", "il_b", "il_eur"}
+    upcoming = "upcoming:si_seats:1769904000"  # the seats' next period, carried forward: no invoice line
+    assert set(lines) == {"il_a0", "il_a1", "il_a2", "il_b", "il_eur", "il_seats", upcoming}
+    assert (lines[upcoming].quantity, lines[upcoming].discount_total) == (None, 0)
+    assert (lines["il_seats"].quantity, lines["il_seats"].discount_total) == (7, 600)
+    assert (lines["il_b"].quantity, lines["il_b"].discount_total) == (1, 0)
     beta = lines["il_b"]
     assert (beta.customer_id, beta.price_id, beta.subscription_item_id, beta.usage_type) == (
         "cus_b",

@@ -60,14 +60,6 @@ class InvoiceRow(NamedTuple):
     finalized_at: int | None  # status_transitions.finalized_at: payment is attempted from then on
 
 
-class LineQuantity(NamedTuple):
-    """What a ledger line does not keep of its invoice line: the quantity and the discount."""
-
-    id: str
-    quantity: int | None
-    discount_total: int
-
-
 class MeterUsageRow(NamedTuple):
     customer_id: str
     meter_id: str
@@ -171,17 +163,6 @@ def newest_invoice_created(conn: Connection, account_id: int) -> int | None:
     v = table_of(models.StripeInvoice)
     found = conn.execute(select(func.max(v.c.created)).where(v.c.account_id == account_id)).scalar()
     return None if found is None else int(found)
-
-
-def line_quantities(
-    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
-) -> list[LineQuantity]:
-    """Quantity and discount of the stored invoice lines of the account (of a batch of customers)."""
-    n = table_of(models.StripeInvoiceLine)
-    query = select(n.c.id, n.c.quantity, n.c.discount_total).where(n.c.account_id == account_id)
-    if customer_ids is not None:
-        query = query.where(n.c.customer_id.in_(list(customer_ids)))
-    return list(map(LineQuantity._make, raw_rows(conn, query)))
 
 
 def meter_usage(

@@ -8,7 +8,6 @@ from integrations.stripe.repository import billing
 from integrations.stripe.repository import risk as stored
 from integrations.stripe.repository.risk import (
     InvoiceRow,
-    LineQuantity,
     MeterUsageRow,
     PriceRow,
     ProductRow,
@@ -190,15 +189,6 @@ def test_subscriptions_and_invoices_of_some_customers_only(engine: Engine) -> No
         )
     assert [s.id for s in subs] == ["sub_gone"] and invoices == []
     assert sorted(i.id for i in theirs) == ["in_open"]
-
-
-def test_line_quantities(engine: Engine) -> None:
-    account = make_account(engine)
-    store(engine, account, _world())
-    with engine.connect() as conn:
-        found = {q.id: q for q in stored.line_quantities(conn, account.id or 0)}
-    assert set(found) == {"il_paid", "il_open", "il_draft"}
-    assert found["il_paid"] == LineQuantity("il_paid", 7, 600)
 
 
 def test_meter_usage_is_upserted_per_period_and_read_back(engine: Engine) -> None:
