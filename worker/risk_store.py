@@ -37,7 +37,8 @@ WRITE_CHUNK = 1000  # rows per upsert statement
 
 
 class RiskVerdict(SQLModel, table=True):
-    """One customer's present at-risk assessment (None: not at risk), valid over [judged_at, valid_until)."""
+    """One customer's present at-risk assessment (None: not at risk), valid over [judged_at, valid_until),
+    and maybe the one that follows, valid over [valid_until, then_until) under `then_basis` (judged ahead)."""
 
     __tablename__ = "risk_verdict"
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
@@ -46,6 +47,9 @@ class RiskVerdict(SQLModel, table=True):
     judged_at: int = Field(sa_column=Column(BigInteger, nullable=False))
     valid_until: int = Field(sa_column=Column(BigInteger, nullable=False))
     assessment: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    then_basis: str | None = Field(default=None, max_length=64)  # None: nothing judged ahead
+    then_until: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    then_assessment: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class BacktestVerdict(SQLModel, table=True):
@@ -121,10 +125,14 @@ def basis_key(*parts: object) -> str:
 # -- present assessments ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StoredVerdict:
+    """A verdict over [judged_at, valid_until) under `basis`; `then`: the one judged ahead for the instant it
+    ends (its judged_at is this valid_until), or None."""
+
     basis: str
     judged_at: int
     valid_until: int
     assessment: RiskAssessment | None
+    then: StoredVerdict | None = None
 
     def holds(self, basis: str, at: int) -> bool:
         return self.basis == basis and self.judged_at <= at < self.valid_until
@@ -156,14 +164,21 @@ def from_json(d: Mapping[str, Any]) -> RiskAssessment:
 
 def verdicts(conn: Connection, account_id: int) -> dict[str, StoredVerdict]:
     """Every stored present verdict of the account (one small row per customer; most hold no assessment)."""
-    query = select(RV.c.customer_id, RV.c.basis, RV.c.judged_at, RV.c.valid_until, RV.c.assessment).where(
-        RV.c.account_id == account_id
-    )
+    columns = ("customer_id", "basis", "judged_at", "valid_until", "assessment")
+    ahead = ("then_basis", "then_until", "then_assessment")
+    query = select(*(RV.c[c] for c in columns + ahead)).where(RV.c.account_id == account_id)
     out = {}
-    for cid, basis, judged, until, a in raw_rows(conn, query):  # no SQLAlchemy Row for each customer
-        a = _json(a)
-        out[cid] = StoredVerdict(basis, judged, until, from_json(a) if a else None)
+    for cid, basis, judged, until, a, then_basis, then_until, then_a in raw_rows(conn, query):
+        then = None  # no SQLAlchemy Row for each customer
+        if then_basis is not None and then_until is not None:
+            then = StoredVerdict(then_basis, until, then_until, _assessment(then_a))
+        out[cid] = StoredVerdict(basis, judged, until, _assessment(a), then)
     return out
+
+
+def _assessment(value: Any) -> RiskAssessment | None:
+    found = _json(value)
+    return from_json(found) if found else None
 
 
 def _json(value: Any) -> Any:
@@ -194,12 +209,14 @@ def save_verdicts(
             "judged_at": v.judged_at,
             "valid_until": v.valid_until,
             "assessment": to_json(v.assessment) if v.assessment is not None else None,
+            "then_basis": v.then.basis if v.then else None,
+            "then_until": v.then.valid_until if v.then else None,
+            "then_assessment": to_json(v.then.assessment) if v.then and v.then.assessment else None,
         }
         for cid, v in found
     ]
-    _store_if_unchanged(
-        conn, account_id, since, RV, rows, ["basis", "judged_at", "valid_until", "assessment"]
-    )
+    keep = ["basis", "judged_at", "valid_until", "assessment", "then_basis", "then_until", "then_assessment"]
+    _store_if_unchanged(conn, account_id, since, RV, rows, keep)
 
 
 # -- backtest flags --------------------------------------------------------------------------------

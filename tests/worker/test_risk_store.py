@@ -13,13 +13,21 @@ from sqlalchemy.engine import Engine
 
 import worker.risk
 from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, mrr_at
-from metrics.calendar import utc_day
+from metrics.calendar import utc_datetime, utc_day
 from tests.metrics.test_at_risk_turning_points import BASE, customer
 from tests.support.risk_world import AS_OF, load
 from tests.support.stripe_rows import make_account
 from worker import risk_store
 from worker.models import Account
-from worker.risk import evaluate_customers, iter_records, kept_verdict, present_assessments, read_back
+from worker.risk import (
+    AHEAD,
+    evaluate_customers,
+    iter_records,
+    judged_ahead,
+    kept_verdict,
+    present_assessments,
+    read_back,
+)
 
 
 def _stored(engine: Engine, account: Account) -> dict[str, risk_store.StoredVerdict]:
@@ -71,6 +79,30 @@ def test_verdicts_are_read_back_while_they_hold_and_judged_again_once_forgotten(
     judged.clear()
     present_assessments(engine, account, later)
     assert judged == [some]
+
+
+def test_the_verdict_judged_ahead_is_read_back_after_the_first_ends(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run past the end of the verdicts that ended within two days judges none of the customers whose
+    verdict judged ahead holds then, and answers as judging every customer again would."""
+    account = make_account(engine)
+    load(engine, account)
+    present_assessments(engine, account, AS_OF)
+    stored = _stored(engine, account)
+    ahead = {cid: v for cid, v in stored.items() if v.then is not None}
+    assert ahead  # the world has verdicts ending within two days
+    assert all(
+        v.valid_until - v.judged_at < AHEAD and v.then and v.then.judged_at == v.valid_until
+        for v in ahead.values()
+    )
+    after = max(v.valid_until for v in ahead.values())
+    then = utc_datetime(after)
+    judged = _judged(monkeypatch)
+    found = present_assessments(engine, account, then)
+    holding = {cid for cid, v in ahead.items() if v.then and v.then.judged_at <= after < v.then.valid_until}
+    assert holding and holding.isdisjoint(judged)
+    assert found == evaluate_customers(engine, account, sorted(stored), then)
 
 
 def test_nothing_is_kept_when_verdicts_were_forgotten_while_they_were_judged(
@@ -125,3 +157,32 @@ def test_a_kept_verdict_read_back_on_a_later_day_is_the_verdict_judged_then(seed
             if found is not None and utc_day(later) != utc_day(at):
                 past_the_day["downgrade" if "downgrade" in found.codes else "other"] += 1
     assert past_the_day["downgrade"] == 0 and past_the_day["other"] > 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_verdict_judged_ahead_read_back_is_the_verdict_judged_then(seed: int) -> None:
+    """The same random customers: a verdict that ends within two days carries the next one, judged from the
+    same records at the instant it ends; read back anywhere in either, it equals judging again there."""
+    rng = random.Random(seed)
+    th = Thresholds(lookback_days=rng.choice([90, 30]))
+    from_ahead = 0
+    for _ in range(600):
+        records = customer(rng)
+        current = rng.random() < 0.5
+        at = BASE + rng.randrange(300) * DAY + rng.choice([0, 0, 6, 12]) * 3600
+        found = evaluate(records, at, mrr_at(records.revenue, at), current, th)
+        held = judged_ahead(records, kept_verdict(records, at, found, th, "basis"), current, th, "basis")
+        if held.valid_until - at >= AHEAD:
+            assert held.then is None
+            continue
+        assert held.then is not None and held.then.judged_at == held.valid_until
+        ends = min(held.then.valid_until, held.valid_until + 30 * DAY)
+        for later in (held.valid_until - 1, held.valid_until, held.valid_until + 3600, ends - 1, ends):
+            holds, assessment = read_back(held, "basis", later)
+            if later >= held.then.valid_until:
+                assert not holds
+            if not holds:
+                continue
+            assert assessment == evaluate(records, later, mrr_at(records.revenue, later), current, th)
+            from_ahead += later >= held.valid_until
+    assert from_ahead > 50
