@@ -1,14 +1,15 @@
 """Stored derived figures: what the report computes from the ledger, kept while the ledger stays the same.
 
-The report's trend (T12M ratios at twelve month starts) and cohort grid (sums over the month-start snapshots)
-are functions of the account's ledger and snapshots alone, and most nights leave every figure of a past
-month as it was. Each figure is kept per (account, kind, key) with the ledger's generation it was computed
-at: the account's verdict epoch (worker/risk_store.py VerdictEpoch), which every rebuild that recomputed any
-customer moves in its own transaction (a full rebuild, also the one a change of rates or reporting currency
-forces, forgets everything; an incremental one forgets the customers it recomputed), and a meter refresh
-too. Nothing else writes the ledger or the snapshots of a day already stored (docs/at-risk.md, Derived
-figures), so a figure stored at the current epoch is what computing it again would give; one stored at
-another epoch is never read, and goes at the next store.
+The report's trend (T12M ratios at twelve month starts) and cohort grid (sums over the month-start snapshots),
+and the metrics' month-by-month movements (from the same month starts), are functions of the account's ledger
+and snapshots alone, and most nights leave every figure of a past month as it was. Each figure is kept per
+(account, kind, key) with the ledger's generation it was computed at: the account's verdict epoch
+(worker/risk_store.py VerdictEpoch), which every rebuild that recomputed any customer moves in its own
+transaction (a full rebuild, also the one a change of rates or reporting currency forces, forgets everything;
+an incremental one forgets the customers it recomputed), and a meter refresh too. Nothing else writes the
+ledger or the snapshots of a day already stored (docs/at-risk.md, Derived figures), so a figure stored at the
+current epoch is what computing it again would give; one stored at another epoch is never read, and goes at
+the next store.
 
 Writes take the same care as the stored verdicts: figures computed from rows read before a forget are not
 stored (`store_figures` returns False), so a figure read back is never older than its epoch. The epoch is
@@ -32,6 +33,7 @@ from worker.risk_store import VE, Forgotten, epoch
 FORMAT = 1
 TREND = "trend"  # T12M ratios of one day (key: definitions version and day)
 COHORTS = "cohorts"  # the cohort grid's sums up to one month (key: the month)
+MOVEMENTS = "movements"  # the metrics' month-by-month movements (key: definitions version)
 
 
 class DerivedFigure(SQLModel, table=True):

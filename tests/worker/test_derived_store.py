@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
+from metrics.calendar import month_starts_between
+from metrics.cohort_sql import first_snapshot_day, month_movements
 from metrics.ledger import MrrSnapshot
 from metrics.segments import SizeBands
 from metrics.tables import table_of
@@ -18,7 +20,7 @@ from tests.support.sample_rows import store_world
 from tests.support.stripe_rows import make_account
 from worker import metrics_run, mrr_queries, risk_store
 from worker.demo.sample import build_sample_world
-from worker.derived_store import COHORTS, DF, TREND, figures, store_figures
+from worker.derived_store import COHORTS, DF, MOVEMENTS, TREND, figures, store_figures
 from worker.metrics_run import compute_metrics, current_metrics, metric_history
 from worker.models import Account
 from worker.mrr_queries import delete_snapshot_days, fill_snapshot_days
@@ -190,6 +192,38 @@ def test_cohort_sums_are_reused_for_the_same_month_starts_and_epoch(engine: Engi
     _forget(engine, aid)
     assert cohort_totals(engine, account, last_month) == fresh
     assert _read(engine, aid, COHORTS)[0] == since + 1
+
+
+def test_month_movements_are_reused_for_the_same_month_starts_and_epoch(
+    engine: Engine, account: Account
+) -> None:
+    aid = account.id or 0
+    with engine.connect() as conn:
+        first = first_snapshot_day(conn, aid)
+        assert first is not None
+        months = month_starts_between(first, date(2026, 6, 1))
+        fresh = month_movements(conn, aid, months)
+    assert len(fresh) >= 10 and _rows(engine) == []
+    assert metrics_run.kept_movements(engine, aid, months) == fresh
+    since, stored = _read(engine, aid, MOVEMENTS)
+    (key,) = stored
+
+    def tamper() -> None:  # read back means read back: what is stored is what the metrics show
+        value = _read(engine, aid, MOVEMENTS)[1][key]
+        value = {**value, "values": [[1, 2, 3, 4, 5, 6], *value["values"][1:]]}
+        assert store_figures(engine, aid, MOVEMENTS, _read(engine, aid, MOVEMENTS)[0], {key: value})
+        found = metrics_run.kept_movements(engine, aid, months)[0]
+        assert (found.month, found.new, found.mrr) == (months[0], 1, 6)
+
+    tamper()
+    # other month starts (a month more) are other movements, computed and kept in their place
+    shorter = metrics_run.kept_movements(engine, aid, months[:-1])
+    assert shorter == fresh[:-1] and metrics_run.kept_movements(engine, aid, months[:-1]) == shorter
+    tamper_key = _read(engine, aid, MOVEMENTS)[1][key]
+    assert tamper_key["months"] == [m.isoformat() for m in months[:-1]]
+    _forget(engine, aid)
+    assert metrics_run.kept_movements(engine, aid, months) == fresh
+    assert _read(engine, aid, MOVEMENTS)[0] == since + 1
 
 
 # -- the stored metric run -------------------------------------------------------------------------------
