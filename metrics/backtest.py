@@ -160,11 +160,10 @@ def holds_until(as_of: date, steps: MrrSteps, span_edges: Iterable[int], flagged
         [*changes, *(s - HIT_DAYS * DAY for s in changes)]
         + [c - n * DAY for c in churns for n in (LEAD_MAX, LEAD_MIN - 1)]
     )
-    points = backtest_points(day_start(as_of))
+    points = _point_instants(as_of)
     newest, oldest = len(points) - 1, 0
     found = date.max
-    for k, point in enumerate(points):
-        t = moment_ts(point)
+    for k, t in enumerate(points):
         ahead = [_next(every, t)]
         if k in flagged:
             ahead.append(_next(when_flagged, t))
@@ -176,6 +175,12 @@ def holds_until(as_of: date, steps: MrrSteps, span_edges: Iterable[int], flagged
         if bound < _FAR:
             found = min(found, _day_reaching(bound, LAST_K - k))
     return found
+
+
+@lru_cache(maxsize=64)
+def _point_instants(as_of: date) -> tuple[int, ...]:
+    """The instants of `as_of`'s points: every customer due on a night asks for the same twelve."""
+    return tuple(moment_ts(p) for p in backtest_points(day_start(as_of)))
 
 
 def _bounds(instants: Iterable[int]) -> list[int]:

@@ -17,13 +17,13 @@ a cycle.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, BigInteger, Column, delete, select
+from sqlalchemy import JSON, BigInteger, Column, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
@@ -95,9 +95,7 @@ def epoch(conn: Connection, account_id: int, lock: bool = False) -> int:
     return int(found or 0)
 
 
-def _store_if_unchanged(
-    conn: Connection, account_id: int, since: int, table: Any, rows: list[dict[str, Any]], keep: list[str]
-) -> None:
+def _store_if_unchanged(conn: Connection, account_id: int, since: int, write: Callable[[], None]) -> None:
     """Upsert verdict rows unless verdicts were forgotten since epoch `since` (raises Forgotten; the caller's
     transaction then stores nothing).
 
@@ -108,13 +106,13 @@ def _store_if_unchanged(
     """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     if conn.dialect.name != "postgresql":
-        _upsert(conn, table, rows, keep)
+        write()
     made = dialect.insert(VE).values(account_id=account_id, epoch=0)
     conn.execute(made.on_conflict_do_nothing(index_elements=["account_id"]))
     if epoch(conn, account_id, lock=True) != since:
         raise Forgotten
     if conn.dialect.name == "postgresql":
-        _upsert(conn, table, rows, keep)
+        write()
 
 
 def basis_key(*parts: object) -> str:
@@ -216,7 +214,7 @@ def save_verdicts(
         for cid, v in found
     ]
     keep = ["basis", "judged_at", "valid_until", "assessment", "then_basis", "then_until", "then_assessment"]
-    _store_if_unchanged(conn, account_id, since, RV, rows, keep)
+    _store_if_unchanged(conn, account_id, since, lambda: _upsert(conn, RV, rows, keep))
 
 
 # -- backtest flags --------------------------------------------------------------------------------
@@ -294,9 +292,17 @@ def kept_customers(conn: Connection, account_id: int, customers: Collection[str]
 
 
 def save_kept_customers(
-    conn: Connection, account_id: int, found: Mapping[str, KeptCustomer], since: int
+    conn: Connection,
+    account_id: int,
+    found: Mapping[str, KeptCustomer],
+    since: int,
+    held_only: Collection[str] = (),
 ) -> None:
-    """Store (or replace) these customers, judged from rows read at epoch `since` (see save_verdicts)."""
+    """Store (or replace) these customers, judged from rows read at epoch `since` (see save_verdicts).
+
+    `held_only`: customers stored already whose spans and MRR steps are as stored (not judged again tonight):
+    only their contribution and its days are written. A night due for many customers (around a month
+    start, their points cross a renewal) would otherwise write every one's spans again, unchanged."""
     rows = [
         {
             "account_id": account_id,
@@ -305,15 +311,47 @@ def save_kept_customers(
             "name": k.name,
             "mrr": [k.instants, k.values],
             "spans": [[a, b, list(c) if c is not None else None] for a, b, c in k.spans],
-            "held_from": k.held.since if k.held else None,
-            "held_until": k.held.until if k.held else None,
-            "paying": k.held.contribution.paying if k.held else None,
-            "outcomes": _outcomes(k.held.contribution) if k.held else None,
+            **_held_columns(k.held),
         }
         for cid, k in found.items()
+        if cid not in held_only
     ]
-    keep = ["basis", "name", "mrr", "spans", "held_from", "held_until", "paying", "outcomes"]
-    _store_if_unchanged(conn, account_id, since, BV, rows, keep)
+    updates = [
+        {
+            "the_customer": cid,
+            "the_basis": k.basis,
+            **{f"new_{c}": v for c, v in _held_columns(k.held).items()},
+        }
+        for cid, k in found.items()
+        if cid in held_only
+    ]
+    keep = ["basis", "name", "mrr", "spans", *HELD_COLUMNS]
+
+    def write() -> None:
+        if rows:
+            _upsert(conn, BV, rows, keep)
+        if updates:
+            held = update(BV).where(
+                BV.c.account_id == account_id,
+                BV.c.customer_id == bindparam("the_customer"),
+                BV.c.basis == bindparam("the_basis"),
+            )  # bound names apart from the columns': SQLAlchemy keeps those for the SET clause
+            values = {c: bindparam(f"new_{c}", type_=BV.c[c].type) for c in HELD_COLUMNS}
+            conn.execute(held.values(values), updates)
+
+    _store_if_unchanged(conn, account_id, since, write)
+
+
+HELD_COLUMNS = ("held_from", "held_until", "paying", "outcomes")
+
+
+def _held_columns(held: Held | None, prefix: str = "") -> dict[str, Any]:
+    """The contribution's columns (HELD_COLUMNS), their names prefixed as the statement binds them."""
+    if held is None:
+        values: tuple[Any, ...] = (None, None, None, None)
+    else:
+        values = (held.since, held.until, held.contribution.paying, _outcomes(held.contribution))
+    return {prefix + name: value for name, value in zip(HELD_COLUMNS, values, strict=True)}
 
 
 # -- forgetting ------------------------------------------------------------------------------------
