@@ -34,6 +34,7 @@ FORMAT = 1
 TREND = "trend"  # T12M ratios of one day (key: definitions version and day)
 COHORTS = "cohorts"  # the cohort grid's sums up to one month (key: the month)
 MOVEMENTS = "movements"  # the metrics' month-by-month movements (key: definitions version)
+AT_RISK = "at_risk"  # the ranked at-risk list of one instant (key: the verdicts' basis and the instant)
 
 
 class DerivedFigure(SQLModel, table=True):

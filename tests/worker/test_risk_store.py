@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 import worker.risk
+from integrations.stripe import changes
 from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, mrr_at
 from metrics.calendar import utc_datetime, utc_day
 from tests.metrics.test_at_risk_turning_points import BASE, customer
@@ -103,6 +104,36 @@ def test_the_verdict_judged_ahead_is_read_back_after_the_first_ends(
     holding = {cid for cid, v in ahead.items() if v.then and v.then.judged_at <= after < v.then.valid_until}
     assert holding and holding.isdisjoint(judged)
     assert found == evaluate_customers(engine, account, sorted(stored), then)
+
+
+def test_the_ranked_list_of_an_instant_is_read_back_until_anything_changes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The at-risk list, the digest and the report of one night ask for the same instant: the second ask
+    reads the kept list alone; another instant, a change a sync noted, or a rebuild's forget judge again."""
+    account = make_account(engine)
+    load(engine, account)
+    first = present_assessments(engine, account, AS_OF)
+    assert first
+
+    def unread(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("the stored verdicts were read")
+
+    monkeypatch.setattr(worker.risk, "verdicts", unread)
+    assert present_assessments(engine, account, AS_OF) == first  # read back: no verdict read
+    with pytest.raises(AssertionError, match="verdicts were read"):
+        present_assessments(engine, account, AS_OF + timedelta(hours=1))  # another instant
+    some = first[0].customer_id
+    with engine.begin() as conn:  # a sync stored a change of this customer, not rebuilt yet
+        changes.note_page(conn, account.id or 0, "customers", [{"id": some, "object": "customer"}])
+    with pytest.raises(AssertionError, match="verdicts were read"):
+        present_assessments(engine, account, AS_OF)
+    monkeypatch.undo()
+    with engine.begin() as conn:
+        changes.clear(conn, account.id or 0, 2**62)  # what the rebuild clears
+        risk_store.forget(conn, account.id or 0, [some])  # what the rebuild does when it recomputed it
+    judged = _judged(monkeypatch)
+    assert present_assessments(engine, account, AS_OF) == first and judged == [some]
 
 
 def test_nothing_is_kept_when_verdicts_were_forgotten_while_they_were_judged(
