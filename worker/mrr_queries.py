@@ -468,6 +468,9 @@ def risk_lines(
     )
     if customer_ids is not None:
         query = query.where(L.c.customer_id.in_(list(customer_ids)))
+    # In one order whatever plan the database picks (PostgreSQL's hash join returns another each time): the
+    # signals take lines in the order given, and a batch of other customers must not change a verdict.
+    query = query.order_by(L.c.customer_id, L.c.period_start, L.c.line_id)
     return list(map(RecurringLine._make, raw_rows(conn, query)))
 
 

@@ -2,9 +2,9 @@
 
 Every stored invoice line is classified, normalized to a monthly amount and converted to the reporting
 currency; the subscriptions' current items add the lines not yet invoiced; then the month-start snapshot
-history and today's snapshot are recomputed (worker/ledger/build.py has the rules). History is restated from
-what is known now: a rerun over the same data gives the same figures, and a changed old object changes them
-after the next sync + rebuild.
+history and today's snapshots (today, and where today's metrics windows start) are recomputed
+(worker/ledger/build.py has the rules). History is restated from what is known now: a rerun over the same
+data gives the same figures, and a changed old object changes them after the next sync + rebuild.
 
 Incremental by default: the sync notes which customers' objects changed (integrations/stripe/changes.py) and
 only those customers' ledger rows and snapshots are recomputed; the days every customer shares (a new today,
@@ -30,6 +30,7 @@ from integrations.stripe import changes
 from integrations.stripe.repository import billing
 from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.calendar import day_ts, month_starts_covering, utc_day, utc_now
+from metrics.cohorts import windows_for
 from metrics.dbapi import reader_of
 from worker import risk_store
 from worker.ledger import read, write
@@ -119,10 +120,17 @@ def _ecb_changes(conn: Connection, built: EcbMark | None) -> tuple[EcbMark, date
 
 
 def _wanted_days(conn: Connection, account_id: int, today: date) -> set[date]:
-    """The snapshot days: every month start from the first counted revenue's month to today, and today."""
+    """The snapshot days: every month start from the first counted revenue's month to today, and today's."""
     first = first_counted_start(conn, account_id)
     days = set(month_starts_covering(utc_day(first), today)) if first is not None else set()
-    return days | {today}
+    return days | _today_days(today)
+
+
+def _today_days(today: date) -> set[date]:
+    """Today, and where today's metrics windows start (a month and a year back): the nightly's metrics step
+    reads those next, and computing them in the rebuild's pass over the ledger (or its batches) spares the
+    metrics a pass of their own over every customer's lines (1.5-2 s at 100,000 customers)."""
+    return {today, *(window.t0 for window in windows_for(today))}
 
 
 def _changed_customers(conn: Connection, account_id: int, pending: changes.Pending) -> list[str]:
@@ -161,7 +169,7 @@ def rebuild_account(
             customers = billing.customer_ids(conn, account_id)
             earliest = billing.earliest_time(conn, account_id)
             written = set(month_starts_covering(utc_day(earliest), today)) if earliest is not None else set()
-            written.add(today)
+            written |= _today_days(today)
         else:
             customers = _changed_customers(conn, account_id, pending)
             if rates_from is not None:  # new ECB days: the customers converted on them

@@ -297,3 +297,5 @@ def test_a_night_without_changes_recomputes_no_customer(engine: Engine, server: 
     assert after["ledger_line"] == before["ledger_line"]
     days = [r[0] for r in after["mrr_snapshot_day"]]
     assert date(2030, 1, 16) in days and date(2030, 1, 15) not in days  # today moved on; yesterday dropped
+    # where today's metrics windows start, a month and a year back, come with today (the metrics read them)
+    assert {date(2029, 12, 16), date(2029, 1, 16)} <= set(days) and date(2029, 12, 15) not in days
