@@ -22,6 +22,7 @@ from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, next_cha
 from metrics.backtest import BacktestResult, MrrSteps, Tally, backtest_points, holds_until, span
 from metrics.calendar import moment_ts
 from metrics.money import json_amount
+from worker.cycles import without_cycle_collection
 from worker.models import Account
 from worker.risk import (
     BATCH,
@@ -70,16 +71,17 @@ def compute_backtest(
     current = [describes(described, p) for p in points]
     customers = customers_paying_between(engine, account, first, last)
     tally = Tally(points, account.reporting_currency)
-    if reuse and not any(current):
-        _tally_from_spans(engine, account, customers, tally, th, as_of.date())
-        return tally.result(as_of)
-    for records in iter_records(engine, account, customers, moment_ts(as_of)):
+    with without_cycle_collection():
+        if reuse and not any(current):
+            _tally_from_spans(engine, account, customers, tally, th, as_of.date())
+            return tally.result(as_of)
+        for records in iter_records(engine, account, customers, moment_ts(as_of)):
 
-        def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> Sequence[str] | None:
-            found = evaluate(records, t, mrr, current[k], th)
-            return found.codes if found is not None else None
+            def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> Sequence[str] | None:
+                found = evaluate(records, t, mrr, current[k], th)
+                return found.codes if found is not None else None
 
-        tally.add(records.customer_id, records.name, records.revenue, judge)
+            tally.add(records.customer_id, records.name, records.revenue, judge)
     return tally.result(as_of)
 
 

@@ -56,6 +56,7 @@ from metrics.dbapi import reader_of
 from metrics.money import json_amount
 from worker.accounts import stripe_config
 from worker.backtest_store import stored_track_records
+from worker.cycles import without_cycle_collection
 from worker.models import Account
 from worker.mrr_queries import RecurringLine, mrr_at, paying_customers, revenue_customers, risk_lines
 from worker.risk_settings import risk_thresholds
@@ -97,10 +98,12 @@ def dashboard_url(account: Account, customer_id: str) -> str:
 # -- loading, per batch of customers -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Catalog:
-    """Prices and product names: small, read once per run and shared by every batch."""
+    """Prices and product names, and the meters with stored usage: small, read once per run and shared by
+    every batch."""
 
     prices: dict[str, PriceRow]
     products: dict[str, str]
+    meters: tuple[str, ...] = ()
 
     def meter_label(self, meter: str) -> str:
         for p in self.prices.values():
@@ -113,7 +116,8 @@ def read_catalog(engine: Engine, account: Account) -> Catalog:
     with engine.connect() as conn:
         prices = {p.id: p for p in stored.prices(conn, account.id or 0)}
         products = {p.id: p.name or p.id for p in stored.products(conn, account.id or 0)}
-    return Catalog(prices, products)
+        meters = tuple(stored.usage_meters(conn, account.id or 0))
+    return Catalog(prices, products, meters)
 
 
 def _subscriptions(
@@ -259,7 +263,7 @@ def _batch(
     lines = _lines(
         risk_lines(conn, account_id, customers), quantities, catalog, {i.id: i.quantity for i in items}
     )
-    metered = _meter_series(stored.meter_usage(conn, account_id, customers), catalog)
+    metered = _meter_series(stored.meter_usage(conn, account_id, customers, catalog.meters), catalog)
     out = []
     for cid in customers:
         revenue = tuple(lines.revenue.get(cid, ()))
@@ -439,7 +443,11 @@ def present_assessments(
     at, current = moment_ts(as_of), is_current(engine, account, as_of)
     customers = customers_paying_between(engine, account, at, at)
     if not current:
-        return rank(evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at))
+        with without_cycle_collection():
+            judged = [
+                evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at)
+            ]
+        return rank(judged)
     catalog = read_catalog(engine, account)
     basis = verdict_basis(account, catalog, th, current)
     with engine.connect() as conn:
@@ -459,13 +467,14 @@ def present_assessments(
             else:
                 judge.append(cid)
     fresh: list[tuple[str, StoredVerdict]] = []
-    for records in iter_records(engine, account, judge, at, catalog=catalog):
-        verdict = evaluate(records, at, records.mrr, current, th)
-        fresh.append((records.customer_id, kept_verdict(records, at, verdict, th, basis)))
-        found.append(verdict)
-        if len(fresh) >= BATCH:
-            _save(engine, account, fresh, since)
-            fresh = []
+    with without_cycle_collection():
+        for records in iter_records(engine, account, judge, at, catalog=catalog):
+            verdict = evaluate(records, at, records.mrr, current, th)
+            fresh.append((records.customer_id, kept_verdict(records, at, verdict, th, basis)))
+            found.append(verdict)
+            if len(fresh) >= BATCH:
+                _save(engine, account, fresh, since)
+                fresh = []
     _save(engine, account, fresh, since)
     return rank(found)
 
