@@ -21,6 +21,7 @@ ranked by it: money times the strength of the evidence.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -707,6 +708,20 @@ def _renewal_turns(renewal: date, th: Thresholds) -> Iterator[int]:
     for window in (th.renewal_days, th.renewal_days_annual):
         yield moment_ts(day_start(renewal - timedelta(days=window)))
     yield moment_ts(day_start(renewal + timedelta(days=1)))
+
+
+def change_points(records: CustomerRecords, th: Thresholds, money: bool, signals: bool) -> list[int]:
+    """Every turning point `next_change` may answer with, whatever the instant, sorted and distinct: the
+    first of them after `at` is `next_change(records, at, th, money, signals)`. For a caller that asks at many
+    instants of one customer (the backtest's spans): listed once, each answer is a bisection, where
+    `next_change` lists them again at each instant."""
+    return sorted(set(_turning_points(records, th, money, signals, after=-(2**62))))  # no period is past
+
+
+def next_after(points: Sequence[int], at: int) -> int | None:
+    """The first of these sorted instants after `at` (None: none is)."""
+    k = bisect_right(points, at)
+    return points[k] if k < len(points) else None
 
 
 def next_change(

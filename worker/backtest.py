@@ -19,10 +19,19 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, next_change, signals_at
+from metrics.at_risk import (
+    DAY,
+    CustomerRecords,
+    Thresholds,
+    change_points,
+    evaluate,
+    next_after,
+    signals_at,
+)
 from metrics.backtest import BacktestResult, MrrSteps, Tally, backtest_points, holds_until, span
 from metrics.calendar import moment_ts
 from metrics.money import json_amount
+from worker.cycles import without_cycle_collection
 from worker.models import Account
 from worker.risk import (
     BATCH,
@@ -71,16 +80,17 @@ def compute_backtest(
     current = [describes(described, p) for p in points]
     customers = customers_paying_between(engine, account, first, last)
     tally = Tally(points, account.reporting_currency)
-    if reuse and not any(current):
-        _tally_from_spans(engine, account, customers, tally, th, as_of.date())
-        return tally.result(as_of)
-    for records in iter_records(engine, account, customers, moment_ts(as_of)):
+    with without_cycle_collection():
+        if reuse and not any(current):
+            _tally_from_spans(engine, account, customers, tally, th, as_of.date())
+            return tally.result(as_of)
+        for records in iter_records(engine, account, customers, moment_ts(as_of)):
 
-        def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> Sequence[str] | None:
-            found = evaluate(records, t, mrr, current[k], th)
-            return found.codes if found is not None else None
+            def judge(k: int, t: int, mrr: int, records: CustomerRecords = records) -> Sequence[str] | None:
+                found = evaluate(records, t, mrr, current[k], th)
+                return found.codes if found is not None else None
 
-        tally.add(records.customer_id, records.name, records.revenue, judge)
+            tally.add(records.customer_id, records.name, records.revenue, judge)
     return tally.result(as_of)
 
 
@@ -112,11 +122,15 @@ def judge_spans(
     """The customer's signal codes from each instant to `horizon` after it (None: no signal), as spans over
     which they cannot change (metrics.at_risk.next_change), judged on dated evidence only (current=False)."""
     out: list[Span] = []
+    points: dict[bool, list[int]] = {}  # next_change's turning points, listed once per customer
     for start in instants:
         t = start
         while t < start + horizon:
             signals, _ = signals_at(records, t, False, th)
-            until = next_change(records, t, th, money=False, signals=bool(signals)) or FOREVER
+            flagged = bool(signals)
+            if flagged not in points:
+                points[flagged] = change_points(records, th, money=False, signals=flagged)
+            until = next_after(points[flagged], t) or FOREVER
             out.append((t, until, tuple(s.code for s in signals) or None))
             t = until
     return out

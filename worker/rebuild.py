@@ -18,9 +18,6 @@ tests/worker/test_incremental_rebuild.py checks that the two give identical tabl
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -33,6 +30,7 @@ from metrics.calendar import day_ts, month_starts_covering, utc_day, utc_now
 from metrics.cohorts import windows_for
 from metrics.dbapi import reader_of
 from worker import risk_store
+from worker.cycles import without_cycle_collection
 from worker.ledger import read, write
 from worker.ledger.build import BuildCounts, Builder, ledger_rows
 from worker.locks import exclusive
@@ -202,24 +200,10 @@ def _rebuild_customers(
     a full rebuild also goes through the lines that name no customer (reported as problems)."""
     account_id = account.id or 0
     common = read.shared(conn, account_id)
-    with _without_cycle_collection():
+    with without_cycle_collection():
         _batches(conn, account_id, builder, customers, days, full, common)
     if full:
         ledger_rows(builder, read.read_orphans(conn, account_id, common))  # problems only: no customer
-
-
-@contextmanager
-def _without_cycle_collection() -> Iterator[None]:
-    """The build allocates a few objects per line, none of them in a reference cycle; the cyclic collector,
-    triggered by those allocations, would walk the whole live heap over and over for nothing (it tripled the
-    build's time in the benchmark). Reference counting still frees each batch."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _batches(

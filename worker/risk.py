@@ -57,6 +57,7 @@ from metrics.money import json_amount
 from worker import derived_store
 from worker.accounts import stripe_config
 from worker.backtest_store import stored_track_records
+from worker.cycles import without_cycle_collection
 from worker.models import Account
 from worker.mrr_queries import RecurringLine, mrr_at, paying_customers, revenue_customers, risk_lines
 from worker.risk_settings import risk_thresholds
@@ -101,10 +102,12 @@ def dashboard_url(account: Account, customer_id: str) -> str:
 # -- loading, per batch of customers -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Catalog:
-    """Prices and product names: small, read once per run and shared by every batch."""
+    """Prices and product names, and the meters with stored usage: small, read once per run and shared by
+    every batch."""
 
     prices: dict[str, PriceRow]
     products: dict[str, str]
+    meters: tuple[str, ...] = ()
 
     def meter_label(self, meter: str) -> str:
         for p in self.prices.values():
@@ -117,7 +120,8 @@ def read_catalog(engine: Engine, account: Account) -> Catalog:
     with engine.connect() as conn:
         prices = {p.id: p for p in stored.prices(conn, account.id or 0)}
         products = {p.id: p.name or p.id for p in stored.products(conn, account.id or 0)}
-    return Catalog(prices, products)
+        meters = tuple(stored.usage_meters(conn, account.id or 0))
+    return Catalog(prices, products, meters)
 
 
 def _subscriptions(
@@ -257,7 +261,7 @@ def _batch(
     subs = _subscriptions(sub_rows, catalog.prices, items)
     invoices = _invoices(stored.failable_invoices(conn, account_id, INVOICE_STATUSES, customers))
     lines = _lines(risk_lines(conn, account_id, customers), catalog, {i.id: i.quantity for i in items})
-    metered = _meter_series(stored.meter_usage(conn, account_id, customers), catalog)
+    metered = _meter_series(stored.meter_usage(conn, account_id, customers, catalog.meters), catalog)
     out = []
     for cid in customers:
         revenue = tuple(lines.revenue.get(cid, ()))
@@ -461,7 +465,11 @@ def present_assessments(
     at, current = moment_ts(as_of), is_current(engine, account, as_of)
     if not current:
         customers = customers_paying_between(engine, account, at, at)
-        return rank(evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at))
+        with without_cycle_collection():
+            judged = [
+                evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at)
+            ]
+        return rank(judged)
     catalog = read_catalog(engine, account)
     basis = verdict_basis(account, catalog, th, current)
     listing = f"{derived_store.FORMAT}:{basis}:{at}"
@@ -486,14 +494,15 @@ def present_assessments(
             else:
                 judge.append(cid)
     fresh: list[tuple[str, StoredVerdict]] = []
-    for records in iter_records(engine, account, judge, at, catalog=catalog):
-        verdict = evaluate(records, at, records.mrr, current, th)
-        kept = kept_verdict(records, at, verdict, th, basis)
-        fresh.append((records.customer_id, judged_ahead(records, kept, current, th, basis)))
-        found.append(verdict)
-        if len(fresh) >= BATCH:
-            _save(engine, account, fresh, since)
-            fresh = []
+    with without_cycle_collection():
+        for records in iter_records(engine, account, judge, at, catalog=catalog):
+            verdict = evaluate(records, at, records.mrr, current, th)
+            kept = kept_verdict(records, at, verdict, th, basis)
+            fresh.append((records.customer_id, judged_ahead(records, kept, current, th, basis)))
+            found.append(verdict)
+            if len(fresh) >= BATCH:
+                _save(engine, account, fresh, since)
+                fresh = []
     _save(engine, account, fresh, since)
     ranked = rank(found)
     if stale == set():  # judged from a history no sync has changed since the rebuild

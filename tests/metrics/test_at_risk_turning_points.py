@@ -23,8 +23,10 @@ from metrics.at_risk import (
     UsagePeriod,
     UsageSeries,
     _turning_points,
+    change_points,
     evaluate,
     mrr_at,
+    next_after,
     next_change,
     redated,
     signals_at,
@@ -259,3 +261,21 @@ def test_the_renewal_dates_left_out_are_all_past(seed: int) -> None:
         money, signals = rng.random() < 0.5, rng.random() < 0.8
         every = _turning_points(records, th, money, signals, after=-(2**62))
         assert next_change(records, at, th, money, signals) == min((x for x in every if x > at), default=None)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_turning_points_listed_once_answer_as_next_change_at_every_instant(seed: int) -> None:
+    """The backtest lists a customer's turning points once and bisects them at each instant it asks."""
+    rng = random.Random(seed)
+    th = Thresholds(lookback_days=rng.choice([90, 30]))
+    found = 0
+    for _ in range(200):
+        records = customer(rng)
+        money, signals = rng.random() < 0.5, rng.random() < 0.8
+        points = change_points(records, th, money, signals)
+        assert points == sorted(set(points))
+        for at in [_instant(rng, 10) for _ in range(8)] + points[:3]:
+            answer = next_change(records, at, th, money, signals)
+            assert next_after(points, at) == answer, (seed, at)
+            found += answer is not None
+    assert found > 500

@@ -164,12 +164,29 @@ def newest_invoice_created(conn: Connection, account_id: int) -> int | None:
     return None if found is None else int(found)
 
 
+def usage_meters(conn: Connection, account_id: int) -> list[str]:
+    """The meters the account has stored summaries of: read once a run, so that `meter_usage` can reach a
+    batch's rows through the table's key (account, meter, customer, period) instead of reading every
+    summary of the account for each batch."""
+    m = table_of(MeterUsage)
+    query = select(m.c.meter_id).where(m.c.account_id == account_id).distinct()
+    return sorted(r[0] for r in conn.execute(query))
+
+
 def meter_usage(
-    conn: Connection, account_id: int, customer_ids: Collection[str] | None = None
+    conn: Connection,
+    account_id: int,
+    customer_ids: Collection[str] | None = None,
+    meter_ids: Collection[str] | None = None,
 ) -> list[MeterUsageRow]:
-    """The stored meter event summaries of the account (of a batch of customers)."""
+    """The stored meter event summaries of the account (of a batch of customers; on these meters, when
+    given: `usage_meters` gives them all)."""
+    if meter_ids is not None and not meter_ids:
+        return []
     m = table_of(MeterUsage)
     query = select(*(m.c[name] for name in MeterUsageRow._fields)).where(m.c.account_id == account_id)
+    if meter_ids is not None:
+        query = query.where(m.c.meter_id.in_(list(meter_ids)))
     if customer_ids is not None:
         query = query.where(m.c.customer_id.in_(list(customer_ids)))
     return [MeterUsageRow(*r) for r in conn.execute(query)]

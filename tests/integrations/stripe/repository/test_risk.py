@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Engine
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe.repository import billing
 from integrations.stripe.repository import risk as stored
@@ -13,6 +16,7 @@ from integrations.stripe.repository.risk import (
     ProductRow,
     SubscriptionRow,
 )
+from metrics import tables
 from tests.support.stripe_rows import make_account, store
 from worker.demo import builders as b
 
@@ -206,6 +210,45 @@ def test_meter_usage_is_upserted_per_period_and_read_back(engine: Engine) -> Non
         rows = sorted(stored.meter_usage(conn, account.id or 0), key=lambda r: r.start_time)
         theirs = stored.meter_usage(conn, other.id or 0)
     assert rows == [earlier, again] and theirs == []
+
+
+def test_meter_usage_of_a_batch_on_the_accounts_meters(engine: Engine) -> None:
+    account, other = make_account(engine, "acme"), make_account(engine, "other")
+    calls = MeterUsageRow("cus_a", "mtr_calls", PERIOD[0], PERIOD[1], 120.0)
+    rows = [calls, calls._replace(meter_id="mtr_bytes"), calls._replace(customer_id="cus_b")]
+    with engine.begin() as conn:
+        stored.save_meter_usage(conn, account.id or 0, rows)
+        stored.save_meter_usage(conn, other.id or 0, [calls._replace(meter_id="mtr_theirs")])
+    with engine.connect() as conn:
+        meters = stored.usage_meters(conn, account.id or 0)
+        batch = stored.meter_usage(conn, account.id or 0, ["cus_a"], meters)
+        one_meter = stored.meter_usage(conn, account.id or 0, ["cus_a", "cus_b"], ["mtr_calls"])
+        none = stored.meter_usage(conn, account.id or 0, ["cus_a"], [])
+    assert meters == ["mtr_bytes", "mtr_calls"]
+    assert sorted(batch) == sorted(rows[:2])
+    assert sorted(one_meter) == sorted([rows[0], rows[2]]) and none == []
+
+
+def test_a_batchs_invoices_are_looked_up_by_customer_on_sqlite(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a range over the customer index (every invoice of the account, read again for each batch)."""
+    account = make_account(sqlite_engine)
+    store(sqlite_engine, account, _world())
+    sql: list[str] = []
+
+    def capture(conn: Connection, query: Any, stream: bool = False) -> Any:
+        sql.append(str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
+        return tables.raw_rows(conn, query, stream)
+
+    monkeypatch.setattr(stored, "raw_rows", capture)
+    with sqlite_engine.connect() as conn:
+        found = stored.failable_invoices(
+            conn, account.id or 0, ("open", "paid"), customer_ids=["cus_a", "cus_b"]
+        )
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql[0]))
+    assert sorted(i.id for i in found) == ["in_open"]
+    assert "customer_id=?" in plan and "customer_id>?" not in plan
 
 
 def test_invoice_transitions_are_read_for_a_batch_of_customers(engine: Engine) -> None:
