@@ -3,8 +3,8 @@ current one ends within two days, from the records it has read anyway: docs/at-r
 gains mrr_end, so who pays over a span is read from the index alone (built again once here: seconds at 100,000
 customers).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01 21:40:00
 """
 from alembic import op
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0007'
-down_revision = '0006'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
