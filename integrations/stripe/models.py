@@ -70,7 +70,7 @@ class StripeSubscription(SQLModel, table=True):
     __table_args__ = (Index("ix_stripe_subscription_customer", "account_id", "customer_id"),)
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
-    customer_id: str = Field(index=True, max_length=255)
+    customer_id: str = Field(max_length=255)  # indexed with the account (above): every query names both
     status: str = Field(max_length=30)
     currency: str | None = Field(default=None, max_length=3)
     created: int | None = _big()
@@ -97,7 +97,7 @@ class StripeSubscriptionItem(SQLModel, table=True):
     __table_args__ = (Index("ix_stripe_subscription_item_parent", "account_id", "subscription_id"),)
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
-    subscription_id: str = Field(index=True, max_length=255)
+    subscription_id: str = Field(max_length=255)  # indexed with the account (above)
     price_id: str | None = Field(default=None, max_length=255)
     quantity: int | None = None
     current_period_start: int | None = _big()
@@ -110,7 +110,7 @@ class StripeInvoice(SQLModel, table=True):
     __table_args__ = (Index("ix_stripe_invoice_customer", "account_id", "customer_id"),)  # as subscriptions'
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
-    customer_id: str | None = Field(default=None, index=True, max_length=255)
+    customer_id: str | None = Field(default=None, max_length=255)  # indexed with the account (above)
     subscription_id: str | None = Field(default=None, max_length=255)
     status: str | None = Field(default=None, max_length=20)  # draft | open | paid | uncollectible | void
     currency: str | None = Field(default=None, max_length=3)
@@ -137,7 +137,7 @@ class StripeInvoiceLine(SQLModel, table=True):
     )
     account_id: int = Field(foreign_key="account.id", primary_key=True, ondelete="CASCADE")
     id: str = Field(primary_key=True, max_length=255)
-    invoice_id: str = Field(index=True, max_length=255)
+    invoice_id: str = Field(max_length=255)  # indexed with the account (above)
     customer_id: str | None = Field(default=None, max_length=255)
     subscription_id: str | None = Field(default=None, max_length=255)
     subscription_item_id: str | None = Field(default=None, max_length=255)

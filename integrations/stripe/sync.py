@@ -54,10 +54,12 @@ from integrations.stripe.store import (
     CHILD_TABLES,
     LIST_TABLES,
     TRACKED_LISTS,
+    commit_without_waiting,
     last_listing,
     mark_listed,
     mark_unlisted_deleted,
     prune_children,
+    refresh_statistics,
     stamp_deletions,
     touch_listed,
     upsert,
@@ -83,6 +85,9 @@ OVERLAP = 300  # seconds re-read before the last cursor: clock skew between Stri
 INVOICE_PARTS = 8  # each range may add one partial page: 8 keeps requests within 2% of the floor
 WORKERS = 8
 BATCH = 20  # pages stored in one transaction at most
+# objects a full sync stores before it first refreshes the tables' planner statistics
+# (store.refresh_statistics), then each time the number doubled: right plans for a few ANALYZE in all
+ANALYZE_FIRST = 2_000
 
 
 @dataclass
@@ -302,6 +307,8 @@ class Syncer:
                 events_seen=[],
                 rejected=cp["rejected"],
             )
+        with self.engine.begin() as conn:  # the rebuild that follows plans its reads with them
+            refresh_statistics(conn)
         return SyncOutcome(mode="full", note=note, resumed=resumed, rejected=cp["rejected"], deleted=deleted)
 
     def invoice_parts(self, started: int) -> list[tuple[int | None, int | None]]:
@@ -440,6 +447,8 @@ class _FullRun:
         )
         self.stop = threading.Event()
         self.active = 0
+        self.written = 0  # objects stored by this run
+        self.analyze_at = ANALYZE_FIRST  # ... when the tables' statistics are next refreshed
 
     def run(self) -> None:
         with (
@@ -486,6 +495,7 @@ class _FullRun:
     def _write(self, batch: list[tuple[str, Page]]) -> None:
         stored: list[tuple[str, int]] = []
         with self.s.engine.begin() as conn:
+            commit_without_waiting(conn)  # safe: the checkpoint commits with its pages (store.py says why)
             for name, page in batch:
                 seg = self.cp["segments"][name]
                 seg["after"] = page.last_id
@@ -499,6 +509,11 @@ class _FullRun:
             self.s._save_state(conn, checkpoint={"full": self.cp})
         for list_name, n in stored:
             self.s._count(list_name, n, self._share(list_name))
+        self.written += sum(n for _, n in stored)
+        if self.written >= self.analyze_at:  # each time the stored rows doubled: a few times in all
+            self.analyze_at = 2 * self.written
+            with self.s.engine.begin() as conn:
+                refresh_statistics(conn)
 
     def _share(self, list_name: str) -> float | None:
         """How much of a list is read: invoices estimated from their created ranges (pages.range_share); the

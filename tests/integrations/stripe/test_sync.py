@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, select, text, update
+from sqlalchemy.engine import Connection, Engine
 
+from integrations.stripe import sync as sync_module
 from integrations.stripe.client import RetryPolicy, StripeConfig, StripeReader, StripeReadError
 from integrations.stripe.models import (
     StripeCustomer,
@@ -20,6 +22,7 @@ from integrations.stripe.models import (
     StripeSubscriptionItem,
     SyncState,
 )
+from integrations.stripe.store import CHILD_TABLES, LIST_TABLES
 from integrations.stripe.sync import Syncer
 from metrics.tables import table_of
 from tests.support.stripe_world import KEY, T0, add_account, build_world, counts, snapshot, world_totals
@@ -81,6 +84,48 @@ def test_full_sync_stores_every_object_of_every_status(
     long_invoices = sum(1 for lines in world.invoice_lines.values() if len(lines) > server.embedded_lines)
     assert server.request_count("/v1/invoices/") == long_invoices  # one /lines call per invoice with has_more
     assert all("limit=100" in path for _, path in server.requests)
+
+
+def test_a_full_syncs_pages_commit_without_waiting_for_the_disk_on_postgresql(
+    pg_engine: Engine, server: FakeStripe, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page's transaction asks PostgreSQL not to wait for the flush of its commit (store.py says why that
+    is safe), for that transaction only: the pool's connections come back as they were."""
+    settings: list[str] = []
+    store_page = sync_module.store_page
+
+    def noting(conn: Connection, *args: Any, **kwargs: Any) -> Any:
+        settings.append(conn.execute(text("SHOW synchronous_commit")).scalar_one())
+        return store_page(conn, *args, **kwargs)
+
+    monkeypatch.setattr(sync_module, "store_page", noting)
+    account_id = new_account(pg_engine, server)
+    syncer(pg_engine, account_id, server).run()
+
+    assert len(settings) >= len(sync_module.LISTS) and set(settings) == {"off"}
+    assert_everything_stored(pg_engine, account_id, world)
+    with ExitStack() as stack:  # more connections than the sync held: every pooled one among them
+        conns = [stack.enter_context(pg_engine.connect()) for _ in range(4)]
+        assert {c.execute(text("SHOW synchronous_commit")).scalar_one() for c in conns} == {"on"}
+
+
+def test_a_full_sync_leaves_postgresql_statistics_of_what_it_stored(
+    pg_engine: Engine, server: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild after a first sync plans its reads by customer with statistics of the full tables (without
+    them PostgreSQL walks the whole account for each batch); the tables the fixture emptied have none."""
+    monkeypatch.setattr(sync_module, "ANALYZE_FIRST", 10**9)  # only the sync's final refresh
+    names = [t.name for t in (*LIST_TABLES.values(), *CHILD_TABLES.values())]
+    query = text("SELECT reltuples FROM pg_class WHERE relname = :name")
+    with pg_engine.connect() as conn:
+        assert {conn.execute(query, {"name": name}).scalar_one() for name in names} == {-1}
+
+    syncer(pg_engine, new_account(pg_engine, server), server).run()
+
+    with pg_engine.connect() as conn:
+        for name in names:
+            rows = conn.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()  # noqa: S608
+            assert (name, conn.execute(query, {"name": name}).scalar_one()) == (name, rows)
 
 
 def stored_items(engine: Engine, account_id: int, sub_id: str) -> list[str]:
