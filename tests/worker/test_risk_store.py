@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 import worker.risk
 from integrations.stripe import changes
-from metrics.at_risk import DAY, CustomerRecords, Thresholds, evaluate, mrr_at
+from metrics.at_risk import DAY, CustomerRecords, RiskAssessment, Thresholds, evaluate, mrr_at
 from metrics.calendar import utc_datetime, utc_day
 from tests.metrics.test_at_risk_turning_points import BASE, customer
 from tests.support.risk_world import AS_OF, load
@@ -166,6 +166,17 @@ def test_a_replay_of_a_past_day_is_judged_afresh_and_not_kept(engine: Engine) ->
     assert _stored(engine, account) == {}
 
 
+def _random_case(
+    rng: random.Random, th: Thresholds
+) -> tuple[CustomerRecords, bool, int, RiskAssessment | None]:
+    """A random customer (tests/metrics/test_at_risk_turning_points.py), whether the state is current, an
+    instant within its history and the verdict judged there."""
+    records = customer(rng)
+    current = rng.random() < 0.5
+    at = BASE + rng.randrange(300) * DAY + rng.choice([0, 0, 6, 12]) * 3600
+    return records, current, at, evaluate(records, at, mrr_at(records.revenue, at), current, th)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_kept_verdict_read_back_on_a_later_day_is_the_verdict_judged_then(seed: int) -> None:
     """Random customers (those of tests/metrics/test_at_risk_turning_points.py), downgrades among them: a
@@ -175,10 +186,7 @@ def test_a_kept_verdict_read_back_on_a_later_day_is_the_verdict_judged_then(seed
     th = Thresholds(lookback_days=rng.choice([90, 30]))
     past_the_day = {"downgrade": 0, "other": 0}
     for _ in range(600):
-        records = customer(rng)
-        current = rng.random() < 0.5
-        at = BASE + rng.randrange(300) * DAY + rng.choice([0, 0, 6, 12]) * 3600
-        found = evaluate(records, at, mrr_at(records.revenue, at), current, th)
+        records, current, at, found = _random_case(rng, th)
         held = kept_verdict(records, at, found, th, "basis")
         for later in (at, at + 3600, at + DAY, at + 3 * DAY, at + 20 * DAY, held.valid_until - 1):
             holds, assessment = read_back(held, "basis", later)
@@ -198,10 +206,7 @@ def test_a_verdict_judged_ahead_read_back_is_the_verdict_judged_then(seed: int) 
     th = Thresholds(lookback_days=rng.choice([90, 30]))
     from_ahead = 0
     for _ in range(600):
-        records = customer(rng)
-        current = rng.random() < 0.5
-        at = BASE + rng.randrange(300) * DAY + rng.choice([0, 0, 6, 12]) * 3600
-        found = evaluate(records, at, mrr_at(records.revenue, at), current, th)
+        records, current, at, found = _random_case(rng, th)
         held = judged_ahead(records, kept_verdict(records, at, found, th, "basis"), current, th, "basis")
         if held.valid_until - at >= AHEAD:
             assert held.then is None
