@@ -125,7 +125,7 @@ def start_date(url: str, engine: Engine, account_id: int) -> str:
     """The tap's start_date: the day before the account's oldest customer, product or price (the tap skips the
     lines of invoices created exactly at its start), so no empty date windows come before it."""
     with engine.connect() as conn:
-        oldest = customer_created_times(conn, account_id)[0]
+        oldest = customer_created_times(reader_of(conn), account_id)[0]
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {KEY}"
     for name in ("products", "prices"):
