@@ -3,11 +3,16 @@ one unnoticed, since benchmarks are run by hand). `--help` parses the options an
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from tests.support.stripe_world import build_world
+from worker.demo.stripe_server import FakeStripe
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # tap_stripe_run.py runs inside tap-stripe's own virtualenv; scratch.py is a helper module, not a script
@@ -21,3 +26,22 @@ def test_the_benchmark_starts(script: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-1500:]
     assert "usage:" in done.stdout
+
+
+def test_the_tap_bench_runs_our_side_against_a_small_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond `--help`: our full sync and the tap's start date, as tap_stripe_bench.py runs them (its call
+    into a repository once broke on a changed signature, which `--help` never reaches). The tap itself needs
+    a virtualenv of its own (README) and is left out here."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench = importlib.import_module("tap_stripe_bench")
+    world = build_world(customers=5, months=2)
+    with FakeStripe(world) as server:
+        _, _, requests, engine, account_id = bench.ours(server.url, "tap-bench-test")
+        day = bench.start_date(server.url, engine, account_id)
+    created = [
+        o["created"]
+        for kind in ("customer", "product", "price")
+        for o in world.collections[kind].by_id.values()
+    ]
+    oldest = datetime.fromtimestamp(min(created) - 86400, UTC)
+    assert requests > 0 and day == oldest.strftime("%Y-%m-%dT00:00:00Z")
