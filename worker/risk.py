@@ -370,8 +370,18 @@ def evaluate_customers(
     """These customers' assessments at `as_of` (point in time), ranked: the one entry point for judging a
     set of customers at an instant (the at-risk run passes every paying customer, the watch a few)."""
     th = thresholds or risk_thresholds()
-    at, current = moment_ts(as_of), is_current(engine, account, as_of)
-    return rank(evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at))
+    return _judged_afresh(
+        engine, account, customers, moment_ts(as_of), is_current(engine, account, as_of), th
+    )
+
+
+def _judged_afresh(
+    engine: Engine, account: Account, customers: Sequence[str], at: int, current: bool, th: Thresholds
+) -> list[RiskAssessment]:
+    """`evaluate_customers` with the instant's currency known: every customer read and judged, ranked."""
+    with without_cycle_collection():
+        found = [evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at)]
+    return rank(found)
 
 
 def verdict_basis(account: Account, catalog: Catalog, th: Thresholds, current: bool) -> str:
@@ -464,12 +474,9 @@ def present_assessments(
     th = thresholds or risk_thresholds()
     at, current = moment_ts(as_of), is_current(engine, account, as_of)
     if not current:
-        customers = customers_paying_between(engine, account, at, at)
-        with without_cycle_collection():
-            judged = [
-                evaluate(r, at, r.mrr, current, th) for r in iter_records(engine, account, customers, at)
-            ]
-        return rank(judged)
+        return _judged_afresh(
+            engine, account, customers_paying_between(engine, account, at, at), at, current, th
+        )
     catalog = read_catalog(engine, account)
     basis = verdict_basis(account, catalog, th, current)
     listing = f"{derived_store.FORMAT}:{basis}:{at}"

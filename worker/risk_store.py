@@ -317,11 +317,7 @@ def save_kept_customers(
         if cid not in held_only
     ]
     updates = [
-        {
-            "the_customer": cid,
-            "the_basis": k.basis,
-            **{f"new_{c}": v for c, v in _held_columns(k.held).items()},
-        }
+        {"the_customer": cid, "the_basis": k.basis, **_held_columns(k.held, prefix="new_")}
         for cid, k in found.items()
         if cid in held_only
     ]
