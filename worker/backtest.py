@@ -30,8 +30,8 @@ from metrics.at_risk import (
 )
 from metrics.backtest import BacktestResult, MrrSteps, Tally, backtest_points, holds_until, span
 from metrics.calendar import moment_ts
+from metrics.cycles import without_cycle_collection
 from metrics.money import json_amount
-from worker.cycles import without_cycle_collection
 from worker.models import Account
 from worker.risk import (
     BATCH,

@@ -28,9 +28,9 @@ from integrations.stripe.repository import billing
 from integrations.stripe.repository.sync_state import last_sync_at
 from metrics.calendar import day_ts, month_starts_covering, utc_day, utc_now
 from metrics.cohorts import windows_for
+from metrics.cycles import without_cycle_collection
 from metrics.dbapi import reader_of
 from worker import risk_store
-from worker.cycles import without_cycle_collection
 from worker.ledger import read, write
 from worker.ledger.build import BuildCounts, Builder, ledger_rows
 from worker.locks import exclusive

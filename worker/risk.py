@@ -52,12 +52,12 @@ from metrics.at_risk import (
 )
 from metrics.at_risk import mrr_at as mrr_of
 from metrics.calendar import day_start, moment_ts, months_back, utc_datetime, utc_day, utc_now
+from metrics.cycles import without_cycle_collection
 from metrics.dbapi import reader_of
 from metrics.money import json_amount
 from worker import derived_store
 from worker.accounts import stripe_config
 from worker.backtest_store import stored_track_records
-from worker.cycles import without_cycle_collection
 from worker.models import Account
 from worker.mrr_queries import RecurringLine, mrr_at, paying_customers, revenue_customers, risk_lines
 from worker.risk_settings import risk_thresholds

@@ -3,6 +3,11 @@ leaks."""
 
 from __future__ import annotations
 
+import gzip
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 import requests
 import responses
@@ -14,6 +19,7 @@ from integrations.stripe.client import (
     StripeConfig,
     StripeReader,
     StripeReadError,
+    _session,
 )
 from integrations.stripe.ratelimit import Unlimited
 
@@ -107,3 +113,64 @@ def test_malformed_json_is_an_error_not_a_crash() -> None:
     with pytest.raises(StripeReadError) as info:
         reader(attempts=1).get("/v1/customers")
     assert "acme" in str(info.value)
+
+
+@responses.activate
+def test_a_gzip_body_is_read_decoded() -> None:
+    """Bodies are read from the stream (client.py says why): one Stripe sent compressed comes out as JSON."""
+    responses.get(
+        URL,
+        body=gzip.compress(json.dumps(PAGE).encode()),
+        headers={"Content-Encoding": "gzip"},
+        content_type="application/json",
+    )
+    assert reader().get("/v1/customers") == PAGE
+
+
+class _CutOnce(BaseHTTPRequestHandler):
+    """Answers the first GET with half a body (the connection then drops), every later one in full."""
+
+    calls = 0
+
+    def do_GET(self) -> None:
+        type(self).calls += 1
+        body = json.dumps(PAGE).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body if type(self).calls > 1 else body[: len(body) // 2])
+        self.close_connection = type(self).calls == 1
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_body_cut_off_halfway_is_retried_as_a_dropped_connection() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        r = StripeReader(
+            StripeConfig(api_key=KEY, api_base=base, account_label="acme"),
+            limiter=Unlimited(),
+            retry=RetryPolicy(attempts=3, base=0.001, max_wait=0.002),
+        )
+        assert r.get("/v1/customers") == PAGE
+        assert (r.requests, r.retries, _CutOnce.calls) == (2, 1, 2)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_proxies_come_from_the_environment_once_and_no_proxy_is_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared session reads the proxy settings when the reader is made, not on every request."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "stripe.test")
+    assert _session("https://api.stripe.com").proxies.get("https") == "http://proxy.internal:3128"
+    assert "https" not in _session("https://stripe.test").proxies
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere:1")
+    session = _session("https://api.stripe.com")
+    assert session.trust_env is False and session.proxies["https"] == "http://elsewhere:1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -107,6 +108,39 @@ def test_a_full_syncs_pages_commit_without_waiting_for_the_disk_on_postgresql(
     with ExitStack() as stack:  # more connections than the sync held: every pooled one among them
         conns = [stack.enter_context(pg_engine.connect()) for _ in range(4)]
         assert {c.execute(text("SHOW synchronous_commit")).scalar_one() for c in conns} == {"on"}
+
+
+def test_a_full_sync_runs_without_automatic_cycle_collection_and_restores_it(
+    engine: Engine, server: FakeStripe, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector walked the queued pages again and again for nothing (sync.py says why): it is paused
+    while pages are fetched and stored, the young generations are collected every COLLECT_EVERY pages so the
+    HTTP stack's few cycles do not pile up, and it is on again afterwards."""
+    monkeypatch.setattr(sync_module, "COLLECT_EVERY", 3)
+    enabled: list[bool] = []
+    collected: list[int] = []
+    store_page = sync_module.store_page
+    collect = gc.collect
+
+    def noting(conn: Connection, *args: Any, **kwargs: Any) -> Any:
+        enabled.append(gc.isenabled())
+        return store_page(conn, *args, **kwargs)
+
+    def counting(generation: int = 2) -> int:
+        collected.append(generation)
+        return collect(generation)
+
+    monkeypatch.setattr(sync_module, "store_page", noting)
+    monkeypatch.setattr(sync_module.gc, "collect", counting)
+    assert gc.isenabled()
+    account_id = new_account(engine, server)
+    syncer(engine, account_id, server).run()
+
+    assert enabled and not any(enabled)
+    assert gc.isenabled()
+    pages = len(enabled)
+    assert collected and set(collected) == {1} and len(collected) <= pages // 3  # young only, not per page
+    assert_everything_stored(engine, account_id, world)
 
 
 def test_a_full_sync_leaves_postgresql_statistics_of_what_it_stored(

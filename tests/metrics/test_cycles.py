@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.cycles import without_cycle_collection
+from metrics.cycles import without_cycle_collection
 
 
 @pytest.fixture
