@@ -86,7 +86,8 @@ EVENT_RETENTION = 30 * 86400
 OVERLAP = 300  # seconds re-read before the last cursor: clock skew between Stripe and us
 INVOICE_PARTS = 8  # each range may add one partial page: 8 keeps requests within 2% of the floor
 WORKERS = 8
-BATCH = 20  # pages stored in one transaction at most
+BATCH = 20  # queued pages the writer takes at once
+TX_SECONDS = 2.0  # how long the writer's transaction stays open at most (_FullRun._commit says why)
 # objects a full sync stores before it first refreshes the tables' planner statistics
 # (store.refresh_statistics), then each time the number doubled: right plans for a few ANALYZE in all
 ANALYZE_FIRST = 2_000
@@ -461,6 +462,9 @@ class _FullRun:
         self.analyze_at = ANALYZE_FIRST  # ... when the tables' statistics are next refreshed
         self.pages = 0  # pages stored by this run
         self.collected_at = 0  # ... when the young generations were last collected
+        self.tx: Connection | None = None  # the writer's open transaction, if any (_write, _commit)
+        self.tx_opened = 0.0  # when it was opened (time.monotonic)
+        self.uncommitted: list[tuple[str, int]] = []  # (list, objects) stored in it, counted once committed
 
     def run(self) -> None:
         # Pages are trees of dicts and lists, tens of thousands of containers each, and up to a queue of them
@@ -475,9 +479,14 @@ class _FullRun:
             self.lines = lines
             try:
                 self._loop(pool)
+                self._commit()
             finally:
                 self.stop.set()
                 self._drain()
+                if self.tx is not None:  # a failure of our own: its pages go, the stored checkpoint stays
+                    self.tx.rollback()
+                    self.tx.close()
+                    self.tx = None
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         for name, seg in self.cp["segments"].items():
@@ -485,10 +494,14 @@ class _FullRun:
                 self._start(pool, name, seg)
         self._maybe_split(pool)
         while self.active:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=self._due())
+            except queue.Empty:  # nothing came while a transaction was open: commit what it holds
+                self._commit()
+                continue
             if item[0] == "page":
                 batch = [item]
-                # When the writer falls behind, pages queue up: store them in one transaction (fewer commits).
+                # When the writer falls behind, pages queue up: take them at once.
                 while len(batch) < BATCH and batch[-1][0] == "page":
                     try:
                         batch.append(self.queue.get_nowait())
@@ -502,32 +515,62 @@ class _FullRun:
     def _control(self, pool: ThreadPoolExecutor, item: tuple[str, str, Page | BaseException | None]) -> None:
         """A fetcher finished (maybe the customers: then invoices can be split) or failed (stop the run)."""
         kind, _, payload = item
-        if kind == "error":
+        if kind == "error":  # what is stored so far stays: the next run resumes after it
             assert isinstance(payload, BaseException)
+            self._commit()
             raise payload
         if kind == "done":
             self.active -= 1
+            self._commit()  # the split below reads the customers stored
             self._maybe_split(pool)
 
+    def _due(self) -> float | None:
+        """How long the writer may wait for the next page before the open transaction is due (None: none
+        open, wait as long as it takes)."""
+        if self.tx is None:
+            return None
+        return max(0.0, self.tx_opened + TX_SECONDS - time.monotonic())
+
     def _write(self, batch: list[tuple[str, Page]]) -> None:
-        stored: list[tuple[str, int]] = []
-        with self.s.engine.begin() as conn:
-            commit_without_waiting(conn)  # safe: the checkpoint commits with its pages (store.py says why)
-            for name, page in batch:
-                seg = self.cp["segments"][name]
-                seg["after"] = page.last_id
-                seg["done"] = not page.has_more
-                if seg["list"] == "invoices":  # how far back in its created range it got: the progress share
-                    seg["oldest"] = oldest_created(page.objects, seg.get("oldest"))
-                listing = self.cp.get("listing", self.cp["started"])
-                ids, bad = store_page(conn, self.s.account_id, seg["list"], page.objects, listing)
-                self.cp["rejected"].extend(bad)
-                stored.append((seg["list"], len(ids)))
-            self.s._save_state(conn, checkpoint={"full": self.cp})
+        """Store pages in the open transaction (opening one); it commits once TX_SECONDS old (_commit)."""
+        if self.tx is None:
+            self.tx = self.s.engine.connect()
+            self.tx.begin()
+            self.tx_opened = time.monotonic()
+            commit_without_waiting(self.tx)  # safe: the checkpoint commits with its pages (store.py says why)
+        for name, page in batch:
+            seg = self.cp["segments"][name]
+            seg["after"] = page.last_id
+            seg["done"] = not page.has_more
+            if seg["list"] == "invoices":  # how far back in its created range it got: the progress share
+                seg["oldest"] = oldest_created(page.objects, seg.get("oldest"))
+            listing = self.cp.get("listing", self.cp["started"])
+            ids, bad = store_page(self.tx, self.s.account_id, seg["list"], page.objects, listing)
+            self.cp["rejected"].extend(bad)
+            self.uncommitted.append((seg["list"], len(ids)))
+        self.pages += len(batch)
+        if self._due() == 0.0:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Commit the open transaction with the segments' cursors past its pages, then count what it stored.
+
+        One transaction holds the pages of up to TX_SECONDS: every commit writes each database page it changed
+        once, and a page of invoices changes a leaf of each (account, customer) index per customer in it, so
+        the fewer the commits, the fewer times the same index pages are written. At 100,000 customers, where
+        those indexes far outgrow the page cache, commits of a page or a few (as many as were queued) took a
+        quarter of the full sync. A sync killed meanwhile loses at most those seconds of work and resumes
+        from the last commit; other writers wait at most that long for the database."""
+        if self.tx is None:
+            return
+        self.s._save_state(self.tx, checkpoint={"full": self.cp})
+        self.tx.commit()
+        self.tx.close()
+        self.tx = None
+        stored, self.uncommitted = self.uncommitted, []
         for list_name, n in stored:
             self.s._count(list_name, n, self._share(list_name))
         self.written += sum(n for _, n in stored)
-        self.pages += len(batch)
         if self.pages >= self.collected_at + COLLECT_EVERY:
             self.collected_at = self.pages
             gc.collect(1)  # the young generations only: what was allocated since the last collection

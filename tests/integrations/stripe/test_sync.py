@@ -143,6 +143,40 @@ def test_a_full_sync_runs_without_automatic_cycle_collection_and_restores_it(
     assert_everything_stored(engine, account_id, world)
 
 
+def test_the_writer_holds_pages_in_one_transaction_until_it_is_due(
+    engine: Engine, server: FakeStripe, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages stored by the writer stay in its open transaction, invisible to others, until TX_SECONDS have
+    passed since it opened; they then commit together with the cursor past them, and are counted."""
+    account_id = new_account(engine, server)
+    syncer_ = syncer(engine, account_id, server)
+    syncer_.state()
+    counted: list[tuple[str, int]] = []
+    syncer_.progress = lambda name, n, share: counted.append((name, n))
+    segment = {"list": "invoices", "gte": None, "lt": None, "after": None, "done": False}
+    checkpoint = {"started": T0, "listing": T0, "segments": {"invoices": segment}, "rejected": []}
+    writer = sync_module._FullRun(syncer_, checkpoint)
+    invoices = sorted(world.collections["invoice"].by_id.values(), key=lambda o: o["id"])
+    first, second = invoices[:3], invoices[3:5]
+    inv = table_of(StripeInvoice)
+
+    def stored() -> tuple[int, Any]:
+        with engine.connect() as conn:
+            n = conn.execute(select(inv.c.id).where(inv.c.account_id == account_id)).all()
+            state = conn.execute(select(table_of(SyncState).c.checkpoint)).scalar_one()
+        return len(n), (state or {}).get("full", {}).get("segments", {}).get("invoices", {}).get("after")
+
+    monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)
+    writer._write([("invoices", sync_module.Page([dict(o) for o in first], first[-1]["id"], True))])
+    writer._write([("invoices", sync_module.Page([dict(o) for o in second], second[-1]["id"], True))])
+    assert writer.tx is not None and stored() == (0, None) and counted == []
+    monkeypatch.setattr(sync_module, "TX_SECONDS", 0.0)  # due now: the next write commits all three pages
+    writer._write([("invoices", sync_module.Page([], second[-1]["id"], False))])
+    assert writer.tx is None
+    assert stored() == (5, second[-1]["id"])
+    assert counted == [("invoices", 3), ("invoices", 5), ("invoices", 5)]
+
+
 def test_a_full_sync_leaves_postgresql_statistics_of_what_it_stored(
     pg_engine: Engine, server: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
