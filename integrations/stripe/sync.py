@@ -3,8 +3,9 @@
 Full: every list (customers, products, prices, subscriptions with status=all, invoices of every status with
 all their lines, credit notes) is paged with limit=100 by fetcher threads, the invoice history split into
 created ranges, so a high-latency API is kept busy up to the rate budget. One writer (this thread) parses and
-upserts each page and records the segment's cursor in the same transaction, so a sync killed at any point
-resumes from the last stored page and ends with exactly the rows a clean sync writes. A bounded queue keeps
+upserts each page and records the segments' cursors in the same transaction (one for up to TX_SECONDS of
+pages), so a sync killed at any point resumes from the last committed page and ends with exactly the rows a
+clean sync writes. A bounded queue keeps
 memory flat.
 
 Incremental: events since the last sync (re-reading each changed object, since an event's copy may be stale)
