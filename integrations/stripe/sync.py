@@ -5,8 +5,7 @@ all their lines, credit notes) is paged with limit=100 by fetcher threads, the i
 created ranges, so a high-latency API is kept busy up to the rate budget. One writer (this thread) parses and
 upserts each page and records the segments' cursors in the same transaction (one for up to TX_SECONDS of
 pages), so a sync killed at any point resumes from the last committed page and ends with exactly the rows a
-clean sync writes. A bounded queue keeps
-memory flat.
+clean sync writes. A bounded queue keeps memory flat.
 
 Incremental: events since the last sync (re-reading each changed object, since an event's copy may be stale)
 plus each list filtered by `created`, which together cost a handful of requests on a quiet account. Stripe
@@ -471,7 +470,7 @@ class _FullRun:
         # Pages are trees of dicts and lists, tens of thousands of containers each, and up to a queue of them
         # is alive at once: left on, the collector walked them (and the whole heap) again and again for
         # nothing, about a fifth of a full sync's time. The few cycles the HTTP stack makes are collected
-        # while young, every COLLECT_EVERY pages (_write).
+        # while young, every COLLECT_EVERY pages (_commit).
         with (
             without_cycle_collection(),
             ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="stripe-sync") as pool,
@@ -485,8 +484,7 @@ class _FullRun:
                 self.stop.set()
                 self._drain()
                 if self.tx is not None:  # a failure of our own: its pages go, the stored checkpoint stays
-                    self.tx.rollback()
-                    self.tx.close()
+                    self.tx.close()  # rolls the open transaction back
                     self.tx = None
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:

@@ -501,6 +501,41 @@ def test_429s_500s_and_dropped_connections_are_survived(
     assert_everything_stored(engine, account_id, world)
 
 
+def test_a_failure_of_the_writer_rolls_back_its_open_transaction_and_the_next_run_resumes(
+    engine: Engine, server: FakeStripe, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while storing (ours, not Stripe's) drops the open transaction's pages with their cursors:
+    what stays committed is consistent (a list has rows exactly when its cursor moved), and the next run
+    resumes from it to exactly a clean sync's rows."""
+    monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)  # commits only as lists end
+    store_page = sync_module.store_page
+
+    def failing(conn: Connection, account_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "invoices":
+            raise RuntimeError("disk full")
+        return store_page(conn, account_id, name, *args, **kwargs)
+
+    monkeypatch.setattr(sync_module, "store_page", failing)
+    account_id = new_account(engine, server)
+    with pytest.raises(RuntimeError, match="disk full"):
+        syncer(engine, account_id, server, workers=2).run()
+    with engine.connect() as conn:
+        segments = conn.execute(select(table_of(SyncState).c.checkpoint)).scalar()["full"]["segments"]
+    stored = counts(engine, account_id)
+    assert segments["customers"]["done"] is True and stored["customers"] == len(world.collections["customer"])
+    assert stored["invoices"] == 0
+    assert {seg["after"] for seg in segments.values() if seg["list"] == "invoices"} == {None}
+    assert (stored["subscriptions"] > 0) == (segments["subscriptions"]["after"] is not None)
+
+    monkeypatch.setattr(sync_module, "store_page", store_page)
+    outcome = syncer(engine, account_id, server).run()
+    assert outcome.resumed and outcome.mode == "full"
+    assert_everything_stored(engine, account_id, world)
+    clean = new_account(engine, server, name="clean")
+    syncer(engine, clean, server).run()
+    assert snapshot(engine, account_id) == snapshot(engine, clean)
+
+
 def test_a_failed_run_keeps_its_checkpoint_and_the_next_run_resumes(
     engine: Engine, server: FakeStripe, world: StripeWorld
 ) -> None:
