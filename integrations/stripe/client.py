@@ -8,7 +8,6 @@ retry a plain 429).
 
 from __future__ import annotations
 
-import gc
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from integrations.stripe.config import DEFAULT_API_BASE, StripeConfig
 from integrations.stripe.ratelimit import Limiter, make_limiter
+from metrics.cycles import without_cycle_collection
 
 __all__ = [
     "API_VERSION",
@@ -45,13 +45,8 @@ def parse_body(body: bytes | str) -> Any:
     the parse itself), and a JSON tree holds no cycles for it to find. Other threads may switch it back on
     early; that only costs time.
     """
-    if not gc.isenabled():
+    with without_cycle_collection():
         return orjson.loads(body)
-    gc.disable()
-    try:
-        return orjson.loads(body)
-    finally:
-        gc.enable()
 
 
 def _read_all(stream: Any) -> bytes:
