@@ -140,7 +140,11 @@ def _serve(conn: Connection, path: Path) -> None:
     with FakeStripe(world) as fake:
         conn.send(fake.url)
         while (message := conn.recv()) != "stop":
-            conn.send(change_customers(world, message))
+            if message == "cpu":  # the server's CPU seconds so far (what serving a sync cost it)
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                conn.send(usage.ru_utime + usage.ru_stime)
+            else:
+                conn.send(change_customers(world, message))
 
 
 @contextmanager
@@ -226,9 +230,10 @@ def _run_step(
     conn: Connection, name: str, url: str, account: Account, as_of: datetime, api_base: str
 ) -> None:
     engine = get_engine(url)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     note = STEPS[name](engine, account, as_of, api_base)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    note += f"; {cpu:.1f} s of CPU"
     conn.send((elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, note))
 
 
@@ -246,6 +251,12 @@ def in_child(
         found = (float("nan"), float("nan"), f"failed (exit {proc.exitcode})")
     proc.join()
     return found
+
+
+def _server_cpu(server: Connection) -> float:
+    server.send("cpu")
+    seconds: float = server.recv()
+    return seconds
 
 
 # -- the nights -----------------------------------------------------------------------------------------
@@ -271,8 +282,11 @@ def nights(
                 print(f"{kind} {customers:,}: {server.recv()} customers changed", flush=True)
             as_of = first_day + timedelta(days=n)
             for step in steps:
+                served = _server_cpu(server)
                 table[step][night] = in_child(step, url, account, as_of, api_base)
                 seconds, peak, note = table[step][night]
+                if step == "sync":  # the two share this machine's cores: what serving the sync cost
+                    note += f" (the server's: {_server_cpu(server) - served:.1f} s)"
                 print(f"  {night:<10} {step:<9} {seconds:8.2f} s {peak:7.0f} MB  {note}", flush=True)
     return table
 

@@ -25,25 +25,28 @@ def table_of(model: type) -> Table:
     return table
 
 
-def raw_rows(conn: Connection, query: Any, stream: bool = False) -> Iterator[tuple[Any, ...]]:
+def raw_rows(
+    conn: Connection, query: Any, stream: bool = False, chunk: int = CHUNK
+) -> Iterator[tuple[Any, ...]]:
     """The rows of a Core select straight from the driver's cursor, as plain tuples (no SQLAlchemy Row and
     result processing per row: that cost more than the work done with the rows).
 
     Only for selects whose parameters are integers or constant strings (inlined as literals) and whose columns
     need no result conversion (text, integers, booleans as the driver gives them). `stream` uses a server-side
-    cursor on PostgreSQL, so memory stays bounded by CHUNK rows.
+    cursor on PostgreSQL, so memory stays bounded by `chunk` rows (fewer for a stream read a little at a
+    time beside others).
     """
     sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     driver = conn.connection.driver_connection
     if stream and conn.dialect.name == "postgresql":
         cursor = driver.cursor(name=f"raw_rows_{next(_CURSORS)}")  # type: ignore[union-attr]
-        cursor.itersize = CHUNK
+        cursor.itersize = chunk
     else:
         cursor = driver.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(sql)
         while True:
-            batch = cursor.fetchmany(CHUNK)
+            batch = cursor.fetchmany(chunk)
             if not batch:
                 break
             yield from batch

@@ -215,8 +215,9 @@ def _batches(
     full: bool,
     common: read.Shared,
 ) -> None:
-    for batch in read.batches(customers):
-        rows = ledger_rows(builder, read.read_batch(conn, account_id, batch, common))
+    for batch, stored in read.read_batches(conn, account_id, customers, common, whole=full):
+        rows = ledger_rows(builder, stored)
+        del stored  # not held while the next batch is read: one batch's objects in memory at a time, not two
         if not full:
             write.clear_customers(conn, account_id, batch)
         write.insert_ledger(conn, rows)

@@ -16,11 +16,12 @@ from worker.db import get_engine
 PG_ADMIN_URL = os.environ.get("RETENTION_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def create_database(prefix: str) -> str:
-    """The URL of a new, empty database (psycopg.OperationalError when the server does not answer)."""
+def create_database(prefix: str, options: str = "") -> str:
+    """The URL of a new, empty database (psycopg.OperationalError when the server does not answer);
+    `options` are CREATE DATABASE's (a template, a locale)."""
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" {options}')
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 

@@ -8,7 +8,7 @@ there. A rebuild reads every line of the account, so these functions never build
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Table, and_, case, func, or_, select
@@ -251,6 +251,76 @@ def lines_of(
         yield new(StoredLine, row + invoice_of(row[1], _NO_INVOICE) + price_of(row[12], _NO_PRICE))
 
 
+STREAM_CHUNK = 5_000  # rows fetched at a time from each of lines_in_batches' streams (memory: a few MB)
+
+
+def lines_in_batches(
+    conn: Connection, account_id: int, batches: Iterable[Sequence[str]], prices: PriceFields
+) -> Iterator[list[StoredLine]]:
+    """For each batch, lines_of(batch): the same lines, fields and order, read for a whole account at once.
+
+    `batches` are consecutive slices of the sorted ids of every customer a stored line or invoice names (a
+    full rebuild's). Read a batch at a time through the customer index, the lines of a batch are spread over
+    the whole table (stored in sync order, not by customer): at 100,000 customers every line cost a page read
+    of its own, and the rebuild's reads grew faster than the account. Here each table is scanned once, in
+    storage order, and sorted by customer in the database (a sort that spills to temporary files, so memory
+    stays bounded); each batch then takes its customers' rows off the front of the two sorted streams.
+    """
+    li, inv = table_of(models.StripeInvoiceLine), table_of(models.StripeInvoice)
+    # `account_id + 0`: not a term an index can serve, so the planner scans the table rather than walking an
+    # index and seeking each row (what made the batches slow); ordered byte-wise, as Python orders the ids
+    line_query = (
+        select(*(li.c[name] for name in _LINE_COLUMNS))
+        .where(li.c.account_id + 0 == account_id, li.c.customer_id.is_not(None))
+        .order_by(_bytewise(conn, li.c.customer_id))
+    )
+    inv_query = (
+        select(inv.c.id, *(inv.c[n] for n in _INVOICE_COLUMNS))
+        .where(inv.c.account_id + 0 == account_id, inv.c.customer_id.is_not(None))
+        .order_by(_bytewise(conn, inv.c.customer_id))
+    )
+    lines = _SortedStream(raw_rows(conn, line_query, True, STREAM_CHUNK), key=2)  # row[2]: the customer
+    invoices = _SortedStream(raw_rows(conn, inv_query, True, STREAM_CHUNK), key=1)  # row[1]: the customer
+    for batch in batches:
+        yield _joined(lines.upto(batch[-1]), invoices.upto(batch[-1]), prices) if batch else []
+
+
+def _joined(
+    line_rows: list[tuple[Any, ...]], invoice_rows: list[tuple[Any, ...]], prices: PriceFields
+) -> list[StoredLine]:
+    """Lines with their invoice's and price's fields, in line id order (as lines_of gives them)."""
+    invoice_of = {r[0]: r[1:] for r in invoice_rows}.get
+    price_of, new = prices.get, tuple.__new__  # bound once: called per line
+    return [
+        new(StoredLine, row + invoice_of(row[1], _NO_INVOICE) + price_of(row[12], _NO_PRICE))
+        for row in sorted(line_rows)  # row[0] is the line id, row[1] the invoice's, row[12] the price's
+    ]
+
+
+def _bytewise(conn: Connection, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`column` to order by as Python compares str (by code point, which UTF-8 bytes keep): SQLite's default
+    collation already does; PostgreSQL's follows the database's locale unless told "C"."""
+    return column.collate("C") if conn.dialect.name == "postgresql" else column
+
+
+class _SortedStream:
+    """Rows sorted by row[key], handed out a leading run at a time."""
+
+    def __init__(self, rows: Iterator[tuple[Any, ...]], key: int) -> None:
+        self._rows, self._key = rows, key
+        self._next: tuple[Any, ...] | None = next(rows, None)
+
+    def upto(self, last: str) -> list[tuple[Any, ...]]:
+        """The rows whose key is at most `last`, taken off the stream."""
+        taken: list[tuple[Any, ...]] = []
+        row, key, rows = self._next, self._key, self._rows
+        while row is not None and row[key] <= last:
+            taken.append(row)
+            row = next(rows, None)
+        self._next = row
+        return taken
+
+
 def subscriptions_of(
     conn: Connection, account_id: int, customers: Sequence[str], ids: Collection[str] = ()
 ) -> list[StoredSubscription]:
@@ -275,27 +345,6 @@ def deleted_customers_of(conn: Connection, account_id: int, customers: Sequence[
         c.c.deleted_at.is_not(None),
     )
     return {customer_id: int(at) for customer_id, at in conn.execute(query)}
-
-
-def items_of(conn: Connection, account_id: int, customers: Sequence[str]) -> list[PricedItem]:
-    """The current items (with their price) of these customers' subscriptions, by subscription, item id."""
-    it, pr, s = (
-        table_of(models.StripeSubscriptionItem),
-        table_of(models.StripePrice),
-        table_of(models.StripeSubscription),
-    )
-    price_columns = PricedItem._fields[len(_ITEM_COLUMNS) :]
-    query = (
-        select(*(it.c[name] for name in _ITEM_COLUMNS), *(pr.c[name] for name in price_columns))
-        .select_from(
-            it.join(s, and_(s.c.account_id == it.c.account_id, s.c.id == it.c.subscription_id)).outerjoin(
-                pr, and_(pr.c.account_id == it.c.account_id, pr.c.id == it.c.price_id)
-            )
-        )
-        .where(it.c.account_id == account_id, s.c.customer_id.in_(list(customers)))
-        .order_by(it.c.subscription_id, it.c.id)
-    )
-    return list(map(PricedItem._make, raw_rows(conn, query)))
 
 
 def customers_on(

@@ -3,8 +3,11 @@ that the invoice and price fields join onto the right line, and that one account
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from integrations.stripe import records
 from integrations.stripe.models import (
@@ -15,9 +18,11 @@ from integrations.stripe.models import (
 )
 from integrations.stripe.repository import billing
 from integrations.stripe.store import upsert
-from metrics.tables import table_of
+from metrics.tables import raw_rows, table_of
+from tests.support.pg import create_database, drop_database
 from tests.support.rebuild_worlds import T, monthly_world
 from tests.support.stripe_rows import make_account, store
+from worker.db import ensure_schema
 from worker.demo import builders as b
 
 
@@ -151,3 +156,92 @@ def test_a_batch_of_customers_is_read_through_the_account_and_customer_index(sql
         "stripe_invoice_line": "SEARCH stripe_invoice_line USING INDEX ix_stripe_invoice_line_parent "
         "(account_id=? AND invoice_id=?)",
     }
+
+
+# Customer ids that bytes and a natural-language collation order differently ("cus_B" < "cus_a" by bytes).
+_IDS = ["cus_a", "cus_B", "cus_b2", "cus_Z9", "cus__x", "cus_0", "cus_é"]
+
+
+def _customers_world() -> list[dict]:
+    """A few invoices and lines per customer (one line on a price that is not stored), stored in an order
+    that is neither the customers' nor the lines'."""
+    monthly = b.price("price_m", "prod_pro", 1_000)
+    objs: list[dict] = [b.product("prod_pro", "Pro"), monthly]
+    for n, customer in enumerate(reversed(_IDS)):
+        for month in range(1 + n % 3):
+            inv = f"in_{n}_{month}"
+            period = (T(2026, month + 1), T(2026, month + 2))
+            lines = [
+                b.line(f"il_{9 - n}_{month}_{k}", inv, 1_000 + k, period, price_obj=monthly) for k in range(2)
+            ]
+            if month == 1:
+                gone = b.price("price_gone", "prod_gone", 50)  # not stored: the price's fields are None
+                lines.append(b.line(f"il_gone_{n}", inv, 50, period, price_obj=gone))
+            objs.append(b.invoice(inv, customer, lines, created=T(2026, month + 1)))
+    return objs
+
+
+def _assert_streamed_batches_equal_batch_reads(engine: Engine) -> None:
+    account, other = make_account(engine), make_account(engine, name="other")
+    store(engine, account, _customers_world())
+    store(engine, other, _customers_world())  # the same ids under another account: never read
+    extra = b.line("il_other", "in_other", 7, (T(2026, 1), T(2026, 2)))
+    store(engine, other, [b.invoice("in_other", "cus_a", [extra])])
+    aid = account.id or 0
+    with engine.connect() as conn:
+        customers = billing.customer_ids(conn, aid)
+        assert customers == sorted(_IDS)  # by code point, as the streams must deliver them
+        prices = billing.price_fields(conn, aid)
+        for size in (1, 2, 3, len(customers)):
+            slices = [customers[i : i + size] for i in range(0, len(customers), size)]
+            expected = [list(billing.lines_of(conn, aid, batch, prices)) for batch in slices]
+            assert list(billing.lines_in_batches(conn, aid, slices, prices)) == expected, f"batches of {size}"
+            assert sum(map(len, expected)) == 13 * 2 + 4  # every line of the account (13 invoices), once
+        assert list(billing.lines_in_batches(conn, aid, [], prices)) == []
+
+
+def test_a_whole_account_streamed_in_batches_reads_as_batch_by_batch(engine: Engine) -> None:
+    """The full rebuild's two sorted scans give each batch exactly the lines (and invoice and price fields, in
+    the same order) that reading the batch through the customer index gives."""
+    _assert_streamed_batches_equal_batch_reads(engine)
+
+
+def test_the_streams_order_ids_by_bytes_in_a_database_whose_locale_does_not(pg_database_url: str) -> None:
+    """PostgreSQL orders text by the database's locale: in an ICU English one "cus_a" < "cus_B", and a batch
+    would miss lines its customers' slice (in Python's order) holds. The streams order byte-wise."""
+    url = create_database("rt_icu", "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'")
+    try:
+        engine = ensure_schema(url)
+        with engine.connect() as conn:  # the premise: this database orders text otherwise than bytes
+            ordered = conn.exec_driver_sql("SELECT x FROM (VALUES ('cus_B'), ('cus_a')) v(x) ORDER BY x")
+            assert [x for (x,) in ordered] == ["cus_a", "cus_B"]
+        _assert_streamed_batches_equal_batch_reads(engine)
+    finally:
+        drop_database(url)
+
+
+def test_the_streams_scan_the_tables_instead_of_seeking_rows_through_an_index(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the customer index, each line of a 100,000-customer account cost a page read of its own; the
+    streams must scan each table in storage order and sort in the database."""
+    account = make_account(sqlite_engine)
+    store(sqlite_engine, account, _customers_world())
+    with sqlite_engine.begin() as conn:  # with statistics, as after a full sync
+        conn.exec_driver_sql("ANALYZE")
+    sql: list[str] = []
+
+    def capture(conn: Connection, query: Any, *args: Any) -> Any:
+        sql.append(str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
+        return raw_rows(conn, query, *args)
+
+    monkeypatch.setattr(billing, "raw_rows", capture)
+    with sqlite_engine.connect() as conn:
+        customers = billing.customer_ids(conn, account.id or 0)
+        sql.clear()
+        list(billing.lines_in_batches(conn, account.id or 0, [customers], {}))
+        plans = [[row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q)] for q in sql]
+    assert plans == [
+        ["SCAN stripe_invoice_line", "USE TEMP B-TREE FOR ORDER BY"],
+        ["SCAN stripe_invoice", "USE TEMP B-TREE FOR ORDER BY"],
+    ]
