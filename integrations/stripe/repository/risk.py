@@ -133,6 +133,7 @@ def failable_invoices(
     The transitions (`resolved_at`, `finalized_at`) are read from the raw JSON; 0 reads as no date.
     """
     v = table_of(models.StripeInvoice)
+    # models.FAILABLE_INVOICE term for term: the partial index ix_stripe_invoice_failable holds these invoices
     may_fail = and_(
         v.c.amount_due > 0, v.c.attempt_count > 0, or_(v.c.status != "paid", v.c.attempt_count > 1)
     )

@@ -188,6 +188,10 @@ def _assert_streamed_batches_equal_batch_reads(engine: Engine) -> None:
     extra = b.line("il_other", "in_other", 7, (T(2026, 1), T(2026, 2)))
     store(engine, other, [b.invoice("in_other", "cus_a", [extra])])
     aid = account.id or 0
+    orphan = b.invoice("in_orphan", "cus_x", [b.line("il_orphan", "in_orphan", 5, (T(2026, 1), T(2026, 2)))])
+    _, (row,), _ = records.parse_invoice(orphan)
+    with engine.begin() as conn:  # a stored line naming no customer: in no batch
+        upsert(conn, table_of(StripeInvoiceLine), [{**row, "customer_id": None}], aid)
     with engine.connect() as conn:
         customers = billing.customer_ids(conn, aid)
         assert customers == sorted(_IDS)  # by code point, as the streams must deliver them
