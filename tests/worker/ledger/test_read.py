@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from integrations.stripe.repository import billing
 from tests.support.rebuild_worlds import monthly_world
+from tests.support.sql_capture import capture_sql
 from tests.support.stripe_rows import make_account, store
 from worker.ledger import read
 
@@ -22,16 +21,9 @@ def test_every_read_of_a_batch_searches_an_index_on_sqlite(
     customer rebuild, 70x the time at 6,000)."""
     account = make_account(sqlite_engine)
     store(sqlite_engine, account, monthly_world())
-    sql: list[str] = []
-
-    def capture(conn: Connection, query: Any, *args: Any) -> Any:
-        sql.append(str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
-        return billing_raw_rows(conn, query, *args)
-
-    billing_raw_rows = billing.raw_rows
     with sqlite_engine.connect() as conn:
         common = read.shared(conn, account.id or 0)
-        monkeypatch.setattr(billing, "raw_rows", capture)
+        sql = capture_sql(monkeypatch, billing)
         batch = read.read_batch(conn, account.id or 0, ["cus_a", "cus_b"], common)
         plans = {q: [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q)] for q in sql}
     assert batch.lines and batch.subscriptions and batch.items  # the batch holds each kind of object

@@ -3,11 +3,9 @@ that the invoice and price fields join onto the right line, and that one account
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from integrations.stripe import records
 from integrations.stripe.models import (
@@ -18,9 +16,10 @@ from integrations.stripe.models import (
 )
 from integrations.stripe.repository import billing
 from integrations.stripe.store import upsert
-from metrics.tables import raw_rows, table_of
+from metrics.tables import table_of
 from tests.support.pg import create_database, drop_database
 from tests.support.rebuild_worlds import T, monthly_world
+from tests.support.sql_capture import capture_sql
 from tests.support.stripe_rows import make_account, store
 from worker.db import ensure_schema
 from worker.demo import builders as b
@@ -233,13 +232,7 @@ def test_the_streams_scan_the_tables_instead_of_seeking_rows_through_an_index(
     store(sqlite_engine, account, _customers_world())
     with sqlite_engine.begin() as conn:  # with statistics, as after a full sync
         conn.exec_driver_sql("ANALYZE")
-    sql: list[str] = []
-
-    def capture(conn: Connection, query: Any, *args: Any) -> Any:
-        sql.append(str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
-        return raw_rows(conn, query, *args)
-
-    monkeypatch.setattr(billing, "raw_rows", capture)
+    sql = capture_sql(monkeypatch, billing)
     with sqlite_engine.connect() as conn:
         customers = billing.customer_ids(conn, account.id or 0)
         sql.clear()

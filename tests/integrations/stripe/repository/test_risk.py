@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from integrations.stripe import models
 from integrations.stripe.repository import billing
@@ -17,7 +15,7 @@ from integrations.stripe.repository.risk import (
     ProductRow,
     SubscriptionRow,
 )
-from metrics import tables
+from tests.support.sql_capture import capture_sql
 from tests.support.stripe_rows import make_account, store
 from worker.demo import builders as b
 
@@ -237,13 +235,7 @@ def test_a_batchs_invoices_are_looked_up_by_customer_on_sqlite(
     every invoice of the batch's customers: the partial index of those that may have failed, by customer."""
     account = make_account(sqlite_engine)
     store(sqlite_engine, account, _world())
-    sql: list[str] = []
-
-    def capture(conn: Connection, query: Any, stream: bool = False) -> Any:
-        sql.append(str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
-        return tables.raw_rows(conn, query, stream)
-
-    monkeypatch.setattr(stored, "raw_rows", capture)
+    sql = capture_sql(monkeypatch, stored)
     with sqlite_engine.connect() as conn:
         found = stored.failable_invoices(
             conn, account.id or 0, ("open", "paid"), customer_ids=["cus_a", "cus_b"]
@@ -271,13 +263,7 @@ def test_a_batchs_failable_invoices_can_be_read_through_the_partial_index_on_pos
     told not to scan the table)."""
     account = make_account(pg_engine)
     store(pg_engine, account, _world())
-    sql: list[str] = []
-
-    def capture(conn: Connection, query: Any, stream: bool = False) -> Any:
-        sql.append(str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
-        return tables.raw_rows(conn, query, stream)
-
-    monkeypatch.setattr(stored, "raw_rows", capture)
+    sql = capture_sql(monkeypatch, stored)
     with pg_engine.connect() as conn:
         stored.failable_invoices(conn, account.id or 0, ("open", "paid"), customer_ids=["cus_a", "cus_b"])
         conn.exec_driver_sql("SET enable_seqscan = off")
