@@ -282,7 +282,7 @@ def nights(
                 print(f"{kind} {customers:,}: {server.recv()} customers changed", flush=True)
             as_of = first_day + timedelta(days=n)
             for step in steps:
-                served = _server_cpu(server)
+                served = _server_cpu(server) if step == "sync" else 0.0
                 table[step][night] = in_child(step, url, account, as_of, api_base)
                 seconds, peak, note = table[step][night]
                 if step == "sync":  # the two share this machine's cores: what serving the sync cost

@@ -106,8 +106,8 @@ class StripeSubscriptionItem(SQLModel, table=True):
 
 
 # The invoices that may ever count as a failed payment (an amount due, an attempt made, not paid at the
-# first): integrations/stripe/repository/risk.py `failable_invoices` names the same terms, so the databases
-# can use the partial index below; a few per cent of an account's invoices.
+# first): the partial index below, and integrations/stripe/repository/risk.py `failable_invoices` selects them
+# with these same terms, so the databases can use it; a few per cent of an account's invoices.
 FAILABLE_INVOICE = "amount_due > 0 AND attempt_count > 0 AND (status != 'paid' OR attempt_count > 1)"
 
 

@@ -80,7 +80,7 @@ def read_batch(
     given). A line naming a subscription of a customer outside the batch (Stripe never does this) still finds
     it, for when it ended."""
     if lines is None:
-        lines = list(billing.lines_of(conn, account_id, customers, common.prices))
+        lines = billing.lines_of(conn, account_id, customers, common.prices)
     subs = billing.subscriptions_of(conn, account_id, customers)
     known = {s.id for s in subs}
     # the items of the batch's own subscriptions, looked up by subscription: joined to the subscriptions by
@@ -95,4 +95,4 @@ def read_batch(
 
 def read_orphans(conn: Connection, account_id: int, common: Shared) -> Batch:
     """The stored lines that name no customer (the build reports them as problems)."""
-    return Batch(list(billing.lines_of(conn, account_id, None, common.prices)), [], [], {})
+    return Batch(billing.lines_of(conn, account_id, None, common.prices), [], [], {})

@@ -226,7 +226,7 @@ def price_fields(conn: Connection, account_id: int) -> PriceFields:
 
 def lines_of(
     conn: Connection, account_id: int, customers: Sequence[str] | None, prices: PriceFields
-) -> Iterator[StoredLine]:
+) -> list[StoredLine]:
     """The stored lines of these customers (None: the lines that name no customer) with their invoice's and
     price's fields, in line id order."""
     li, inv = table_of(models.StripeInvoiceLine), table_of(models.StripeInvoice)
@@ -241,14 +241,9 @@ def lines_of(
         inv_query = select(inv.c.id, *(inv.c[n] for n in _INVOICE_COLUMNS)).where(
             inv.c.account_id == account_id, inv.c.customer_id.in_(list(customers))
         )
-    invoices = {r[0]: r[1:] for r in raw_rows(conn, inv_query)}
     query = select(*(li.c[name] for name in _LINE_COLUMNS)).where(li.c.account_id == account_id, line_cond)
-    invoice_of, price_of, new = invoices.get, prices.get, tuple.__new__  # bound once: called per line
-    # sorted here, not by the database: a batch is small, and SQLite would sort it in a temporary b-tree
-    for row in sorted(
-        raw_rows(conn, query)
-    ):  # row[0] is the line id, row[1] the invoice's, row[12] the price's
-        yield new(StoredLine, row + invoice_of(row[1], _NO_INVOICE) + price_of(row[12], _NO_PRICE))
+    # sorted by _joined, not by the database: a batch is small, and SQLite would sort it in a temporary b-tree
+    return _joined(list(raw_rows(conn, query)), raw_rows(conn, inv_query), prices)
 
 
 STREAM_CHUNK = 5_000  # rows fetched at a time from each of lines_in_batches' streams (memory: a few MB)
@@ -288,9 +283,10 @@ def lines_in_batches(
 
 
 def _joined(
-    line_rows: list[tuple[Any, ...]], invoice_rows: list[tuple[Any, ...]], prices: PriceFields
+    line_rows: list[tuple[Any, ...]], invoice_rows: Iterable[tuple[Any, ...]], prices: PriceFields
 ) -> list[StoredLine]:
-    """Lines with their invoice's and price's fields, in line id order (as lines_of gives them)."""
+    """Lines with their invoice's and price's fields, in line id order (lines_of's, and each batch's of
+    lines_in_batches)."""
     invoice_of = {r[0]: r[1:] for r in invoice_rows}.get
     price_of, new = prices.get, tuple.__new__  # bound once: called per line
     return [

@@ -197,7 +197,7 @@ def _assert_streamed_batches_equal_batch_reads(engine: Engine) -> None:
         prices = billing.price_fields(conn, aid)
         for size in (1, 2, 3, len(customers)):
             slices = [customers[i : i + size] for i in range(0, len(customers), size)]
-            expected = [list(billing.lines_of(conn, aid, batch, prices)) for batch in slices]
+            expected = [billing.lines_of(conn, aid, batch, prices) for batch in slices]
             assert list(billing.lines_in_batches(conn, aid, slices, prices)) == expected, f"batches of {size}"
             assert sum(map(len, expected)) == 13 * 2 + 4  # every line of the account (13 invoices), once
         assert list(billing.lines_in_batches(conn, aid, [], prices)) == []

@@ -258,9 +258,9 @@ def test_the_migrated_failable_index_is_the_models(sqlite_engine: Engine) -> Non
 def test_a_batchs_failable_invoices_can_be_read_through_the_partial_index_on_postgresql(
     pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """PostgreSQL uses a partial index only where the query's terms imply the index's: the repository's query
-    and models.FAILABLE_INVOICE must stay term for term the same (a handful of rows here, so the planner is
-    told not to scan the table)."""
+    """PostgreSQL uses a partial index only where the query's terms imply the index's: the migrated index and
+    the repository's query must name the same invoices (a handful of rows here, so the planner is told not
+    to scan the table)."""
     account = make_account(pg_engine)
     store(pg_engine, account, _world())
     sql = capture_sql(monkeypatch, stored)
