@@ -96,6 +96,12 @@ class ClassifiedLine(SQLModel, table=True):
     # MRR counts over [period_start, mrr_end): the period, cut short where the subscription ended or the plan
     # changed.
     mrr_end: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # The stored invoice line's quantity and discounts, which the at-risk signals read (seats, usage, a
+    # discount running out). Looked up in stripe_invoice_line by id instead, each recurring line cost a random
+    # read of that wide table: 20.7 s of the first backtest at 100,000 customers. None and 0 on an upcoming
+    # line: no invoice line is stored for it.
+    quantity: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    discount_total: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
 
 class MrrSnapshot(SQLModel, table=True):

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from integrations.stripe.models import StripeInvoiceLine, StripeProduct
+from integrations.stripe.models import StripeProduct
 from metrics.calendar import day_ts, moment_ts, month_start, next_month_start, utc_datetime, utc_day
 from metrics.classify import ONE_TIME, RECURRING
 from metrics.ledger import ClassifiedLine, LedgerBuild, MrrSnapshot, SnapshotDay
@@ -34,7 +34,6 @@ L = table_of(ClassifiedLine)
 # Only to name a line's plan in the snapshot stream: the join stays in the one streamed query (a second read
 # of product names mapped per row in Python would cost more than the join).
 P = table_of(StripeProduct)
-N = table_of(StripeInvoiceLine)
 S = table_of(MrrSnapshot)
 D = table_of(SnapshotDay)
 
@@ -454,17 +453,12 @@ def risk_lines(
     """Recurring lines that are counted, or left out only for a missing exchange rate (the customer still pays
     them, so a fall in them is still a signal); of one batch of customers when `customer_ids` is given.
 
-    Each with its stored invoice line's quantity and discounts, joined by id here: reading them apart took
-    every invoice line of the batch (one-time ones too) into Python to look up the recurring ones."""
-    *ledger, _, _ = RecurringLine._fields
-    query = (
-        select(*(L.c[name] for name in ledger), N.c.quantity, func.coalesce(N.c.discount_total, 0))
-        .select_from(L.outerjoin(N, and_(N.c.account_id == L.c.account_id, N.c.id == L.c.line_id)))
-        .where(
-            L.c.account_id == account_id,
-            L.c.klass == RECURRING,
-            or_(L.c.counted.is_(True), L.c.excluded_reason == "missing_rate"),
-        )
+    Each with its stored invoice line's quantity and discounts, which the ledger keeps for this read
+    (metrics/ledger.py): nothing here touches the Stripe tables."""
+    query = select(*(L.c[name] for name in RecurringLine._fields)).where(
+        L.c.account_id == account_id,
+        L.c.klass == RECURRING,
+        or_(L.c.counted.is_(True), L.c.excluded_reason == "missing_rate"),
     )
     if customer_ids is not None:
         query = query.where(L.c.customer_id.in_(list(customer_ids)))

@@ -48,7 +48,7 @@ from worker.settings import Settings
 __all__ = ["RebuildResult", "rebuild_account", "ensure_snapshots", "ensure_ledger", "ledger_is_stale"]
 
 # Raise when a change of the build rules changes the rows of unchanged objects: the next rebuild is then full.
-LEDGER_FORMAT = 1
+LEDGER_FORMAT = 2  # 2: ledger lines keep their stored line's quantity and discounts (migration 0010)
 
 
 @dataclass
@@ -226,7 +226,8 @@ def _batches(
 
 def ledger_is_stale(engine: Engine, account: Account) -> bool:
     """True when stored lines exist but the ledger was never built, or a sync ran or the rates changed (an
-    import, a download) after the last build."""
+    import, a download) after the last build, or the build rules (LEDGER_FORMAT) or reporting currency are
+    not those it was built with (an upgrade's new columns are filled before a command reads them)."""
     account_id = account.id or 0
     with engine.connect() as conn:
         built = last_build(conn, account_id)
@@ -234,6 +235,9 @@ def ledger_is_stale(engine: Engine, account: Account) -> bool:
             return billing.has_lines(conn, account_id)
         last_sync = last_sync_at(reader_of(conn), account_id)
         rates_at = rates_changed_at(conn, account.reporting_currency)  # an import or a download restates
+        inputs = _inputs(conn, account)
+    if _recorded(built.inputs or "")[0] != inputs:
+        return True
     if rates_at is not None and rates_at >= built.built_at:  # the same second: rebuild once more, to be sure
         return True
     return last_sync is not None and (built.sync_at is None or last_sync > built.sync_at)

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -18,6 +18,7 @@ from metrics.tables import table_of
 from tests.support.rebuild_worlds import T, at, monthly_world, priced_world
 from tests.support.stripe_rows import make_account, store
 from tests.support.stripe_world import KEY, add_account, build_world
+from worker import rebuild
 from worker.demo import builders as b
 from worker.demo.sample import build_sample_world
 from worker.demo.stripe_server import FakeStripe
@@ -353,6 +354,31 @@ def test_ledger_is_stale_after_a_newer_sync(engine: Engine) -> None:
         s.commit()
     assert ledger_is_stale(engine, account)  # a sync ran after the build
     rebuild_account(engine, account, today=date(2026, 3, 21))
+    assert not ledger_is_stale(engine, account)
+
+
+def test_a_ledger_built_by_older_rules_is_stale_and_rebuilt_whole(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New build rules (LEDGER_FORMAT) make the stored ledger stale without a sync, and the next rebuild
+    full: the columns an upgrade adds (migration 0010 leaves quantity NULL) are written before a command
+    reads them."""
+    account = make_account(engine)
+    store(engine, account, monthly_world())
+    rebuild_account(engine, account, today=date(2026, 3, 20))
+    lines = table_of(ClassifiedLine)
+    read = select(lines.c.line_id, lines.c.quantity, lines.c.discount_total).order_by(lines.c.line_id)
+    with engine.begin() as conn:
+        built = conn.execute(read).all()
+        conn.execute(update(lines).values(quantity=None, discount_total=0))  # what the migration leaves
+    assert {quantity for _, quantity, _ in built} == {1}
+    assert not ledger_is_stale(engine, account)
+    monkeypatch.setattr(rebuild, "LEDGER_FORMAT", rebuild.LEDGER_FORMAT + 1)
+    assert ledger_is_stale(engine, account)
+    result = ensure_ledger(engine, account, today=date(2026, 3, 20))
+    assert result is not None and result.mode == "full"
+    with engine.connect() as conn:
+        assert conn.execute(read).all() == built
     assert not ledger_is_stale(engine, account)
 
 

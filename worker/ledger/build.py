@@ -33,8 +33,7 @@ COUNTING_SUBSCRIPTION = frozenset({"active", "past_due", "unpaid"})
 
 
 class LedgerRow(NamedTuple):
-    """A ledger_line row in the table's column order (LEDGER_COLUMNS), then the line's quantity (read by the
-    upcoming-period check, not stored)."""
+    """A ledger_line row in the table's column order (LEDGER_COLUMNS)."""
 
     account_id: int
     line_id: str
@@ -59,12 +58,13 @@ class LedgerRow(NamedTuple):
     invoice_status: str | None
     invoiced_at: int | None
     mrr_end: int
-    quantity: int | None
+    quantity: int | None  # the stored line's (the upcoming-period check compares them with the items')
+    discount_total: int
 
 
-LEDGER_COLUMNS = LedgerRow._fields[:-1]
+LEDGER_COLUMNS = LedgerRow._fields
 if tuple(table_of(ClassifiedLine).c.keys()) != LEDGER_COLUMNS:  # write.py inserts rows in this order
-    raise RuntimeError("LedgerRow must list ledger_line's columns in the table's order, then quantity")
+    raise RuntimeError("LedgerRow must list ledger_line's columns in the table's order")
 
 
 @dataclass
@@ -91,7 +91,8 @@ class LineFacts(NamedTuple):
     """A line as the ledger stores it, before it is classified and converted: a stored line with the gaps
     filled from its invoice and price, or an upcoming line made from a subscription item.
 
-    `currency` is lower case; `net` is the amount after discounts, without inclusive tax.
+    `currency` is lower case; `net` is the amount after discounts, without inclusive tax. `quantity` and
+    `discount` are the stored line's (None and 0 on an upcoming line).
     """
 
     line_id: str
@@ -111,6 +112,7 @@ class LineFacts(NamedTuple):
     interval: str | None
     interval_count: int | None
     quantity: int | None
+    discount: int
 
 
 # LineFacts(...) / LedgerRow(...) run a Python-level __new__ with many arguments; tuple.__new__ builds the
@@ -164,7 +166,8 @@ class Builder:
             interval,
             interval_count,
             quantity,
-        ) = facts  # one step, where 17 attribute reads per line would cost more than the rest of this method
+            discount,
+        ) = facts  # one step, where 18 attribute reads per line would cost more than the rest of this method
         num, den = 0, 1
         if klass == RECURRING:
             months = months_of_period(interval, interval_count, start, end)
@@ -213,6 +216,7 @@ class Builder:
                 invoiced_at,
                 mrr_end,
                 quantity,
+                discount,
             ),
         )
 
@@ -272,6 +276,7 @@ def _facts(line: billing.StoredLine) -> LineFacts:
             price_interval,
             price_interval_count,
             quantity,
+            discount_total or 0,
         ),
     )
 
@@ -510,7 +515,8 @@ def _upcoming_row(
         None,
         item.interval,
         item.interval_count,
-        item.quantity,
+        None,  # no invoice line stored: no quantity or discounts of one
+        0,
     )
     builder.result.upcoming += 1
     return builder.line(facts, RECURRING, reason, None, period[1])

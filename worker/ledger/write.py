@@ -32,7 +32,6 @@ from worker.mrr_queries import (
 
 L, S, D, B = table_of(ClassifiedLine), table_of(MrrSnapshot), table_of(SnapshotDay), table_of(LedgerBuild)
 CHUNK = 5_000  # ledger rows per insert statement
-_N = len(LEDGER_COLUMNS)
 
 
 def clear_account(conn: Connection, account_id: int) -> None:
@@ -50,9 +49,9 @@ def clear_customers(conn: Connection, account_id: int, customers: Sequence[str])
 
 
 def insert_ledger(conn: Connection, rows: Sequence[LedgerRow]) -> None:
-    """Insert ledger rows (without the quantity they carry for the build)."""
+    """Insert ledger rows."""
     for i in range(0, len(rows), CHUNK):
-        bulk_insert(conn, "ledger_line", LEDGER_COLUMNS, (r[:_N] for r in rows[i : i + CHUNK]))
+        bulk_insert(conn, "ledger_line", LEDGER_COLUMNS, rows[i : i + CHUNK])
 
 
 def _entries(rows: Iterable[LedgerRow], names: dict[str, str]) -> dict[str, list[EntryRow]]:
@@ -84,6 +83,7 @@ def _entries(rows: Iterable[LedgerRow], names: dict[str, str]) -> dict[str, list
         invoiced_at,
         mrr_end,
         _quantity,
+        _discount,
     ) in rows:  # one unpacking per row: reading eleven fields by name costs more
         if counted and klass in (RECURRING, ONE_TIME):
             groups[customer_id].append(
