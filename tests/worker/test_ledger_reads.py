@@ -117,7 +117,7 @@ def test_risk_lines_read_quantities_and_discounts_from_the_ledger_alone(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rebuild writes each line's stored quantity and discounts into the ledger; the read never joins the
-    wide invoice-line table (a random read of it per recurring line took 20.7 s at 100,000 customers)."""
+    wide invoice-line table (a random read of it per recurring line: 12.6-15.1 s at 100,000 customers)."""
     account = make_account(engine)
     store(engine, account, monthly_world() + _seats_customer())
     rebuild_account(engine, account, date(2026, 3, 20))
