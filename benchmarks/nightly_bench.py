@@ -14,11 +14,14 @@ PostgreSQL (a database of its own, dropped afterwards):
 
 Each step runs in a process of its own (forked from this small one), so its peak memory (maxrss) is its own:
 the figure includes the interpreter and the imported libraries (about 90 MB). Prints one table per database
-and size: seconds and peak MB per step and night.
+and size: seconds and peak MB per step and night. With --repeat, a size's nights run that many times (each on
+a new database, the server loading the saved world again) and the table holds each step's median time and its
+highest peak: single runs at a few thousand customers vary by as much as the growth the sizes are compared
+for. Last, each step's growth from one size to the next, beside the customers'.
 
     .venv/bin/python benchmarks/nightly_bench.py [--customers 1500,6000] [--months 36]
                                                  [--only sqlite|postgres] [--steps sync,rebuild,...]
-                                                 [--worlds DIR]
+                                                 [--worlds DIR] [--repeat 5,5,1]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -68,6 +72,7 @@ from worker.syncing import run_sync  # noqa: E402
 KEY = "sk_test_123"
 NIGHTS = ("first", "unchanged", "1% changed")
 Step = Callable[[Engine, Account, datetime, str], str]
+Table = dict[str, dict[str, tuple[float, float, str]]]  # step -> night -> (seconds, peak MB, note)
 
 
 # -- the server, in its own process ---------------------------------------------------------------------
@@ -260,12 +265,10 @@ def _server_cpu(server: Connection) -> float:
 
 
 # -- the nights -----------------------------------------------------------------------------------------
-def nights(
-    kind: str, customers: int, world: Path, only: list[str] | None = None
-) -> dict[str, dict[str, tuple[float, float, str]]]:
+def nights(kind: str, customers: int, world: Path, only: list[str] | None = None) -> Table:
     """Every step of every night for one database and size: step -> night -> (seconds, peak MB, note)."""
     steps = [s for s in STEPS if only is None or s in only]
-    table: dict[str, dict[str, tuple[float, float, str]]] = {s: {} for s in steps}
+    table: Table = {s: {} for s in steps}
     started = time.perf_counter()
     with (
         server_process(world) as server,
@@ -291,10 +294,11 @@ def nights(
     return table
 
 
-def print_table(
-    kind: str, customers: int, months: int, table: dict[str, dict[str, tuple[float, float, str]]]
-) -> None:
-    print(f"\n{kind}, {customers:,} customers x {months} months (load average {os.getloadavg()[0]:.1f}):")
+def print_table(kind: str, customers: int, months: int, table: Table, runs: int = 1) -> None:
+    over = f", medians of {runs} runs" if runs > 1 else ""
+    print(
+        f"\n{kind}, {customers:,} customers x {months} months{over} (load average {os.getloadavg()[0]:.1f}):"
+    )
     print("| step | " + " | ".join(NIGHTS) + " |")
     print("|---|" + "---|" * len(NIGHTS))
     for step, by_night in table.items():
@@ -309,6 +313,61 @@ def print_table(
     )
 
 
+NOISE = 0.5  # seconds: a step this short at the smaller size is timer and scheduling noise, not growth
+
+
+def median_table(runs: list[Table]) -> Table:
+    """The runs of one database and size as one table: each cell's median time and its highest peak (memory
+    is a bound, so the worst run counts); the note of the median run."""
+    merged: Table = {}
+    for step in runs[0]:
+        merged[step] = {}
+        for night in NIGHTS:
+            cells = sorted((run[step][night] for run in runs), key=lambda cell: cell[0])
+            seconds = statistics.median(cell[0] for cell in cells)
+            peak = max(cell[1] for cell in cells)
+            merged[step][night] = (seconds, peak, cells[len(cells) // 2][2])
+    return merged
+
+
+def print_spread(runs: list[Table]) -> None:
+    """Each step's first-night times over the runs (min-max), since single small runs vary by as much as the
+    growth the table is read for."""
+    if len(runs) < 2:
+        return
+    parts = []
+    for step in runs[0]:
+        times = [run[step]["first"][0] for run in runs]
+        parts.append(f"{step} {min(times):.1f}-{max(times):.1f} s")
+    print(f"first night over {len(runs)} runs (min-max): " + ", ".join(parts))
+
+
+def print_growth(kind: str, sizes: list[int], tables: dict[int, Table]) -> None:
+    """Each step's time at one size over its time at the size before, beside the growth in customers:
+    linear or better means a ratio at or under the customers' (cells under NOISE seconds at the smaller size
+    are shown as -)."""
+    for small, large in zip(sizes, sizes[1:], strict=False):
+        print(f"\n{kind}, growth {small:,} -> {large:,} customers ({large / small:.1f}x):")
+        print("| step | " + " | ".join(NIGHTS) + " |")
+        print("|---|" + "---|" * len(NIGHTS))
+        for step in tables[small]:
+            cells = []
+            for night in NIGHTS:
+                before, after = tables[small][step][night][0], tables[large][step][night][0]
+                cells.append("-" if before < NOISE else f"{after / before:.1f}x")
+            print(f"| {step} | " + " | ".join(cells) + " |")
+
+
+def repeats(spec: str, sizes: list[int]) -> list[int]:
+    """`--repeat`: one count for every size, or one per size in the order of --customers."""
+    counts = [int(c) for c in spec.split(",")]
+    if len(counts) == 1:
+        counts *= len(sizes)
+    if len(counts) != len(sizes) or min(counts) < 1:
+        raise SystemExit("--repeat: one count >= 1, or one per size of --customers")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", default="1500,6000", help="comma-separated sizes")
@@ -316,17 +375,31 @@ def main() -> None:
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--steps", help=f"comma-separated steps to run (default all: {','.join(STEPS)})")
     parser.add_argument("--worlds", type=Path, help="keep the generated accounts here (default: a temp dir)")
+    parser.add_argument(
+        "--repeat",
+        default="1",
+        help="runs of the nights per size, each on a new database and a freshly loaded server: one count, "
+        "or one per size (e.g. 5,5,1); the table shows each step's median time and highest peak",
+    )
     args = parser.parse_args()
     steps = args.steps.split(",") if args.steps else None
+    sizes = [int(c) for c in args.customers.split(",")]
+    counts = repeats(args.repeat, sizes)
     worlds = args.worlds or Path(tempfile.mkdtemp(prefix="nightly-worlds-"))
     worlds.mkdir(parents=True, exist_ok=True)
     print(f"machine: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; today {date.today()}")
+    kinds = [kind for kind in ("sqlite", "postgres") if args.only in (None, kind)]
+    tables: dict[str, dict[int, Table]] = {kind: {} for kind in kinds}
     try:
-        for customers in (int(c) for c in args.customers.split(",")):
+        for customers, count in zip(sizes, counts, strict=True):
             world = saved_world(worlds, customers, args.months)
-            for kind in ("sqlite", "postgres"):
-                if args.only in (None, kind):
-                    print_table(kind, customers, args.months, nights(kind, customers, world, steps))
+            for kind in kinds:
+                runs = [nights(kind, customers, world, steps) for _ in range(count)]
+                tables[kind][customers] = median_table(runs)
+                print_table(kind, customers, args.months, tables[kind][customers], len(runs))
+                print_spread(runs)
+        for kind in kinds:
+            print_growth(kind, sizes, tables[kind])
     finally:
         if args.worlds is None:
             shutil.rmtree(worlds, ignore_errors=True)

@@ -45,3 +45,22 @@ def test_the_tap_bench_runs_our_side_against_a_small_account(monkeypatch: pytest
     ]
     oldest = datetime.fromtimestamp(min(created) - 86400, UTC)
     assert requests > 0 and day == oldest.strftime("%Y-%m-%dT00:00:00Z")
+
+
+def test_the_nightly_bench_takes_each_steps_median_time_and_highest_peak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--repeat: a size's table is the median time of each cell over its runs and the highest peak (memory
+    is a bound); the counts are one for every size or one per size."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench = importlib.import_module("nightly_bench")
+
+    def run(first: float, peak: float) -> dict[str, dict[str, tuple[float, float, str]]]:
+        return {"sync": {night: (first, peak, f"{first}") for night in bench.NIGHTS}}
+
+    merged = bench.median_table([run(9.0, 100.0), run(5.0, 180.0), run(7.0, 120.0)])
+    assert merged["sync"]["first"] == (7.0, 180.0, "7.0")
+    assert bench.repeats("3", [1500, 6000]) == [3, 3]
+    assert bench.repeats("5,1", [6000, 100000]) == [5, 1]
+    with pytest.raises(SystemExit):
+        bench.repeats("5,5,1", [6000, 100000])
