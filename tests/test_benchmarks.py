@@ -47,6 +47,22 @@ def test_the_tap_bench_runs_our_side_against_a_small_account(monkeypatch: pytest
     assert requests > 0 and day == oldest.strftime("%Y-%m-%dT00:00:00Z")
 
 
+def test_the_tap_bench_compares_the_medians_of_its_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--repeat: the ratio is of each side's median time, not of one pair of runs, and the run-by-run ratios
+    are shown beside it; a single run gives the plain ratio."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench = importlib.import_module("tap_stripe_bench")
+    ours = [(2.0, 1.9), (4.0, 3.8), (2.5, 2.4)]
+    tap = [(20.0, 19.0), (24.0, 23.0), (22.0, 21.0)]
+    line = bench.compared(ours, tap)
+    # medians 2.5 s and 22.0 s wall (8.8x), 2.4 s and 21.0 s CPU (8.75x); pairs 10.0x, 6.0x, 8.8x
+    assert line.startswith("ours: 8.8x faster in wall time, 8.8x in CPU time")
+    assert "medians of 3 runs each; run by run 6.0-10.0x" in line
+    assert bench.compared([(3.0, 3.0)], [(21.0, 20.0)]) == (
+        "ours: 7.0x faster in wall time, 6.7x in CPU time (goal >= 8x)"
+    )
+
+
 def test_the_nightly_bench_takes_each_steps_median_time_and_highest_peak(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
