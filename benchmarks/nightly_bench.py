@@ -294,13 +294,18 @@ def nights(kind: str, customers: int, world: Path, only: list[str] | None = None
     return table
 
 
+def print_header() -> None:
+    """The head of a table with a column per night (the step table and the growth table)."""
+    print("| step | " + " | ".join(NIGHTS) + " |")
+    print("|---|" + "---|" * len(NIGHTS))
+
+
 def print_table(kind: str, customers: int, months: int, table: Table, runs: int = 1) -> None:
     over = f", medians of {runs} runs" if runs > 1 else ""
     print(
         f"\n{kind}, {customers:,} customers x {months} months{over} (load average {os.getloadavg()[0]:.1f}):"
     )
-    print("| step | " + " | ".join(NIGHTS) + " |")
-    print("|---|" + "---|" * len(NIGHTS))
+    print_header()
     for step, by_night in table.items():
         cells = [f"{by_night[n][0]:.1f} s, {by_night[n][1]:.0f} MB" for n in NIGHTS]
         print(f"| {step} | " + " | ".join(cells) + " |")
@@ -348,8 +353,7 @@ def print_growth(kind: str, sizes: list[int], tables: dict[int, Table]) -> None:
     are shown as -)."""
     for small, large in zip(sizes, sizes[1:], strict=False):
         print(f"\n{kind}, growth {small:,} -> {large:,} customers ({large / small:.1f}x):")
-        print("| step | " + " | ".join(NIGHTS) + " |")
-        print("|---|" + "---|" * len(NIGHTS))
+        print_header()
         for step in tables[small]:
             cells = []
             for night in NIGHTS:

@@ -185,7 +185,7 @@ def main() -> None:
     ours_runs: list[Timing] = []
     tap_runs: list[Timing] = []
     with server_process(args.customers) as url:
-        ours(url, "warm-up")  # the server renders each object once: both timed runs get its cached JSON
+        ours(url, "warm-up")  # the server renders each object once: every timed run gets its cached JSON
         config = work / "config.json"
         catalog = work / "catalog.json"
         for run in range(args.repeat):
