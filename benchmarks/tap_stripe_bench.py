@@ -3,15 +3,17 @@ A script that prints figures, not a test.
 
     python3 -m venv /tmp/tap-stripe && /tmp/tap-stripe/bin/pip install tap-stripe==3.3.0
     .venv/bin/python benchmarks/tap_stripe_bench.py --tap-python /tmp/tap-stripe/bin/python [--customers 3000]
-        [--repeat 5]
+        [--repeat 5] [--worlds /tmp/worlds --months 36]
 
 The sample account (worker/demo/sample.py) is served by the local Stripe-compatible server in its own process,
 as in benchmarks/sync_bench.py. tap-stripe runs in its own virtualenv (it pins an old stripe SDK) through
 benchmarks/tap_stripe_run.py, which points the SDK at that server. Both read the same objects: customers,
 prices (the tap's `plans` stream) and products, subscriptions with their items, invoices with all their
-lines. Ours also parses and stores them in SQLite; the tap only extracts (its records go to a file, what a
-Singer target would then load), so the comparison leaves the tap's loading out, in its favour. The tap's
-`start_date` is the day before the account's oldest object: no empty date windows before it.
+lines. With --worlds, the account is the saved one nightly_bench.py serves (generated there the first
+time; `--months`, 36 by default, as the issue's 100,000-customer account), so the comparison can be made on
+that account too. Ours also parses and stores them in SQLite; the tap only extracts (its records go to a file,
+what a Singer target would then load), so the comparison leaves the tap's loading out, in its favour. The
+tap's `start_date` is the day before the account's oldest object: no empty date windows before it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +38,7 @@ from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import nightly_bench  # noqa: E402
 from sync_bench import KEY, fresh_account, server_process  # noqa: E402
 
 from integrations.stripe.client import StripeConfig, StripeReader  # noqa: E402
@@ -170,6 +175,19 @@ def compared(ours_runs: list[Timing], tap_runs: list[Timing]) -> str:
     return line + " (goal >= 8x)"
 
 
+@contextmanager
+def served(customers: int, worlds: str | None, months: int) -> Iterator[str]:
+    """The account's URL: the sample generated in the server's process, or with `worlds` the saved account
+    of that size and length nightly_bench.py serves (generating large ones in memory takes gigabytes)."""
+    if worlds is None:
+        with server_process(customers) as url:
+            yield url
+        return
+    path = nightly_bench.saved_world(Path(worlds), customers, months)
+    with nightly_bench.server_process(path) as server:
+        yield server.recv()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=3000)
@@ -177,6 +195,8 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of each side, taken in turns; the ratio is of the medians"
     )
+    parser.add_argument("--worlds", help="serve the saved account of nightly_bench.py from this folder")
+    parser.add_argument("--months", type=int, default=36, help="with --worlds: the account's months")
     args = parser.parse_args()
     if args.repeat < 1:
         raise SystemExit("--repeat: at least 1")
@@ -184,7 +204,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tap-stripe-bench-"))
     ours_runs: list[Timing] = []
     tap_runs: list[Timing] = []
-    with server_process(args.customers) as url:
+    with served(args.customers, args.worlds, args.months) as url:
         ours(url, "warm-up")  # the server renders each object once: every timed run gets its cached JSON
         config = work / "config.json"
         catalog = work / "catalog.json"
@@ -215,7 +235,9 @@ def main() -> None:
                 f"{tap_s / sync_s:.1f}x",
                 flush=True,
             )
-    print(f"{args.customers} customers; tap-stripe start_date {json.loads(config.read_text())['start_date']}")
+    account = f"the saved account, {args.months} months" if args.worlds else "the sample, 24 months"
+    since = json.loads(config.read_text())["start_date"]
+    print(f"{args.customers} customers ({account}); tap-stripe start_date {since}")
     for stream in STREAMS:
         kind = OURS[stream]
         mine = stored.get(kind, "-") if kind else "-"

@@ -47,6 +47,24 @@ def test_the_tap_bench_runs_our_side_against_a_small_account(monkeypatch: pytest
     assert requests > 0 and day == oldest.strftime("%Y-%m-%dT00:00:00Z")
 
 
+def test_the_tap_bench_serves_the_saved_account_of_the_nightly_bench(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--worlds: the comparison runs on the account nightly_bench.py saves (the issue's goal names its
+    100,000-customer, 36-month account), generated into that folder the first time and read back after."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench = importlib.import_module("tap_stripe_bench")
+    with bench.served(4, str(tmp_path), 3) as url:
+        _, _, requests, engine, account_id = bench.ours(url, "tap-bench-world")
+    (saved,) = tmp_path.glob("*.world")
+    assert saved.name.startswith("sample-4x3-")
+    with engine.connect() as conn:
+        customers = conn.exec_driver_sql(
+            "SELECT count(*) FROM stripe_customer WHERE account_id = ?", (account_id,)
+        ).scalar()
+    assert requests > 0 and customers == 4
+
+
 def test_the_tap_bench_compares_the_medians_of_its_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """--repeat: the ratio is of each side's median time, not of one pair of runs, and the run-by-run ratios
     are shown beside it; a single run gives the plain ratio."""
