@@ -77,6 +77,24 @@ def test_an_existing_database_left_readable_is_tightened(tmp_path: Path) -> None
     }
 
 
+def test_a_new_sqlite_database_gets_16_kb_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    """The page size is fixed when SQLite first writes a file: a database we create gets 16 KB pages (fewer
+    reads and writes for the same bytes, worker/db.py), one created before keeps its 4 KB and still migrates
+    and works in WAL mode."""
+    fresh = ensure_schema(f"sqlite:///{tmp_path / 'new.db'}")
+    old_path = tmp_path / "old.db"
+    with sqlite3.connect(old_path) as old_conn:
+        old_conn.execute("PRAGMA page_size=4096")
+        old_conn.execute("CREATE TABLE left_by_an_older_version (x INTEGER)")
+    old = ensure_schema(f"sqlite:///{old_path}")
+    for engine, size in ((fresh, 16384), (old, 4096)):
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA page_size")).scalar() == size
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert "stripe_invoice" in inspect(conn).get_table_names()
+        engine.dispose()
+
+
 def test_memory_and_missing_folders_are_left_to_sqlite(tmp_path: Path) -> None:
     private_sqlite_files(":memory:")
     private_sqlite_files(None)
