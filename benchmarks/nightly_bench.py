@@ -120,7 +120,8 @@ def _generate(customers: int, months: int, path: Path) -> None:
 
 def saved_world(worlds: Path, customers: int, months: int) -> Path:
     """The sample account's file for this size (and this month: the sample ends at the current month),
-    generated in a process of its own the first time it is asked for."""
+    generated in a process of its own the first time it is asked for (the folder made if need be)."""
+    worlds.mkdir(parents=True, exist_ok=True)
     path = worlds / f"sample-{customers}x{months}-{date.today():%Y-%m}.world"
     if not path.exists():
         started = time.perf_counter()
@@ -390,7 +391,6 @@ def main() -> None:
     sizes = [int(c) for c in args.customers.split(",")]
     counts = repeats(args.repeat, sizes)
     worlds = args.worlds or Path(tempfile.mkdtemp(prefix="nightly-worlds-"))
-    worlds.mkdir(parents=True, exist_ok=True)
     print(f"machine: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; today {date.today()}")
     kinds = [kind for kind in ("sqlite", "postgres") if args.only in (None, kind)]
     tables: dict[str, dict[int, Table]] = {kind: {} for kind in kinds}

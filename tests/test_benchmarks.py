@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from integrations.stripe.repository.counts import object_counts
+from metrics.dbapi import reader_of
 from tests.support.stripe_world import build_world
 from worker.demo.stripe_server import FakeStripe
 
@@ -54,15 +56,16 @@ def test_the_tap_bench_serves_the_saved_account_of_the_nightly_bench(
     100,000-customer, 36-month account), generated into that folder the first time and read back after."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     bench = importlib.import_module("tap_stripe_bench")
-    with bench.served(4, str(tmp_path), 3) as url:
+    worlds = tmp_path / "worlds"  # made by the bench, as --worlds may name a new folder
+    with bench.served(4, str(worlds), 3) as url:
         _, _, requests, engine, account_id = bench.ours(url, "tap-bench-world")
-    (saved,) = tmp_path.glob("*.world")
+    (saved,) = worlds.glob("*.world")
     assert saved.name.startswith("sample-4x3-")
     with engine.connect() as conn:
-        customers = conn.exec_driver_sql(
-            "SELECT count(*) FROM stripe_customer WHERE account_id = ?", (account_id,)
-        ).scalar()
-    assert requests > 0 and customers == 4
+        stored = object_counts(reader_of(conn), account_id)
+    bench.dropped(engine)
+    assert requests > 0 and stored["customers"] == 4
+    assert not Path(str(engine.url.database)).parent.exists()  # the run's scratch database is gone
 
 
 def test_the_tap_bench_compares_the_medians_of_its_runs(monkeypatch: pytest.MonkeyPatch) -> None:
