@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 
-from integrations.stripe import changes
+from integrations.stripe import changes, deferred_indexes
 from integrations.stripe.client import NotFound, StripeReader
 from integrations.stripe.events import EventBatch, EventRecord, changed_objects, read_events, seen_after
 from integrations.stripe.models import SyncState
@@ -259,6 +259,11 @@ class Syncer:
         incremental = not (checkpoint.get("full") or full or cursor is None)
         incremental = incremental and self.now() - (cursor or 0) <= EVENT_RETENTION - OVERLAP
         self.attempted = "incremental" if incremental else "full"  # what a failure is recorded as
+        if not checkpoint.get("full", {}).get("deferred_indexes"):
+            with self.engine.connect() as conn:  # left out by a deferring sync that never finished
+                if deferred_indexes.missing(conn):
+                    deferred_indexes.restore(conn)
+                    conn.commit()
         if checkpoint.get("full"):
             outcome = self.full_sync("resuming an interrupted full sync from its checkpoint")
         elif full:
@@ -302,10 +307,12 @@ class Syncer:
                         "done": False,
                     }
             with self.engine.begin() as conn:
+                cp["deferred_indexes"] = deferred_indexes.defer(conn)
                 self._save_state(conn, checkpoint={"full": cp})
                 changes.note_all(conn, self.account_id)  # the pages stored next change any customer
         _FullRun(self, cp).run()
         with self.engine.begin() as conn:  # every list was read to its end: what it left out is gone
+            deferred_indexes.restore(conn)
             mark = cp["listing"] if "listing" in cp else cp["started"]  # a checkpoint from before marks
             deleted = mark_unlisted_deleted(conn, self.account_id, mark, cp["started"])
             stamp_deletions(conn, self.account_id, cp["started"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -31,18 +30,6 @@ from worker.demo import builders as b
 from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 
 FAST = RetryPolicy(attempts=4, base=0.001, max_wait=0.01)
-
-
-@pytest.fixture
-def world() -> StripeWorld:
-    return build_world(customers=30, months=6)
-
-
-@pytest.fixture
-def server(world: StripeWorld) -> Iterator[FakeStripe]:
-    with FakeStripe(world) as fake:
-        yield fake
-    assert fake.writes == []  # a sync never writes to Stripe
 
 
 def syncer(engine: Engine, account_id: int, server: FakeStripe, workers: int = 8) -> Syncer:
