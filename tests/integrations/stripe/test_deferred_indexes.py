@@ -14,7 +14,7 @@ from integrations.stripe import deferred_indexes
 from integrations.stripe import sync as sync_module
 from integrations.stripe.models import StripeInvoice, StripeInvoiceLine, StripeSubscription, SyncState
 from metrics.tables import table_of
-from tests.integrations.stripe.test_sync import new_account, syncer
+from tests.integrations.stripe.test_sync import fail_storing_invoices, new_account, syncer
 from tests.support.stripe_world import snapshot
 from worker.demo.stripe_server import FakeStripe
 
@@ -76,15 +76,7 @@ def test_a_sync_into_tables_holding_another_account_keeps_every_index(
 def test_an_interrupted_deferring_sync_resumes_without_them_and_then_builds_them(
     engine: Engine, server: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)
-    store_page = sync_module.store_page
-
-    def failing(conn: Connection, account_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "invoices":
-            raise RuntimeError("disk full")
-        return store_page(conn, account_id, name, *args, **kwargs)
-
-    monkeypatch.setattr(sync_module, "store_page", failing)
+    store_page = fail_storing_invoices(monkeypatch)
     account_id = new_account(engine, server)
     with pytest.raises(RuntimeError, match="disk full"):
         syncer(engine, account_id, server, workers=2).run()

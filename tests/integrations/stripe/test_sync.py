@@ -488,13 +488,10 @@ def test_429s_500s_and_dropped_connections_are_survived(
     assert_everything_stored(engine, account_id, world)
 
 
-def test_a_failure_of_the_writer_rolls_back_its_open_transaction_and_the_next_run_resumes(
-    engine: Engine, server: FakeStripe, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A failure while storing (ours, not Stripe's) drops the open transaction's pages with their cursors:
-    what stays committed is consistent (a list has rows exactly when its cursor moved), and the next run
-    resumes from it to exactly a clean sync's rows."""
-    monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)  # commits only as lists end
+def fail_storing_invoices(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the writer fail (ours, not Stripe's) on the first invoice page, committing only as lists end;
+    the real store_page is returned, to be put back."""
+    monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)
     store_page = sync_module.store_page
 
     def failing(conn: Connection, account_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -503,6 +500,16 @@ def test_a_failure_of_the_writer_rolls_back_its_open_transaction_and_the_next_ru
         return store_page(conn, account_id, name, *args, **kwargs)
 
     monkeypatch.setattr(sync_module, "store_page", failing)
+    return store_page
+
+
+def test_a_failure_of_the_writer_rolls_back_its_open_transaction_and_the_next_run_resumes(
+    engine: Engine, server: FakeStripe, world: StripeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while storing (ours, not Stripe's) drops the open transaction's pages with their cursors:
+    what stays committed is consistent (a list has rows exactly when its cursor moved), and the next run
+    resumes from it to exactly a clean sync's rows."""
+    store_page = fail_storing_invoices(monkeypatch)
     account_id = new_account(engine, server)
     with pytest.raises(RuntimeError, match="disk full"):
         syncer(engine, account_id, server, workers=2).run()
