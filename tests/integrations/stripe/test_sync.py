@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -488,7 +489,7 @@ def test_429s_500s_and_dropped_connections_are_survived(
     assert_everything_stored(engine, account_id, world)
 
 
-def fail_storing_invoices(monkeypatch: pytest.MonkeyPatch) -> Any:
+def fail_storing_invoices(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """Make the writer fail (ours, not Stripe's) on the first invoice page, committing only as lists end;
     the real store_page is returned, to be put back."""
     monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)
