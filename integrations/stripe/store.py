@@ -13,18 +13,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import JSON, Table, delete, func, not_, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql import Executable
 
 from integrations.stripe import models
 from integrations.stripe.records import INSERT_ONLY
 from metrics.tables import table_of
 
 Row = dict[str, Any]
+
+
+class Statements(Protocol):
+    """What the writes below use of a connection: a SQLAlchemy Connection, or a full sync's separate writer
+    process (writer_process.py), which runs them elsewhere and returns no result."""
+
+    dialect: Dialect
+
+    def execute(self, statement: Executable, /) -> Any: ...
+
+    def exec_driver_sql(self, statement: str, parameters: Any = ..., /) -> Any: ...
+
 
 # Where the objects of each Stripe list are stored, and the children two lists embed (a subscription's items,
 # an invoice's lines): the sync writes a page of a list through these.
@@ -87,7 +100,7 @@ def _row_plan(table: Table, keys: frozenset[str]) -> Plan:
     return (*plain, *encoded), values
 
 
-def upsert(conn: Connection, table: Table, rows: list[Row], account_id: int) -> None:
+def upsert(conn: Statements, table: Table, rows: list[Row], account_id: int) -> None:
     """Insert or update rows by primary key; only the columns present in the rows are updated."""
     if not rows:
         return
@@ -168,7 +181,7 @@ def mark_listed(rows: list[Row], listing: int) -> None:
         row["listed_at"] = listing
 
 
-def touch_listed(conn: Connection, list_name: str, account_id: int, ids: list[str], listing: int) -> None:
+def touch_listed(conn: Statements, list_name: str, account_id: int, ids: list[str], listing: int) -> None:
     """Stamp stored rows whose listed copy could not be parsed (rejected) with the sync's mark: Stripe still
     lists them, so they are not deleted; their stored values stay as they were."""
     if not ids:
@@ -226,7 +239,7 @@ def stamp_deletions(
 
 
 def prune_children(
-    conn: Connection, account_id: int, parent_ids: Iterable[str], keep: Iterable[str], parent_list: str
+    conn: Statements, account_id: int, parent_ids: Iterable[str], keep: Iterable[str], parent_list: str
 ) -> None:
     """Drop stored children (CHILD_TABLES) of these parents of `parent_list` that Stripe no longer lists (a
     draft invoice edited, a subscription item removed)."""

@@ -5,7 +5,8 @@ all their lines, credit notes) is paged with limit=100 by fetcher threads, the i
 created ranges, so a high-latency API is kept busy up to the rate budget. One writer (this thread) parses and
 upserts each page and records the segments' cursors in the same transaction (one for up to TX_SECONDS of
 pages), so a sync killed at any point resumes from the last committed page and ends with exactly the rows a
-clean sync writes. A bounded queue keeps memory flat.
+clean sync writes. A bounded queue keeps memory flat. On SQLite the writer's statements run in a process of
+their own (writer_process.py), so SQLite's work and the parsing use two cores.
 
 Incremental: events since the last sync (re-reading each changed object, since an event's copy may be stale)
 plus each list filtered by `created`, which together cost a handful of requests on a quiet account. Stripe
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 
-from integrations.stripe import changes, deferred_indexes
+from integrations.stripe import changes, deferred_indexes, writer_process
 from integrations.stripe.client import NotFound, StripeReader
 from integrations.stripe.events import EventBatch, EventRecord, changed_objects, read_events, seen_after
 from integrations.stripe.models import SyncState
@@ -55,6 +56,7 @@ from integrations.stripe.store import (
     CHILD_TABLES,
     LIST_TABLES,
     TRACKED_LISTS,
+    Statements,
     commit_without_waiting,
     last_listing,
     mark_listed,
@@ -65,6 +67,7 @@ from integrations.stripe.store import (
     touch_listed,
     upsert,
 )
+from integrations.stripe.writer_process import SeparateWriter
 from metrics.cycles import without_cycle_collection
 from metrics.dbapi import reader_of
 from metrics.tables import table_of
@@ -150,7 +153,7 @@ def _parse_page(name: str, objects: list[Any]) -> tuple[list[Obj], list[Obj], li
 
 
 def store_page(
-    conn: Connection, account_id: int, name: str, objects: list[Any], listed_at: int | None = None
+    conn: Statements, account_id: int, name: str, objects: list[Any], listed_at: int | None = None
 ) -> tuple[set[str], list[Obj]]:
     """Parse and upsert one page of a list; returns the ids stored and the objects rejected.
 
@@ -161,7 +164,7 @@ def store_page(
 
 
 def _store_page(
-    conn: Connection, account_id: int, name: str, objects: list[Any], listed_at: int | None
+    conn: Statements, account_id: int, name: str, objects: list[Any], listed_at: int | None
 ) -> tuple[set[str], list[Obj]]:
     rows, children, rejected = _parse_page(name, objects)
     parents = [row["id"] for row in rows]
@@ -200,6 +203,7 @@ class Syncer:
         progress: Progress | None = None,
         now: Callable[[], float] = time.time,
         workers: int = WORKERS,
+        separate_writer: bool = True,
     ) -> None:
         self.engine = engine
         self.account_id = account_id
@@ -207,6 +211,8 @@ class Syncer:
         self.progress = progress
         self.now = now
         self.workers = workers
+        # a full sync into SQLite stores its pages from a process of its own (writer_process.py says why)
+        self.separate_writer = separate_writer and writer_process.usable(engine)
         self.stored: dict[str, int] = {}
         self.attempted: str | None = None  # the mode of the run under way (status shows a failed one as such)
         self.history_start: int | None = None  # the oldest customer's creation: invoice history starts there
@@ -237,7 +243,7 @@ class Syncer:
                 )
             return found
 
-    def _save_state(self, conn: Connection, **values: Any) -> None:
+    def _save_state(self, conn: Statements, **values: Any) -> None:
         conn.execute(
             update(self._state_table)
             .where(self._state_table.c.account_id == self.account_id)
@@ -469,7 +475,8 @@ class _FullRun:
         self.analyze_at = ANALYZE_FIRST  # ... when the tables' statistics are next refreshed
         self.pages = 0  # pages stored by this run
         self.collected_at = 0  # ... when the young generations were last collected
-        self.tx: Connection | None = None  # the writer's open transaction, if any (_write, _commit)
+        self.writer: SeparateWriter | None = None  # the separate writer process of a SQLite sync (run)
+        self.tx: Connection | SeparateWriter | None = None  # the writer's open transaction, if any (_write)
         self.tx_opened = 0.0  # when it was opened (time.monotonic)
         self.uncommitted: list[tuple[str, int]] = []  # (list, objects) stored in it, counted once committed
 
@@ -485,14 +492,22 @@ class _FullRun:
         ):
             self.lines = lines
             try:
+                if self.s.separate_writer:
+                    self.writer = SeparateWriter(self.s.engine)
                 self._loop(pool)
                 self._commit()
+                self._settle()
             finally:
                 self.stop.set()
                 self._drain()
                 if self.tx is not None:  # a failure of our own: its pages go, the stored checkpoint stays
-                    self.tx.close()  # rolls the open transaction back
+                    if isinstance(self.tx, SeparateWriter):
+                        self.tx.rollback()
+                    else:
+                        self.tx.close()  # rolls the open transaction back
                     self.tx = None
+                if self.writer is not None:
+                    self.writer.close()
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         for name, seg in self.cp["segments"].items():
@@ -528,6 +543,7 @@ class _FullRun:
         if kind == "done":
             self.active -= 1
             self._commit()  # the split below reads the customers stored
+            self._settle()
             self._maybe_split(pool)
 
     def _due(self) -> float | None:
@@ -540,10 +556,14 @@ class _FullRun:
     def _write(self, batch: list[tuple[str, Page]]) -> None:
         """Store pages in the open transaction (opening one); it commits once TX_SECONDS old (_commit)."""
         if self.tx is None:
-            self.tx = self.s.engine.connect()
-            self.tx.begin()
             self.tx_opened = time.monotonic()
-            commit_without_waiting(self.tx)  # safe: the checkpoint commits with its pages (store.py says why)
+            if self.writer is not None:
+                self.tx = self.writer  # which opens its transaction with the first statement
+            else:
+                self.tx = self.s.engine.connect()
+                self.tx.begin()
+                # safe: the checkpoint commits with its pages (store.py says why)
+                commit_without_waiting(self.tx)
         for name, page in batch:
             seg = self.cp["segments"][name]
             seg["after"] = page.last_id
@@ -566,17 +586,21 @@ class _FullRun:
         the fewer the commits, the fewer times the same index pages are written. At 100,000 customers, where
         those indexes far outgrow the page cache, commits of a page or a few (as many as were queued) took a
         quarter of the full sync. A sync killed meanwhile loses at most those seconds of work and resumes
-        from the last commit; other writers wait at most that long for the database."""
+        from the last commit; other writers wait at most that long for the database.
+
+        A separate writer commits while this thread goes on; what it stored is counted once it has committed
+        (by the next commit at the latest, or `_settle`)."""
         if self.tx is None:
             return
         self.s._save_state(self.tx, checkpoint={"full": self.cp})
-        self.tx.commit()
-        self.tx.close()
-        self.tx = None
         stored, self.uncommitted = self.uncommitted, []
-        for list_name, n in stored:
-            self.s._count(list_name, n, self._share(list_name))
-        self.written += sum(n for _, n in stored)
+        if isinstance(self.tx, SeparateWriter):
+            self.tx.commit(lambda: self._counted(stored))
+        else:
+            self.tx.commit()
+            self.tx.close()
+            self._counted(stored)
+        self.tx = None
         if self.pages >= self.collected_at + COLLECT_EVERY:
             self.collected_at = self.pages
             gc.collect(1)  # the young generations only: what was allocated since the last collection
@@ -584,6 +608,16 @@ class _FullRun:
             self.analyze_at = 2 * self.written
             with self.s.engine.begin() as conn:
                 refresh_statistics(conn)
+
+    def _counted(self, stored: list[tuple[str, int]]) -> None:
+        for list_name, n in stored:
+            self.s._count(list_name, n, self._share(list_name))
+        self.written += sum(n for _, n in stored)
+
+    def _settle(self) -> None:
+        """Wait for the separate writer's commits (before reading what they stored, and at the end)."""
+        if self.writer is not None:
+            self.writer.settle()
 
     def _share(self, list_name: str) -> float | None:
         """How much of a list is read: invoices estimated from their created ranges (pages.range_share); the

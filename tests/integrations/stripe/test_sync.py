@@ -33,9 +33,11 @@ from worker.demo.stripe_server import FakeStripe, Fault, StripeWorld
 FAST = RetryPolicy(attempts=4, base=0.001, max_wait=0.01)
 
 
-def syncer(engine: Engine, account_id: int, server: FakeStripe, workers: int = 8) -> Syncer:
+def syncer(
+    engine: Engine, account_id: int, server: FakeStripe, workers: int = 8, separate_writer: bool = True
+) -> Syncer:
     reader = StripeReader(StripeConfig(api_key=KEY, api_base=server.url, rps=0), retry=FAST)
-    return Syncer(engine, account_id, reader, workers=workers)
+    return Syncer(engine, account_id, reader, workers=workers, separate_writer=separate_writer)
 
 
 def new_account(engine: Engine, server: FakeStripe, name: str = "acme") -> int:

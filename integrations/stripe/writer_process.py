@@ -1,0 +1,328 @@
+"""A full sync's SQLite writes in a process of their own, beside the fetchers and the parsing.
+
+A full sync is CPU-bound, and in one process its threads take turns at the interpreter's lock: the fetchers'
+HTTP and JSON, the writer's rows and statement parameters, and SQLite's own work, which releases the lock only
+for each row's step (microseconds) and then waits to get it back. At 100,000 customers SQLite's inserts,
+index pages and commits were about a third of the sync's CPU. So the sync keeps parsing each page and building
+each statement's parameters (`store.py`) and hands the statements to this process, which only runs them on a
+SQLite connection of its own: the two halves run side by side on two cores. Measured in README (Benchmarks).
+
+PostgreSQL gets no such process: its writes already run in the server's processes.
+
+The parent side, `SeparateWriter`, offers what the sync's writes use of a SQLAlchemy connection (`dialect`,
+`execute`, `exec_driver_sql`): Core statements are compiled to the driver's SQL and parameters here, with the
+engine's dialect and its type processing (JSON encoded by the engine's serializer), so both paths write the
+same values. One transaction is open at a time; `commit` sends it and returns at once, having first waited for
+the one before it, so the parent parses the next pages while the child commits. A failure in the child (a
+constraint, a full disk) voids its transaction and comes back on its commit (by the next commit or `settle`)
+as the SQLAlchemy error the same statement raises in one process; a child that is gone, as WriterFailed.
+What is committed stays consistent with the checkpoint committed with it.
+
+The child is `python -m integrations.stripe.writer_process`, started with the interpreter and import path of
+the parent (a Celery worker's pool processes may not fork children of their own through `multiprocessing`).
+Messages are marshal-encoded tuples, each preceded by its length, on the child's stdin; replies come on its
+stdout. No secret crosses: the child gets the database's file path and the connection's settings, never a
+Stripe key. If the parent dies, the child reads the end of its input and rolls back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import marshal
+import os
+import queue
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+MODULE = "integrations.stripe.writer_process"
+# The settings a sync's connection gets from the engine (worker/db.py), read from a live connection of it and
+# set again on the child's; journal mode and page size belong to the database file itself.
+PRAGMAS = ("synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint", "cache_size")
+_LENGTH = struct.Struct("<I")
+BUFFER = 1 << 20  # what the parent gathers before handing it to the sending thread
+QUEUED = 32  # buffers waiting to be sent, at most (SeparateWriter)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's number; Python names it from 3.10 on
+
+Message = tuple[Any, ...]
+
+
+class WriterFailed(RuntimeError):
+    """The separate writer process is gone (killed, or its pipe broken)."""
+
+
+def _failure(kind: str, message: str) -> Exception:
+    """What the child reported, as the exception writing in the sync's own process would have raised: SQLite's
+    errors as SQLAlchemy's (an `OperationalError` such as a locked database is then retried as transient,
+    the same as before), anything else as WriterFailed."""
+    found = getattr(sqlite3, kind, None)
+    if isinstance(found, type) and issubclass(found, sqlite3.Error):
+        error = DBAPIError.instance(None, None, found(message), sqlite3.Error)
+        assert isinstance(error, Exception)
+        return error
+    return WriterFailed(f"storing the sync's pages failed: {kind}: {message}")
+
+
+def usable(engine: Engine) -> bool:
+    """A separate writer needs a SQLite database in a file that another process can open."""
+    database = engine.url.database
+    return engine.dialect.name == "sqlite" and bool(database) and database != ":memory:"
+
+
+def _send(stream: IO[bytes], message: Message) -> None:
+    body = marshal.dumps(message)
+    stream.write(_LENGTH.pack(len(body)))
+    stream.write(body)
+
+
+def _receive(stream: IO[bytes]) -> Message | None:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None  # the other side is gone
+    (size,) = _LENGTH.unpack(head)
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    message = marshal.loads(body)  # noqa: S302 - written by our own parent or child, over a pipe
+    assert isinstance(message, tuple)
+    return message
+
+
+def _widen(pipe: IO[bytes]) -> None:
+    """Let the pipe hold more than its 64 KB, which is less than one page's statement: with a full pipe the
+    parent waits for the child to read, and the two would take turns instead of working side by side. Linux
+    allows an unprivileged process up to /proc/sys/fs/pipe-max-size (1 MB by default); elsewhere, or if
+    refused, the pipe stays as it is."""
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, limit)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _settings(engine: Engine) -> list[tuple[str, int]]:
+    with engine.connect() as conn:
+        return [(name, int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one())) for name in PRAGMAS]
+
+
+def driver_sql(statement: Executable, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+    """A Core statement as the driver's SQL text and positional parameters, each processed by its column's
+    type as SQLAlchemy would when executing it (a JSON value encoded, a boolean as 0 or 1); `IN` lists are
+    rendered as one placeholder per value."""
+    assert isinstance(statement, ClauseElement)
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
+    values = compiled.construct_params()
+    params: list[Any] = []
+    for name in compiled.positiontup:
+        bind = compiled.binds.get(name)
+        process = bind.type.bind_processor(dialect) if bind is not None else None
+        params.append(process(values[name]) if process is not None else values[name])
+    return str(compiled), tuple(params)
+
+
+class SeparateWriter:
+    """The parent's handle on the child process: one open transaction at a time, committed without waiting
+    for it (only for the one before it).
+
+    Messages gather in a buffer; full buffers go to a thread of their own that writes them to the pipe. A
+    write to a pipe gives up the interpreter's lock, which the writing thread must then win back from the
+    fetchers (up to the interpreter's 5 ms switch interval), and blocks while the child is busy committing:
+    written by the sync's own thread, a write per statement kept it waiting for a quarter of a
+    100,000-customer sync. At most QUEUED buffers wait, so the parent's memory stays bounded when the child
+    falls behind."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.dialect = engine.dialect
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the `integrations` package
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path}
+        self._child = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        assert self._child.stdin is not None and self._child.stdout is not None
+        self._to, self._from = self._child.stdin, self._child.stdout
+        _widen(self._to)
+        self._buffer = bytearray()
+        self._outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
+        self._broken: OSError | None = None  # the sending thread's failure to write
+        self._sender = threading.Thread(target=self._send_all, name="stripe-sync-writer-pipe", daemon=True)
+        self._sender.start()
+        self._unacknowledged: deque[Callable[[], None]] = deque()  # commits sent, and what to do once done
+        self._post(("open", str(engine.url.database), _settings(engine)))
+
+    def _post(self, message: Message) -> None:
+        body = marshal.dumps(message)
+        self._buffer += _LENGTH.pack(len(body))
+        self._buffer += body
+        if len(self._buffer) >= BUFFER:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Queue the buffer for the sending thread."""
+        if self._broken is not None:
+            raise WriterFailed(f"the sync's writer process is gone ({self._exit()})") from self._broken
+        if self._buffer:
+            self._outbox.put(bytes(self._buffer))
+            self._buffer = bytearray()
+
+    def _send_all(self) -> None:
+        fd = self._to.fileno()
+        while (chunk := self._outbox.get()) is not None:
+            if self._broken is not None:
+                continue  # keep emptying the queue, so the parent never blocks on it
+            view = memoryview(chunk)
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError as exc:
+                self._broken = exc
+
+    def _exit(self) -> str:
+        code = self._child.poll()
+        return "still running" if code is None else f"exit status {code}"
+
+    # -- what the sync's writes use of a connection -------------------------------------------------------
+    def execute(self, statement: Executable) -> None:
+        sql, params = driver_sql(statement, self.dialect)
+        self._post(("run", sql, params))
+
+    def exec_driver_sql(self, statement: str, parameters: Any = None) -> None:
+        """A list of parameter tuples runs as executemany, a tuple (or nothing) as one execution."""
+        params = parameters if isinstance(parameters, list) else tuple(parameters or ())
+        self._post(("run", statement, params))
+
+    # -- transactions -------------------------------------------------------------------------------------
+    def commit(self, then: Callable[[], None] = lambda: None) -> None:
+        """Commit what was sent since the last commit; `then` runs once the child has committed it (by the
+        next commit, `settle` or `close`). Waits for the commit before, so one is in flight at most."""
+        self.settle()
+        self._post(("commit",))
+        self._hand_over()
+        self._unacknowledged.append(then)
+
+    def settle(self) -> None:
+        """Wait until every commit sent is done; raises WriterFailed for the first that failed."""
+        self._hand_over()
+        while self._unacknowledged:
+            reply = _receive(self._from)
+            if reply is None:
+                raise WriterFailed(f"the sync's writer process ended unexpectedly ({self._exit()})")
+            done = self._unacknowledged.popleft()
+            if reply[0] == "error":
+                raise _failure(reply[1], reply[2])
+            done()
+
+    def rollback(self) -> None:
+        """Drop what was sent since the last commit."""
+        self._post(("rollback",))
+
+    def close(self) -> None:
+        """Let the child finish what it was sent (rolling back an uncommitted rest) and end; never raises, as
+        it runs when the sync is done or already failing (`settle` reports a failed commit)."""
+        self._post(("close",))
+        with contextlib.suppress(WriterFailed):  # the sending thread's failure: the child is gone already
+            self._hand_over()
+        self._outbox.put(None)
+        self._sender.join()
+        self._to.close()
+        try:
+            self._child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        self._from.close()
+        self._unacknowledged.clear()
+
+
+# -- the child ---------------------------------------------------------------------------------------------
+class _Store:
+    """The child's state: its connection, whether a transaction is open, and the failure that voids the rest
+    of the transaction (reported at its commit)."""
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.open = False
+        self.failed: tuple[str, str] | None = None  # the exception's class name and message
+
+    def connect(self, path: str, settings: list[tuple[str, int]]) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for name, value in settings:
+            if name in PRAGMAS:  # names from our own list only
+                self.conn.execute(f"PRAGMA {name}={int(value)}")
+
+    def run(self, sql: str, params: list[tuple[Any, ...]] | tuple[Any, ...]) -> None:
+        if self.failed is not None:
+            return  # the transaction is void: its commit reports why
+        try:
+            assert self.conn is not None, "no database opened"
+            if not self.open:
+                self.conn.execute("BEGIN")
+                self.open = True
+            if isinstance(params, list):
+                self.conn.executemany(sql, params)
+            else:
+                self.conn.execute(sql, params)
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent, named
+            self.failed = (type(exc).__name__, str(exc))
+            self.rollback()
+
+    def commit(self) -> Message:
+        if self.failed is None and self.open and self.conn is not None:
+            try:
+                self.conn.execute("COMMIT")
+            except Exception as exc:  # noqa: BLE001
+                self.failed = (type(exc).__name__, str(exc))
+                self.rollback()
+        self.open = False
+        failed, self.failed = self.failed, None
+        return ("ok",) if failed is None else ("error", *failed)
+
+    def rollback(self) -> None:
+        if self.open and self.conn is not None:
+            self.conn.rollback()
+        self.open = False
+
+
+def serve(incoming: IO[bytes], outgoing: IO[bytes]) -> None:
+    """The child's loop: run what comes until `close` or the end of the input (the parent gone)."""
+    store = _Store()
+    while (message := _receive(incoming)) is not None:
+        kind = message[0]
+        if kind == "run":
+            store.run(message[1], message[2])
+        elif kind == "commit":
+            _send(outgoing, store.commit())
+            outgoing.flush()
+        elif kind == "rollback":
+            store.rollback()
+            store.failed = None
+        elif kind == "open":
+            try:
+                store.connect(message[1], message[2])
+            except Exception as exc:  # noqa: BLE001
+                store.failed = (type(exc).__name__, f"opening {message[1]}: {exc}")
+        elif kind == "close":
+            break
+    store.rollback()
+    if store.conn is not None:
+        store.conn.close()
+
+
+if __name__ == "__main__":
+    # stdout carries the replies: anything else printed goes to stderr instead
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, replies)
