@@ -53,6 +53,7 @@ os.environ.setdefault("RETENTION_HOME", tempfile.mkdtemp(prefix="nightly-bench-"
 os.environ.setdefault("RETENTION_SECRET_KEY", Fernet.generate_key().decode())
 
 from benchmarks.scratch import make_account, scratch_database  # noqa: E402
+from integrations.stripe.writer_process import SeparateWriter, WriterUsage  # noqa: E402
 from worker.alerts import run_alerts  # noqa: E402
 from worker.backtest import compute_backtest  # noqa: E402
 from worker.backtest_store import save_backtest  # noqa: E402
@@ -236,23 +237,31 @@ def _run_step(
     conn: Connection, name: str, url: str, account: Account, as_of: datetime, api_base: str
 ) -> None:
     engine = get_engine(url)
-    started, cpu = time.perf_counter(), _cpu()
+    writers = _writers_noted()
+    started, cpu = time.perf_counter(), time.process_time()
     note = STEPS[name](engine, account, as_of, api_base)
-    elapsed, cpu = time.perf_counter() - started, _cpu() - cpu
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if writers:  # a SQLite full sync's writer process: its CPU counts, and its peak as if at ours
+        cpu += sum(w.cpu for w in writers)
+        peak += max(w.peak_mb or 0.0 for w in writers)
+        note += f" (its writer process: peak {max(w.peak_mb or 0.0 for w in writers):.0f} MB)"
     note += f"; {cpu:.1f} s of CPU"
-    # with the peak of the process a SQLite full sync writes from (integrations/stripe/writer_process.py):
-    # the two peaks added, as if they fell at the same time
-    peak = (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    )
-    conn.send((elapsed, peak / 1024, note))
+    conn.send((elapsed, peak, note))
 
 
-def _cpu() -> float:
-    """This process's CPU seconds and those of its children that ended (a full sync's writer process)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def _writers_noted() -> list[WriterUsage]:
+    """What the separate writer processes started in this (forked) process report as they close."""
+    noted: list[WriterUsage] = []
+    close = SeparateWriter.close
+
+    def noting(writer: SeparateWriter) -> None:
+        close(writer)
+        if writer.usage is not None:
+            noted.append(writer.usage)
+
+    SeparateWriter.close = noting  # type: ignore[method-assign]
+    return noted
 
 
 def in_child(

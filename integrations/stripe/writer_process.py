@@ -18,7 +18,7 @@ constraint, a full disk) voids its transaction and comes back on its commit (by 
 as the SQLAlchemy error the same statement raises in one process; a child that is gone, as WriterFailed.
 What is committed stays consistent with the checkpoint committed with it.
 
-The child is `python -m integrations.stripe.writer_process`, started with the interpreter and import path of
+The child is `python -m integrations.stripe.writer_child`, started with the interpreter and import path of
 the parent (a Celery worker's pool processes may not fork children of their own through `multiprocessing`).
 Messages are marshal-encoded tuples, each preceded by its length, on the child's stdin; replies come on its
 stdout. No secret crosses: the child gets the database's file path and the connection's settings, never a
@@ -33,12 +33,12 @@ import marshal
 import os
 import queue
 import sqlite3
-import struct
 import subprocess
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,16 +47,21 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
-MODULE = "integrations.stripe.writer_process"
-# The settings a sync's connection gets from the engine (worker/db.py), read from a live connection of it and
-# set again on the child's; journal mode and page size belong to the database file itself.
-PRAGMAS = ("synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint", "cache_size")
-_LENGTH = struct.Struct("<I")
+from integrations.stripe.writer_child import LENGTH, PRAGMAS, Message, receive
+
+MODULE = "integrations.stripe.writer_child"
 BUFFER = 1 << 20  # what the parent gathers before handing it to the sending thread
 QUEUED = 32  # buffers waiting to be sent, at most (SeparateWriter)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's number; Python names it from 3.10 on
 
-Message = tuple[Any, ...]
+
+@dataclass(frozen=True)
+class WriterUsage:
+    """What the child used, as it reported when it closed: its peak resident memory (None where the system
+    does not say) and CPU seconds. Benchmarks add them to the sync's own."""
+
+    peak_mb: float | None
+    cpu: float
 
 
 class WriterFailed(RuntimeError):
@@ -79,25 +84,6 @@ def usable(engine: Engine) -> bool:
     """A separate writer needs a SQLite database in a file that another process can open."""
     database = engine.url.database
     return engine.dialect.name == "sqlite" and bool(database) and database != ":memory:"
-
-
-def _send(stream: IO[bytes], message: Message) -> None:
-    body = marshal.dumps(message)
-    stream.write(_LENGTH.pack(len(body)))
-    stream.write(body)
-
-
-def _receive(stream: IO[bytes]) -> Message | None:
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        return None  # the other side is gone
-    (size,) = _LENGTH.unpack(head)
-    body = stream.read(size)
-    if len(body) < size:
-        return None
-    message = marshal.loads(body)  # noqa: S302 - written by our own parent or child, over a pipe
-    assert isinstance(message, tuple)
-    return message
 
 
 def _widen(pipe: IO[bytes]) -> None:
@@ -161,11 +147,12 @@ class SeparateWriter:
         self._sender = threading.Thread(target=self._send_all, name="stripe-sync-writer-pipe", daemon=True)
         self._sender.start()
         self._unacknowledged: deque[Callable[[], None]] = deque()  # commits sent, and what to do once done
+        self.usage: WriterUsage | None = None  # the child's, once it has closed
         self._post(("open", str(engine.url.database), _settings(engine)))
 
     def _post(self, message: Message) -> None:
         body = marshal.dumps(message)
-        self._buffer += _LENGTH.pack(len(body))
+        self._buffer += LENGTH.pack(len(body))
         self._buffer += body
         if len(self._buffer) >= BUFFER:
             self._hand_over()
@@ -217,7 +204,7 @@ class SeparateWriter:
         """Wait until every commit sent is done; raises WriterFailed for the first that failed."""
         self._hand_over()
         while self._unacknowledged:
-            reply = _receive(self._from)
+            reply = receive(self._from)
             if reply is None:
                 raise WriterFailed(f"the sync's writer process ended unexpectedly ({self._exit()})")
             done = self._unacknowledged.popleft()
@@ -238,6 +225,9 @@ class SeparateWriter:
         self._outbox.put(None)
         self._sender.join()
         self._to.close()
+        while (reply := receive(self._from)) is not None:  # any commit's answer, then the child's last
+            if reply[0] == "closed":
+                self.usage = WriterUsage(peak_mb=None if reply[1] is None else reply[1] / 1024, cpu=reply[2])
         try:
             self._child.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -245,84 +235,3 @@ class SeparateWriter:
             self._child.wait()
         self._from.close()
         self._unacknowledged.clear()
-
-
-# -- the child ---------------------------------------------------------------------------------------------
-class _Store:
-    """The child's state: its connection, whether a transaction is open, and the failure that voids the rest
-    of the transaction (reported at its commit)."""
-
-    def __init__(self) -> None:
-        self.conn: sqlite3.Connection | None = None
-        self.open = False
-        self.failed: tuple[str, str] | None = None  # the exception's class name and message
-
-    def connect(self, path: str, settings: list[tuple[str, int]]) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for name, value in settings:
-            if name in PRAGMAS:  # names from our own list only
-                self.conn.execute(f"PRAGMA {name}={int(value)}")
-
-    def run(self, sql: str, params: list[tuple[Any, ...]] | tuple[Any, ...]) -> None:
-        if self.failed is not None:
-            return  # the transaction is void: its commit reports why
-        try:
-            assert self.conn is not None, "no database opened"
-            if not self.open:
-                self.conn.execute("BEGIN")
-                self.open = True
-            if isinstance(params, list):
-                self.conn.executemany(sql, params)
-            else:
-                self.conn.execute(sql, params)
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent, named
-            self.failed = (type(exc).__name__, str(exc))
-            self.rollback()
-
-    def commit(self) -> Message:
-        if self.failed is None and self.open and self.conn is not None:
-            try:
-                self.conn.execute("COMMIT")
-            except Exception as exc:  # noqa: BLE001
-                self.failed = (type(exc).__name__, str(exc))
-                self.rollback()
-        self.open = False
-        failed, self.failed = self.failed, None
-        return ("ok",) if failed is None else ("error", *failed)
-
-    def rollback(self) -> None:
-        if self.open and self.conn is not None:
-            self.conn.rollback()
-        self.open = False
-
-
-def serve(incoming: IO[bytes], outgoing: IO[bytes]) -> None:
-    """The child's loop: run what comes until `close` or the end of the input (the parent gone)."""
-    store = _Store()
-    while (message := _receive(incoming)) is not None:
-        kind = message[0]
-        if kind == "run":
-            store.run(message[1], message[2])
-        elif kind == "commit":
-            _send(outgoing, store.commit())
-            outgoing.flush()
-        elif kind == "rollback":
-            store.rollback()
-            store.failed = None
-        elif kind == "open":
-            try:
-                store.connect(message[1], message[2])
-            except Exception as exc:  # noqa: BLE001
-                store.failed = (type(exc).__name__, f"opening {message[1]}: {exc}")
-        elif kind == "close":
-            break
-    store.rollback()
-    if store.conn is not None:
-        store.conn.close()
-
-
-if __name__ == "__main__":
-    # stdout carries the replies: anything else printed goes to stderr instead
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(sys.stdin.buffer, replies)

@@ -53,6 +53,8 @@ def test_a_full_sync_into_sqlite_writes_from_a_separate_process_the_rows_of_one_
     separate = new_account(sqlite_engine, server, name="separate")
     syncer(sqlite_engine, separate, server).run()
     assert len(writers) == 1 and writers[0]._child.returncode == 0  # it ran, and ended
+    usage = writers[0].usage  # as the child reported it when it closed
+    assert usage is not None and usage.cpu > 0 and (usage.peak_mb is None or 5 < usage.peak_mb < 200)
     inline = new_account(sqlite_engine, server, name="inline")
     syncer(sqlite_engine, inline, server, separate_writer=False).run()
     assert len(writers) == 1
