@@ -25,6 +25,7 @@ from integrations.stripe.models import (
 )
 from integrations.stripe.store import CHILD_TABLES, LIST_TABLES
 from integrations.stripe.sync import Syncer
+from integrations.stripe.writer_process import SeparateWriter
 from metrics.tables import table_of
 from tests.support.stripe_world import KEY, T0, add_account, build_world, counts, snapshot, world_totals
 from worker.demo import builders as b
@@ -138,6 +139,14 @@ def test_the_writer_holds_pages_in_one_transaction_until_it_is_due(
 ) -> None:
     """Pages stored by the writer stay in its open transaction, invisible to others, until TX_SECONDS have
     passed since it opened; they then commit together with the cursor past them, and are counted."""
+    assert_held_until_due(engine, server, world, monkeypatch, separate=False)
+
+
+def assert_held_until_due(
+    engine: Engine, server: FakeStripe, world: StripeWorld, monkeypatch: pytest.MonkeyPatch, separate: bool
+) -> None:
+    """Three pages written to a full sync's writer (`separate`: through a separate writer process, whose
+    commit is in flight until settled and counted only then), the last one once the transaction is due."""
     account_id = new_account(engine, server)
     syncer_ = syncer(engine, account_id, server)
     syncer_.state()
@@ -146,6 +155,8 @@ def test_the_writer_holds_pages_in_one_transaction_until_it_is_due(
     segment = {"list": "invoices", "gte": None, "lt": None, "after": None, "done": False}
     checkpoint = {"started": T0, "listing": T0, "segments": {"invoices": segment}, "rejected": []}
     writer = sync_module._FullRun(syncer_, checkpoint)
+    if separate:
+        writer.writer = SeparateWriter(engine)
     invoices = sorted(world.collections["invoice"].by_id.values(), key=lambda o: o["id"])
     first, second = invoices[:3], invoices[3:5]
     inv = table_of(StripeInvoice)
@@ -156,15 +167,23 @@ def test_the_writer_holds_pages_in_one_transaction_until_it_is_due(
             state = conn.execute(select(table_of(SyncState).c.checkpoint)).scalar_one()
         return len(n), (state or {}).get("full", {}).get("segments", {}).get("invoices", {}).get("after")
 
-    monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)
-    writer._write([("invoices", sync_module.Page([dict(o) for o in first], first[-1]["id"], True))])
-    writer._write([("invoices", sync_module.Page([dict(o) for o in second], second[-1]["id"], True))])
-    assert writer.tx is not None and stored() == (0, None) and counted == []
-    monkeypatch.setattr(sync_module, "TX_SECONDS", 0.0)  # due now: the next write commits all three pages
-    writer._write([("invoices", sync_module.Page([], second[-1]["id"], False))])
-    assert writer.tx is None
-    assert stored() == (5, second[-1]["id"])
-    assert counted == [("invoices", 3), ("invoices", 5), ("invoices", 5)]
+    try:
+        monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)
+        writer._write([("invoices", sync_module.Page([dict(o) for o in first], first[-1]["id"], True))])
+        writer._write([("invoices", sync_module.Page([dict(o) for o in second], second[-1]["id"], True))])
+        writer._settle()  # nothing committed yet: nothing to wait for
+        assert writer.tx is not None and stored() == (0, None) and counted == []
+        monkeypatch.setattr(sync_module, "TX_SECONDS", 0.0)  # due now: the next write commits all three pages
+        writer._write([("invoices", sync_module.Page([], second[-1]["id"], False))])
+        assert writer.tx is None
+        if separate:
+            assert counted == []  # sent, and counted once the child says it is committed
+            writer._settle()
+        assert stored() == (5, second[-1]["id"])
+        assert counted == [("invoices", 3), ("invoices", 5), ("invoices", 5)]
+    finally:
+        if writer.writer is not None:
+            writer.writer.close()
 
 
 def test_a_full_sync_leaves_postgresql_statistics_of_what_it_stored(
@@ -525,11 +544,19 @@ def test_a_failure_of_the_writer_rolls_back_its_open_transaction_and_the_next_ru
     assert (stored["subscriptions"] > 0) == (segments["subscriptions"]["after"] is not None)
 
     monkeypatch.setattr(sync_module, "store_page", store_page)
+    assert_resumes_to_a_clean_sync(engine, server, world, account_id)
+
+
+def assert_resumes_to_a_clean_sync(
+    engine: Engine, server: FakeStripe, world: StripeWorld, account_id: int
+) -> None:
+    """The next run resumes the interrupted full sync and ends with exactly the rows of a clean one (written
+    in the sync's own process, whichever way the resumed one writes)."""
     outcome = syncer(engine, account_id, server).run()
     assert outcome.resumed and outcome.mode == "full"
     assert_everything_stored(engine, account_id, world)
     clean = new_account(engine, server, name="clean")
-    syncer(engine, clean, server).run()
+    syncer(engine, clean, server, separate_writer=False).run()
     assert snapshot(engine, account_id) == snapshot(engine, clean)
 
 

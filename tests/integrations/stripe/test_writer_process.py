@@ -18,8 +18,14 @@ from integrations.stripe import writer_process
 from integrations.stripe.models import StripeCustomer, StripeInvoice, SyncState
 from integrations.stripe.writer_process import SeparateWriter, WriterFailed, driver_sql
 from metrics.tables import table_of
-from tests.integrations.stripe.test_sync import assert_everything_stored, new_account, syncer
-from tests.support.stripe_world import T0, add_account, counts, snapshot
+from tests.integrations.stripe.test_sync import (
+    assert_everything_stored,
+    assert_held_until_due,
+    assert_resumes_to_a_clean_sync,
+    new_account,
+    syncer,
+)
+from tests.support.stripe_world import add_account, counts, snapshot
 from worker.demo.stripe_server import FakeStripe, StripeWorld
 from worker.errors import transient
 
@@ -200,12 +206,7 @@ def test_a_sync_whose_writer_process_fails_keeps_a_consistent_checkpoint_and_the
     assert (stored["customers"] > 0) == (segments["customers"]["after"] is not None)
 
     monkeypatch.setattr(sync_module, "upsert", upsert)
-    outcome = syncer(sqlite_engine, account_id, server).run()
-    assert outcome.resumed and outcome.mode == "full"
-    assert_everything_stored(sqlite_engine, account_id, world)
-    clean = new_account(sqlite_engine, server, name="clean")
-    syncer(sqlite_engine, clean, server, separate_writer=False).run()
-    assert snapshot(sqlite_engine, account_id) == snapshot(sqlite_engine, clean)
+    assert_resumes_to_a_clean_sync(sqlite_engine, server, world, account_id)
 
 
 def test_only_a_sqlite_file_can_have_a_separate_writer(sqlite_engine: Engine, pg_engine: Engine) -> None:
@@ -219,37 +220,4 @@ def test_the_separate_writer_holds_pages_in_one_transaction_and_counts_them_once
     """As in one process (test_sync.py): pages stay invisible to others until TX_SECONDS have passed, then
     commit with the cursor past them; here the commit is in flight until the writer is settled, and what it
     stored is counted then, not before."""
-    account_id = new_account(sqlite_engine, server)
-    syncer_ = syncer(sqlite_engine, account_id, server)
-    syncer_.state()
-    counted: list[tuple[str, int]] = []
-    syncer_.progress = lambda name, n, share: counted.append((name, n))
-    segment = {"list": "invoices", "gte": None, "lt": None, "after": None, "done": False}
-    checkpoint = {"started": T0, "listing": T0, "segments": {"invoices": segment}, "rejected": []}
-    run = sync_module._FullRun(syncer_, checkpoint)
-    run.writer = SeparateWriter(sqlite_engine)
-    invoices = sorted(world.collections["invoice"].by_id.values(), key=lambda o: o["id"])
-    first, second = invoices[:3], invoices[3:5]
-    try:
-        monkeypatch.setattr(sync_module, "TX_SECONDS", 3600.0)
-        run._write([("invoices", sync_module.Page([dict(o) for o in first], first[-1]["id"], True))])
-        run._write([("invoices", sync_module.Page([dict(o) for o in second], second[-1]["id"], True))])
-        run.writer.settle()  # nothing committed yet: nothing to wait for
-        assert run.tx is run.writer and stored_invoices(sqlite_engine, account_id) == (0, None)
-        monkeypatch.setattr(sync_module, "TX_SECONDS", 0.0)  # due now: the next write commits all three
-        run._write([("invoices", sync_module.Page([], second[-1]["id"], False))])
-        assert run.tx is None and counted == []  # sent, and counted once the child says it is committed
-        run._settle()
-        assert stored_invoices(sqlite_engine, account_id) == (5, second[-1]["id"])
-        assert counted == [("invoices", 3), ("invoices", 5), ("invoices", 5)]
-    finally:
-        run.writer.close()
-
-
-def stored_invoices(engine: Engine, account_id: int) -> tuple[int, Any]:
-    """How many invoices are committed, and the invoice cursor committed with them."""
-    invoices = table_of(StripeInvoice)
-    with engine.connect() as conn:
-        n = conn.execute(select(invoices.c.id).where(invoices.c.account_id == account_id)).all()
-        state = conn.execute(select(STATE.c.checkpoint)).scalar_one()
-    return len(n), (state or {}).get("full", {}).get("segments", {}).get("invoices", {}).get("after")
+    assert_held_until_due(sqlite_engine, server, world, monkeypatch, separate=True)
