@@ -21,8 +21,9 @@ What is committed stays consistent with the checkpoint committed with it.
 The child is `python -m integrations.stripe.writer_child`, started with the interpreter and import path of
 the parent (a Celery worker's pool processes may not fork children of their own through `multiprocessing`).
 Messages are marshal-encoded tuples, each preceded by its length, on the child's stdin; replies come on its
-stdout. No secret crosses: the child gets the database's file path and the connection's settings, never a
-Stripe key. If the parent dies, the child reads the end of its input and rolls back.
+stdout. No secret crosses: the child gets the database's file path and the connection's settings, and no
+environment variable but its import path (never a Stripe key, nor the key that decrypts them). If the
+parent dies, the child reads the end of its input and rolls back.
 """
 
 from __future__ import annotations
@@ -132,11 +133,15 @@ class SeparateWriter:
 
     def __init__(self, engine: Engine) -> None:
         self.dialect = engine.dialect
-        root = str(Path(__file__).resolve().parents[2])  # the folder holding the `integrations` package
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "PYTHONPATH": path}
+        # Our interpreter, and the folder holding the `integrations` package as its only import path beyond
+        # the standard library: the child needs nothing else, so it gets no other environment variable (the
+        # worker's hold the key that decrypts the Stripe keys).
+        root = str(Path(__file__).resolve().parents[2])
         self._child = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
-            [sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-m", MODULE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={"PYTHONPATH": root},
         )
         assert self._child.stdin is not None and self._child.stdout is not None
         self._to, self._from = self._child.stdin, self._child.stdout

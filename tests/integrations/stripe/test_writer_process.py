@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -221,3 +222,19 @@ def test_the_separate_writer_holds_pages_in_one_transaction_and_counts_them_once
     commit with the cursor past them; here the commit is in flight until the writer is settled, and what it
     stored is counted then, not before."""
     assert_held_until_due(sqlite_engine, server, world, monkeypatch, separate=True)
+
+
+def test_the_child_gets_no_environment_but_its_import_path(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's environment holds the key that decrypts the Stripe keys: the child, which needs none of
+    it, does not inherit it."""
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("reads a process's environment from Linux's /proc")
+    monkeypatch.setenv("RETENTION_SECRET_KEY", "not for the child")
+    writer = SeparateWriter(sqlite_engine)
+    try:
+        environ = Path(f"/proc/{writer._child.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        writer.close()
+    assert [v.split(b"=")[0] for v in environ if v] == [b"PYTHONPATH"]
