@@ -40,7 +40,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     # 16 KB pages instead of 4 KB, for a new database only (SQLite fixes a file's page size when it is first
     # written; an existing database keeps its own, and in WAL mode not even VACUUM changes it): the same bytes
     # in a quarter of the reads and writes, whose system calls took a quarter of the CPU of a 100,000-customer
-    # first sync. README (Benchmarks, "16 KB SQLite pages") has whole nights measured both ways. It must come
+    # first sync. docs/benchmarks.md ("16 KB SQLite pages") has whole nights measured both ways. It must come
     # before journal_mode=WAL, which writes the new file's header.
     cursor.execute("PRAGMA page_size=16384")
     cursor.execute("PRAGMA journal_mode=WAL")

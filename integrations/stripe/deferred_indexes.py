@@ -9,7 +9,7 @@ parent indexes (a page's stale lines and items) and the primary keys (its upsert
 Only when the sync tables hold no row of any account, so no other account's reads lose an index; the choice is
 kept in the full sync's checkpoint, so a resumed sync goes on the same way, and every sync restores missing
 indexes before anything else (CREATE INDEX IF NOT EXISTS: nothing to do when they are there). PostgreSQL keeps
-its indexes: its first sync grows linearly (README, Benchmarks).
+its indexes: its first sync grows linearly (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ HTTP and JSON, the writer's rows and statement parameters, and SQLite's own work
 for each row's step (microseconds) and then waits to get it back. At 100,000 customers SQLite's inserts,
 index pages and commits were about a third of the sync's CPU. So the sync keeps parsing each page and building
 each statement's parameters (`store.py`) and hands the statements to this process, which only runs them on a
-SQLite connection of its own: the two halves run side by side on two cores. Measured in README (Benchmarks).
+SQLite connection of its own: the two halves run side by side on two cores. Measured in docs/benchmarks.md.
 
 PostgreSQL gets no such process: its writes already run in the server's processes.
 
