@@ -5,8 +5,8 @@ Standard library only, so the process starts in a few tens of milliseconds and h
 page cache. Messages are marshal-encoded tuples, each preceded by its length: `("open", path, settings)`,
 `("run", sql, parameters)` (a list of tuples runs as executemany), `("commit",)`, answered `("ok",)` or
 `("error", exception class, message)`, `("rollback",)` and `("close",)`, answered with this process's peak
-memory and CPU time. A failed statement voids the rest
-of its transaction, which its commit reports. The end of the input (the parent gone) rolls back and ends.
+memory and CPU time. A failed statement voids the rest of its transaction, which its commit reports. The end
+of the input (the parent gone) rolls back and ends.
 """
 
 from __future__ import annotations

@@ -224,8 +224,8 @@ class SeparateWriter:
     def close(self) -> None:
         """Let the child finish what it was sent (rolling back an uncommitted rest) and end; never raises, as
         it runs when the sync is done or already failing (`settle` reports a failed commit)."""
-        self._post(("close",))
         with contextlib.suppress(WriterFailed):  # the sending thread's failure: the child is gone already
+            self._post(("close",))
             self._hand_over()
         self._outbox.put(None)
         self._sender.join()
