@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import marshal
+import io
 import os
 import queue
 import sqlite3
@@ -48,7 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from integrations.stripe.writer_child import LENGTH, PRAGMAS, Message, receive
+from integrations.stripe.writer_child import PRAGMAS, Message, receive, send
 
 MODULE = "integrations.stripe.writer_child"
 BUFFER = 1 << 20  # what the parent gathers before handing it to the sending thread
@@ -146,7 +146,7 @@ class SeparateWriter:
         assert self._child.stdin is not None and self._child.stdout is not None
         self._to, self._from = self._child.stdin, self._child.stdout
         _widen(self._to)
-        self._buffer = bytearray()
+        self._buffer = io.BytesIO()
         self._outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
         self._broken: OSError | None = None  # the sending thread's failure to write
         self._sender = threading.Thread(target=self._send_all, name="stripe-sync-writer-pipe", daemon=True)
@@ -156,19 +156,17 @@ class SeparateWriter:
         self._post(("open", str(engine.url.database), _settings(engine)))
 
     def _post(self, message: Message) -> None:
-        body = marshal.dumps(message)
-        self._buffer += LENGTH.pack(len(body))
-        self._buffer += body
-        if len(self._buffer) >= BUFFER:
+        send(self._buffer, message)
+        if self._buffer.tell() >= BUFFER:
             self._hand_over()
 
     def _hand_over(self) -> None:
         """Queue the buffer for the sending thread."""
         if self._broken is not None:
             raise WriterFailed(f"the sync's writer process is gone ({self._exit()})") from self._broken
-        if self._buffer:
-            self._outbox.put(bytes(self._buffer))
-            self._buffer = bytearray()
+        if self._buffer.tell():
+            self._outbox.put(self._buffer.getvalue())
+            self._buffer = io.BytesIO()
 
     def _send_all(self) -> None:
         fd = self._to.fileno()
